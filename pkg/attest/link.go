@@ -1,0 +1,107 @@
+package attest
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/in-toto/in-toto-golang/in_toto"
+
+	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/signing"
+)
+
+// Keys of a link's environment that stepseal sets.
+const (
+	EnvRunID       = "stepseal.dev/run-id"
+	EnvPipeline    = "stepseal.dev/pipeline"
+	EnvImage       = "image"
+	EnvImageDigest = "image-digest"
+	EnvWorkingDir  = "working-dir"
+	EnvVars        = "env"
+	EnvStartedOn   = "started-on"
+	EnvFinishedOn  = "finished-on"
+	EnvScriptHash  = "script-sha256"
+	EnvImageNote   = "image-note"
+)
+
+// Link builds the in-toto link of one step. runID and pipeline bind the link
+// to one run so it cannot be replayed into another.
+func Link(rec *run.Record, step run.Step) in_toto.Link {
+	env := map[string]interface{}{
+		EnvRunID:      rec.RunID,
+		EnvPipeline:   rec.Pipeline,
+		EnvImage:      step.Image,
+		EnvStartedOn:  step.StartedAt.UTC().Format(time.RFC3339Nano),
+		EnvFinishedOn: step.FinishedAt.UTC().Format(time.RFC3339Nano),
+	}
+	if step.ImageDigest != "" {
+		env[EnvImageDigest] = step.ImageDigest
+	} else {
+		env[EnvImageNote] = "image recorded, not pulled: the step ran as a host process"
+	}
+	if step.WorkingDir != "" {
+		env[EnvWorkingDir] = step.WorkingDir
+	}
+	if step.ScriptDigest != "" {
+		env[EnvScriptHash] = step.ScriptDigest
+	}
+	if len(step.Env) > 0 {
+		vars := make(map[string]interface{}, len(step.Env))
+		for k, v := range step.Env {
+			vars[k] = v
+		}
+		env[EnvVars] = vars
+	}
+	by := map[string]interface{}{"return-value": step.ExitCode}
+	if d, ok := step.Stdout["sha256"]; ok {
+		by["stdout-sha256"] = d
+	}
+	if d, ok := step.Stderr["sha256"]; ok {
+		by["stderr-sha256"] = d
+	}
+	return in_toto.Link{
+		Type:        "link",
+		Name:        step.Name,
+		Materials:   toHashObjs(step.Materials),
+		Products:    toHashObjs(step.Products),
+		ByProducts:  by,
+		Command:     nonNil(step.ExecutedCommand()),
+		Environment: env,
+	}
+}
+
+// SignLink wraps a link in a Metablock signed by s. The result is what
+// in-toto-golang's `in-toto run` writes and `in-toto verify` reads.
+func SignLink(ctx context.Context, l in_toto.Link, s signing.Signer) (*in_toto.Metablock, error) {
+	mb := &in_toto.Metablock{Signed: l}
+	if err := signing.SignMetablock(ctx, mb, s); err != nil {
+		return nil, fmt.Errorf("signing link of step %s: %w", l.Name, err)
+	}
+	return mb, nil
+}
+
+// LinkFileName is the conventional file name of a step's link:
+// "<step>.<keyid[:8]>.link", the name in-toto-golang looks for.
+func LinkFileName(step, keyID string) string {
+	return fmt.Sprintf(in_toto.LinkNameFormat, step, keyID)
+}
+
+func toHashObjs(a run.Artifacts) map[string]in_toto.HashObj {
+	out := make(map[string]in_toto.HashObj, len(a))
+	for name, ds := range a {
+		h := make(in_toto.HashObj, len(ds))
+		for alg, d := range ds {
+			h[alg] = d
+		}
+		out[name] = h
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
