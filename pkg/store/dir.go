@@ -1,0 +1,225 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/stepseal/stepseal/pkg/signing"
+)
+
+// DirStore keeps entries in a directory:
+//
+//	DIR/entries/<hex>.data   the document, byte for byte
+//	DIR/entries/<hex>.json   its Entry metadata (kind, name, run, subjects)
+//	DIR/subjects/<hex>/<hex> empty marker: subject -> entry
+//
+// Every file is written with write-to-temp, fsync, rename: a crash leaves an
+// entry either complete or absent. Data is written before metadata and
+// markers, so a visible entry always has its data. Reads re-hash the data
+// and report ErrCorrupt when it was changed on disk.
+type DirStore struct {
+	root string
+	mu   sync.Mutex // serialises writers within a process; files make it safe across processes
+}
+
+// NewDirStore opens (creating if needed) a directory store at root.
+func NewDirStore(root string) (*DirStore, error) {
+	for _, d := range []string{"entries", "subjects"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return nil, fmt.Errorf("store %s: %w", root, err)
+		}
+	}
+	return &DirStore{root: root}, nil
+}
+
+func hexOf(digest string) string { return strings.TrimPrefix(digest, "sha256:") }
+
+// Put implements Store.
+func (s *DirStore) Put(ctx context.Context, e Entry) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if err := Validate(&e); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := hexOf(e.Digest)
+	dataPath := filepath.Join(s.root, "entries", h+".data")
+	metaPath := filepath.Join(s.root, "entries", h+".json")
+	if _, err := os.Stat(metaPath); err == nil {
+		// Idempotent: the same bytes are already stored. Add any new subjects.
+		old, err := s.readMeta(h)
+		if err != nil {
+			return "", err
+		}
+		merged := append(append([]string{}, old.Subjects...), e.Subjects...)
+		e.Subjects = merged
+		if err := Validate(&e); err != nil {
+			return "", err
+		}
+		if equalStrings(old.Subjects, e.Subjects) {
+			return e.Digest, nil
+		}
+	} else if err := signing.WriteFileAtomic(dataPath, e.Data, 0o644); err != nil {
+		return "", fmt.Errorf("store put %s: %w", e.Name, err)
+	}
+	for _, sub := range e.Subjects {
+		dir := filepath.Join(s.root, "subjects", hexOf(sub))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", err
+		}
+		if err := signing.WriteFileAtomic(filepath.Join(dir, h), nil, 0o644); err != nil {
+			return "", err
+		}
+	}
+	meta, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	if err := signing.WriteFileAtomic(metaPath, meta, 0o644); err != nil {
+		return "", fmt.Errorf("store put %s: %w", e.Name, err)
+	}
+	return e.Digest, nil
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *DirStore) readMeta(h string) (Entry, error) {
+	var e Entry
+	b, err := os.ReadFile(filepath.Join(s.root, "entries", h+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return e, fmt.Errorf("%w: sha256:%s", ErrNotFound, h)
+	}
+	if err != nil {
+		return e, err
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("%w: metadata of sha256:%s: %v", ErrCorrupt, h, err)
+	}
+	if e.Digest != "sha256:"+h {
+		return e, fmt.Errorf("%w: metadata of sha256:%s names digest %s", ErrCorrupt, h, e.Digest)
+	}
+	return e, nil
+}
+
+func (s *DirStore) load(h string) (Entry, error) {
+	e, err := s.readMeta(h)
+	if err != nil {
+		return e, err
+	}
+	f, err := os.Open(filepath.Join(s.root, "entries", h+".data"))
+	if err != nil {
+		return e, fmt.Errorf("%w: data of sha256:%s: %v", ErrCorrupt, h, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxEntrySize+1))
+	if err != nil {
+		return e, err
+	}
+	if Digest(data) != e.Digest {
+		return e, fmt.Errorf("%w: %s %q (%s): stored data does not match its digest", ErrCorrupt, e.Kind, e.Name, e.Digest)
+	}
+	e.Data = data
+	return e, nil
+}
+
+// Fetch implements Store.
+func (s *DirStore) Fetch(ctx context.Context, digest string) (Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return Entry{}, err
+	}
+	if !ValidDigest(digest) {
+		return Entry{}, fmt.Errorf("%w: %q is not sha256:<64 hex>", ErrInvalid, digest)
+	}
+	return s.load(hexOf(digest))
+}
+
+// Get implements Store.
+func (s *DirStore) Get(ctx context.Context, subject string) ([]Entry, error) {
+	if !ValidDigest(subject) {
+		return nil, fmt.Errorf("%w: subject %q is not sha256:<64 hex>", ErrInvalid, subject)
+	}
+	names, err := os.ReadDir(filepath.Join(s.root, "subjects", hexOf(subject)))
+	if errors.Is(err, os.ErrNotExist) || (err == nil && len(names) == 0) {
+		return nil, fmt.Errorf("%w: no entry for subject %s", ErrNotFound, subject)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, n := range names {
+		if strings.HasPrefix(n.Name(), ".") {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		e, err := s.load(n.Name())
+		if errors.Is(err, ErrNotFound) {
+			continue // marker written, metadata not yet: a Put in progress or interrupted
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no entry for subject %s", ErrNotFound, subject)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Digest < out[j].Digest })
+	return out, nil
+}
+
+// List implements Store.
+func (s *DirStore) List(ctx context.Context, f Filter) ([]Entry, error) {
+	names, err := os.ReadDir(filepath.Join(s.root, "entries"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, n := range names {
+		h, ok := strings.CutSuffix(n.Name(), ".json")
+		if !ok || strings.HasPrefix(h, ".") {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		meta, err := s.readMeta(h)
+		if err != nil {
+			return nil, err
+		}
+		if !f.Matches(meta) {
+			continue
+		}
+		e, err := s.load(h)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Digest < out[j].Digest })
+	return out, nil
+}
+
+// Root is the store's directory.
+func (s *DirStore) Root() string { return s.root }

@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Errors callers branch on with errors.Is.
+var (
+	// ErrNotFound: nothing is stored under the requested key.
+	ErrNotFound = errors.New("not found in store")
+	// ErrInvalid: an entry was refused because it is malformed.
+	ErrInvalid = errors.New("invalid store entry")
+	// ErrCorrupt: stored bytes no longer match their digest (tampering or disk damage).
+	ErrCorrupt = errors.New("store entry is corrupt")
+)
+
+// Kinds of entries.
+const (
+	KindLink        = "link"
+	KindLayout      = "layout"
+	KindProvenance  = "provenance"
+	KindAttestation = "attestation"
+)
+
+// MaxEntrySize bounds one entry's data.
+const MaxEntrySize = 64 << 20
+
+// Entry is one stored piece of metadata.
+type Entry struct {
+	// Kind is one of the Kind* constants.
+	Kind string `json:"kind"`
+	// Name describes the entry, e.g. the link's step name or file name.
+	Name string `json:"name"`
+	// RunID ties the entry to one run, when it belongs to one.
+	RunID string `json:"runID,omitempty"`
+	// Subjects are the digests ("sha256:<hex>") this entry speaks about: a
+	// link's products, a statement's subjects.
+	Subjects []string `json:"subjects"`
+	// Data is the stored document (a Metablock or a DSSE envelope), byte for byte.
+	Data []byte `json:"-"`
+	// Digest is "sha256:<hex>" of Data; set by Put.
+	Digest string `json:"digest"`
+}
+
+// Filter selects entries in List. Zero fields match everything.
+type Filter struct {
+	Kind    string
+	RunID   string
+	Subject string
+}
+
+// Matches reports whether e passes the filter.
+func (f Filter) Matches(e Entry) bool {
+	if f.Kind != "" && e.Kind != f.Kind {
+		return false
+	}
+	if f.RunID != "" && e.RunID != f.RunID {
+		return false
+	}
+	if f.Subject != "" {
+		for _, s := range e.Subjects {
+			if s == f.Subject {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// Store keeps entries. Put is idempotent: storing the same Data twice yields
+// one entry with the same digest. Implementations are safe for concurrent use.
+type Store interface {
+	// Put stores e and returns its digest.
+	Put(ctx context.Context, e Entry) (string, error)
+	// Get returns the entries that list subject among their Subjects,
+	// ordered by digest; ErrNotFound when there are none.
+	Get(ctx context.Context, subject string) ([]Entry, error)
+	// Fetch returns the entry with the given digest; ErrNotFound if absent.
+	Fetch(ctx context.Context, digest string) (Entry, error)
+	// List returns every entry passing f, ordered by digest.
+	List(ctx context.Context, f Filter) ([]Entry, error)
+}
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// Digest returns "sha256:<hex>" of data.
+func Digest(data []byte) string {
+	s := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+// Validate checks an entry before it is stored and normalises it: it sets
+// Digest, sorts and de-duplicates Subjects.
+func Validate(e *Entry) error {
+	switch e.Kind {
+	case KindLink, KindLayout, KindProvenance, KindAttestation:
+	default:
+		return fmt.Errorf("%w: unknown kind %q", ErrInvalid, e.Kind)
+	}
+	if len(e.Data) == 0 {
+		return fmt.Errorf("%w: %s %q has no data", ErrInvalid, e.Kind, e.Name)
+	}
+	if len(e.Data) > MaxEntrySize {
+		return fmt.Errorf("%w: %s %q is larger than %d bytes", ErrInvalid, e.Kind, e.Name, MaxEntrySize)
+	}
+	if strings.ContainsAny(e.Name, "\x00\n") || len(e.Name) > 1024 {
+		return fmt.Errorf("%w: bad name %q", ErrInvalid, e.Name)
+	}
+	seen := map[string]bool{}
+	subjects := make([]string, 0, len(e.Subjects))
+	for _, s := range e.Subjects {
+		if !digestRE.MatchString(s) {
+			return fmt.Errorf("%w: %s %q: subject %q is not sha256:<64 hex>", ErrInvalid, e.Kind, e.Name, s)
+		}
+		if !seen[s] {
+			seen[s] = true
+			subjects = append(subjects, s)
+		}
+	}
+	sort.Strings(subjects)
+	e.Subjects = subjects
+	d := Digest(e.Data)
+	if e.Digest != "" && e.Digest != d {
+		return fmt.Errorf("%w: %s %q: digest %s does not match data (%s)", ErrInvalid, e.Kind, e.Name, e.Digest, d)
+	}
+	e.Digest = d
+	return nil
+}
+
+// ValidDigest reports whether s is "sha256:<64 lowercase hex>".
+func ValidDigest(s string) bool { return digestRE.MatchString(s) }
