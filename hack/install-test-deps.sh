@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every test dependency that is missing, at pinned versions, into
+# $(go env GOPATH)/bin. Idempotent: what is already there is kept.
+set -euo pipefail
+
+GOBIN="$(go env GOPATH)/bin"
+export PATH="$GOBIN:$PATH"
+
+# name|module@version|binary
+tools=(
+  "in-toto|github.com/in-toto/in-toto-golang@v0.11.0|in-toto-golang"
+  "staticcheck|honnef.co/go/tools/cmd/staticcheck@v0.8.2|staticcheck"
+)
+
+for t in "${tools[@]}"; do
+  IFS='|' read -r name mod bin <<<"$t"
+  want="${mod##*@}"
+  stamp="$GOBIN/.$bin.version"
+  if [[ -x "$GOBIN/$bin" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    continue
+  fi
+  echo "installing $name ($mod)" >&2
+  go install "$mod"
+  echo "$want" >"$stamp"
+done
+
+# Debian packages the tests use.
+need_apt=()
+command -v sha256sum >/dev/null || need_apt+=(coreutils)
+[[ -x /usr/bin/time ]] || need_apt+=(time)
+if ((${#need_apt[@]})); then
+  echo "installing ${need_apt[*]} with apt-get" >&2
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi

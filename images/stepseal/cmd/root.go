@@ -1,0 +1,62 @@
+package cmd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+type rootOptions struct {
+	output string
+}
+
+// New returns the stepseal root command.
+func New() *cobra.Command {
+	ro := &rootOptions{}
+	root := &cobra.Command{
+		Use:           "stepseal",
+		Short:         "Supply-chain security for Tekton: every step signed as in-toto, verified against a layout",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if ro.output != "text" && ro.output != "json" {
+				return fmt.Errorf("--output must be text or json, not %q", ro.output)
+			}
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVarP(&ro.output, "output", "o", "text", "output format: text or json")
+	root.AddCommand(newKeys(ro), newLayout(ro), newRun(ro), newRecord(ro), newVerify(ro))
+	return root
+}
+
+// print writes v as indented JSON when --output json, or calls text otherwise.
+func (ro *rootOptions) print(w io.Writer, v any, text func(io.Writer)) error {
+	if ro.output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	text(w)
+	return nil
+}
+
+// reportedError is an error whose explanation was already printed (a
+// verification verdict): main exits non-zero without repeating it.
+type reportedError struct{ err error }
+
+func (e reportedError) Error() string { return e.err.Error() }
+func (e reportedError) Unwrap() error { return e.err }
+
+// IsReported reports whether err was already explained to the user.
+func IsReported(err error) bool {
+	var r reportedError
+	return errors.As(err, &r)
+}
+
+// OneLine folds an error message onto one line.
+func OneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
