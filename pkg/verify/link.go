@@ -1,0 +1,396 @@
+package verify
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/stepseal/stepseal/pkg/attest"
+)
+
+// signature is one entry of a Metablock's "signatures".
+type signature struct {
+	KeyID string
+	Sig   string // hex
+}
+
+// artifact is one material or product. digest is the canonical JSON of its
+// digest set ({"sha256":"…"}), so two digest sets are equal (as
+// reflect.DeepEqual compares them in in-toto-golang) exactly when their
+// digest strings are equal.
+type artifact struct {
+	name   string
+	digest string
+}
+
+// artifacts is a link's materials or products.
+type artifacts struct {
+	null bool       // "materials": null (distinct from {} for agreement, as in in-toto)
+	raw  []artifact // as signed, sorted by name
+	// clean is raw with every name passed through path.Clean, sorted; it
+	// shares raw's backing array when every name already was clean.
+	clean []artifact
+}
+
+// find returns the index of name in the cleaned list, or -1.
+func (a *artifacts) find(name string) int {
+	c := a.clean
+	i := sort.Search(len(c), func(i int) bool { return c[i].name >= name })
+	if i < len(c) && c[i].name == name {
+		return i
+	}
+	return -1
+}
+
+// parsedLink is a link read by parseLink.
+type parsedLink struct {
+	Type        string
+	Name        string
+	Materials   artifacts
+	Products    artifacts
+	Command     []string
+	CommandNull bool
+	RunID       string
+	HasRunID    bool
+	Signatures  []signature
+	// Payload is the canonical JSON of "signed": the bytes the signatures cover.
+	Payload []byte
+}
+
+// Errors parseLink returns for metadata that is well-formed but not a link.
+var (
+	errSublayout = errors.New("the signed object is a layout (sublayout)")
+	errDSSE      = errors.New("DSSE envelope")
+	// errCertSignature: a signature carrying an X.509 certificate.
+	errCertSignature = errors.New("signature with an X.509 certificate")
+)
+
+// Index of each key of a link's "signed" object in linkKeys.
+const (
+	lkType = iota
+	lkName
+	lkMaterials
+	lkProducts
+	lkByproducts
+	lkCommand
+	lkEnvironment
+)
+
+var linkKeys = []string{"_type", "name", "materials", "products", "byproducts", "command", "environment"}
+
+// parseLink reads a link Metablock in one pass and computes the canonical
+// JSON of its signed part, byte-identical to in-toto-golang's
+// Metablock.GetSignableRepresentation for the same file.
+func parseLink(data []byte) (*parsedLink, error) {
+	p := newParser(data)
+	l := &parsedLink{}
+	var byproducts, environment jvalue
+	top := keySet{names: []string{"signed", "signatures"}}
+	err := p.object(func(k string) error {
+		if k == "payloadType" {
+			return errDSSE
+		}
+		i, err := top.add(p, k)
+		if err != nil {
+			return err
+		}
+		if i == 1 {
+			l.Signatures, err = parseSignatures(p)
+			return err
+		}
+		ks := keySet{names: linkKeys}
+		err = p.object(func(k string) error {
+			i, err := ks.add(p, k)
+			if err != nil {
+				if l.Type == "layout" || k == "steps" || k == "keys" {
+					return errSublayout
+				}
+				return err
+			}
+			switch i {
+			case lkType:
+				l.Type, err = p.str()
+				if err == nil && l.Type != "link" {
+					if l.Type == "layout" {
+						return errSublayout
+					}
+					return p.errorf("_type %q is not \"link\"", l.Type)
+				}
+			case lkName:
+				l.Name, err = p.str()
+			case lkMaterials:
+				l.Materials, err = parseArtifacts(p, "materials")
+			case lkProducts:
+				l.Products, err = parseArtifacts(p, "products")
+			case lkByproducts:
+				byproducts, err = p.value()
+				if err == nil && byproducts.kind != jObj && byproducts.kind != jNull {
+					err = p.errorf("byproducts must be an object")
+				}
+			case lkCommand:
+				if p.null() {
+					l.CommandNull = true
+					return nil
+				}
+				l.Command = []string{}
+				err = p.array(func() error {
+					s, err := p.str()
+					l.Command = append(l.Command, s)
+					return err
+				})
+			case lkEnvironment:
+				environment, err = p.value()
+				if err == nil && environment.kind != jObj && environment.kind != jNull {
+					err = p.errorf("environment must be an object")
+				}
+				if v, ok := environment.member(attest.EnvRunID); ok {
+					l.HasRunID = true
+					if v.kind == jStr {
+						l.RunID = v.s
+					} else {
+						l.RunID = string(data[v.start:v.end])
+					}
+				}
+			}
+			return err
+		})
+		if err == nil {
+			err = ks.require(p, lkType, lkName, lkMaterials, lkProducts, lkByproducts, lkCommand, lkEnvironment)
+		}
+		return err
+	})
+	if err == nil {
+		err = p.end()
+	}
+	if err == nil {
+		err = top.require(p, 0, 1)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if l.Payload, err = l.canonical(len(data), &byproducts, &environment); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// canonical writes the canonical JSON of the link: keys sorted, as cjson
+// writes in-toto-golang's Link struct.
+func (l *parsedLink) canonical(sizeHint int, byproducts, environment *jvalue) ([]byte, error) {
+	b := make([]byte, 0, sizeHint)
+	b = append(b, `{"_type":`...)
+	b = appendCanonString(b, l.Type)
+	b = append(b, `,"byproducts":`...)
+	var err error
+	if b, err = appendCanon(b, byproducts); err != nil {
+		return nil, fmt.Errorf("byproducts: %w", err)
+	}
+	b = append(b, `,"command":`...)
+	if l.CommandNull {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, c := range l.Command {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendCanonString(b, c)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"environment":`...)
+	if b, err = appendCanon(b, environment); err != nil {
+		return nil, fmt.Errorf("environment: %w", err)
+	}
+	b = append(b, `,"materials":`...)
+	b = l.Materials.appendCanon(b)
+	b = append(b, `,"name":`...)
+	b = appendCanonString(b, l.Name)
+	b = append(b, `,"products":`...)
+	b = l.Products.appendCanon(b)
+	return append(b, '}'), nil
+}
+
+func (a *artifacts) appendCanon(b []byte) []byte {
+	if a.null {
+		return append(b, "null"...)
+	}
+	b = append(b, '{')
+	for i, x := range a.raw {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendCanonString(b, x.name)
+		b = append(b, ':')
+		b = append(b, x.digest...)
+	}
+	return append(b, '}')
+}
+
+// parseArtifacts reads a materials or products object. Each digest set must
+// be a non-empty object of hex strings.
+func parseArtifacts(p *parser, kind string) (artifacts, error) {
+	var a artifacts
+	if p.null() {
+		a.null = true
+		return a, nil
+	}
+	arena := make([]byte, 0, 4096)
+	type span struct{ off, end int }
+	var spans []span
+	err := p.object(func(name string) error {
+		off := len(arena)
+		arena = append(arena, '{')
+		n := 0
+		prevAlg := ""
+		sorted := true
+		type pair struct{ alg, val string }
+		var pairs []pair
+		err := p.object(func(alg string) error {
+			v, err := p.str()
+			if err != nil {
+				return err
+			}
+			if alg == "" {
+				return p.errorf("%s %q: empty digest algorithm name", kind, name)
+			}
+			if !isHex(v) {
+				return p.errorf("%s %q: %s digest %q is not hex", kind, name, alg, v)
+			}
+			if n > 0 && alg <= prevAlg {
+				sorted = false
+			}
+			prevAlg = alg
+			pairs = append(pairs, pair{alg, v})
+			n++
+			return nil
+		})
+		if err != nil {
+			if p.pos < len(p.src) && strings.HasPrefix(p.src[p.pos:], "null") {
+				return p.errorf("%s %q: digest set is null", kind, name)
+			}
+			return err
+		}
+		if n == 0 {
+			return p.errorf("%s %q: empty digest set", kind, name)
+		}
+		if !sorted {
+			sort.Slice(pairs, func(i, j int) bool { return pairs[i].alg < pairs[j].alg })
+			for i := 1; i < len(pairs); i++ {
+				if pairs[i].alg == pairs[i-1].alg {
+					return p.errorf("%s %q: duplicate digest algorithm %q", kind, name, pairs[i].alg)
+				}
+			}
+		}
+		for i, pr := range pairs {
+			if i > 0 {
+				arena = append(arena, ',')
+			}
+			arena = appendCanonString(arena, pr.alg)
+			arena = append(arena, ':')
+			arena = appendCanonString(arena, pr.val)
+		}
+		arena = append(arena, '}')
+		spans = append(spans, span{off, len(arena)})
+		a.raw = append(a.raw, artifact{name: name})
+		return nil
+	})
+	if err != nil {
+		return a, err
+	}
+	digests := string(arena)
+	for i, s := range spans {
+		a.raw[i].digest = digests[s.off:s.end]
+	}
+	if a.raw == nil {
+		a.raw = []artifact{}
+	}
+	if err := sortUnique(a.raw, kind, "appears twice"); err != nil {
+		return a, p.errorf("%v", err)
+	}
+	a.clean = a.raw
+	for i, x := range a.raw {
+		if path.Clean(x.name) != x.name {
+			c := make([]artifact, len(a.raw))
+			copy(c, a.raw)
+			for j := i; j < len(c); j++ {
+				c[j].name = path.Clean(c[j].name)
+			}
+			if err := sortUnique(c, kind, "and another name are the same path after path.Clean"); err != nil {
+				return a, p.errorf("%v", err)
+			}
+			a.clean = c
+			break
+		}
+	}
+	return a, nil
+}
+
+func sortUnique(a []artifact, kind, what string) error {
+	sorted := true
+	for i := 1; i < len(a); i++ {
+		if a[i].name <= a[i-1].name {
+			sorted = false
+			break
+		}
+	}
+	if sorted {
+		return nil
+	}
+	sort.Slice(a, func(i, j int) bool { return a[i].name < a[j].name })
+	for i := 1; i < len(a); i++ {
+		if a[i].name == a[i-1].name {
+			return fmt.Errorf("%s %q %s", kind, a[i].name, what)
+		}
+	}
+	return nil
+}
+
+func isHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseSignatures reads a Metablock's "signatures" array.
+func parseSignatures(p *parser) ([]signature, error) {
+	sigs := []signature{}
+	err := p.array(func() error {
+		var s signature
+		ks := keySet{names: []string{"keyid", "sig", "cert"}}
+		err := p.object(func(k string) error {
+			i, err := ks.add(p, k)
+			if err != nil {
+				return err
+			}
+			var v string
+			if v, err = p.str(); err != nil {
+				return err
+			}
+			switch i {
+			case 0:
+				s.KeyID = v
+			case 1:
+				s.Sig = v
+			case 2:
+				return errCertSignature
+			}
+			return nil
+		})
+		if err == nil {
+			err = ks.require(p, 0, 1)
+		}
+		sigs = append(sigs, s)
+		return err
+	})
+	return sigs, err
+}
