@@ -1,0 +1,60 @@
+package artifact
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/shibumi/go-pathspec"
+)
+
+// FuzzExcludeMatchesGoPathspec: our precompiled matcher must decide every
+// (patterns, path) exactly as go-pathspec's GitIgnore, which in-toto-run uses.
+func FuzzExcludeMatchesGoPathspec(f *testing.F) {
+	for _, s := range [][2]string{
+		{"*.log", "src/a/debug.log"},
+		{"*.log\n!keep.log", "src/keep.log"},
+		{"build/", "src/build/sub/x.o"},
+		{"node_modules", "src/node_modules/m/index.js"},
+		{"/a.txt", "a.txt"},
+		{"src/pkg/**/*.go", "src/pkg/a/a.go"},
+		{"**/sub/*.o\nsrc/*.mod", "src/build/sub/x.o"},
+		{"[mg]*.go\n*.[lb]??", "src/main.go"},
+		{"[!a]*\n\\!x\n\\#y", "!x"},
+		{"**", "a"},
+		{"a/**", "a/b/c"},
+		{"[", "["},
+		{"a\\", "a"},
+		{"[]a]", "]"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, patterns, name string) {
+		pats := strings.Split(patterns, "\n")
+		m, err := newMatcher(pats)
+		want, wantErr := gitIgnore(pats, name)
+		if err != nil {
+			if wantErr == nil {
+				t.Fatalf("patterns %q: we reject (%v), go-pathspec accepts", pats, err)
+			}
+			return
+		}
+		if wantErr != nil {
+			t.Fatalf("patterns %q: go-pathspec errors (%v), we accept", pats, wantErr)
+		}
+		if got := m.excluded(name); got != want {
+			t.Fatalf("patterns %q, name %q: excluded = %v, go-pathspec says %v", pats, name, got, want)
+		}
+	})
+}
+
+// gitIgnore calls the library, turning its panic on a trailing "[" into an
+// error: in-toto-run crashes there, we refuse the pattern.
+func gitIgnore(pats []string, name string) (ignore bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("go-pathspec panicked: %v", r)
+		}
+	}()
+	return pathspec.GitIgnore(pats, name)
+}
