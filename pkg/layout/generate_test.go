@@ -19,7 +19,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
-func match(w, step string) []string { return []string{"MATCH", w + "/**", "WITH", "PRODUCTS", "FROM", step} }
+func match(w, step string) []string {
+	return []string{"MATCH", w + "/**", "WITH", "PRODUCTS", "FROM", step}
+}
 
 var disallow = []string{"DISALLOW", "*"}
 

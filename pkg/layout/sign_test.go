@@ -52,17 +52,21 @@ func TestSignErrors(t *testing.T) {
 		t.Errorf("same owner twice: %v", err)
 	}
 	for name, edit := range map[string]func(*in_toto.Layout){
-		"empty rule":       func(l *in_toto.Layout) { l.Steps[0].ExpectedMaterials = [][]string{{}} },
-		"bad rule":         func(l *in_toto.Layout) { l.Steps[0].ExpectedMaterials = [][]string{{"MATCH", "*"}} },
-		"unknown target":   func(l *in_toto.Layout) { l.Steps[1].ExpectedProducts = [][]string{{"MATCH", "*", "WITH", "PRODUCTS", "FROM", "nope"}} },
-		"key not in keys":  func(l *in_toto.Layout) { l.Steps[0].PubKeys = []string{strings.Repeat("ab", 32)} },
-		"threshold zero":   func(l *in_toto.Layout) { l.Steps[0].Threshold = 0 },
-		"threshold high":   func(l *in_toto.Layout) { l.Steps[0].Threshold = 2 },
-		"no key":           func(l *in_toto.Layout) { l.Steps[0].PubKeys = nil },
-		"duplicate step":   func(l *in_toto.Layout) { l.Steps[1].Name = l.Steps[0].Name },
-		"bad expiry":       func(l *in_toto.Layout) { l.Expires = "tomorrow" },
-		"wrong type":       func(l *in_toto.Layout) { l.Type = "link" },
-		"empty inspection": func(l *in_toto.Layout) { l.Inspect = []in_toto.Inspection{{Type: "inspection", SupplyChainItem: in_toto.SupplyChainItem{Name: "i", ExpectedProducts: [][]string{{}}}}} },
+		"empty rule": func(l *in_toto.Layout) { l.Steps[0].ExpectedMaterials = [][]string{{}} },
+		"bad rule":   func(l *in_toto.Layout) { l.Steps[0].ExpectedMaterials = [][]string{{"MATCH", "*"}} },
+		"unknown target": func(l *in_toto.Layout) {
+			l.Steps[1].ExpectedProducts = [][]string{{"MATCH", "*", "WITH", "PRODUCTS", "FROM", "nope"}}
+		},
+		"key not in keys": func(l *in_toto.Layout) { l.Steps[0].PubKeys = []string{strings.Repeat("ab", 32)} },
+		"threshold zero":  func(l *in_toto.Layout) { l.Steps[0].Threshold = 0 },
+		"threshold high":  func(l *in_toto.Layout) { l.Steps[0].Threshold = 2 },
+		"no key":          func(l *in_toto.Layout) { l.Steps[0].PubKeys = nil },
+		"duplicate step":  func(l *in_toto.Layout) { l.Steps[1].Name = l.Steps[0].Name },
+		"bad expiry":      func(l *in_toto.Layout) { l.Expires = "tomorrow" },
+		"wrong type":      func(l *in_toto.Layout) { l.Type = "link" },
+		"empty inspection": func(l *in_toto.Layout) {
+			l.Inspect = []in_toto.Inspection{{Type: "inspection", SupplyChainItem: in_toto.SupplyChainItem{Name: "i", ExpectedProducts: [][]string{{}}}}}
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := cloneLayout(t, l)
