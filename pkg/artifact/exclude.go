@@ -62,9 +62,7 @@ func parsePattern(pattern string) (regex string, include bool, err error) {
 		pattern = pattern[1:]
 		include = true
 	}
-	if strings.HasPrefix(pattern, "\\") {
-		pattern = pattern[1:]
-	}
+	pattern = strings.TrimPrefix(pattern, "\\")
 	patternSegs := strings.Split(pattern, "/")
 	if patternSegs[0] == "" {
 		patternSegs = patternSegs[1:]
@@ -147,7 +145,7 @@ func translateGlob(glob string) (string, error) {
 }
 
 func translateBracketExpression(i *int, glob string) string {
-	regex := string(glob[*i])
+	var regex string
 	*i++
 	j := *i
 	if j < len(glob) && glob[j] == '!' {
@@ -161,7 +159,8 @@ func translateBracketExpression(i *int, glob string) string {
 	}
 	if j < len(glob) {
 		if glob[*i] == '!' {
-			regex = regex + "^"
+			// go-pathspec drops the negation here, so "[!a]" matches "a";
+			// kept so our exclusions equal in-toto-run's.
 			*i++
 		}
 		regex = regexp.QuoteMeta(glob[*i:j])
