@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
-
-	"github.com/stepseal/stepseal/pkg/signing"
 )
 
 // These tests run in-toto-golang's own verifier (InTotoVerify) on generated
@@ -48,11 +45,11 @@ func (f files) hashes() map[string]in_toto.HashObj {
 	return out
 }
 
-type io2 struct{ materials, products files }
+type stepIO struct{ materials, products files }
 
 // verifyChain signs the layout with an owner key, writes one link per step
 // signed by every functionary the layout lists for it, and runs InTotoVerify.
-func verifyChain(t *testing.T, l *in_toto.Layout, f *Functionaries, steps map[string]io2) error {
+func verifyChain(t *testing.T, l *in_toto.Layout, f *Functionaries, steps map[string]stepIO) error {
 	t.Helper()
 	ctx := context.Background()
 	owner := testSigner(t, "owner")
@@ -66,29 +63,15 @@ func verifyChain(t *testing.T, l *in_toto.Layout, f *Functionaries, steps map[st
 		if !ok {
 			continue
 		}
-		names, _, err := f.For(s.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, n := range names {
-			link := &in_toto.Metablock{Signed: in_toto.Link{
-				Type:        "link",
-				Name:        s.Name,
-				Materials:   st.materials.hashes(),
-				Products:    st.products.hashes(),
-				ByProducts:  map[string]any{"return-value": 0},
-				Command:     s.ExpectedCommand,
-				Environment: map[string]any{},
-			}}
-			signer := testSigner(t, n)
-			if err := signing.SignMetablock(ctx, link, signer); err != nil {
-				t.Fatal(err)
-			}
-			id, _ := signer.KeyID()
-			if err := link.Dump(filepath.Join(dir, fmt.Sprintf(in_toto.LinkNameFormat, s.Name, id))); err != nil {
-				t.Fatal(err)
-			}
-		}
+		signStepLink(t, f, in_toto.Link{
+			Type:        "link",
+			Name:        s.Name,
+			Materials:   st.materials.hashes(),
+			Products:    st.products.hashes(),
+			ByProducts:  map[string]any{"return-value": 0},
+			Command:     s.ExpectedCommand,
+			Environment: map[string]any{},
+		}, dir)
 	}
 	path := filepath.Join(dir, "root.layout")
 	if err := Write(path, mb); err != nil {
@@ -104,10 +87,10 @@ func verifyChain(t *testing.T, l *in_toto.Layout, f *Functionaries, steps map[st
 }
 
 // goBuildRun is an honest run of examples/go-build.
-func goBuildRun() map[string]io2 {
+func goBuildRun() map[string]stepIO {
 	src := files{"source/go.mod": "module hello", "source/main.go": "package main", "source/main_test.go": "package main // test"}
 	built := src.with("dist/hello", "ELF")
-	return map[string]io2{
+	return map[string]stepIO{
 		"fetch.copy":    {files{}, src},
 		"test.vet":      {src, src},
 		"test.unit":     {src, src},
@@ -125,37 +108,37 @@ func TestInTotoVerifyGoBuild(t *testing.T) {
 	src := goBuildRun()["test.unit"].materials
 	for _, c := range []struct {
 		name string
-		edit func(map[string]io2)
+		edit func(map[string]stepIO)
 		// want are substrings of in-toto's error: step, list, artifact, rule.
 		want []string
 	}{
-		{"read-only workspace modified", func(r map[string]io2) {
-			r["test.unit"] = io2{src, src.with("source/main.go", "package main // evil")}
+		{"read-only workspace modified", func(r map[string]stepIO) {
+			r["test.unit"] = stepIO{src, src.with("source/main.go", "package main // evil")}
 		}, []string{"Step 'test.unit'", "materials [source/main.go]", "DISALLOW *"}},
-		{"read-only workspace file created", func(r map[string]io2) {
-			r["test.unit"] = io2{src, src.with("source/evil.go", "package main")}
+		{"read-only workspace file created", func(r map[string]stepIO) {
+			r["test.unit"] = stepIO{src, src.with("source/evil.go", "package main")}
 		}, []string{"Step 'test.unit'", "products [source/evil.go]", "DISALLOW *"}},
-		{"read-only workspace file deleted", func(r map[string]io2) {
-			r["test.unit"] = io2{src, src.without("source/main_test.go")}
+		{"read-only workspace file deleted", func(r map[string]stepIO) {
+			r["test.unit"] = stepIO{src, src.without("source/main_test.go")}
 		}, []string{"Step 'test.unit'", "materials [source/main_test.go]", "DISALLOW *"}},
-		{"material differs from the previous step's product", func(r map[string]io2) {
+		{"material differs from the previous step's product", func(r map[string]stepIO) {
 			changed := src.with("source/main.go", "package main // swapped between steps")
-			r["test.unit"] = io2{changed, changed}
+			r["test.unit"] = stepIO{changed, changed}
 		}, []string{"Step 'test.unit'", "products [source/main.go]", "DISALLOW *"}},
-		{"writable workspace not empty on first touch", func(r map[string]io2) {
-			r["fetch.copy"] = io2{files{"source/planted.go": "x"}, goBuildRun()["fetch.copy"].products.with("source/planted.go", "x")}
+		{"writable workspace not empty on first touch", func(r map[string]stepIO) {
+			r["fetch.copy"] = stepIO{files{"source/planted.go": "x"}, goBuildRun()["fetch.copy"].products.with("source/planted.go", "x")}
 		}, []string{"Step 'fetch.copy'", "materials [source/planted.go]", "DISALLOW *"}},
-		{"step writes a workspace it reads only", func(r map[string]io2) {
-			r["build.compile"] = io2{src, goBuildRun()["build.compile"].products.with("source/hello", "ELF")}
+		{"step writes a workspace it reads only", func(r map[string]stepIO) {
+			r["build.compile"] = stepIO{src, goBuildRun()["build.compile"].products.with("source/hello", "ELF")}
 		}, []string{"Step 'build.compile'", "products [source/hello]", "DISALLOW *"}},
-		{"step writes a workspace it does not bind", func(r map[string]io2) {
-			r["test.vet"] = io2{src, src.with("dist/hello", "ELF")}
+		{"step writes a workspace it does not bind", func(r map[string]stepIO) {
+			r["test.vet"] = stepIO{src, src.with("dist/hello", "ELF")}
 		}, []string{"Step 'test.vet'", "products [dist/hello]", "DISALLOW *"}},
-		{"declared output missing", func(r map[string]io2) {
-			r["package.tar"] = io2{files{"dist/hello": "ELF"}, files{"dist/hello": "ELF", "dist/app.tgz": "tgz"}}
+		{"declared output missing", func(r map[string]stepIO) {
+			r["package.tar"] = stepIO{files{"dist/hello": "ELF"}, files{"dist/hello": "ELF", "dist/app.tgz": "tgz"}}
 		}, []string{"REQUIRE 'dist/app.tar.gz'"}},
-		{"material not from the previous task", func(r map[string]io2) {
-			r["package.tar"] = io2{files{"dist/hello": "other ELF"}, files{"dist/hello": "other ELF", "dist/app.tar.gz": "tgz"}}
+		{"material not from the previous task", func(r map[string]stepIO) {
+			r["package.tar"] = stepIO{files{"dist/hello": "other ELF"}, files{"dist/hello": "other ELF", "dist/app.tar.gz": "tgz"}}
 		}, []string{"Step 'package.tar'", "materials [dist/hello]", "DISALLOW *"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -181,8 +164,8 @@ func TestInTotoVerifyDAG(t *testing.T) {
 	a := files{"ws/x": "a2"}
 	c := a.with("ws/y", "c1")
 	d := c.with("ws/x", "d1", "ws/z", "d1")
-	honest := func() map[string]io2 {
-		return map[string]io2{
+	honest := func() map[string]stepIO {
+		return map[string]stepIO{
 			"a.a1":            {files{}, files{"ws/x": ""}},
 			"a.a2":            {files{"ws/x": ""}, a},
 			"b.b1":            {a, a},
@@ -200,7 +183,7 @@ func TestInTotoVerifyDAG(t *testing.T) {
 	// The join's material ws/x matches b's product even though c's is the
 	// same; ws/y only c produced. A ws/y neither produced is rejected.
 	r := honest()
-	r["d.d1"] = io2{c.with("ws/y", "forged"), d}
+	r["d.d1"] = stepIO{c.with("ws/y", "forged"), d}
 	err := verifyChain(t, l, f, r)
 	if err == nil || !strings.Contains(err.Error(), "Step 'd.d1'") || !strings.Contains(err.Error(), "materials [ws/y]") {
 		t.Errorf("forged join material: %v", err)
@@ -208,7 +191,7 @@ func TestInTotoVerifyDAG(t *testing.T) {
 	// f reads ws after d: d's version of ws/x, not a's older one, is the
 	// reference.
 	r = honest()
-	r["f.f1"] = io2{a, a}
+	r["f.f1"] = stepIO{a, a}
 	err = verifyChain(t, l, f, r)
 	if err == nil || !strings.Contains(err.Error(), "Step 'f.f1'") || !strings.Contains(err.Error(), "products [ws/x]") {
 		t.Errorf("f.f1 with a's workspace although d changed it since: %v", err)
