@@ -51,11 +51,17 @@ type Options struct {
 //	products, read-only W:   MATCH W/** WITH PRODUCTS FROM p   (each p in prev)
 //
 // and both lists end with DISALLOW *. A first touch of W (empty prev) so
-// requires W to be empty in the materials. For a read-only W, the materials
-// must equal the step's own products, which must equal prev's products: a
-// modified, created or deleted file is rejected. A Task workspace is read-only
+// requires W to be empty in the materials. For a read-only W, every material
+// must be a product of the step itself with the same digest, and every product
+// one of prev's: a file the step modifies, creates or deletes is rejected. A Task workspace is read-only
 // when the Task declares it readOnly and every binding of W in P is.
 // SubPaths are not narrowed: rules cover the whole pipeline workspace.
+//
+// in-toto's MATCH only ties what a step reports to what prev produced; it
+// cannot demand that every file prev produced is still there. So a file
+// removed between two steps (by no step) goes unnoticed, and a writable step
+// may change its workspace as it likes: its products are ALLOWed, and the next
+// step's materials are tied to them.
 //
 // When f declares an output "<W>/<path>", the last step (in order) of the last
 // task binding W writable starts its products with REQUIRE <W>/<path>.
