@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path"
 	"sort"
-	"strings"
 
 	"github.com/stepseal/stepseal/pkg/attest"
 )
@@ -16,14 +15,32 @@ type signature struct {
 	Sig   string // hex
 }
 
-// artifact is one material or product. digest is the canonical JSON of its
-// digest set ({"sha256":"…"}), so two digest sets are equal (as
-// reflect.DeepEqual compares them in in-toto-golang) exactly when their
-// digest strings are equal.
+// artifact is one material or product.
 type artifact struct {
 	name   string
-	digest string
+	digest digestSet
 }
+
+// digestSet is an artifact's digests. The usual single-algorithm set is
+// held as its algorithm and value (substrings of the link, no copy); a set
+// of several algorithms as its canonical JSON in multi. Two digest sets are
+// equal (as reflect.DeepEqual compares in-toto-golang's maps) exactly when
+// the structs are equal.
+type digestSet struct{ alg, val, multi string }
+
+func (d digestSet) appendCanon(b []byte) []byte {
+	if d.multi != "" {
+		return append(b, d.multi...)
+	}
+	b = append(b, '{')
+	b = appendCanonString(b, d.alg)
+	b = append(b, ':')
+	b = appendCanonString(b, d.val)
+	return append(b, '}')
+}
+
+// String is the canonical JSON of the set.
+func (d digestSet) String() string { return string(d.appendCanon(nil)) }
 
 // artifacts is a link's materials or products.
 type artifacts struct {
@@ -224,7 +241,7 @@ func (a *artifacts) appendCanon(b []byte) []byte {
 		}
 		b = appendCanonString(b, x.name)
 		b = append(b, ':')
-		b = append(b, x.digest...)
+		b = x.digest.appendCanon(b)
 	}
 	return append(b, '}')
 }
@@ -237,75 +254,14 @@ func parseArtifacts(p *parser, kind string) (artifacts, error) {
 		a.null = true
 		return a, nil
 	}
-	arena := make([]byte, 0, 4096)
-	type span struct{ off, end int }
-	var spans []span
+	a.raw = []artifact{}
 	err := p.object(func(name string) error {
-		off := len(arena)
-		arena = append(arena, '{')
-		n := 0
-		prevAlg := ""
-		sorted := true
-		type pair struct{ alg, val string }
-		var pairs []pair
-		err := p.object(func(alg string) error {
-			v, err := p.str()
-			if err != nil {
-				return err
-			}
-			if alg == "" {
-				return p.errorf("%s %q: empty digest algorithm name", kind, name)
-			}
-			if !isHex(v) {
-				return p.errorf("%s %q: %s digest %q is not hex", kind, name, alg, v)
-			}
-			if n > 0 && alg <= prevAlg {
-				sorted = false
-			}
-			prevAlg = alg
-			pairs = append(pairs, pair{alg, v})
-			n++
-			return nil
-		})
-		if err != nil {
-			if p.pos < len(p.src) && strings.HasPrefix(p.src[p.pos:], "null") {
-				return p.errorf("%s %q: digest set is null", kind, name)
-			}
-			return err
-		}
-		if n == 0 {
-			return p.errorf("%s %q: empty digest set", kind, name)
-		}
-		if !sorted {
-			sort.Slice(pairs, func(i, j int) bool { return pairs[i].alg < pairs[j].alg })
-			for i := 1; i < len(pairs); i++ {
-				if pairs[i].alg == pairs[i-1].alg {
-					return p.errorf("%s %q: duplicate digest algorithm %q", kind, name, pairs[i].alg)
-				}
-			}
-		}
-		for i, pr := range pairs {
-			if i > 0 {
-				arena = append(arena, ',')
-			}
-			arena = appendCanonString(arena, pr.alg)
-			arena = append(arena, ':')
-			arena = appendCanonString(arena, pr.val)
-		}
-		arena = append(arena, '}')
-		spans = append(spans, span{off, len(arena)})
-		a.raw = append(a.raw, artifact{name: name})
-		return nil
+		d, err := parseDigestSet(p, kind, name)
+		a.raw = append(a.raw, artifact{name: name, digest: d})
+		return err
 	})
 	if err != nil {
 		return a, err
-	}
-	digests := string(arena)
-	for i, s := range spans {
-		a.raw[i].digest = digests[s.off:s.end]
-	}
-	if a.raw == nil {
-		a.raw = []artifact{}
 	}
 	if err := sortUnique(a.raw, kind, "appears twice"); err != nil {
 		return a, p.errorf("%v", err)
@@ -326,6 +282,86 @@ func parseArtifacts(p *parser, kind string) (artifacts, error) {
 		}
 	}
 	return a, nil
+}
+
+// parseDigestSet reads {"alg": "hex", ...}: at least one algorithm, each
+// named once, each value non-empty hex.
+func parseDigestSet(p *parser, kind, name string) (digestSet, error) {
+	if p.null() {
+		return digestSet{}, p.errorf("%s %q: digest set is null", kind, name)
+	}
+	type pair struct{ alg, val string }
+	var first pair
+	var more []pair
+	n := 0
+	err := p.object(func(alg string) error {
+		v, err := p.hexStr()
+		if err != nil {
+			return fmt.Errorf("%s %q: %s digest: %w", kind, name, alg, err)
+		}
+		if alg == "" {
+			return p.errorf("%s %q: empty digest algorithm name", kind, name)
+		}
+		if n == 0 {
+			first = pair{alg, v}
+		} else {
+			more = append(more, pair{alg, v})
+		}
+		n++
+		return nil
+	})
+	switch {
+	case err != nil:
+		return digestSet{}, err
+	case n == 0:
+		return digestSet{}, p.errorf("%s %q: empty digest set", kind, name)
+	case n == 1:
+		return digestSet{alg: first.alg, val: first.val}, nil
+	}
+	pairs := append([]pair{first}, more...)
+	sort.Slice(pairs, func(i, j int) bool { return pairs[i].alg < pairs[j].alg })
+	b := []byte{'{'}
+	for i, pr := range pairs {
+		if i > 0 {
+			if pr.alg == pairs[i-1].alg {
+				return digestSet{}, p.errorf("%s %q: duplicate digest algorithm %q", kind, name, pr.alg)
+			}
+			b = append(b, ',')
+		}
+		b = appendCanonString(b, pr.alg)
+		b = append(b, ':')
+		b = appendCanonString(b, pr.val)
+	}
+	return digestSet{multi: string(append(b, '}'))}, nil
+}
+
+// isHexByte marks the hex digits.
+var isHexByte = func() (t [256]bool) {
+	for _, c := range []byte("0123456789abcdefABCDEF") {
+		t[c] = true
+	}
+	return t
+}()
+
+// hexStr reads a string that must be non-empty hex, with a fast path for
+// the usual unescaped spelling.
+func (p *parser) hexStr() (string, error) {
+	if p.next() == '"' {
+		i := p.pos + 1
+		for i < len(p.src) && isHexByte[p.src[i]] {
+			i++
+		}
+		if i < len(p.src) && p.src[i] == '"' && i > p.pos+1 {
+			s := p.src[p.pos+1 : i]
+			p.pos = i + 1
+			return s, nil
+		}
+	}
+	s, err := p.str()
+	if err == nil && !isHex(s) {
+		err = p.errorf("%q is not hex", s)
+	}
+	return s, err
 }
 
 func sortUnique(a []artifact, kind, what string) error {
@@ -353,8 +389,7 @@ func isHex(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+		if !isHexByte[s[i]] {
 			return false
 		}
 	}

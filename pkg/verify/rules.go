@@ -283,7 +283,7 @@ func (e *ruleEval) explain(kind string, before []rule, arts *artifacts, status [
 			} else if j := dst.find(dp); j < 0 {
 				why = fmt.Sprintf("%s has no %s %q", r.DstName, strings.TrimSuffix(r.DstType, "s"), dp)
 			} else {
-				why = digestDiff(a.digest, dst.clean[j].digest)
+				why = digestDiff(a.digest.String(), dst.clean[j].digest.String())
 			}
 			parts = append(parts, fmt.Sprintf("%s did not consume it: %s", r.Text, why))
 		case ruleCreate, ruleDelete, ruleModify:

@@ -591,7 +591,7 @@ func (v *verification) checkOutputs() {
 			name := v.cl.Steps[i].Name
 			if l := v.ref[name]; l != nil {
 				if j := l.Products.find(path.Clean(uri)); j >= 0 {
-					step, got = name, l.Products.clean[j].digest
+					step, got = name, l.Products.clean[j].digest.String()
 				}
 			}
 		}
