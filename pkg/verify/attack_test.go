@@ -414,8 +414,11 @@ func TestDirSource(t *testing.T) {
 func TestExpiryUsesNow(t *testing.T) {
 	c := newChain(t)
 	layout, links := c.build()
-	_, err := ours(t, layout, links, Options{Now: time.Now().Add(48 * time.Hour)})
-	if !errors.Is(err, ErrExpired) {
-		t.Fatalf("want expired at now+48h, got %v", err)
+	if _, err := ours(t, layout, links, Options{Now: time.Date(2098, 12, 31, 23, 59, 59, 0, time.UTC)}); err != nil {
+		t.Fatalf("a second before expiry: %v", err)
+	}
+	_, err := ours(t, layout, links, Options{Now: time.Date(2099, 1, 1, 0, 0, 1, 0, time.UTC)})
+	if !errors.Is(err, ErrExpired) || !strings.Contains(err.Error(), "layout expired on "+farFuture) {
+		t.Fatalf("want expired a second after expiry, got %v", err)
 	}
 }
