@@ -28,7 +28,8 @@ type Options struct {
 
 // FromPipeline generates the in-toto layout of a pipeline. keys maps each
 // functionary name of f to its public key; every functionary that some step
-// needs must have one.
+// needs must have one, and the layout lists the keys of all functionaries f
+// declares. Keys under other names are ignored.
 //
 // The layout has one step per Task step, named "<pipelineTask>.<step>"
 // ("<pipelineTask>.unnamed-<i>" for a step without a name, as Tekton names
@@ -126,17 +127,15 @@ func FromPipeline(spec *tekton.Spec, f *Functionaries, keys map[string]in_toto.K
 	return l, nil
 }
 
-// checkKeys verifies that every key matches its key ID and belongs to a
-// declared functionary, and indexes the keys by ID.
+// checkKeys verifies that the key of every declared functionary matches its
+// key ID, and indexes those keys by ID. Keys of names f does not declare (a
+// caller's owner key, say) are left out of the layout.
 func checkKeys(f *Functionaries, keys map[string]in_toto.Key) (map[string]in_toto.Key, error) {
-	declared := map[string]bool{}
-	for _, n := range f.Names() {
-		declared[n] = true
-	}
 	byID := map[string]in_toto.Key{}
-	for name, k := range keys {
-		if !declared[name] {
-			return nil, fmt.Errorf("%w: a key was given for %q, which %s does not declare", ErrLayout, name, f.Path)
+	for _, name := range f.Names() {
+		k, ok := keys[name]
+		if !ok {
+			continue // an error only if a step needs it, see stepKeys
 		}
 		if _, err := signing.VerifierFromInTotoKey(k); err != nil {
 			return nil, fmt.Errorf("%w: key of functionary %s: %v", ErrLayout, name, err)

@@ -177,7 +177,6 @@ func TestFromPipelineErrors(t *testing.T) {
 	}{
 		{"step no entry matches", withFile(strings.Replace(string(base), `"package.*"`, `"pack.*"`, 1)), keys, Options{Expires: testExpiry}, ErrNoFunctionary, "package.tar"},
 		{"missing key", f, without("builder"), Options{Expires: testExpiry}, ErrLayout, "build.compile: no public key for functionary builder"},
-		{"key of undeclared functionary", f, mergeKeys(keys, "mallory", testKey(t, "mallory")), Options{Expires: testExpiry}, ErrLayout, `"mallory"`},
 		{"key ID does not match key", f, badKey, Options{Expires: testExpiry}, ErrLayout, "key of functionary builder"},
 		{"output in undeclared workspace", withFile(strings.Replace(string(base), "dist/app.tar.gz", "cache/app.tar.gz", 1)), keys, Options{Expires: testExpiry}, ErrLayout, `no workspace "cache"`},
 		{"expired", f, keys, Options{Expires: time.Now().Add(-time.Hour)}, ErrLayout, "in the past"},
@@ -201,6 +200,18 @@ func TestFromPipelineErrors(t *testing.T) {
 	_, err = FromPipeline(ro, g, testKeys(t, g), Options{Expires: testExpiry})
 	if !errors.Is(err, ErrLayout) || !strings.Contains(err.Error(), "no step can produce it") {
 		t.Errorf("read-only output workspace: %v", err)
+	}
+}
+
+func TestFromPipelineIgnoresUndeclaredKeys(t *testing.T) {
+	spec, f := loadPipeline(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	keys := testKeys(t, f)
+	l, err := FromPipeline(spec, f, mergeKeys(keys, "owner", testKey(t, "owner")), Options{Expires: testExpiry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Keys[testKey(t, "owner").KeyID]; ok || len(l.Keys) != len(keys) {
+		t.Errorf("layout keys %d, want only the %d functionaries' keys", len(l.Keys), len(keys))
 	}
 }
 
