@@ -1,0 +1,498 @@
+package cmd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/in-toto/in-toto-golang/in_toto"
+	"github.com/spf13/cobra"
+
+	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/layout"
+	"github.com/stepseal/stepseal/pkg/localrun"
+	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/tekton"
+	"github.com/stepseal/stepseal/pkg/verify"
+)
+
+// builderID identifies the local runner as the build platform in provenance.
+const builderID = "https://stepseal.dev/localrun/v1"
+
+// Names of the non-functionary keys `stepseal run` uses.
+const (
+	ownerKeyName   = "owner"
+	builderKeyName = "platform"
+)
+
+type runOptions struct {
+	out, keys, tasks, functionaries string
+	params                          []string
+	exclude                         []string
+	quiet, force                    bool
+}
+
+type runReport struct {
+	RunID      string          `json:"runID"`
+	Pipeline   string          `json:"pipeline"`
+	Out        string          `json:"out"`
+	Layout     string          `json:"layout"`
+	Links      []string        `json:"links"`
+	Provenance string          `json:"provenance,omitempty"`
+	Output     string          `json:"output,omitempty"`
+	RunError   string          `json:"runError,omitempty"`
+	Verdict    *verify.Verdict `json:"verdict,omitempty"`
+}
+
+func newRun(ro *rootOptions) *cobra.Command {
+	o := &runOptions{}
+	c := &cobra.Command{
+		Use:   "run PATH --out DIR",
+		Short: "Run a Tekton Pipeline on this host, sign every step, and verify the result",
+		Long: `Run a Tekton v1 Pipeline on this host without a cluster (the embedded default).
+
+PATH is an example directory (pipeline.yaml, tasks/, functionaries.yaml) or a
+Pipeline file. Steps run as host processes: each step's image is recorded in
+its link, not pulled. stepseal generates the in-toto layout from the Pipeline,
+signs it with the owner key, records and signs a link per step with the key of
+the functionary the layout assigns, writes SLSA v1 provenance, stores all of it,
+verifies it, and prints the verdict. Exit status 0 only if verification passed.
+
+Writes DIR/root.layout, DIR/keys/*.pub, DIR/links/<step>.<keyid8>.link,
+DIR/provenance.json (DSSE), DIR/verification.json, DIR/store/ and the
+workspaces under DIR/work/workspaces/. Without --keys, throwaway keys are made in
+DIR/keys (owner, platform, one per functionary).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, ro, args[0]) },
+	}
+	c.Flags().StringVar(&o.out, "out", "", "output directory (must not exist or be empty)")
+	c.Flags().StringVar(&o.keys, "keys", "", "directory with owner.key, platform.key and <functionary>.key (default: make throwaway keys)")
+	c.Flags().StringVar(&o.tasks, "tasks", "", "directory of Task files (default: PATH/tasks for an example directory)")
+	c.Flags().StringVar(&o.functionaries, "functionaries", "", "functionaries file (default: functionaries.yaml next to the pipeline)")
+	c.Flags().StringArrayVarP(&o.params, "param", "p", nil, "pipeline parameter NAME=VALUE (repeatable)")
+	c.Flags().StringArrayVar(&o.exclude, "exclude", nil, "gitignore-style pattern of workspace paths not to record (repeatable)")
+	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "do not stream step output")
+	c.Flags().BoolVar(&o.force, "force", false, "replace a non-empty --out directory")
+	return c
+}
+
+// resolvePaths finds the pipeline, tasks dir and functionaries file of PATH.
+func (o *runOptions) resolvePaths(path string) (pipeline, tasks, functionaries string, err error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", "", "", err
+	}
+	dir := filepath.Dir(path)
+	pipeline = path
+	if st.IsDir() {
+		dir = path
+		pipeline = filepath.Join(path, "pipeline.yaml")
+	}
+	tasks = o.tasks
+	if tasks == "" {
+		if st, err := os.Stat(filepath.Join(dir, "tasks")); err == nil && st.IsDir() {
+			tasks = filepath.Join(dir, "tasks")
+		}
+	}
+	functionaries = o.functionaries
+	if functionaries == "" {
+		functionaries = filepath.Join(dir, "functionaries.yaml")
+	}
+	return pipeline, tasks, functionaries, nil
+}
+
+// prepareOut makes sure the output directory is new or empty; it returns a
+// cleanup that removes what this run created, for use on bad input.
+func (o *runOptions) prepareOut() (func(), error) {
+	entries, err := os.ReadDir(o.out)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(o.out, 0o755); err != nil {
+			return nil, err
+		}
+		return func() { os.RemoveAll(o.out) }, nil
+	case err != nil:
+		return nil, fmt.Errorf("--out %s: %w", o.out, err)
+	case len(entries) > 0 && !o.force:
+		return nil, fmt.Errorf("--out %s is not empty (use --force to replace it)", o.out)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(o.out, e.Name())); err != nil {
+			return nil, err
+		}
+	}
+	return func() {
+		entries, _ := os.ReadDir(o.out)
+		for _, e := range entries {
+			os.RemoveAll(filepath.Join(o.out, e.Name()))
+		}
+	}, nil
+}
+
+func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err error) {
+	ctx := cmd.Context()
+	w := cmd.OutOrStdout()
+	if ro.output == "json" {
+		w = cmd.ErrOrStderr() // progress to stderr, the report to stdout
+	}
+	if o.out == "" {
+		return fmt.Errorf("--out is required")
+	}
+	params, err := parseParams(o.params)
+	if err != nil {
+		return err
+	}
+	pipelinePath, tasksDir, functionariesPath, err := o.resolvePaths(path)
+	if err != nil {
+		return err
+	}
+	// Everything that can be wrong with the input is checked before the
+	// output directory is touched.
+	spec, err := tekton.Load(ctx, pipelinePath, tasksDir)
+	if err != nil {
+		return err
+	}
+	f, err := layout.LoadFunctionaries(functionariesPath)
+	if err != nil {
+		return err
+	}
+	for _, n := range f.Names() {
+		if n == ownerKeyName || n == builderKeyName {
+			return fmt.Errorf("%s: functionary name %q is reserved for the layout owner / build platform key", functionariesPath, n)
+		}
+	}
+	declared, err := f.PublicKeys()
+	if err != nil {
+		return err
+	}
+	if o.keys == "" && len(declared) > 0 {
+		return fmt.Errorf("%s declares public keys for %s: pass --keys DIR with their private keys", functionariesPath, strings.Join(sortedNames(declared), ", "))
+	}
+	cleanup, err := o.prepareOut()
+	if err != nil {
+		return err
+	}
+	started := false
+	defer func() {
+		if err != nil && !started {
+			cleanup()
+		}
+	}()
+
+	keysDir := filepath.Join(o.out, "keys")
+	signers, err := o.loadOrMakeKeys(w, f.Names(), keysDir)
+	if err != nil {
+		return err
+	}
+	pubKeys := map[string]in_toto.Key{}
+	for name, s := range signers {
+		k, err := signing.InTotoKey(s.Public())
+		if err != nil {
+			return err
+		}
+		if d, ok := declared[name]; ok && d.KeyID != k.KeyID {
+			return fmt.Errorf("key %s/%s.key (key id %.8s) does not match the public key %s declares for %s (%.8s)", o.keys, name, k.KeyID, functionariesPath, name, d.KeyID)
+		}
+		if name != ownerKeyName && name != builderKeyName {
+			pubKeys[name] = k
+		}
+	}
+	l, err := layout.FromPipeline(spec, f, pubKeys, layout.Options{})
+	if err != nil {
+		return err
+	}
+	mb, err := layout.Sign(ctx, *l, signers[ownerKeyName])
+	if err != nil {
+		return err
+	}
+	layoutPath := filepath.Join(o.out, "root.layout")
+	if err := layout.Write(layoutPath, mb); err != nil {
+		return err
+	}
+	runID := newRunID()
+	linkDir := filepath.Join(o.out, "links")
+	if err := os.MkdirAll(linkDir, 0o755); err != nil {
+		return err
+	}
+	stepSigners := func(step string) ([]signing.Signer, error) {
+		names, _, err := f.For(step)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]signing.Signer, 0, len(names))
+		for _, n := range names {
+			out = append(out, signers[n])
+		}
+		return out, nil
+	}
+	fmt.Fprintf(w, "stepseal run %s: pipeline %s, run %s\n", path, spec.Pipeline.Name, runID)
+	started = true
+	rec, runErr := localrun.Run(ctx, spec, localrun.Options{
+		Params:            params,
+		WorkDir:           filepath.Join(o.out, "work"),
+		LinkDir:           linkDir,
+		Signers:           stepSigners,
+		Exclude:           o.exclude,
+		Out:               w,
+		Quiet:             o.quiet,
+		RunID:             runID,
+		DefaultWorkingDir: filepath.Dir(pipelinePath),
+	})
+	report := runReport{RunID: runID, Pipeline: spec.Pipeline.Name, Out: o.out, Layout: layoutPath}
+	links, linkDigests, err := listLinks(linkDir)
+	if err != nil {
+		return err
+	}
+	report.Links = links
+
+	// Keep everything in the store too: layout, links and provenance.
+	st, err := store.NewDirStore(filepath.Join(o.out, "store"))
+	if err != nil {
+		return err
+	}
+	if err := storeRun(ctx, st, layoutPath, linkDir, links, rec, runID); err != nil {
+		return err
+	}
+
+	var outputs map[string]run.DigestSet
+	if runErr != nil {
+		report.RunError = OneLine(runErr)
+		fmt.Fprintf(w, "pipeline run failed: %s\n", report.RunError)
+	} else {
+		if f.Spec.Output != "" {
+			ws, rel, _ := strings.Cut(f.Spec.Output, "/")
+			file := filepath.Join(o.out, "work", "workspaces", ws, filepath.FromSlash(rel))
+			d, err := fileSHA256(file)
+			if err != nil {
+				return fmt.Errorf("declared output %s: %w", f.Spec.Output, err)
+			}
+			outputs = map[string]run.DigestSet{f.Spec.Output: {"sha256": d}}
+			report.Output = file
+		}
+		prov, err := writeProvenance(ctx, rec, outputs, pipelinePath, tasksDir, linkDigests, signers[builderKeyName], filepath.Join(o.out, "provenance.json"))
+		if err != nil {
+			return err
+		}
+		if _, err := st.Put(ctx, prov); err != nil {
+			return err
+		}
+		report.Provenance = filepath.Join(o.out, "provenance.json")
+	}
+
+	fmt.Fprintf(w, "verifying %s against %d link(s)\n", layoutPath, len(links))
+	data, err := verify.ReadFile(layoutPath)
+	if err != nil {
+		return err
+	}
+	owner, err := signing.NewVerifier(signers[ownerKeyName].Public())
+	if err != nil {
+		return err
+	}
+	v, verr := verify.Layout(ctx, data, []signing.Verifier{owner}, verify.Dir(linkDir), verify.Options{RunID: runID, Artifacts: outputs, LayoutName: layoutPath})
+	if v == nil {
+		return verr
+	}
+	report.Verdict = v
+	vj, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := signing.WriteFileAtomic(filepath.Join(o.out, "verification.json"), append(vj, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := ro.print(cmd.OutOrStdout(), report, func(io.Writer) { printVerdict(w, v) }); err != nil {
+		return err
+	}
+	switch {
+	case verr != nil:
+		return reportedError{verr}
+	case runErr != nil:
+		return reportedError{runErr}
+	}
+	return nil
+}
+
+// loadOrMakeKeys returns a signer per functionary plus the owner and builder.
+// With --keys they are read from there; otherwise throwaway ed25519 keys are
+// written to keysDir (private keys 0600). Only public keys are copied to
+// keysDir when --keys is given.
+func (o *runOptions) loadOrMakeKeys(w io.Writer, functionaries []string, keysDir string) (map[string]signing.Signer, error) {
+	names := append([]string{ownerKeyName, builderKeyName}, functionaries...)
+	out := map[string]signing.Signer{}
+	if o.keys == "" {
+		fmt.Fprintf(w, "no --keys given: making throwaway ed25519 keys in %s (%s)\n", keysDir, strings.Join(names, ", "))
+	}
+	for _, n := range names {
+		var key signing.Signer
+		if o.keys != "" {
+			s, err := signing.LoadSigner(filepath.Join(o.keys, n+".key"), signing.EnvOrPrompt)
+			if err != nil {
+				return nil, err
+			}
+			key = s
+			pub, err := signing.MarshalPublicKeyPEM(s.Public())
+			if err != nil {
+				return nil, err
+			}
+			if err := os.MkdirAll(keysDir, 0o755); err != nil {
+				return nil, err
+			}
+			if err := signing.WriteFileAtomic(filepath.Join(keysDir, n+".pub"), pub, 0o644); err != nil {
+				return nil, err
+			}
+		} else {
+			k, err := signing.Generate(signing.ED25519)
+			if err != nil {
+				return nil, err
+			}
+			if _, _, err := signing.WriteKeyPair(keysDir, n, k, nil); err != nil {
+				return nil, err
+			}
+			if key, err = signing.NewSigner(k); err != nil {
+				return nil, err
+			}
+		}
+		out[n] = key
+	}
+	return out, nil
+}
+
+func parseParams(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--param %q: want NAME=VALUE", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func newRunID() string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return "local-" + hex.EncodeToString(b)
+}
+
+func sortedNames(m map[string]in_toto.Key) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// listLinks returns the link file names of dir and the sha256 of each file.
+func listLinks(dir string) ([]string, run.Artifacts, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	digests := run.Artifacts{}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".link") {
+			continue
+		}
+		d, err := fileSHA256(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, nil, err
+		}
+		names = append(names, e.Name())
+		digests[e.Name()] = run.DigestSet{"sha256": d}
+	}
+	return names, digests, nil
+}
+
+func writeProvenance(ctx context.Context, rec *run.Record, outputs map[string]run.DigestSet, pipelinePath, tasksDir string, links run.Artifacts, builder signing.Signer, path string) (store.Entry, error) {
+	defs := run.Artifacts{}
+	files := []string{pipelinePath}
+	if tasksDir != "" {
+		if m, err := filepath.Glob(filepath.Join(tasksDir, "*.y*ml")); err == nil {
+			files = append(files, m...)
+		}
+	}
+	for _, p := range files {
+		d, err := fileSHA256(p)
+		if err != nil {
+			return store.Entry{}, err
+		}
+		defs[filepath.ToSlash(p)] = run.DigestSet{"sha256": d}
+	}
+	subjects := run.Artifacts{}
+	for k, v := range outputs {
+		subjects[k] = v
+	}
+	stmt, err := attest.Provenance(rec, attest.ProvenanceOptions{Subjects: subjects, BuilderID: builderID, Definitions: defs, Links: links})
+	if err != nil {
+		return store.Entry{}, err
+	}
+	env, err := attest.SignStatement(ctx, stmt, builder)
+	if err != nil {
+		return store.Entry{}, err
+	}
+	data, err := json.MarshalIndent(env, "", "  ")
+	if err != nil {
+		return store.Entry{}, err
+	}
+	if err := signing.WriteFileAtomic(path, append(data, '\n'), 0o644); err != nil {
+		return store.Entry{}, err
+	}
+	e := store.Entry{Kind: store.KindProvenance, Name: "provenance.json", RunID: rec.RunID, Data: data}
+	for _, s := range stmt.Subject {
+		if d := s.Digest["sha256"]; d != "" {
+			e.Subjects = append(e.Subjects, "sha256:"+d)
+		}
+	}
+	return e, nil
+}
+
+// storeRun puts the layout and every link of the run into the store; a
+// link's subjects are its products.
+func storeRun(ctx context.Context, st store.Store, layoutPath, linkDir string, links []string, rec *run.Record, runID string) error {
+	data, err := os.ReadFile(layoutPath)
+	if err != nil {
+		return err
+	}
+	if _, err := st.Put(ctx, store.Entry{Kind: store.KindLayout, Name: "root.layout", RunID: runID, Data: data}); err != nil {
+		return err
+	}
+	products := map[string][]string{}
+	if rec != nil {
+		for _, s := range rec.AllSteps() {
+			for _, d := range s.Products {
+				if h := d["sha256"]; h != "" {
+					products[s.Name] = append(products[s.Name], "sha256:"+h)
+				}
+			}
+		}
+	}
+	for _, n := range links {
+		data, err := os.ReadFile(filepath.Join(linkDir, n))
+		if err != nil {
+			return err
+		}
+		step := strings.TrimSuffix(n, ".link")
+		if i := strings.LastIndexByte(step, '.'); i > 0 {
+			step = step[:i]
+		}
+		if _, err := st.Put(ctx, store.Entry{Kind: store.KindLink, Name: n, RunID: runID, Data: data, Subjects: products[step]}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

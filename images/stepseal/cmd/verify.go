@@ -1,0 +1,136 @@
+package cmd
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/verify"
+)
+
+func newVerify(ro *rootOptions) *cobra.Command {
+	var layoutPath, linksDir, runID string
+	var layoutKeys, artifacts []string
+	var threshold int
+	c := &cobra.Command{
+		Use:   "verify --layout FILE --layout-key KEY... --links DIR [--artifact URI=FILE...]",
+		Short: "Verify links against a signed in-toto layout; name every failure",
+		Long: `Verify a supply chain: the layout's owner signatures, its expiry, every
+step's links (signatures by authorized keys, thresholds), that all links come
+from one run, the artifact rules, and optionally the delivered artifacts.
+Exit status 0 only when everything passed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if layoutPath == "" || linksDir == "" || len(layoutKeys) == 0 {
+				return fmt.Errorf("--layout, --layout-key and --links are required")
+			}
+			data, err := verify.ReadFile(layoutPath)
+			if err != nil {
+				return err
+			}
+			owners, err := loadVerifiers(layoutKeys)
+			if err != nil {
+				return err
+			}
+			opts := verify.Options{LayoutThreshold: threshold, RunID: runID, LayoutName: layoutPath}
+			if len(artifacts) > 0 {
+				opts.Artifacts = map[string]run.DigestSet{}
+				for _, a := range artifacts {
+					uri, file, ok := strings.Cut(a, "=")
+					if !ok || uri == "" || file == "" {
+						return fmt.Errorf("--artifact %q: want URI=FILE, e.g. dist/app.tar.gz=out/workspaces/dist/app.tar.gz", a)
+					}
+					d, err := fileSHA256(file)
+					if err != nil {
+						return fmt.Errorf("--artifact %s: %w", uri, err)
+					}
+					opts.Artifacts[uri] = run.DigestSet{"sha256": d}
+				}
+			}
+			v, err := verify.Layout(cmd.Context(), data, owners, verify.Dir(linksDir), opts)
+			if v == nil {
+				return err
+			}
+			if perr := ro.print(cmd.OutOrStdout(), v, func(w io.Writer) { printVerdict(w, v) }); perr != nil {
+				return perr
+			}
+			if err != nil {
+				return reportedError{err}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&layoutPath, "layout", "", "signed in-toto layout (root.layout)")
+	c.Flags().StringArrayVar(&layoutKeys, "layout-key", nil, "public key of a layout owner (repeatable)")
+	c.Flags().IntVar(&threshold, "layout-threshold", 0, "owner signatures required (default: every --layout-key, as in-toto)")
+	c.Flags().StringVar(&linksDir, "links", "", "directory of <step>.<keyid8>.link files")
+	c.Flags().StringVar(&runID, "run-id", "", "require every link to carry this stepseal.dev/run-id")
+	c.Flags().StringArrayVar(&artifacts, "artifact", nil, "URI=FILE: the delivered artifact URI must equal its last producing step's product (repeatable)")
+	return c
+}
+
+func loadVerifiers(paths []string) ([]signing.Verifier, error) {
+	out := make([]signing.Verifier, 0, len(paths))
+	for _, p := range paths {
+		v, err := signing.LoadVerifier(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// printVerdict writes the human-readable verdict: a line per step, every
+// failure, the warnings, and the final word.
+func printVerdict(w io.Writer, v *verify.Verdict) {
+	for _, s := range v.Steps {
+		mark := "ok  "
+		if !s.Passed {
+			mark = "FAIL"
+		}
+		valid := 0
+		for _, l := range s.Links {
+			if l.Valid {
+				valid++
+			}
+		}
+		fmt.Fprintf(w, "  %s %-32s %d/%d valid link(s), threshold %d\n", mark, s.Name, valid, len(s.Links), s.Threshold)
+	}
+	for _, wn := range v.Warnings {
+		// Commands differ whenever parameters were substituted; the full
+		// text is in --output json and verification.json.
+		if r := []rune(wn); len(r) > 160 {
+			wn = string(r[:160]) + "…"
+		}
+		fmt.Fprintf(w, "  warning: %s\n", strings.ReplaceAll(wn, "\n", `\n`))
+	}
+	if v.Passed {
+		fmt.Fprintf(w, "VERIFICATION PASSED: every step of the layout was performed by an authorized functionary and the artifacts flowed as the layout requires\n")
+		return
+	}
+	fmt.Fprintf(w, "VERIFICATION FAILED: %d failure(s)\n", len(v.Failures))
+	for _, f := range v.Failures {
+		fmt.Fprintf(w, "  - %s\n", OneLine(f))
+	}
+}
