@@ -78,7 +78,7 @@ func FromPipeline(spec *tekton.Spec, f *Functionaries, keys map[string]in_toto.K
 	if err != nil {
 		return nil, err
 	}
-	outStep, output, err := g.outputStep(f.Spec.Output)
+	outStep, err := g.outputStep(f.Spec.Output)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: spec.output: %v", ErrLayout, f.Path, err)
 	}
@@ -116,7 +116,7 @@ func FromPipeline(spec *tekton.Spec, f *Functionaries, keys map[string]in_toto.K
 			}
 			st.ExpectedMaterials, st.ExpectedProducts = g.rules(t, i)
 			if name == outStep {
-				st.ExpectedProducts = append([][]string{{"REQUIRE", output}}, st.ExpectedProducts...)
+				st.ExpectedProducts = append([][]string{{"REQUIRE", f.Spec.Output}}, st.ExpectedProducts...)
 			}
 			l.Steps = append(l.Steps, st)
 		}
@@ -353,26 +353,25 @@ func matchProducts(pattern, step string) []string {
 	return []string{"MATCH", pattern, "WITH", "PRODUCTS", "FROM", step}
 }
 
-// outputStep returns the step that must produce output and the artifact name,
-// or "" when there is no output.
-func (g *graph) outputStep(output string) (step, artifact string, err error) {
+// outputStep returns the step that must produce output, or "" when there is
+// no output.
+func (g *graph) outputStep(output string) (string, error) {
 	if output == "" {
-		return "", "", nil
+		return "", nil
 	}
 	w, _, err := splitOutput(output)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
 	if !g.workspaces[w] {
-		return "", "", fmt.Errorf("%q: the Pipeline declares no workspace %q", output, w)
+		return "", fmt.Errorf("%q: the Pipeline declares no workspace %q", output, w)
 	}
 	for i := len(g.tasks) - 1; i >= 0; i-- {
-		t := g.tasks[i]
-		if t.binds[w] {
-			return t.steps[len(t.steps)-1], output, nil
+		if t := g.tasks[i]; t.binds[w] {
+			return t.steps[len(t.steps)-1], nil
 		}
 	}
-	return "", "", fmt.Errorf("%q: no task binds workspace %q writable, so no step can produce it", output, w)
+	return "", fmt.Errorf("%q: no task binds workspace %q writable, so no step can produce it", output, w)
 }
 
 // Validate checks a layout with in-toto-golang's own validation (types, key
