@@ -1,0 +1,261 @@
+package localrun
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
+
+	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/tekton"
+)
+
+// Errors callers branch on with errors.Is.
+var (
+	// ErrInvalid: the pipeline cannot run as given (unknown or missing param,
+	// wrong param type, unbound workspace, unresolvable substitution, a
+	// feature the local runner does not support, a script that cannot be
+	// written). Returned before the affected task runs anything.
+	ErrInvalid = errors.New("invalid pipeline run")
+	// ErrStepFailed: a step exited non-zero or could not be started; the
+	// error is a *StepError.
+	ErrStepFailed = errors.New("step failed")
+	// ErrTimeout: a step or task timeout expired; the error is a *StepError.
+	ErrTimeout = errors.New("timed out")
+	// ErrResult: a task result is larger than MaxResultSize or does not
+	// parse as its declared type, or a pipeline result cannot be computed.
+	ErrResult = errors.New("invalid result")
+)
+
+// MaxResultSize caps each task result file, like Tekton's default 4 KiB
+// result limit; a larger result fails the task.
+const MaxResultSize = 4096
+
+// StepError is returned when a step fails. Its link was still written (exit
+// code in the byproducts) and the record returned with it includes the step.
+type StepError struct {
+	// Step is the in-toto step name, "<pipelineTask>.<step>".
+	Step string
+	// ExitCode is the process's exit status; 128+n when killed by signal n,
+	// -1 when it did not start.
+	ExitCode int
+	// Timeout is set when a step or task timeout killed the step.
+	Timeout time.Duration
+	// Err is the underlying cause, if any (start failure, timeout).
+	Err error
+}
+
+func (e *StepError) Error() string {
+	switch {
+	case e.Timeout > 0:
+		return fmt.Sprintf("step %s timed out after %s (exit code %d)", e.Step, e.Timeout, e.ExitCode)
+	case e.Err != nil:
+		return fmt.Sprintf("step %s failed: %v (exit code %d)", e.Step, e.Err, e.ExitCode)
+	}
+	return fmt.Sprintf("step %s failed with exit code %d", e.Step, e.ExitCode)
+}
+
+// Is makes errors.Is(err, ErrStepFailed) hold for every StepError and
+// errors.Is(err, ErrTimeout) for the timed-out ones.
+func (e *StepError) Is(target error) bool {
+	return target == ErrStepFailed || (target == ErrTimeout && e.Timeout > 0)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Options configure Run.
+type Options struct {
+	// Params are the PipelineRun's parameters. Array and object parameters
+	// are given as JSON (`["a","b"]`, `{"k":"v"}`).
+	Params map[string]string
+	// WorkDir is the scratch root: workspaces are directories under
+	// WorkDir/workspaces/<pipeline workspace>, task results, scripts and
+	// temporary files live beside them. Empty: a new temporary directory,
+	// which is left in place and named in the progress output.
+	WorkDir string
+	// LinkDir receives one signed link per step and signer,
+	// "<step>.<keyid[:8]>.link" (0644, written atomically). Required when
+	// Signers is set.
+	LinkDir string
+	// Signers returns the keys that sign a step's link (one link each): the
+	// functionaries the layout assigns to the step. Called for every step
+	// before anything runs; an error or an empty list stops the run then.
+	// Nil: no links are written, only the record is returned.
+	Signers func(step string) ([]signing.Signer, error)
+	// Exclude holds artifact exclude patterns (in-toto-run semantics, see
+	// artifact.Options.Exclude) matched against "<workspace>/<path>".
+	Exclude []string
+	// Out receives progress: each step as it starts and ends, with duration
+	// and exit code, and the steps' stdout/stderr prefixed with the step name.
+	// Nil discards everything.
+	Out io.Writer
+	// Quiet keeps step stdout/stderr out of Out (progress lines stay).
+	Quiet bool
+	// RunID identifies the run in every link; empty: a random ID.
+	RunID string
+	// Env is the host environment passed to every step, before the step's
+	// own env; nil: DefaultEnv().
+	Env []string
+	// DefaultWorkingDir is where a step starts when it declares no
+	// workingDir, and what a relative workingDir is relative to; empty: the
+	// current directory. The CLI passes the pipeline file's directory.
+	DefaultWorkingDir string
+}
+
+// DefaultEnv returns the host variables steps see by default: those a build
+// needs to find its tools and caches, nothing else.
+func DefaultEnv() []string {
+	keep := map[string]bool{}
+	for _, k := range []string{
+		"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR", "TERM",
+		"GOPATH", "GOCACHE", "GOMODCACHE", "GOFLAGS", "GOPROXY", "GOSUMDB", "GONOSUMDB",
+		"GOPRIVATE", "GONOPROXY", "GOTOOLCHAIN", "GOROOT", "GOENV",
+		"SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+		"http_proxy", "https_proxy", "no_proxy",
+	} {
+		keep[k] = true
+	}
+	var out []string
+	for _, kv := range os.Environ() {
+		if k, _, ok := strings.Cut(kv, "="); ok && keep[k] {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// Run executes spec on this host and returns what it did.
+//
+// Tasks run one at a time in spec.Order(); a task whose when expressions are
+// false is skipped, as are tasks needing its results (Tekton's rules). For
+// every step the task's workspaces are hashed before (materials) and after
+// (products), the step runs as a host process, and its link is signed by
+// each of opts.Signers(step) and written to opts.LinkDir.
+//
+// On a failing step Run returns the record so far (including the failed
+// step, whose link is written) together with a *StepError. Invalid input is
+// reported with ErrInvalid before anything of the affected task runs.
+func Run(ctx context.Context, spec *tekton.Spec, opts Options) (*run.Record, error) {
+	r, err := prepare(ctx, spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// prepare validates everything that can be checked before the first step
+// runs: params, workspaces, substitutions not depending on task results,
+// unsupported features, signers, and the directories to write to.
+func prepare(ctx context.Context, spec *tekton.Spec, opts Options) (*runner, error) {
+	p := spec.Pipeline
+	r := &runner{spec: spec, opts: opts, out: newProgress(opts.Out), status: map[string]taskStatus{}}
+	if opts.Signers != nil && opts.LinkDir == "" {
+		return nil, invalid("pipeline %s: signers given but no link directory", p.Name)
+	}
+	r.runID = opts.RunID
+	if r.runID == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		r.runID = hex.EncodeToString(b[:])
+	}
+	var err error
+	if r.defaultWD, err = absOrCwd(opts.DefaultWorkingDir); err != nil {
+		return nil, err
+	}
+	r.env = opts.Env
+	if r.env == nil {
+		r.env = DefaultEnv()
+	}
+
+	if err := r.preparePipelineRun(); err != nil {
+		return nil, err
+	}
+	order, err := spec.Order()
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	r.order = order
+	if err := r.preflight(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.prepareDirs(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func absOrCwd(dir string) (string, error) {
+	if dir == "" {
+		return os.Getwd()
+	}
+	return filepath.Abs(dir)
+}
+
+// preparePipelineRun builds the PipelineRun Tekton's reconciler would see,
+// validates its params with Tekton's validators and applies pipeline-level
+// substitution (params, context, workspaces) with Tekton's functions.
+func (r *runner) preparePipelineRun() error {
+	p := r.spec.Pipeline
+	params, err := pipelineRunParams(p.Name, p.Spec.Params, r.opts.Params)
+	if err != nil {
+		return err
+	}
+	pr := &v1.PipelineRun{}
+	pr.Name = p.Name + "-" + shortID(r.runID)
+	pr.UID = typesUID(r.runID)
+	pr.Spec.Params = params
+	for _, w := range p.Spec.Workspaces {
+		pr.Spec.Workspaces = append(pr.Spec.Workspaces, emptyDirBinding(w.Name, ""))
+	}
+	ps := p.Spec.DeepCopy()
+	if err := prresources.ValidateRequiredParametersProvided(&ps.Params, &pr.Spec.Params); err != nil {
+		return invalid("pipeline %s: %v", p.Name, err)
+	}
+	if err := prresources.ValidateParamTypesMatching(ps, pr); err != nil {
+		return invalid("pipeline %s: %v", p.Name, err)
+	}
+	if err := prresources.ValidateObjectParamRequiredKeys(ps.Params, pr.Spec.Params); err != nil {
+		return invalid("pipeline %s: %v", p.Name, err)
+	}
+	if err := prresources.ValidateParamArrayIndex(ps, pr.Spec.Params); err != nil {
+		return invalid("pipeline %s: %v", p.Name, err)
+	}
+	if err := prresources.ValidateWorkspaceBindings(ps, pr); err != nil {
+		return invalid("pipeline %s: %v", p.Name, err)
+	}
+	effective, err := effectiveParams(ps, pr)
+	if err != nil {
+		return invalid("pipeline %s: %v", p.Name, err)
+	}
+	ps, err = prresources.ApplyParameters(ps, pr)
+	if err != nil {
+		return invalid("pipeline %s: %v", p.Name, err)
+	}
+	ps = prresources.ApplyContexts(ps, p.Name, pr)
+	ps = prresources.ApplyWorkspaces(ps, pr)
+	r.pr, r.ps, r.params = pr, ps, effective
+	return nil
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}

@@ -1,0 +1,576 @@
+package localrun
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
+	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
+	"github.com/tektoncd/pipeline/pkg/workspace"
+	"knative.dev/pkg/apis"
+	duckv1 "knative.dev/pkg/apis/duck/v1"
+	"knative.dev/pkg/kmeta"
+
+	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/tekton"
+)
+
+type runner struct {
+	spec      *tekton.Spec
+	opts      Options
+	out       *progress
+	runID     string
+	defaultWD string
+	env       []string
+	workDir   string
+	wsDirs    map[string]string // pipeline workspace -> host directory
+
+	pr     *v1.PipelineRun
+	ps     *v1.PipelineSpec // after pipeline-level substitution
+	params map[string]string
+	order  []v1.PipelineTask
+
+	signers map[string][]signing.Signer // by step name
+
+	rec    *run.Record
+	state  prresources.PipelineRunState
+	status map[string]taskStatus
+}
+
+type taskStatus struct {
+	skipped bool
+	reason  v1.SkippingReason
+}
+
+// binding is one task workspace as a host directory.
+type binding struct {
+	task, pipeline, subPath string
+	dir                     string // host directory
+	prefix                  string // artifact URI prefix: pipeline workspace [+ "/" + subPath]
+	readOnly                bool
+}
+
+// taskPlan is a pipeline task ready to run: fully substituted, validated.
+type taskPlan struct {
+	pt         *v1.PipelineTask
+	taskRef    string
+	tr         *v1.TaskRun
+	ts         *v1.TaskSpec
+	steps      []v1.Step // merged with the stepTemplate
+	bindings   []binding
+	resultsDir string
+	scriptsDir string
+}
+
+func (r *runner) pipelineTask(name string) *v1.PipelineTask {
+	for i := range r.ps.Tasks {
+		if r.ps.Tasks[i].Name == name {
+			return r.ps.Tasks[i].DeepCopy()
+		}
+	}
+	return nil
+}
+
+// taskSpec is the pipeline task's TaskSpec before task-level substitution:
+// the inline spec (pipeline params already propagated into it) or the
+// referenced Task's.
+func (r *runner) taskSpec(pt *v1.PipelineTask) *v1.TaskSpec {
+	if pt.TaskSpec != nil {
+		return pt.TaskSpec.TaskSpec.DeepCopy()
+	}
+	return r.spec.Tasks[pt.Name].DeepCopy()
+}
+
+// preflight plans every task with what is known before anything runs, so bad
+// input is reported before any step executes and before any link is
+// written; references to other tasks' results are checked again later.
+func (r *runner) preflight(ctx context.Context) error {
+	if r.opts.WorkDir != "" {
+		dir, err := filepath.Abs(r.opts.WorkDir)
+		if err != nil {
+			return err
+		}
+		r.workDir = dir
+	} else {
+		r.workDir = filepath.Join(os.TempDir(), "stepseal-run-"+shortID(r.runID)) // placeholder until prepareDirs
+	}
+	r.wsDirs = map[string]string{}
+	for _, w := range r.ps.Workspaces {
+		r.wsDirs[w.Name] = filepath.Join(r.workDir, "workspaces", w.Name)
+	}
+	r.signers = map[string][]signing.Signer{}
+	for _, o := range r.order {
+		pt := r.pipelineTask(o.Name)
+		if pt.IsMatrixed() {
+			return invalid("pipeline task %s: matrix is not supported by the local runner", pt.Name)
+		}
+		if pt.Retries > 0 {
+			r.out.printf("stepseal: note: pipeline task %s asks for %d retries; the local runner does not retry\n", pt.Name, pt.Retries)
+		}
+		plan, err := r.planTask(ctx, pt, r.taskSpec(pt), false)
+		if err != nil {
+			return err
+		}
+		for i, st := range plan.steps {
+			name := run.StepName(pt.Name, stepName(st, i))
+			if r.opts.Signers == nil {
+				continue
+			}
+			ss, err := r.opts.Signers(name)
+			if err != nil {
+				return invalid("step %s: signer: %v", name, err)
+			}
+			if len(ss) == 0 {
+				return invalid("step %s: no signer: every step's link must be signed", name)
+			}
+			r.signers[name] = ss
+		}
+	}
+	return nil
+}
+
+// stepName is the step's name, or Tekton's "unnamed-<index>" for a step
+// without one.
+func stepName(st v1.Step, i int) string {
+	if st.Name != "" {
+		return st.Name
+	}
+	return fmt.Sprintf("unnamed-%d", i)
+}
+
+func (r *runner) prepareDirs() error {
+	if r.opts.WorkDir == "" {
+		dir, err := os.MkdirTemp("", "stepseal-run-")
+		if err != nil {
+			return err
+		}
+		r.workDir = dir
+		for name := range r.wsDirs {
+			r.wsDirs[name] = filepath.Join(dir, "workspaces", name)
+		}
+	}
+	for _, d := range r.wsDirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if r.opts.LinkDir != "" {
+		if err := os.MkdirAll(r.opts.LinkDir, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tektonVar matches a Tekton variable reference left after substitution.
+// Shell command substitutions like $(date) do not match.
+var tektonVar = regexp.MustCompile(`\$\((?:params|results|workspaces|context|tasks|steps|step|credentials|artifacts|inputs|outputs)\b[^)]*\)`)
+
+// planTask validates a pipeline task and applies Tekton's task-level
+// substitution the way its taskrun reconciler does (params, context, results,
+// workspaces), with host paths for results and workspaces. With final false,
+// references to other tasks' results may remain.
+func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskSpec, final bool) (*taskPlan, error) {
+	name := pt.Name
+	if err := unsupported(name, ts); err != nil {
+		return nil, err
+	}
+	trName := kmeta.ChildName(r.pr.Name, name)
+	plan := &taskPlan{
+		pt:         pt,
+		taskRef:    r.spec.TaskRefs[name],
+		resultsDir: filepath.Join(r.workDir, "results", trName),
+		scriptsDir: filepath.Join(r.workDir, "scripts", trName),
+	}
+	tr := &v1.TaskRun{}
+	tr.Name = trName
+	tr.UID = typesUID(r.runID + "-" + name)
+	tr.Spec.Params = pt.Params
+	if pt.TaskSpec != nil {
+		tr.Spec.TaskSpec = ts
+	}
+	readOnly := map[string]bool{}
+	for _, d := range ts.Workspaces {
+		readOnly[d.Name] = d.ReadOnly
+	}
+	for _, b := range pt.Workspaces {
+		pw := b.Workspace
+		if pw == "" {
+			pw = b.Name
+		}
+		root, ok := r.wsDirs[pw]
+		if !ok {
+			return nil, invalid("pipeline task %s: workspace %q is bound to pipeline workspace %q, which the Pipeline does not declare", name, b.Name, pw)
+		}
+		sub := b.SubPath
+		if sub != "" && (!filepath.IsLocal(sub) || tektonVar.MatchString(sub)) {
+			return nil, invalid("pipeline task %s: workspace %q: subPath %q must be a relative path inside the workspace", name, b.Name, sub)
+		}
+		bd := binding{task: b.Name, pipeline: pw, subPath: sub, dir: root, prefix: pw, readOnly: readOnly[b.Name]}
+		if sub != "" {
+			bd.dir = filepath.Join(root, sub)
+			bd.prefix = pw + "/" + filepath.ToSlash(filepath.Clean(sub))
+		}
+		plan.bindings = append(plan.bindings, bd)
+		tr.Spec.Workspaces = append(tr.Spec.Workspaces, emptyDirBinding(b.Name, sub))
+	}
+	// As Tekton's taskrun reconciler: an inline taskSpec may use workspaces
+	// it does not declare (propagated); a referenced Task may not.
+	decls := append([]v1.WorkspaceDeclaration(nil), ts.Workspaces...)
+	declared := map[string]bool{}
+	for _, d := range decls {
+		declared[d.Name] = true
+	}
+	if pt.TaskSpec != nil {
+		for _, b := range tr.Spec.Workspaces {
+			if !declared[b.Name] {
+				decls = append(decls, v1.WorkspaceDeclaration{Name: b.Name})
+			}
+		}
+	}
+	if err := workspace.ValidateBindings(ctx, decls, tr.Spec.Workspaces); err != nil {
+		return nil, invalid("pipeline task %s: %v", name, err)
+	}
+	given := pt.Params
+	if !final {
+		given = nil
+		for _, p := range pt.Params {
+			if !waitsOnResults(p.Value) {
+				given = append(given, p)
+			}
+		}
+		given = append(given, placeholders(ts, pt.Params, given)...)
+	}
+	if err := checkTaskParams(name, ts, given); err != nil {
+		return nil, err
+	}
+	if final {
+		if err := trresources.ValidateParamArrayIndex(ts, pt.Params); err != nil {
+			return nil, invalid("pipeline task %s: %v", name, err)
+		}
+	}
+
+	taskName := plan.taskRef
+	if taskName == "" {
+		taskName = trName // Tekton's context.task.name for an embedded spec
+	}
+	ts = trresources.ApplyParameters(ts, tr, ts.Params...)
+	ts = trresources.ApplyContexts(ts, taskName, tr)
+	ts = trresources.ApplyReplacements(ts, resultPaths(ts.Results, plan.resultsDir), map[string][]string{}, map[string]map[string]string{})
+	hostDecls := make([]v1.WorkspaceDeclaration, len(decls))
+	for i, d := range decls {
+		hostDecls[i] = d
+		hostDecls[i].MountPath = ""
+		for _, b := range plan.bindings {
+			if b.task == d.Name {
+				hostDecls[i].MountPath = b.dir
+			}
+		}
+	}
+	ts.Workspaces = hostDecls
+	ts = trresources.ApplyWorkspaces(ctx, ts, hostDecls, tr.Spec.Workspaces, workspace.CreateVolumes(tr.Spec.Workspaces))
+	tr.Spec.TaskSpec = nil
+
+	steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
+	if err != nil {
+		return nil, invalid("pipeline task %s: stepTemplate: %v", name, err)
+	}
+	for i, st := range steps {
+		if err := checkStep(name, stepName(st, i), st, final); err != nil {
+			return nil, err
+		}
+	}
+	plan.tr, plan.ts, plan.steps = tr, ts, steps
+	return plan, nil
+}
+
+func waitsOnResults(v v1.ParamValue) bool {
+	vals := append([]string{v.StringVal}, v.ArrayVal...)
+	for _, o := range v.ObjectVal {
+		vals = append(vals, o)
+	}
+	for _, s := range vals {
+		if strings.Contains(s, "$(tasks.") {
+			return true
+		}
+	}
+	return false
+}
+
+// placeholders stands in, during preflight, for params whose value waits on
+// another task's result: the declared type with no value, so the param
+// checks see them as provided.
+func placeholders(ts *v1.TaskSpec, all, kept v1.Params) v1.Params {
+	keep := map[string]bool{}
+	for _, p := range kept {
+		keep[p.Name] = true
+	}
+	types := map[string]v1.ParamSpec{}
+	for _, s := range ts.Params {
+		types[s.Name] = s
+	}
+	var out v1.Params
+	for _, p := range all {
+		if keep[p.Name] {
+			continue
+		}
+		s := types[p.Name]
+		v := v1.ParamValue{Type: s.Type}
+		if v.Type == "" {
+			v.Type = v1.ParamTypeString
+		}
+		if v.Type == v1.ParamTypeObject {
+			v.ObjectVal = map[string]string{}
+			for k := range s.Properties {
+				v.ObjectVal[k] = ""
+			}
+		}
+		out = append(out, v1.Param{Name: p.Name, Value: v})
+	}
+	return out
+}
+
+// resultPaths maps $(results.X.path) in all of Tekton's spellings to the
+// per-TaskRun results directory on the host.
+func resultPaths(results []v1.TaskResult, dir string) map[string]string {
+	out := map[string]string{}
+	for _, res := range results {
+		p := filepath.Join(dir, res.Name)
+		for _, pattern := range []string{"results.%s.path", "results[%q].path", "results['%s'].path"} {
+			out[fmt.Sprintf(pattern, res.Name)] = p
+		}
+	}
+	return out
+}
+
+func unsupported(pt string, ts *v1.TaskSpec) error {
+	switch {
+	case len(ts.Sidecars) > 0:
+		return invalid("pipeline task %s: sidecars are not supported by the local runner", pt)
+	case len(ts.Volumes) > 0:
+		return invalid("pipeline task %s: volumes are not supported by the local runner (use workspaces)", pt)
+	}
+	for i, st := range ts.Steps {
+		name := stepName(st, i)
+		switch {
+		case st.Ref != nil:
+			return invalid("pipeline task %s step %s: StepActions (ref) are not supported by the local runner", pt, name)
+		case len(st.Results) > 0:
+			return invalid("pipeline task %s step %s: step results are not supported by the local runner", pt, name)
+		case len(st.Workspaces) > 0:
+			return invalid("pipeline task %s step %s: per-step workspaces are not supported by the local runner", pt, name)
+		case len(st.VolumeMounts) > 0 || len(st.VolumeDevices) > 0:
+			return invalid("pipeline task %s step %s: volumeMounts are not supported by the local runner", pt, name)
+		case len(st.EnvFrom) > 0:
+			return invalid("pipeline task %s step %s: envFrom is not supported by the local runner", pt, name)
+		}
+		for _, w := range st.When {
+			if w.CEL != "" {
+				return invalid("pipeline task %s step %s: CEL in step when expressions is not supported by the local runner", pt, name)
+			}
+		}
+	}
+	return nil
+}
+
+// checkStep rejects what would run with a Tekton variable left in it or
+// cannot run on the host.
+func checkStep(pt, name string, st v1.Step, final bool) error {
+	fields := map[string][]string{
+		"image": {st.Image}, "command": st.Command, "args": st.Args, "script": {st.Script}, "workingDir": {st.WorkingDir},
+	}
+	if st.StdoutConfig != nil {
+		fields["stdoutConfig.path"] = []string{st.StdoutConfig.Path}
+	}
+	if st.StderrConfig != nil {
+		fields["stderrConfig.path"] = []string{st.StderrConfig.Path}
+	}
+	for _, e := range st.Env {
+		if e.ValueFrom != nil {
+			return invalid("pipeline task %s step %s: env %s uses valueFrom, which the local runner cannot resolve", pt, name, e.Name)
+		}
+		fields["env "+e.Name] = []string{e.Value}
+	}
+	for _, w := range st.When {
+		fields["when"] = append(fields["when"], w.Input)
+		fields["when"] = append(fields["when"], w.Values...)
+	}
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range fields[k] {
+			for _, ref := range tektonVar.FindAllString(v, -1) {
+				if !final && strings.HasPrefix(ref, "$(tasks.") {
+					continue
+				}
+				return invalid("pipeline task %s step %s: %s: cannot resolve %s", pt, name, k, ref)
+			}
+		}
+	}
+	if len(st.Command) == 0 && st.Script == "" {
+		return invalid("pipeline task %s step %s: no command or script (the image's entrypoint is not known without pulling it)", pt, name)
+	}
+	return nil
+}
+
+// run executes the planned pipeline.
+func (r *runner) run(ctx context.Context) (*run.Record, error) {
+	p := r.spec.Pipeline
+	r.rec = &run.Record{
+		Pipeline:  p.Name,
+		RunID:     r.runID,
+		Source:    "stepseal/localrun",
+		Params:    r.params,
+		StartedAt: time.Now().UTC(),
+	}
+	r.out.printf("stepseal: running pipeline %s locally (run %s), workspaces under %s\n", p.Name, r.runID, filepath.Join(r.workDir, "workspaces"))
+	r.out.printf("stepseal: images are recorded, not pulled: every step runs as a host process with this host's tools\n")
+	for _, o := range r.order {
+		if err := r.runPipelineTask(ctx, o.Name); err != nil {
+			r.rec.FinishedAt = time.Now().UTC()
+			r.out.printf("stepseal: pipeline %s failed: %v\n", p.Name, err)
+			return r.rec, err
+		}
+	}
+	if err := r.pipelineResults(); err != nil {
+		r.rec.FinishedAt = time.Now().UTC()
+		return r.rec, err
+	}
+	r.rec.FinishedAt = time.Now().UTC()
+	r.out.printf("stepseal: pipeline %s succeeded in %s%s\n", p.Name, r.rec.FinishedAt.Sub(r.rec.StartedAt).Round(time.Millisecond), formatResults(r.rec.Results))
+	return r.rec, nil
+}
+
+func formatResults(res map[string]string) string {
+	if len(res) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(res))
+	for k := range res {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("; results:")
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%s", k, res[k])
+	}
+	return b.String()
+}
+
+// runPipelineTask follows Tekton's pipelinerun reconciler for one task:
+// skip if a parent was skipped for another reason than its when
+// expressions, or if results it needs are missing; resolve and apply result
+// references; evaluate when expressions; run.
+func (r *runner) runPipelineTask(ctx context.Context, name string) error {
+	pt := r.pipelineTask(name)
+	rpt := &prresources.ResolvedPipelineTask{PipelineTask: pt}
+	skip := func(reason v1.SkippingReason, detail string) error {
+		r.status[name] = taskStatus{skipped: true, reason: reason}
+		r.state = append(r.state, rpt)
+		r.rec.Tasks = append(r.rec.Tasks, run.Task{PipelineTask: name, TaskRef: r.spec.TaskRefs[name], Skipped: true, SkipReason: string(reason) + detail})
+		r.out.printf("--- %s skipped: %s%s\n", name, reason, detail)
+		return nil
+	}
+	deps := r.spec.Deps()[name]
+	sort.Strings(deps)
+	for _, d := range deps {
+		if s := r.status[d]; s.skipped && s.reason != v1.WhenExpressionsSkip {
+			return skip(v1.ParentTasksSkip, " ("+d+")")
+		}
+	}
+	for _, ref := range v1.PipelineTaskResultRefs(pt) {
+		if r.status[ref.PipelineTask].skipped {
+			return skip(v1.MissingResultsSkip, fmt.Sprintf(" (%s.%s: task %s was skipped)", ref.PipelineTask, ref.Result, ref.PipelineTask))
+		}
+	}
+	refs, _, err := prresources.ResolveResultRefs(r.state, prresources.PipelineRunState{rpt})
+	if err != nil {
+		return invalid("pipeline task %s: %v", name, err)
+	}
+	prresources.ApplyTaskResults(prresources.PipelineRunState{rpt}, refs)
+	pt = rpt.PipelineTask
+	for _, w := range pt.When {
+		for _, v := range append([]string{w.Input}, w.Values...) {
+			if ref := tektonVar.FindString(v); ref != "" {
+				return invalid("pipeline task %s: when expression: cannot resolve %s", name, ref)
+			}
+		}
+	}
+	if err := rpt.EvaluateCEL(); err != nil {
+		return invalid("pipeline task %s: when expression: CEL: %v", name, err)
+	}
+	if !pt.When.AllowsExecution(rpt.EvaluatedCEL) {
+		return skip(v1.WhenExpressionsSkip, " ("+describeWhen(pt.When)+")")
+	}
+
+	ts := r.taskSpec(pt)
+	rpt.ResolvedTask = &trresources.ResolvedTask{TaskSpec: ts}
+	prresources.PropagateResults(rpt, r.state)
+	plan, err := r.planTask(ctx, pt, rpt.ResolvedTask.TaskSpec, true)
+	if err != nil {
+		return err
+	}
+	results, err := r.runTask(ctx, plan)
+	if err != nil {
+		return err
+	}
+	plan.tr.Status.Results = results
+	plan.tr.Status.Conditions = duckv1.Conditions{{Type: apis.ConditionSucceeded, Status: "True", Reason: v1.TaskRunReasonSuccessful.String()}}
+	rpt.TaskRunNames = []string{plan.tr.Name}
+	rpt.TaskRuns = []*v1.TaskRun{plan.tr}
+	r.state = append(r.state, rpt)
+	r.status[name] = taskStatus{}
+	return nil
+}
+
+func describeWhen(wes v1.WhenExpressions) string {
+	var parts []string
+	for _, w := range wes {
+		if w.CEL != "" {
+			parts = append(parts, "cel: "+w.CEL)
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%q %s %q", w.Input, w.Operator, w.Values))
+	}
+	return strings.Join(parts, " && ")
+}
+
+// pipelineResults computes the Pipeline's results with Tekton's
+// ApplyTaskResultsToPipelineResults; results of skipped tasks are omitted,
+// as Tekton does.
+func (r *runner) pipelineResults() error {
+	if len(r.ps.Results) == 0 {
+		return nil
+	}
+	status := map[string]string{}
+	for _, o := range r.order {
+		s := v1.TaskRunReasonSuccessful.String()
+		if r.status[o.Name].skipped {
+			s = prresources.PipelineTaskStateNone
+		}
+		status[prresources.PipelineTaskStatusPrefix+o.Name+prresources.PipelineTaskStatusSuffix] = s
+	}
+	res, err := prresources.ApplyTaskResultsToPipelineResults(r.ps.Results, r.state.GetTaskRunsResults(), nil, status)
+	if err != nil {
+		return fmt.Errorf("%w: pipeline %s: %v", ErrResult, r.spec.Pipeline.Name, err)
+	}
+	if len(res) > 0 {
+		r.rec.Results = map[string]string{}
+	}
+	for _, x := range res {
+		r.rec.Results[x.Name] = paramString(x.Value)
+	}
+	return nil
+}
