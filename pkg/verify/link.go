@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"unicode/utf8"
 
 	"github.com/stepseal/stepseal/pkg/attest"
 )
@@ -287,6 +288,9 @@ func parseArtifacts(p *parser, kind string) (artifacts, error) {
 // parseDigestSet reads {"alg": "hex", ...}: at least one algorithm, each
 // named once, each value non-empty hex.
 func parseDigestSet(p *parser, kind, name string) (digestSet, error) {
+	if d, ok := p.singleDigest(); ok {
+		return d, nil
+	}
 	if p.null() {
 		return digestSet{}, p.errorf("%s %q: digest set is null", kind, name)
 	}
@@ -333,6 +337,50 @@ func parseDigestSet(p *parser, kind, name string) (digestSet, error) {
 		b = appendCanonString(b, pr.val)
 	}
 	return digestSet{multi: string(append(b, '}'))}, nil
+}
+
+// singleDigest is the fast path of parseDigestSet for the usual
+// {"alg": "hex"} with no escapes; it consumes nothing unless it succeeds.
+func (p *parser) singleDigest() (digestSet, bool) {
+	start := p.pos
+	fail := func() (digestSet, bool) { p.pos = start; return digestSet{}, false }
+	if p.next() != '{' {
+		return fail()
+	}
+	p.pos++
+	if p.next() != '"' {
+		return fail()
+	}
+	i := p.pos + 1
+	for i < len(p.src) && p.src[i] != '"' && p.src[i] != '\\' && p.src[i] >= 0x20 && p.src[i] < utf8.RuneSelf {
+		i++
+	}
+	if i >= len(p.src) || p.src[i] != '"' || i == p.pos+1 {
+		return fail()
+	}
+	alg := p.src[p.pos+1 : i]
+	p.pos = i + 1
+	if p.next() != ':' {
+		return fail()
+	}
+	p.pos++
+	if p.next() != '"' {
+		return fail()
+	}
+	i = p.pos + 1
+	for i < len(p.src) && isHexByte[p.src[i]] {
+		i++
+	}
+	if i >= len(p.src) || p.src[i] != '"' || i == p.pos+1 {
+		return fail()
+	}
+	val := p.src[p.pos+1 : i]
+	p.pos = i + 1
+	if p.next() != '}' {
+		return fail()
+	}
+	p.pos++
+	return digestSet{alg: alg, val: val}, true
 }
 
 // isHexByte marks the hex digits.

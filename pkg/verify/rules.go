@@ -170,6 +170,23 @@ func (e *ruleEval) apply(kind string, rules []rule, arts *artifacts, status []ui
 			if dst == nil {
 				continue
 			}
+			if r.SrcPrefix == "" && r.DstPrefix == "" {
+				// Without prefixes the destination path is the (clean)
+				// name itself: walk both sorted lists together.
+				d, j := dst.clean, 0
+				for i, a := range list {
+					if !queued[i] || !r.match.match(a.name) {
+						continue
+					}
+					for j < len(d) && d[j].name < a.name {
+						j++
+					}
+					if j < len(d) && d[j].name == a.name && d[j].digest == a.digest {
+						queued[i] = false
+					}
+				}
+				continue
+			}
 			for i, a := range list {
 				if !queued[i] {
 					continue

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Verification benchmark: a layout of $STEPS steps (default 50) with
+# $ARTIFACTS materials and products per step (default 1000), verified by
+# `stepseal verify` and by in-toto-golang's `in-toto-golang verify` on the same
+# files. Checks both verdicts agree (on the good chain and on a tampered
+# copy), times $RUNS interleaved runs of each (default 7) and prints the
+# medians and their ratio.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+STEPS=${STEPS:-50}
+ARTIFACTS=${ARTIFACTS:-1000}
+RUNS=${RUNS:-7}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "== generating $STEPS steps x $ARTIFACTS artifacts"
+go build -o "$work/genchain" ./hack/bench/genchain
+"$work/genchain" -out "$work/chain" -steps "$STEPS" -artifacts "$ARTIFACTS"
+du -sh "$work/chain/links" | awk '{print "links: " $1}'
+
+# Ours: the CLI if it builds, else the same engine through genchain -verify.
+mkdir -p bin
+if go build -o bin/stepseal ./images/stepseal 2>"$work/build.log"; then
+	ours() { bin/stepseal verify --layout "$1/root.layout" --layout-key "$1/owner.pub" --links "$1/links"; }
+	echo "ours: bin/stepseal verify"
+else
+	echo "ours: the stepseal CLI does not build here (see below); timing hack/bench/genchain -verify, the same pkg/verify engine"
+	sed 's/^/  /' "$work/build.log" | head -5
+	ours() { "$work/genchain" -verify -out "$1"; }
+fi
+
+INTOTO=$(command -v in-toto-golang || true)
+[ -n "$INTOTO" ] || INTOTO="$(go env GOPATH)/bin/in-toto-golang"
+if [ ! -x "$INTOTO" ]; then
+	echo "installing in-toto-golang v0.11.0"
+	go install github.com/in-toto/in-toto-golang@v0.11.0
+fi
+theirs() { "$INTOTO" verify -l "$1/root.layout" -k "$1/owner.pub" -d "$1/links"; }
+echo "in-toto-golang: $INTOTO"
+
+verdict() { if "$@" >"$work/out.log" 2>&1; then echo pass; else echo fail; fi; }
+
+echo "== verdicts"
+a=$(verdict ours "$work/chain"); b=$(verdict theirs "$work/chain")
+echo "good chain:     stepseal $a, in-toto-golang $b"
+if [ "$a" != pass ] || [ "$b" != pass ]; then
+	cat "$work/out.log"
+	echo "FAIL: both must accept the generated chain" >&2
+	exit 1
+fi
+cp -r "$work/chain" "$work/tampered"
+mid=$(ls "$work/tampered/links" | sort | sed -n "$((STEPS / 2 + 1))p")
+# Lengthen one digest of the middle link (still hex, no longer what was signed).
+sed -i '0,/"sha256": "[0-9a-f]/s/"sha256": "\([0-9a-f]\)/"sha256": "\1\1/' "$work/tampered/links/$mid"
+a=$(verdict ours "$work/tampered"); b=$(verdict theirs "$work/tampered")
+echo "tampered $mid: stepseal $a, in-toto-golang $b"
+if [ "$a" != fail ] || [ "$b" != fail ]; then
+	echo "FAIL: both must reject the tampered chain" >&2
+	exit 1
+fi
+
+ms() {
+	local s e
+	s=$(date +%s%N)
+	"$@" >/dev/null 2>&1
+	e=$(date +%s%N)
+	echo $(((e - s) / 1000000))
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo "== timing $RUNS interleaved runs each (wall clock, ms; nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg))"
+: >"$work/ours.ms"
+: >"$work/theirs.ms"
+for _ in $(seq "$RUNS"); do
+	ms ours "$work/chain" >>"$work/ours.ms"
+	ms theirs "$work/chain" >>"$work/theirs.ms"
+done
+o=$(median <"$work/ours.ms")
+t=$(median <"$work/theirs.ms")
+echo "stepseal verify:       median ${o} ms  (runs: $(tr '\n' ' ' <"$work/ours.ms"))"
+echo "in-toto-golang verify: median ${t} ms  (runs: $(tr '\n' ' ' <"$work/theirs.ms"))"
+awk -v o="$o" -v t="$t" 'BEGIN {
+	r = t / (o > 0 ? o : 1)
+	printf "ratio: %.1fx faster (goal >= 10x: %s)\n", r, (r >= 10 ? "met" : "NOT met")
+}'
