@@ -254,6 +254,11 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 		return err
 	}
 	report.Links = links
+	if runErr != nil && errors.Is(runErr, localrun.ErrInvalid) && len(links) == 0 {
+		// Rejected before any step ran: bad input, leave nothing behind.
+		started = false
+		return runErr
+	}
 
 	// Keep everything in the store too: layout, links and provenance.
 	st, err := store.NewDirStore(filepath.Join(o.out, "store"))
