@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/stepseal/stepseal/pkg/attest"
@@ -194,10 +195,30 @@ func parseLink(data []byte) (*parsedLink, error) {
 	return l, nil
 }
 
+// payloadBufs recycles the buffers canonical payloads are written into: a
+// payload is dropped as soon as its signature is checked.
+var payloadBufs sync.Pool
+
+func getPayloadBuf(size int) []byte {
+	if b, ok := payloadBufs.Get().(*[]byte); ok && cap(*b) >= size {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, size)
+}
+
+// releasePayload returns a link's payload buffer for reuse.
+func (l *parsedLink) releasePayload() {
+	if l.Payload != nil {
+		b := l.Payload[:0]
+		payloadBufs.Put(&b)
+		l.Payload = nil
+	}
+}
+
 // canonical writes the canonical JSON of the link: keys sorted, as cjson
 // writes in-toto-golang's Link struct.
 func (l *parsedLink) canonical(sizeHint int, byproducts, environment *jvalue) ([]byte, error) {
-	b := make([]byte, 0, sizeHint)
+	b := getPayloadBuf(sizeHint)
 	b = append(b, `{"_type":`...)
 	b = appendCanonString(b, l.Type)
 	b = append(b, `,"byproducts":`...)

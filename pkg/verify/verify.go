@@ -406,7 +406,7 @@ func (v *verification) loadLink(ctx context.Context, f *linkFile) {
 			f.Valid = true
 		}
 	}
-	l.Payload = nil // verified; free the canonical copy
+	l.releasePayload() // verified; reuse the canonical copy's buffer
 }
 
 // splitLinkName splits "<step>.<8 characters>.link" as in-toto-golang's
