@@ -205,6 +205,16 @@ func TestAttacks(t *testing.T) {
 		words: []string{`step "build.compile": material "source/main.go" not allowed by rule DISALLOW * (changed in products; ` +
 			`MATCH source/** WITH PRODUCTS FROM fetch.copy did not consume it: sha256 differs)`},
 	}, {
+		name: "digest sets that do not overlap (sha512 only vs sha256)",
+		mutate: func(c *chain) {
+			s := c.steps["test.unit"]
+			s.Products["source/main.go"] = run.DigestSet{"sha512": strings.Repeat("cd", 64)}
+			c.steps["test.unit"] = s
+		},
+		want: ErrArtifactRule,
+		words: []string{`step "test.unit": product "source/main.go" not allowed by rule DISALLOW *`,
+			"digest sets differ in algorithms (sha256, sha512 on one side only)"},
+	}, {
 		name: "link whose step name is not in the layout",
 		mutate: func(c *chain) {
 			c.steps["deploy.prod"] = run.Step{Name: "deploy.prod", Materials: run.Artifacts{}, Products: run.Artifacts{}}

@@ -255,6 +255,12 @@ func inTotoDir(t testing.TB, layoutPath, linkDir string, owners ...string) (err 
 			err = fmt.Errorf("in-toto-golang panicked: %v", r)
 		}
 	}()
+	// in-toto-golang prints warnings to stdout; keep test output readable.
+	stdout := os.Stdout
+	if devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		os.Stdout = devnull
+		defer func() { os.Stdout = stdout; devnull.Close() }()
+	}
 	mb, err := in_toto.LoadMetadata(layoutPath)
 	if err != nil {
 		return err

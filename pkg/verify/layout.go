@@ -191,9 +191,9 @@ type checkedLayout struct {
 	Warnings []string
 }
 
-// compile checks what the layout says (not yet whether it is authentic) and
-// compiles its rules. It refuses inspections, sublayout-free certificate
-// features and malformed steps; every problem found is returned.
+// compile checks what the layout says and compiles its rules. It refuses
+// inspections and certificate features (ErrUnsupported) and malformed
+// keys, steps and rules (ErrMalformed); every problem found is returned.
 func compile(pl *parsedLayout, file string) (*checkedLayout, []error) {
 	var errs []error
 	malformed := func(format string, args ...any) {
