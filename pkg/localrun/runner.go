@@ -183,7 +183,7 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	if err := unsupported(name, ts); err != nil {
 		return nil, err
 	}
-	trName := kmeta.ChildName(r.pr.Name, name)
+	trName := kmeta.ChildName(r.pr.Name, "-"+name) // as Tekton names TaskRuns
 	plan := &taskPlan{
 		pt:         pt,
 		taskRef:    r.spec.TaskRefs[name],
@@ -193,7 +193,6 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	tr := &v1.TaskRun{}
 	tr.Name = trName
 	tr.UID = typesUID(r.runID + "-" + name)
-	tr.Spec.Params = pt.Params
 	if pt.TaskSpec != nil {
 		tr.Spec.TaskSpec = ts
 	}
@@ -252,6 +251,7 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	if err := checkTaskParams(name, ts, given); err != nil {
 		return nil, err
 	}
+	tr.Spec.Params = given
 	if final {
 		if err := trresources.ValidateParamArrayIndex(ts, pt.Params); err != nil {
 			return nil, invalid("pipeline task %s: %v", name, err)
@@ -323,7 +323,7 @@ func placeholders(ts *v1.TaskSpec, all, kept v1.Params) v1.Params {
 			continue
 		}
 		s := types[p.Name]
-		v := v1.ParamValue{Type: s.Type}
+		v := v1.ParamValue{Type: s.Type, ArrayVal: []string{}}
 		if v.Type == "" {
 			v.Type = v1.ParamTypeString
 		}
