@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // This file is a strict, single-pass JSON reader and the canonical JSON
@@ -30,6 +31,13 @@ type parser struct {
 }
 
 func newParser(data []byte) *parser { return &parser{src: string(data)} }
+
+// newParserOwned reads data without copying it: strings it returns alias
+// data, which must never change afterwards. Only for buffers this package
+// read itself (see ownedSource).
+func newParserOwned(data []byte) *parser {
+	return &parser{src: unsafe.String(unsafe.SliceData(data), len(data))}
+}
 
 func (p *parser) errorf(format string, args ...any) error {
 	return fmt.Errorf("offset %d: "+format, append([]any{p.pos}, args...)...)

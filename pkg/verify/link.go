@@ -102,8 +102,15 @@ var linkKeys = []string{"_type", "name", "materials", "products", "byproducts", 
 // parseLink reads a link Metablock in one pass and computes the canonical
 // JSON of its signed part, byte-identical to in-toto-golang's
 // Metablock.GetSignableRepresentation for the same file.
-func parseLink(data []byte) (*parsedLink, error) {
-	p := newParser(data)
+func parseLink(data []byte) (*parsedLink, error) { return parseLinkFrom(newParser(data), data) }
+
+// parseLinkOwned is parseLink for a buffer nobody else holds or will
+// change: the link's strings alias it instead of a copy.
+func parseLinkOwned(data []byte) (*parsedLink, error) {
+	return parseLinkFrom(newParserOwned(data), data)
+}
+
+func parseLinkFrom(p *parser, data []byte) (*parsedLink, error) {
 	l := &parsedLink{}
 	var byproducts, environment jvalue
 	top := keySet{names: []string{"signed", "signatures"}}
@@ -276,7 +283,9 @@ func parseArtifacts(p *parser, kind string) (artifacts, error) {
 		a.null = true
 		return a, nil
 	}
-	a.raw = []artifact{}
+	// Presize from the bytes left: an entry of a stepseal or in-toto link
+	// takes well over 100 bytes, and materials and products share the file.
+	a.raw = make([]artifact, 0, min((len(p.src)-p.pos)/256, 1<<16))
 	err := p.object(func(name string) error {
 		d, err := parseDigestSet(p, kind, name)
 		a.raw = append(a.raw, artifact{name: name, digest: d})

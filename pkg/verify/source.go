@@ -29,6 +29,13 @@ type LinkSource interface {
 	ReadLink(ctx context.Context, name string) ([]byte, error)
 }
 
+// ownedSource is implemented by sources whose ReadLink returns a fresh
+// buffer that nothing else holds, which the engine may then parse without
+// copying.
+type ownedSource interface{ freshBuffers() }
+
+func (Dir) freshBuffers() {}
+
 // ErrTooLarge: a file is over MaxFileSize.
 var ErrTooLarge = fmt.Errorf("file larger than the %d MiB cap", MaxFileSize>>20)
 

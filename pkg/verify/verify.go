@@ -354,7 +354,11 @@ func (v *verification) loadLink(ctx context.Context, f *linkFile) {
 		bad(&MalformedError{File: f.Name, Reason: err.Error()})
 		return
 	}
-	l, err := parseLink(data)
+	parse := parseLink
+	if _, owned := v.links.(ownedSource); owned {
+		parse = parseLinkOwned
+	}
+	l, err := parse(data)
 	switch {
 	case errors.Is(err, errSublayout):
 		bad(&UnsupportedError{File: f.Name, Feature: "sublayout", Reason: "a link file holding a layout (sublayouts are not supported)"})
