@@ -41,7 +41,11 @@ type Options struct {
 	// depth ("*.log"), "dir/" matches everything below a directory named dir,
 	// "!pattern" re-includes. As in in-toto-run, a pattern matching only a
 	// directory's own name ("node_modules") does not exclude the files in it;
-	// write "node_modules/" for that.
+	// write "node_modules/" for that. Also as in-toto-run, a symlink is
+	// excluded when its target's path matches, "[!a]" matches "a" (the
+	// library drops bracket negation), and the first matching "!" pattern
+	// wins. An empty pattern or one ending in "[" is an error (the library
+	// panics on them).
 	Exclude []string
 	// FollowSymlinkDirs records the files under a symlinked directory at the
 	// link's path, like in-toto-run's --follow-symlink-dirs. By default
@@ -101,7 +105,9 @@ func Hash(ctx context.Context, root, prefix string, opts Options) (run.Artifacts
 // being followed; a PATH that is itself a symlink to a directory is walked
 // (in-toto-run records nothing for it without --follow-symlink-dirs); files
 // under a followed symlinked directory are matched against exclude patterns
-// by their link path (in-toto-run uses the target path). Line-ending
+// by their link path (in-toto-run uses the target path). Overlapping paths
+// ("." and "src") are accepted, the shared files getting the same name and
+// digest either way; in-toto-run refuses them as duplicate keys. Line-ending
 // normalisation and --lstrip-paths are not offered.
 func HashPaths(ctx context.Context, paths []string, opts Options) (run.Artifacts, error) {
 	out := run.Artifacts{}

@@ -110,9 +110,13 @@ func checkLinks(t *testing.T, dir string, rec *run.Record, signerOf func(step st
 		if fi.Mode().Perm() != 0o644 {
 			t.Errorf("link %s has mode %v, want 0644", name, fi.Mode().Perm())
 		}
-		var mb in_toto.Metablock
-		if err := mb.Load(p); err != nil {
+		md, err := in_toto.LoadMetadata(p)
+		if err != nil {
 			t.Fatalf("in-toto-golang cannot load %s: %v", name, err)
+		}
+		mb, ok := md.(*in_toto.Metablock)
+		if !ok {
+			t.Fatalf("link %s is a %T, want a Metablock", name, md)
 		}
 		key, err := signing.InTotoKey(s.Public())
 		if err != nil {
