@@ -348,6 +348,8 @@ func hashAll(ctx context.Context, r *os.Root, jobs []job, workers int) (run.Arti
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	digests := make([]string, len(jobs))
+	fast := newFastOpener(r)
+	defer fast.close()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
@@ -359,7 +361,10 @@ func hashAll(ctx context.Context, r *os.Root, jobs []job, workers int) (run.Arti
 				if i >= len(jobs) || ctx.Err() != nil {
 					return
 				}
-				d, err := hashJob(ctx, r, jobs[i], h, buf)
+				d, ok, err := fast.hash(ctx, jobs[i], h, buf)
+				if !ok {
+					d, err = hashJob(ctx, r, jobs[i], h, buf)
+				}
 				if err != nil {
 					cancel(err)
 					return
@@ -426,6 +431,10 @@ func digest(ctx context.Context, f *os.File, h hashWriter, buf []byte) (string, 
 			return "", err
 		}
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])), nil
+	return sum(h), nil
+}
+
+func sum(h hashWriter) string {
+	var b [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(b[:0]))
 }

@@ -39,7 +39,7 @@ func symlink(t *testing.T, target, p string) {
 	}
 }
 
-func sum(s string) run.DigestSet {
+func digestOf(s string) run.DigestSet {
 	d := sha256.Sum256([]byte(s))
 	return run.DigestSet{"sha256": hex.EncodeToString(d[:])}
 }
@@ -156,18 +156,18 @@ func TestHashURIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := run.Artifacts{
-		"source/main.go":                 sum("package main\n"),
-		"source/go.mod":                  sum("module x\n"),
-		"source/pkg/a/a.go":              sum("package a\n"),
-		"source/pkg/a/debug.log":         sum("log\n"),
-		"source/pkg/a/up-link":           sum("package main\n"),
-		"source/keep.log":                sum("keep\n"),
-		"source/build/out.bin":           sum("\x00\x01binary"),
-		"source/build/sub/x.o":           sum("obj"),
-		"source/node_modules/m/index.js": sum("js"),
-		"source/empty":                   sum(""),
-		"source/link-to-main":            sum("package main\n"),
-		"source/chain":                   sum("package main\n"),
+		"source/main.go":                 digestOf("package main\n"),
+		"source/go.mod":                  digestOf("module x\n"),
+		"source/pkg/a/a.go":              digestOf("package a\n"),
+		"source/pkg/a/debug.log":         digestOf("log\n"),
+		"source/pkg/a/up-link":           digestOf("package main\n"),
+		"source/keep.log":                digestOf("keep\n"),
+		"source/build/out.bin":           digestOf("\x00\x01binary"),
+		"source/build/sub/x.o":           digestOf("obj"),
+		"source/node_modules/m/index.js": digestOf("js"),
+		"source/empty":                   digestOf(""),
+		"source/link-to-main":            digestOf("package main\n"),
+		"source/chain":                   digestOf("package main\n"),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -305,7 +305,7 @@ func TestLargeFilesAndWorkers(t *testing.T) {
 		}
 		name := filepath.Join("d", strings.Repeat("x", i+1))
 		write(t, filepath.Join(dir, name), string(data))
-		want["w/"+filepath.ToSlash(name)] = sum(string(data))
+		want["w/"+filepath.ToSlash(name)] = digestOf(string(data))
 	}
 	for _, workers := range []int{1, 2, 7, 100} {
 		got, err := Hash(context.Background(), dir, "w", Options{Workers: workers})
