@@ -642,3 +642,33 @@ func TestCanceled(t *testing.T) {
 		t.Errorf("interrupted step left links: %v", entries)
 	}
 }
+
+func TestScripts(t *testing.T) {
+	tr := newTestRun(t)
+	rec, err := Run(context.Background(), load(t, "testdata/scripts.yaml", ""), tr.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"shell": "bash", "args": "one,two words,"}, findTask(t, rec, "t").Results); diff != "" {
+		t.Errorf("shebang and args (-want +got):\n%s", diff)
+	}
+	if s := findStep(t, rec, "t.set-e"); s.ExitCode != 1 || len(s.Products) != 0 {
+		t.Errorf("a script without shebang runs with set -e: exit %d, products %v", s.ExitCode, s.Products.Names())
+	}
+	bash := findStep(t, rec, "t.bash")
+	if got := bash.ExecutedCommand(); len(got) != 4 || got[0] != "/usr/bin/env" || got[1] != "bash" || got[2] != "-c" {
+		t.Errorf("recorded command %q", got)
+	}
+}
+
+func TestExclude(t *testing.T) {
+	tr := newTestRun(t)
+	tr.opts.Exclude = []string{"*.txt"}
+	rec, err := Run(context.Background(), load(t, "testdata/subpath.yaml", ""), tr.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := findStep(t, rec, "write.put"); len(s.Products) != 0 {
+		t.Errorf("excluded file recorded: %v", s.Products.Names())
+	}
+}
