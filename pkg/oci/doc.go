@@ -1,0 +1,8 @@
+// Package oci publishes artifacts — a file, a directory, an OCI image layout
+// or an image tarball — to any OCI image-spec registry with
+// go-containerregistry, streamed in constant memory, and fetches them back by
+// digest with every blob's digest checked. It attaches signatures and
+// attestations where cosign looks for them (sha256-<hex>.sig / .att) and as
+// OCI 1.1 referrers, and verifies them by digest, failing closed with typed
+// errors.
+package oci

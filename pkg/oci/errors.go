@@ -1,0 +1,84 @@
+package oci
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/stepseal/stepseal/pkg/signing"
+)
+
+// Errors callers branch on with errors.Is. Messages name the reference,
+// registry or key involved.
+var (
+	// ErrReference: a reference is malformed or lacks a tag or digest.
+	ErrReference = errors.New("invalid reference")
+	// ErrInsecure: plain HTTP or unverified TLS was asked for a registry that is not on loopback.
+	ErrInsecure = errors.New("insecure registry refused")
+	// ErrUnreachable: the registry could not be contacted.
+	ErrUnreachable = errors.New("registry unreachable")
+	// ErrUnauthorized: the registry refused our credentials.
+	ErrUnauthorized = errors.New("registry authentication failed")
+	// ErrNotFound: the manifest or blob does not exist.
+	ErrNotFound = errors.New("not found in registry")
+	// ErrBlobDigest: content read from the registry does not match its digest (tampering).
+	ErrBlobDigest = errors.New("content does not match its digest")
+	// ErrArtifact: the artifact is not of the kind asked for, or is malformed.
+	ErrArtifact = errors.New("unsupported artifact")
+	// ErrNoSignature: no signature (or attestation) is attached to the digest.
+	ErrNoSignature = errors.New("no signature found")
+	// ErrSignature: signatures exist but none verifies with the key. It is
+	// signing.ErrSignature, so one errors.Is serves every verifier.
+	ErrSignature = signing.ErrSignature
+	// ErrDigestMismatch: a validly signed payload names another image's
+	// digest (a signature or attestation copied from another image).
+	ErrDigestMismatch = errors.New("signed payload is for another digest")
+)
+
+// registryError turns a go-containerregistry error into a one-line error of
+// one of our categories naming the registry.
+func registryError(registry string, err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, e := range []error{ErrInsecure, ErrBlobDigest, ErrReference, ErrArtifact} {
+		if errors.Is(err, e) {
+			return err
+		}
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		msg := oneLine(te.Error())
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%w: registry %s: %s", ErrUnauthorized, registry, msg)
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: registry %s: %s", ErrNotFound, registry, msg)
+		}
+		return fmt.Errorf("registry %s: %s", registry, msg)
+	}
+	var ne net.Error
+	var oe *net.OpError
+	if errors.As(err, &oe) || errors.As(err, &ne) {
+		return fmt.Errorf("%w: registry %s: %s", ErrUnreachable, registry, oneLine(rootCause(err).Error()))
+	}
+	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return fmt.Errorf("%w: registry %s speaks plain HTTP; use the insecure option (allowed for loopback registries only)", ErrUnreachable, registry)
+	}
+	return fmt.Errorf("registry %s: %s", registry, oneLine(err.Error()))
+}
+
+func rootCause(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe
+	}
+	return err
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

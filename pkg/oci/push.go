@@ -1,0 +1,316 @@
+package oci
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Push uploads src to ref and returns the digest reference of what was
+// pushed. Blobs stream from their source; the manifest (and with it the tag)
+// is written last, so a failed push leaves nothing tagged. If ref carries a
+// digest it must be src's.
+func Push(ctx context.Context, src Source, ref name.Reference, opts ...Option) (name.Digest, error) {
+	o := makeOptions(opts)
+	ref, err := bind(ref, o)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	reg := ref.Context().RegistryStr()
+	dg, err := src.Digest()
+	if err != nil {
+		return name.Digest{}, err
+	}
+	if d, ok := ref.(name.Digest); ok && d.DigestStr() != dg.String() {
+		return name.Digest{}, fmt.Errorf("%w: pushing %s to %s", ErrReference, dg, ref)
+	}
+	updates, done := o.startProgress(ref.String())
+	ro := o.remoteOptions(ctx, updates)
+	switch s := src.(type) {
+	case v1.Image:
+		err = remote.Write(ref, s, ro...)
+	case v1.ImageIndex:
+		err = remote.WriteIndex(ref, s, ro...)
+	default:
+		err = fmt.Errorf("%w: %T is neither an image nor an index", ErrArtifact, src)
+	}
+	done()
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("pushing %s: %w", ref, registryError(reg, err))
+	}
+	return ref.Context().Digest(dg.String()), nil
+}
+
+// Resolve returns the digest a reference currently points to.
+func Resolve(ctx context.Context, ref name.Reference, opts ...Option) (name.Digest, error) {
+	o := makeOptions(opts)
+	ref, err := bind(ref, o)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	if d, ok := ref.(name.Digest); ok {
+		return d, nil
+	}
+	desc, err := remote.Head(ref, o.remoteOptions(ctx, nil)...)
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("resolving %s: %w", ref, registryError(ref.Context().RegistryStr(), err))
+	}
+	return ref.Context().Digest(desc.Digest.String()), nil
+}
+
+// Pull returns the image at ref; go-containerregistry checks the manifest
+// against the digest and every blob against its digest as it is read.
+func Pull(ctx context.Context, ref name.Reference, opts ...Option) (v1.Image, error) {
+	o := makeOptions(opts)
+	ref, err := bind(ref, o)
+	if err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(ref, o.remoteOptions(ctx, nil)...)
+	if err != nil {
+		return nil, fmt.Errorf("pulling %s: %w", ref, registryError(ref.Context().RegistryStr(), err))
+	}
+	return img, nil
+}
+
+// PullFile fetches a file artifact (one layer) by digest into dst. The layer
+// is streamed to a temporary file beside dst, its digest checked, and only
+// then renamed over dst: a tampered blob leaves dst untouched.
+func PullFile(ctx context.Context, ref name.Digest, dst string, opts ...Option) error {
+	layer, err := singleLayer(ctx, ref, opts)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	rc, err := openVerified(ref, layer)
+	if err != nil {
+		tmp.Close()
+		return err
+	}
+	_, err = io.CopyBuffer(tmp, rc, make([]byte, 1<<20))
+	rc.Close()
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+// PullDir fetches a directory artifact by digest and extracts it into dst,
+// which must not exist. Extraction happens in a temporary directory beside
+// dst through os.Root (no entry can escape it, symlinks included) and is
+// renamed to dst only once the layer digest has been verified.
+func PullDir(ctx context.Context, ref name.Digest, dst string, opts ...Option) error {
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("%s already exists", dst)
+	}
+	layer, err := singleLayer(ctx, ref, opts)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	rc, err := openVerified(ref, layer)
+	if err != nil {
+		return err
+	}
+	err = extractTar(rc, tmp)
+	if err == nil {
+		// Drain the tar padding so the digest check at EOF runs.
+		_, err = io.Copy(io.Discard, rc)
+	}
+	rc.Close()
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// PullLayout fetches the image or index at ref into an OCI image layout at dir.
+func PullLayout(ctx context.Context, ref name.Reference, dir string, opts ...Option) (name.Digest, error) {
+	o := makeOptions(opts)
+	ref, err := bind(ref, o)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	reg := ref.Context().RegistryStr()
+	desc, err := remote.Get(ref, o.remoteOptions(ctx, nil)...)
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("pulling %s: %w", ref, registryError(reg, err))
+	}
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err == nil {
+			err = p.AppendIndex(idx)
+		}
+		if err != nil {
+			return name.Digest{}, fmt.Errorf("pulling %s: %w", ref, registryError(reg, err))
+		}
+	} else {
+		img, err := desc.Image()
+		if err == nil {
+			err = p.AppendImage(img)
+		}
+		if err != nil {
+			return name.Digest{}, fmt.Errorf("pulling %s: %w", ref, registryError(reg, err))
+		}
+	}
+	return ref.Context().Digest(desc.Digest.String()), nil
+}
+
+func singleLayer(ctx context.Context, ref name.Digest, opts []Option) (v1.Layer, error) {
+	img, err := Pull(ctx, ref, opts...)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("pulling %s: %w", ref, registryError(ref.RegistryStr(), err))
+	}
+	if len(layers) != 1 {
+		return nil, fmt.Errorf("%w: %s has %d layers, want 1", ErrArtifact, ref, len(layers))
+	}
+	return layers[0], nil
+}
+
+// openVerified opens a layer's blob and checks its digest and size at EOF
+// itself, so tampering is reported as ErrBlobDigest whichever layer of the
+// stack notices first.
+func openVerified(ref name.Digest, l v1.Layer) (io.ReadCloser, error) {
+	d, err := l.Digest()
+	if err != nil {
+		return nil, err
+	}
+	size, err := l.Size()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("pulling %s: %w", ref, registryError(ref.RegistryStr(), err))
+	}
+	return &verifyingReader{rc: rc, h: sha256.New(), want: d, size: size, ref: ref}, nil
+}
+
+type verifyingReader struct {
+	rc   io.ReadCloser
+	h    hash.Hash
+	n    int64
+	want v1.Hash
+	size int64
+	ref  name.Digest
+	err  error
+}
+
+func (v *verifyingReader) Read(b []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.rc.Read(b)
+	v.h.Write(b[:n])
+	v.n += int64(n)
+	if err == nil && v.n > v.size {
+		err = io.EOF
+	}
+	if err != nil {
+		if v.n != v.size {
+			v.err = fmt.Errorf("%w: %s: blob %s: got %d bytes, want %d", ErrBlobDigest, v.ref, v.want, v.n, v.size)
+		} else if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want.Hex {
+			v.err = fmt.Errorf("%w: %s: blob %s has digest sha256:%s", ErrBlobDigest, v.ref, v.want, got)
+		} else if errors.Is(err, io.EOF) {
+			v.err = io.EOF
+		} else {
+			v.err = fmt.Errorf("pulling %s: %w", v.ref, registryError(v.ref.RegistryStr(), err))
+		}
+		return n, v.err
+	}
+	return n, nil
+}
+
+func (v *verifyingReader) Close() error { return v.rc.Close() }
+
+// extractTar writes a tar stream under dir through os.Root.
+func extractTar(r io.Reader, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	buf := make([]byte, 1<<20)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := path.Clean(h.Name)
+		if path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+			return fmt.Errorf("%w: tar entry %q escapes the directory", ErrArtifact, h.Name)
+		}
+		if parent := path.Dir(name); parent != "." {
+			if err := root.MkdirAll(parent, 0o755); err != nil {
+				return err
+			}
+		}
+		mode := fs.FileMode(h.Mode).Perm()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(name, 0o755); err != nil {
+				return err
+			}
+			if err := root.Chmod(name, mode); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			if err != nil {
+				return err
+			}
+			_, err = io.CopyBuffer(f, tr, buf)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := root.Symlink(h.Linkname, name); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: tar entry %q has unsupported type %q", ErrArtifact, h.Name, h.Typeflag)
+		}
+	}
+}

@@ -1,0 +1,272 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/payload"
+)
+
+// Media types, annotations and artifact types cosign uses for signatures and
+// attestations, and the artifact types of our OCI 1.1 referrers.
+const (
+	MediaTypeSimpleSigning = "application/vnd.dev.cosign.simplesigning.v1+json"
+	MediaTypeDSSE          = "application/vnd.dsse.envelope.v1+json"
+	AnnotationSignature    = "dev.cosignproject.cosign/signature"
+	AnnotationPredicate    = "predicateType"
+	// ArtifactTypeSignature is the artifactType of signature referrers (as
+	// cosign's OCI 1.1 mode writes them).
+	ArtifactTypeSignature = "application/vnd.dev.cosign.artifact.sig.v1+json"
+	// ArtifactTypeAttestation is the artifactType of attestation referrers.
+	ArtifactTypeAttestation = MediaTypeDSSE
+)
+
+// maxSignedBlob bounds what we read of a signature or attestation layer.
+const maxSignedBlob = 16 << 20
+
+// SignatureTag is cosign's tag for the signatures of digest d: sha256-<hex>.sig.
+func SignatureTag(d name.Digest) name.Tag { return suffixTag(d, "sig") }
+
+// AttestationTag is cosign's tag for the attestations of digest d: sha256-<hex>.att.
+func AttestationTag(d name.Digest) name.Tag { return suffixTag(d, "att") }
+
+func suffixTag(d name.Digest, suffix string) name.Tag {
+	return d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + "." + suffix)
+}
+
+// Sign signs the image at ref with key in cosign's format: the simple-signing
+// payload naming ref's repository and digest, signed with sigstore's signer
+// for the key (ECDSA and RSA PKCS#1 v1.5 over SHA-256, ed25519 pure), which is
+// what `cosign verify --key` checks. The signature is appended to the image
+// tagged sha256-<hex>.sig (kept if already there) and attached as an OCI 1.1
+// referrer of ref. key must be an *ecdsa.PrivateKey, *rsa.PrivateKey or
+// ed25519.PrivateKey.
+func Sign(ctx context.Context, ref name.Digest, key crypto.Signer, opts ...Option) error {
+	o := makeOptions(opts)
+	ref, err := bindDigest(ref, o)
+	if err != nil {
+		return err
+	}
+	sv, err := signature.LoadSignerVerifier(key, crypto.SHA256)
+	if err != nil {
+		return fmt.Errorf("signing %s: %w", ref, err)
+	}
+	pl, err := payload.Cosign{Image: ref}.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	sig, err := sv.SignMessage(bytes.NewReader(pl))
+	if err != nil {
+		return fmt.Errorf("signing %s: %w", ref, err)
+	}
+	ann := map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig)}
+	return attach(ctx, o, ref, SignatureTag(ref), ArtifactTypeSignature, pl, MediaTypeSimpleSigning, ann)
+}
+
+// Attest attaches a signed DSSE envelope carrying an in-toto statement about
+// ref, where cosign looks for attestations (sha256-<hex>.att, layer of media
+// type application/vnd.dsse.envelope.v1+json annotated with predicateType)
+// and as an OCI 1.1 referrer. The statement must name ref's digest among its
+// subjects; anything else would be an attestation about another artifact.
+func Attest(ctx context.Context, ref name.Digest, env *dsse.Envelope, predicateType string, opts ...Option) error {
+	o := makeOptions(opts)
+	ref, err := bindDigest(ref, o)
+	if err != nil {
+		return err
+	}
+	if env == nil || len(env.Signatures) == 0 {
+		return fmt.Errorf("%w: attestation for %s is not signed", ErrSignature, ref)
+	}
+	st, err := statementOf(env)
+	if err != nil {
+		return fmt.Errorf("attesting %s: %w", ref, err)
+	}
+	if !st.names(ref) {
+		return fmt.Errorf("%w: attestation's subjects do not include %s", ErrDigestMismatch, ref)
+	}
+	if predicateType == "" {
+		predicateType = st.PredicateType
+	}
+	if predicateType != st.PredicateType {
+		return fmt.Errorf("%w: predicate type %q given for a statement of type %q", ErrArtifact, predicateType, st.PredicateType)
+	}
+	raw, err := json.Marshal(env)
+	if err != nil {
+		return err
+	}
+	ann := map[string]string{AnnotationSignature: "", AnnotationPredicate: predicateType}
+	return attach(ctx, o, ref, AttestationTag(ref), ArtifactTypeAttestation, raw, MediaTypeDSSE, ann)
+}
+
+// attach appends one layer to cosign's tagged image for ref (creating it if
+// absent) and pushes the same layer as a referrer of ref. Registries without
+// the referrers API get go-containerregistry's tag-scheme fallback
+// (sha256-<hex> index listing the referrers).
+func attach(ctx context.Context, o *options, ref name.Digest, tag name.Tag, artifactType string, data []byte, mt types.MediaType, ann map[string]string) error {
+	reg := ref.RegistryStr()
+	ro := o.remoteOptions(ctx, nil)
+	subject, err := remote.Head(ref, ro...)
+	if err != nil {
+		return fmt.Errorf("attaching to %s: %w", ref, registryError(reg, err))
+	}
+	layer := static.NewLayer(data, mt)
+	ld, _ := layer.Digest()
+
+	// 1. cosign's tag scheme.
+	base, err := remote.Image(tag, ro...)
+	switch {
+	case err == nil:
+		if has, herr := hasLayer(base, ld, ann); herr != nil {
+			return fmt.Errorf("reading %s: %w", tag, registryError(reg, herr))
+		} else if has {
+			base = nil
+		}
+	case errors.Is(registryError(reg, err), ErrNotFound):
+		base = mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	default:
+		return fmt.Errorf("reading %s: %w", tag, registryError(reg, err))
+	}
+	if base != nil {
+		img, err := mutate.Append(base, mutate.Addendum{Layer: layer, Annotations: ann, MediaType: mt})
+		if err != nil {
+			return err
+		}
+		if err := remote.Write(tag, img, ro...); err != nil {
+			return fmt.Errorf("writing %s: %w", tag, registryError(reg, err))
+		}
+	}
+
+	// 2. OCI 1.1 referrer.
+	sub := v1.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}
+	annotations := map[string]string{}
+	if p := ann[AnnotationPredicate]; p != "" {
+		annotations[AnnotationPredicate] = p
+	}
+	img, err := buildImage(manifestSpec{
+		artifactType: artifactType,
+		configType:   MediaTypeEmpty,
+		config:       []byte("{}"),
+		layers:       []v1.Layer{layer},
+		layerAnn:     []map[string]string{ann},
+		annotations:  annotations,
+		subject:      &sub,
+	})
+	if err != nil {
+		return err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(ref.Context().Digest(d.String()), img, ro...); err != nil {
+		return fmt.Errorf("attaching referrer to %s: %w", ref, registryError(reg, err))
+	}
+	return nil
+}
+
+func hasLayer(img v1.Image, d v1.Hash, ann map[string]string) (bool, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return false, err
+	}
+	for _, l := range m.Layers {
+		if l.Digest == d && l.Annotations[AnnotationSignature] == ann[AnnotationSignature] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// signedBlob is one candidate signature or attestation found in the registry.
+type signedBlob struct {
+	data        []byte
+	annotations map[string]string
+	from        string // where it was found, for error messages
+}
+
+// candidates collects the layers of media type mt from cosign's tag and
+// from ref's referrers of the given artifact type, de-duplicated.
+func candidates(ctx context.Context, o *options, ref name.Digest, tag name.Tag, artifactType string, mt types.MediaType) ([]signedBlob, error) {
+	reg := ref.RegistryStr()
+	ro := o.remoteOptions(ctx, nil)
+	var out []signedBlob
+	seen := map[string]bool{}
+	collect := func(img v1.Image, from string) error {
+		m, err := img.Manifest()
+		if err != nil {
+			return err
+		}
+		for _, l := range m.Layers {
+			if l.MediaType != mt || l.Size > maxSignedBlob {
+				continue
+			}
+			key := l.Digest.String() + "\x00" + l.Annotations[AnnotationSignature]
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			layer, err := img.LayerByDigest(l.Digest)
+			if err != nil {
+				return err
+			}
+			rc, err := layer.Compressed()
+			if err != nil {
+				return err
+			}
+			data, err := io.ReadAll(io.LimitReader(rc, maxSignedBlob))
+			rc.Close()
+			if err != nil {
+				return err
+			}
+			out = append(out, signedBlob{data: data, annotations: l.Annotations, from: from})
+		}
+		return nil
+	}
+	img, err := remote.Image(tag, ro...)
+	if err == nil {
+		err = collect(img, tag.String())
+	}
+	if err != nil && !errors.Is(registryError(reg, err), ErrNotFound) {
+		return nil, fmt.Errorf("reading %s: %w", tag, registryError(reg, err))
+	}
+	idx, err := remote.Referrers(ref, append(ro, remote.WithFilter("artifactType", artifactType))...)
+	if err != nil && !errors.Is(registryError(reg, err), ErrNotFound) {
+		return nil, fmt.Errorf("listing referrers of %s: %w", ref, registryError(reg, err))
+	}
+	if err == nil {
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, fmt.Errorf("listing referrers of %s: %w", ref, registryError(reg, err))
+		}
+		for _, d := range im.Manifests {
+			if d.ArtifactType != artifactType {
+				continue
+			}
+			rref := ref.Context().Digest(d.Digest.String())
+			img, err := remote.Image(rref, ro...)
+			if err == nil {
+				err = collect(img, rref.String())
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading referrer %s: %w", rref, registryError(reg, err))
+			}
+		}
+	}
+	return out, nil
+}
