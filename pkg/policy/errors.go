@@ -1,0 +1,24 @@
+package policy
+
+import "errors"
+
+// Error categories callers branch on with errors.Is. Every error returned by
+// this package wraps exactly one of them and names the file, field, key or
+// reference involved.
+var (
+	// ErrInvalid: the policy document is malformed or violates a constraint
+	// (unknown field, duplicate platform, unsupported or weak key, bad pattern).
+	ErrInvalid = errors.New("invalid platform policy")
+	// ErrSignature: a signed policy did not verify with the owner keys, or a
+	// signature was required and the policy is unsigned.
+	ErrSignature = errors.New("platform policy signature")
+	// ErrRollback: the policy's version is older than the newest one the
+	// caller has already accepted.
+	ErrRollback = errors.New("platform policy rollback")
+	// ErrNoRule: no artifact rule covers a reference. Callers must refuse
+	// the artifact (fail closed).
+	ErrNoRule = errors.New("no platform policy rule for artifact")
+	// ErrUnauthorizedPlatform: a platform (or key) is not one the rule for an
+	// artifact names.
+	ErrUnauthorizedPlatform = errors.New("platform not authorized for artifact")
+)
