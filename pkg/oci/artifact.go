@@ -73,18 +73,17 @@ func newBlobLayer(open func() (io.ReadCloser, error), mt types.MediaType) (*blob
 // artifactImage is an image whose manifest we write ourselves (artifactType,
 // custom config, subject), with layers that stream.
 type artifactImage struct {
-	manifest []byte
-	config   []byte
-	layers   []v1.Layer
+	mediaType types.MediaType
+	manifest  []byte
+	config    []byte
+	layers    []v1.Layer
 }
 
 var _ partial.CompressedImageCore = (*artifactImage)(nil)
 
-func (a *artifactImage) RawConfigFile() ([]byte, error) { return a.config, nil }
-func (a *artifactImage) MediaType() (types.MediaType, error) {
-	return types.OCIManifestSchema1, nil
-}
-func (a *artifactImage) RawManifest() ([]byte, error) { return a.manifest, nil }
+func (a *artifactImage) RawConfigFile() ([]byte, error)      { return a.config, nil }
+func (a *artifactImage) MediaType() (types.MediaType, error) { return a.mediaType, nil }
+func (a *artifactImage) RawManifest() ([]byte, error)        { return a.manifest, nil }
 func (a *artifactImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	for _, l := range a.layers {
 		if d, _ := l.Digest(); d == h {
@@ -152,5 +151,5 @@ func buildImage(s manifestSpec) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return partial.CompressedToImage(&artifactImage{manifest: raw, config: s.config, layers: s.layers})
+	return partial.CompressedToImage(&artifactImage{mediaType: types.OCIManifestSchema1, manifest: raw, config: s.config, layers: s.layers})
 }

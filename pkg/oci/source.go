@@ -356,5 +356,5 @@ func ociArchiveImage(p string, entries map[string]tarEntry) (v1.Image, error) {
 				}{io.NewSectionReader(f, e.offset, e.size), f}, nil
 			}})
 	}
-	return partial.CompressedToImage(&artifactImage{manifest: mraw, config: cfg, layers: layers})
+	return partial.CompressedToImage(&artifactImage{mediaType: idx.Manifests[0].MediaType, manifest: mraw, config: cfg, layers: layers})
 }
