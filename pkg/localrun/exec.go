@@ -40,6 +40,14 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 			return nil, invalid("pipeline task %s: workspace %s: %v", name, b.task, err)
 		}
 	}
+	// Results and scripts belong to this TaskRun: start them empty even if
+	// WorkDir is reused with the same run ID.
+	// (A scripts directory that cannot be removed makes writeScript fail,
+	// naming the step.)
+	os.RemoveAll(plan.scriptsDir)
+	if err := os.RemoveAll(plan.resultsDir); err != nil {
+		return nil, invalid("pipeline task %s: results directory: %v", name, err)
+	}
 	if err := os.MkdirAll(plan.resultsDir, 0o755); err != nil {
 		return nil, invalid("pipeline task %s: results directory: %v", name, err)
 	}

@@ -79,9 +79,11 @@ type Options struct {
 	// are given as JSON (`["a","b"]`, `{"k":"v"}`).
 	Params map[string]string
 	// WorkDir is the scratch root: workspaces are directories under
-	// WorkDir/workspaces/<pipeline workspace>, task results, scripts and
-	// temporary files live beside them. Empty: a new temporary directory,
-	// which is left in place and named in the progress output.
+	// WorkDir/workspaces/<pipeline workspace>, task results and scripts live
+	// beside them. A workspace directory that already holds files starts
+	// with them, like a PersistentVolumeClaim; a fresh WorkDir gives empty
+	// workspaces, like emptyDir. Empty: a new temporary directory, left in
+	// place and named in the progress output.
 	WorkDir string
 	// LinkDir receives one signed link per step and signer,
 	// "<step>.<keyid[:8]>.link" (0644, written atomically). Required when
@@ -177,6 +179,9 @@ func prepare(ctx context.Context, spec *tekton.Spec, opts Options) (*runner, err
 	var err error
 	if r.defaultWD, err = absOrCwd(opts.DefaultWorkingDir); err != nil {
 		return nil, err
+	}
+	if fi, err := os.Stat(r.defaultWD); err != nil || !fi.IsDir() {
+		return nil, invalid("pipeline %s: default working directory %s is not a directory", p.Name, r.defaultWD)
 	}
 	r.env = opts.Env
 	if r.env == nil {

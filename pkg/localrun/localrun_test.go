@@ -672,3 +672,23 @@ func TestExclude(t *testing.T) {
 		t.Errorf("excluded file recorded: %v", s.Products.Names())
 	}
 }
+
+// TestReusedWorkDir: workspaces keep their files between runs (like a
+// PersistentVolumeClaim, so the second run's first step has them as
+// materials); results and scripts start afresh.
+func TestReusedWorkDir(t *testing.T) {
+	tr := newTestRun(t)
+	spec := load(t, "testdata/subpath.yaml", "")
+	if _, err := Run(context.Background(), spec, tr.opts); err != nil {
+		t.Fatal(err)
+	}
+	tr.opts.LinkDir = t.TempDir()
+	rec, err := Run(context.Background(), spec, tr.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := findStep(t, rec, "write.put").Materials.Names(); len(got) != 1 || got[0] != "shared/out/x/f.txt" {
+		t.Errorf("second run's materials %v", got)
+	}
+	checkLinks(t, tr.opts.LinkDir, rec, func(string) signing.Signer { return tr.signer })
+}
