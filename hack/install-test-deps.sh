@@ -10,6 +10,8 @@ export PATH="$GOBIN:$PATH"
 tools=(
   "in-toto|github.com/in-toto/in-toto-golang@v0.11.0|in-toto-golang"
   "staticcheck|honnef.co/go/tools/cmd/staticcheck@v0.8.2|staticcheck"
+  "cosign|github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5|cosign"
+  "crane|github.com/google/go-containerregistry/cmd/crane@v0.22.1|crane"
 )
 
 for t in "${tools[@]}"; do
@@ -28,6 +30,8 @@ done
 need_apt=()
 command -v sha256sum >/dev/null || need_apt+=(coreutils)
 [[ -x /usr/bin/time ]] || need_apt+=(time)
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+command -v skopeo >/dev/null || need_apt+=(skopeo)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} with apt-get" >&2
   SUDO=""
