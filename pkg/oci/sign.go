@@ -76,7 +76,13 @@ func Sign(ctx context.Context, ref name.Digest, key crypto.Signer, opts ...Optio
 		return fmt.Errorf("signing %s: %w", ref, err)
 	}
 	ann := map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig)}
-	return attach(ctx, o, ref, SignatureTag(ref), ArtifactTypeSignature, pl, MediaTypeSimpleSigning, ann)
+	// Like cosign, a payload this key already signed is not signed again
+	// (ECDSA signatures differ each time, so compare by verification).
+	dupe := func(l v1.Descriptor) bool {
+		old, err := base64.StdEncoding.DecodeString(l.Annotations[AnnotationSignature])
+		return err == nil && sv.VerifySignature(bytes.NewReader(old), bytes.NewReader(pl)) == nil
+	}
+	return attach(ctx, o, ref, SignatureTag(ref), ArtifactTypeSignature, pl, MediaTypeSimpleSigning, ann, dupe)
 }
 
 // Attest attaches a signed DSSE envelope carrying an in-toto statement about
@@ -111,14 +117,15 @@ func Attest(ctx context.Context, ref name.Digest, env *dsse.Envelope, predicateT
 		return err
 	}
 	ann := map[string]string{AnnotationSignature: "", AnnotationPredicate: predicateType}
-	return attach(ctx, o, ref, AttestationTag(ref), ArtifactTypeAttestation, raw, MediaTypeDSSE, ann)
+	return attach(ctx, o, ref, AttestationTag(ref), ArtifactTypeAttestation, raw, MediaTypeDSSE, ann, func(v1.Descriptor) bool { return true })
 }
 
 // attach appends one layer to cosign's tagged image for ref (creating it if
 // absent) and pushes the same layer as a referrer of ref. Registries without
 // the referrers API get go-containerregistry's tag-scheme fallback
-// (sha256-<hex> index listing the referrers).
-func attach(ctx context.Context, o *options, ref name.Digest, tag name.Tag, artifactType string, data []byte, mt types.MediaType, ann map[string]string) error {
+// (sha256-<hex> index listing the referrers). When the tagged image already
+// has a layer with the same content that dupe accepts, nothing is written.
+func attach(ctx context.Context, o *options, ref name.Digest, tag name.Tag, artifactType string, data []byte, mt types.MediaType, ann map[string]string, dupe func(v1.Descriptor) bool) error {
 	reg := ref.RegistryStr()
 	ro := o.remoteOptions(ctx, nil)
 	subject, err := remote.Head(ref, ro...)
@@ -132,24 +139,26 @@ func attach(ctx context.Context, o *options, ref name.Digest, tag name.Tag, arti
 	base, err := remote.Image(tag, ro...)
 	switch {
 	case err == nil:
-		if has, herr := hasLayer(base, ld, ann); herr != nil {
-			return fmt.Errorf("reading %s: %w", tag, registryError(reg, herr))
-		} else if has {
-			base = nil
+		m, err := base.Manifest()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", tag, registryError(reg, err))
+		}
+		for _, l := range m.Layers {
+			if l.Digest == ld && dupe(l) {
+				return nil
+			}
 		}
 	case errors.Is(registryError(reg, err), ErrNotFound):
 		base = mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	default:
 		return fmt.Errorf("reading %s: %w", tag, registryError(reg, err))
 	}
-	if base != nil {
-		img, err := mutate.Append(base, mutate.Addendum{Layer: layer, Annotations: ann, MediaType: mt})
-		if err != nil {
-			return err
-		}
-		if err := remote.Write(tag, img, ro...); err != nil {
-			return fmt.Errorf("writing %s: %w", tag, registryError(reg, err))
-		}
+	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, Annotations: ann, MediaType: mt})
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(tag, img, ro...); err != nil {
+		return fmt.Errorf("writing %s: %w", tag, registryError(reg, err))
 	}
 
 	// 2. OCI 1.1 referrer.
@@ -158,7 +167,7 @@ func attach(ctx context.Context, o *options, ref name.Digest, tag name.Tag, arti
 	if p := ann[AnnotationPredicate]; p != "" {
 		annotations[AnnotationPredicate] = p
 	}
-	img, err := buildImage(manifestSpec{
+	img, err = buildImage(manifestSpec{
 		artifactType: artifactType,
 		configType:   MediaTypeEmpty,
 		config:       []byte("{}"),
@@ -178,19 +187,6 @@ func attach(ctx context.Context, o *options, ref name.Digest, tag name.Tag, arti
 		return fmt.Errorf("attaching referrer to %s: %w", ref, registryError(reg, err))
 	}
 	return nil
-}
-
-func hasLayer(img v1.Image, d v1.Hash, ann map[string]string) (bool, error) {
-	m, err := img.Manifest()
-	if err != nil {
-		return false, err
-	}
-	for _, l := range m.Layers {
-		if l.Digest == d && l.Annotations[AnnotationSignature] == ann[AnnotationSignature] {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // signedBlob is one candidate signature or attestation found in the registry.
@@ -245,7 +241,10 @@ func candidates(ctx context.Context, o *options, ref name.Digest, tag name.Tag, 
 	if err != nil && !errors.Is(registryError(reg, err), ErrNotFound) {
 		return nil, fmt.Errorf("reading %s: %w", tag, registryError(reg, err))
 	}
-	idx, err := remote.Referrers(ref, append(ro, remote.WithFilter("artifactType", artifactType))...)
+	// The index's artifactType is what the registry says; some (ggcr's
+	// in-process registry) report the config media type instead. The
+	// manifest's own artifactType decides.
+	idx, err := remote.Referrers(ref, ro...)
 	if err != nil && !errors.Is(registryError(reg, err), ErrNotFound) {
 		return nil, fmt.Errorf("listing referrers of %s: %w", ref, registryError(reg, err))
 	}
@@ -255,15 +254,22 @@ func candidates(ctx context.Context, o *options, ref name.Digest, tag name.Tag, 
 			return nil, fmt.Errorf("listing referrers of %s: %w", ref, registryError(reg, err))
 		}
 		for _, d := range im.Manifests {
-			if d.ArtifactType != artifactType {
+			if d.ArtifactType != artifactType && d.ArtifactType != MediaTypeEmpty {
 				continue
 			}
 			rref := ref.Context().Digest(d.Digest.String())
 			img, err := remote.Image(rref, ro...)
-			if err == nil {
-				err = collect(img, rref.String())
-			}
 			if err != nil {
+				return nil, fmt.Errorf("reading referrer %s: %w", rref, registryError(reg, err))
+			}
+			m, err := img.Manifest()
+			if err != nil {
+				return nil, fmt.Errorf("reading referrer %s: %w", rref, registryError(reg, err))
+			}
+			if m.ArtifactType != artifactType || m.Subject == nil || m.Subject.Digest.String() != ref.DigestStr() {
+				continue
+			}
+			if err := collect(img, rref.String()); err != nil {
 				return nil, fmt.Errorf("reading referrer %s: %w", rref, registryError(reg, err))
 			}
 		}
