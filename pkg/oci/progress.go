@@ -23,6 +23,9 @@ func (o *options) startProgress(what string) (chan<- v1.Update, func()) {
 		var last time.Time
 		var u v1.Update
 		for u = range ch {
+			if u.Error != nil {
+				continue
+			}
 			if time.Since(last) < 200*time.Millisecond && u.Complete != u.Total {
 				continue
 			}

@@ -505,3 +505,21 @@ func TestTamperedLayerDetected(t *testing.T) {
 		t.Fatal("tampered directory left behind")
 	}
 }
+
+func TestProgressReported(t *testing.T) {
+	tg := inProcess(t)
+	src := filepath.Join(t.TempDir(), "f")
+	writeRandomFile(t, src, 2<<20, 4)
+	img, err := FromFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := Push(context.Background(), img, mustRef(t, tg.host+"/demo/progress:v1"), WithInsecure(), WithProgress(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "demo/progress:v1: ") || !strings.Contains(out, "(100%)") || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("progress output %q", out)
+	}
+}
