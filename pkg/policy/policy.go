@@ -47,7 +47,8 @@ type Rule struct {
 	// Platforms are exactly the platforms that may decrypt the artifact, in
 	// the order the rule lists them.
 	Platforms []Platform
-	// Encrypt says the artifact must be published encrypted.
+	// Encrypt says the artifact is published encrypted to exactly
+	// Platforms; false means it is public (and Platforms is empty).
 	Encrypt bool
 }
 
@@ -341,6 +342,11 @@ func parseDocument(data []byte, source string, signed bool, baseDir string) (*Po
 		}
 		if ad.Encrypt && len(r.platforms) == 0 {
 			return nil, invalid(source, field+".platforms", "encrypt is true but no platform may decrypt %q", ad.Match)
+		}
+		if !ad.Encrypt && len(r.platforms) > 0 {
+			// Platforms of a rule published in the clear would mean nothing;
+			// refuse rather than guess whether encryption was intended.
+			return nil, invalid(source, field+".encrypt", "false, but platforms are listed: set encrypt: true, or list no platform for a public artifact")
 		}
 		p.rules = append(p.rules, r)
 	}

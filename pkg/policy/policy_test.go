@@ -222,6 +222,7 @@ func TestStrictErrors(t *testing.T) {
 		{"platform twice", body(okPlat, "  - {match: \"**\", platforms: [a, a], encrypt: true}\n"), `platform "a" listed twice`},
 		{"empty match", body(okPlat, "  - {match: \"\", platforms: [a], encrypt: true}\n"), `spec.artifacts[0].match: empty pattern`},
 		{"repeated match", body(okPlat, okArt+okArt), `spec.artifacts[1].match: "**" repeats spec.artifacts[0]`},
+		{"platforms without encrypt", body(okPlat, "  - {match: \"x/**\", platforms: [a]}\n"), `spec.artifacts[0].encrypt: false, but platforms are listed`},
 		{"encrypt without platform", body(okPlat, "  - {match: \"x/**\", platforms: [], encrypt: true}\n"), `encrypt is true but no platform may decrypt`},
 		{"weak rsa", body("  - {name: a, publicKey: weak.pub}\n", okArt), `weak.pub: RSA key of 1024 bits, need 2048`},
 		{"ed25519", body("  - {name: a, publicKey: ed.pub}\n", okArt), `unsupported key type ed25519.PublicKey`},
