@@ -65,6 +65,10 @@ echo "== load before timing: $(cut -d' ' -f1-3 /proc/loadavg)"
 read -r ours_s ours_cpu ours_kb < <(best bin/stepseal record --step bench --key "$work/K.key" --products "$tree" --out "$work" -- true)
 read -r ser_s ser_cpu ser_kb < <(best sh -c "find '$tree' -type f -print0 | xargs -0 sha256sum")
 read -r par_s par_cpu par_kb < <(best sh -c "find '$tree' -type f -print0 | xargs -0 -P$CORES -n 16 sha256sum")
+if [ -z "$ours_s" ] || [ -z "$ser_s" ] || [ -z "$par_s" ]; then
+	echo "a timed command failed" >&2
+	exit 1
+fi
 go_single=$(go test -run '^$' -bench '^BenchmarkSHA256$' -benchtime 2s ./pkg/artifact | awk '/MB\/s/ {for (i = 1; i <= NF; i++) if ($i == "MB/s") print $(i - 1)}')
 echo "== load after timing: $(cut -d' ' -f1-3 /proc/loadavg)"
 
