@@ -89,11 +89,49 @@ func Pull(ctx context.Context, ref name.Reference, opts ...Option) (v1.Image, er
 	return img, nil
 }
 
-// PullFile fetches a file artifact (one layer) by digest into dst. The layer
-// is streamed to a temporary file beside dst, its digest checked, and only
-// then renamed over dst: a tampered blob leaves dst untouched.
+// PullFile fetches a file artifact (one layer) by digest and writes it to
+// dst through a temporary file, renamed into place only once the layer
+// digest has been verified.
 func PullFile(ctx context.Context, ref name.Digest, dst string, opts ...Option) error {
-	layer, err := singleLayer(ctx, ref, opts)
+	img, err := Pull(ctx, ref, opts...)
+	if err != nil {
+		return err
+	}
+	return SaveFile(ref.String(), img, dst)
+}
+
+// PullDir fetches a directory artifact by digest and extracts it into dst,
+// which must not exist (see SaveDir).
+func PullDir(ctx context.Context, ref name.Digest, dst string, opts ...Option) error {
+	img, err := Pull(ctx, ref, opts...)
+	if err != nil {
+		return err
+	}
+	return SaveDir(ref.String(), img, dst)
+}
+
+// Kind tells what an artifact image holds, from its manifest's artifactType
+// (or, for file artifacts, the config media type): ArtifactTypeFile,
+// ArtifactTypeDir, or "" for any other (container) image.
+func Kind(img v1.Image) (string, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case m.ArtifactType == ArtifactTypeFile || m.Config.MediaType == ConfigTypeFile:
+		return ArtifactTypeFile, nil
+	case m.ArtifactType == ArtifactTypeDir:
+		return ArtifactTypeDir, nil
+	}
+	return "", nil
+}
+
+// SaveFile writes the single layer of a file artifact to dst through a
+// temporary file beside it, renamed into place only once the layer's digest
+// has been verified. what names the artifact in errors.
+func SaveFile(what string, img v1.Image, dst string) error {
+	layer, err := onlyLayer(what, img)
 	if err != nil {
 		return err
 	}
@@ -102,7 +140,7 @@ func PullFile(ctx context.Context, ref name.Digest, dst string, opts ...Option) 
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	rc, err := openVerified(ref, layer)
+	rc, err := openVerified(what, layer)
 	if err != nil {
 		tmp.Close()
 		return err
@@ -118,15 +156,15 @@ func PullFile(ctx context.Context, ref name.Digest, dst string, opts ...Option) 
 	return os.Rename(tmp.Name(), dst)
 }
 
-// PullDir fetches a directory artifact by digest and extracts it into dst,
-// which must not exist. Extraction happens in a temporary directory beside
-// dst through os.Root (no entry can escape it, symlinks included) and is
-// renamed to dst only once the layer digest has been verified.
-func PullDir(ctx context.Context, ref name.Digest, dst string, opts ...Option) error {
+// SaveDir extracts the tar layer of a directory artifact into dst, which must
+// not exist. Extraction happens in a temporary directory beside dst through
+// os.Root (no entry can escape it, symlinks included) and is renamed to dst
+// only once the layer digest has been verified.
+func SaveDir(what string, img v1.Image, dst string) error {
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("%s already exists", dst)
 	}
-	layer, err := singleLayer(ctx, ref, opts)
+	layer, err := onlyLayer(what, img)
 	if err != nil {
 		return err
 	}
@@ -135,7 +173,7 @@ func PullDir(ctx context.Context, ref name.Digest, dst string, opts ...Option) e
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	rc, err := openVerified(ref, layer)
+	rc, err := openVerified(what, layer)
 	if err != nil {
 		return err
 	}
@@ -187,17 +225,13 @@ func PullLayout(ctx context.Context, ref name.Reference, dir string, opts ...Opt
 	return ref.Context().Digest(desc.Digest.String()), nil
 }
 
-func singleLayer(ctx context.Context, ref name.Digest, opts []Option) (v1.Layer, error) {
-	img, err := Pull(ctx, ref, opts...)
-	if err != nil {
-		return nil, err
-	}
+func onlyLayer(what string, img v1.Image) (v1.Layer, error) {
 	layers, err := img.Layers()
 	if err != nil {
-		return nil, fmt.Errorf("pulling %s: %w", ref, registryError(ref.RegistryStr(), err))
+		return nil, fmt.Errorf("reading %s: %w", what, err)
 	}
 	if len(layers) != 1 {
-		return nil, fmt.Errorf("%w: %s has %d layers, want 1", ErrArtifact, ref, len(layers))
+		return nil, fmt.Errorf("%w: %s has %d layers, want 1", ErrArtifact, what, len(layers))
 	}
 	return layers[0], nil
 }
@@ -205,7 +239,7 @@ func singleLayer(ctx context.Context, ref name.Digest, opts []Option) (v1.Layer,
 // openVerified opens a layer's blob and checks its digest and size at EOF
 // itself, so tampering is reported as ErrBlobDigest whichever layer of the
 // stack notices first.
-func openVerified(ref name.Digest, l v1.Layer) (io.ReadCloser, error) {
+func openVerified(what string, l v1.Layer) (io.ReadCloser, error) {
 	d, err := l.Digest()
 	if err != nil {
 		return nil, err
@@ -216,9 +250,9 @@ func openVerified(ref name.Digest, l v1.Layer) (io.ReadCloser, error) {
 	}
 	rc, err := l.Compressed()
 	if err != nil {
-		return nil, fmt.Errorf("pulling %s: %w", ref, registryError(ref.RegistryStr(), err))
+		return nil, fmt.Errorf("pulling %s: %w", what, registryError(registryOf(what), err))
 	}
-	return &verifyingReader{rc: rc, h: sha256.New(), want: d, size: size, ref: ref}, nil
+	return &verifyingReader{rc: rc, h: sha256.New(), want: d, size: size, ref: what}, nil
 }
 
 type verifyingReader struct {
@@ -227,8 +261,17 @@ type verifyingReader struct {
 	n    int64
 	want v1.Hash
 	size int64
-	ref  name.Digest
+	ref  string // what is read, for messages
 	err  error
+}
+
+// registryOf returns the registry of a reference string, or "" when what is
+// not a reference (a decrypted in-memory image).
+func registryOf(what string) string {
+	if r, err := name.ParseReference(what); err == nil {
+		return r.Context().RegistryStr()
+	}
+	return ""
 }
 
 func (v *verifyingReader) Read(b []byte) (int, error) {
@@ -249,7 +292,7 @@ func (v *verifyingReader) Read(b []byte) (int, error) {
 		} else if errors.Is(err, io.EOF) {
 			v.err = io.EOF
 		} else {
-			v.err = fmt.Errorf("pulling %s: %w", v.ref, registryError(v.ref.RegistryStr(), err))
+			v.err = fmt.Errorf("pulling %s: %w", v.ref, registryError(registryOf(v.ref), err))
 		}
 		return n, v.err
 	}
