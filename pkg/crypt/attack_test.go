@@ -16,7 +16,7 @@ import (
 
 // twoPlatforms: "a" (EC P-256) and "b" (RSA 2048); ref's rule names both,
 // "*/only-a/**" names a alone.
-func twoPlatforms(t *testing.T) (*policy.Policy, crypto.Signer, crypto.Signer) {
+func twoPlatforms(t testing.TB) (*policy.Policy, crypto.Signer, crypto.Signer) {
 	a, b := testKey(t, p256, "a"), testKey(t, rsa2048, "b")
 	pol := newPolicy(t, 1, []platformSpec{{name: "a", key: a}, {name: "b", key: b}},
 		[]string{"*/only-a/**", "a"}, []string{"*/demo/**", "a", "b"})
