@@ -39,7 +39,10 @@ import (
 // annotations are known at the end of that read. Digest() before any read
 // costs one extra encryption pass; the content key and nonce are fixed per
 // layer, so every pass yields the same ciphertext, and a source that changes
-// between passes is an error. The manifest needs every layer's digest.
+// between passes is an error (raised at the end of the pass: bytes streamed
+// before it reused the key stream, so sources must be immutable — registry
+// blobs, files and go-containerregistry layers are). The manifest needs
+// every layer's digest.
 func EncryptFor(ctx context.Context, pol *policy.Policy, ref string, img v1.Image) (v1.Image, error) {
 	rule, err := pol.Rule(ref)
 	if err != nil {
