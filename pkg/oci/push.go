@@ -357,3 +357,17 @@ func extractTar(r io.Reader, dir string) error {
 		}
 	}
 }
+
+// Delete removes the manifest at ref from its registry (blobs are left to the
+// registry's garbage collection). Registries may refuse deletion.
+func Delete(ctx context.Context, ref name.Digest, opts ...Option) error {
+	o := makeOptions(opts)
+	d, err := bindDigest(ref, o)
+	if err != nil {
+		return err
+	}
+	if err := remote.Delete(d, o.remoteOptions(ctx, nil)...); err != nil {
+		return fmt.Errorf("deleting %s: %w", ref, registryError(ref.RegistryStr(), err))
+	}
+	return nil
+}
