@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/localrun"
+	"github.com/stepseal/stepseal/pkg/policy"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -32,26 +34,28 @@ const builderID = "https://stepseal.dev/localrun/v1"
 // Names of the non-functionary keys `stepseal run` uses.
 const (
 	ownerKeyName   = "owner"
-	builderKeyName = "platform"
+	builderKeyName = "publisher"
 )
 
 type runOptions struct {
 	out, keys, tasks, functionaries string
+	platformPolicy                  string
 	params                          []string
 	exclude                         []string
 	quiet, force                    bool
 }
 
 type runReport struct {
-	RunID      string          `json:"runID"`
-	Pipeline   string          `json:"pipeline"`
-	Out        string          `json:"out"`
-	Layout     string          `json:"layout"`
-	Links      []string        `json:"links"`
-	Provenance string          `json:"provenance,omitempty"`
-	Output     string          `json:"output,omitempty"`
-	RunError   string          `json:"runError,omitempty"`
-	Verdict    *verify.Verdict `json:"verdict,omitempty"`
+	RunID      string           `json:"runID"`
+	Pipeline   string           `json:"pipeline"`
+	Out        string           `json:"out"`
+	Layout     string           `json:"layout"`
+	Links      []string         `json:"links"`
+	Provenance string           `json:"provenance,omitempty"`
+	Output     string           `json:"output,omitempty"`
+	RunError   string           `json:"runError,omitempty"`
+	Verdict    *verify.Verdict  `json:"verdict,omitempty"`
+	Published  *publishedReport `json:"published,omitempty"`
 }
 
 func newRun(ro *rootOptions) *cobra.Command {
@@ -71,14 +75,15 @@ verifies it, and prints the verdict. Exit status 0 only if verification passed.
 Writes DIR/root.layout, DIR/keys/*.pub, DIR/links/<step>.<keyid8>.link,
 DIR/provenance.json (DSSE), DIR/verification.json, DIR/store/ and the
 workspaces under DIR/work/workspaces/. Without --keys, throwaway keys are made in
-DIR/keys (owner, platform, one per functionary).`,
+DIR/keys (owner, publisher, one per functionary).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, ro, args[0]) },
 	}
 	c.Flags().StringVar(&o.out, "out", "", "output directory (must not exist or be empty)")
-	c.Flags().StringVar(&o.keys, "keys", "", "directory with owner.key, platform.key and <functionary>.key (default: make throwaway keys)")
+	c.Flags().StringVar(&o.keys, "keys", "", "directory with owner.key, publisher.key and <functionary>.key (default: make throwaway keys)")
 	c.Flags().StringVar(&o.tasks, "tasks", "", "directory of Task files (default: PATH/tasks for an example directory)")
 	c.Flags().StringVar(&o.functionaries, "functionaries", "", "functionaries file (default: functionaries.yaml next to the pipeline)")
+	c.Flags().StringVar(&o.platformPolicy, "platform-policy", "", "platform policy for publishing the output (default: platform-policy.yaml next to the pipeline, if present)")
 	c.Flags().StringArrayVarP(&o.params, "param", "p", nil, "pipeline parameter NAME=VALUE (repeatable)")
 	c.Flags().StringArrayVar(&o.exclude, "exclude", nil, "gitignore-style pattern of workspace paths not to record (repeatable)")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "do not stream step output")
@@ -87,10 +92,10 @@ DIR/keys (owner, platform, one per functionary).`,
 }
 
 // resolvePaths finds the pipeline, tasks dir and functionaries file of PATH.
-func (o *runOptions) resolvePaths(path string) (pipeline, tasks, functionaries string, err error) {
+func (o *runOptions) resolvePaths(path string) (pipeline, tasks, functionaries, platformPolicy string, err error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return "", "", "", err
+		return "", "", "", "", err
 	}
 	dir := filepath.Dir(path)
 	pipeline = path
@@ -108,7 +113,13 @@ func (o *runOptions) resolvePaths(path string) (pipeline, tasks, functionaries s
 	if functionaries == "" {
 		functionaries = filepath.Join(dir, "functionaries.yaml")
 	}
-	return pipeline, tasks, functionaries, nil
+	platformPolicy = o.platformPolicy
+	if platformPolicy == "" {
+		if _, err := os.Stat(filepath.Join(dir, "platform-policy.yaml")); err == nil {
+			platformPolicy = filepath.Join(dir, "platform-policy.yaml")
+		}
+	}
+	return pipeline, tasks, functionaries, platformPolicy, nil
 }
 
 // prepareOut makes sure the output directory is new or empty; it returns a
@@ -152,7 +163,7 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 	if err != nil {
 		return err
 	}
-	pipelinePath, tasksDir, functionariesPath, err := o.resolvePaths(path)
+	pipelinePath, tasksDir, functionariesPath, platformPolicyPath, err := o.resolvePaths(path)
 	if err != nil {
 		return err
 	}
@@ -190,9 +201,15 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 	}()
 
 	keysDir := filepath.Join(o.out, "keys")
-	signers, err := o.loadOrMakeKeys(w, f.Names(), keysDir)
+	keys, err := o.loadOrMakeKeys(w, f.Names(), keysDir)
 	if err != nil {
 		return err
+	}
+	signers := map[string]signing.Signer{}
+	for n, k := range keys {
+		if signers[n], err = signing.NewSigner(k); err != nil {
+			return err
+		}
 	}
 	pubKeys := map[string]in_toto.Key{}
 	for name, s := range signers {
@@ -218,6 +235,13 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 	layoutPath := filepath.Join(o.out, "root.layout")
 	if err := layout.Write(layoutPath, mb); err != nil {
 		return err
+	}
+	var pol *policy.Policy
+	var platformKeys map[string]crypto.PrivateKey
+	if platformPolicyPath != "" && f.Spec.Output != "" {
+		if pol, platformKeys, err = prepareRunPolicy(ctx, w, platformPolicyPath, o.out, signers[ownerKeyName]); err != nil {
+			return err
+		}
 	}
 	runID := newRunID()
 	linkDir := filepath.Join(o.out, "links")
@@ -315,10 +339,20 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 	if err := signing.WriteFileAtomic(filepath.Join(o.out, "verification.json"), append(vj, '\n'), 0o644); err != nil {
 		return err
 	}
+	var pubErr error
+	if verr == nil && runErr == nil && pol != nil {
+		prov, err := readDSSE(report.Provenance)
+		if err != nil {
+			return err
+		}
+		report.Published, pubErr = publishRunOutput(ctx, w, pol, platformKeys, spec.Pipeline.Name, runID, report.Output, prov, keys[builderKeyName])
+	}
 	if err := ro.print(cmd.OutOrStdout(), report, func(io.Writer) { printVerdict(w, v) }); err != nil {
 		return err
 	}
 	switch {
+	case pubErr != nil:
+		return pubErr
 	case verr != nil:
 		return reportedError{verr}
 	case runErr != nil:
@@ -327,25 +361,23 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 	return nil
 }
 
-// loadOrMakeKeys returns a signer per functionary plus the owner and builder.
-// With --keys they are read from there; otherwise throwaway ed25519 keys are
-// written to keysDir (private keys 0600). Only public keys are copied to
-// keysDir when --keys is given.
-func (o *runOptions) loadOrMakeKeys(w io.Writer, functionaries []string, keysDir string) (map[string]signing.Signer, error) {
+// loadOrMakeKeys returns the private key of every functionary plus the
+// owner and the publisher. With --keys they are read from there; otherwise
+// throwaway ed25519 keys are written to keysDir (private keys 0600). Only
+// public keys are copied to keysDir when --keys is given.
+func (o *runOptions) loadOrMakeKeys(w io.Writer, functionaries []string, keysDir string) (map[string]crypto.Signer, error) {
 	names := append([]string{ownerKeyName, builderKeyName}, functionaries...)
-	out := map[string]signing.Signer{}
+	out := map[string]crypto.Signer{}
 	if o.keys == "" {
 		fmt.Fprintf(w, "no --keys given: making throwaway ed25519 keys in %s (%s)\n", keysDir, strings.Join(names, ", "))
 	}
 	for _, n := range names {
-		var key signing.Signer
 		if o.keys != "" {
-			s, err := signing.LoadSigner(filepath.Join(o.keys, n+".key"), signing.EnvOrPrompt)
+			k, err := loadCryptoSigner(filepath.Join(o.keys, n+".key"))
 			if err != nil {
 				return nil, err
 			}
-			key = s
-			pub, err := signing.MarshalPublicKeyPEM(s.Public())
+			pub, err := signing.MarshalPublicKeyPEM(k.Public())
 			if err != nil {
 				return nil, err
 			}
@@ -355,19 +387,17 @@ func (o *runOptions) loadOrMakeKeys(w io.Writer, functionaries []string, keysDir
 			if err := signing.WriteFileAtomic(filepath.Join(keysDir, n+".pub"), pub, 0o644); err != nil {
 				return nil, err
 			}
-		} else {
-			k, err := signing.Generate(signing.ED25519)
-			if err != nil {
-				return nil, err
-			}
-			if _, _, err := signing.WriteKeyPair(keysDir, n, k, nil); err != nil {
-				return nil, err
-			}
-			if key, err = signing.NewSigner(k); err != nil {
-				return nil, err
-			}
+			out[n] = k
+			continue
 		}
-		out[n] = key
+		k, err := signing.Generate(signing.ED25519)
+		if err != nil {
+			return nil, err
+		}
+		if _, _, err := signing.WriteKeyPair(keysDir, n, k, nil); err != nil {
+			return nil, err
+		}
+		out[n] = k
 	}
 	return out, nil
 }
