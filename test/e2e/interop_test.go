@@ -23,7 +23,7 @@ func genKeys(t *testing.T, dir string, names ...string) {
 // has nothing to object to, stepseal's run binding rejects it.
 func TestLinkReplayedFromAnotherRun(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys")
-	genKeys(t, keys, "owner", "platform", "fetcher", "tester", "builder", "packager")
+	genKeys(t, keys, "owner", "publisher", "fetcher", "tester", "builder", "packager")
 	out1 := filepath.Join(t.TempDir(), "run1")
 	out2 := filepath.Join(t.TempDir(), "run2")
 	for _, o := range []string{out1, out2} {
