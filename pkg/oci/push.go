@@ -285,6 +285,19 @@ func (v *verifyingReader) Read(b []byte) (int, error) {
 		err = io.EOF
 	}
 	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			// The layer below failed first (go-containerregistry's digest
+			// check of the blob, a decrypting layer's HMAC, the network):
+			// report that, not the short read it caused here.
+			if errors.Is(err, ErrBlobDigest) || strings.Contains(err.Error(), "error verifying sha256 checksum") {
+				v.err = fmt.Errorf("%w: %s: blob %s: %w", ErrBlobDigest, v.ref, v.want, err)
+			} else if re := registryError(registryOf(v.ref), err); errors.Is(re, ErrUnreachable) || errors.Is(re, ErrUnauthorized) || errors.Is(re, ErrNotFound) {
+				v.err = fmt.Errorf("pulling %s: %w", v.ref, re)
+			} else {
+				v.err = fmt.Errorf("pulling %s: %w", v.ref, err)
+			}
+			return n, v.err
+		}
 		if v.n != v.size {
 			v.err = fmt.Errorf("%w: %s: blob %s: got %d bytes, want %d", ErrBlobDigest, v.ref, v.want, v.n, v.size)
 		} else if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want.Hex {
