@@ -126,6 +126,17 @@ func pushSigned(ctx context.Context, img v1.Image, ref name.Reference, key crypt
 	if err != nil {
 		return name.Digest{}, err
 	}
+	// Check the attestations before pushing anything: one that does not
+	// name the image would otherwise fail after the push and signature.
+	pts := make([]string, len(atts))
+	for i, env := range atts {
+		if pts[i], err = predicateType(env); err != nil {
+			return name.Digest{}, err
+		}
+		if !statementNames(env, d.Hex) {
+			return name.Digest{}, fmt.Errorf("%w: attestation %d (%s) does not name %s@%s among its subjects; an attestation must be about the pushed image (an encrypted image's digest is known only when it is published)", oci.ErrDigestMismatch, i+1, pts[i], ref.Context(), d)
+		}
+	}
 	dref, err := oci.Push(ctx, img, ref.Context().Digest(d.String()), ropts...)
 	if err != nil {
 		return name.Digest{}, err
@@ -133,12 +144,8 @@ func pushSigned(ctx context.Context, img v1.Image, ref name.Reference, key crypt
 	if err := oci.Sign(ctx, dref, key, ropts...); err != nil {
 		return name.Digest{}, err
 	}
-	for _, env := range atts {
-		pt, err := predicateType(env)
-		if err != nil {
-			return name.Digest{}, err
-		}
-		if err := oci.Attest(ctx, dref, env, pt, ropts...); err != nil {
+	for i, env := range atts {
+		if err := oci.Attest(ctx, dref, env, pts[i], ropts...); err != nil {
 			return name.Digest{}, err
 		}
 	}
@@ -176,6 +183,61 @@ func predicateType(env *dsse.Envelope) (string, error) {
 		return "", fmt.Errorf("attestation payload is not an in-toto statement with a predicateType")
 	}
 	return st.PredicateType, nil
+}
+
+// inTotoStatement is what publish and rotate read of an attestation.
+type inTotoStatement struct {
+	PredicateType string `json:"predicateType"`
+	Subject       []struct {
+		Digest map[string]string `json:"digest"`
+	} `json:"subject"`
+}
+
+// statementNames reports whether env's in-toto statement has a subject with
+// the sha256 digest hex.
+func statementNames(env *dsse.Envelope, hex string) bool {
+	raw, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return false
+	}
+	var st inTotoStatement
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return false
+	}
+	for _, s := range st.Subject {
+		if s.Digest["sha256"] == hex {
+			return true
+		}
+	}
+	return false
+}
+
+// retargetAttestation re-issues a verified attestation about the old image
+// for the rotated one: the same statement with the old digest replaced by
+// the new one among its subjects, signed (in cosign's scheme) by key — the
+// key that signed the original, so it asserts nothing that key did not.
+func retargetAttestation(ctx context.Context, statement []byte, oldHex, newHex string, key crypto.Signer) (*dsse.Envelope, error) {
+	var st map[string]any
+	if err := json.Unmarshal(statement, &st); err != nil {
+		return nil, fmt.Errorf("attestation statement: %w", err)
+	}
+	subjects, _ := st["subject"].([]any)
+	for _, s := range subjects {
+		if m, ok := s.(map[string]any); ok {
+			if dg, ok := m["digest"].(map[string]any); ok && dg["sha256"] == oldHex {
+				dg["sha256"] = newHex
+			}
+		}
+	}
+	payload, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	s, err := oci.CosignSigner(key)
+	if err != nil {
+		return nil, err
+	}
+	return signing.SignEnvelope(ctx, signing.PayloadTypeInToto, payload, s)
 }
 
 func readEnvelope(path string) (*dsse.Envelope, error) {
@@ -567,9 +629,19 @@ the registry unless --keep-old.`,
 			if err != nil {
 				return err
 			}
+			// The attestations name the old digest: re-issue them for the
+			// new one (oci.Attest refuses a statement about another image).
+			nd0, err := newImg.Digest()
+			if err != nil {
+				return err
+			}
 			var envs []*dsse.Envelope
 			for _, a := range atts {
-				envs = append(envs, a.Envelope)
+				env, err := retargetAttestation(ctx, a.Statement, old.DigestStr()[len("sha256:"):], nd0.Hex, key)
+				if err != nil {
+					return err
+				}
+				envs = append(envs, env)
 			}
 			rule, err := pol.Rule(repo)
 			if err != nil {
