@@ -25,7 +25,6 @@ import (
 
 	"github.com/stepseal/stepseal/internal/testregistry"
 	"github.com/stepseal/stepseal/pkg/oci"
-	"github.com/stepseal/stepseal/pkg/policy"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -328,7 +327,7 @@ func layerOfLayout(t *testing.T, dir string) []byte {
 // are accepted by cosign verify and crane validate, and pulled back intact;
 // a public artifact published with a provenance signed by the publisher key
 // passes cosign verify-attestation; an attestation that is not about the
-// pushed image is refused before anything is pushed.
+// pushed image is re-issued for it by the publisher.
 func TestPublishCosignCraneInterop(t *testing.T) {
 	e := newPubEnv(t)
 	file := e.path("app.bin")
@@ -416,19 +415,54 @@ func TestPublishCosignCraneInterop(t *testing.T) {
 			t.Fatalf("pull of the public artifact: %s", p)
 		}
 	})
-	t.Run("attestation about something else is refused before pushing", func(t *testing.T) {
-		// stepseal run's provenance names the built binary, not the image
-		// (whose digest, encrypted, exists only once published).
+	t.Run("attestation about something else is re-issued for the image by the publisher", func(t *testing.T) {
+		// stepseal run's provenance names the built archive, not the image
+		// (whose digest, encrypted, exists only once published): publish
+		// re-issues the statement with the image added to its subjects,
+		// signed by the publisher key, so cosign verify-attestation accepts it.
 		runOut := e.path("run")
 		if r := ss(t, "run", "examples/go-build", "--out", runOut, "-q"); r.code != 0 {
 			t.Fatal(r)
 		}
-		r := ss(t, "publish", file, e.host+"/demo/attested:v1", "--key", e.signer, "--platform-policy", e.policy, "--insecure", "--attest", filepath.Join(runOut, "provenance.json"))
-		wantError(t, r, "signed payload is for another digest", "attestation 1 (https://slsa.dev/provenance/v1) does not name "+e.host+"/demo/attested@sha256:")
-		if tags := e.tags(t, e.host+"/demo/attested"); len(tags) != 0 {
-			t.Fatalf("refused publish left tags %v", tags)
+		r := ss(t, "publish", file, e.host+"/demo/attested:v1", "--key", e.signer, "--platform-policy", e.policy, "--insecure", "-o", "json", "--attest", filepath.Join(runOut, "provenance.json"))
+		if r.code != 0 {
+			t.Fatal(r)
+		}
+		var rep struct {
+			Digest   string `json:"digest"`
+			Reissued int    `json:"reissued"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.Reissued != 1 {
+			t.Fatalf("report %+v, %v: want 1 re-issued attestation\n%s", rep, err, r)
+		}
+		v := e.cosignVerifyAttestation(t, e.signerPub, rep.Digest)
+		if v.code != 0 {
+			t.Fatalf("cosign verify-attestation: %s", v)
+		}
+		for _, want := range []string{digestOnly(rep.Digest)[len("sha256:"):], "dist/app.tar.gz"} {
+			if !strings.Contains(v.stdout, want) && !strings.Contains(decodedPayloads(t, v.stdout), want) {
+				t.Errorf("re-issued statement does not name %q:\n%s", want, v.stdout)
+			}
 		}
 	})
+}
+
+// decodedPayloads decodes the base64 DSSE payloads cosign prints, one JSON
+// envelope per line.
+func decodedPayloads(t *testing.T, out string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		var env struct {
+			Payload string `json:"payload"`
+		}
+		if json.Unmarshal([]byte(line), &env) == nil && env.Payload != "" {
+			if raw, err := base64.StdEncoding.DecodeString(env.Payload); err == nil {
+				b.Write(raw)
+			}
+		}
+	}
+	return b.String()
 }
 
 // TestPublishSkopeoDecrypt: skopeo decrypts what we published with each
@@ -698,9 +732,9 @@ func TestPublishRotate(t *testing.T) {
 	}
 }
 
-// TestPublishSignedPolicy: an owner-signed policy (policy.Sign; the CLI has
-// no `policy sign` yet) is accepted with --policy-key; modified after
-// signing, unsigned, or signed by someone else, it is rejected.
+// TestPublishSignedPolicy: an owner-signed policy (`stepseal policy sign`)
+// is accepted with --policy-key; modified after signing, unsigned, or signed
+// by someone else, it is rejected.
 func TestPublishSignedPolicy(t *testing.T) {
 	e := newPubEnv(t)
 	if r := ss(t, "keys", "generate", "--type", "ecdsa", "--out", e.dir, "--name", "owner"); r.code != 0 {
@@ -710,20 +744,10 @@ func TestPublishSignedPolicy(t *testing.T) {
 		t.Fatal(r)
 	}
 	sign := func(keyFile, out string) string {
-		pol, err := policy.Load(e.policy, policy.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := signing.LoadSigner(e.path(keyFile), signing.StaticPass(""))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := policy.Sign(context.Background(), pol, s)
-		if err != nil {
-			t.Fatal(err)
-		}
 		p := e.path(out)
-		os.WriteFile(p, b, 0o644)
+		if r := ss(t, "policy", "sign", e.policy, "--key", e.path(keyFile), "--out", p); r.code != 0 {
+			t.Fatal(r)
+		}
 		return p
 	}
 	signed := sign("owner.key", "signed.json")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -97,6 +98,9 @@ type publishReport struct {
 	Platforms    []string `json:"platforms"`
 	Rule         string   `json:"rule"`
 	Attestations int      `json:"attestations"`
+	// Reissued counts attestations that did not name the image and were
+	// re-issued for it, signed by the publisher.
+	Reissued int `json:"reissued"`
 }
 
 // encryptForPolicy applies pol's rule for ref's repository: refuse when no
@@ -157,17 +161,40 @@ func pushSigned(ctx context.Context, img v1.Image, ref name.Reference, key crypt
 	return dref, nil
 }
 
-// publishImage is encryptForPolicy followed by pushSigned.
+// publishImage is encryptForPolicy followed by pushSigned. An attestation
+// whose statement does not name the image (an encrypted image's digest only
+// exists once it is encrypted) is re-issued for it — the same statement with
+// the image added to its subjects, signed by key: the publisher vouches for
+// it.
 func publishImage(ctx context.Context, img v1.Image, ref name.Reference, pol *policy.Policy, key crypto.Signer, atts []*dsse.Envelope, ropts []oci.Option) (*publishReport, error) {
 	img, r, err := encryptForPolicy(ctx, img, ref, pol)
 	if err != nil {
 		return nil, err
 	}
-	d, err := pushSigned(ctx, img, ref, key, atts, ropts)
+	d, err := img.Digest()
 	if err != nil {
 		return nil, err
 	}
-	r.Digest, r.Attestations = d.String(), len(atts)
+	out := make([]*dsse.Envelope, len(atts))
+	for i, env := range atts {
+		out[i] = env
+		if statementNames(env, d.Hex) {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(env.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("attestation %d: %w", i+1, err)
+		}
+		if out[i], err = reissueStatement(ctx, raw, ref.Context().Name(), "", d.Hex, key); err != nil {
+			return nil, fmt.Errorf("attestation %d: %w", i+1, err)
+		}
+		r.Reissued++
+	}
+	dref, err := pushSigned(ctx, img, ref, key, out, ropts)
+	if err != nil {
+		return nil, err
+	}
+	r.Digest, r.Attestations = dref.String(), len(atts)
 	return r, nil
 }
 
@@ -212,23 +239,30 @@ func statementNames(env *dsse.Envelope, hex string) bool {
 	return false
 }
 
-// retargetAttestation re-issues a verified attestation about the old image
-// for the rotated one: the same statement with the old digest replaced by
-// the new one among its subjects, signed (in cosign's scheme) by key — the
-// key that signed the original, so it asserts nothing that key did not.
-func retargetAttestation(ctx context.Context, statement []byte, oldHex, newHex string, key crypto.Signer) (*dsse.Envelope, error) {
+// reissueStatement re-issues an in-toto statement for an image: subjects
+// with the sha256 oldHex (if any) are dropped, the image repo@sha256:newHex
+// becomes the first subject, and the result is signed (in cosign's scheme,
+// so cosign verify-attestation accepts RSA too) by key. Unknown fields of
+// the statement are kept as they are.
+func reissueStatement(ctx context.Context, statement []byte, repo, oldHex, newHex string, key crypto.Signer) (*dsse.Envelope, error) {
 	var st map[string]any
 	if err := json.Unmarshal(statement, &st); err != nil {
 		return nil, fmt.Errorf("attestation statement: %w", err)
 	}
-	subjects, _ := st["subject"].([]any)
-	for _, s := range subjects {
+	if t, _ := st["_type"].(string); !strings.HasPrefix(t, "https://in-toto.io/Statement/") {
+		return nil, fmt.Errorf("attestation is not an in-toto statement (_type %q)", t)
+	}
+	subjects := []any{map[string]any{"name": repo, "digest": map[string]any{"sha256": newHex}}}
+	old, _ := st["subject"].([]any)
+	for _, s := range old {
 		if m, ok := s.(map[string]any); ok {
-			if dg, ok := m["digest"].(map[string]any); ok && dg["sha256"] == oldHex {
-				dg["sha256"] = newHex
+			if dg, ok := m["digest"].(map[string]any); ok && oldHex != "" && dg["sha256"] == oldHex {
+				continue
 			}
 		}
+		subjects = append(subjects, s)
 	}
+	st["subject"] = subjects
 	payload, err := json.Marshal(st)
 	if err != nil {
 		return nil, err
@@ -265,7 +299,10 @@ tarball) to REF. The platform policy decides: an artifact no rule covers is
 refused; a rule with encrypt: true encrypts every layer (ocicrypt JWE) to
 exactly its platforms. The image is pushed by digest, signed (cosign format, at
 sha256-<hex>.sig and as an OCI 1.1 referrer), attested (--attest: DSSE
-envelopes, e.g. provenance.json), and only then tagged.`,
+envelopes of in-toto statements, e.g. a run's provenance.json), and only then
+tagged. An attestation whose subjects do not include the image (an encrypted
+image's digest exists only once it is encrypted) is re-issued for it: the same
+statement with the image added as a subject, signed by --key.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -308,10 +345,14 @@ envelopes, e.g. provenance.json), and only then tagged.`,
 			return ro.print(cmd.OutOrStdout(), r, func(w io.Writer) {
 				fmt.Fprintln(w, r.Digest)
 				if r.Encrypted {
-					fmt.Fprintf(w, "encrypted to %v (rule %q), signed, %d attestation(s)\n", r.Platforms, r.Rule, r.Attestations)
+					fmt.Fprintf(w, "encrypted to %v (rule %q), signed, %d attestation(s)", r.Platforms, r.Rule, r.Attestations)
 				} else {
-					fmt.Fprintf(w, "public (rule %q), signed, %d attestation(s)\n", r.Rule, r.Attestations)
+					fmt.Fprintf(w, "public (rule %q), signed, %d attestation(s)", r.Rule, r.Attestations)
 				}
+				if r.Reissued > 0 {
+					fmt.Fprintf(w, ", %d re-issued for the image by the publisher", r.Reissued)
+				}
+				fmt.Fprintln(w)
 			})
 		},
 	}
@@ -637,7 +678,7 @@ the registry unless --keep-old.`,
 			}
 			var envs []*dsse.Envelope
 			for _, a := range atts {
-				env, err := retargetAttestation(ctx, a.Statement, old.DigestStr()[len("sha256:"):], nd0.Hex, key)
+				env, err := reissueStatement(ctx, a.Statement, repo, old.DigestStr()[len("sha256:"):], nd0.Hex, key)
 				if err != nil {
 					return err
 				}

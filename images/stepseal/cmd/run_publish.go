@@ -21,12 +21,9 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/registry"
-	intoto "github.com/in-toto/attestation/go/v1"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
-	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
-	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/crypt"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/policy"
@@ -148,7 +145,11 @@ func publishRunOutput(ctx context.Context, w io.Writer, pol *policy.Policy, plat
 	}
 	var atts []*dsse.Envelope
 	if prov != nil {
-		env, err := provenanceForImage(ctx, prov, ref.Context().Name(), d.Hex, publisher)
+		raw, err := base64.StdEncoding.DecodeString(prov.Payload)
+		if err != nil {
+			return nil, err
+		}
+		env, err := reissueStatement(ctx, raw, ref.Context().Name(), "", d.Hex, publisher)
 		if err != nil {
 			return nil, err
 		}
@@ -233,24 +234,3 @@ func readDSSE(path string) (*dsse.Envelope, error) {
 }
 
 func nopLogger() *log.Logger { return log.New(io.Discard, "", 0) }
-
-// provenanceForImage re-issues the run's SLSA provenance for the published
-// image: the same predicate, with the image (by manifest digest) added to the
-// subjects, signed by the publisher in cosign's scheme so cosign
-// verify-attestation accepts it.
-func provenanceForImage(ctx context.Context, prov *dsse.Envelope, repo, digestHex string, publisher crypto.Signer) (*dsse.Envelope, error) {
-	raw, err := base64.StdEncoding.DecodeString(prov.Payload)
-	if err != nil {
-		return nil, err
-	}
-	var st intoto.Statement
-	if err := protojson.Unmarshal(raw, &st); err != nil {
-		return nil, fmt.Errorf("provenance: %w", err)
-	}
-	st.Subject = append([]*intoto.ResourceDescriptor{{Name: repo, Digest: map[string]string{"sha256": digestHex}}}, st.Subject...)
-	s, err := oci.CosignSigner(publisher)
-	if err != nil {
-		return nil, err
-	}
-	return attest.SignStatement(ctx, &st, s)
-}
