@@ -259,6 +259,10 @@ func (r *runner) preparePipelineRun() error {
 }
 
 func shortID(id string) string {
+	// "local-<hex>" run IDs: keep the random part, not the prefix.
+	if i := strings.LastIndexByte(id, '-'); i >= 0 && len(id)-i > 8 {
+		id = id[i+1:]
+	}
 	if len(id) > 8 {
 		return id[:8]
 	}
