@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -72,29 +73,29 @@ func readKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
 	defer f.Close()
-	data := make([]byte, maxKeyFile+1)
-	n, _ := readFull(f, data)
-	if n > maxKeyFile {
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrKey, path, err)
+	}
+	if len(data) > maxKeyFile {
 		return nil, fmt.Errorf("%w: %s: larger than %d bytes, not a key", ErrKey, path, maxKeyFile)
 	}
-	return data[:n], nil
-}
-
-func readFull(f *os.File, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := f.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
+	return data, nil
 }
 
 // LoadSigner reads a private key file: PEM PKCS#8, PKCS#1 ("RSA PRIVATE KEY"),
 // SEC 1 ("EC PRIVATE KEY"), or a cosign encrypted key, whose password pass supplies.
 func LoadSigner(path string, pass PassFunc) (Signer, error) {
+	key, err := LoadPrivateKey(path, pass)
+	if err != nil {
+		return nil, err
+	}
+	return NewSigner(key)
+}
+
+// LoadPrivateKey reads a private key file (see LoadSigner) as a
+// crypto.Signer, for callers that sign in another scheme (cosign's).
+func LoadPrivateKey(path string, pass PassFunc) (crypto.Signer, error) {
 	data, err := readKeyFile(path)
 	if err != nil {
 		return nil, err
@@ -103,7 +104,7 @@ func LoadSigner(path string, pass PassFunc) (Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return NewSigner(key)
+	return key, nil
 }
 
 // ParsePrivateKeyPEM parses one private key PEM block (see LoadSigner).

@@ -64,31 +64,7 @@ func (p *policyFlags) load() (*policy.Policy, error) {
 
 // loadCryptoSigner reads a private key (PEM or cosign-encrypted) for OCI signing.
 func loadCryptoSigner(path string) (crypto.Signer, error) {
-	data, err := readSmall(path)
-	if err != nil {
-		return nil, err
-	}
-	k, err := signing.ParsePrivateKeyPEM(data, signing.EnvOrPrompt)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return k, nil
-}
-
-func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > 1<<20 {
-		return nil, fmt.Errorf("%s: larger than 1 MiB, not a key", path)
-	}
-	return data, nil
+	return signing.LoadPrivateKey(path, signing.EnvOrPrompt)
 }
 
 type publishReport struct {
