@@ -48,6 +48,47 @@ func TestLinkReplayedFromAnotherRun(t *testing.T) {
 
 // Links written by in-toto-golang's own `in-toto run` verify with stepseal.
 func TestInTotoRunLinksAcceptedByStepsealVerify(t *testing.T) {
+	recordedChain(t, func(t *testing.T, build, links, key, step string, materials bool, cmd ...string) {
+		args := []string{"run", "-n", step, "-k", key, "-p", "ws", "-d", links}
+		if materials {
+			args = append(args, "-m", "ws")
+		}
+		args = append(args, "--")
+		args = append(args, cmd...)
+		if r := runIn(t, build, inToto(t), args...); r.code != 0 {
+			t.Fatal(r)
+		}
+	})
+}
+
+// Links written by `stepseal record` (our in-step recorder) verify with
+// in-toto-golang and with stepseal.
+func TestStepsealRecordLinksAcceptedByBoth(t *testing.T) {
+	recordedChain(t, func(t *testing.T, build, links, key, step string, materials bool, cmd ...string) {
+		args := []string{"record", "--step", step, "--key", key, "-p", "ws", "-d", links}
+		if materials {
+			args = append(args, "-m", "ws")
+		}
+		args = append(args, "--")
+		args = append(args, cmd...)
+		if r := runIn(t, build, stepseal, args...); r.code != 0 {
+			t.Fatal(r)
+		}
+	})
+}
+
+func runIn(t *testing.T, dir, name string, args ...string) result {
+	t.Helper()
+	return run(t, nil, "sh", append([]string{"-c", `cd "$0" && exec "$@"`, dir, name}, args...)...)
+}
+
+// recorder performs one step of the tiny chain in directory build.
+type recorder func(t *testing.T, build, links, key, step string, materials bool, cmd ...string)
+
+// recordedChain builds a two-step layout with `stepseal layout create`,
+// performs the steps with rec, and checks both verifiers accept the chain
+// and both reject a later modification of the read-only workspace.
+func recordedChain(t *testing.T, rec recorder) {
 	work := t.TempDir()
 	keys := filepath.Join(work, "keys")
 	genKeys(t, keys, "owner", "maker", "checker")
@@ -105,25 +146,19 @@ spec:
 	links := filepath.Join(work, "links")
 	os.MkdirAll(filepath.Join(work, "build", "ws"), 0o755)
 	os.MkdirAll(links, 0o755)
-	itRun := func(args ...string) {
-		t.Helper()
-		r := run(t, nil, "sh", "-c", "cd "+filepath.Join(work, "build")+" && "+inToto(t)+" run "+strings.Join(args, " "))
-		if r.code != 0 {
-			t.Fatal(r)
-		}
-	}
-	itRun("-n", "make.write", "-k", filepath.Join(keys, "maker.key"), "-p", "ws", "-d", links, "--", "sh", "-c", "'echo hi > ws/out.txt'")
-	itRun("-n", "check.read", "-k", filepath.Join(keys, "checker.key"), "-m", "ws", "-p", "ws", "-d", links, "--", "cat", "ws/out.txt")
+	build := filepath.Join(work, "build")
+	rec(t, build, links, filepath.Join(keys, "maker.key"), "make.write", false, "sh", "-c", "echo hi > ws/out.txt")
+	rec(t, build, links, filepath.Join(keys, "checker.key"), "check.read", true, "cat", "ws/out.txt")
 	verifyArgs := []string{"verify", "--layout", layoutPath, "--layout-key", filepath.Join(keys, "owner.pub"), "--links", links, "--artifact", "ws/out.txt=" + filepath.Join(work, "build", "ws", "out.txt")}
 	if r := ss(t, verifyArgs...); r.code != 0 {
-		t.Fatalf("stepseal rejects in-toto-golang's links:\n%s", r)
+		t.Fatalf("stepseal rejects the recorded links:\n%s", r)
 	}
 	// And in-toto-golang agrees on the same files.
 	if r := run(t, nil, inToto(t), "verify", "-l", layoutPath, "-k", filepath.Join(keys, "owner.pub"), "-d", links); r.code != 0 {
 		t.Fatal(r)
 	}
 	// The checker modifying the read-only workspace is caught by both.
-	itRun("-n", "check.read", "-k", filepath.Join(keys, "checker.key"), "-m", "ws", "-p", "ws", "-d", links, "--", "sh", "-c", "'echo evil >> ws/out.txt'")
+	rec(t, build, links, filepath.Join(keys, "checker.key"), "check.read", true, "sh", "-c", "echo evil >> ws/out.txt")
 	expectRejected(t, ss(t, append(verifyArgs[:len(verifyArgs)-2], "-o", "json")...), "artifact-rule", "check.read", "ws/out.txt")
 	if r := run(t, nil, inToto(t), "verify", "-l", layoutPath, "-k", filepath.Join(keys, "owner.pub"), "-d", links); r.code == 0 {
 		t.Fatal("in-toto-golang accepted a modified read-only workspace")
