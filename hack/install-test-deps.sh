@@ -30,6 +30,10 @@ done
 need_apt=()
 command -v sha256sum >/dev/null || need_apt+=(coreutils)
 [[ -x /usr/bin/time ]] || need_apt+=(time)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v diff >/dev/null || need_apt+=(diffutils)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v gzip >/dev/null || need_apt+=(gzip)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 if ((${#need_apt[@]})); then
