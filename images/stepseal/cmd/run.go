@@ -339,6 +339,11 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 	if err := signing.WriteFileAtomic(filepath.Join(o.out, "verification.json"), append(vj, '\n'), 0o644); err != nil {
 		return err
 	}
+	// In text mode the verdict is printed as soon as it is known; publishing
+	// (only of a verified output) follows and ends with its own summary.
+	if ro.output != "json" {
+		printVerdict(w, v)
+	}
 	var pubErr error
 	if verr == nil && runErr == nil && pol != nil {
 		prov, err := readDSSE(report.Provenance)
@@ -347,7 +352,11 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 		}
 		report.Published, pubErr = publishRunOutput(ctx, w, pol, platformKeys, spec.Pipeline.Name, runID, report.Output, prov, keys[builderKeyName])
 	}
-	if err := ro.print(cmd.OutOrStdout(), report, func(io.Writer) { printVerdict(w, v) }); err != nil {
+	if err := ro.print(cmd.OutOrStdout(), report, func(io.Writer) {
+		if p := report.Published; p != nil && p.Verified && pubErr == nil {
+			fmt.Fprintf(w, "RESULT: verification passed; %s published encrypted to %v, signed, attested, and decrypted back by %s\n", f.Spec.Output, p.Platforms, p.Platforms[0])
+		}
+	}); err != nil {
 		return err
 	}
 	switch {
