@@ -1,0 +1,10 @@
+// Package kubetest runs a real Kubernetes API for integration tests: etcd (the
+// Debian etcd-server binary, data on tmpfs) and a kube-apiserver built from the
+// Go modules by hack/kube/build-apiserver.sh, with Tekton's v1 CRDs applied.
+// There is no kubelet, scheduler or Tekton controller, so tests create TaskRuns
+// and fake their completion with FinishTaskRun.
+//
+// One cluster is shared by all tests of a test binary: call Main from TestMain
+// and Start from each test; Namespace gives each test a fresh namespace.
+// hack/kube/start.sh runs the same cluster detached, for use by hand.
+package kubetest
