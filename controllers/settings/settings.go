@@ -1,0 +1,208 @@
+package settings
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/record"
+)
+
+// ConfigMapName is the name of the controller's ConfigMap.
+const ConfigMapName = "stepseal-config"
+
+// Keys of the ConfigMap. Keys starting with "_" (such as knative's
+// "_example") are ignored; any other unknown key makes the ConfigMap invalid,
+// so a typo is reported instead of silently ignored.
+const (
+	// KeyBackends is a comma-separated list of storage backends; every one
+	// must accept the attestations before a TaskRun is marked signed.
+	KeyBackends = "backends"
+	// KeyStoreDir is the directory of the "dir" backend.
+	KeyStoreDir = "storage.dir.path"
+	// KeySignerSecret names the Secret (in the controller's namespace) with
+	// cosign.key and cosign.password. A Secret named "<name>-<namespace>"
+	// overrides it for TaskRuns of that namespace.
+	KeySignerSecret = "signer.secret"
+	// KeyMaxRetries is how many failed attempts mark a TaskRun signed=failed.
+	KeyMaxRetries = "max-retries"
+	// KeyRetryBaseDelay and KeyRetryMaxDelay bound the exponential backoff
+	// between attempts (Go durations).
+	KeyRetryBaseDelay = "retry.base-delay"
+	KeyRetryMaxDelay  = "retry.max-delay"
+	// KeyBuilderID is the SLSA builder.id of the provenance.
+	KeyBuilderID = "builder.id"
+)
+
+// BackendDir is the directory store backend (pkg/store.DirStore).
+const BackendDir = "dir"
+
+// ErrInvalid: the ConfigMap cannot be used.
+var ErrInvalid = errors.New("invalid stepseal-config")
+
+// Config is the parsed ConfigMap. Treat it as immutable.
+type Config struct {
+	Backends       []string
+	StoreDir       string
+	SignerSecret   string
+	MaxRetries     int
+	RetryBaseDelay time.Duration
+	RetryMaxDelay  time.Duration
+	BuilderID      string
+}
+
+// Defaults is the Config of an empty or absent ConfigMap.
+func Defaults() *Config {
+	return &Config{
+		Backends:       []string{BackendDir},
+		StoreDir:       "/var/lib/stepseal/store",
+		SignerSecret:   "signing-secrets",
+		MaxRetries:     10,
+		RetryBaseDelay: time.Second,
+		RetryMaxDelay:  5 * time.Minute,
+		BuilderID:      "https://stepseal.dev/controller",
+	}
+}
+
+// Backoff is the delay before attempt+1 after attempt (1-based) failed.
+func (c *Config) Backoff(attempt int) time.Duration {
+	d := c.RetryBaseDelay
+	for i := 1; i < attempt && d < c.RetryMaxDelay; i++ {
+		d *= 2
+	}
+	return min(d, c.RetryMaxDelay)
+}
+
+// Parse reads a ConfigMap's data over the defaults.
+func Parse(data map[string]string) (*Config, error) {
+	c := Defaults()
+	var errs []string
+	for _, k := range sortedKeys(data) {
+		v := strings.TrimSpace(data[k])
+		switch k {
+		case KeyBackends:
+			c.Backends = nil
+			for _, b := range strings.Split(v, ",") {
+				b = strings.TrimSpace(b)
+				switch b {
+				case "":
+				case BackendDir:
+					c.Backends = append(c.Backends, b)
+				default:
+					errs = append(errs, fmt.Sprintf("%s: unknown backend %q (known: %s)", k, b, BackendDir))
+				}
+			}
+			if len(c.Backends) == 0 {
+				errs = append(errs, fmt.Sprintf("%s: no backend: nothing could be stored", k))
+			}
+		case KeyStoreDir:
+			if !strings.HasPrefix(v, "/") {
+				errs = append(errs, fmt.Sprintf("%s: %q is not an absolute path", k, v))
+			}
+			c.StoreDir = v
+		case KeySignerSecret:
+			if v == "" {
+				errs = append(errs, fmt.Sprintf("%s: empty", k))
+			}
+			c.SignerSecret = v
+		case KeyMaxRetries:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				errs = append(errs, fmt.Sprintf("%s: %q is not a positive integer", k, v))
+			}
+			c.MaxRetries = n
+		case KeyRetryBaseDelay, KeyRetryMaxDelay:
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Sprintf("%s: %q is not a positive duration", k, v))
+			}
+			if k == KeyRetryBaseDelay {
+				c.RetryBaseDelay = d
+			} else {
+				c.RetryMaxDelay = d
+			}
+		case KeyBuilderID:
+			if v == "" {
+				errs = append(errs, fmt.Sprintf("%s: empty", k))
+			}
+			c.BuilderID = v
+		default:
+			if !strings.HasPrefix(k, "_") {
+				errs = append(errs, fmt.Sprintf("unknown key %q", k))
+			}
+		}
+	}
+	if len(errs) == 0 && c.RetryBaseDelay > c.RetryMaxDelay {
+		errs = append(errs, fmt.Sprintf("%s %v is larger than %s %v", KeyRetryBaseDelay, c.RetryBaseDelay, KeyRetryMaxDelay, c.RetryMaxDelay))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	}
+	return c, nil
+}
+
+// Store holds the current Config. Its OnConfigChanged is the configmap
+// watcher's callback for ConfigMapName.
+type Store struct {
+	logger   *zap.SugaredLogger
+	recorder record.EventRecorder // may be nil
+	cur      atomic.Pointer[Config]
+}
+
+// NewStore returns a Store holding Defaults. recorder, when not nil,
+// receives a Warning Event on a ConfigMap that is refused.
+func NewStore(logger *zap.SugaredLogger, recorder record.EventRecorder) *Store {
+	s := &Store{logger: logger, recorder: recorder}
+	s.cur.Store(Defaults())
+	return s
+}
+
+// OnConfigChanged parses cm; a valid one replaces the current Config, an
+// invalid one is logged and reported and the last good Config stays.
+func (s *Store) OnConfigChanged(cm *corev1.ConfigMap) {
+	c, err := Parse(cm.Data)
+	if err != nil {
+		s.logger.Errorw("keeping the last good configuration", zap.Error(err))
+		if s.recorder != nil {
+			s.recorder.Eventf(cm, corev1.EventTypeWarning, "InvalidConfig", "%v; keeping the last good configuration", err)
+		}
+		return
+	}
+	s.cur.Store(c)
+	s.logger.Infow("configuration loaded", "backends", c.Backends, "storeDir", c.StoreDir,
+		"signerSecret", c.SignerSecret, "maxRetries", c.MaxRetries)
+}
+
+// Load returns the current Config.
+func (s *Store) Load() *Config { return s.cur.Load() }
+
+type ctxKey struct{}
+
+// ToContext attaches the current Config to ctx, so one reconcile sees one Config.
+func (s *Store) ToContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ctxKey{}, s.Load())
+}
+
+// FromContext returns the Config attached by ToContext, or Defaults.
+func FromContext(ctx context.Context) *Config {
+	if c, ok := ctx.Value(ctxKey{}).(*Config); ok {
+		return c
+	}
+	return Defaults()
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,97 @@
+package settings
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		data    map[string]string
+		want    func(*Config)
+		wantErr string
+	}{
+		{name: "empty is defaults", data: nil, want: func(*Config) {}},
+		{name: "all keys", data: map[string]string{
+			KeyBackends: " dir ", KeyStoreDir: "/data", KeySignerSecret: "keys", KeyMaxRetries: "3",
+			KeyRetryBaseDelay: "100ms", KeyRetryMaxDelay: "2s", KeyBuilderID: "https://b", "_example": "ignored",
+		}, want: func(c *Config) {
+			c.StoreDir, c.SignerSecret, c.MaxRetries, c.BuilderID = "/data", "keys", 3, "https://b"
+			c.RetryBaseDelay, c.RetryMaxDelay = 100*time.Millisecond, 2*time.Second
+		}},
+		{name: "unknown backend", data: map[string]string{KeyBackends: "dir,s3"}, wantErr: `unknown backend "s3"`},
+		{name: "no backend", data: map[string]string{KeyBackends: " , "}, wantErr: "nothing could be stored"},
+		{name: "relative dir", data: map[string]string{KeyStoreDir: "data"}, wantErr: "not an absolute path"},
+		{name: "bad retries", data: map[string]string{KeyMaxRetries: "0"}, wantErr: "not a positive integer"},
+		{name: "bad delay", data: map[string]string{KeyRetryBaseDelay: "soon"}, wantErr: "not a positive duration"},
+		{name: "base over max", data: map[string]string{KeyRetryBaseDelay: "1h"}, wantErr: "larger than"},
+		{name: "typo", data: map[string]string{"max-retry": "3"}, wantErr: `unknown key "max-retry"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Parse(tc.data)
+			if tc.wantErr != "" {
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want ErrInvalid with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Defaults()
+			tc.want(want)
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	c := &Config{RetryBaseDelay: time.Second, RetryMaxDelay: 5 * time.Second}
+	var got []time.Duration
+	for a := 1; a <= 5; a++ {
+		got = append(got, c.Backoff(a))
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+}
+
+func TestStoreKeepsLastGoodConfig(t *testing.T) {
+	rec := record.NewFakeRecorder(10)
+	s := NewStore(zap.NewNop().Sugar(), rec)
+	cm := func(data map[string]string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: "stepseal"}, Data: data}
+	}
+	s.OnConfigChanged(cm(map[string]string{KeyMaxRetries: "4"}))
+	if got := FromContext(s.ToContext(context.Background())).MaxRetries; got != 4 {
+		t.Fatalf("max retries %d, want 4", got)
+	}
+	s.OnConfigChanged(cm(map[string]string{KeyMaxRetries: "four"}))
+	if got := s.Load().MaxRetries; got != 4 {
+		t.Errorf("after a malformed ConfigMap: max retries %d, want the last good 4", got)
+	}
+	select {
+	case e := <-rec.Events:
+		if !strings.Contains(e, "Warning InvalidConfig") || !strings.Contains(e, `"four"`) {
+			t.Errorf("event %q", e)
+		}
+	default:
+		t.Error("no Warning Event for the malformed ConfigMap")
+	}
+	if got := FromContext(context.Background()); got.MaxRetries != Defaults().MaxRetries {
+		t.Errorf("FromContext without a Config: %+v", got)
+	}
+}
