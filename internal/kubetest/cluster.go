@@ -142,12 +142,15 @@ func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 
 // Stop ends kube-apiserver and etcd and removes etcd's data. Dir is kept.
 func (c *Cluster) Stop() {
+	// kube-apiserver first: without etcd its shutdown takes 10 s instead of 2.
 	if c.kubeAPI != nil {
 		_ = c.kubeAPI.stop(30 * time.Second)
 		c.kubeAPI = nil
 	}
+	// etcd takes 2 s to honor SIGTERM, and its data is deleted next anyway.
 	if c.etcd != nil {
-		_ = c.etcd.stop(10 * time.Second)
+		_ = c.etcd.cmd.Process.Kill()
+		<-c.etcd.exited
 		c.etcd = nil
 	}
 	if c.etcdData != "" {
