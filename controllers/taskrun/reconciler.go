@@ -1,0 +1,496 @@
+package taskrun
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	intoto "github.com/in-toto/attestation/go/v1"
+	"github.com/in-toto/in-toto-golang/in_toto"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
+	listers "github.com/tektoncd/pipeline/pkg/client/listers/pipeline/v1"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"knative.dev/pkg/controller"
+	"knative.dev/pkg/logging"
+
+	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/store"
+)
+
+// Annotations and finalizer the controller writes on TaskRuns.
+const (
+	// AnnotationSigned is "true" once every backend accepted the TaskRun's
+	// attestations, "failed" once signing was given up.
+	AnnotationSigned = "stepseal.dev/signed"
+	// AnnotationError is the last error, on a failed TaskRun.
+	AnnotationError = "stepseal.dev/error"
+	// AnnotationRetries is the number of failed attempts, on a failed TaskRun.
+	AnnotationRetries = "stepseal.dev/retries"
+	// Finalizer holds a finished TaskRun until it is signed (or given up),
+	// so one deleted right after finishing is still signed.
+	Finalizer = "stepseal.dev/taskrun"
+)
+
+// Secret keys of the signing Secret, the ones Tekton Chains' signing-secrets uses.
+const (
+	SecretKeyCosignKey      = "cosign.key"
+	SecretKeyCosignPassword = "cosign.password"
+)
+
+// maxErrorAnnotation bounds the error written on the TaskRun.
+const maxErrorAnnotation = 1024
+
+// Backend is one configured store; every backend must accept every entry.
+type Backend struct {
+	Name  string
+	Store store.Store
+}
+
+// Reconciler attests finished TaskRuns. It is a knative controller.Reconciler
+// driven by a key queue, not the generated TaskRun reconciler: that one adds
+// its finalizer to every TaskRun it sees and removes it only on deletion,
+// while stepseal adds it to finished TaskRuns only and removes it as soon as
+// they are signed (so uninstalling stepseal never blocks deletions of signed
+// TaskRuns), and must still be called for TaskRuns being deleted.
+//
+// One reconcile of a finished TaskRun not yet signed:
+//
+//  1. add the finalizer (unless the TaskRun is already being deleted);
+//  2. build the run.Record (FromTaskRun);
+//  3. sign one in-toto link per step and the SLSA v1 provenance, reusing the
+//     exact bytes an earlier, interrupted attempt stored, so a retry never
+//     stores a second copy (ECDSA signatures differ on every signing);
+//  4. Put every entry into every backend;
+//  5. only then annotate stepseal.dev/signed=true and remove the finalizer.
+//
+// A failure is retried with exponential backoff; after MaxRetries attempts,
+// or at once for a TaskRun that cannot be attested (ErrNothingRan,
+// ErrMalformed), the TaskRun is annotated signed=failed with the error and
+// the number of attempts, the finalizer removed and a Warning Event emitted.
+type Reconciler struct {
+	Tekton          versioned.Interface
+	Lister          listers.TaskRunLister
+	Secrets         corelisters.SecretLister // Secrets of SystemNamespace
+	SystemNamespace string
+	Config          *settings.Store
+	Recorder        record.EventRecorder
+	// OpenBackends opens the backends of a Config; nil means openBackends.
+	OpenBackends func(*settings.Config) ([]Backend, error)
+
+	mu       sync.Mutex
+	attempts map[types.UID]int
+	signers  map[string]signing.Signer // by Secret namespace/name/resourceVersion
+	dirs     map[string]*store.DirStore
+}
+
+var _ controller.Reconciler = (*Reconciler)(nil)
+
+// NeedsWork is the informer filter: finished TaskRuns that are not yet
+// signed or failed, and any TaskRun still holding the finalizer.
+func NeedsWork(obj any) bool {
+	tr, ok := obj.(*v1.TaskRun)
+	if !ok {
+		return false
+	}
+	if hasFinalizer(tr) {
+		return true
+	}
+	s := tr.Annotations[AnnotationSigned]
+	return tr.IsDone() && s != "true" && s != "failed"
+}
+
+// Reconcile implements controller.Reconciler.
+func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return controller.NewPermanentError(err)
+	}
+	logger := logging.FromContext(ctx).With(zap.String("taskrun", key))
+	ctx = logging.WithLogger(ctx, logger)
+	cached, err := r.Lister.TaskRuns(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	tr := cached.DeepCopy()
+	cfg := r.Config.Load()
+
+	switch tr.Annotations[AnnotationSigned] {
+	case "true", "failed":
+		if hasFinalizer(tr) {
+			_, err := r.patch(ctx, tr, nil, false)
+			return ignoreNotFound(err)
+		}
+		return nil
+	}
+	if !tr.IsDone() {
+		return nil
+	}
+	if tr.DeletionTimestamp == nil && !hasFinalizer(tr) {
+		if tr, err = r.patch(ctx, tr, nil, true); err != nil {
+			return ignoreNotFound(err)
+		}
+	}
+
+	n, err := r.attestAndStore(ctx, tr, cfg)
+	if err == nil {
+		r.forget(tr.UID)
+		_, err = r.patch(ctx, tr, map[string]*string{
+			AnnotationSigned: ptr("true"), AnnotationError: nil, AnnotationRetries: nil,
+		}, false)
+		if err != nil {
+			return ignoreNotFound(err)
+		}
+		logger.Infow("signed", "entries", n, "backends", cfg.Backends)
+		return nil
+	}
+
+	attempt := r.bump(tr)
+	permanent := errors.Is(err, ErrNothingRan) || errors.Is(err, ErrMalformed)
+	if !permanent && attempt < cfg.MaxRetries {
+		delay := cfg.Backoff(attempt)
+		logger.Warnw("signing failed, will retry", zap.Error(err), "attempt", attempt, "retryIn", delay)
+		return controller.NewRequeueAfter(delay)
+	}
+	r.forget(tr.UID)
+	msg := err.Error()
+	if len(msg) > maxErrorAnnotation {
+		msg = msg[:maxErrorAnnotation] + "..."
+	}
+	logger.Errorw("signing given up", zap.Error(err), "attempts", attempt)
+	r.Recorder.Eventf(tr, corev1.EventTypeWarning, "SigningFailed", "stepseal gave up after %d attempt(s): %s", attempt, msg)
+	_, perr := r.patch(ctx, tr, map[string]*string{
+		AnnotationSigned: ptr("failed"), AnnotationError: &msg, AnnotationRetries: ptr(strconv.Itoa(attempt)),
+	}, false)
+	return ignoreNotFound(perr)
+}
+
+// attestAndStore signs and stores the TaskRun's links and provenance and
+// returns how many entries every backend accepted.
+func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *settings.Config) (int, error) {
+	logger := logging.FromContext(ctx)
+	built, err := FromTaskRun(tr)
+	if err != nil {
+		return 0, err
+	}
+	for _, w := range built.Warnings {
+		logger.Infow("status part not attested", "reason", w)
+	}
+	backends, err := r.openBackends(cfg)
+	if err != nil {
+		return 0, err
+	}
+	if len(backends) == 0 {
+		return 0, errors.New("no storage backend configured: nothing would be stored")
+	}
+	signer, err := r.signer(tr.Namespace, cfg)
+	if err != nil {
+		return 0, err
+	}
+	keyID, err := signer.KeyID()
+	if err != nil {
+		return 0, err
+	}
+	rec := built.Record
+
+	// What an interrupted earlier attempt stored. Only a TaskRun that
+	// already carries the finalizer can have one, so fresh TaskRuns skip
+	// the lookup.
+	previous := map[string]store.Entry{}
+	if hasFinalizer(tr) {
+		for _, b := range backends {
+			es, err := b.Store.List(ctx, store.Filter{RunID: rec.RunID})
+			if err != nil {
+				return 0, fmt.Errorf("backend %s: listing run %s: %w", b.Name, rec.RunID, err)
+			}
+			for _, e := range es {
+				if _, ok := previous[e.Kind+"/"+e.Name]; !ok {
+					previous[e.Kind+"/"+e.Name] = e
+				}
+			}
+		}
+	}
+
+	var entries []store.Entry
+	links := run.Artifacts{}
+	for _, step := range rec.AllSteps() {
+		link := attest.Link(rec, step)
+		fileName := attest.LinkFileName(step.Name, keyID)
+		data, ok := reusableLink(previous[store.KindLink+"/"+fileName], link)
+		if !ok {
+			mb, err := attest.SignLink(ctx, link, signer)
+			if err != nil {
+				return 0, err
+			}
+			if data, err = json.MarshalIndent(mb, "", "  "); err != nil {
+				return 0, fmt.Errorf("link of step %s: %w", step.Name, err)
+			}
+		}
+		entries = append(entries, store.Entry{
+			Kind: store.KindLink, Name: fileName, RunID: rec.RunID, Subjects: sha256Subjects(step.Products), Data: data,
+		})
+		links[fileName] = run.DigestSet{"sha256": hexSHA256(data)}
+	}
+
+	// Provenance needs a subject: the declared outputs, else the products
+	// of the last step. A TaskRun with neither gets links only.
+	steps := rec.AllSteps()
+	if len(built.Subjects) > 0 || len(steps[len(steps)-1].Products) > 0 {
+		opts := attest.ProvenanceOptions{Subjects: built.Subjects, BuilderID: cfg.BuilderID, Links: links}
+		st, err := attest.Provenance(rec, opts)
+		if err != nil {
+			return 0, err
+		}
+		name := fmt.Sprintf("%s/%s.%.8s.provenance", tr.Namespace, tr.Name, keyID)
+		data, ok := reusableStatement(previous[store.KindProvenance+"/"+name], st)
+		if !ok {
+			env, err := attest.SignStatement(ctx, st, signer)
+			if err != nil {
+				return 0, fmt.Errorf("signing provenance: %w", err)
+			}
+			if data, err = json.Marshal(env); err != nil {
+				return 0, err
+			}
+		}
+		var subjects []string
+		for _, s := range st.Subject {
+			if d, ok := s.Digest["sha256"]; ok {
+				subjects = append(subjects, "sha256:"+d)
+			}
+		}
+		entries = append(entries, store.Entry{
+			Kind: store.KindProvenance, Name: name, RunID: rec.RunID, Subjects: subjects, Data: data,
+		})
+	} else {
+		logger.Infow("no provenance: the TaskRun declared no output and its last step has no product")
+	}
+
+	for _, b := range backends {
+		for _, e := range entries {
+			if _, err := b.Store.Put(ctx, e); err != nil {
+				return 0, fmt.Errorf("backend %s: storing %s %s: %w", b.Name, e.Kind, e.Name, err)
+			}
+		}
+	}
+	return len(entries), nil
+}
+
+// reusableLink returns the stored bytes of prev when they are a signed
+// Metablock of exactly link.
+func reusableLink(prev store.Entry, link in_toto.Link) ([]byte, bool) {
+	if len(prev.Data) == 0 {
+		return nil, false
+	}
+	var old in_toto.Metablock
+	if err := json.Unmarshal(prev.Data, &old); err != nil || len(old.Signatures) == 0 {
+		return nil, false
+	}
+	a, err1 := old.GetSignableRepresentation()
+	b, err2 := (&in_toto.Metablock{Signed: link}).GetSignableRepresentation()
+	if err1 != nil || err2 != nil || string(a) != string(b) {
+		return nil, false
+	}
+	return prev.Data, true
+}
+
+// reusableStatement returns the stored bytes of prev when they are a signed
+// DSSE envelope of exactly st.
+func reusableStatement(prev store.Entry, st *intoto.Statement) ([]byte, bool) {
+	if len(prev.Data) == 0 {
+		return nil, false
+	}
+	var env dsse.Envelope
+	if err := json.Unmarshal(prev.Data, &env); err != nil || len(env.Signatures) == 0 {
+		return nil, false
+	}
+	payload, err := env.DecodeB64Payload()
+	if err != nil {
+		return nil, false
+	}
+	old := &intoto.Statement{}
+	if err := protojson.Unmarshal(payload, old); err != nil || !proto.Equal(old, st) {
+		return nil, false
+	}
+	return prev.Data, true
+}
+
+// signer returns the signer for TaskRuns of namespace: the Secret
+// "<signer.secret>-<namespace>" when it exists, else "<signer.secret>",
+// both in the controller's namespace. Decrypted keys are cached per Secret
+// version, so the (deliberately slow) scrypt of a cosign key runs once.
+func (r *Reconciler) signer(namespace string, cfg *settings.Config) (signing.Signer, error) {
+	sec, err := r.Secrets.Secrets(r.SystemNamespace).Get(cfg.SignerSecret + "-" + namespace)
+	if apierrors.IsNotFound(err) {
+		sec, err = r.Secrets.Secrets(r.SystemNamespace).Get(cfg.SignerSecret)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signing Secret %s/%s: %w", r.SystemNamespace, cfg.SignerSecret, err)
+	}
+	cacheKey := sec.Namespace + "/" + sec.Name + "@" + sec.ResourceVersion
+	r.mu.Lock()
+	s, ok := r.signers[cacheKey]
+	r.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	keyPEM := sec.Data[SecretKeyCosignKey]
+	if len(keyPEM) == 0 {
+		return nil, fmt.Errorf("signing Secret %s/%s has no %s", sec.Namespace, sec.Name, SecretKeyCosignKey)
+	}
+	pass := sec.Data[SecretKeyCosignPassword]
+	key, err := signing.ParsePrivateKeyPEM(keyPEM, func(bool) ([]byte, error) { return pass, nil })
+	if err != nil {
+		// The error names the Secret, never its content.
+		return nil, fmt.Errorf("signing Secret %s/%s: %w", sec.Namespace, sec.Name, err)
+	}
+	if s, err = signing.NewSigner(key); err != nil {
+		return nil, fmt.Errorf("signing Secret %s/%s: %w", sec.Namespace, sec.Name, err)
+	}
+	r.mu.Lock()
+	if r.signers == nil {
+		r.signers = map[string]signing.Signer{}
+	}
+	for k := range r.signers { // keep one version per Secret
+		if k[:len(k)-len(sec.ResourceVersion)-1] == sec.Namespace+"/"+sec.Name {
+			delete(r.signers, k)
+		}
+	}
+	r.signers[cacheKey] = s
+	r.mu.Unlock()
+	return s, nil
+}
+
+func (r *Reconciler) openBackends(cfg *settings.Config) ([]Backend, error) {
+	if r.OpenBackends != nil {
+		return r.OpenBackends(cfg)
+	}
+	var out []Backend
+	for _, b := range cfg.Backends {
+		switch b {
+		case settings.BackendDir:
+			r.mu.Lock()
+			ds, ok := r.dirs[cfg.StoreDir]
+			r.mu.Unlock()
+			if !ok {
+				var err error
+				if ds, err = store.NewDirStore(cfg.StoreDir); err != nil {
+					return nil, fmt.Errorf("backend dir: %w", err)
+				}
+				r.mu.Lock()
+				if r.dirs == nil {
+					r.dirs = map[string]*store.DirStore{}
+				}
+				r.dirs[cfg.StoreDir] = ds
+				r.mu.Unlock()
+			}
+			out = append(out, Backend{Name: "dir:" + cfg.StoreDir, Store: ds})
+		default:
+			return nil, fmt.Errorf("unknown backend %q", b)
+		}
+	}
+	return out, nil
+}
+
+// bump counts a failed attempt. The count lives in memory; the annotation
+// of an earlier controller process, if any, is the floor.
+func (r *Reconciler) bump(tr *v1.TaskRun) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.attempts == nil {
+		r.attempts = map[types.UID]int{}
+	}
+	n := r.attempts[tr.UID]
+	if a, err := strconv.Atoi(tr.Annotations[AnnotationRetries]); err == nil && a > n {
+		n = a
+	}
+	n++
+	r.attempts[tr.UID] = n
+	return n
+}
+
+func (r *Reconciler) forget(uid types.UID) {
+	r.mu.Lock()
+	delete(r.attempts, uid)
+	r.mu.Unlock()
+}
+
+// patch merge-patches tr's annotations (nil value: remove) and adds or
+// removes the finalizer, guarded by tr's resourceVersion: a concurrent
+// change makes it fail with a conflict and the key is retried.
+func (r *Reconciler) patch(ctx context.Context, tr *v1.TaskRun, annotations map[string]*string, addFinalizer bool) (*v1.TaskRun, error) {
+	var finalizers []string
+	for _, f := range tr.Finalizers {
+		if f != Finalizer {
+			finalizers = append(finalizers, f)
+		}
+	}
+	if addFinalizer {
+		finalizers = append(finalizers, Finalizer)
+	}
+	if finalizers == nil {
+		finalizers = []string{}
+	}
+	meta := map[string]any{"resourceVersion": tr.ResourceVersion, "finalizers": finalizers}
+	if len(annotations) > 0 {
+		meta["annotations"] = annotations
+	}
+	body, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return nil, err
+	}
+	return r.Tekton.TektonV1().TaskRuns(tr.Namespace).Patch(ctx, tr.Name, types.MergePatchType, body, metav1.PatchOptions{})
+}
+
+func hasFinalizer(tr *v1.TaskRun) bool {
+	for _, f := range tr.Finalizers {
+		if f == Finalizer {
+			return true
+		}
+	}
+	return false
+}
+
+func sha256Subjects(a run.Artifacts) []string {
+	var out []string
+	for _, ds := range a {
+		if d, ok := ds["sha256"]; ok {
+			out = append(out, "sha256:"+d)
+		}
+	}
+	return out
+}
+
+func hexSHA256(b []byte) string {
+	d := sha256.Sum256(b)
+	return hex.EncodeToString(d[:])
+}
+
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func ptr(s string) *string { return &s }
