@@ -7,4 +7,9 @@
 // One cluster is shared by all tests of a test binary: call Main from TestMain
 // and Start from each test; Namespace gives each test a fresh namespace.
 // hack/kube/start.sh runs the same cluster detached, for use by hand.
+//
+// The first write of each Tekton kind takes about 2 s after start (the
+// apiserver builds a CRD's validators lazily; warming all of them up in Start
+// cost more than it saved), so benchmarks should create one object of each
+// kind they measure before starting the clock.
 package kubetest

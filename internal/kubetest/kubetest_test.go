@@ -160,3 +160,60 @@ func TestNamespacesAreFresh(t *testing.T) {
 		t.Fatalf("Namespace returned %q twice", a)
 	}
 }
+
+// TestFinishedPipelineRun checks that a finished PipelineRun with child
+// TaskRuns reads back whole.
+func TestFinishedPipelineRun(t *testing.T) {
+	c := kubetest.Start(t)
+	ns := c.Namespace(t)
+	ctx := t.Context()
+	client, err := versioned.NewForConfig(c.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := buildTask(ns).Spec.TaskSpec
+	pr, err := client.TektonV1().PipelineRuns(ns).Create(ctx, &v1.PipelineRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "release", Namespace: ns},
+		Spec: v1.PipelineRunSpec{
+			PipelineSpec: &v1.PipelineSpec{
+				Tasks:   []v1.PipelineTask{{Name: "build", TaskSpec: &v1.EmbeddedTask{TaskSpec: *task}}},
+				Results: []v1.PipelineResult{{Name: "IMAGE_DIGEST", Value: *v1.NewStructuredValues("$(tasks.build.results.IMAGE_DIGEST)")}},
+			},
+			TaskRunTemplate: v1.PipelineTaskRunTemplate{ServiceAccountName: "builder"},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := client.TektonV1().TaskRuns(ns).Create(ctx, kubetest.ChildTaskRun(pr, "build", task), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if child, err = kubetest.FinishTaskRun(ctx, client, child, finishOptions()); err != nil {
+		t.Fatal(err)
+	}
+	opts := kubetest.PipelineFinishOptions{
+		TaskRuns: []*v1.TaskRun{child},
+		Results:  []v1.PipelineRunResult{{Name: "IMAGE_DIGEST", Value: *v1.NewStructuredValues(digest)}},
+	}
+	want, err := kubetest.FinishedPipelineStatus(pr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubetest.FinishPipelineRun(ctx, client, pr, opts); err != nil {
+		t.Fatal(err)
+	}
+	got, err := client.TektonV1().PipelineRuns(ns).Get(ctx, pr.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, &got.Status, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("status read back differs (-written +read):\n%s", diff)
+	}
+	if !got.IsDone() || !got.Status.GetCondition("Succeeded").IsTrue() {
+		t.Errorf("PipelineRun not done and successful: %+v", got.Status.Conditions)
+	}
+	if got := child.Labels["tekton.dev/pipelineRun"]; got != pr.Name {
+		t.Errorf("child label tekton.dev/pipelineRun = %q", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -41,7 +42,8 @@ func Main(m *testing.M) {
 		shared.cluster.Stop()
 	}
 	if shared.dir != "" {
-		if code != 0 || shared.err != nil {
+		// Nothing worth keeping when etcd never started (say, no binaries).
+		if _, err := os.Stat(filepath.Join(shared.dir, "etcd.log")); err == nil && (code != 0 || shared.err != nil) {
 			fmt.Fprintf(os.Stderr, "kubetest: cluster logs kept in %s\n", shared.dir)
 		} else {
 			_ = os.RemoveAll(shared.dir)
