@@ -35,6 +35,7 @@ command -v diff >/dev/null || need_apt+=(diffutils)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v gzip >/dev/null || need_apt+=(gzip)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+command -v etcd >/dev/null || need_apt+=(etcd-server)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} with apt-get" >&2
@@ -43,3 +44,7 @@ if ((${#need_apt[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# kube-apiserver v1.35.4 for the controller's integration tests (cached in
+# $(go env GOPATH)/bin; a cold build takes minutes and ~2 GB).
+"$(dirname "$0")/kube/build-apiserver.sh" >/dev/null
