@@ -18,7 +18,7 @@ import (
 func record() *run.Record {
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	return &run.Record{
-		Pipeline: "go-build", RunID: "run-1", Source: "stepseal/localrun",
+		Pipeline: "go-build", RunID: "run-1", Source: run.SourceLocal,
 		Params:    map[string]string{"version": "1.0.0"},
 		StartedAt: t0, FinishedAt: t0.Add(time.Minute),
 		Tasks: []run.Task{{PipelineTask: "build", TaskRef: "go-build", Results: map[string]string{"binary": "hello"}, Steps: []run.Step{{
@@ -42,7 +42,12 @@ func TestLinkIsValidInToto(t *testing.T) {
 		t.Fatalf("command = %q", got)
 	}
 	if _, ok := l.Environment[attest.EnvImageNote]; !ok {
-		t.Fatal("a step without image digest must say the image was not pulled")
+		t.Fatal("a local step without image digest must say the image was not pulled")
+	}
+	cluster := *rec
+	cluster.Source = "stepseal/controller"
+	if _, ok := attest.Link(&cluster, rec.Tasks[0].Steps[0]).Environment[attest.EnvImageNote]; ok {
+		t.Fatal("a cluster step without imageID must not claim it ran as a host process")
 	}
 	k, _ := signing.Generate(signing.ED25519)
 	s, _ := signing.NewSigner(k)

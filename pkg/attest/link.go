@@ -35,9 +35,10 @@ func Link(rec *run.Record, step run.Step) in_toto.Link {
 		EnvStartedOn:  step.StartedAt.UTC().Format(time.RFC3339Nano),
 		EnvFinishedOn: step.FinishedAt.UTC().Format(time.RFC3339Nano),
 	}
-	if step.ImageDigest != "" {
+	switch {
+	case step.ImageDigest != "":
 		env[EnvImageDigest] = step.ImageDigest
-	} else {
+	case rec.Source == run.SourceLocal:
 		env[EnvImageNote] = "image recorded, not pulled: the step ran as a host process"
 	}
 	if step.WorkingDir != "" {

@@ -430,7 +430,7 @@ func (r *runner) run(ctx context.Context) (*run.Record, error) {
 	r.rec = &run.Record{
 		Pipeline:  p.Name,
 		RunID:     r.runID,
-		Source:    "stepseal/localrun",
+		Source:    run.SourceLocal,
 		Params:    r.params,
 		StartedAt: time.Now().UTC(),
 	}

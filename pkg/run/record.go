@@ -25,6 +25,10 @@ func (a Artifacts) Names() []string {
 	return names
 }
 
+// SourceLocal marks records of the local runner, whose steps run as host
+// processes: their images are recorded, not pulled.
+const SourceLocal = "stepseal/localrun"
+
 // Record is what one run of a Pipeline (or of a single Task) did.
 type Record struct {
 	// Pipeline is the name of the Pipeline (or Task, for a lone TaskRun).
