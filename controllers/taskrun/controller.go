@@ -6,6 +6,7 @@ import (
 
 	pipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client"
 	taskruninformer "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1/taskrun"
+	"go.opentelemetry.io/otel"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -20,6 +21,7 @@ import (
 	"knative.dev/pkg/logging"
 	"knative.dev/pkg/system"
 
+	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 )
 
@@ -54,6 +56,10 @@ func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl 
 		cmw.Watch(settings.ConfigMapName, cfg.OnConfigChanged)
 	}
 
+	rec, err := metrics.New(otel.GetMeterProvider())
+	if err != nil {
+		logger.Fatalw("creating metrics", "error", err)
+	}
 	r := &Reconciler{
 		Tekton:          pipelineclient.Get(ctx),
 		Lister:          taskruninformer.Get(ctx).Lister(),
@@ -61,6 +67,7 @@ func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl 
 		SystemNamespace: ns,
 		Config:          cfg,
 		Recorder:        recorder,
+		Metrics:         rec,
 	}
 	impl := controller.NewContext(ctx, r, controller.ControllerOptions{WorkQueueName: ControllerName, Logger: logger})
 	if _, err := taskruninformer.Get(ctx).Informer().AddEventHandler(cache.FilteringResourceEventHandler{

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	intoto "github.com/in-toto/attestation/go/v1"
 	"github.com/in-toto/in-toto-golang/in_toto"
@@ -29,6 +30,7 @@ import (
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/logging"
 
+	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/run"
@@ -95,6 +97,8 @@ type Reconciler struct {
 	Recorder        record.EventRecorder
 	// OpenBackends opens the backends of a Config; nil means openBackends.
 	OpenBackends func(*settings.Config) ([]Backend, error)
+	// Metrics records outcomes; nil records nothing.
+	Metrics *metrics.Recorder
 
 	mu       sync.Mutex
 	attempts map[types.UID]int
@@ -162,6 +166,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		if err != nil {
 			return ignoreNotFound(err)
 		}
+		r.Metrics.Signed(ctx, metrics.KindTaskRun, completedAt(tr), time.Now())
 		logger.Infow("signed", "entries", n, "backends", cfg.Backends)
 		return nil
 	}
@@ -171,6 +176,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 	if !permanent && attempt < cfg.MaxRetries {
 		delay := cfg.Backoff(attempt)
 		logger.Warnw("signing failed, will retry", zap.Error(err), "attempt", attempt, "retryIn", delay)
+		r.Metrics.Retry(ctx, metrics.KindTaskRun)
 		return controller.NewRequeueAfter(delay)
 	}
 	r.forget(tr.UID)
@@ -183,6 +189,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 	_, perr := r.patch(ctx, tr, map[string]*string{
 		AnnotationSigned: ptr("failed"), AnnotationError: &msg, AnnotationRetries: ptr(strconv.Itoa(attempt)),
 	}, false)
+	if perr == nil {
+		r.Metrics.Failed(ctx, metrics.KindTaskRun)
+	}
 	return ignoreNotFound(perr)
 }
 
@@ -460,6 +469,14 @@ func (r *Reconciler) patch(ctx context.Context, tr *v1.TaskRun, annotations map[
 		return nil, err
 	}
 	return r.Tekton.TektonV1().TaskRuns(tr.Namespace).Patch(ctx, tr.Name, types.MergePatchType, body, metav1.PatchOptions{})
+}
+
+// completedAt is tr's completionTime, zero when Tekton wrote none.
+func completedAt(tr *v1.TaskRun) time.Time {
+	if tr.Status.CompletionTime == nil {
+		return time.Time{}
+	}
+	return tr.Status.CompletionTime.Time
 }
 
 func hasFinalizer(tr *v1.TaskRun) bool {

@@ -16,6 +16,8 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	fakepipeline "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
 	listers "github.com/tektoncd/pipeline/pkg/client/listers/pipeline/v1"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +27,7 @@ import (
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/logging"
 
+	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -71,6 +74,7 @@ type fixture struct {
 	store    *flakyStore
 	recorder *record.FakeRecorder
 	pub      crypto.PublicKey
+	metrics  *sdkmetric.ManualReader
 }
 
 func newFixture(t *testing.T, cfg map[string]string, trs ...*v1.TaskRun) *fixture {
@@ -100,7 +104,13 @@ func newFixture(t *testing.T, cfg map[string]string, trs ...*v1.TaskRun) *fixtur
 	f.sync()
 	cs := settings.NewStore(zap.NewNop().Sugar(), nil)
 	cs.OnConfigChanged(&corev1.ConfigMap{Data: cfg})
+	f.metrics = sdkmetric.NewManualReader()
+	mr, err := metrics.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(f.metrics)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.r = &Reconciler{
+		Metrics:         mr,
 		Tekton:          f.client,
 		Lister:          listers.NewTaskRunLister(f.indexer),
 		Secrets:         corelisters.NewSecretLister(secrets),
@@ -112,6 +122,38 @@ func newFixture(t *testing.T, cfg map[string]string, trs ...*v1.TaskRun) *fixtur
 		},
 	}
 	return f
+}
+
+// metric returns the value of a counter (or a histogram's count) for
+// TaskRuns.
+func (f *fixture) metric(name string) int64 {
+	f.t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := f.metrics.Collect(context.Background(), &rm); err != nil {
+		f.t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range d.DataPoints {
+					if v, _ := dp.Attributes.Value("kind"); v.AsString() == metrics.KindTaskRun {
+						return dp.Value
+					}
+				}
+			case metricdata.Histogram[float64]:
+				for _, dp := range d.DataPoints {
+					if v, _ := dp.Attributes.Value("kind"); v.AsString() == metrics.KindTaskRun {
+						return int64(dp.Count)
+					}
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // sync copies the fake API's TaskRuns into the lister, as the informer would.
@@ -292,6 +334,11 @@ func TestReconcileRetriesThenSigns(t *testing.T) {
 		t.Fatalf("annotations %v finalizers %v", got.Annotations, got.Finalizers)
 	}
 	verifyStored(t, f.store, f.pub, buildPushRun, buildPushSteps, 1)
+	for name, want := range map[string]int64{metrics.NameRetries: 2, metrics.NameSigned: 1, metrics.NameLatency: 1, metrics.NameFailed: 0} {
+		if got := f.metric(name); got != want {
+			t.Errorf("metric %s = %d, want %d", name, got, want)
+		}
+	}
 }
 
 func TestReconcileGivesUp(t *testing.T) {
@@ -360,6 +407,10 @@ func TestReconcileGivesUp(t *testing.T) {
 			}
 			if strings.Contains(a[AnnotationError], "PRIVATE KEY") {
 				t.Error("key material in the error annotation")
+			}
+			if f.metric(metrics.NameFailed) != 1 || f.metric(metrics.NameRetries) != int64(tc.attempts-1) || f.metric(metrics.NameSigned) != 0 {
+				t.Errorf("metrics failed=%d retries=%d signed=%d, want 1, %d, 0",
+					f.metric(metrics.NameFailed), f.metric(metrics.NameRetries), f.metric(metrics.NameSigned), tc.attempts-1)
 			}
 			select {
 			case e := <-f.recorder.Events:
