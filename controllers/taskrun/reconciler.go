@@ -95,7 +95,7 @@ type Reconciler struct {
 	SystemNamespace string
 	Config          *settings.Store
 	Recorder        record.EventRecorder
-	// OpenBackends opens the backends of a Config; nil means openBackends.
+	// OpenBackends opens the backends of a Config; nil means the configured ones.
 	OpenBackends func(*settings.Config) ([]Backend, error)
 	// Metrics records outcomes; nil records nothing.
 	Metrics *metrics.Recorder
@@ -206,14 +206,14 @@ func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *se
 	for _, w := range built.Warnings {
 		logger.Infow("status part not attested", "reason", w)
 	}
-	backends, err := r.openBackends(cfg)
+	backends, err := r.Backends(cfg)
 	if err != nil {
 		return 0, err
 	}
 	if len(backends) == 0 {
 		return 0, errors.New("no storage backend configured: nothing would be stored")
 	}
-	signer, err := r.signer(tr.Namespace, cfg)
+	signer, err := r.Signer(tr.Namespace, cfg)
 	if err != nil {
 		return 0, err
 	}
@@ -272,7 +272,7 @@ func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *se
 			return 0, err
 		}
 		name := fmt.Sprintf("%s/%s.%.8s.provenance", tr.Namespace, tr.Name, keyID)
-		data, ok := reusableStatement(previous[store.KindProvenance+"/"+name], st)
+		data, ok := ReusableStatement(previous[store.KindProvenance+"/"+name], st)
 		if !ok {
 			env, err := attest.SignStatement(ctx, st, signer)
 			if err != nil {
@@ -323,9 +323,9 @@ func reusableLink(prev store.Entry, link in_toto.Link) ([]byte, bool) {
 	return prev.Data, true
 }
 
-// reusableStatement returns the stored bytes of prev when they are a signed
+// ReusableStatement returns the stored bytes of prev when they are a signed
 // DSSE envelope of exactly st.
-func reusableStatement(prev store.Entry, st *intoto.Statement) ([]byte, bool) {
+func ReusableStatement(prev store.Entry, st *intoto.Statement) ([]byte, bool) {
 	if len(prev.Data) == 0 {
 		return nil, false
 	}
@@ -344,11 +344,11 @@ func reusableStatement(prev store.Entry, st *intoto.Statement) ([]byte, bool) {
 	return prev.Data, true
 }
 
-// signer returns the signer for TaskRuns of namespace: the Secret
+// Signer returns the signer for TaskRuns of namespace: the Secret
 // "<signer.secret>-<namespace>" when it exists, else "<signer.secret>",
 // both in the controller's namespace. Decrypted keys are cached per Secret
 // version, so the (deliberately slow) scrypt of a cosign key runs once.
-func (r *Reconciler) signer(namespace string, cfg *settings.Config) (signing.Signer, error) {
+func (r *Reconciler) Signer(namespace string, cfg *settings.Config) (signing.Signer, error) {
 	sec, err := r.Secrets.Secrets(r.SystemNamespace).Get(cfg.SignerSecret + "-" + namespace)
 	if apierrors.IsNotFound(err) {
 		sec, err = r.Secrets.Secrets(r.SystemNamespace).Get(cfg.SignerSecret)
@@ -390,7 +390,9 @@ func (r *Reconciler) signer(namespace string, cfg *settings.Config) (signing.Sig
 	return s, nil
 }
 
-func (r *Reconciler) openBackends(cfg *settings.Config) ([]Backend, error) {
+// Backends opens the backends cfg names (OpenBackends when set). Dir stores
+// are opened once per path and shared.
+func (r *Reconciler) Backends(cfg *settings.Config) ([]Backend, error) {
 	if r.OpenBackends != nil {
 		return r.OpenBackends(cfg)
 	}

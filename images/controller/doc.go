@@ -1,5 +1,7 @@
 // Command controller is stepseal's in-cluster controller: knative's sharedmain
 // running the TaskRun controller (controllers/taskrun), which signs a link per
-// step and SLSA provenance for every finished TaskRun. Set SYSTEM_NAMESPACE to
-// the namespace holding stepseal-config and the signing Secret.
+// step and SLSA provenance for every finished TaskRun, and the PipelineRun
+// controller (controllers/pipelinerun), which signs run-level provenance once
+// all of a PipelineRun's TaskRuns are signed. Set SYSTEM_NAMESPACE to the
+// namespace holding stepseal-config and the signing Secret.
 package main

@@ -1,0 +1,454 @@
+package pipelinerun
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	provenance "github.com/in-toto/attestation/go/predicates/provenance/v1"
+	intoto "github.com/in-toto/attestation/go/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
+	listers "github.com/tektoncd/pipeline/pkg/client/listers/pipeline/v1"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"knative.dev/pkg/controller"
+	"knative.dev/pkg/logging"
+
+	"github.com/stepseal/stepseal/controllers/metrics"
+	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/controllers/taskrun"
+	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/store"
+)
+
+// MediaTypeProvenance is the media type of a child TaskRun's provenance
+// (a DSSE envelope of an in-toto statement) among the byproducts.
+const MediaTypeProvenance = "application/vnd.in-toto+json"
+
+// AnnotationTaskRun names the child TaskRun on a byproduct descriptor.
+const AnnotationTaskRun = "stepseal.dev/taskrun"
+
+// DefaultWaitDelay is how long a PipelineRun waits before looking again at
+// children that are not signed yet (a child being signed also requeues it).
+const DefaultWaitDelay = 5 * time.Second
+
+// Errors a reconcile can end with; the PipelineRun's stepseal.dev/error
+// carries the message.
+var (
+	// ErrChildFailed: a child TaskRun is stepseal.dev/signed=failed, so the
+	// run cannot be attested completely. Not retried.
+	ErrChildFailed = errors.New("child TaskRun signing failed")
+	// ErrChildMissing: a child named in status.childReferences is gone, or
+	// a signed child's links are not in a backend. Retried.
+	ErrChildMissing = errors.New("child TaskRun attestations missing")
+)
+
+// Reconciler attests finished PipelineRuns. One reconcile of a finished
+// PipelineRun not yet signed:
+//
+//  1. look up the child TaskRuns in status.childReferences; any child
+//     signed=failed fails the PipelineRun at once (ErrChildFailed); any
+//     child not yet signed requeues it after WaitDelay, without counting
+//     an attempt;
+//  2. build one run.Record of all children (taskrun.FromTaskRun each);
+//  3. find every child's links and provenance in the first backend, and
+//     require a link for every step of every child;
+//  4. sign SLSA v1 provenance of the run: the links are byproducts, the
+//     children's provenance envelopes too (media type MediaTypeProvenance),
+//     each with its sha256 digest; a retry reuses the stored bytes;
+//  5. Put it into every backend, then annotate stepseal.dev/signed=true.
+//
+// Failures are retried and given up like the TaskRun controller's.
+type Reconciler struct {
+	Tekton   versioned.Interface
+	Lister   listers.PipelineRunLister
+	TaskRuns listers.TaskRunLister
+	Config   *settings.Store
+	Recorder record.EventRecorder
+	// Signer returns the signer for runs of a namespace (the TaskRun
+	// controller's, so both levels are signed with the same key).
+	Signer func(namespace string, cfg *settings.Config) (signing.Signer, error)
+	// Backends opens the configured backends.
+	Backends func(cfg *settings.Config) ([]taskrun.Backend, error)
+	// Metrics records outcomes; nil records nothing.
+	Metrics *metrics.Recorder
+	// WaitDelay: see DefaultWaitDelay; zero means the default.
+	WaitDelay time.Duration
+
+	mu       sync.Mutex
+	attempts map[types.UID]int
+}
+
+var _ controller.Reconciler = (*Reconciler)(nil)
+
+// NeedsWork is the PipelineRun informer filter: finished and not yet signed
+// or failed.
+func NeedsWork(obj any) bool {
+	pr, ok := obj.(*v1.PipelineRun)
+	if !ok {
+		return false
+	}
+	s := pr.Annotations[taskrun.AnnotationSigned]
+	return pr.IsDone() && s != "true" && s != "failed"
+}
+
+// Reconcile implements controller.Reconciler.
+func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return controller.NewPermanentError(err)
+	}
+	logger := logging.FromContext(ctx).With(zap.String("pipelinerun", key))
+	ctx = logging.WithLogger(ctx, logger)
+	cached, err := r.Lister.PipelineRuns(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !NeedsWork(cached) {
+		return nil
+	}
+	pr := cached.DeepCopy()
+	cfg := r.Config.Load()
+
+	children, pending, err := r.children(pr)
+	if err == nil && len(pending) > 0 {
+		logger.Debugw("waiting for child TaskRuns to be signed", "pending", pending)
+		return controller.NewRequeueAfter(r.waitDelay())
+	}
+	var n int
+	if err == nil {
+		n, err = r.attestAndStore(ctx, pr, children, cfg)
+	}
+	if err == nil {
+		r.forget(pr.UID)
+		if err := r.annotate(ctx, pr, map[string]*string{
+			taskrun.AnnotationSigned: ptr("true"), taskrun.AnnotationError: nil, taskrun.AnnotationRetries: nil,
+		}); err != nil {
+			return ignoreNotFound(err)
+		}
+		var done time.Time
+		if pr.Status.CompletionTime != nil {
+			done = pr.Status.CompletionTime.Time
+		}
+		r.Metrics.Signed(ctx, metrics.KindPipelineRun, done, time.Now())
+		logger.Infow("signed", "entries", n, "taskRuns", len(children))
+		return nil
+	}
+
+	attempt := r.bump(pr)
+	if !errors.Is(err, ErrChildFailed) && !errors.Is(err, taskrun.ErrMalformed) && attempt < cfg.MaxRetries {
+		delay := cfg.Backoff(attempt)
+		logger.Warnw("signing failed, will retry", zap.Error(err), "attempt", attempt, "retryIn", delay)
+		r.Metrics.Retry(ctx, metrics.KindPipelineRun)
+		return controller.NewRequeueAfter(delay)
+	}
+	r.forget(pr.UID)
+	msg := err.Error()
+	if len(msg) > 1024 {
+		msg = msg[:1024] + "..."
+	}
+	logger.Errorw("signing given up", zap.Error(err), "attempts", attempt)
+	r.Recorder.Eventf(pr, corev1.EventTypeWarning, "SigningFailed", "stepseal gave up after %d attempt(s): %s", attempt, msg)
+	if err := r.annotate(ctx, pr, map[string]*string{
+		taskrun.AnnotationSigned: ptr("failed"), taskrun.AnnotationError: &msg, taskrun.AnnotationRetries: ptr(strconv.Itoa(attempt)),
+	}); err != nil {
+		return ignoreNotFound(err)
+	}
+	r.Metrics.Failed(ctx, metrics.KindPipelineRun)
+	return nil
+}
+
+// children returns the PipelineRun's child TaskRuns in childReferences
+// order, and the names of those not signed yet.
+func (r *Reconciler) children(pr *v1.PipelineRun) ([]*v1.TaskRun, []string, error) {
+	var out []*v1.TaskRun
+	var pending []string
+	for _, ref := range pr.Status.ChildReferences {
+		if ref.Kind != pipeline.TaskRunControllerName {
+			continue // CustomRuns have no steps to attest
+		}
+		tr, err := r.TaskRuns.TaskRuns(pr.Namespace).Get(ref.Name)
+		if apierrors.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("%w: TaskRun %s/%s (pipeline task %s) not found", ErrChildMissing, pr.Namespace, ref.Name, ref.PipelineTaskName)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		switch tr.Annotations[taskrun.AnnotationSigned] {
+		case "true":
+			out = append(out, tr)
+		case "failed":
+			return nil, nil, fmt.Errorf("%w: TaskRun %s/%s (pipeline task %s): %s", ErrChildFailed, tr.Namespace, tr.Name, ref.PipelineTaskName, tr.Annotations[taskrun.AnnotationError])
+		default:
+			pending = append(pending, tr.Name)
+		}
+	}
+	return out, pending, nil
+}
+
+// ProvenanceName is the store name of a PipelineRun's provenance; distinct
+// from its TaskRuns' "<ns>/<name>.<keyid>.provenance".
+func ProvenanceName(pr *v1.PipelineRun, keyID string) string {
+	return fmt.Sprintf("%s/%s.%.8s.pipelinerun.provenance", pr.Namespace, pr.Name, keyID)
+}
+
+func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children []*v1.TaskRun, cfg *settings.Config) (int, error) {
+	backends, err := r.Backends(cfg)
+	if err != nil {
+		return 0, err
+	}
+	if len(backends) == 0 {
+		return 0, errors.New("no storage backend configured: nothing would be stored")
+	}
+	signer, err := r.Signer(pr.Namespace, cfg)
+	if err != nil {
+		return 0, err
+	}
+	keyID, err := signer.KeyID()
+	if err != nil {
+		return 0, err
+	}
+	runID := string(pr.UID)
+	rec := &run.Record{
+		Pipeline:  pipelineName(pr),
+		RunID:     runID,
+		Namespace: pr.Namespace,
+		Source:    taskrun.Source,
+		Params:    map[string]string{},
+		Results:   map[string]string{},
+	}
+	if pr.Status.StartTime != nil {
+		rec.StartedAt = pr.Status.StartTime.Time
+	}
+	if pr.Status.CompletionTime != nil {
+		rec.FinishedAt = pr.Status.CompletionTime.Time
+	}
+	for _, p := range pr.Spec.Params {
+		rec.Params[p.Name] = valueString(p.Value)
+	}
+	for _, res := range pr.Status.Results {
+		rec.Results[res.Name] = valueString(res.Value)
+	}
+	subjects := run.Artifacts{}
+	for _, tr := range children {
+		built, err := taskrun.FromTaskRun(tr)
+		if err != nil {
+			return 0, fmt.Errorf("child TaskRun %s: %w", tr.Name, err)
+		}
+		if built.Record.RunID != runID {
+			return 0, fmt.Errorf("%w: child TaskRun %s is bound to run %s, not to PipelineRun UID %s", taskrun.ErrMalformed, tr.Name, built.Record.RunID, runID)
+		}
+		rec.Tasks = append(rec.Tasks, built.Record.Tasks...)
+		for k, v := range built.Subjects {
+			subjects[k] = v
+		}
+	}
+
+	// The children's attestations, as the first backend holds them.
+	stored, err := backends[0].Store.List(ctx, store.Filter{RunID: runID})
+	if err != nil {
+		return 0, fmt.Errorf("backend %s: listing run %s: %w", backends[0].Name, runID, err)
+	}
+	links := run.Artifacts{}
+	var previous store.Entry
+	provName := ProvenanceName(pr, keyID)
+	childProv := map[string]store.Entry{} // by TaskRun name
+	for _, e := range stored {
+		switch {
+		case e.Kind == store.KindLink:
+			links[e.Name] = run.DigestSet{"sha256": strings.TrimPrefix(store.Digest(e.Data), "sha256:")}
+		case e.Kind == store.KindProvenance && e.Name == provName:
+			previous = e
+		case e.Kind == store.KindProvenance:
+			for _, tr := range children {
+				if strings.HasPrefix(e.Name, tr.Namespace+"/"+tr.Name+".") && !strings.HasSuffix(e.Name, ".pipelinerun.provenance") {
+					childProv[tr.Name] = e
+				}
+			}
+		}
+	}
+	for _, t := range rec.Tasks {
+		for _, s := range t.Steps {
+			if !hasLink(links, s.Name) {
+				return 0, fmt.Errorf("%w: TaskRun %s is signed but backend %s has no link of step %s", ErrChildMissing, t.TaskRun, backends[0].Name, s.Name)
+			}
+		}
+	}
+
+	opts := attest.ProvenanceOptions{Subjects: subjects, BuilderID: cfg.BuilderID, Links: links}
+	st, err := attest.Provenance(rec, opts)
+	if err != nil {
+		// No child declared an output and the last step produced nothing:
+		// the children's signed links and provenance are stored, and there
+		// is nothing the run's provenance could be about.
+		logging.FromContext(ctx).Infow("no PipelineRun provenance: no subject", zap.Error(err))
+		return 0, nil
+	}
+	if st, err = withChildProvenance(st, children, childProv); err != nil {
+		return 0, err
+	}
+	data, ok := taskrun.ReusableStatement(previous, st)
+	if !ok {
+		env, err := attest.SignStatement(ctx, st, signer)
+		if err != nil {
+			return 0, fmt.Errorf("signing provenance: %w", err)
+		}
+		if data, err = json.Marshal(env); err != nil {
+			return 0, err
+		}
+	}
+	var subj []string
+	for _, s := range st.Subject {
+		if d, ok := s.Digest["sha256"]; ok {
+			subj = append(subj, "sha256:"+d)
+		}
+	}
+	e := store.Entry{Kind: store.KindProvenance, Name: provName, RunID: runID, Subjects: subj, Data: data}
+	for _, b := range backends {
+		if _, err := b.Store.Put(ctx, e); err != nil {
+			return 0, fmt.Errorf("backend %s: storing provenance %s: %w", b.Name, e.Name, err)
+		}
+	}
+	return 1, nil
+}
+
+// withChildProvenance adds each child's provenance envelope to the
+// statement's byproducts.
+func withChildProvenance(st *intoto.Statement, children []*v1.TaskRun, prov map[string]store.Entry) (*intoto.Statement, error) {
+	b, err := protojson.Marshal(st.Predicate)
+	if err != nil {
+		return nil, err
+	}
+	pred := &provenance.Provenance{}
+	if err := protojson.Unmarshal(b, pred); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(prov))
+	for n := range prov {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		e := prov[n]
+		ann, err := structpb.NewStruct(map[string]any{AnnotationTaskRun: n})
+		if err != nil {
+			return nil, err
+		}
+		pred.RunDetails.Byproducts = append(pred.RunDetails.Byproducts, &intoto.ResourceDescriptor{
+			Name:        e.Name,
+			Digest:      map[string]string{"sha256": strings.TrimPrefix(store.Digest(e.Data), "sha256:")},
+			MediaType:   MediaTypeProvenance,
+			Annotations: ann,
+		})
+	}
+	if err := pred.Validate(); err != nil {
+		return nil, err
+	}
+	if b, err = protojson.Marshal(pred); err != nil {
+		return nil, err
+	}
+	ps := &structpb.Struct{}
+	if err := protojson.Unmarshal(b, ps); err != nil {
+		return nil, err
+	}
+	st.Predicate = ps
+	return st, st.Validate()
+}
+
+// hasLink reports whether links holds a link file of step
+// ("<step>.<keyid[:8]>.link").
+func hasLink(links run.Artifacts, step string) bool {
+	for name := range links {
+		if strings.HasPrefix(name, step+".") && strings.HasSuffix(name, ".link") && strings.Count(name[len(step)+1:], ".") == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+func pipelineName(pr *v1.PipelineRun) string {
+	if n := pr.Labels[pipeline.PipelineLabelKey]; n != "" {
+		return n
+	}
+	if pr.Spec.PipelineRef != nil && pr.Spec.PipelineRef.Name != "" {
+		return pr.Spec.PipelineRef.Name
+	}
+	return pr.Name
+}
+
+func valueString(v v1.ParamValue) string {
+	if v.Type == v1.ParamTypeString || v.Type == "" {
+		return v.StringVal
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func (r *Reconciler) waitDelay() time.Duration {
+	if r.WaitDelay > 0 {
+		return r.WaitDelay
+	}
+	return DefaultWaitDelay
+}
+
+// annotate merge-patches pr's annotations, guarded by its resourceVersion.
+func (r *Reconciler) annotate(ctx context.Context, pr *v1.PipelineRun, annotations map[string]*string) error {
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"resourceVersion": pr.ResourceVersion, "annotations": annotations,
+	}})
+	if err != nil {
+		return err
+	}
+	_, err = r.Tekton.TektonV1().PipelineRuns(pr.Namespace).Patch(ctx, pr.Name, types.MergePatchType, body, metav1.PatchOptions{})
+	return err
+}
+
+func (r *Reconciler) bump(pr *v1.PipelineRun) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.attempts == nil {
+		r.attempts = map[types.UID]int{}
+	}
+	n := r.attempts[pr.UID]
+	if a, err := strconv.Atoi(pr.Annotations[taskrun.AnnotationRetries]); err == nil && a > n {
+		n = a
+	}
+	n++
+	r.attempts[pr.UID] = n
+	return n
+}
+
+func (r *Reconciler) forget(uid types.UID) {
+	r.mu.Lock()
+	delete(r.attempts, uid)
+	r.mu.Unlock()
+}
+
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func ptr(s string) *string { return &s }
