@@ -23,11 +23,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/logging"
+	"knative.dev/pkg/reconciler"
 
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
@@ -76,6 +78,10 @@ var (
 //  5. Put it into every backend, then annotate stepseal.dev/signed=true.
 //
 // Failures are retried and given up like the TaskRun controller's.
+//
+// It is leader-aware (reconciler.LeaderAware): with knative's leader
+// election a replica reconciles only keys of the buckets whose Lease it
+// holds, and enqueues all of a bucket's pending keys when promoted.
 type Reconciler struct {
 	Tekton   versioned.Interface
 	Lister   listers.PipelineRunLister
@@ -92,11 +98,43 @@ type Reconciler struct {
 	// WaitDelay: see DefaultWaitDelay; zero means the default.
 	WaitDelay time.Duration
 
+	leader   reconciler.LeaderAwareFuncs
 	mu       sync.Mutex
 	attempts map[types.UID]int
 }
 
-var _ controller.Reconciler = (*Reconciler)(nil)
+var (
+	_ controller.Reconciler  = (*Reconciler)(nil)
+	_ reconciler.LeaderAware = (*Reconciler)(nil)
+)
+
+// Promote implements reconciler.LeaderAware: this replica now leads bucket
+// b, so every PipelineRuns of b that needs work is enqueued. knative's Impl calls
+// it from its elector (an unopposed one, with every key in one bucket, when
+// leader election is off).
+func (r *Reconciler) Promote(b reconciler.Bucket, enq func(reconciler.Bucket, types.NamespacedName)) error {
+	if err := r.leader.Promote(b, nil); err != nil {
+		return err
+	}
+	if enq == nil {
+		return nil
+	}
+	all, err := r.Lister.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		nn := types.NamespacedName{Namespace: o.Namespace, Name: o.Name}
+		if NeedsWork(o) && b.Has(nn) {
+			enq(b, nn)
+		}
+	}
+	return nil
+}
+
+// Demote implements reconciler.LeaderAware: keys of b are left to the
+// replica that leads it now.
+func (r *Reconciler) Demote(b reconciler.Bucket) { r.leader.Demote(b) }
 
 // NeedsWork is the PipelineRun informer filter: finished and not yet signed
 // or failed.
@@ -114,6 +152,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return controller.NewPermanentError(err)
+	}
+	if !r.leader.IsLeaderFor(types.NamespacedName{Namespace: ns, Name: name}) {
+		// Another replica leads this key's bucket: two replicas must never
+		// both sign (ECDSA signatures differ, so both would be stored).
+		return nil
 	}
 	logger := logging.FromContext(ctx).With(zap.String("pipelinerun", key))
 	ctx = logging.WithLogger(ctx, logger)

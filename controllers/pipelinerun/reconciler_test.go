@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/logging"
+	"knative.dev/pkg/reconciler"
 
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
@@ -146,6 +147,11 @@ func newFixture(t *testing.T, pr *v1.PipelineRun, trs []*v1.TaskRun) *fixture {
 		Tekton: f.client, Lister: listers.NewPipelineRunLister(f.prs), TaskRuns: listers.NewTaskRunLister(f.trs),
 		Config: cs, Recorder: f.recorder, Signer: f.tr.Signer, Backends: f.tr.Backends, Metrics: mr,
 		WaitDelay: 42 * time.Millisecond,
+	}
+	for _, la := range []reconciler.LeaderAware{f.tr, f.r} { // the only replica
+		if err := la.Promote(reconciler.UniversalBucket(), nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return f
 }
@@ -463,5 +469,31 @@ func TestNeedsWork(t *testing.T) {
 	}
 	if NeedsWork(&v1.TaskRun{}) {
 		t.Error("a TaskRun")
+	}
+}
+
+func TestReconcileOnlyAsLeader(t *testing.T) {
+	pr, trs := pipelineRun(t, "build")
+	f := newFixture(t, pr, trs)
+	f.signChildren(trs)
+	f.r.Demote(reconciler.UniversalBucket())
+	if err := f.reconcile(pr); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.get(pr).Annotations; len(a) != 0 {
+		t.Fatalf("a replica leading no bucket annotated %v", a)
+	}
+	var enqueued []types.NamespacedName
+	if err := f.r.Promote(reconciler.UniversalBucket(), func(_ reconciler.Bucket, nn types.NamespacedName) { enqueued = append(enqueued, nn) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(enqueued) != 1 || enqueued[0].Name != pr.Name {
+		t.Errorf("promotion enqueued %v, want the PipelineRun", enqueued)
+	}
+	if err := f.reconcile(pr); err != nil {
+		t.Fatal(err)
+	}
+	if f.get(pr).Annotations[taskrun.AnnotationSigned] != "true" {
+		t.Error("leader did not sign")
 	}
 }

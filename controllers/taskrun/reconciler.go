@@ -23,12 +23,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/logging"
+	"knative.dev/pkg/reconciler"
 
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
@@ -88,6 +90,10 @@ type Backend struct {
 // or at once for a TaskRun that cannot be attested (ErrNothingRan,
 // ErrMalformed), the TaskRun is annotated signed=failed with the error and
 // the number of attempts, the finalizer removed and a Warning Event emitted.
+//
+// It is leader-aware (reconciler.LeaderAware): with knative's leader
+// election a replica reconciles only keys of the buckets whose Lease it
+// holds, and enqueues all of a bucket's pending keys when promoted.
 type Reconciler struct {
 	Tekton          versioned.Interface
 	Lister          listers.TaskRunLister
@@ -100,13 +106,45 @@ type Reconciler struct {
 	// Metrics records outcomes; nil records nothing.
 	Metrics *metrics.Recorder
 
+	leader   reconciler.LeaderAwareFuncs
 	mu       sync.Mutex
 	attempts map[types.UID]int
 	signers  map[string]signing.Signer // by Secret namespace/name/resourceVersion
 	dirs     map[string]*store.DirStore
 }
 
-var _ controller.Reconciler = (*Reconciler)(nil)
+var (
+	_ controller.Reconciler  = (*Reconciler)(nil)
+	_ reconciler.LeaderAware = (*Reconciler)(nil)
+)
+
+// Promote implements reconciler.LeaderAware: this replica now leads bucket
+// b, so every TaskRuns of b that needs work is enqueued. knative's Impl calls
+// it from its elector (an unopposed one, with every key in one bucket, when
+// leader election is off).
+func (r *Reconciler) Promote(b reconciler.Bucket, enq func(reconciler.Bucket, types.NamespacedName)) error {
+	if err := r.leader.Promote(b, nil); err != nil {
+		return err
+	}
+	if enq == nil {
+		return nil
+	}
+	all, err := r.Lister.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		nn := types.NamespacedName{Namespace: o.Namespace, Name: o.Name}
+		if NeedsWork(o) && b.Has(nn) {
+			enq(b, nn)
+		}
+	}
+	return nil
+}
+
+// Demote implements reconciler.LeaderAware: keys of b are left to the
+// replica that leads it now.
+func (r *Reconciler) Demote(b reconciler.Bucket) { r.leader.Demote(b) }
 
 // NeedsWork is the informer filter: finished TaskRuns that are not yet
 // signed or failed, and any TaskRun still holding the finalizer.
@@ -127,6 +165,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return controller.NewPermanentError(err)
+	}
+	if !r.leader.IsLeaderFor(types.NamespacedName{Namespace: ns, Name: name}) {
+		// Another replica leads this key's bucket: two replicas must never
+		// both sign (ECDSA signatures differ, so both would be stored).
+		return nil
 	}
 	logger := logging.FromContext(ctx).With(zap.String("taskrun", key))
 	ctx = logging.WithLogger(ctx, logger)

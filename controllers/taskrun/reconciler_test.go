@@ -21,11 +21,13 @@ import (
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/logging"
+	"knative.dev/pkg/reconciler"
 
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
@@ -120,6 +122,9 @@ func newFixture(t *testing.T, cfg map[string]string, trs ...*v1.TaskRun) *fixtur
 		OpenBackends: func(*settings.Config) ([]Backend, error) {
 			return []Backend{{Name: "test", Store: f.store}}, nil
 		},
+	}
+	if err := f.r.Promote(reconciler.UniversalBucket(), nil); err != nil { // the only replica
+		t.Fatal(err)
 	}
 	return f
 }
@@ -491,5 +496,46 @@ func TestNeedsWork(t *testing.T) {
 		if got := NeedsWork(tc.obj); got != tc.want {
 			t.Errorf("%s: NeedsWork = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// bucketOf leads exactly one key.
+type bucketOf struct{ key types.NamespacedName }
+
+func (b bucketOf) Name() string                     { return "only-" + b.key.Name }
+func (b bucketOf) Has(nn types.NamespacedName) bool { return nn == b.key }
+
+// A replica signs only TaskRuns of buckets it leads, enqueues them when
+// promoted, and stops when demoted.
+func TestReconcileOnlyAsLeader(t *testing.T) {
+	tr := loadTaskRun(t, "build-push.json")
+	f := newFixture(t, nil, tr)
+	f.r.Demote(reconciler.UniversalBucket())
+	if err := f.reconcile(tr); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.get(tr); len(got.Annotations) != 0 || hasFinalizer(got) || len(f.entries("")) != 0 {
+		t.Fatalf("a replica leading no bucket touched the TaskRun: annotations %v finalizers %v, %d entries", got.Annotations, got.Finalizers, len(f.entries("")))
+	}
+	other := bucketOf{types.NamespacedName{Namespace: tr.Namespace, Name: "someone-else"}}
+	if err := f.r.Promote(other, func(reconciler.Bucket, types.NamespacedName) { t.Error("enqueued a key of another bucket") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.reconcile(tr); err != nil || len(f.entries("")) != 0 {
+		t.Fatalf("signed a TaskRun of a bucket it does not lead (err %v)", err)
+	}
+	mine := bucketOf{types.NamespacedName{Namespace: tr.Namespace, Name: tr.Name}}
+	var enqueued []types.NamespacedName
+	if err := f.r.Promote(mine, func(_ reconciler.Bucket, nn types.NamespacedName) { enqueued = append(enqueued, nn) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(enqueued) != 1 || enqueued[0] != mine.key {
+		t.Errorf("promotion enqueued %v, want the unsigned TaskRun", enqueued)
+	}
+	if err := f.reconcile(tr); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.get(tr); got.Annotations[AnnotationSigned] != "true" {
+		t.Errorf("leader did not sign: %v", got.Annotations)
 	}
 }
