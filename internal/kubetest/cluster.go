@@ -133,9 +133,10 @@ func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 	if c.kubeAPI == nil {
 		return errors.New("kubetest: kube-apiserver is not running")
 	}
-	if err := c.kubeAPI.stop(30 * time.Second); err != nil {
-		return fmt.Errorf("stopping kube-apiserver: %w", err)
-	}
+	// With clients holding watches open, kube-apiserver's graceful shutdown
+	// can outlast any sensible grace period; then it is killed, which is
+	// still a restart (an abrupt one, as after a crash).
+	_ = c.kubeAPI.stop(10 * time.Second)
 	c.kubeAPI = nil
 	return c.startAPIServer(ctx, c.apiPort)
 }
