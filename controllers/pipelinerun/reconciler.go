@@ -307,10 +307,20 @@ func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, chi
 		}
 	}
 
-	// The children's attestations, as the first backend holds them.
-	stored, err := backends[0].Store.List(ctx, store.Filter{RunID: runID})
+	// The children's attestations, as the first store backend holds them.
+	var first *taskrun.Backend
+	for i := range backends {
+		if backends[i].Store != nil {
+			first = &backends[i]
+			break
+		}
+	}
+	if first == nil {
+		return 0, errors.New("no store backend configured: the children's attestations cannot be read")
+	}
+	stored, err := first.Store.List(ctx, store.Filter{RunID: runID})
 	if err != nil {
-		return 0, fmt.Errorf("backend %s: listing run %s: %w", backends[0].Name, runID, err)
+		return 0, fmt.Errorf("backend %s: listing run %s: %w", first.Name, runID, err)
 	}
 	links := run.Artifacts{}
 	var previous store.Entry
@@ -333,7 +343,7 @@ func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, chi
 	for _, t := range rec.Tasks {
 		for _, s := range t.Steps {
 			if !hasLink(links, s.Name) {
-				return 0, fmt.Errorf("%w: TaskRun %s is signed but backend %s has no link of step %s", ErrChildMissing, t.TaskRun, backends[0].Name, s.Name)
+				return 0, fmt.Errorf("%w: TaskRun %s is signed but backend %s has no link of step %s", ErrChildMissing, t.TaskRun, first.Name, s.Name)
 			}
 		}
 	}
@@ -368,6 +378,9 @@ func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, chi
 	}
 	e := store.Entry{Kind: store.KindProvenance, Name: provName, RunID: runID, Subjects: subj, Data: data}
 	for _, b := range backends {
+		if b.Store == nil {
+			continue // image attachers: run-level provenance is not attached (yet)
+		}
 		if _, err := b.Store.Put(ctx, e); err != nil {
 			return 0, fmt.Errorf("backend %s: storing provenance %s: %w", b.Name, e.Name, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,10 +40,21 @@ const (
 	KeyRetryMaxDelay  = "retry.max-delay"
 	// KeyBuilderID is the SLSA builder.id of the provenance.
 	KeyBuilderID = "builder.id"
+	// KeyOCIInsecure lets the "oci" backend use plain HTTP; pkg/oci allows
+	// it for loopback registries only (tests).
+	KeyOCIInsecure = "storage.oci.insecure"
 )
 
-// BackendDir is the directory store backend (pkg/store.DirStore).
-const BackendDir = "dir"
+// Backends.
+const (
+	// BackendDir is the directory store backend (pkg/store.DirStore).
+	BackendDir = "dir"
+	// BackendOCI attaches each TaskRun's provenance to the images it
+	// produced (pkg/oci.Attest: cosign's .att tag and an OCI 1.1
+	// referrer). It stores nothing queryable, so it needs a store backend
+	// next to it.
+	BackendOCI = "oci"
+)
 
 // ErrInvalid: the ConfigMap cannot be used.
 var ErrInvalid = errors.New("invalid stepseal-config")
@@ -56,6 +68,7 @@ type Config struct {
 	RetryBaseDelay time.Duration
 	RetryMaxDelay  time.Duration
 	BuilderID      string
+	OCIInsecure    bool
 }
 
 // Defaults is the Config of an empty or absent ConfigMap.
@@ -93,14 +106,16 @@ func Parse(data map[string]string) (*Config, error) {
 				b = strings.TrimSpace(b)
 				switch b {
 				case "":
-				case BackendDir:
+				case BackendDir, BackendOCI:
 					c.Backends = append(c.Backends, b)
 				default:
-					errs = append(errs, fmt.Sprintf("%s: unknown backend %q (known: %s)", k, b, BackendDir))
+					errs = append(errs, fmt.Sprintf("%s: unknown backend %q (known: %s, %s)", k, b, BackendDir, BackendOCI))
 				}
 			}
 			if len(c.Backends) == 0 {
 				errs = append(errs, fmt.Sprintf("%s: no backend: nothing could be stored", k))
+			} else if !slices.Contains(c.Backends, BackendDir) {
+				errs = append(errs, fmt.Sprintf("%s: %q needs a store backend (%s) next to it", k, v, BackendDir))
 			}
 		case KeyStoreDir:
 			if !strings.HasPrefix(v, "/") {
@@ -128,6 +143,12 @@ func Parse(data map[string]string) (*Config, error) {
 			} else {
 				c.RetryMaxDelay = d
 			}
+		case KeyOCIInsecure:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("%s: %q is not a boolean", k, v))
+			}
+			c.OCIInsecure = b
 		case KeyBuilderID:
 			if v == "" {
 				errs = append(errs, fmt.Sprintf("%s: empty", k))

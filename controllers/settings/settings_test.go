@@ -29,6 +29,11 @@ func TestParse(t *testing.T) {
 			c.StoreDir, c.SignerSecret, c.MaxRetries, c.BuilderID = "/data", "keys", 3, "https://b"
 			c.RetryBaseDelay, c.RetryMaxDelay = 100*time.Millisecond, 2*time.Second
 		}},
+		{name: "oci next to dir", data: map[string]string{KeyBackends: "dir, oci", KeyOCIInsecure: "true"}, want: func(c *Config) {
+			c.Backends, c.OCIInsecure = []string{BackendDir, BackendOCI}, true
+		}},
+		{name: "oci alone", data: map[string]string{KeyBackends: "oci"}, wantErr: "needs a store backend"},
+		{name: "bad insecure", data: map[string]string{KeyOCIInsecure: "maybe"}, wantErr: "not a boolean"},
 		{name: "unknown backend", data: map[string]string{KeyBackends: "dir,s3"}, wantErr: `unknown backend "s3"`},
 		{name: "no backend", data: map[string]string{KeyBackends: " , "}, wantErr: "nothing could be stored"},
 		{name: "relative dir", data: map[string]string{KeyStoreDir: "data"}, wantErr: "not an absolute path"},

@@ -35,6 +35,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -63,10 +64,35 @@ const (
 // maxErrorAnnotation bounds the error written on the TaskRun.
 const maxErrorAnnotation = 1024
 
-// Backend is one configured store; every backend must accept every entry.
+// Backend is one configured backend; every backend must accept every
+// entry. A backend is a Store, or an ImageAttacher, which is given the
+// provenance of a TaskRun that produced images.
 type Backend struct {
-	Name  string
-	Store store.Store
+	Name   string
+	Store  store.Store
+	Images ImageAttacher
+}
+
+// ImageAttacher attaches a signed provenance envelope to an image
+// ("repository@sha256:<hex>") among its subjects.
+type ImageAttacher interface {
+	Attach(ctx context.Context, image string, env *dsse.Envelope) error
+}
+
+// ociAttacher is the "oci" backend: pkg/oci.Attest (cosign's .att tag and
+// an OCI 1.1 referrer), with the default keychain.
+type ociAttacher struct{ insecure bool }
+
+func (a ociAttacher) Attach(ctx context.Context, image string, env *dsse.Envelope) error {
+	var opts []oci.Option
+	if a.insecure {
+		opts = append(opts, oci.WithInsecure())
+	}
+	ref, err := oci.ParseDigest(image, opts...)
+	if err != nil {
+		return err
+	}
+	return oci.Attest(ctx, ref, env, attest.PredicateSLSAProvenanceV1, opts...)
 }
 
 // Reconciler attests finished TaskRuns. It is a knative controller.Reconciler
@@ -272,6 +298,9 @@ func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *se
 	previous := map[string]store.Entry{}
 	if hasFinalizer(tr) {
 		for _, b := range backends {
+			if b.Store == nil {
+				continue
+			}
 			es, err := b.Store.List(ctx, store.Filter{RunID: rec.RunID})
 			if err != nil {
 				return 0, fmt.Errorf("backend %s: listing run %s: %w", b.Name, rec.RunID, err)
@@ -339,9 +368,29 @@ func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *se
 	}
 
 	for _, b := range backends {
+		if b.Store == nil {
+			continue
+		}
 		for _, e := range entries {
 			if _, err := b.Store.Put(ctx, e); err != nil {
 				return 0, fmt.Errorf("backend %s: storing %s %s: %w", b.Name, e.Kind, e.Name, err)
+			}
+		}
+	}
+	// Image outputs get the provenance (the last entry when there is one).
+	if last := entries[len(entries)-1]; len(built.Images) > 0 && last.Kind == store.KindProvenance {
+		var env dsse.Envelope
+		if err := json.Unmarshal(last.Data, &env); err != nil {
+			return 0, fmt.Errorf("provenance %s: %w", last.Name, err)
+		}
+		for _, b := range backends {
+			if b.Images == nil {
+				continue
+			}
+			for _, img := range built.Images {
+				if err := b.Images.Attach(ctx, img, &env); err != nil {
+					return 0, fmt.Errorf("backend %s: attaching provenance to %s: %w", b.Name, img, err)
+				}
 			}
 		}
 	}
@@ -459,6 +508,8 @@ func (r *Reconciler) Backends(cfg *settings.Config) ([]Backend, error) {
 				r.mu.Unlock()
 			}
 			out = append(out, Backend{Name: "dir:" + cfg.StoreDir, Store: ds})
+		case settings.BackendOCI:
+			out = append(out, Backend{Name: "oci", Images: ociAttacher{insecure: cfg.OCIInsecure}})
 		default:
 			return nil, fmt.Errorf("unknown backend %q", b)
 		}
