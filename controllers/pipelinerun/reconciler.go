@@ -68,7 +68,7 @@ var (
 //  1. look up the child TaskRuns in status.childReferences; any child
 //     signed=failed fails the PipelineRun at once (ErrChildFailed); any
 //     child not yet signed requeues it after WaitDelay, without counting
-//     an attempt;
+//     an attempt; no child TaskRun at all fails it (taskrun.ErrNothingRan);
 //  2. build one run.Record of all children (taskrun.FromTaskRun each);
 //  3. find every child's links and provenance in the first backend, and
 //     require a link for every step of every child;
@@ -178,6 +178,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		logger.Debugw("waiting for child TaskRuns to be signed", "pending", pending)
 		return controller.NewRequeueAfter(r.waitDelay())
 	}
+	if err == nil && len(children) == 0 {
+		// Nothing would be stored: never annotate such a run signed=true.
+		err = fmt.Errorf("%w: PipelineRun %s has no child TaskRun", taskrun.ErrNothingRan, key)
+	}
 	var n int
 	if err == nil {
 		n, err = r.attestAndStore(ctx, pr, children, cfg)
@@ -199,7 +203,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 	}
 
 	attempt := r.bump(pr)
-	if !errors.Is(err, ErrChildFailed) && !errors.Is(err, taskrun.ErrMalformed) && attempt < cfg.MaxRetries {
+	permanent := errors.Is(err, ErrChildFailed) || errors.Is(err, taskrun.ErrMalformed) || errors.Is(err, taskrun.ErrNothingRan)
+	if !permanent && attempt < cfg.MaxRetries {
 		delay := cfg.Backoff(attempt)
 		logger.Warnw("signing failed, will retry", zap.Error(err), "attempt", attempt, "retryIn", delay)
 		r.Metrics.Retry(ctx, metrics.KindPipelineRun)

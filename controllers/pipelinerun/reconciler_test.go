@@ -497,3 +497,17 @@ func TestReconcileOnlyAsLeader(t *testing.T) {
 		t.Error("leader did not sign")
 	}
 }
+
+// A PipelineRun without any TaskRun (all skipped, or only CustomRuns) has
+// nothing to attest: signed=failed at once, never signed=true.
+func TestNoChildTaskRunFails(t *testing.T) {
+	pr, _ := pipelineRun(t)
+	f := newFixture(t, pr, nil)
+	if err := f.reconcile(pr); err != nil {
+		t.Fatal(err)
+	}
+	a := f.get(pr).Annotations
+	if a[taskrun.AnnotationSigned] != "failed" || !strings.Contains(a[taskrun.AnnotationError], "no child TaskRun") {
+		t.Errorf("annotations %v", a)
+	}
+}
