@@ -109,27 +109,9 @@ var (
 )
 
 // Promote implements reconciler.LeaderAware: this replica now leads bucket
-// b, so every PipelineRuns of b that needs work is enqueued. knative's Impl calls
-// it from its elector (an unopposed one, with every key in one bucket, when
-// leader election is off).
+// b, so every PipelineRun of b that needs work is enqueued.
 func (r *Reconciler) Promote(b reconciler.Bucket, enq func(reconciler.Bucket, types.NamespacedName)) error {
-	if err := r.leader.Promote(b, nil); err != nil {
-		return err
-	}
-	if enq == nil {
-		return nil
-	}
-	all, err := r.Lister.List(labels.Everything())
-	if err != nil {
-		return err
-	}
-	for _, o := range all {
-		nn := types.NamespacedName{Namespace: o.Namespace, Name: o.Name}
-		if NeedsWork(o) && b.Has(nn) {
-			enq(b, nn)
-		}
-	}
-	return nil
+	return taskrun.PromoteAll(&r.leader, b, enq, func() ([]*v1.PipelineRun, error) { return r.Lister.List(labels.Everything()) }, NeedsWork)
 }
 
 // Demote implements reconciler.LeaderAware: keys of b are left to the

@@ -145,23 +145,32 @@ var (
 )
 
 // Promote implements reconciler.LeaderAware: this replica now leads bucket
-// b, so every TaskRuns of b that needs work is enqueued. knative's Impl calls
+// b, so every TaskRun of b that needs work is enqueued. knative's Impl calls
 // it from its elector (an unopposed one, with every key in one bucket, when
 // leader election is off).
 func (r *Reconciler) Promote(b reconciler.Bucket, enq func(reconciler.Bucket, types.NamespacedName)) error {
-	if err := r.leader.Promote(b, nil); err != nil {
+	return PromoteAll(&r.leader, b, enq, func() ([]*v1.TaskRun, error) { return r.Lister.List(labels.Everything()) }, NeedsWork)
+}
+
+// PromoteAll is the Promote of a leader-aware reconciler over a lister: it
+// promotes b and enqueues every listed object of b for which needsWork holds.
+func PromoteAll[T interface {
+	GetNamespace() string
+	GetName() string
+}](leader *reconciler.LeaderAwareFuncs, b reconciler.Bucket, enq func(reconciler.Bucket, types.NamespacedName), list func() ([]T, error), needsWork func(any) bool) error {
+	if err := leader.Promote(b, nil); err != nil {
 		return err
 	}
 	if enq == nil {
 		return nil
 	}
-	all, err := r.Lister.List(labels.Everything())
+	all, err := list()
 	if err != nil {
 		return err
 	}
 	for _, o := range all {
-		nn := types.NamespacedName{Namespace: o.Namespace, Name: o.Name}
-		if NeedsWork(o) && b.Has(nn) {
+		nn := types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
+		if needsWork(o) && b.Has(nn) {
 			enq(b, nn)
 		}
 	}
