@@ -2,30 +2,16 @@ package pipelinerun
 
 import (
 	"context"
-	"time"
 
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	pipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client"
 	pipelineruninformer "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1/pipelinerun"
 	taskruninformer "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1/taskrun"
-	"go.opentelemetry.io/otel"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
-	kubeclient "knative.dev/pkg/client/injection/kube/client"
 	"knative.dev/pkg/configmap"
-	cminformer "knative.dev/pkg/configmap/informer"
 	"knative.dev/pkg/controller"
-	"knative.dev/pkg/logging"
-	"knative.dev/pkg/system"
 
-	"github.com/stepseal/stepseal/controllers/metrics"
-	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 )
 
@@ -39,41 +25,18 @@ const ControllerName = "stepseal-pipelinerun"
 // and backends are resolved the TaskRun controller's way (taskrun.Reconciler
 // Signer and Backends) from the same stepseal-config.
 func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl {
-	logger := logging.FromContext(ctx).Named(ControllerName)
-	kube := kubeclient.Get(ctx)
-	ns := system.Namespace()
-
-	secrets := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Hour, informers.WithNamespace(ns)).Core().V1().Secrets()
-	_ = secrets.Informer()
-
-	recorder := controller.GetEventRecorder(ctx)
-	if recorder == nil {
-		b := record.NewBroadcaster()
-		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-		recorder = b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: ControllerName})
-		go func() { <-ctx.Done(); b.Shutdown() }()
-	}
-
-	cfg := settings.NewStore(logger, recorder)
-	if iw, ok := cmw.(*cminformer.InformedWatcher); ok {
-		iw.WatchWithDefault(corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: settings.ConfigMapName, Namespace: ns}}, cfg.OnConfigChanged)
-	} else {
-		cmw.Watch(settings.ConfigMapName, cfg.OnConfigChanged)
-	}
-	rec, err := metrics.New(otel.GetMeterProvider())
-	if err != nil {
-		logger.Fatalw("creating metrics", "error", err)
-	}
-	keys := &taskrun.Reconciler{Secrets: secrets.Lister(), SystemNamespace: ns, Config: cfg}
+	c := taskrun.NewCommon(ctx, cmw, ControllerName)
+	logger := c.Logger
+	keys := &taskrun.Reconciler{Secrets: c.Secrets.Lister(), SystemNamespace: c.Namespace, Config: c.Config}
 	r := &Reconciler{
 		Tekton:   pipelineclient.Get(ctx),
 		Lister:   pipelineruninformer.Get(ctx).Lister(),
 		TaskRuns: taskruninformer.Get(ctx).Lister(),
-		Config:   cfg,
-		Recorder: recorder,
+		Config:   c.Config,
+		Recorder: c.Recorder,
 		Signer:   keys.Signer,
 		Backends: keys.Backends,
-		Metrics:  rec,
+		Metrics:  c.Metrics,
 	}
 	impl := controller.NewContext(ctx, r, controller.ControllerOptions{WorkQueueName: ControllerName, Logger: logger})
 	if _, err := pipelineruninformer.Get(ctx).Informer().AddEventHandler(cache.FilteringResourceEventHandler{
@@ -88,7 +51,7 @@ func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl 
 	}); err != nil {
 		logger.Fatalw("watching TaskRuns", "error", err)
 	}
-	go secrets.Informer().Run(ctx.Done())
+	go c.Secrets.Informer().Run(ctx.Done())
 	return impl
 }
 

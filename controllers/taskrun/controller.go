@@ -7,9 +7,11 @@ import (
 	pipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client"
 	taskruninformer "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1/taskrun"
 	"go.opentelemetry.io/otel"
+	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -33,7 +35,45 @@ const ControllerName = "stepseal-taskrun"
 // injected informer, Secrets of the system namespace only (so its RBAC on
 // Secrets is a Role there), and the stepseal-config ConfigMap through cmw.
 func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl {
-	logger := logging.FromContext(ctx).Named(ControllerName)
+	c := NewCommon(ctx, cmw, ControllerName)
+	r := &Reconciler{
+		Tekton:          pipelineclient.Get(ctx),
+		Lister:          taskruninformer.Get(ctx).Lister(),
+		Secrets:         c.Secrets.Lister(),
+		SystemNamespace: c.Namespace,
+		Config:          c.Config,
+		Recorder:        c.Recorder,
+		Metrics:         c.Metrics,
+	}
+	logger := c.Logger
+	impl := controller.NewContext(ctx, r, controller.ControllerOptions{WorkQueueName: ControllerName, Logger: logger})
+	if _, err := taskruninformer.Get(ctx).Informer().AddEventHandler(cache.FilteringResourceEventHandler{
+		FilterFunc: NeedsWork,
+		Handler:    controller.HandleAll(impl.Enqueue),
+	}); err != nil {
+		logger.Fatalw("watching TaskRuns", "error", err)
+	}
+	go c.Secrets.Informer().Run(ctx.Done())
+	return impl
+}
+
+// Common is what the TaskRun and PipelineRun controllers set up alike from
+// the injection context: a logger, an Event recorder, the live
+// stepseal-config, an informer of Secrets of the system namespace only (so
+// RBAC on Secrets is a Role there; the caller runs it once its handlers are
+// registered), and the metrics instruments.
+type Common struct {
+	Logger    *zap.SugaredLogger
+	Namespace string
+	Recorder  record.EventRecorder
+	Config    *settings.Store
+	Secrets   coreinformers.SecretInformer
+	Metrics   *metrics.Recorder
+}
+
+// NewCommon builds the Common parts of the controller named name.
+func NewCommon(ctx context.Context, cmw configmap.Watcher, name string) Common {
+	logger := logging.FromContext(ctx).Named(name)
 	kube := kubeclient.Get(ctx)
 	ns := system.Namespace()
 
@@ -44,7 +84,7 @@ func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl 
 	if recorder == nil {
 		b := record.NewBroadcaster()
 		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-		recorder = b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: ControllerName})
+		recorder = b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: name})
 		go func() { <-ctx.Done(); b.Shutdown() }()
 	}
 
@@ -60,22 +100,5 @@ func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl 
 	if err != nil {
 		logger.Fatalw("creating metrics", "error", err)
 	}
-	r := &Reconciler{
-		Tekton:          pipelineclient.Get(ctx),
-		Lister:          taskruninformer.Get(ctx).Lister(),
-		Secrets:         secrets.Lister(),
-		SystemNamespace: ns,
-		Config:          cfg,
-		Recorder:        recorder,
-		Metrics:         rec,
-	}
-	impl := controller.NewContext(ctx, r, controller.ControllerOptions{WorkQueueName: ControllerName, Logger: logger})
-	if _, err := taskruninformer.Get(ctx).Informer().AddEventHandler(cache.FilteringResourceEventHandler{
-		FilterFunc: NeedsWork,
-		Handler:    controller.HandleAll(impl.Enqueue),
-	}); err != nil {
-		logger.Fatalw("watching TaskRuns", "error", err)
-	}
-	go secrets.Informer().Run(ctx.Done())
-	return impl
+	return Common{Logger: logger, Namespace: ns, Recorder: recorder, Config: cfg, Secrets: secrets, Metrics: rec}
 }
