@@ -1,0 +1,290 @@
+package tlog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
+	tclient "github.com/transparency-dev/tessera/client"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Fetcher reads a tlog-tiles log's resources. Reads of a partial tile or
+// bundle fall back to the full one; a missing resource is os.ErrNotExist.
+// Tessera's client.FileFetcher and client.HTTPFetcher are Fetchers.
+type Fetcher interface {
+	ReadCheckpoint(ctx context.Context) ([]byte, error)
+	ReadTile(ctx context.Context, level, index uint64, p uint8) ([]byte, error)
+	ReadEntryBundle(ctx context.Context, index uint64, p uint8) ([]byte, error)
+}
+
+// Client verifies a log it can only read, with the log's public key.
+//
+// It remembers the largest checkpoint it has verified (seed it with Trust,
+// e.g. from a checkpoint saved by an earlier run) and accepts a new one only
+// if it is signed by the key (else ErrBadCheckpoint), is not smaller
+// (ErrRollback), and its tree provably extends the remembered one
+// (ErrConsistency, ErrFork). A Client is safe for concurrent use.
+type Client struct {
+	f Fetcher
+	v note.Verifier
+
+	mu     sync.Mutex
+	latest *Checkpoint
+}
+
+// NewClient returns a Client over the log stored in dir.
+func NewClient(dir string, v note.Verifier) *Client {
+	return NewClientFrom(tclient.FileFetcher{Root: dir}, v)
+}
+
+// NewClientFrom returns a Client over any Fetcher (e.g. tessera's
+// client.HTTPFetcher for a log served over HTTP).
+func NewClientFrom(f Fetcher, v note.Verifier) *Client {
+	return &Client{f: f, v: v}
+}
+
+// Verifier is the log key the client checks signatures with.
+func (c *Client) Verifier() note.Verifier { return c.v }
+
+// Latest is the largest checkpoint verified so far.
+func (c *Client) Latest() (Checkpoint, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.latest == nil {
+		return Checkpoint{}, false
+	}
+	return *c.latest, true
+}
+
+// Trust makes raw (a checkpoint saved earlier, e.g. the one the controller
+// recorded) the floor for later checkpoints: it is verified like any other,
+// so a smaller one already seen makes it ErrRollback.
+func (c *Client) Trust(ctx context.Context, raw []byte) (Checkpoint, error) {
+	return c.VerifyCheckpoint(ctx, raw)
+}
+
+// Checkpoint reads the log's current checkpoint and verifies it with
+// VerifyCheckpoint.
+func (c *Client) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	raw, err := c.f.ReadCheckpoint(ctx)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: read checkpoint of %q: %v", ErrBadCheckpoint, c.v.Name(), err)
+	}
+	return c.VerifyCheckpoint(ctx, raw)
+}
+
+// VerifyCheckpoint checks raw's signature and that it is consistent with the
+// largest checkpoint seen before, then remembers it if it is larger.
+func (c *Client) VerifyCheckpoint(ctx context.Context, raw []byte) (Checkpoint, error) {
+	cp, err := ParseCheckpoint(raw, c.v)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.latest != nil {
+		if bytes.Equal(c.latest.Raw, cp.Raw) {
+			return cp, nil
+		}
+		if err := c.verifyConsistency(ctx, *c.latest, cp); err != nil {
+			return Checkpoint{}, err
+		}
+		if cp.Size == c.latest.Size {
+			return cp, nil // same tree, another signature (e.g. republished)
+		}
+	}
+	c.latest = &cp
+	return cp, nil
+}
+
+// VerifyConsistency checks that newer's tree extends older's, with a proof
+// built from the log's tiles.
+func (c *Client) VerifyConsistency(ctx context.Context, older, newer Checkpoint) error {
+	return c.verifyConsistency(ctx, older, newer)
+}
+
+func (c *Client) verifyConsistency(ctx context.Context, older, newer Checkpoint) error {
+	var hashes [][]byte
+	if older.verified && newer.verified && older.Size > 0 && newer.Size > older.Size {
+		var err error
+		if hashes, err = c.ConsistencyProof(ctx, older.Size, newer.Size); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w: tree %s does not extend %s: %v", ErrConsistency, newer, older, err)
+		}
+	}
+	return VerifyConsistencyProof(older, newer, hashes)
+}
+
+// ConsistencyProof builds the proof that the tree of size newer extends the
+// one of size older from the log's tiles. It is not verified.
+func (c *Client) ConsistencyProof(ctx context.Context, older, newer uint64) ([][]byte, error) {
+	if older > newer {
+		return nil, fmt.Errorf("%w: consistency from %d to %d", ErrRollback, older, newer)
+	}
+	pb, err := tclient.NewProofBuilder(ctx, newer, c.f.ReadTile)
+	if err != nil {
+		return nil, err
+	}
+	return pb.ConsistencyProof(ctx, older, newer)
+}
+
+// InclusionProof builds the proof that entry index is in the tree of size
+// treeSize from the log's tiles. It is not verified.
+func (c *Client) InclusionProof(ctx context.Context, index, treeSize uint64) ([][]byte, error) {
+	if index >= treeSize {
+		return nil, fmt.Errorf("%w: entry %d, tree of %d entries", ErrNotIntegrated, index, treeSize)
+	}
+	pb, err := tclient.NewProofBuilder(ctx, treeSize, c.f.ReadTile)
+	if err != nil {
+		return nil, err
+	}
+	return pb.InclusionProof(ctx, index)
+}
+
+// VerifyInclusion checks that data is the entry at index in the tree cp
+// commits to, with a proof built from the log's tiles.
+func (c *Client) VerifyInclusion(ctx context.Context, data []byte, index uint64, cp Checkpoint) error {
+	s, err := c.Snapshot(cp)
+	if err != nil {
+		return err
+	}
+	return s.VerifyInclusion(ctx, data, index)
+}
+
+// Entry reads entry index of the tree cp commits to and verifies its
+// inclusion before returning it.
+func (c *Client) Entry(ctx context.Context, index uint64, cp Checkpoint) ([]byte, error) {
+	s, err := c.Snapshot(cp)
+	if err != nil {
+		return nil, err
+	}
+	return s.Entry(ctx, index)
+}
+
+// Snapshot reads one tree, cp's, caching the tiles and the entry bundle it
+// read last, for many reads in a row (a query, an audit). It is not safe for
+// concurrent use.
+func (c *Client) Snapshot(cp Checkpoint) (*Snapshot, error) {
+	if err := cp.check("snapshot"); err != nil {
+		return nil, err
+	}
+	if cp.Origin != c.v.Name() {
+		return nil, fmt.Errorf("%w: checkpoint of log %q, client of %q", ErrBadCheckpoint, cp.Origin, c.v.Name())
+	}
+	return &Snapshot{c: c, cp: cp}, nil
+}
+
+// Snapshot reads and verifies entries of one tree; see Client.Snapshot.
+type Snapshot struct {
+	c  *Client
+	cp Checkpoint
+	pb *tclient.ProofBuilder
+
+	bundleIndex uint64
+	bundle      [][]byte
+}
+
+// Checkpoint is the tree this snapshot reads.
+func (s *Snapshot) Checkpoint() Checkpoint { return s.cp }
+
+// VerifyInclusion checks that data is entry index of the snapshot's tree.
+func (s *Snapshot) VerifyInclusion(ctx context.Context, data []byte, index uint64) error {
+	if index >= s.cp.Size {
+		return fmt.Errorf("%w: %w: entry %d, tree %s has %d entries", ErrInclusion, ErrNotIntegrated, index, s.cp, s.cp.Size)
+	}
+	if s.pb == nil {
+		pb, err := tclient.NewProofBuilder(ctx, s.cp.Size, s.c.f.ReadTile)
+		if err != nil {
+			return fmt.Errorf("%w: entry %d in tree %s: %v", ErrInclusion, index, s.cp, err)
+		}
+		s.pb = pb
+	}
+	hashes, err := s.pb.InclusionProof(ctx, index)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: entry %d in tree %s: no proof from the log's tiles: %v", ErrInclusion, index, s.cp, err)
+	}
+	return VerifyInclusionProof(data, index, s.cp, hashes)
+}
+
+// Entry reads entry index and verifies its inclusion.
+func (s *Snapshot) Entry(ctx context.Context, index uint64) ([]byte, error) {
+	data, err := s.rawEntry(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.VerifyInclusion(ctx, data, index); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+func (s *Snapshot) rawEntry(ctx context.Context, index uint64) ([]byte, error) {
+	if index >= s.cp.Size {
+		return nil, fmt.Errorf("%w: entry %d, tree %s has %d entries", ErrNotIntegrated, index, s.cp, s.cp.Size)
+	}
+	bi := index / layout.EntryBundleWidth
+	if s.bundle == nil || s.bundleIndex != bi {
+		raw, err := s.c.f.ReadEntryBundle(ctx, bi, layout.PartialTileSize(0, bi, s.cp.Size))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: entry %d in tree %s: entry bundle %d unreadable: %v", ErrInclusion, index, s.cp, bi, err)
+		}
+		entries, err := ParseEntryBundle(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: entry %d in tree %s: entry bundle %d: %v", ErrInclusion, index, s.cp, bi, err)
+		}
+		s.bundle, s.bundleIndex = entries, bi
+	}
+	off := index % layout.EntryBundleWidth
+	if off >= uint64(len(s.bundle)) {
+		return nil, fmt.Errorf("%w: entry %d in tree %s: entry bundle %d has %d entries", ErrInclusion, index, s.cp, bi, len(s.bundle))
+	}
+	return s.bundle[off], nil
+}
+
+// ParseEntryBundle splits a tlog-tiles entry bundle (big-endian uint16
+// length, then the entry, repeated) into its entries; at most 256.
+func ParseEntryBundle(raw []byte) ([][]byte, error) {
+	var b api.EntryBundle
+	if err := b.UnmarshalText(raw); err != nil {
+		return nil, err
+	}
+	if len(b.Entries) > layout.EntryBundleWidth {
+		return nil, fmt.Errorf("%d entries in one bundle, at most %d", len(b.Entries), layout.EntryBundleWidth)
+	}
+	return b.Entries, nil
+}
+
+// Audit reads every entry of cp's tree from index from on, verifies each
+// one's inclusion and calls fn with it, in index order. It stops at the
+// first failure, or when fn returns an error.
+func (c *Client) Audit(ctx context.Context, cp Checkpoint, from uint64, fn func(index uint64, data []byte) error) error {
+	s, err := c.Snapshot(cp)
+	if err != nil {
+		return err
+	}
+	for i := from; i < cp.Size; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, err := s.Entry(ctx, i)
+		if err != nil {
+			return err
+		}
+		if err := fn(i, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}

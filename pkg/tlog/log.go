@@ -1,0 +1,269 @@
+package tlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api/layout"
+	"github.com/transparency-dev/tessera/storage/posix"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// MaxEntrySize is the largest entry a tlog-tiles entry bundle can hold.
+const MaxEntrySize = tessera.DefaultEntrySizeLimit
+
+// Options tune batching and checkpoint publication. The zero value is usable.
+type Options struct {
+	// BatchMaxSize is how many concurrent Appends are sequenced together at
+	// most (default 256).
+	BatchMaxSize uint
+	// BatchMaxAge is how long the first entry of a batch waits for others
+	// (default 5ms).
+	BatchMaxAge time.Duration
+	// CheckpointInterval is the least time between two published checkpoints
+	// (default and minimum 100ms, Tessera's POSIX driver's floor). It bounds
+	// sequential Appends to about one per interval; concurrent ones share a
+	// checkpoint.
+	CheckpointInterval time.Duration
+	// PollInterval is how often Append looks for a new checkpoint (default
+	// 5ms).
+	PollInterval time.Duration
+	// DedupEntries is the size of Tessera's in-memory antispam cache: an
+	// Append of data already appended by this process, while it is still in
+	// the cache, returns the earlier index instead of a new entry (default
+	// 4096; it does not survive a restart).
+	DedupEntries uint
+}
+
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.BatchMaxSize == 0 {
+		r.BatchMaxSize = tessera.DefaultBatchMaxSize
+	}
+	if r.BatchMaxAge == 0 {
+		r.BatchMaxAge = 5 * time.Millisecond
+	}
+	if r.CheckpointInterval < 100*time.Millisecond {
+		r.CheckpointInterval = 100 * time.Millisecond
+	}
+	if r.PollInterval == 0 {
+		r.PollInterval = 5 * time.Millisecond
+	}
+	if r.DedupEntries == 0 {
+		r.DedupEntries = 4096
+	}
+	return r
+}
+
+// Log appends to a transparency log stored in a directory: Tessera's POSIX
+// layout (checkpoint, tile/..., tile/entries/...; private state in .state/),
+// which is also what a Client reads. Several processes may append to one
+// directory (Tessera serialises them with file locks). A Log is safe for
+// concurrent use.
+type Log struct {
+	dir      string
+	key      Key
+	appender *tessera.Appender
+	reader   tessera.LogReader
+	awaiter  *tessera.PublicationAwaiter
+	shutdown func(context.Context) error
+	cancel   context.CancelFunc
+	client   *Client
+}
+
+// Open opens the log in dir, creating it if it is empty, signing
+// checkpoints with key. An existing checkpoint must verify with key. Open
+// returns once every entry already integrated is covered by a published
+// checkpoint (it may not be, after a crash).
+func Open(ctx context.Context, dir string, key Key, opts *Options) (*Log, error) {
+	o := opts.withDefaults()
+	if key.Signer == nil || key.Verifier == nil {
+		return nil, errors.New("tlog: Open needs a signer and its verifier")
+	}
+	if err := checkKeyPair(key); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("tlog: %w", err)
+	}
+	c := NewClient(dir, key.Verifier)
+	if _, err := os.Stat(filepath.Join(dir, layout.CheckpointPath)); err == nil {
+		// An existing log must be this key's: never sign on top of another.
+		if _, err := c.Checkpoint(ctx); err != nil {
+			return nil, fmt.Errorf("tlog: log in %s: %w", dir, err)
+		}
+	}
+	driver, err := posix.New(ctx, posix.Config{Path: dir})
+	if err != nil {
+		return nil, fmt.Errorf("tlog: storage %s: %w", dir, err)
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, tessera.NewAppendOptions().
+		WithCheckpointSigner(key.Signer).
+		WithCheckpointInterval(o.CheckpointInterval).
+		WithCheckpointRepublishInterval(max(o.CheckpointInterval, 10*time.Minute)).
+		WithBatching(o.BatchMaxSize, o.BatchMaxAge).
+		WithAntispam(o.DedupEntries, nil))
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("tlog: open %s: %w", dir, err)
+	}
+	l := &Log{
+		dir:      dir,
+		key:      key,
+		appender: appender,
+		reader:   reader,
+		awaiter:  tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, o.PollInterval),
+		shutdown: shutdown,
+		cancel:   cancel,
+		client:   c,
+	}
+	if err := l.awaitPublished(ctx, o.PollInterval); err != nil {
+		cancel()
+		return nil, err
+	}
+	return l, nil
+}
+
+// checkKeyPair makes sure the verifier checks the signer's signatures, so a
+// log is never opened with a key its readers cannot verify.
+func checkKeyPair(key Key) error {
+	msg, err := note.Sign(&note.Note{Text: "stepseal tlog key check\n"}, key.Signer)
+	if err != nil {
+		return fmt.Errorf("tlog: signer of %q cannot sign: %v", key.Signer.Name(), err)
+	}
+	if _, err := note.Open(msg, note.VerifierList(key.Verifier)); err != nil {
+		return fmt.Errorf("tlog: verifier %q (%08x) does not verify signer %q (%08x)", key.Verifier.Name(), key.Verifier.KeyHash(), key.Signer.Name(), key.Signer.KeyHash())
+	}
+	return nil
+}
+
+// awaitPublished waits until the published checkpoint covers the integrated
+// tree, and verifies it.
+func (l *Log) awaitPublished(ctx context.Context, poll time.Duration) error {
+	integrated, err := l.reader.IntegratedSize(ctx)
+	if err != nil {
+		return fmt.Errorf("tlog: %s: %w", l.dir, err)
+	}
+	for {
+		cp, err := l.client.Checkpoint(ctx)
+		if err == nil && cp.Size >= integrated {
+			return nil
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("tlog: %s: %w", l.dir, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+// Append adds data to the log and returns its index once the entry is
+// integrated and a signed checkpoint covering it is published (everything
+// written with fsync: a crash after Append returns loses nothing). Data this
+// process appended recently returns its earlier index (see
+// Options.DedupEntries). If ctx ends first the entry may still be added.
+func (l *Log) Append(ctx context.Context, data []byte) (uint64, error) {
+	idx, err := l.AppendMany(ctx, [][]byte{data})
+	if err != nil {
+		return 0, err
+	}
+	return idx[0], nil
+}
+
+// AppendMany appends every entry of data, in one batch where possible, and
+// returns their indexes once one checkpoint covers all of them.
+func (l *Log) AppendMany(ctx context.Context, data [][]byte) ([]uint64, error) {
+	for i, d := range data {
+		if len(d) > MaxEntrySize {
+			return nil, fmt.Errorf("%w: entry %d of %d bytes, at most %d", ErrTooLarge, i, len(d), MaxEntrySize)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	futures := make([]tessera.IndexFuture, len(data))
+	for i, d := range data {
+		futures[i] = l.appender.Add(ctx, tessera.NewEntry(d))
+	}
+	out := make([]uint64, len(data))
+	var last tessera.IndexFuture
+	var lastIdx uint64
+	for i, f := range futures {
+		idx, err := f()
+		if err != nil {
+			return nil, fmt.Errorf("tlog: append to %s: %w", l.dir, err)
+		}
+		out[i] = idx.Index
+		if last == nil || idx.Index >= lastIdx {
+			last, lastIdx = f, idx.Index
+		}
+	}
+	if last != nil {
+		if _, _, err := l.awaiter.Await(ctx, last); err != nil {
+			return nil, fmt.Errorf("tlog: await checkpoint covering entry %d of %s: %w", lastIdx, l.dir, err)
+		}
+	}
+	return out, nil
+}
+
+// Checkpoint returns the log's current checkpoint, verified.
+func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	return l.client.Checkpoint(ctx)
+}
+
+// InclusionProof returns the proof that entry index is in the tree of size
+// treeSize.
+func (l *Log) InclusionProof(ctx context.Context, index, treeSize uint64) ([][]byte, error) {
+	return l.client.InclusionProof(ctx, index, treeSize)
+}
+
+// ConsistencyProof returns the proof that the tree of size newer extends
+// the one of size older.
+func (l *Log) ConsistencyProof(ctx context.Context, older, newer uint64) ([][]byte, error) {
+	return l.client.ConsistencyProof(ctx, older, newer)
+}
+
+// Entry returns entry index, verified against the current checkpoint.
+func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
+	cp, err := l.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return l.client.Entry(ctx, index, cp)
+}
+
+// Client is the log's own verifying reader (it has seen every checkpoint
+// this Log returned, so a rolled-back checkpoint on disk is ErrRollback).
+func (l *Log) Client() *Client { return l.client }
+
+// Verifier is the log's public key.
+func (l *Log) Verifier() note.Verifier { return l.key.Verifier }
+
+// Origin is the log's name, the first line of its checkpoints.
+func (l *Log) Origin() string { return l.key.Verifier.Name() }
+
+// Dir is the log's directory.
+func (l *Log) Dir() string { return l.dir }
+
+// Close waits until every entry appended is covered by a published
+// checkpoint, then stops the log's background work. Later Appends fail.
+func (l *Log) Close(ctx context.Context) error {
+	err := l.shutdown(ctx)
+	l.cancel()
+	if err != nil {
+		return fmt.Errorf("tlog: close %s: %w", l.dir, err)
+	}
+	return nil
+}
