@@ -38,6 +38,11 @@ func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl 
 		Backends: keys.Backends,
 		Metrics:  c.Metrics,
 	}
+	for _, inf := range []cache.SharedIndexInformer{pipelineruninformer.Get(ctx).Informer(), taskruninformer.Get(ctx).Informer()} {
+		if err := taskrun.SetSlimTransform(inf); err != nil {
+			logger.Fatalw("setting up informers", "error", err)
+		}
+	}
 	impl := controller.NewContext(ctx, r, controller.ControllerOptions{WorkQueueName: ControllerName, Logger: logger})
 	if _, err := pipelineruninformer.Get(ctx).Informer().AddEventHandler(cache.FilteringResourceEventHandler{
 		FilterFunc: NeedsWork,
@@ -61,6 +66,5 @@ func childDecided(obj any) bool {
 	if !ok || tr.Labels[pipeline.PipelineRunLabelKey] == "" {
 		return false
 	}
-	s := tr.Annotations[taskrun.AnnotationSigned]
-	return s == "true" || s == "failed"
+	return taskrun.IsDecided(tr.Annotations)
 }

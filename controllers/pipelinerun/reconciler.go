@@ -125,8 +125,7 @@ func NeedsWork(obj any) bool {
 	if !ok {
 		return false
 	}
-	s := pr.Annotations[taskrun.AnnotationSigned]
-	return pr.IsDone() && s != "true" && s != "failed"
+	return pr.IsDone() && !taskrun.IsDecided(pr.Annotations)
 }
 
 // Reconcile implements controller.Reconciler.
@@ -155,7 +154,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 	pr := cached.DeepCopy()
 	cfg := r.Config.Load()
 
-	children, pending, err := r.children(pr)
+	children, pending, err := r.children(ctx, pr)
 	if err == nil && len(pending) > 0 {
 		logger.Debugw("waiting for child TaskRuns to be signed", "pending", pending)
 		return controller.NewRequeueAfter(r.waitDelay())
@@ -210,7 +209,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 
 // children returns the PipelineRun's child TaskRuns in childReferences
 // order, and the names of those not signed yet.
-func (r *Reconciler) children(pr *v1.PipelineRun) ([]*v1.TaskRun, []string, error) {
+//
+// The informer cache holds decided TaskRuns slimmed (taskrun.Slim), so a
+// signed child is read whole from the API.
+func (r *Reconciler) children(ctx context.Context, pr *v1.PipelineRun) ([]*v1.TaskRun, []string, error) {
 	var out []*v1.TaskRun
 	var pending []string
 	for _, ref := range pr.Status.ChildReferences {
@@ -226,7 +228,18 @@ func (r *Reconciler) children(pr *v1.PipelineRun) ([]*v1.TaskRun, []string, erro
 		}
 		switch tr.Annotations[taskrun.AnnotationSigned] {
 		case "true":
-			out = append(out, tr)
+			full, err := r.Tekton.TektonV1().TaskRuns(pr.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil, nil, fmt.Errorf("%w: TaskRun %s/%s (pipeline task %s) not found", ErrChildMissing, pr.Namespace, ref.Name, ref.PipelineTaskName)
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			if full.UID != tr.UID || full.Annotations[taskrun.AnnotationSigned] != "true" {
+				pending = append(pending, tr.Name) // changed since the cache saw it
+				continue
+			}
+			out = append(out, full)
 		case "failed":
 			return nil, nil, fmt.Errorf("%w: TaskRun %s/%s (pipeline task %s): %s", ErrChildFailed, tr.Namespace, tr.Name, ref.PipelineTaskName, tr.Annotations[taskrun.AnnotationError])
 		default:

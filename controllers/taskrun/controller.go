@@ -46,6 +46,9 @@ func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl 
 		Metrics:         c.Metrics,
 	}
 	logger := c.Logger
+	if err := SetSlimTransform(taskruninformer.Get(ctx).Informer()); err != nil {
+		logger.Fatalw("watching TaskRuns", "error", err)
+	}
 	impl := controller.NewContext(ctx, r, controller.ControllerOptions{WorkQueueName: ControllerName, Logger: logger})
 	if _, err := taskruninformer.Get(ctx).Informer().AddEventHandler(cache.FilteringResourceEventHandler{
 		FilterFunc: NeedsWork,

@@ -191,8 +191,7 @@ func NeedsWork(obj any) bool {
 	if hasFinalizer(tr) {
 		return true
 	}
-	s := tr.Annotations[AnnotationSigned]
-	return tr.IsDone() && s != "true" && s != "failed"
+	return tr.IsDone() && !IsDecided(tr.Annotations)
 }
 
 // Reconcile implements controller.Reconciler.

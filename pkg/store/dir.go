@@ -20,11 +20,17 @@ import (
 //	DIR/entries/<hex>.data   the document, byte for byte
 //	DIR/entries/<hex>.json   its Entry metadata (kind, name, run, subjects)
 //	DIR/subjects/<hex>/<hex> empty marker: subject -> entry
+//	DIR/runs/<sha256 of run ID>/<hex> empty marker: run -> entry
 //
 // Every file is written with write-to-temp, fsync, rename: a crash leaves an
 // entry either complete or absent. Data is written before metadata and
 // markers, so a visible entry always has its data. Reads re-hash the data
 // and report ErrCorrupt when it was changed on disk.
+//
+// Get and List by subject or run read only that subject's or run's markers,
+// so the controller's per-run lookups cost the same in a store of a million
+// entries as in an empty one. Only List without a subject or run reads
+// every entry.
 type DirStore struct {
 	root string
 	mu   sync.Mutex // serialises writers within a process; files make it safe across processes
@@ -32,12 +38,64 @@ type DirStore struct {
 
 // NewDirStore opens (creating if needed) a directory store at root.
 func NewDirStore(root string) (*DirStore, error) {
-	for _, d := range []string{"entries", "subjects"} {
+	for _, d := range []string{"entries", "subjects", "runs"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("store %s: %w", root, err)
 		}
 	}
-	return &DirStore{root: root}, nil
+	s := &DirStore{root: root}
+	if err := s.indexRuns(); err != nil {
+		return nil, fmt.Errorf("store %s: indexing runs: %w", root, err)
+	}
+	return s, nil
+}
+
+// runsIndexed marks a store whose runs/ index covers every entry (stores
+// written before the index existed get it built once, on open).
+const runsIndexed = "runs/.indexed"
+
+func (s *DirStore) indexRuns() error {
+	done := filepath.Join(s.root, runsIndexed)
+	if _, err := os.Stat(done); err == nil {
+		return nil
+	}
+	names, err := os.ReadDir(filepath.Join(s.root, "entries"))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		h, ok := strings.CutSuffix(n.Name(), ".json")
+		if !ok || strings.HasPrefix(h, ".") {
+			continue
+		}
+		meta, err := s.readMeta(h)
+		if err != nil {
+			return err
+		}
+		if err := s.mark(s.runDir(meta.RunID), h); err != nil {
+			return err
+		}
+	}
+	return signing.WriteFileAtomic(done, nil, 0o644)
+}
+
+// runDir is the marker directory of run ID id; "" for no run.
+func (s *DirStore) runDir(id string) string {
+	if id == "" {
+		return ""
+	}
+	return filepath.Join(s.root, "runs", hexOf(Digest([]byte(id))))
+}
+
+// mark writes the empty marker dir/h; nothing when dir is "".
+func (s *DirStore) mark(dir, h string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return signing.WriteFileAtomic(filepath.Join(dir, h), nil, 0o644)
 }
 
 func hexOf(digest string) string { return strings.TrimPrefix(digest, "sha256:") }
@@ -73,13 +131,12 @@ func (s *DirStore) Put(ctx context.Context, e Entry) (string, error) {
 		return "", fmt.Errorf("store put %s: %w", e.Name, err)
 	}
 	for _, sub := range e.Subjects {
-		dir := filepath.Join(s.root, "subjects", hexOf(sub))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := s.mark(filepath.Join(s.root, "subjects", hexOf(sub)), h); err != nil {
 			return "", err
 		}
-		if err := signing.WriteFileAtomic(filepath.Join(dir, h), nil, 0o644); err != nil {
-			return "", err
-		}
+	}
+	if err := s.mark(s.runDir(e.RunID), h); err != nil {
+		return "", err
 	}
 	meta, err := json.Marshal(e)
 	if err != nil {
@@ -158,9 +215,22 @@ func (s *DirStore) Get(ctx context.Context, subject string) ([]Entry, error) {
 	if !ValidDigest(subject) {
 		return nil, fmt.Errorf("%w: subject %q is not sha256:<64 hex>", ErrInvalid, subject)
 	}
-	names, err := os.ReadDir(filepath.Join(s.root, "subjects", hexOf(subject)))
-	if errors.Is(err, os.ErrNotExist) || (err == nil && len(names) == 0) {
+	out, err := s.marked(ctx, filepath.Join(s.root, "subjects", hexOf(subject)), Filter{})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: no entry for subject %s", ErrNotFound, subject)
+	}
+	return out, nil
+}
+
+// marked returns the entries with a marker in dir that pass f, ordered by
+// digest.
+func (s *DirStore) marked(ctx context.Context, dir string, f Filter) ([]Entry, error) {
+	names, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
 	if err != nil {
 		return nil, err
@@ -180,10 +250,9 @@ func (s *DirStore) Get(ctx context.Context, subject string) ([]Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, e)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no entry for subject %s", ErrNotFound, subject)
+		if f.Matches(e) {
+			out = append(out, e)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Digest < out[j].Digest })
 	return out, nil
@@ -191,6 +260,15 @@ func (s *DirStore) Get(ctx context.Context, subject string) ([]Entry, error) {
 
 // List implements Store.
 func (s *DirStore) List(ctx context.Context, f Filter) ([]Entry, error) {
+	switch {
+	case f.RunID != "":
+		return s.marked(ctx, s.runDir(f.RunID), f)
+	case f.Subject != "":
+		if !ValidDigest(f.Subject) {
+			return nil, nil // no entry can list it
+		}
+		return s.marked(ctx, filepath.Join(s.root, "subjects", hexOf(f.Subject)), f)
+	}
 	names, err := os.ReadDir(filepath.Join(s.root, "entries"))
 	if err != nil {
 		return nil, err
