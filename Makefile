@@ -4,7 +4,7 @@ GOBIN := $(shell go env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 FUZZTIME ?= 10s
 
-.PHONY: demo test build deps lint unit fuzz bench clean
+.PHONY: demo test build deps lint unit fuzz bench clean release
 
 build:
 	go build -o bin/stepseal ./images/stepseal
@@ -35,6 +35,11 @@ unit:
 ## fuzz: every fuzz target briefly (longer by hand: make fuzz FUZZTIME=10m).
 fuzz:
 	./hack/fuzz.sh $(FUZZTIME)
+
+## release: build the controller image with ko, push it to KO_DOCKER_REPO and
+## write release.yaml for kubectl apply -f (see hack/release.sh for options).
+release:
+	./hack/release.sh
 
 bench:
 	./hack/bench/verify.sh

@@ -12,6 +12,7 @@ tools=(
   "staticcheck|honnef.co/go/tools/cmd/staticcheck@v0.8.2|staticcheck"
   "cosign|github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5|cosign"
   "crane|github.com/google/go-containerregistry/cmd/crane@v0.22.1|crane"
+  "ko|github.com/google/ko@v0.19.1|ko"
 )
 
 for t in "${tools[@]}"; do

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds the controller image with ko, pushes it to KO_DOCKER_REPO, and
+# resolves controllers/config/ into one release YAML whose Deployment names
+# the image by digest (KO_DOCKER_REPO/controller@sha256:...):
+#
+#   KO_DOCKER_REPO=registry.example.com/stepseal hack/release.sh   # writes release.yaml
+#   kubectl apply -f release.yaml
+#
+# Environment:
+#   KO_DOCKER_REPO  (required) repository prefix the image is pushed under.
+#   RELEASE_YAML    output file; default release.yaml ("-" for stdout).
+#   BASE_IMAGE      base image; default .ko.yaml's defaultBaseImage
+#                   (cgr.dev/chainguard/static). "local" builds a minimal base
+#                   here (the host's CA certificates, /etc/passwd with the
+#                   nonroot user 65532, /tmp; no shell, no libc) and pushes it
+#                   to KO_DOCKER_REPO/base: for hosts without access to public
+#                   registries or a container engine.
+#   PLATFORMS       ko --platform; default linux/amd64 (BASE_IMAGE=local
+#                   builds its base for exactly this one platform).
+#   CA_CERTS        CA bundle put into the local base; default
+#                   /etc/ssl/certs/ca-certificates.crt.
+#
+# Needs ko (v0.19.1) and, for BASE_IMAGE=local, crane and tar; both Go tools
+# are installed by hack/install-test-deps.sh. Registries on 127.0.0.1 or
+# localhost are reached over plain HTTP (ggcr's rule for loopback hosts).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+GOBIN="$(go env GOPATH)/bin"
+export PATH="$GOBIN:$PATH"
+
+: "${KO_DOCKER_REPO:?set KO_DOCKER_REPO to the repository to push the controller image to}"
+export KO_DOCKER_REPO
+out="${RELEASE_YAML:-release.yaml}"
+platforms="${PLATFORMS:-linux/amd64}"
+base="${BASE_IMAGE:-}"
+
+for bin in ko ${base:+crane}; do
+  command -v "$bin" >/dev/null || { echo "hack/release.sh: $bin not found: run hack/install-test-deps.sh" >&2; exit 2; }
+done
+
+now_ms() { date +%s%3N; }
+
+if [[ "$base" == local ]]; then
+  if [[ "$platforms" == *,* ]]; then
+    echo "hack/release.sh: BASE_IMAGE=local builds one platform, PLATFORMS=$platforms" >&2
+    exit 2
+  fi
+  ca="${CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}"
+  [[ -r "$ca" ]] || { echo "hack/release.sh: no CA bundle at $ca (set CA_CERTS)" >&2; exit 2; }
+  t0="$(now_ms)"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  mkdir -p "$tmp/fs/etc/ssl/certs" "$tmp/fs/tmp"
+  chmod 1777 "$tmp/fs/tmp"
+  cp "$ca" "$tmp/fs/etc/ssl/certs/ca-certificates.crt"
+  chmod 0644 "$tmp/fs/etc/ssl/certs/ca-certificates.crt"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$tmp/fs/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' >"$tmp/fs/etc/group"
+  chmod 0644 "$tmp/fs/etc/passwd" "$tmp/fs/etc/group"
+  # Same bytes for the same inputs: fixed order, owners and times.
+  tar -C "$tmp/fs" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
+    -cf "$tmp/layer.tar" etc tmp
+  # crane append without --base starts from an empty image; the platform
+  # and user are set afterwards, as the chainguard/static image has them.
+  crane append --oci-empty-base -f "$tmp/layer.tar" -t "$KO_DOCKER_REPO/base:unplatformed" >/dev/null
+  base="$(crane mutate "$KO_DOCKER_REPO/base:unplatformed" \
+    --set-platform "$platforms" -u 65532 -e SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    -t "$KO_DOCKER_REPO/base:static")"
+  # Deleting the manifest by digest drops its tag too (Distribution).
+  crane delete "$(crane digest --full-ref "$KO_DOCKER_REPO/base:unplatformed")" 2>/dev/null || true
+  echo "hack/release.sh: local base $base ($(( $(now_ms) - t0 )) ms)" >&2
+fi
+if [[ -n "$base" ]]; then
+  export KO_DEFAULTBASEIMAGE="$base"
+fi
+
+cd "$root"
+t0="$(now_ms)"
+if [[ "$out" == - ]]; then
+  ko resolve --base-import-paths --platform="$platforms" -f controllers/config/
+else
+  ko resolve --base-import-paths --platform="$platforms" -f controllers/config/ >"$out.tmp"
+  mv "$out.tmp" "$out"
+fi
+msg="hack/release.sh: ko resolve took $(( $(now_ms) - t0 )) ms"
+[[ "$out" == - ]] || msg+="; wrote $out"
+echo "$msg" >&2
