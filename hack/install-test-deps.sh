@@ -36,7 +36,6 @@ command -v diff >/dev/null || need_apt+=(diffutils)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v gzip >/dev/null || need_apt+=(gzip)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
-command -v etcd >/dev/null || need_apt+=(etcd-server)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} with apt-get" >&2
@@ -49,3 +48,6 @@ fi
 # kube-apiserver v1.35.4 for the controller's integration tests (cached in
 # $(go env GOPATH)/bin; a cold build takes minutes and ~2 GB).
 "$(dirname "$0")/kube/build-apiserver.sh" >/dev/null
+# etcd v3.6.5 for it, built from its Go module (Debian's etcd-server 3.4
+# cannot serve the streaming lists informers use; see build-etcd.sh).
+"$(dirname "$0")/kube/build-etcd.sh" >/dev/null

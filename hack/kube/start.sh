@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: hack/kube/start.sh [DIR]
 #
-# Starts etcd (data on /dev/shm) and kube-apiserver v1.35.4 on free loopback
+# Starts etcd v3.6.5 (hack/kube/build-etcd.sh; data on /dev/shm) and kube-apiserver v1.35.4 on free loopback
 # ports, applies Tekton's v1 CRDs, writes DIR/kubeconfig (admin token,
 # system:masters) and prints its path:
 #
@@ -19,8 +19,10 @@ dir="${1:-$(mktemp -d "${TMPDIR:-/tmp}/stepseal-kube.XXXXXX")}"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
+etcd_built="$(go env GOPATH)/bin/etcd-v3.6.5"
+[[ -n "${ETCD:-}" || ! -x "$etcd_built" ]] || export ETCD="$etcd_built"
 if ! command -v "${ETCD:-etcd}" >/dev/null; then
-  echo "etcd not found: install the Debian package etcd-server (run make deps)" >&2
+  echo "etcd not found: run hack/kube/build-etcd.sh (or make deps)" >&2
   exit 1
 fi
 apiserver="${KUBE_APISERVER:-$(go env GOPATH)/bin/kube-apiserver-v1.35.4}"

@@ -25,8 +25,12 @@ import (
 // hack/kube/build-apiserver.sh; it matches the module's k8s.io libraries.
 const APIServerVersion = "v1.35.4"
 
+// EtcdVersion is the etcd hack/kube/build-etcd.sh builds, the one
+// kube-apiserver v1.35 is released with.
+const EtcdVersion = "v3.6.5"
+
 // ErrMissingBinary reports that etcd or kube-apiserver is not installed.
-var ErrMissingBinary = errors.New("run make deps (hack/kube/build-apiserver.sh, etcd-server)")
+var ErrMissingBinary = errors.New("run make deps (hack/kube/build-apiserver.sh, hack/kube/build-etcd.sh)")
 
 // Options configure Launch. The zero value is usable apart from Dir.
 type Options struct {
@@ -40,7 +44,8 @@ type Options struct {
 	// APIServer is the kube-apiserver binary; default $KUBE_APISERVER, else
 	// $(go env GOPATH)/bin/kube-apiserver-v1.35.4.
 	APIServer string
-	// Etcd is the etcd binary; default $ETCD, else etcd in PATH.
+	// Etcd is the etcd binary; default $ETCD, else $(go env GOPATH)/bin/etcd-<EtcdVersion>
+	// (hack/kube/build-etcd.sh) when it exists, else etcd in PATH.
 	Etcd string
 	// CRDDir holds the Tekton CRD manifests; default $TEKTON_CRDS, else
 	// config/300-crds of the tektoncd/pipeline module this binary links.
@@ -162,22 +167,45 @@ func (c *Cluster) Stop() {
 }
 
 func binaries(o Options) (apiserver, etcd string, err error) {
+	gobin := func() (string, error) {
+		gopath, err := goEnv("GOPATH")
+		if err != nil {
+			return "", err
+		}
+		return filepath.Join(strings.SplitN(gopath, string(os.PathListSeparator), 2)[0], "bin"), nil
+	}
 	apiserver = firstNonEmpty(o.APIServer, os.Getenv("KUBE_APISERVER"))
 	if apiserver == "" {
-		gopath, err := goEnv("GOPATH")
+		dir, err := gobin()
 		if err != nil {
 			return "", "", err
 		}
-		apiserver = filepath.Join(strings.SplitN(gopath, string(os.PathListSeparator), 2)[0], "bin", "kube-apiserver-"+APIServerVersion)
+		apiserver = filepath.Join(dir, "kube-apiserver-"+APIServerVersion)
 	}
 	if fi, err := os.Stat(apiserver); err != nil || fi.IsDir() {
 		return "", "", fmt.Errorf("kube-apiserver %s not found: %w", apiserver, ErrMissingBinary)
 	}
-	etcd = firstNonEmpty(o.Etcd, os.Getenv("ETCD"), "etcd")
+	etcd = firstNonEmpty(o.Etcd, os.Getenv("ETCD"))
+	if etcd == "" {
+		// etcd built by hack/kube/build-etcd.sh: Debian's 3.4 cannot serve
+		// streaming lists (WatchList), so informers would LIST everything.
+		dir, err := gobin()
+		if err != nil {
+			return "", "", err
+		}
+		if etcd = filepath.Join(dir, "etcd-"+EtcdVersion); !isFile(etcd) {
+			etcd = "etcd"
+		}
+	}
 	if etcd, err = exec.LookPath(etcd); err != nil {
-		return "", "", fmt.Errorf("etcd not found (Debian package etcd-server): %w", ErrMissingBinary)
+		return "", "", fmt.Errorf("etcd not found (hack/kube/build-etcd.sh): %w", ErrMissingBinary)
 	}
 	return apiserver, etcd, nil
+}
+
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 func (c *Cluster) startEtcd(ctx context.Context, bin string) error {

@@ -1,5 +1,5 @@
-// Package kubetest runs a real Kubernetes API for integration tests: etcd (the
-// Debian etcd-server binary, data on tmpfs) and a kube-apiserver built from the
+// Package kubetest runs a real Kubernetes API for integration tests: etcd
+// (v3.6.5 built by hack/kube/build-etcd.sh, data on tmpfs) and a kube-apiserver built from the
 // Go modules by hack/kube/build-apiserver.sh, with Tekton's v1 CRDs applied.
 // There is no kubelet, scheduler or Tekton controller, so tests create TaskRuns
 // and PipelineRuns and fake their completion with FinishTaskRun and
