@@ -67,3 +67,5 @@ func copyDir(t testing.TB, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+func readFile(p string) ([]byte, error) { return os.ReadFile(p) }

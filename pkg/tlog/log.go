@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/transparency-dev/tessera"
@@ -77,6 +78,9 @@ type Log struct {
 	shutdown func(context.Context) error
 	cancel   context.CancelFunc
 	client   *Client
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open opens the log in dir, creating it if it is empty, signing
@@ -259,11 +263,14 @@ func (l *Log) Dir() string { return l.dir }
 
 // Close waits until every entry appended is covered by a published
 // checkpoint, then stops the log's background work. Later Appends fail.
+// Closing twice returns the first Close's result.
 func (l *Log) Close(ctx context.Context) error {
-	err := l.shutdown(ctx)
-	l.cancel()
-	if err != nil {
-		return fmt.Errorf("tlog: close %s: %w", l.dir, err)
-	}
-	return nil
+	l.closeOnce.Do(func() {
+		err := l.shutdown(ctx)
+		l.cancel()
+		if err != nil {
+			l.closeErr = fmt.Errorf("tlog: close %s: %w", l.dir, err)
+		}
+	})
+	return l.closeErr
 }
