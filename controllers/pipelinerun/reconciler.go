@@ -90,7 +90,7 @@ type Reconciler struct {
 	Recorder record.EventRecorder
 	// Signer returns the signer for runs of a namespace (the TaskRun
 	// controller's, so both levels are signed with the same key).
-	Signer func(namespace string, cfg *settings.Config) (signing.Signer, error)
+	Signer func(ctx context.Context, namespace string, cfg *settings.Config) (signing.Signer, error)
 	// Backends opens the configured backends.
 	Backends func(cfg *settings.Config) ([]taskrun.Backend, error)
 	// Metrics records outcomes; nil records nothing.
@@ -263,7 +263,7 @@ func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, chi
 	if len(backends) == 0 {
 		return 0, errors.New("no storage backend configured: nothing would be stored")
 	}
-	signer, err := r.Signer(pr.Namespace, cfg)
+	signer, err := r.Signer(ctx, pr.Namespace, cfg)
 	if err != nil {
 		return 0, err
 	}

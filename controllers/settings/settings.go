@@ -13,7 +13,10 @@ import (
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/stepseal/stepseal/pkg/signing"
 )
 
 // ConfigMapName is the name of the controller's ConfigMap.
@@ -32,6 +35,13 @@ const (
 	// cosign.key and cosign.password. A Secret named "<name>-<namespace>"
 	// overrides it for TaskRuns of that namespace.
 	KeySignerSecret = "signer.secret"
+	// KeySignerKMS is a KMS key URI (sigstore's: awskms://, gcpkms://,
+	// azurekms://, hashivault://) used instead of the signer.secret Secret.
+	// "signer.kms.<namespace>" sets one for TaskRuns of that namespace.
+	// For a namespace, the first that is set wins: signer.kms.<namespace>,
+	// the Secret "<signer.secret>-<namespace>", signer.kms, the Secret
+	// "<signer.secret>".
+	KeySignerKMS = "signer.kms"
 	// KeyMaxRetries is how many failed attempts mark a TaskRun signed=failed.
 	KeyMaxRetries = "max-retries"
 	// KeyRetryBaseDelay and KeyRetryMaxDelay bound the exponential backoff
@@ -61,9 +71,12 @@ var ErrInvalid = errors.New("invalid stepseal-config")
 
 // Config is the parsed ConfigMap. Treat it as immutable.
 type Config struct {
-	Backends       []string
-	StoreDir       string
-	SignerSecret   string
+	Backends     []string
+	StoreDir     string
+	SignerSecret string
+	SignerKMS    string
+	// NamespaceKMS maps a namespace to its signer.kms.<namespace> URI.
+	NamespaceKMS   map[string]string
 	MaxRetries     int
 	RetryBaseDelay time.Duration
 	RetryMaxDelay  time.Duration
@@ -122,6 +135,11 @@ func Parse(data map[string]string) (*Config, error) {
 				errs = append(errs, fmt.Sprintf("%s: %q is not an absolute path", k, v))
 			}
 			c.StoreDir = v
+		case KeySignerKMS:
+			if !signing.IsKMSURI(v) {
+				errs = append(errs, fmt.Sprintf("%s: %q is not a KMS key URI (scheme://key)", k, v))
+			}
+			c.SignerKMS = v
 		case KeySignerSecret:
 			if v == "" {
 				errs = append(errs, fmt.Sprintf("%s: empty", k))
@@ -155,7 +173,18 @@ func Parse(data map[string]string) (*Config, error) {
 			}
 			c.BuilderID = v
 		default:
-			if !strings.HasPrefix(k, "_") {
+			if ns, ok := strings.CutPrefix(k, KeySignerKMS+"."); ok {
+				if errs1 := validation.IsDNS1123Label(ns); len(errs1) > 0 {
+					errs = append(errs, fmt.Sprintf("%s: %q is not a namespace name", k, ns))
+				}
+				if !signing.IsKMSURI(v) {
+					errs = append(errs, fmt.Sprintf("%s: %q is not a KMS key URI (scheme://key)", k, v))
+				}
+				if c.NamespaceKMS == nil {
+					c.NamespaceKMS = map[string]string{}
+				}
+				c.NamespaceKMS[ns] = v
+			} else if !strings.HasPrefix(k, "_") {
 				errs = append(errs, fmt.Sprintf("unknown key %q", k))
 			}
 		}

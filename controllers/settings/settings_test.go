@@ -32,6 +32,12 @@ func TestParse(t *testing.T) {
 		{name: "oci next to dir", data: map[string]string{KeyBackends: "dir, oci", KeyOCIInsecure: "true"}, want: func(c *Config) {
 			c.Backends, c.OCIInsecure = []string{BackendDir, BackendOCI}, true
 		}},
+		{name: "kms", data: map[string]string{KeySignerKMS: "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k", KeySignerKMS + ".team-b": "hashivault://team-b"}, want: func(c *Config) {
+			c.SignerKMS = "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k"
+			c.NamespaceKMS = map[string]string{"team-b": "hashivault://team-b"}
+		}},
+		{name: "kms not a URI", data: map[string]string{KeySignerKMS: "/etc/cosign.key"}, wantErr: "not a KMS key URI"},
+		{name: "kms bad namespace", data: map[string]string{KeySignerKMS + ".Team_B": "awskms:///alias/b"}, wantErr: `"Team_B" is not a namespace name`},
 		{name: "oci alone", data: map[string]string{KeyBackends: "oci"}, wantErr: "needs a store backend"},
 		{name: "bad insecure", data: map[string]string{KeyOCIInsecure: "maybe"}, wantErr: "not a boolean"},
 		{name: "unknown backend", data: map[string]string{KeyBackends: "dir,s3"}, wantErr: `unknown backend "s3"`},

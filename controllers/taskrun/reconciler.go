@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,7 +136,8 @@ type Reconciler struct {
 	leader   reconciler.LeaderAwareFuncs
 	mu       sync.Mutex
 	attempts map[types.UID]int
-	signers  map[string]signing.Signer // by Secret namespace/name/resourceVersion
+	signers  map[string]signing.Signer // by Secret namespace/name@resourceVersion or kms:URI
+	decrypt  sync.Mutex                // one key decryption or KMS client set-up at a time
 	dirs     map[string]*store.DirStore
 }
 
@@ -290,7 +292,7 @@ func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *se
 	if len(backends) == 0 {
 		return 0, errors.New("no storage backend configured: nothing would be stored")
 	}
-	signer, err := r.Signer(tr.Namespace, cfg)
+	signer, err := r.Signer(ctx, tr.Namespace, cfg)
 	if err != nil {
 		return 0, err
 	}
@@ -444,23 +446,32 @@ func ReusableStatement(prev store.Entry, st *intoto.Statement) ([]byte, bool) {
 	return prev.Data, true
 }
 
-// Signer returns the signer for TaskRuns of namespace: the Secret
-// "<signer.secret>-<namespace>" when it exists, else "<signer.secret>",
-// both in the controller's namespace. Decrypted keys are cached per Secret
-// version, so the (deliberately slow) scrypt of a cosign key runs once.
-func (r *Reconciler) Signer(namespace string, cfg *settings.Config) (signing.Signer, error) {
+// Signer returns the signer for TaskRuns of namespace, the first that is
+// configured of: the KMS key signer.kms.<namespace>; the Secret
+// "<signer.secret>-<namespace>"; the KMS key signer.kms; the Secret
+// "<signer.secret>" (Secrets in the controller's namespace). Signers are
+// cached: per Secret version, so the (deliberately slow) scrypt of a cosign
+// key runs once — and only in one goroutine at a time, so a burst of work
+// does not decrypt it once per worker; per KMS URI, so the KMS is asked for
+// the public key once.
+func (r *Reconciler) Signer(ctx context.Context, namespace string, cfg *settings.Config) (signing.Signer, error) {
+	if uri := cfg.NamespaceKMS[namespace]; uri != "" {
+		return r.kmsSigner(ctx, uri)
+	}
 	sec, err := r.Secrets.Secrets(r.SystemNamespace).Get(cfg.SignerSecret + "-" + namespace)
 	if apierrors.IsNotFound(err) {
+		if cfg.SignerKMS != "" {
+			return r.kmsSigner(ctx, cfg.SignerKMS)
+		}
 		sec, err = r.Secrets.Secrets(r.SystemNamespace).Get(cfg.SignerSecret)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("signing Secret %s/%s: %w", r.SystemNamespace, cfg.SignerSecret, err)
 	}
 	cacheKey := sec.Namespace + "/" + sec.Name + "@" + sec.ResourceVersion
-	r.mu.Lock()
-	s, ok := r.signers[cacheKey]
-	r.mu.Unlock()
-	if ok {
+	r.decrypt.Lock()
+	defer r.decrypt.Unlock()
+	if s := r.cachedSigner(cacheKey); s != nil {
 		return s, nil
 	}
 	keyPEM := sec.Data[SecretKeyCosignKey]
@@ -473,21 +484,49 @@ func (r *Reconciler) Signer(namespace string, cfg *settings.Config) (signing.Sig
 		// The error names the Secret, never its content.
 		return nil, fmt.Errorf("signing Secret %s/%s: %w", sec.Namespace, sec.Name, err)
 	}
-	if s, err = signing.NewSigner(key); err != nil {
+	s, err := signing.NewSigner(key)
+	if err != nil {
 		return nil, fmt.Errorf("signing Secret %s/%s: %w", sec.Namespace, sec.Name, err)
 	}
+	r.cacheSigner(cacheKey, sec.Namespace+"/"+sec.Name+"@", s)
+	return s, nil
+}
+
+func (r *Reconciler) kmsSigner(ctx context.Context, uri string) (signing.Signer, error) {
+	key := "kms:" + uri
+	r.decrypt.Lock()
+	defer r.decrypt.Unlock()
+	if s := r.cachedSigner(key); s != nil {
+		return s, nil
+	}
+	s, err := signing.KMSSigner(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	r.cacheSigner(key, key, s)
+	return s, nil
+}
+
+func (r *Reconciler) cachedSigner(key string) signing.Signer {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.signers[key]
+}
+
+// cacheSigner caches s under key, dropping other keys with the same prefix
+// (older versions of the same Secret).
+func (r *Reconciler) cacheSigner(key, prefix string, s signing.Signer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.signers == nil {
 		r.signers = map[string]signing.Signer{}
 	}
-	for k := range r.signers { // keep one version per Secret
-		if k[:len(k)-len(sec.ResourceVersion)-1] == sec.Namespace+"/"+sec.Name {
+	for k := range r.signers {
+		if strings.HasPrefix(k, prefix) {
 			delete(r.signers, k)
 		}
 	}
-	r.signers[cacheKey] = s
-	r.mu.Unlock()
-	return s, nil
+	r.signers[key] = s
 }
 
 // Backends opens the backends cfg names (OpenBackends when set). Dir stores
