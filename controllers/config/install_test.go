@@ -56,6 +56,9 @@ var needed = []access{
 	{"get", "", "secrets", "", systemNS},
 	{"watch", "", "secrets", "", systemNS},
 	{"watch", "", "configmaps", "", systemNS},
+	{"get", "", "configmaps", "", systemNS},
+	{"get", "coordination.k8s.io", "leases", "", systemNS},
+	{"create", "coordination.k8s.io", "leases", "", systemNS},
 	{"update", "coordination.k8s.io", "leases", "", systemNS},
 }
 
@@ -90,6 +93,7 @@ var forbidden = []access{
 	{"create", "", "serviceaccounts", "token", systemNS},
 	{"create", "coordination.k8s.io", "leases", "", otherNS},
 	{"delete", "coordination.k8s.io", "leases", "", systemNS},
+	{"patch", "coordination.k8s.io", "leases", "", systemNS},
 	{"create", "rbac.authorization.k8s.io", "rolebindings", "", systemNS},
 	{"escalate", "rbac.authorization.k8s.io", "clusterroles", "", ""},
 	{"list", "", "namespaces", "", ""},
