@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -69,3 +70,5 @@ func copyDir(t testing.TB, src, dst string) {
 }
 
 func readFile(p string) ([]byte, error) { return os.ReadFile(p) }
+
+func testingProcs() int { return runtime.GOMAXPROCS(0) }
