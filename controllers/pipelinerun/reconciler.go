@@ -118,14 +118,15 @@ func (r *Reconciler) Promote(b reconciler.Bucket, enq func(reconciler.Bucket, ty
 // replica that leads it now.
 func (r *Reconciler) Demote(b reconciler.Bucket) { r.leader.Demote(b) }
 
-// NeedsWork is the PipelineRun informer filter: finished and not yet signed
-// or failed.
+// NeedsWork is the PipelineRun informer filter: not yet signed or failed
+// (running ones get the finalizer, finished ones are signed), or still
+// holding the finalizer.
 func NeedsWork(obj any) bool {
 	pr, ok := obj.(*v1.PipelineRun)
 	if !ok {
 		return false
 	}
-	return pr.IsDone() && !taskrun.IsDecided(pr.Annotations)
+	return taskrun.HasFinalizer(pr, taskrun.PipelineRunFinalizer) || !taskrun.IsDecided(pr.Annotations)
 }
 
 // Reconcile implements controller.Reconciler.
@@ -153,6 +154,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 	}
 	pr := cached.DeepCopy()
 	cfg := r.Config.Load()
+	if taskrun.IsDecided(pr.Annotations) {
+		// Decided, finalizer left over (the annotating patch failed).
+		return ignoreNotFound(r.annotate(ctx, pr, nil))
+	}
+	if pr.DeletionTimestamp == nil && !taskrun.HasFinalizer(pr, taskrun.PipelineRunFinalizer) {
+		// Held from the moment we see it until it is signed, so deleting
+		// it right after it finished does not lose its provenance.
+		if pr, err = r.patch(ctx, pr, nil, true); err != nil {
+			return ignoreNotFound(err)
+		}
+	}
+	if !pr.IsDone() {
+		if pr.DeletionTimestamp != nil && taskrun.HasFinalizer(pr, taskrun.PipelineRunFinalizer) {
+			// Deleted before it finished: nothing to attest; let it go.
+			return ignoreNotFound(r.annotate(ctx, pr, nil))
+		}
+		return nil
+	}
 
 	children, pending, err := r.children(ctx, pr)
 	if err == nil && len(pending) > 0 {
@@ -468,15 +487,20 @@ func (r *Reconciler) waitDelay() time.Duration {
 }
 
 // annotate merge-patches pr's annotations, guarded by its resourceVersion.
+// annotate sets annotations (nil value: remove) and removes the finalizer.
 func (r *Reconciler) annotate(ctx context.Context, pr *v1.PipelineRun, annotations map[string]*string) error {
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"resourceVersion": pr.ResourceVersion, "annotations": annotations,
-	}})
-	if err != nil {
-		return err
-	}
-	_, err = r.Tekton.TektonV1().PipelineRuns(pr.Namespace).Patch(ctx, pr.Name, types.MergePatchType, body, metav1.PatchOptions{})
+	_, err := r.patch(ctx, pr, annotations, false)
 	return err
+}
+
+// patch merge-patches pr's annotations and adds or removes the finalizer,
+// guarded by pr's resourceVersion.
+func (r *Reconciler) patch(ctx context.Context, pr *v1.PipelineRun, annotations map[string]*string, addFinalizer bool) (*v1.PipelineRun, error) {
+	body, err := taskrun.MetaPatch(pr, taskrun.PipelineRunFinalizer, addFinalizer, annotations)
+	if err != nil {
+		return nil, err
+	}
+	return r.Tekton.TektonV1().PipelineRuns(pr.Namespace).Patch(ctx, pr.Name, types.MergePatchType, body, metav1.PatchOptions{})
 }
 
 func (r *Reconciler) bump(pr *v1.PipelineRun) int {

@@ -337,6 +337,9 @@ func TestSignsOnceChildrenAreSigned(t *testing.T) {
 	if a := f.get(pr).Annotations; len(a) != 0 {
 		t.Fatalf("annotated %v before the children were signed", a)
 	}
+	if !taskrun.HasFinalizer(f.get(pr), taskrun.PipelineRunFinalizer) {
+		t.Fatal("a finished, unsigned PipelineRun is not held by the finalizer")
+	}
 	f.signChildren(trs[:1])
 	if ok, _ := controller.IsRequeueKey(f.reconcile(pr)); !ok {
 		t.Fatal("not waiting for the second child")
@@ -346,8 +349,8 @@ func TestSignsOnceChildrenAreSigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := f.get(pr)
-	if got.Annotations[taskrun.AnnotationSigned] != "true" {
-		t.Fatalf("annotations %v", got.Annotations)
+	if got.Annotations[taskrun.AnnotationSigned] != "true" || len(got.Finalizers) != 0 {
+		t.Fatalf("annotations %v finalizers %v", got.Annotations, got.Finalizers)
 	}
 	p := runProvenance(t, f.store, f.pub, pr)
 	checkNamesEveryChild(t, f.store, p, pr, trs)
@@ -457,8 +460,8 @@ func TestNeedsWork(t *testing.T) {
 	}
 	running := pr.DeepCopy()
 	running.Status = v1.PipelineRunStatus{}
-	if NeedsWork(running) {
-		t.Error("running PipelineRun")
+	if !NeedsWork(running) {
+		t.Error("running PipelineRun (gets the finalizer)")
 	}
 	for _, s := range []string{"true", "failed"} {
 		done := pr.DeepCopy()
@@ -509,5 +512,38 @@ func TestNoChildTaskRunFails(t *testing.T) {
 	a := f.get(pr).Annotations
 	if a[taskrun.AnnotationSigned] != "failed" || !strings.Contains(a[taskrun.AnnotationError], "no child TaskRun") {
 		t.Errorf("annotations %v", a)
+	}
+}
+
+// A PipelineRun deleted right after it finished is held by the finalizer
+// until its provenance is stored, then let go.
+func TestDeletedRightAfterFinishing(t *testing.T) {
+	pr, trs := pipelineRun(t, "build")
+	now := metav1.Now()
+	pr.DeletionTimestamp = &now
+	pr.Finalizers = []string{taskrun.PipelineRunFinalizer}
+	f := newFixture(t, pr, trs)
+	f.signChildren(trs)
+	if err := f.reconcile(pr); err != nil {
+		t.Fatal(err)
+	}
+	got := f.get(pr)
+	if got.Annotations[taskrun.AnnotationSigned] != "true" || len(got.Finalizers) != 0 {
+		t.Fatalf("annotations %v finalizers %v", got.Annotations, got.Finalizers)
+	}
+	runProvenance(t, f.store, f.pub, pr)
+
+	// Deleted while still running: nothing to attest, the finalizer goes.
+	running, _ := pipelineRun(t, "build")
+	running.Name = "running"
+	running.Status = v1.PipelineRunStatus{}
+	running.DeletionTimestamp = &now
+	running.Finalizers = []string{taskrun.PipelineRunFinalizer}
+	f = newFixture(t, running, nil)
+	if err := f.reconcile(running); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.get(running); len(got.Annotations) != 0 || len(got.Finalizers) != 0 {
+		t.Fatalf("running PipelineRun deleted: annotations %v finalizers %v", got.Annotations, got.Finalizers)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,9 @@ const (
 	// Finalizer holds a finished TaskRun until it is signed (or given up),
 	// so one deleted right after finishing is still signed.
 	Finalizer = "stepseal.dev/taskrun"
+	// PipelineRunFinalizer holds a finished PipelineRun until its run-level
+	// provenance is signed (or given up), the same way.
+	PipelineRunFinalizer = "stepseal.dev/pipelinerun"
 )
 
 // Secret keys of the signing Secret, the ones Tekton Chains' signing-secrets uses.
@@ -99,13 +103,18 @@ func (a ociAttacher) Attach(ctx context.Context, image string, env *dsse.Envelop
 // Reconciler attests finished TaskRuns. It is a knative controller.Reconciler
 // driven by a key queue, not the generated TaskRun reconciler: that one adds
 // its finalizer to every TaskRun it sees and removes it only on deletion,
-// while stepseal adds it to finished TaskRuns only and removes it as soon as
-// they are signed (so uninstalling stepseal never blocks deletions of signed
-// TaskRuns), and must still be called for TaskRuns being deleted.
+// while stepseal removes it as soon as a TaskRun is signed (so uninstalling
+// stepseal never blocks deletions of signed TaskRuns), and must still be
+// called for TaskRuns being deleted.
 //
 // One reconcile of a finished TaskRun not yet signed:
 //
-//  1. add the finalizer (unless the TaskRun is already being deleted);
+//  0. a TaskRun not yet finished gets the finalizer as soon as the
+//     controller sees it (so a TaskRun deleted right after it finishes,
+//     before its turn in the queue, is still signed); one deleted before
+//     it finished has it removed again, unsigned;
+//  1. add the finalizer if it is missing (unless the TaskRun is already
+//     being deleted);
 //  2. build the run.Record (FromTaskRun);
 //  3. sign one in-toto link per step and the SLSA v1 provenance, reusing the
 //     exact bytes an earlier, interrupted attempt stored, so a retry never
@@ -183,17 +192,15 @@ func PromoteAll[T interface {
 // replica that leads it now.
 func (r *Reconciler) Demote(b reconciler.Bucket) { r.leader.Demote(b) }
 
-// NeedsWork is the informer filter: finished TaskRuns that are not yet
-// signed or failed, and any TaskRun still holding the finalizer.
+// NeedsWork is the informer filter: TaskRuns not yet signed or failed
+// (running ones get the finalizer, finished ones are signed), and any
+// TaskRun still holding the finalizer.
 func NeedsWork(obj any) bool {
 	tr, ok := obj.(*v1.TaskRun)
 	if !ok {
 		return false
 	}
-	if hasFinalizer(tr) {
-		return true
-	}
-	return tr.IsDone() && !IsDecided(tr.Annotations)
+	return hasFinalizer(tr) || !IsDecided(tr.Annotations)
 }
 
 // Reconcile implements controller.Reconciler.
@@ -227,13 +234,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		}
 		return nil
 	}
-	if !tr.IsDone() {
-		return nil
-	}
 	if tr.DeletionTimestamp == nil && !hasFinalizer(tr) {
+		// Held from the moment we see it, so deleting it right after it
+		// finishes — before its turn in the queue — cannot lose it.
 		if tr, err = r.patch(ctx, tr, nil, true); err != nil {
 			return ignoreNotFound(err)
 		}
+	}
+	if !tr.IsDone() {
+		if tr.DeletionTimestamp != nil && hasFinalizer(tr) {
+			// Deleted before it finished: nothing ran to the end to attest,
+			// and holding it would block the deletion for ever.
+			_, err := r.patch(ctx, tr, nil, false)
+			return ignoreNotFound(err)
+		}
+		return nil
 	}
 
 	n, err := r.attestAndStore(ctx, tr, cfg)
@@ -591,27 +606,36 @@ func (r *Reconciler) forget(uid types.UID) {
 // removes the finalizer, guarded by tr's resourceVersion: a concurrent
 // change makes it fail with a conflict and the key is retried.
 func (r *Reconciler) patch(ctx context.Context, tr *v1.TaskRun, annotations map[string]*string, addFinalizer bool) (*v1.TaskRun, error) {
-	var finalizers []string
-	for _, f := range tr.Finalizers {
-		if f != Finalizer {
-			finalizers = append(finalizers, f)
-		}
-	}
-	if addFinalizer {
-		finalizers = append(finalizers, Finalizer)
-	}
-	if finalizers == nil {
-		finalizers = []string{}
-	}
-	meta := map[string]any{"resourceVersion": tr.ResourceVersion, "finalizers": finalizers}
-	if len(annotations) > 0 {
-		meta["annotations"] = annotations
-	}
-	body, err := json.Marshal(map[string]any{"metadata": meta})
+	body, err := MetaPatch(tr, Finalizer, addFinalizer, annotations)
 	if err != nil {
 		return nil, err
 	}
 	return r.Tekton.TektonV1().TaskRuns(tr.Namespace).Patch(ctx, tr.Name, types.MergePatchType, body, metav1.PatchOptions{})
+}
+
+// MetaPatch is the JSON merge patch the reconcilers write: annotations
+// (nil value: remove), finalizer added or removed, guarded by obj's
+// resourceVersion.
+func MetaPatch(obj metav1.Object, finalizer string, addFinalizer bool, annotations map[string]*string) ([]byte, error) {
+	finalizers := []string{}
+	for _, f := range obj.GetFinalizers() {
+		if f != finalizer {
+			finalizers = append(finalizers, f)
+		}
+	}
+	if addFinalizer {
+		finalizers = append(finalizers, finalizer)
+	}
+	meta := map[string]any{"resourceVersion": obj.GetResourceVersion(), "finalizers": finalizers}
+	if len(annotations) > 0 {
+		meta["annotations"] = annotations
+	}
+	return json.Marshal(map[string]any{"metadata": meta})
+}
+
+// HasFinalizer reports whether obj carries finalizer.
+func HasFinalizer(obj metav1.Object, finalizer string) bool {
+	return slices.Contains(obj.GetFinalizers(), finalizer)
 }
 
 // completedAt is tr's completionTime, zero when Tekton wrote none.
@@ -622,14 +646,7 @@ func completedAt(tr *v1.TaskRun) time.Time {
 	return tr.Status.CompletionTime.Time
 }
 
-func hasFinalizer(tr *v1.TaskRun) bool {
-	for _, f := range tr.Finalizers {
-		if f == Finalizer {
-			return true
-		}
-	}
-	return false
-}
+func hasFinalizer(tr *v1.TaskRun) bool { return HasFinalizer(tr, Finalizer) }
 
 func sha256Subjects(a run.Artifacts) []string {
 	var out []string

@@ -462,8 +462,26 @@ func TestReconcileLeavesOthersAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := f.get(running); len(got.Finalizers) != 0 || len(got.Annotations) != 0 {
-		t.Errorf("running TaskRun touched: %v %v", got.Annotations, got.Finalizers)
+	// A running TaskRun only gets the finalizer (so it is held once it
+	// finishes, however long the queue); nothing is signed yet.
+	got := f.get(running)
+	if len(got.Annotations) != 0 || !hasFinalizer(got) {
+		t.Errorf("running TaskRun: annotations %v finalizers %v, want the finalizer only", got.Annotations, got.Finalizers)
+	}
+	// Deleted before it finished: the finalizer goes, nothing is signed.
+	now := metav1.Now()
+	got.DeletionTimestamp = &now
+	if err := f.indexer.Update(got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client.TektonV1().TaskRuns(got.Namespace).Update(context.Background(), got, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.reconcile(got); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.get(running); len(got.Annotations) != 0 || hasFinalizer(got) {
+		t.Errorf("running TaskRun deleted: annotations %v finalizers %v, want neither", got.Annotations, got.Finalizers)
 	}
 	if got := f.get(signedWithFinalizer); len(got.Finalizers) != 1 || got.Finalizers[0] != "other" {
 		t.Errorf("finalizers of a signed TaskRun: %v, want only the other controller's", got.Finalizers)
@@ -483,7 +501,7 @@ func TestNeedsWork(t *testing.T) {
 		want bool
 	}{
 		{"not a TaskRun", &corev1.Pod{}, false},
-		{"running", minimal(func(tr *v1.TaskRun) { tr.Status.Conditions[0].Status = corev1.ConditionUnknown }), false},
+		{"running (gets the finalizer)", minimal(func(tr *v1.TaskRun) { tr.Status.Conditions[0].Status = corev1.ConditionUnknown }), true},
 		{"finished", minimal(nil), true},
 		{"failed TaskRun", minimal(func(tr *v1.TaskRun) { tr.Status.Conditions[0].Status = corev1.ConditionFalse }), true},
 		{"signed", minimal(func(tr *v1.TaskRun) { tr.Annotations = map[string]string{AnnotationSigned: "true"} }), false},

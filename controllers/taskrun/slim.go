@@ -28,7 +28,7 @@ func Slim(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *v1.TaskRun:
 		o.ManagedFields = nil
-		if NeedsWork(o) {
+		if !IsDecided(o.Annotations) || hasFinalizer(o) {
 			return o, nil
 		}
 		o.Spec = v1.TaskRunSpec{}
@@ -42,7 +42,7 @@ func Slim(obj any) (any, error) {
 		return o, nil
 	case *v1.PipelineRun:
 		o.ManagedFields = nil
-		if !IsDecided(o.Annotations) {
+		if !IsDecided(o.Annotations) || HasFinalizer(o, PipelineRunFinalizer) {
 			return o, nil
 		}
 		o.Spec = v1.PipelineRunSpec{}
