@@ -1,0 +1,118 @@
+package cmd
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stepseal/stepseal/pkg/tlog"
+)
+
+func newLog(ro *rootOptions) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "log",
+		Short: "Inspect stepseal's transparency log",
+	}
+	c.AddCommand(newLogVerify(ro))
+	return c
+}
+
+// logVerdict is what `stepseal log verify` reports.
+type logVerdict struct {
+	Log         string `json:"log"`
+	Origin      string `json:"origin,omitempty"`
+	Size        uint64 `json:"size"`
+	Root        string `json:"root,omitempty"`
+	TrustedSize uint64 `json:"trustedSize,omitempty"`
+	Verified    uint64 `json:"entriesVerified"`
+	OK          bool   `json:"ok"`
+	Error       string `json:"error,omitempty"`
+}
+
+func newLogVerify(ro *rootOptions) *cobra.Command {
+	var dir, keyPath, trusted string
+	c := &cobra.Command{
+		Use:   "verify --log DIR --key PUB [--trusted CHECKPOINT]",
+		Short: "Verify a log's checkpoint and every entry's inclusion",
+		Long: `Verify the transparency log in DIR (a log directory, or a tlog store
+directory holding one in log/) with its public note key only: the checkpoint's
+signature, that its tree extends --trusted (an earlier checkpoint you kept:
+a smaller or forked log fails), and that every entry is included in the tree
+the checkpoint commits to. Exit status 0 only when everything passed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" || keyPath == "" {
+				return fmt.Errorf("--log and --key are required")
+			}
+			v, err := tlog.ReadVerifier(keyPath)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(filepath.Join(dir, "checkpoint")); errors.Is(err, os.ErrNotExist) {
+				if _, err := os.Stat(filepath.Join(dir, "log", "checkpoint")); err == nil {
+					dir = filepath.Join(dir, "log")
+				}
+			}
+			ctx := cmd.Context()
+			c := tlog.NewClient(dir, v)
+			verdict := &logVerdict{Log: dir, Origin: v.Name()}
+			err = func() error {
+				if trusted != "" {
+					raw, err := os.ReadFile(trusted)
+					if err != nil {
+						return err
+					}
+					t, err := c.Trust(ctx, raw)
+					if err != nil {
+						return fmt.Errorf("--trusted %s: %w", trusted, err)
+					}
+					verdict.TrustedSize = t.Size
+				}
+				cp, err := c.Checkpoint(ctx)
+				if err != nil {
+					return err
+				}
+				verdict.Size, verdict.Root = cp.Size, hex.EncodeToString(cp.Hash)
+				return c.Audit(ctx, cp, 0, func(uint64, []byte) error {
+					verdict.Verified++
+					return nil
+				})
+			}()
+			verdict.OK = err == nil
+			if err != nil {
+				verdict.Error = OneLine(err)
+			}
+			if perr := ro.print(cmd.OutOrStdout(), verdict, func(w io.Writer) { printLogVerdict(w, verdict) }); perr != nil {
+				return perr
+			}
+			if err != nil {
+				return reportedError{err}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "log", "", "log directory (or a tlog store directory)")
+	c.Flags().StringVar(&keyPath, "key", "", "the log's public note key file (<origin>+<hash>+<key>)")
+	c.Flags().StringVar(&trusted, "trusted", "", "an earlier checkpoint of this log: the current one must extend it")
+	return c
+}
+
+func printLogVerdict(w io.Writer, v *logVerdict) {
+	if v.OK {
+		fmt.Fprintf(w, "PASS: log %s (%s): checkpoint of %d entries, root %s\n", v.Origin, v.Log, v.Size, v.Root)
+		if v.TrustedSize > 0 {
+			fmt.Fprintf(w, "  extends the trusted checkpoint of %d entries\n", v.TrustedSize)
+		}
+		fmt.Fprintf(w, "  %d entries verified included\n", v.Verified)
+		return
+	}
+	fmt.Fprintf(w, "FAIL: log %s (%s): %s\n", v.Origin, v.Log, v.Error)
+	if v.Size > 0 {
+		fmt.Fprintf(w, "  checkpoint of %d entries; %d verified before the failure\n", v.Size, v.Verified)
+	}
+}
