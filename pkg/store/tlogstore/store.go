@@ -98,7 +98,9 @@ func (s *Store) Dir() string { return s.dir }
 // Log is the transparency log under the store.
 func (s *Store) Log() *tlog.Log { return s.log }
 
-// Rebuild discards the index and derives it again from the log alone.
+// Rebuild discards the index and derives it again from the log alone (an
+// audit; Open repairs a damaged index by itself). Do not Put meanwhile: a Put
+// that finishes during a Rebuild is indexed again only by the next Open.
 func (s *Store) Rebuild(ctx context.Context) error {
 	return s.loadIndex(ctx, true)
 }
