@@ -84,8 +84,10 @@ func TestChaosLeaseHandover(t *testing.T) {
 		t.Fatalf("leader %s (%s), want replica-a (%s) which started first", leader.name, leaderID, idA)
 	}
 
-	// Keep TaskRuns finishing, five a second, across the kill.
+	// Keep TaskRuns finishing, five a second, across the kill; those
+	// created after it are named after-NNN (only the survivor can sign them).
 	stop := make(chan struct{})
+	var afterKill atomic.Bool
 	var producer sync.WaitGroup
 	producer.Go(func() {
 		for i := 0; ; i++ {
@@ -94,12 +96,17 @@ func TestChaosLeaseHandover(t *testing.T) {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			create("during", i)
+			if afterKill.Load() {
+				create("after", i)
+			} else {
+				create("during", i)
+			}
 		}
 	})
 	time.Sleep(time.Second) // some TaskRuns in flight at the kill
 	killed := time.Now()
 	leader.kill()
+	afterKill.Store(true)
 	t.Logf("SIGKILLed %s (Lease holder %s); %d TaskRuns signed", leader.name, leaderID, tw.signedCount())
 
 	takeover := waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) {
@@ -110,7 +117,7 @@ func TestChaosLeaseHandover(t *testing.T) {
 	if takeover != idB {
 		t.Fatalf("Leases went to %s, want replica-b's %s", takeover, idB)
 	}
-	resumed := tw.firstSignedAfter(ctx, t, killed)
+	resumed := tw.firstSigned(ctx, t, "after-").Sub(killed)
 	// Let TaskRuns finish under the new leader for a while too.
 	time.Sleep(3 * time.Second)
 	close(stop)
@@ -124,7 +131,7 @@ func TestChaosLeaseHandover(t *testing.T) {
 	// it renewed (up to one retry period after the kill) and tries again
 	// every retry period (client-go adds up to 20% jitter to each).
 	bound := le.LeaseDuration + 2*le.RetryPeriod*6/5 + 3*time.Second
-	t.Logf("handover: replica-b held all %d TaskRun Leases %v after the kill, signed again %v after it (lease-duration %v, retry-period %v; bound %v)",
+	t.Logf("handover: replica-b held all %d TaskRun Leases %v after the kill, signed the first TaskRun created after it %v after it (lease-duration %v, retry-period %v; bound %v)",
 		le.Buckets, handover.Round(time.Millisecond), resumed.Round(time.Millisecond), le.LeaseDuration, le.RetryPeriod, bound)
 	if handover > bound {
 		t.Errorf("handover took %v, want at most lease-duration + 2 retry periods (+20%% jitter) + 3 s = %v", handover, bound)
@@ -279,24 +286,24 @@ func (w *signedWatch) signedCount() int {
 	return n
 }
 
-// firstSignedAfter waits for a TaskRun to turn signed after t0 and returns
-// how long after t0 the first one did.
-func (w *signedWatch) firstSignedAfter(ctx context.Context, t *testing.T, t0 time.Time) time.Duration {
+// firstSigned waits until a TaskRun whose name starts with prefix is
+// signed and returns when the first one was.
+func (w *signedWatch) firstSigned(ctx context.Context, t *testing.T, prefix string) time.Time {
 	t.Helper()
 	for {
 		w.mu.Lock()
 		var first time.Time
-		for _, at := range w.first {
-			if at.After(t0) && (first.IsZero() || at.Before(first)) {
+		for name, at := range w.first {
+			if strings.HasPrefix(name, prefix) && (first.IsZero() || at.Before(first)) {
 				first = at
 			}
 		}
 		w.mu.Unlock()
 		if !first.IsZero() {
-			return first.Sub(t0)
+			return first
 		}
 		if ctx.Err() != nil {
-			t.Fatal("no TaskRun signed after the kill")
+			t.Fatalf("no TaskRun %s* signed", prefix)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
