@@ -92,7 +92,7 @@ type Reconciler struct {
 	// controller's, so both levels are signed with the same key).
 	Signer func(ctx context.Context, namespace string, cfg *settings.Config) (signing.Signer, error)
 	// Backends opens the configured backends.
-	Backends func(cfg *settings.Config) ([]taskrun.Backend, error)
+	Backends func(ctx context.Context, cfg *settings.Config) ([]taskrun.Backend, error)
 	// Metrics records outcomes; nil records nothing.
 	Metrics *metrics.Recorder
 	// WaitDelay: see DefaultWaitDelay; zero means the default.
@@ -183,14 +183,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		err = fmt.Errorf("%w: PipelineRun %s has no child TaskRun", taskrun.ErrNothingRan, key)
 	}
 	var n int
+	var logIndex string
 	if err == nil {
-		n, err = r.attestAndStore(ctx, pr, children, cfg)
+		n, logIndex, err = r.attestAndStore(ctx, pr, children, cfg)
 	}
 	if err == nil {
 		r.forget(pr.UID)
-		if err := r.annotate(ctx, pr, map[string]*string{
+		annotations := map[string]*string{
 			taskrun.AnnotationSigned: ptr("true"), taskrun.AnnotationError: nil, taskrun.AnnotationRetries: nil,
-		}); err != nil {
+			taskrun.AnnotationLogIndex: nil,
+		}
+		if logIndex != "" {
+			annotations[taskrun.AnnotationLogIndex] = &logIndex
+		}
+		if err := r.annotate(ctx, pr, annotations); err != nil {
 			return ignoreNotFound(err)
 		}
 		var done time.Time
@@ -274,21 +280,21 @@ func ProvenanceName(pr *v1.PipelineRun, keyID string) string {
 	return fmt.Sprintf("%s/%s.%.8s.pipelinerun.provenance", pr.Namespace, pr.Name, keyID)
 }
 
-func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children []*v1.TaskRun, cfg *settings.Config) (int, error) {
-	backends, err := r.Backends(cfg)
+func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children []*v1.TaskRun, cfg *settings.Config) (n int, logIndex string, err error) {
+	backends, err := r.Backends(ctx, cfg)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if len(backends) == 0 {
-		return 0, errors.New("no storage backend configured: nothing would be stored")
+		return 0, "", errors.New("no storage backend configured: nothing would be stored")
 	}
 	signer, err := r.Signer(ctx, pr.Namespace, cfg)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	keyID, err := signer.KeyID()
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	runID := string(pr.UID)
 	rec := &run.Record{
@@ -315,10 +321,10 @@ func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, chi
 	for _, tr := range children {
 		built, err := taskrun.FromTaskRun(tr)
 		if err != nil {
-			return 0, fmt.Errorf("child TaskRun %s: %w", tr.Name, err)
+			return 0, "", fmt.Errorf("child TaskRun %s: %w", tr.Name, err)
 		}
 		if built.Record.RunID != runID {
-			return 0, fmt.Errorf("%w: child TaskRun %s is bound to run %s, not to PipelineRun UID %s", taskrun.ErrMalformed, tr.Name, built.Record.RunID, runID)
+			return 0, "", fmt.Errorf("%w: child TaskRun %s is bound to run %s, not to PipelineRun UID %s", taskrun.ErrMalformed, tr.Name, built.Record.RunID, runID)
 		}
 		rec.Tasks = append(rec.Tasks, built.Record.Tasks...)
 		for k, v := range built.Subjects {
@@ -335,11 +341,11 @@ func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, chi
 		}
 	}
 	if first == nil {
-		return 0, errors.New("no store backend configured: the children's attestations cannot be read")
+		return 0, "", errors.New("no store backend configured: the children's attestations cannot be read")
 	}
 	stored, err := first.Store.List(ctx, store.Filter{RunID: runID})
 	if err != nil {
-		return 0, fmt.Errorf("backend %s: listing run %s: %w", first.Name, runID, err)
+		return 0, "", fmt.Errorf("backend %s: listing run %s: %w", first.Name, runID, err)
 	}
 	links := run.Artifacts{}
 	var previous store.Entry
@@ -362,7 +368,7 @@ func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, chi
 	for _, t := range rec.Tasks {
 		for _, s := range t.Steps {
 			if !hasLink(links, s.Name) {
-				return 0, fmt.Errorf("%w: TaskRun %s is signed but backend %s has no link of step %s", ErrChildMissing, t.TaskRun, first.Name, s.Name)
+				return 0, "", fmt.Errorf("%w: TaskRun %s is signed but backend %s has no link of step %s", ErrChildMissing, t.TaskRun, first.Name, s.Name)
 			}
 		}
 	}
@@ -374,19 +380,19 @@ func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, chi
 		// the children's signed links and provenance are stored, and there
 		// is nothing the run's provenance could be about.
 		logging.FromContext(ctx).Infow("no PipelineRun provenance: no subject", zap.Error(err))
-		return 0, nil
+		return 0, "", nil
 	}
 	if st, err = withChildProvenance(st, children, childProv); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	data, ok := taskrun.ReusableStatement(previous, st)
 	if !ok {
 		env, err := attest.SignStatement(ctx, st, signer)
 		if err != nil {
-			return 0, fmt.Errorf("signing provenance: %w", err)
+			return 0, "", fmt.Errorf("signing provenance: %w", err)
 		}
 		if data, err = json.Marshal(env); err != nil {
-			return 0, err
+			return 0, "", err
 		}
 	}
 	var subj []string
@@ -396,15 +402,11 @@ func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, chi
 		}
 	}
 	e := store.Entry{Kind: store.KindProvenance, Name: provName, RunID: runID, Subjects: subj, Data: data}
-	for _, b := range backends {
-		if b.Store == nil {
-			continue // image attachers: run-level provenance is not attached (yet)
-		}
-		if _, err := b.Store.Put(ctx, e); err != nil {
-			return 0, fmt.Errorf("backend %s: storing provenance %s: %w", b.Name, e.Name, err)
-		}
+	// Image attachers are skipped: run-level provenance is not attached (yet).
+	if logIndex, err = taskrun.PutAll(ctx, backends, []store.Entry{e}); err != nil {
+		return 0, "", err
 	}
-	return 1, nil
+	return 1, logIndex, nil
 }
 
 // withChildProvenance adds each child's provenance envelope to the

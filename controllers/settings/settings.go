@@ -50,6 +50,15 @@ const (
 	KeyRetryMaxDelay  = "retry.max-delay"
 	// KeyBuilderID is the SLSA builder.id of the provenance.
 	KeyBuilderID = "builder.id"
+	// KeyTLogDir is the directory of the "tlog" backend.
+	KeyTLogDir = "storage.tlog.path"
+	// KeyTLogKey is the file of the log's private checkpoint key (a note
+	// key, e.g. a mounted Secret). Empty: DIR/log.key, generated on first
+	// use with its public half in DIR/log.pub.
+	KeyTLogKey = "storage.tlog.key"
+	// KeyTLogOrigin names the log (first line of its checkpoints) when the
+	// key is generated.
+	KeyTLogOrigin = "storage.tlog.origin"
 	// KeyOCIInsecure lets the "oci" backend use plain HTTP; pkg/oci allows
 	// it for loopback registries only (tests).
 	KeyOCIInsecure = "storage.oci.insecure"
@@ -64,6 +73,10 @@ const (
 	// referrer). It stores nothing queryable, so it needs a store backend
 	// next to it.
 	BackendOCI = "oci"
+	// BackendTLog is the embedded transparency log (pkg/store/tlogstore):
+	// every entry is appended to a Merkle log with signed checkpoints, and
+	// runs get stepseal.dev/log-index.
+	BackendTLog = "tlog"
 )
 
 // ErrInvalid: the ConfigMap cannot be used.
@@ -73,6 +86,9 @@ var ErrInvalid = errors.New("invalid stepseal-config")
 type Config struct {
 	Backends     []string
 	StoreDir     string
+	TLogDir      string
+	TLogKey      string
+	TLogOrigin   string
 	SignerSecret string
 	SignerKMS    string
 	// NamespaceKMS maps a namespace to its signer.kms.<namespace> URI.
@@ -89,6 +105,8 @@ func Defaults() *Config {
 	return &Config{
 		Backends:       []string{BackendDir},
 		StoreDir:       "/var/lib/stepseal/store",
+		TLogDir:        "/var/lib/stepseal/tlog",
+		TLogOrigin:     "stepseal.dev/controller",
 		SignerSecret:   "signing-secrets",
 		MaxRetries:     10,
 		RetryBaseDelay: time.Second,
@@ -119,17 +137,31 @@ func Parse(data map[string]string) (*Config, error) {
 				b = strings.TrimSpace(b)
 				switch b {
 				case "":
-				case BackendDir, BackendOCI:
+				case BackendDir, BackendOCI, BackendTLog:
 					c.Backends = append(c.Backends, b)
 				default:
-					errs = append(errs, fmt.Sprintf("%s: unknown backend %q (known: %s, %s)", k, b, BackendDir, BackendOCI))
+					errs = append(errs, fmt.Sprintf("%s: unknown backend %q (known: %s, %s, %s)", k, b, BackendDir, BackendTLog, BackendOCI))
 				}
 			}
 			if len(c.Backends) == 0 {
 				errs = append(errs, fmt.Sprintf("%s: no backend: nothing could be stored", k))
-			} else if !slices.Contains(c.Backends, BackendDir) {
-				errs = append(errs, fmt.Sprintf("%s: %q needs a store backend (%s) next to it", k, v, BackendDir))
+			} else if !slices.Contains(c.Backends, BackendDir) && !slices.Contains(c.Backends, BackendTLog) {
+				errs = append(errs, fmt.Sprintf("%s: %q needs a store backend (%s or %s) next to it", k, v, BackendDir, BackendTLog))
 			}
+		case KeyTLogDir, KeyTLogKey:
+			if !strings.HasPrefix(v, "/") {
+				errs = append(errs, fmt.Sprintf("%s: %q is not an absolute path", k, v))
+			}
+			if k == KeyTLogDir {
+				c.TLogDir = v
+			} else {
+				c.TLogKey = v
+			}
+		case KeyTLogOrigin:
+			if v == "" || strings.ContainsAny(v, " +\n\t") {
+				errs = append(errs, fmt.Sprintf("%s: %q is not a log name (no spaces or '+')", k, v))
+			}
+			c.TLogOrigin = v
 		case KeyStoreDir:
 			if !strings.HasPrefix(v, "/") {
 				errs = append(errs, fmt.Sprintf("%s: %q is not an absolute path", k, v))

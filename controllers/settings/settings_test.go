@@ -36,6 +36,14 @@ func TestParse(t *testing.T) {
 			c.SignerKMS = "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k"
 			c.NamespaceKMS = map[string]string{"team-b": "hashivault://team-b"}
 		}},
+		{name: "tlog", data: map[string]string{KeyBackends: "dir,tlog", KeyTLogDir: "/log", KeyTLogKey: "/keys/log.key", KeyTLogOrigin: "example.com/log"}, want: func(c *Config) {
+			c.Backends, c.TLogDir, c.TLogKey, c.TLogOrigin = []string{BackendDir, BackendTLog}, "/log", "/keys/log.key", "example.com/log"
+		}},
+		{name: "oci next to tlog", data: map[string]string{KeyBackends: "tlog,oci"}, want: func(c *Config) {
+			c.Backends = []string{BackendTLog, BackendOCI}
+		}},
+		{name: "tlog relative", data: map[string]string{KeyTLogDir: "log"}, wantErr: "not an absolute path"},
+		{name: "tlog bad origin", data: map[string]string{KeyTLogOrigin: "my log"}, wantErr: "not a log name"},
 		{name: "kms not a URI", data: map[string]string{KeySignerKMS: "/etc/cosign.key"}, wantErr: "not a KMS key URI"},
 		{name: "kms bad namespace", data: map[string]string{KeySignerKMS + ".Team_B": "awskms:///alias/b"}, wantErr: `"Team_B" is not a namespace name`},
 		{name: "oci alone", data: map[string]string{KeyBackends: "oci"}, wantErr: "needs a store backend"},

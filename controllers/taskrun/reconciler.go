@@ -251,11 +251,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 
-	n, err := r.attestAndStore(ctx, tr, cfg)
+	n, logIndex, err := r.attestAndStore(ctx, tr, cfg)
 	if err == nil {
 		r.forget(tr.UID)
 		_, err = r.patch(ctx, tr, map[string]*string{
 			AnnotationSigned: ptr("true"), AnnotationError: nil, AnnotationRetries: nil,
+			AnnotationLogIndex: nonEmpty(logIndex),
 		}, false)
 		if err != nil {
 			return ignoreNotFound(err)
@@ -291,29 +292,29 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 
 // attestAndStore signs and stores the TaskRun's links and provenance and
 // returns how many entries every backend accepted.
-func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *settings.Config) (int, error) {
+func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *settings.Config) (n int, logIndex string, err error) {
 	logger := logging.FromContext(ctx)
 	built, err := FromTaskRun(tr)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	for _, w := range built.Warnings {
 		logger.Infow("status part not attested", "reason", w)
 	}
-	backends, err := r.Backends(cfg)
+	backends, err := r.Backends(ctx, cfg)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if len(backends) == 0 {
-		return 0, errors.New("no storage backend configured: nothing would be stored")
+		return 0, "", errors.New("no storage backend configured: nothing would be stored")
 	}
 	signer, err := r.Signer(ctx, tr.Namespace, cfg)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	keyID, err := signer.KeyID()
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	rec := built.Record
 
@@ -328,7 +329,7 @@ func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *se
 			}
 			es, err := b.Store.List(ctx, store.Filter{RunID: rec.RunID})
 			if err != nil {
-				return 0, fmt.Errorf("backend %s: listing run %s: %w", b.Name, rec.RunID, err)
+				return 0, "", fmt.Errorf("backend %s: listing run %s: %w", b.Name, rec.RunID, err)
 			}
 			for _, e := range es {
 				if _, ok := previous[e.Kind+"/"+e.Name]; !ok {
@@ -347,10 +348,10 @@ func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *se
 		if !ok {
 			mb, err := attest.SignLink(ctx, link, signer)
 			if err != nil {
-				return 0, err
+				return 0, "", err
 			}
 			if data, err = json.MarshalIndent(mb, "", "  "); err != nil {
-				return 0, fmt.Errorf("link of step %s: %w", step.Name, err)
+				return 0, "", fmt.Errorf("link of step %s: %w", step.Name, err)
 			}
 		}
 		entries = append(entries, store.Entry{
@@ -366,17 +367,17 @@ func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *se
 		opts := attest.ProvenanceOptions{Subjects: built.Subjects, BuilderID: cfg.BuilderID, Links: links}
 		st, err := attest.Provenance(rec, opts)
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		name := fmt.Sprintf("%s/%s.%.8s.provenance", tr.Namespace, tr.Name, keyID)
 		data, ok := ReusableStatement(previous[store.KindProvenance+"/"+name], st)
 		if !ok {
 			env, err := attest.SignStatement(ctx, st, signer)
 			if err != nil {
-				return 0, fmt.Errorf("signing provenance: %w", err)
+				return 0, "", fmt.Errorf("signing provenance: %w", err)
 			}
 			if data, err = json.Marshal(env); err != nil {
-				return 0, err
+				return 0, "", err
 			}
 		}
 		var subjects []string
@@ -392,21 +393,14 @@ func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *se
 		logger.Infow("no provenance: the TaskRun declared no output and its last step has no product")
 	}
 
-	for _, b := range backends {
-		if b.Store == nil {
-			continue
-		}
-		for _, e := range entries {
-			if _, err := b.Store.Put(ctx, e); err != nil {
-				return 0, fmt.Errorf("backend %s: storing %s %s: %w", b.Name, e.Kind, e.Name, err)
-			}
-		}
+	if logIndex, err = PutAll(ctx, backends, entries); err != nil {
+		return 0, "", err
 	}
 	// Image outputs get the provenance (the last entry when there is one).
 	if last := entries[len(entries)-1]; len(built.Images) > 0 && last.Kind == store.KindProvenance {
 		var env dsse.Envelope
 		if err := json.Unmarshal(last.Data, &env); err != nil {
-			return 0, fmt.Errorf("provenance %s: %w", last.Name, err)
+			return 0, "", fmt.Errorf("provenance %s: %w", last.Name, err)
 		}
 		for _, b := range backends {
 			if b.Images == nil {
@@ -414,12 +408,12 @@ func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *se
 			}
 			for _, img := range built.Images {
 				if err := b.Images.Attach(ctx, img, &env); err != nil {
-					return 0, fmt.Errorf("backend %s: attaching provenance to %s: %w", b.Name, img, err)
+					return 0, "", fmt.Errorf("backend %s: attaching provenance to %s: %w", b.Name, img, err)
 				}
 			}
 		}
 	}
-	return len(entries), nil
+	return len(entries), logIndex, nil
 }
 
 // reusableLink returns the stored bytes of prev when they are a signed
@@ -546,7 +540,7 @@ func (r *Reconciler) cacheSigner(key, prefix string, s signing.Signer) {
 
 // Backends opens the backends cfg names (OpenBackends when set). Dir stores
 // are opened once per path and shared.
-func (r *Reconciler) Backends(cfg *settings.Config) ([]Backend, error) {
+func (r *Reconciler) Backends(ctx context.Context, cfg *settings.Config) ([]Backend, error) {
 	if r.OpenBackends != nil {
 		return r.OpenBackends(cfg)
 	}
@@ -570,6 +564,12 @@ func (r *Reconciler) Backends(cfg *settings.Config) ([]Backend, error) {
 				r.mu.Unlock()
 			}
 			out = append(out, Backend{Name: "dir:" + cfg.StoreDir, Store: ds})
+		case settings.BackendTLog:
+			ls, err := openLog(ctx, cfg)
+			if err != nil {
+				return nil, fmt.Errorf("backend tlog %s: %w", cfg.TLogDir, err)
+			}
+			out = append(out, Backend{Name: "tlog:" + cfg.TLogDir, Store: ls})
 		case settings.BackendOCI:
 			out = append(out, Backend{Name: "oci", Images: ociAttacher{insecure: cfg.OCIInsecure}})
 		default:
@@ -636,6 +636,14 @@ func MetaPatch(obj metav1.Object, finalizer string, addFinalizer bool, annotatio
 // HasFinalizer reports whether obj carries finalizer.
 func HasFinalizer(obj metav1.Object, finalizer string) bool {
 	return slices.Contains(obj.GetFinalizers(), finalizer)
+}
+
+// nonEmpty is &s, or nil (remove the annotation) for "".
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // completedAt is tr's completionTime, zero when Tekton wrote none.

@@ -294,7 +294,7 @@ func TestReconcileResumesWithoutDuplicates(t *testing.T) {
 	// the TaskRun still carries the finalizer and no annotation.
 	tr := loadTaskRun(t, "build-push.json")
 	f := newFixture(t, nil, tr)
-	if _, err := f.r.attestAndStore(context.Background(), tr, settings.Defaults()); err != nil {
+	if _, _, err := f.r.attestAndStore(context.Background(), tr, settings.Defaults()); err != nil {
 		t.Fatal(err)
 	}
 	before := len(f.entries(""))
@@ -318,7 +318,7 @@ func TestReconcileResumesWithoutDuplicates(t *testing.T) {
 func TestReconcileRetriesThenSigns(t *testing.T) {
 	tr := loadTaskRun(t, "build-push.json")
 	f := newFixture(t, map[string]string{settings.KeyMaxRetries: "5", settings.KeyRetryBaseDelay: "10ms"}, tr)
-	f.store.failures.Store(2) // the backend is down for two attempts
+	f.store.failures.Store(1 << 20) // the backend is down for two attempts
 	for i, want := range []time.Duration{10 * time.Millisecond, 20 * time.Millisecond} {
 		err := f.reconcile(tr)
 		if ok, d := controller.IsRequeueKey(err); !ok || d != want {
@@ -332,6 +332,7 @@ func TestReconcileRetriesThenSigns(t *testing.T) {
 			t.Fatalf("attempt %d: no finalizer while unsigned", i+1)
 		}
 	}
+	f.store.failures.Store(0) // back up
 	if err := f.reconcile(tr); err != nil {
 		t.Fatal(err)
 	}

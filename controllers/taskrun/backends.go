@@ -1,0 +1,111 @@
+package taskrun
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/tlogstore"
+	"github.com/stepseal/stepseal/pkg/tlog"
+)
+
+// AnnotationLogIndex is the transparency-log index of a run's provenance
+// (of its last entry when it has no provenance), set with signed=true when
+// a "tlog" backend is configured.
+const AnnotationLogIndex = "stepseal.dev/log-index"
+
+// IndexedStore is a store that appends to a transparency log and reports
+// where (pkg/store/tlogstore).
+type IndexedStore interface {
+	PutIndexed(ctx context.Context, e store.Entry) (digest string, index uint64, err error)
+}
+
+// PutAll puts entries into every backend that stores, concurrently within a
+// backend (a transparency log then covers them with one checkpoint), and
+// returns the log index of the last entry in the first logging backend ("" if
+// none). It fails if any Put fails; Puts are idempotent, so a retry is safe.
+func PutAll(ctx context.Context, backends []Backend, entries []store.Entry) (string, error) {
+	logIndex := ""
+	for _, b := range backends {
+		if b.Store == nil || len(entries) == 0 {
+			continue
+		}
+		indexed, _ := b.Store.(IndexedStore)
+		idx := make([]uint64, len(entries))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(8)
+		for i, e := range entries {
+			g.Go(func() error {
+				var err error
+				if indexed != nil {
+					_, idx[i], err = indexed.PutIndexed(gctx, e)
+				} else {
+					_, err = b.Store.Put(gctx, e)
+				}
+				if err != nil {
+					return fmt.Errorf("backend %s: storing %s %s: %w", b.Name, e.Kind, e.Name, err)
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return "", err
+		}
+		if indexed != nil && logIndex == "" {
+			logIndex = strconv.FormatUint(idx[len(idx)-1], 10)
+		}
+	}
+	return logIndex, nil
+}
+
+// logs holds the process's open transparency-log stores by directory: a
+// directory can be opened once per process (tlogstore locks it), and the
+// TaskRun and PipelineRun controllers share it.
+var logs struct {
+	sync.Mutex
+	byDir map[string]*tlogstore.Store
+}
+
+// openLog opens (once per process) the tlog backend of cfg. Its checkpoint
+// key is cfg.TLogKey, or DIR/log.key, generated on first use (0600, its
+// public half in DIR/log.pub for verifiers).
+func openLog(ctx context.Context, cfg *settings.Config) (*tlogstore.Store, error) {
+	logs.Lock()
+	defer logs.Unlock()
+	if s, ok := logs.byDir[cfg.TLogDir]; ok {
+		return s, nil
+	}
+	keyFile := cfg.TLogKey
+	if keyFile == "" {
+		keyFile = filepath.Join(cfg.TLogDir, "log.key")
+		if _, err := os.Stat(keyFile); os.IsNotExist(err) {
+			if err := os.MkdirAll(cfg.TLogDir, 0o755); err != nil {
+				return nil, err
+			}
+			if _, err := tlog.WriteKeyFiles(keyFile, filepath.Join(cfg.TLogDir, "log.pub"), cfg.TLogOrigin); err != nil {
+				return nil, err
+			}
+		}
+	}
+	key, err := tlog.ReadKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	// The store outlives the reconcile that opened it: not ctx's deadline.
+	s, err := tlogstore.Open(context.WithoutCancel(ctx), cfg.TLogDir, key, nil)
+	if err != nil {
+		return nil, err
+	}
+	if logs.byDir == nil {
+		logs.byDir = map[string]*tlogstore.Store{}
+	}
+	logs.byDir[cfg.TLogDir] = s
+	return s, nil
+}
