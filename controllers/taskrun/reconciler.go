@@ -7,9 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -145,8 +145,6 @@ type Reconciler struct {
 	leader   reconciler.LeaderAwareFuncs
 	mu       sync.Mutex
 	attempts map[types.UID]int
-	signers  map[string]signing.Signer // by Secret namespace/name@resourceVersion or kms:URI
-	decrypt  sync.Mutex                // one key decryption or KMS client set-up at a time
 	dirs     map[string]*store.DirStore
 }
 
@@ -459,83 +457,117 @@ func ReusableStatement(prev store.Entry, st *intoto.Statement) ([]byte, bool) {
 // configured of: the KMS key signer.kms.<namespace>; the Secret
 // "<signer.secret>-<namespace>"; the KMS key signer.kms; the Secret
 // "<signer.secret>" (Secrets in the controller's namespace). Signers are
-// cached: per Secret version, so the (deliberately slow) scrypt of a cosign
-// key runs once — and only in one goroutine at a time, so a burst of work
-// does not decrypt it once per worker; per KMS URI, so the KMS is asked for
-// the public key once.
+// cached process-wide (see keys).
 func (r *Reconciler) Signer(ctx context.Context, namespace string, cfg *settings.Config) (signing.Signer, error) {
 	if uri := cfg.NamespaceKMS[namespace]; uri != "" {
-		return r.kmsSigner(ctx, uri)
+		return keys.kms(ctx, uri)
 	}
 	sec, err := r.Secrets.Secrets(r.SystemNamespace).Get(cfg.SignerSecret + "-" + namespace)
 	if apierrors.IsNotFound(err) {
 		if cfg.SignerKMS != "" {
-			return r.kmsSigner(ctx, cfg.SignerKMS)
+			return keys.kms(ctx, cfg.SignerKMS)
 		}
 		sec, err = r.Secrets.Secrets(r.SystemNamespace).Get(cfg.SignerSecret)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("signing Secret %s/%s: %w", r.SystemNamespace, cfg.SignerSecret, err)
 	}
-	cacheKey := sec.Namespace + "/" + sec.Name + "@" + sec.ResourceVersion
-	r.decrypt.Lock()
-	defer r.decrypt.Unlock()
-	if s := r.cachedSigner(cacheKey); s != nil {
-		return s, nil
-	}
 	keyPEM := sec.Data[SecretKeyCosignKey]
 	if len(keyPEM) == 0 {
 		return nil, fmt.Errorf("signing Secret %s/%s has no %s", sec.Namespace, sec.Name, SecretKeyCosignKey)
 	}
-	pass := sec.Data[SecretKeyCosignPassword]
-	key, err := signing.ParsePrivateKeyPEM(keyPEM, func(bool) ([]byte, error) { return pass, nil })
+	s, err := keys.secret(keyPEM, sec.Data[SecretKeyCosignPassword])
 	if err != nil {
 		// The error names the Secret, never its content.
 		return nil, fmt.Errorf("signing Secret %s/%s: %w", sec.Namespace, sec.Name, err)
 	}
-	s, err := signing.NewSigner(key)
-	if err != nil {
-		return nil, fmt.Errorf("signing Secret %s/%s: %w", sec.Namespace, sec.Name, err)
-	}
-	r.cacheSigner(cacheKey, sec.Namespace+"/"+sec.Name+"@", s)
 	return s, nil
 }
 
-func (r *Reconciler) kmsSigner(ctx context.Context, uri string) (signing.Signer, error) {
-	key := "kms:" + uri
-	r.decrypt.Lock()
-	defer r.decrypt.Unlock()
-	if s := r.cachedSigner(key); s != nil {
+// keys caches signers for the whole process (the TaskRun and PipelineRun
+// controllers share it): cosign keys by the digest of the key file and
+// password, so cosign's deliberately slow scrypt (32 MiB, ~0.2 CPU-s) runs
+// once per key, not once per controller, worker or Secret version; KMS
+// signers by URI, so the KMS is asked for the public key once. One
+// decryption or KMS set-up runs at a time.
+var keys signerCache
+
+type signerCache struct {
+	decrypt sync.Mutex // held while decrypting or setting up a KMS client
+	mu      sync.Mutex
+	byKey   map[string]signing.Signer
+	// bad remembers keys that failed to decrypt (wrong password, damaged
+	// key): the same bytes fail the same way, so retries skip the scrypt.
+	bad map[string]error
+}
+
+// maxCachedSigners bounds the cache; past it, it starts over.
+const maxCachedSigners = 256
+
+func (c *signerCache) get(k string) (signing.Signer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byKey[k], c.bad[k]
+}
+
+// put caches s, or err for content that cannot make a signer.
+func (c *signerCache) put(k string, s signing.Signer, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byKey == nil || len(c.byKey)+len(c.bad) >= maxCachedSigners {
+		c.byKey, c.bad = map[string]signing.Signer{}, map[string]error{}
+	}
+	if err != nil {
+		c.bad[k] = err
+	} else {
+		c.byKey[k] = s
+	}
+}
+
+func (c *signerCache) secret(keyPEM, password []byte) (signing.Signer, error) {
+	h := sha256.New()
+	h.Write(keyPEM)
+	h.Write([]byte{0})
+	h.Write(password)
+	k := "secret:" + hex.EncodeToString(h.Sum(nil))
+	if s, err := c.get(k); s != nil || err != nil {
+		return s, err
+	}
+	c.decrypt.Lock()
+	defer c.decrypt.Unlock()
+	if s, err := c.get(k); s != nil || err != nil {
+		return s, err
+	}
+	key, err := signing.ParsePrivateKeyPEM(keyPEM, func(bool) ([]byte, error) { return password, nil })
+	// scrypt's 32 MiB are garbage now. Collect them before the heap grows
+	// to twice the size they made it (that doubled the controller's peak
+	// memory under a burst), and give the pages back.
+	debug.FreeOSMemory()
+	var s signing.Signer
+	if err == nil {
+		s, err = signing.NewSigner(key)
+	}
+	c.put(k, s, err)
+	return s, err
+}
+
+func (c *signerCache) kms(ctx context.Context, uri string) (signing.Signer, error) {
+	k := "kms:" + uri
+	if s, _ := c.get(k); s != nil {
 		return s, nil
 	}
+	c.decrypt.Lock()
+	defer c.decrypt.Unlock()
+	if s, _ := c.get(k); s != nil {
+		return s, nil
+	}
+	// KMS failures may be transient (network, credentials): not cached.
 	s, err := signing.KMSSigner(ctx, uri)
 	if err != nil {
 		return nil, err
 	}
-	r.cacheSigner(key, key, s)
+	c.put(k, s, nil)
 	return s, nil
-}
-
-func (r *Reconciler) cachedSigner(key string) signing.Signer {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.signers[key]
-}
-
-// cacheSigner caches s under key, dropping other keys with the same prefix
-// (older versions of the same Secret).
-func (r *Reconciler) cacheSigner(key, prefix string, s signing.Signer) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.signers == nil {
-		r.signers = map[string]signing.Signer{}
-	}
-	for k := range r.signers {
-		if strings.HasPrefix(k, prefix) {
-			delete(r.signers, k)
-		}
-	}
-	r.signers[key] = s
 }
 
 // Backends opens the backends cfg names (OpenBackends when set). Dir stores

@@ -10,10 +10,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+
 	"github.com/stepseal/stepseal/images/stepseal/cmd"
 )
 
 func main() {
+	// Libraries below (Tessera, client-go) log through klog; the CLI reports
+	// through its own output and errors.
+	klog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cmd.New().ExecuteContext(ctx)
 	stop()

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -195,4 +196,47 @@ func TestProductChangedAfterSigning(t *testing.T) {
 	// against package.tar's signed product can catch it. in-toto-golang
 	// has no equivalent without inspections (which run commands).
 	expectRejected(t, ssVerify(t, dir, "-o", "json", "--artifact", "dist/app.tar.gz="+art), "output-artifact", "dist/app.tar.gz", "package.tar")
+}
+
+// stepseal run keeps the layout, links and provenance in an embedded
+// transparency log: `stepseal log verify` with only the public key accepts
+// it, and rejects it once an entry bundle is edited on disk, naming the
+// entry.
+func TestRunLogVerifiesAndDetectsTampering(t *testing.T) {
+	out := copyDir(t, goBuild(t))
+	if !strings.Contains(goBuildRes.stdout, "transparency log") || !strings.Contains(goBuildRes.stdout, "proven included") {
+		t.Fatalf("run does not report the log:\n%s", goBuildRes)
+	}
+	if st, err := os.Stat(filepath.Join(out, "log-key", "log.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("log key: %v", err)
+	}
+	logDir, pub := filepath.Join(out, "store"), filepath.Join(out, "log.pub")
+	r := ss(t, "log", "verify", "--log", logDir, "--key", pub, "-o", "json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"ok": true`) {
+		t.Fatalf("log verify rejects the run's log:\n%s", r)
+	}
+	// Edit one link record in every entry bundle (full and partial tiles).
+	edited := 0
+	err := filepath.WalkDir(filepath.Join(logDir, "log", "tile", "entries"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if i := bytes.Index(data, []byte(`"kind":"link"`)); i >= 0 {
+			copy(data[i:], `"kind":"lank"`)
+			edited++
+			return os.WriteFile(p, data, 0o644)
+		}
+		return nil
+	})
+	if err != nil || edited == 0 {
+		t.Fatalf("editing entry bundles: %d edited, %v", edited, err)
+	}
+	r = ss(t, "log", "verify", "--log", logDir, "--key", pub)
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "inclusion proof failed: entry ") {
+		t.Fatalf("log verify accepts an edited entry:\n%s", r)
+	}
 }

@@ -56,6 +56,7 @@ type runReport struct {
 	RunError   string           `json:"runError,omitempty"`
 	Verdict    *verify.Verdict  `json:"verdict,omitempty"`
 	Published  *publishedReport `json:"published,omitempty"`
+	Log        *logReport       `json:"log,omitempty"`
 }
 
 func newRun(ro *rootOptions) *cobra.Command {
@@ -284,11 +285,17 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 		return runErr
 	}
 
-	// Keep everything in the store too: layout, links and provenance.
-	st, err := store.NewDirStore(filepath.Join(o.out, "store"))
+	// Keep everything in the store too — layout, links and provenance —
+	// an embedded transparency log, so the record is tamper-evident.
+	st, err := openRunLog(ctx, o.out)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if cerr := st.Close(context.WithoutCancel(ctx)); err == nil {
+			err = cerr
+		}
+	}()
 	if err := storeRun(ctx, st, layoutPath, linkDir, links, rec, runID); err != nil {
 		return err
 	}
@@ -316,6 +323,10 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 			return err
 		}
 		report.Provenance = filepath.Join(o.out, "provenance.json")
+	}
+
+	if report.Log, err = proveRunLog(ctx, w, o.out, st, runID); err != nil {
+		return err
 	}
 
 	fmt.Fprintf(w, "verifying %s against %d link(s)\n", layoutPath, len(links))
