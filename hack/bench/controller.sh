@@ -16,6 +16,8 @@
 # BACKENDS (default "dir") sets stepseal's storage backends, e.g.
 # BACKENDS=dir,tlog to sign into the embedded transparency log as well.
 # CHAINS=0 skips the Chains run; EXISTING=0 skips the RSS run.
+# OURS_GOMEMLIMIT sets stepseal's GOMEMLIMIT (default off; the release
+# Deployment sets 200MiB under its 256Mi limit).
 #
 # Both controllers get the same client rate limits (QPS/BURST, default 50/100)
 # and the same key: one ECDSA P-256 cosign key (cosign generate-key-pair),
@@ -85,7 +87,7 @@ kubectl -n tekton-chains create configmap chains-config \
 rss() { while [[ -r /proc/$1/status ]]; do grep VmHWM /proc/"$1"/status >"$2.tmp" 2>/dev/null && mv "$2.tmp" "$2"; sleep 0.5; done; }
 
 start_ours() {
-  SYSTEM_NAMESPACE=stepseal METRICS_DOMAIN=stepseal.dev/stepseal \
+  GOMEMLIMIT="${OURS_GOMEMLIMIT:-off}" SYSTEM_NAMESPACE=stepseal METRICS_DOMAIN=stepseal.dev/stepseal \
     "$bin/stepseal-controller" -kubeconfig "$KUBECONFIG" -disable-ha \
     -kube-api-qps "$QPS" -kube-api-burst "$BURST" >"$work/$1.log" 2>&1 &
   ours=$!; pids+=("$ours")
