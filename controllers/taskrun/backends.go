@@ -27,10 +27,15 @@ type IndexedStore interface {
 	PutIndexed(ctx context.Context, e store.Entry) (digest string, index uint64, err error)
 }
 
-// PutAll puts entries into every backend that stores, concurrently within a
-// backend (a transparency log then covers them with one checkpoint), and
-// returns the log index of the last entry in the first logging backend ("" if
-// none). It fails if any Put fails; Puts are idempotent, so a retry is safe.
+// PutAll puts entries into every backend that stores and returns the log
+// index of the last entry in the first logging backend ("" if none). Within
+// a backend every entry but the last is Put concurrently (a transparency
+// log then covers them with one checkpoint); the last — a run's provenance,
+// which names the others by digest — only after all of them are stored, so
+// a crash never leaves a provenance whose links are missing (a retry would
+// re-sign the missing link with new bytes, and then the provenance, storing
+// a second one). It fails if any Put fails; Puts are idempotent, so a retry
+// is safe.
 func PutAll(ctx context.Context, backends []Backend, entries []store.Entry) (string, error) {
 	logIndex := ""
 	for _, b := range backends {
@@ -38,28 +43,33 @@ func PutAll(ctx context.Context, backends []Backend, entries []store.Entry) (str
 			continue
 		}
 		indexed, _ := b.Store.(IndexedStore)
-		idx := make([]uint64, len(entries))
+		put := func(ctx context.Context, e store.Entry) (uint64, error) {
+			var i uint64
+			var err error
+			if indexed != nil {
+				_, i, err = indexed.PutIndexed(ctx, e)
+			} else {
+				_, err = b.Store.Put(ctx, e)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("backend %s: storing %s %s: %w", b.Name, e.Kind, e.Name, err)
+			}
+			return i, nil
+		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(8)
-		for i, e := range entries {
-			g.Go(func() error {
-				var err error
-				if indexed != nil {
-					_, idx[i], err = indexed.PutIndexed(gctx, e)
-				} else {
-					_, err = b.Store.Put(gctx, e)
-				}
-				if err != nil {
-					return fmt.Errorf("backend %s: storing %s %s: %w", b.Name, e.Kind, e.Name, err)
-				}
-				return nil
-			})
+		for _, e := range entries[:len(entries)-1] {
+			g.Go(func() error { _, err := put(gctx, e); return err })
 		}
 		if err := g.Wait(); err != nil {
 			return "", err
 		}
+		last, err := put(ctx, entries[len(entries)-1])
+		if err != nil {
+			return "", err
+		}
 		if indexed != nil && logIndex == "" {
-			logIndex = strconv.FormatUint(idx[len(idx)-1], 10)
+			logIndex = strconv.FormatUint(last, 10)
 		}
 	}
 	return logIndex, nil
