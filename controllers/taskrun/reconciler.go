@@ -289,7 +289,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 }
 
 // attestAndStore signs and stores the TaskRun's links and provenance and
-// returns how many entries every backend accepted.
+// returns how many entries every backend accepted, and the transparency-log
+// index of the provenance when a "tlog" backend is configured.
 func (r *Reconciler) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *settings.Config) (n int, logIndex string, err error) {
 	logger := logging.FromContext(ctx)
 	built, err := FromTaskRun(tr)
