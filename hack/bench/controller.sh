@@ -16,6 +16,7 @@
 # BACKENDS (default "dir") sets stepseal's storage backends, e.g.
 # BACKENDS=dir,tlog to sign into the embedded transparency log as well.
 # CHAINS=0 skips the Chains run; EXISTING=0 skips the RSS run.
+# OURS_ARGS adds flags to stepseal's controller (e.g. -threads-per-controller 8).
 # OURS_GOMEMLIMIT sets stepseal's GOMEMLIMIT (default off; the release
 # Deployment sets 200MiB under its 256Mi limit).
 #
@@ -89,7 +90,7 @@ rss() { while [[ -r /proc/$1/status ]]; do grep VmHWM /proc/"$1"/status >"$2.tmp
 start_ours() {
   GOMEMLIMIT="${OURS_GOMEMLIMIT:-off}" SYSTEM_NAMESPACE=stepseal METRICS_DOMAIN=stepseal.dev/stepseal \
     "$bin/stepseal-controller" -kubeconfig "$KUBECONFIG" -disable-ha \
-    -kube-api-qps "$QPS" -kube-api-burst "$BURST" >"$work/$1.log" 2>&1 &
+    -kube-api-qps "$QPS" -kube-api-burst "$BURST" ${OURS_ARGS:-} >"$work/$1.log" 2>&1 &
   ours=$!; pids+=("$ours")
   rss "$ours" "$work/$1.rss" &
 }

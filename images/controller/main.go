@@ -1,6 +1,9 @@
 package main
 
 import (
+	"flag"
+
+	"knative.dev/pkg/controller"
 	"knative.dev/pkg/injection/sharedmain"
 
 	// sigstore's KMS providers, for signer.kms URIs (the four Chains and
@@ -15,5 +18,8 @@ import (
 )
 
 func main() {
+	// The flag Tekton's and Chains' controllers have (default 2).
+	flag.IntVar(&controller.DefaultThreadsPerController, "threads-per-controller", controller.DefaultThreadsPerController,
+		"workers per controller (TaskRun, PipelineRun)")
 	sharedmain.Main("stepseal-controller", taskrun.NewController, pipelinerun.NewController)
 }
