@@ -148,13 +148,16 @@ func Parse(data map[string]string) (*Config, error) {
 			} else if !slices.Contains(c.Backends, BackendDir) && !slices.Contains(c.Backends, BackendTLog) {
 				errs = append(errs, fmt.Sprintf("%s: %q needs a store backend (%s or %s) next to it", k, v, BackendDir, BackendTLog))
 			}
-		case KeyTLogDir, KeyTLogKey:
+		case KeyStoreDir, KeyTLogDir, KeyTLogKey:
 			if !strings.HasPrefix(v, "/") {
 				errs = append(errs, fmt.Sprintf("%s: %q is not an absolute path", k, v))
 			}
-			if k == KeyTLogDir {
+			switch k {
+			case KeyStoreDir:
+				c.StoreDir = v
+			case KeyTLogDir:
 				c.TLogDir = v
-			} else {
+			default:
 				c.TLogKey = v
 			}
 		case KeyTLogOrigin:
@@ -162,11 +165,6 @@ func Parse(data map[string]string) (*Config, error) {
 				errs = append(errs, fmt.Sprintf("%s: %q is not a log name (no spaces or '+')", k, v))
 			}
 			c.TLogOrigin = v
-		case KeyStoreDir:
-			if !strings.HasPrefix(v, "/") {
-				errs = append(errs, fmt.Sprintf("%s: %q is not an absolute path", k, v))
-			}
-			c.StoreDir = v
 		case KeySignerKMS:
 			if !signing.IsKMSURI(v) {
 				errs = append(errs, fmt.Sprintf("%s: %q is not a KMS key URI (scheme://key)", k, v))
