@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	provenance "github.com/in-toto/attestation/go/predicates/provenance/v1"
@@ -20,7 +18,6 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -99,8 +96,7 @@ type Reconciler struct {
 	WaitDelay time.Duration
 
 	leader   reconciler.LeaderAwareFuncs
-	mu       sync.Mutex
-	attempts map[types.UID]int
+	attempts taskrun.Attempts
 }
 
 var (
@@ -188,7 +184,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		n, logIndex, err = r.attestAndStore(ctx, pr, children, cfg)
 	}
 	if err == nil {
-		r.forget(pr.UID)
+		r.attempts.Forget(pr.UID)
 		annotations := map[string]*string{
 			taskrun.AnnotationSigned: ptr("true"), taskrun.AnnotationError: nil, taskrun.AnnotationRetries: nil,
 			taskrun.AnnotationLogIndex: nil,
@@ -208,28 +204,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 
-	attempt := r.bump(pr)
 	permanent := errors.Is(err, ErrChildFailed) || errors.Is(err, taskrun.ErrMalformed) || errors.Is(err, taskrun.ErrNothingRan)
-	if !permanent && attempt < cfg.MaxRetries {
-		delay := cfg.Backoff(attempt)
-		logger.Warnw("signing failed, will retry", zap.Error(err), "attempt", attempt, "retryIn", delay)
-		r.Metrics.Retry(ctx, metrics.KindPipelineRun)
-		return controller.NewRequeueAfter(delay)
-	}
-	r.forget(pr.UID)
-	msg := err.Error()
-	if len(msg) > 1024 {
-		msg = msg[:1024] + "..."
-	}
-	logger.Errorw("signing given up", zap.Error(err), "attempts", attempt)
-	r.Recorder.Eventf(pr, corev1.EventTypeWarning, "SigningFailed", "stepseal gave up after %d attempt(s): %s", attempt, msg)
-	if err := r.annotate(ctx, pr, map[string]*string{
-		taskrun.AnnotationSigned: ptr("failed"), taskrun.AnnotationError: &msg, taskrun.AnnotationRetries: ptr(strconv.Itoa(attempt)),
-	}); err != nil {
-		return ignoreNotFound(err)
-	}
-	r.Metrics.Failed(ctx, metrics.KindPipelineRun)
-	return nil
+	return r.attempts.Failed(ctx, pr, metrics.KindPipelineRun, err, permanent, cfg, r.Recorder, r.Metrics, func(a map[string]*string) error {
+		return r.annotate(ctx, pr, a)
+	})
 }
 
 // children returns the PipelineRun's child TaskRuns in childReferences
@@ -503,27 +481,6 @@ func (r *Reconciler) patch(ctx context.Context, pr *v1.PipelineRun, annotations 
 		return nil, err
 	}
 	return r.Tekton.TektonV1().PipelineRuns(pr.Namespace).Patch(ctx, pr.Name, types.MergePatchType, body, metav1.PatchOptions{})
-}
-
-func (r *Reconciler) bump(pr *v1.PipelineRun) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.attempts == nil {
-		r.attempts = map[types.UID]int{}
-	}
-	n := r.attempts[pr.UID]
-	if a, err := strconv.Atoi(pr.Annotations[taskrun.AnnotationRetries]); err == nil && a > n {
-		n = a
-	}
-	n++
-	r.attempts[pr.UID] = n
-	return n
-}
-
-func (r *Reconciler) forget(uid types.UID) {
-	r.mu.Lock()
-	delete(r.attempts, uid)
-	r.mu.Unlock()
 }
 
 func ignoreNotFound(err error) error {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -22,7 +21,6 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -65,9 +63,6 @@ const (
 	SecretKeyCosignKey      = "cosign.key"
 	SecretKeyCosignPassword = "cosign.password"
 )
-
-// maxErrorAnnotation bounds the error written on the TaskRun.
-const maxErrorAnnotation = 1024
 
 // Backend is one configured backend; every backend must accept every
 // entry. A backend is a Store, or an ImageAttacher, which is given the
@@ -144,7 +139,7 @@ type Reconciler struct {
 
 	leader   reconciler.LeaderAwareFuncs
 	mu       sync.Mutex
-	attempts map[types.UID]int
+	attempts Attempts
 	dirs     map[string]*store.DirStore
 }
 
@@ -251,7 +246,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 
 	n, logIndex, err := r.attestAndStore(ctx, tr, cfg)
 	if err == nil {
-		r.forget(tr.UID)
+		r.attempts.Forget(tr.UID)
 		_, err = r.patch(ctx, tr, map[string]*string{
 			AnnotationSigned: ptr("true"), AnnotationError: nil, AnnotationRetries: nil,
 			AnnotationLogIndex: nonEmpty(logIndex),
@@ -264,28 +259,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 
-	attempt := r.bump(tr)
 	permanent := errors.Is(err, ErrNothingRan) || errors.Is(err, ErrMalformed)
-	if !permanent && attempt < cfg.MaxRetries {
-		delay := cfg.Backoff(attempt)
-		logger.Warnw("signing failed, will retry", zap.Error(err), "attempt", attempt, "retryIn", delay)
-		r.Metrics.Retry(ctx, metrics.KindTaskRun)
-		return controller.NewRequeueAfter(delay)
-	}
-	r.forget(tr.UID)
-	msg := err.Error()
-	if len(msg) > maxErrorAnnotation {
-		msg = msg[:maxErrorAnnotation] + "..."
-	}
-	logger.Errorw("signing given up", zap.Error(err), "attempts", attempt)
-	r.Recorder.Eventf(tr, corev1.EventTypeWarning, "SigningFailed", "stepseal gave up after %d attempt(s): %s", attempt, msg)
-	_, perr := r.patch(ctx, tr, map[string]*string{
-		AnnotationSigned: ptr("failed"), AnnotationError: &msg, AnnotationRetries: ptr(strconv.Itoa(attempt)),
-	}, false)
-	if perr == nil {
-		r.Metrics.Failed(ctx, metrics.KindTaskRun)
-	}
-	return ignoreNotFound(perr)
+	return r.attempts.Failed(ctx, tr, metrics.KindTaskRun, err, permanent, cfg, r.Recorder, r.Metrics, func(a map[string]*string) error {
+		_, err := r.patch(ctx, tr, a, false)
+		return err
+	})
 }
 
 // attestAndStore signs and stores the TaskRun's links and provenance and
@@ -610,29 +588,6 @@ func (r *Reconciler) Backends(ctx context.Context, cfg *settings.Config) ([]Back
 		}
 	}
 	return out, nil
-}
-
-// bump counts a failed attempt. The count lives in memory; the annotation
-// of an earlier controller process, if any, is the floor.
-func (r *Reconciler) bump(tr *v1.TaskRun) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.attempts == nil {
-		r.attempts = map[types.UID]int{}
-	}
-	n := r.attempts[tr.UID]
-	if a, err := strconv.Atoi(tr.Annotations[AnnotationRetries]); err == nil && a > n {
-		n = a
-	}
-	n++
-	r.attempts[tr.UID] = n
-	return n
-}
-
-func (r *Reconciler) forget(uid types.UID) {
-	r.mu.Lock()
-	delete(r.attempts, uid)
-	r.mu.Unlock()
 }
 
 // patch merge-patches tr's annotations (nil value: remove) and adds or
