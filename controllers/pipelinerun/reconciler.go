@@ -211,12 +211,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 }
 
 // children returns the PipelineRun's child TaskRuns in childReferences
-// order, and the names of those not signed yet.
+// order, and the names of those not signed yet (then no child is returned).
 //
 // The informer cache holds decided TaskRuns slimmed (taskrun.Slim), so a
 // signed child is read whole from the API.
 func (r *Reconciler) children(ctx context.Context, pr *v1.PipelineRun) ([]*v1.TaskRun, []string, error) {
-	var out []*v1.TaskRun
+	type child struct {
+		tr  *v1.TaskRun
+		ref v1.ChildStatusReference
+	}
+	var signed []child
 	var pending []string
 	for _, ref := range pr.Status.ChildReferences {
 		if ref.Kind != pipeline.TaskRunControllerName {
@@ -231,23 +235,30 @@ func (r *Reconciler) children(ctx context.Context, pr *v1.PipelineRun) ([]*v1.Ta
 		}
 		switch tr.Annotations[taskrun.AnnotationSigned] {
 		case "true":
-			full, err := r.Tekton.TektonV1().TaskRuns(pr.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return nil, nil, fmt.Errorf("%w: TaskRun %s/%s (pipeline task %s) not found", ErrChildMissing, pr.Namespace, ref.Name, ref.PipelineTaskName)
-			}
-			if err != nil {
-				return nil, nil, err
-			}
-			if full.UID != tr.UID || full.Annotations[taskrun.AnnotationSigned] != "true" {
-				pending = append(pending, tr.Name) // changed since the cache saw it
-				continue
-			}
-			out = append(out, full)
+			signed = append(signed, child{tr, ref})
 		case "failed":
 			return nil, nil, fmt.Errorf("%w: TaskRun %s/%s (pipeline task %s): %s", ErrChildFailed, tr.Namespace, tr.Name, ref.PipelineTaskName, tr.Annotations[taskrun.AnnotationError])
 		default:
 			pending = append(pending, tr.Name)
 		}
+	}
+	if len(pending) > 0 {
+		return nil, pending, nil // read nothing whole while still waiting
+	}
+	var out []*v1.TaskRun
+	for _, c := range signed {
+		full, err := r.Tekton.TektonV1().TaskRuns(pr.Namespace).Get(ctx, c.ref.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("%w: TaskRun %s/%s (pipeline task %s) not found", ErrChildMissing, pr.Namespace, c.ref.Name, c.ref.PipelineTaskName)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if full.UID != c.tr.UID || full.Annotations[taskrun.AnnotationSigned] != "true" {
+			pending = append(pending, c.tr.Name) // changed since the cache saw it
+			continue
+		}
+		out = append(out, full)
 	}
 	return out, pending, nil
 }
