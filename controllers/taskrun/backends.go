@@ -75,21 +75,41 @@ func PutAll(ctx context.Context, backends []Backend, entries []store.Entry) (str
 	return logIndex, nil
 }
 
-// logs holds the process's open transparency-log stores by directory: a
-// directory can be opened once per process (tlogstore locks it), and the
-// TaskRun and PipelineRun controllers share it.
-var logs struct {
+// opened holds the process's open stores by directory, shared by the TaskRun
+// and PipelineRun controllers: a tlog directory can be opened once per
+// process (tlogstore locks it), and one DirStore per path serialises its
+// writers.
+var opened struct {
 	sync.Mutex
-	byDir map[string]*tlogstore.Store
+	dirs map[string]*store.DirStore
+	logs map[string]*tlogstore.Store
+}
+
+// openDir opens (once per process) the dir store at path.
+func openDir(path string) (*store.DirStore, error) {
+	opened.Lock()
+	defer opened.Unlock()
+	if s, ok := opened.dirs[path]; ok {
+		return s, nil
+	}
+	s, err := store.NewDirStore(path)
+	if err != nil {
+		return nil, err
+	}
+	if opened.dirs == nil {
+		opened.dirs = map[string]*store.DirStore{}
+	}
+	opened.dirs[path] = s
+	return s, nil
 }
 
 // openLog opens (once per process) the tlog backend of cfg. Its checkpoint
 // key is cfg.TLogKey, or DIR/log.key, generated on first use (0600, its
 // public half in DIR/log.pub for verifiers).
 func openLog(ctx context.Context, cfg *settings.Config) (*tlogstore.Store, error) {
-	logs.Lock()
-	defer logs.Unlock()
-	if s, ok := logs.byDir[cfg.TLogDir]; ok {
+	opened.Lock()
+	defer opened.Unlock()
+	if s, ok := opened.logs[cfg.TLogDir]; ok {
 		return s, nil
 	}
 	keyFile := cfg.TLogKey
@@ -113,9 +133,9 @@ func openLog(ctx context.Context, cfg *settings.Config) (*tlogstore.Store, error
 	if err != nil {
 		return nil, err
 	}
-	if logs.byDir == nil {
-		logs.byDir = map[string]*tlogstore.Store{}
+	if opened.logs == nil {
+		opened.logs = map[string]*tlogstore.Store{}
 	}
-	logs.byDir[cfg.TLogDir] = s
+	opened.logs[cfg.TLogDir] = s
 	return s, nil
 }

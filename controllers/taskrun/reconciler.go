@@ -138,9 +138,7 @@ type Reconciler struct {
 	Metrics *metrics.Recorder
 
 	leader   reconciler.LeaderAwareFuncs
-	mu       sync.Mutex
 	attempts Attempts
-	dirs     map[string]*store.DirStore
 }
 
 var (
@@ -549,8 +547,8 @@ func (c *signerCache) kms(ctx context.Context, uri string) (signing.Signer, erro
 	return s, nil
 }
 
-// Backends opens the backends cfg names (OpenBackends when set). Dir stores
-// are opened once per path and shared.
+// Backends opens the backends cfg names (OpenBackends when set). Stores are
+// opened once per process and path, and shared by both controllers.
 func (r *Reconciler) Backends(ctx context.Context, cfg *settings.Config) ([]Backend, error) {
 	if r.OpenBackends != nil {
 		return r.OpenBackends(cfg)
@@ -559,20 +557,9 @@ func (r *Reconciler) Backends(ctx context.Context, cfg *settings.Config) ([]Back
 	for _, b := range cfg.Backends {
 		switch b {
 		case settings.BackendDir:
-			r.mu.Lock()
-			ds, ok := r.dirs[cfg.StoreDir]
-			r.mu.Unlock()
-			if !ok {
-				var err error
-				if ds, err = store.NewDirStore(cfg.StoreDir); err != nil {
-					return nil, fmt.Errorf("backend dir: %w", err)
-				}
-				r.mu.Lock()
-				if r.dirs == nil {
-					r.dirs = map[string]*store.DirStore{}
-				}
-				r.dirs[cfg.StoreDir] = ds
-				r.mu.Unlock()
+			ds, err := openDir(cfg.StoreDir)
+			if err != nil {
+				return nil, fmt.Errorf("backend dir: %w", err)
 			}
 			out = append(out, Backend{Name: "dir:" + cfg.StoreDir, Store: ds})
 		case settings.BackendTLog:
