@@ -22,7 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/logging"
@@ -127,24 +126,13 @@ func NeedsWork(obj any) bool {
 
 // Reconcile implements controller.Reconciler.
 func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
-	ns, name, err := cache.SplitMetaNamespaceKey(key)
-	if err != nil {
-		return controller.NewPermanentError(err)
-	}
-	if !r.leader.IsLeaderFor(types.NamespacedName{Namespace: ns, Name: name}) {
-		// Another replica leads this key's bucket: two replicas must never
-		// both sign (ECDSA signatures differ, so both would be stored).
-		return nil
-	}
-	logger := logging.FromContext(ctx).With(zap.String("pipelinerun", key))
-	ctx = logging.WithLogger(ctx, logger)
-	cached, err := r.Lister.PipelineRuns(ns).Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	ctx, cached, found, err := taskrun.Lookup(ctx, key, "pipelinerun", &r.leader, func(ns, name string) (*v1.PipelineRun, error) {
+		return r.Lister.PipelineRuns(ns).Get(name)
+	})
+	if !found {
 		return err
 	}
+	logger := logging.FromContext(ctx)
 	if !NeedsWork(cached) {
 		return nil
 	}

@@ -183,6 +183,27 @@ func PromoteAll[T interface {
 // replica that leads it now.
 func (r *Reconciler) Demote(b reconciler.Bucket) { r.leader.Demote(b) }
 
+// Lookup is how both reconcilers begin with key: nothing to do (found false)
+// unless this replica leads the key's bucket — two replicas must never both
+// sign, ECDSA signatures differ, so both would be stored — and the object is
+// still in the cache (get, a lister's Get). The context it returns logs with
+// noun=key.
+func Lookup[T any](ctx context.Context, key, noun string, leader *reconciler.LeaderAwareFuncs, get func(ns, name string) (T, error)) (_ context.Context, obj T, found bool, err error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return ctx, obj, false, controller.NewPermanentError(err)
+	}
+	if !leader.IsLeaderFor(types.NamespacedName{Namespace: ns, Name: name}) {
+		return ctx, obj, false, nil
+	}
+	ctx = logging.WithLogger(ctx, logging.FromContext(ctx).With(zap.String(noun, key)))
+	obj, err = get(ns, name)
+	if apierrors.IsNotFound(err) {
+		return ctx, obj, false, nil
+	}
+	return ctx, obj, err == nil, err
+}
+
 // NeedsWork is the informer filter: TaskRuns not yet signed or failed
 // (running ones get the finalizer, finished ones are signed), and any
 // TaskRun still holding the finalizer.
@@ -196,24 +217,13 @@ func NeedsWork(obj any) bool {
 
 // Reconcile implements controller.Reconciler.
 func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
-	ns, name, err := cache.SplitMetaNamespaceKey(key)
-	if err != nil {
-		return controller.NewPermanentError(err)
-	}
-	if !r.leader.IsLeaderFor(types.NamespacedName{Namespace: ns, Name: name}) {
-		// Another replica leads this key's bucket: two replicas must never
-		// both sign (ECDSA signatures differ, so both would be stored).
-		return nil
-	}
-	logger := logging.FromContext(ctx).With(zap.String("taskrun", key))
-	ctx = logging.WithLogger(ctx, logger)
-	cached, err := r.Lister.TaskRuns(ns).Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	ctx, cached, found, err := Lookup(ctx, key, "taskrun", &r.leader, func(ns, name string) (*v1.TaskRun, error) {
+		return r.Lister.TaskRuns(ns).Get(name)
+	})
+	if !found {
 		return err
 	}
+	logger := logging.FromContext(ctx)
 	tr := cached.DeepCopy()
 	cfg := r.Config.Load()
 
