@@ -30,7 +30,7 @@ func New() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVarP(&ro.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(newKeys(ro), newLayout(ro), newRun(ro), newRecord(ro), newVerify(ro), newPublish(ro), newPull(ro), newCrypt(ro), newPolicy(ro), newLog(ro))
+	root.AddCommand(newKeys(ro), newLayout(ro), newRun(ro), newRecord(ro), newVerify(ro), newPublish(ro), newPull(ro), newCrypt(ro), newPolicy(ro), newLog(ro), newVersion(ro))
 	return root
 }
 
