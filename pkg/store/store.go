@@ -29,8 +29,21 @@ const (
 	KindAttestation = "attestation"
 )
 
-// MaxEntrySize bounds one entry's data.
+// MaxEntrySize bounds one entry's data: the largest document (link, layout,
+// DSSE envelope) stepseal reads. pkg/verify refuses larger layout and link
+// files with this same constant (verify.MaxFileSize), so every document a
+// verifier accepts can be stored.
 const MaxEntrySize = 64 << 20
+
+// MaxSubjects bounds one entry's subjects: as many as fit a subject list of
+// MaxEntrySize bytes (71-byte digests, one a line). A document names each
+// of its subjects in more bytes than that (a link product is at least
+// `"p":{"sha256":"<64 hex>"}`), so no document of MaxEntrySize bytes or less
+// has more distinct subjects.
+const MaxSubjects = MaxEntrySize / (len("sha256:") + 64 + 1)
+
+// MaxNameSize bounds an entry's Name and RunID, in bytes.
+const MaxNameSize = 1024
 
 // Entry is one stored piece of metadata.
 type Entry struct {
@@ -111,8 +124,11 @@ func Validate(e *Entry) error {
 	if len(e.Data) > MaxEntrySize {
 		return fmt.Errorf("%w: %s %q is larger than %d bytes", ErrInvalid, e.Kind, e.Name, MaxEntrySize)
 	}
-	if strings.ContainsAny(e.Name, "\x00\n") || len(e.Name) > 1024 {
+	if strings.ContainsAny(e.Name, "\x00\n") || len(e.Name) > MaxNameSize {
 		return fmt.Errorf("%w: bad name %q", ErrInvalid, e.Name)
+	}
+	if strings.ContainsAny(e.RunID, "\x00\n") || len(e.RunID) > MaxNameSize {
+		return fmt.Errorf("%w: %s %q: bad run ID %.80q (at most %d bytes, no NUL or newline)", ErrInvalid, e.Kind, e.Name, e.RunID, MaxNameSize)
 	}
 	seen := map[string]bool{}
 	subjects := make([]string, 0, len(e.Subjects))
@@ -124,6 +140,9 @@ func Validate(e *Entry) error {
 			seen[s] = true
 			subjects = append(subjects, s)
 		}
+	}
+	if len(subjects) > MaxSubjects {
+		return fmt.Errorf("%w: %s %q: %d distinct subjects, at most %d", ErrInvalid, e.Kind, e.Name, len(subjects), MaxSubjects)
 	}
 	sort.Strings(subjects)
 	e.Subjects = subjects

@@ -2,6 +2,7 @@ package tlog
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -57,9 +58,11 @@ func TestAppendReadVerify(t *testing.T) {
 		if err := VerifyInclusionProof(d, uint64(i), cp, p); err != nil {
 			t.Fatalf("VerifyInclusionProof(%d): %v", i, err)
 		}
-		if err := VerifyInclusionProof([]byte("other"), uint64(i), cp, p); !errors.Is(err, ErrInclusion) {
+		err = VerifyInclusionProof([]byte("other"), uint64(i), cp, p)
+		if !errors.Is(err, ErrInclusion) {
 			t.Fatalf("proof of entry %d accepted other data: %v", i, err)
 		}
+		checkRootsHex(t, err, cp)
 	}
 	for _, old := range cps {
 		if err := c.VerifyConsistency(ctx, old, cp); err != nil {
@@ -71,6 +74,15 @@ func TestAppendReadVerify(t *testing.T) {
 		}
 		if err := VerifyConsistencyProof(old, cp, p); err != nil {
 			t.Fatalf("VerifyConsistencyProof(%v, %v): %v", old, cp, err)
+		}
+		if len(p) > 0 {
+			bad := append([][]byte{}, p...)
+			bad[0] = LeafHash([]byte("forged"))
+			err := VerifyConsistencyProof(old, cp, bad)
+			if !errors.Is(err, ErrConsistency) {
+				t.Fatalf("forged consistency proof from %v: %v, want ErrConsistency", old, err)
+			}
+			checkRootsHex(t, err, old, cp)
 		}
 	}
 	if _, err := c.Entry(ctx, 10, cp); !errors.Is(err, ErrNotIntegrated) {
@@ -238,4 +250,18 @@ func TestKeyFiles(t *testing.T) {
 // entryBundlePath is the file holding entry index in a tree of size.
 func entryBundlePath(dir string, index, size uint64) string {
 	return filepath.Join(dir, layout.EntriesPathForLogIndex(index, size))
+}
+
+// checkRootsHex: a failed proof names the checkpoint's root in hex, never as
+// the decimal byte array the merkle library prints.
+func checkRootsHex(t *testing.T, err error, cps ...Checkpoint) {
+	t.Helper()
+	msg := err.Error()
+	named := false
+	for _, cp := range cps {
+		named = named || strings.Contains(msg, hex.EncodeToString(cp.Hash))
+	}
+	if !named || strings.Contains(msg, "[") {
+		t.Fatalf("proof failure %q: want a checkpoint's root in hex", msg)
+	}
 }

@@ -2,6 +2,8 @@ package tlog
 
 import (
 	"bytes"
+	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -23,7 +25,7 @@ func VerifyInclusionProof(data []byte, index uint64, cp Checkpoint, hashes [][]b
 		return fmt.Errorf("%w: %w: entry %d, tree %s has %d entries", ErrInclusion, ErrNotIntegrated, index, cp, cp.Size)
 	}
 	if err := proof.VerifyInclusion(hasher, index, cp.Size, LeafHash(data), hashes, cp.Hash); err != nil {
-		return fmt.Errorf("%w: entry %d in tree %s: %v", ErrInclusion, index, cp, err)
+		return fmt.Errorf("%w: entry %d in tree %s: %s", ErrInclusion, index, cp, proofError(err))
 	}
 	return nil
 }
@@ -51,7 +53,18 @@ func VerifyConsistencyProof(older, newer Checkpoint, hashes [][]byte) error {
 		return nil
 	}
 	if err := proof.VerifyConsistency(hasher, older.Size, newer.Size, hashes, older.Hash, newer.Hash); err != nil {
-		return fmt.Errorf("%w: tree %s does not extend %s: %v", ErrConsistency, newer, older, err)
+		return fmt.Errorf("%w: tree %s does not extend %s: %s", ErrConsistency, newer, older, proofError(err))
 	}
 	return nil
+}
+
+// proofError words a failed proof check. The merkle library prints a root
+// mismatch as two decimal byte arrays; roots are shown in hex, as in the
+// checkpoints a reader compares them with (C2SP prints them in base64).
+func proofError(err error) string {
+	var rm proof.RootMismatchError
+	if errors.As(err, &rm) {
+		return fmt.Sprintf("the proof computes root %s, the checkpoint commits to %s", hex.EncodeToString(rm.CalculatedRoot), hex.EncodeToString(rm.ExpectedRoot))
+	}
+	return err.Error()
 }

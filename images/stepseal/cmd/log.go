@@ -2,14 +2,13 @@ package cmd
 
 import (
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
@@ -30,6 +29,8 @@ type logVerdict struct {
 	Root        string `json:"root,omitempty"`
 	TrustedSize uint64 `json:"trustedSize,omitempty"`
 	Verified    uint64 `json:"entriesVerified"`
+	Store       bool   `json:"store,omitempty"`
+	Blobs       uint64 `json:"blobsVerified,omitempty"`
 	OK          bool   `json:"ok"`
 	Error       string `json:"error,omitempty"`
 }
@@ -43,7 +44,10 @@ func newLogVerify(ro *rootOptions) *cobra.Command {
 directory holding one in log/) with its public note key only: the checkpoint's
 signature, that its tree extends --trusted (an earlier checkpoint you kept:
 a smaller or forked log fails), and that every entry is included in the tree
-the checkpoint commits to. Exit status 0 only when everything passed.`,
+the checkpoint commits to. For a store directory it also checks that every
+entry is a store record and that each document and subject list the record
+binds in blobs/ is there and matches it. Exit status 0 only when everything
+passed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" || keyPath == "" {
@@ -53,14 +57,11 @@ the checkpoint commits to. Exit status 0 only when everything passed.`,
 			if err != nil {
 				return err
 			}
-			if _, err := os.Stat(filepath.Join(dir, "checkpoint")); errors.Is(err, os.ErrNotExist) {
-				if _, err := os.Stat(filepath.Join(dir, "log", "checkpoint")); err == nil {
-					dir = filepath.Join(dir, "log")
-				}
-			}
+			storeDir := dir
+			dir, isStore := tlogstore.LogDir(dir)
 			ctx := cmd.Context()
 			c := tlog.NewClient(dir, v)
-			verdict := &logVerdict{Log: dir, Origin: v.Name()}
+			verdict := &logVerdict{Log: dir, Origin: v.Name(), Store: isStore}
 			err = func() error {
 				if trusted != "" {
 					raw, err := os.ReadFile(trusted)
@@ -78,6 +79,13 @@ the checkpoint commits to. Exit status 0 only when everything passed.`,
 					return err
 				}
 				verdict.Size, verdict.Root = cp.Size, hex.EncodeToString(cp.Hash)
+				if isStore {
+					return tlogstore.Audit(ctx, storeDir, c, cp, func(a tlogstore.Audited) error {
+						verdict.Verified++
+						verdict.Blobs += uint64(a.Blobs)
+						return nil
+					})
+				}
 				return c.Audit(ctx, cp, 0, func(uint64, []byte) error {
 					verdict.Verified++
 					return nil
@@ -109,6 +117,9 @@ func printLogVerdict(w io.Writer, v *logVerdict) {
 			fmt.Fprintf(w, "  extends the trusted checkpoint of %d entries\n", v.TrustedSize)
 		}
 		fmt.Fprintf(w, "  %d entries verified included\n", v.Verified)
+		if v.Store {
+			fmt.Fprintf(w, "  %d entries are store records; %d blobs beside the log match them\n", v.Verified, v.Blobs)
+		}
 		return
 	}
 	fmt.Fprintf(w, "FAIL: log %s (%s): %s\n", v.Origin, v.Log, v.Error)

@@ -18,12 +18,13 @@ type indexLine struct {
 	Subjects []string `json:"subjects"`
 }
 
-func lineOf(i uint64, r record) indexLine {
-	subs := r.Subjects
-	if subs == nil {
-		subs = []string{}
+// lineOf is the line of log entry i, record r, whose subjects (checked
+// against r) are subjects.
+func lineOf(i uint64, r record, subjects []string) indexLine {
+	if subjects == nil {
+		subjects = []string{}
 	}
-	return indexLine{I: i, Digest: r.Digest, Kind: r.Kind, RunID: r.RunID, Subjects: subs}
+	return indexLine{I: i, Digest: r.Digest, Kind: r.Kind, RunID: r.RunID, Subjects: subjects}
 }
 
 func (l indexLine) encode() []byte {

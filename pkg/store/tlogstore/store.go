@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 
 	"github.com/stepseal/stepseal/pkg/signing"
@@ -21,7 +19,8 @@ import (
 //
 //	DIR/log/          the log (pkg/tlog): one record per Put that changed something
 //	DIR/index         query index, one JSON line per log entry; rebuilt from the log when damaged
-//	DIR/blobs/<hex>   data of entries too large to be inline in their record
+//	DIR/blobs/<hex>   documents and subject lists too large to be inline in their
+//	                  record, named by their sha256 and bound by it in the record
 //	DIR/lock          held while the Store is open (one Store per directory)
 //
 // Put appends a record and returns once a signed checkpoint covers it; then
@@ -31,12 +30,14 @@ import (
 // data with new subjects appends a record with the union of the subjects;
 // the newest record of a digest is the entry. Reads verify the record's
 // inclusion against the current checkpoint (which must extend every one
-// seen before) and report any failure as store.ErrCorrupt wrapping the tlog
-// error.
+// seen before), check every blob the record binds, and report any failure
+// as store.ErrCorrupt wrapping the tlog error, ErrBlobMissing or
+// ErrBlobMismatch.
 type Store struct {
-	dir  string
-	log  *tlog.Log
-	lock *os.File
+	dir   string
+	log   *tlog.Log
+	lock  *os.File
+	blobs blobDir
 
 	locks keyLocks
 
@@ -65,7 +66,7 @@ func Open(ctx context.Context, dir string, key tlog.Key, opts *tlog.Options) (*S
 		lock.Close()
 		return nil, err
 	}
-	s := &Store{dir: dir, log: l, lock: lock}
+	s := &Store{dir: dir, log: l, lock: lock, blobs: blobDir(filepath.Join(dir, "blobs"))}
 	if err := s.loadIndex(ctx, false); err != nil {
 		_ = l.Close(ctx)
 		lock.Close()
@@ -157,7 +158,11 @@ func (s *Store) loadIndex(ctx context.Context, discard bool) error {
 			if err != nil {
 				return fmt.Errorf("%w: rebuilding the index: log entry %d: %v", store.ErrCorrupt, i, err)
 			}
-			at[i] = lineOf(i, r)
+			subs, err := s.blobs.subjects(i, r)
+			if err != nil {
+				return fmt.Errorf("rebuilding the index: %w", err)
+			}
+			at[i] = lineOf(i, r, subs)
 		}
 	}
 	ordered := make([]indexLine, 0, len(at))
@@ -229,21 +234,31 @@ func (s *Store) PutIndexed(ctx context.Context, e store.Entry) (digest string, i
 		}
 		e.Subjects = merged
 	}
-	rec, inline, err := encodeRecord(e)
+	enc, err := encodeRecord(e)
 	if err != nil {
 		return "", 0, fmt.Errorf("tlogstore: encode %s: %w", e.Digest, err)
 	}
-	if !inline {
-		if err := s.writeBlob(e); err != nil {
+	// Blobs first: a record in the log always has its blobs (a crash in
+	// between leaves only an unreferenced blob).
+	if enc.data {
+		if err := s.blobs.write(e.Digest, e.Data); err != nil {
 			return "", 0, err
 		}
 	}
-	i, err := s.log.Append(ctx, rec)
+	if enc.subjects != nil {
+		if err := s.blobs.write(store.Digest(enc.subjects), enc.subjects); err != nil {
+			return "", 0, err
+		}
+	}
+	i, err := s.log.Append(ctx, enc.rec)
 	if err != nil {
 		return "", 0, fmt.Errorf("tlogstore: put %s %q: %w", e.Kind, e.Name, err)
 	}
-	r, _ := parseRecord(rec)
-	line := lineOf(i, r)
+	r, err := parseRecord(enc.rec)
+	if err != nil {
+		return "", 0, fmt.Errorf("tlogstore: log entry %d: %w", i, err) // encodeRecord and parseRecord disagree: a bug
+	}
+	line := lineOf(i, r, e.Subjects)
 	s.apply(line, old, ok)
 	// The log has the entry; a lost index line is restored on Open.
 	if err := s.appendIndex(line); err != nil {
@@ -279,33 +294,6 @@ func (s *Store) appendIndex(l indexLine) error {
 	return err
 }
 
-func (s *Store) blobPath(digest string) string {
-	return filepath.Join(s.dir, "blobs", strings.TrimPrefix(digest, "sha256:"))
-}
-
-func (s *Store) writeBlob(e store.Entry) error {
-	if err := os.MkdirAll(filepath.Join(s.dir, "blobs"), 0o755); err != nil {
-		return fmt.Errorf("tlogstore: %w", err)
-	}
-	p := s.blobPath(e.Digest)
-	if b, err := readLimited(p); err == nil && store.Digest(b) == e.Digest {
-		return nil
-	}
-	if err := signing.WriteFileAtomic(p, e.Data, 0o644); err != nil {
-		return fmt.Errorf("tlogstore: blob of %s: %w", e.Digest, err)
-	}
-	return nil
-}
-
-func readLimited(p string) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, store.MaxEntrySize+1))
-}
-
 // LogIndex returns the log index of the record that holds digest.
 func (s *Store) LogIndex(digest string) (uint64, error) {
 	s.mu.RLock()
@@ -327,7 +315,8 @@ func (s *Store) snapshot(ctx context.Context) (*tlog.Snapshot, error) {
 	return s.log.Client().Snapshot(cp)
 }
 
-// load reads the record of l from the log, verified, and the entry's data.
+// load reads the record of l from the log, verified, and the entry's data
+// and subjects, checked against the record.
 func (s *Store) load(ctx context.Context, snap *tlog.Snapshot, l indexLine) (store.Entry, record, error) {
 	raw, err := snap.Entry(ctx, l.I)
 	if err != nil {
@@ -343,17 +332,16 @@ func (s *Store) load(ctx context.Context, snap *tlog.Snapshot, l indexLine) (sto
 	if r.Digest != l.Digest {
 		return store.Entry{}, r, fmt.Errorf("%w: log entry %d holds %s, the index says %s", store.ErrCorrupt, l.I, r.Digest, l.Digest)
 	}
-	e := r.entry()
-	if e.Data == nil {
-		b, err := readLimited(s.blobPath(r.Digest))
-		if err != nil {
-			return store.Entry{}, r, fmt.Errorf("%w: %s %q (log entry %d): data: %v", store.ErrCorrupt, r.Kind, r.Name, l.I, err)
-		}
-		if store.Digest(b) != r.Digest {
-			return store.Entry{}, r, fmt.Errorf("%w: %s %q (log entry %d): stored data does not match its digest", store.ErrCorrupt, r.Kind, r.Name, l.I)
-		}
-		e.Data = b
+	subs, err := s.blobs.subjects(l.I, r)
+	if err != nil {
+		return store.Entry{}, r, err
 	}
+	data, err := s.blobs.data(l.I, r)
+	if err != nil {
+		return store.Entry{}, r, err
+	}
+	e := r.entry(subs)
+	e.Data = data
 	return e, r, nil
 }
 
@@ -393,7 +381,7 @@ func (s *Store) Get(ctx context.Context, subject string) ([]store.Entry, error) 
 	if len(lines) == 0 {
 		return nil, fmt.Errorf("%w: no entry for subject %s", store.ErrNotFound, subject)
 	}
-	return s.loadAll(ctx, lines)
+	return s.loadAll(ctx, lines, store.Filter{Subject: subject})
 }
 
 // List implements store.Store.
@@ -409,12 +397,13 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Entry, error)
 	if len(lines) == 0 {
 		return nil, ctx.Err()
 	}
-	return s.loadAll(ctx, lines)
+	return s.loadAll(ctx, lines, f)
 }
 
 // loadAll loads lines in log order (one entry bundle read serves up to 256
-// entries) and returns them ordered by digest.
-func (s *Store) loadAll(ctx context.Context, lines []indexLine) ([]store.Entry, error) {
+// entries) and returns them ordered by digest. Each entry, as its record
+// says, must pass f: the index only says where to look.
+func (s *Store) loadAll(ctx context.Context, lines []indexLine, f store.Filter) ([]store.Entry, error) {
 	snap, err := s.snapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -428,6 +417,9 @@ func (s *Store) loadAll(ctx context.Context, lines []indexLine) ([]store.Entry, 
 		e, _, err := s.load(ctx, snap, l)
 		if err != nil {
 			return nil, err
+		}
+		if !f.Matches(e) {
+			return nil, fmt.Errorf("%w: the index says log entry %d (%s) passes %+v, its record does not", store.ErrCorrupt, l.I, l.Digest, f)
 		}
 		out = append(out, e)
 	}

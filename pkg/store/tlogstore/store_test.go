@@ -211,11 +211,11 @@ func TestRepairAfterCrashBeforeIndexLine(t *testing.T) {
 	if err := store.Validate(&e); err != nil {
 		t.Fatal(err)
 	}
-	rec, _, err := encodeRecord(e)
+	enc, err := encodeRecord(e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	i, err := s.Log().Append(ctx, rec) // what PutIndexed does before it writes the index line
+	i, err := s.Log().Append(ctx, enc.rec) // what PutIndexed does before it writes the index line
 	if err != nil {
 		t.Fatal(err)
 	}
