@@ -25,6 +25,18 @@ const (
 	EnvImageNote   = "image-note"
 )
 
+// Keys of a link's byproducts that stepseal sets.
+const (
+	// ByReturnValue is the command's exit status, as in-toto-run records it;
+	// stepseal's verifier refuses a link whose command failed unless the
+	// layout lets the step fail (see ReadmeOnErrorContinue).
+	ByReturnValue = "return-value"
+	// ByTimedOut is true when a timeout killed the step (set only then).
+	ByTimedOut   = "stepseal.dev/timed-out"
+	ByStdoutHash = "stdout-sha256"
+	ByStderrHash = "stderr-sha256"
+)
+
 // Link builds the in-toto link of one step. runID and pipeline bind the link
 // to one run so it cannot be replayed into another.
 func Link(rec *run.Record, step run.Step) in_toto.Link {
@@ -54,12 +66,15 @@ func Link(rec *run.Record, step run.Step) in_toto.Link {
 		}
 		env[EnvVars] = vars
 	}
-	by := map[string]interface{}{"return-value": step.ExitCode}
+	by := map[string]interface{}{ByReturnValue: step.ExitCode}
+	if step.TimedOut {
+		by[ByTimedOut] = true
+	}
 	if d, ok := step.Stdout["sha256"]; ok {
-		by["stdout-sha256"] = d
+		by[ByStdoutHash] = d
 	}
 	if d, ok := step.Stderr["sha256"]; ok {
-		by["stderr-sha256"] = d
+		by[ByStderrHash] = d
 	}
 	return in_toto.Link{
 		Type:        "link",

@@ -3,6 +3,7 @@ package attest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -32,6 +33,12 @@ type ProvenanceOptions struct {
 	// Subjects are the artifacts the run delivered (URI -> digests). When
 	// empty, the products of the run's last step are used.
 	Subjects run.Artifacts
+	// LinkSubjects makes the link files (Links) the subjects of a run that
+	// declared no output and whose last step produced nothing (a test or
+	// lint pipeline), instead of failing: SLSA requires at least one
+	// subject, and the signed links are then all the run produced. Each such
+	// subject has MediaTypeLink.
+	LinkSubjects bool
 	// BuilderID identifies the build platform, e.g. "https://stepseal.dev/localrun".
 	BuilderID string
 	// Definitions are the files that defined the build (pipeline and task
@@ -42,17 +49,49 @@ type ProvenanceOptions struct {
 	Links run.Artifacts
 }
 
-// Provenance builds the SLSA v1 provenance statement of a whole run.
-func Provenance(rec *run.Record, opts ProvenanceOptions) (*intoto.Statement, error) {
-	subjects := opts.Subjects
-	if len(subjects) == 0 {
-		steps := rec.AllSteps()
-		if len(steps) > 0 {
-			subjects = steps[len(steps)-1].Products
-		}
+// Covers says what the subjects of a provenance are.
+type Covers string
+
+const (
+	// CoversOutput: the artifacts the run declared as its output.
+	CoversOutput Covers = "declared-output"
+	// CoversLastStepProducts: no output was declared; the products of the
+	// run's last step.
+	CoversLastStepProducts Covers = "last-step-products"
+	// CoversLinks: no output was declared and the last step produced
+	// nothing; the run's signed link files.
+	CoversLinks Covers = "links"
+)
+
+// ErrNoSubject: the provenance would have no subject.
+var ErrNoSubject = errors.New("no subject")
+
+// Subjects returns what the provenance of rec is about and which of the
+// three kinds that is: opts.Subjects, else the last step's products, else
+// (with opts.LinkSubjects) opts.Links. ErrNoSubject when there is nothing.
+func Subjects(rec *run.Record, opts ProvenanceOptions) (run.Artifacts, Covers, error) {
+	if len(opts.Subjects) > 0 {
+		return opts.Subjects, CoversOutput, nil
 	}
-	if len(subjects) == 0 {
-		return nil, fmt.Errorf("provenance of run %s: no subject: the run declared no output and its last step produced nothing", rec.RunID)
+	if steps := rec.AllSteps(); len(steps) > 0 && len(steps[len(steps)-1].Products) > 0 {
+		return steps[len(steps)-1].Products, CoversLastStepProducts, nil
+	}
+	if opts.LinkSubjects && len(opts.Links) > 0 {
+		return opts.Links, CoversLinks, nil
+	}
+	return nil, "", fmt.Errorf("provenance of run %s: %w: the run declared no output and its last step produced nothing", rec.RunID, ErrNoSubject)
+}
+
+// Provenance builds the SLSA v1 provenance statement of a whole run; its
+// subjects are those of Subjects.
+func Provenance(rec *run.Record, opts ProvenanceOptions) (*intoto.Statement, error) {
+	subjects, covers, err := Subjects(rec, opts)
+	if err != nil {
+		return nil, err
+	}
+	subjectType := ""
+	if covers == CoversLinks {
+		subjectType = MediaTypeLink
 	}
 	params := map[string]interface{}{"pipeline": rec.Pipeline}
 	if len(rec.Params) > 0 {
@@ -140,7 +179,7 @@ func Provenance(rec *run.Record, opts ProvenanceOptions) (*intoto.Statement, err
 	}
 	st := &intoto.Statement{
 		Type:          intoto.StatementTypeUri,
-		Subject:       descriptors(subjects, ""),
+		Subject:       descriptors(subjects, subjectType),
 		PredicateType: PredicateSLSAProvenanceV1,
 		Predicate:     predStruct,
 	}

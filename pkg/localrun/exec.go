@@ -82,7 +82,7 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 			r.rec.Tasks[ti].Steps = append(r.rec.Tasks[ti].Steps, *step)
 		}
 		var se *StepError
-		if errors.As(err, &se) && st.OnError == v1.Continue && ctx.Err() == nil && taskCtx.Err() == nil {
+		if errors.As(err, &se) && st.OnError == v1.Continue && !errors.Is(se.Err, ErrTimeout) && ctx.Err() == nil && taskCtx.Err() == nil {
 			r.out.printf("    %s: onError: continue, going on\n", sname)
 			continue
 		}
@@ -199,6 +199,10 @@ func (r *runner) runStep(ctx, taskCtx context.Context, taskTimeout time.Duration
 		Stderr:     run.DigestSet{"sha256": hex.EncodeToString(outs.stderrHash.Sum(nil))},
 		Results:    changedResults(resultsBefore, resultsAfter),
 	}
+	// A timeout kills the step; Tekton fails such a step even with
+	// onError: continue, and the link says so.
+	timedOut := stepCtx.Err() == context.DeadlineExceeded
+	step.TimedOut = timedOut
 	if st.Script != "" {
 		step.Script = st.Script
 		d := sha256.Sum256([]byte(st.Script))
@@ -209,7 +213,6 @@ func (r *runner) runStep(ctx, taskCtx context.Context, taskTimeout time.Duration
 	}
 	r.out.printf("<== %s exit %d in %s\n", sname, exit, end.Sub(start).Round(time.Millisecond))
 
-	timedOut := stepCtx.Err() == context.DeadlineExceeded
 	if exit == 0 && runErr == nil && !timedOut {
 		return step, nil
 	}

@@ -617,6 +617,25 @@ func isZombie(pid int) bool {
 	return len(f) > 2 && f[2] == "Z"
 }
 
+// Tekton fails a step its timeout killed even when the step has
+// onError: continue (its entrypoint checks the deadline first); the run
+// stops there and the link records the timeout.
+func TestStepTimeoutFailsDespiteOnErrorContinue(t *testing.T) {
+	tr := newTestRun(t)
+	rec, err := Run(context.Background(), load(t, "testdata/timeout-continue.yaml", ""), tr.opts)
+	var se *StepError
+	if !errors.As(err, &se) || !errors.Is(err, ErrTimeout) || se.Step != "t.slow" {
+		t.Fatalf("err = %v, want the timeout of t.slow", err)
+	}
+	if diff := cmp.Diff([]string{"t.slow"}, stepNames(rec)); diff != "" {
+		t.Errorf("steps run after a timed-out onError: continue step (-want +got):\n%s", diff)
+	}
+	if s := findStep(t, rec, "t.slow"); !s.TimedOut {
+		t.Errorf("the record does not say t.slow timed out: %+v", s)
+	}
+	checkLinks(t, tr.opts.LinkDir, rec, func(string) signing.Signer { return tr.signer })
+}
+
 func TestTaskTimeout(t *testing.T) {
 	tr := newTestRun(t)
 	rec, err := Run(context.Background(), load(t, "testdata/task-timeout.yaml", ""), tr.opts)

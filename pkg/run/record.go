@@ -81,11 +81,14 @@ type Step struct {
 	Materials    Artifacts         `json:"materials"`
 	Products     Artifacts         `json:"products"`
 	ExitCode     int               `json:"exitCode"`
-	StartedAt    time.Time         `json:"startedAt"`
-	FinishedAt   time.Time         `json:"finishedAt"`
-	Stdout       DigestSet         `json:"stdout,omitempty"`
-	Stderr       DigestSet         `json:"stderr,omitempty"`
-	Results      map[string]string `json:"results,omitempty"`
+	// TimedOut is set when a step or task timeout killed the step: Tekton
+	// fails such a step even when it may fail (onError: continue).
+	TimedOut   bool              `json:"timedOut,omitempty"`
+	StartedAt  time.Time         `json:"startedAt"`
+	FinishedAt time.Time         `json:"finishedAt"`
+	Stdout     DigestSet         `json:"stdout,omitempty"`
+	Stderr     DigestSet         `json:"stderr,omitempty"`
+	Results    map[string]string `json:"results,omitempty"`
 }
 
 // StepName joins a pipeline task and a step into the in-toto step name.

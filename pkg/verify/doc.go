@@ -8,7 +8,7 @@
 // Every failure is a typed error whose category callers test with
 // errors.Is (ErrLayoutSignature, ErrExpired, ErrSignature, ErrUnauthorized,
 // ErrThreshold, ErrMissingStep, ErrUnknownStep, ErrDisagreement,
-// ErrRunMismatch, ErrArtifactRule, ErrOutputArtifact, ErrMalformed,
+// ErrRunMismatch, ErrStepFailed, ErrNoReturnValue, ErrArtifactRule, ErrOutputArtifact, ErrMalformed,
 // ErrUnsupported, all under ErrVerification) and whose message names the
 // step, key (key ID prefix), artifact and rule involved.
 //
@@ -65,6 +65,17 @@
 //     rejected (ErrMalformed). in-toto-golang cleans them lazily inside MATCH
 //     rules (in map iteration order), so its MODIFY rule can miss a modified
 //     "./x" and colliding names are resolved at random.
+//   - A failed step fails verification: a link whose command ran must record
+//     its exit status as an integer byproduct "return-value" (as in-toto-run
+//     does) and it must be 0 (ErrStepFailed; missing or not an integer is
+//     ErrNoReturnValue). in-toto-golang ignores byproducts, so a link
+//     recording a failed build passes it. A layout lets named steps fail —
+//     Tekton's `onError: continue` — with a readme line
+//     "stepseal.dev/on-error-continue: <step>" (the readme is signed with the
+//     layout and ignored by in-toto-golang, so such a layout still verifies
+//     there); a step a timeout killed (byproduct stepseal.dev/timed-out) fails
+//     even then, as it does in Tekton. A link of no command (in-toto-record)
+//     has no outcome to check.
 //   - Options.LayoutThreshold lets N of the given owner keys suffice;
 //     in-toto-golang always requires every key given.
 package verify

@@ -40,6 +40,13 @@ var (
 	// ErrRunMismatch: links come from different runs (stepseal.dev/run-id),
 	// or not from the run the caller expects.
 	ErrRunMismatch error = &RunMismatchError{}
+	// ErrStepFailed: a link records that its step's command failed — a
+	// non-zero return-value the layout does not allow (Tekton's
+	// `onError: continue`), or a timeout, which fails a step even then.
+	ErrStepFailed error = &StepFailedError{}
+	// ErrNoReturnValue: a link records a command but no integer
+	// return-value, so whether the step succeeded could not be checked.
+	ErrNoReturnValue error = &NoReturnValueError{}
 	// ErrArtifactRule: an artifact rule of the layout rejects a material or
 	// product.
 	ErrArtifactRule error = &ArtifactRuleError{}
@@ -274,6 +281,57 @@ func (e *RunMismatchError) Is(target error) bool { return is[*RunMismatchError](
 // Category names the failure category.
 func (e *RunMismatchError) Category() string { return "run-mismatch" }
 func (e *RunMismatchError) stepName() string { return e.Step }
+
+// StepFailedError: a valid link records that its step failed.
+type StepFailedError struct {
+	Step        string
+	File        string
+	KeyID       string
+	ReturnValue int64
+	// TimedOut: a timeout killed the step.
+	TimedOut bool
+	// MayFail: the layout lets the step fail (only a timeout is then refused).
+	MayFail bool
+}
+
+func (e *StepFailedError) Error() string {
+	if e.TimedOut {
+		return fmt.Sprintf("step %q: link %s (key %s) records that the step timed out (return-value %d): a timed-out step fails even when the layout lets it fail", e.Step, e.File, short(e.KeyID), e.ReturnValue)
+	}
+	return fmt.Sprintf("step %q: link %s (key %s) records return-value %d: the step's command failed, and the layout does not let this step fail (Tekton onError: continue)", e.Step, e.File, short(e.KeyID), e.ReturnValue)
+}
+
+// Is matches ErrStepFailed and ErrVerification.
+func (e *StepFailedError) Is(target error) bool { return is[*StepFailedError](target) }
+
+// Category names the failure category.
+func (e *StepFailedError) Category() string { return "step-failed" }
+func (e *StepFailedError) stepName() string { return e.Step }
+
+// NoReturnValueError: a valid link whose command's outcome is not recorded,
+// so it could not be checked. A link of no command at all (in-toto-run
+// --no-command) has nothing to check and is not an error.
+type NoReturnValueError struct {
+	Step  string
+	File  string
+	KeyID string
+	// Raw is the return-value's JSON text when present but not an integer.
+	Raw string
+}
+
+func (e *NoReturnValueError) Error() string {
+	if e.Raw != "" {
+		return fmt.Sprintf("step %q: link %s (key %s): return-value %s is not an integer: whether the step's command succeeded cannot be checked", e.Step, e.File, short(e.KeyID), e.Raw)
+	}
+	return fmt.Sprintf("step %q: link %s (key %s) records a command but no return-value byproduct: whether it succeeded cannot be checked", e.Step, e.File, short(e.KeyID))
+}
+
+// Is matches ErrNoReturnValue and ErrVerification.
+func (e *NoReturnValueError) Is(target error) bool { return is[*NoReturnValueError](target) }
+
+// Category names the failure category.
+func (e *NoReturnValueError) Category() string { return "no-return-value" }
+func (e *NoReturnValueError) stepName() string { return e.Step }
 
 // ArtifactRuleError: an artifact rule rejected a material or product.
 type ArtifactRuleError struct {

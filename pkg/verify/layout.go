@@ -10,6 +10,7 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 	"github.com/secure-systems-lab/go-securesystemslib/cjson"
 
+	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -175,8 +176,11 @@ type layoutStep struct {
 	Threshold       int
 	PubKeys         []string
 	ExpectedCommand []string
-	MaterialRules   []rule
-	ProductRules    []rule
+	// MayFail: the layout's readme lets the step fail (Tekton's onError:
+	// continue, attest.ReadmeOnErrorContinue).
+	MayFail       bool
+	MaterialRules []rule
+	ProductRules  []rule
 }
 
 // checkedLayout is a parsed layout whose content passed the checks of
@@ -276,6 +280,18 @@ func compile(pl *parsedLayout, file string) (*checkedLayout, []error) {
 		}
 		cl.byName[s.Name] = len(cl.Steps)
 		cl.Steps = append(cl.Steps, st)
+	}
+	d, err := attest.ParseReadme(L.Readme)
+	if err != nil {
+		malformed("readme: %v", err)
+	}
+	for _, name := range d.OnErrorContinue {
+		i, ok := cl.byName[name]
+		if !ok {
+			malformed("readme: %s%s names a step the layout does not have", attest.ReadmeOnErrorContinue, name)
+			continue
+		}
+		cl.Steps[i].MayFail = true
 	}
 	return cl, errs
 }

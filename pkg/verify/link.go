@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"sync"
 	"unicode/utf8"
 
@@ -73,9 +74,49 @@ type parsedLink struct {
 	CommandNull bool
 	RunID       string
 	HasRunID    bool
-	Signatures  []signature
+	// Result is what the link's byproducts say of the command's outcome.
+	Result     commandResult
+	Signatures []signature
 	// Payload is the canonical JSON of "signed": the bytes the signatures cover.
 	Payload []byte
+}
+
+// commandResult is the outcome of a link's command as its byproducts
+// record it: "return-value" (in-toto-run's exit status) and
+// "stepseal.dev/timed-out".
+type commandResult struct {
+	// Has: byproducts has a "return-value" (of any type).
+	Has bool
+	// Int: it is an integer, Value.
+	Int   bool
+	Value int64
+	// Raw is its JSON text, for messages.
+	Raw string
+	// TimedOut: "stepseal.dev/timed-out" is present and not false.
+	TimedOut bool
+}
+
+// readCommandResult reads the return value and timeout mark of byproducts.
+func readCommandResult(byproducts *jvalue, data []byte) commandResult {
+	var r commandResult
+	if byproducts.kind != jObj {
+		return r
+	}
+	if v, ok := byproducts.member(attest.ByReturnValue); ok {
+		r.Has = true
+		r.Raw = string(data[v.start:v.end])
+		if v.kind == jNum {
+			if c, err := canonNumber(v.s); err == nil {
+				if n, err := strconv.ParseInt(c, 10, 64); err == nil {
+					r.Int, r.Value = true, n
+				}
+			}
+		}
+	}
+	if v, ok := byproducts.member(attest.ByTimedOut); ok {
+		r.TimedOut = !(v.kind == jBool && !v.b)
+	}
+	return r
 }
 
 // Errors parseLink returns for metadata that is well-formed but not a link.
@@ -196,6 +237,7 @@ func parseLinkFrom(p *parser, data []byte) (*parsedLink, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.Result = readCommandResult(&byproducts, data)
 	if l.Payload, err = l.canonical(len(data), &byproducts, &environment); err != nil {
 		return nil, err
 	}

@@ -42,8 +42,12 @@ type Options struct {
 
 // Verdict is the outcome of a verification.
 type Verdict struct {
-	Passed bool         `json:"passed"`
-	Steps  []StepResult `json:"steps"`
+	Passed bool `json:"passed"`
+	// RunID is the run the links were checked to come from (their
+	// stepseal.dev/run-id): Options.RunID when given, else the one most of
+	// them name; empty when none carries one.
+	RunID string       `json:"runId,omitempty"`
+	Steps []StepResult `json:"steps"`
 	// Failures are every failure found, typed (see ErrVerification and its
 	// categories); in JSON each is {"category","step","message"}.
 	Failures []error  `json:"-"`
@@ -123,6 +127,8 @@ func (v *Verdict) MarshalJSON() ([]byte, error) {
 //  6. Check all valid links of a step report the same materials and products.
 //  7. Check all links come from one run: the same stepseal.dev/run-id, equal
 //     to opts.RunID when set.
+//     7a. Check each link's command succeeded (byproduct return-value 0),
+//     unless the layout lets the step fail; a timed-out step always fails.
 //  8. Apply each step's artifact rules (in parallel across steps), with
 //     in-toto-golang's semantics, to its materials and products.
 //  9. Compare each link's command with the step's expected command (a
@@ -159,6 +165,7 @@ func Layout(ctx context.Context, layout []byte, owners []signing.Verifier, links
 	v.checkThresholds()    // 5
 	v.checkAgreement()     // 6
 	v.checkRunBinding()    // 7
+	v.checkOutcomes()      // 7a
 	v.checkArtifactRules() // 8
 	v.checkCommands()      // 9
 	v.checkOutputs()       // 10
@@ -179,6 +186,8 @@ type verification struct {
 	// first, the one artifact rules read (all must agree, step 6).
 	valid map[string][]*linkFile
 	ref   map[string]*parsedLink
+	// runID is the run the links are checked against (step 7).
+	runID string
 
 	failures []error
 	warnings []string
@@ -515,6 +524,7 @@ func (v *verification) checkRunBinding() {
 		links = append(links, v.valid[st.Name]...)
 	}
 	want := v.opts.RunID
+	v.runID = want
 	if want == "" {
 		// The run most links name (first in layout order on a tie) is the
 		// reference; links naming no run count as naming "".
@@ -528,6 +538,7 @@ func (v *verification) checkRunBinding() {
 				want, best = f.Link.RunID, votes[f.Link.RunID]
 			}
 		}
+		v.runID = want
 		if len(votes) <= 1 && want == "" && len(links) > 0 {
 			v.warn("no link carries a stepseal.dev/run-id: links replayed from another run cannot be detected")
 			return
@@ -536,6 +547,31 @@ func (v *verification) checkRunBinding() {
 	for _, f := range links {
 		if f.Link.RunID != want || !f.Link.HasRunID {
 			v.fail(&RunMismatchError{Step: f.Step, File: f.Name, Got: f.Link.RunID, Want: want})
+		}
+	}
+}
+
+// checkOutcomes is step 7a: a link whose command failed fails the step,
+// unless the layout lets the step fail; a timeout fails it even then. A
+// link of no command (in-toto-record, in-toto-run --no-command) has no
+// outcome to check.
+func (v *verification) checkOutcomes() {
+	for _, st := range v.cl.Steps {
+		for _, f := range v.valid[st.Name] {
+			l, r := f.Link, f.Link.Result
+			switch {
+			case len(l.Command) == 0 && !r.Has:
+			case r.TimedOut:
+				v.fail(&StepFailedError{Step: st.Name, File: f.Name, KeyID: f.KeyID, ReturnValue: r.Value, TimedOut: true, MayFail: st.MayFail})
+			case !r.Has:
+				v.fail(&NoReturnValueError{Step: st.Name, File: f.Name, KeyID: f.KeyID})
+			case !r.Int:
+				v.fail(&NoReturnValueError{Step: st.Name, File: f.Name, KeyID: f.KeyID, Raw: r.Raw})
+			case r.Value != 0 && !st.MayFail:
+				v.fail(&StepFailedError{Step: st.Name, File: f.Name, KeyID: f.KeyID, ReturnValue: r.Value})
+			case r.Value != 0:
+				v.warn("step %q: link %s records return-value %d; the layout lets this step fail (onError: continue)", st.Name, f.Name, r.Value)
+			}
 		}
 	}
 }
@@ -640,7 +676,7 @@ func outputMismatch(want run.DigestSet, gotCanon string) string {
 
 // finish builds the per-step results and the returned error.
 func (v *verification) finish() (*Verdict, error) {
-	verdict := &Verdict{Passed: len(v.failures) == 0, Failures: v.failures, Warnings: v.warnings}
+	verdict := &Verdict{Passed: len(v.failures) == 0, RunID: v.runID, Failures: v.failures, Warnings: v.warnings}
 	if v.cl != nil {
 		byStep := map[string][]string{}
 		for _, f := range v.failures {
