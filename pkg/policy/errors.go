@@ -13,8 +13,13 @@ var (
 	// signature was required and the policy is unsigned.
 	ErrSignature = errors.New("platform policy signature")
 	// ErrRollback: the policy's version is older than the newest one the
-	// caller has already accepted.
+	// caller has already accepted, or it is that version with other content
+	// (a fork).
 	ErrRollback = errors.New("platform policy rollback")
+	// ErrState: the record of accepted policy versions (State) could not be
+	// read or written, so rollback could not be checked: the policy is not
+	// used. It is never reset silently.
+	ErrState = errors.New("platform policy state")
 	// ErrNoRule: no artifact rule covers a reference. Callers must refuse
 	// the artifact (fail closed).
 	ErrNoRule = errors.New("no platform policy rule for artifact")

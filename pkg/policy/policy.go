@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,6 +68,7 @@ type Policy struct {
 	byName map[string]int
 	source string
 	raw    []byte
+	digest string
 }
 
 type rule struct {
@@ -86,6 +89,12 @@ type Options struct {
 	// BaseDir resolves publicKey paths of an unsigned document. Load sets it
 	// to the file's directory; when empty, key paths are refused.
 	BaseDir string
+	// State, when set, refuses a signed policy older than (ErrRollback), or
+	// of the same version but other content than (a fork, ErrRollback), the
+	// one it recorded for the same name and owner keys, and records the
+	// policy once it verified. Unsigned policies are not tracked: whoever
+	// can write one can give it any version.
+	State *State
 }
 
 // Platform returns the platform with the given name.
@@ -103,6 +112,11 @@ func (p *Policy) Raw() []byte { return bytes.Clone(p.raw) }
 
 // Source names where the policy came from (a file path or a label).
 func (p *Policy) Source() string { return p.source }
+
+// Digest is "sha256:" and the hex SHA-256 of the policy document: the signed
+// payload of a signed policy (the same however often it is re-signed), the
+// bytes of an unsigned one.
+func (p *Policy) Digest() string { return p.digest }
 
 // Rule returns the rule for an artifact reference. The reference is reduced
 // to its repository (see Repository) and rules are tried in document order:
@@ -210,6 +224,17 @@ func Parse(data []byte, source string, opts Options) (*Policy, error) {
 	}
 	p.SignedBy = signedBy
 	p.raw = bytes.Clone(data)
+	sum := sha256.Sum256(doc)
+	p.digest = "sha256:" + hex.EncodeToString(sum[:])
+	if signed && opts.State != nil {
+		owners, err := ownerIDs(opts.Keys)
+		if err != nil {
+			return nil, err
+		}
+		if err := opts.State.Accept(p, owners); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
