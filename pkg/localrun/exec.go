@@ -183,13 +183,23 @@ func (r *runner) runStep(ctx, taskCtx context.Context, taskTimeout time.Duration
 	if err != nil {
 		return nil, fmt.Errorf("step %s: %w", sname, err)
 	}
+	// The link records the paths the step would see in a Tekton Pod, not
+	// this host's (see taskPlan.podPaths).
+	pod := plan.podPaths.Replace
+	recordedEnv := map[string]string(nil)
+	for k, v := range declared {
+		if recordedEnv == nil {
+			recordedEnv = map[string]string{}
+		}
+		recordedEnv[k] = pod(v)
+	}
 	step := &run.Step{
 		Name:       sname,
 		Image:      st.Image,
-		Command:    st.Command,
-		Args:       st.Args,
-		WorkingDir: wd,
-		Env:        declared,
+		Command:    podAll(pod, st.Command),
+		Args:       podAll(pod, st.Args),
+		WorkingDir: r.recordedWorkingDir(pod, wd),
+		Env:        recordedEnv,
 		Materials:  materials,
 		Products:   products,
 		ExitCode:   exit,
@@ -204,8 +214,8 @@ func (r *runner) runStep(ctx, taskCtx context.Context, taskTimeout time.Duration
 	timedOut := stepCtx.Err() == context.DeadlineExceeded
 	step.TimedOut = timedOut
 	if st.Script != "" {
-		step.Script = st.Script
-		d := sha256.Sum256([]byte(st.Script))
+		step.Script = pod(st.Script)
+		d := sha256.Sum256([]byte(step.Script))
 		step.ScriptDigest = hex.EncodeToString(d[:])
 	}
 	if err := r.writeLinks(ctx, step); err != nil {
@@ -222,6 +232,32 @@ func (r *runner) runStep(ctx, taskCtx context.Context, taskTimeout time.Duration
 		se.Err = ErrTimeout
 	}
 	return step, se
+}
+
+// podAll applies pod to each string of ss.
+func podAll(pod func(string) string, ss []string) []string {
+	if ss == nil {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = pod(s)
+	}
+	return out
+}
+
+// recordedWorkingDir is what a link records of the working directory wd:
+// its Pod path when it lies in a workspace, else relative to the default
+// working directory (the pipeline's directory, "." itself), else wd as the
+// step declared it.
+func (r *runner) recordedWorkingDir(pod func(string) string, wd string) string {
+	if p := pod(wd); p != wd {
+		return p
+	}
+	if rel, err := filepath.Rel(r.defaultWD, wd); err == nil && filepath.IsLocal(rel) || rel == "." {
+		return filepath.ToSlash(rel)
+	}
+	return wd
 }
 
 // workingDir resolves a step's workingDir: relative to DefaultWorkingDir,

@@ -282,8 +282,12 @@ func TestGoBuildExample(t *testing.T) {
 	if diff := cmp.Diff(under(build.Products, "dist/"), pkg.Materials); diff != "" {
 		t.Errorf("package.tar materials differ from build.compile's dist products:\n%s", diff)
 	}
-	if build.Env["CGO_ENABLED"] != "0" || !strings.HasSuffix(build.WorkingDir, "/workspaces/source") {
-		t.Errorf("build.compile env %v, workingDir %s", build.Env, build.WorkingDir)
+	// Host paths are recorded as the Pod paths Tekton would give the step.
+	if build.Env["CGO_ENABLED"] != "0" || build.WorkingDir != "/workspace/source" {
+		t.Errorf("build.compile env %v, workingDir %s, want /workspace/source", build.Env, build.WorkingDir)
+	}
+	if !strings.Contains(build.Script, `-o "/workspace/output/hello"`) || !strings.Contains(build.Script, `> "/tekton/results/binary"`) || strings.Contains(build.Script, tr.opts.WorkDir) {
+		t.Errorf("build.compile script records host paths, not Pod paths: %q", build.Script)
 	}
 	if build.ScriptDigest != sha(build.Script) || !strings.Contains(build.Script, "main.version=1.0.0") {
 		t.Errorf("build.compile script not substituted or digest wrong: %q", build.Script)
@@ -519,7 +523,7 @@ func TestEnvAndWorkingDir(t *testing.T) {
 		t.Errorf("results (-want +got):\n%s", diff)
 	}
 	env := findStep(t, rec, "t.env")
-	if diff := cmp.Diff(map[string]string{"A": "from-step", "B": ws, "C": "template-only"}, env.Env); diff != "" {
+	if diff := cmp.Diff(map[string]string{"A": "from-step", "B": "/workspace/w", "C": "template-only"}, env.Env); diff != "" {
 		t.Errorf("recorded env (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(map[string]string{"env": want["env"], "secret": "unset"}, env.Results); diff != "" {
@@ -530,7 +534,7 @@ func TestEnvAndWorkingDir(t *testing.T) {
 		t.Errorf("t.in-workspace materials %v products %v", inws.Materials.Names(), inws.Products.Names())
 	}
 	rel := findStep(t, rec, "t.relative")
-	if diff := cmp.Diff([]string{"sh"}, rel.Command); diff != "" || rel.WorkingDir != filepath.Join(tr.opts.DefaultWorkingDir, "sub") {
+	if diff := cmp.Diff([]string{"sh"}, rel.Command); diff != "" || rel.WorkingDir != "sub" {
 		t.Errorf("t.relative command %v workingDir %s", rel.Command, rel.WorkingDir)
 	}
 

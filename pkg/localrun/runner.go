@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
@@ -68,6 +69,11 @@ type taskPlan struct {
 	bindings   []binding
 	resultsDir string
 	scriptsDir string
+	// podPaths rewrites this task's host paths (workspace directories,
+	// results and scripts) to the paths the step would see in a Tekton
+	// Pod, for what its link records: host directories are neither
+	// reproducible nor anyone else's business.
+	podPaths *strings.Replacer
 }
 
 func (r *runner) pipelineTask(name string) *v1.PipelineTask {
@@ -266,15 +272,18 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	ts = trresources.ApplyContexts(ts, taskName, tr)
 	ts = trresources.ApplyReplacements(ts, resultPaths(ts.Results, plan.resultsDir), map[string][]string{}, map[string]map[string]string{})
 	hostDecls := make([]v1.WorkspaceDeclaration, len(decls))
+	pairs := [][2]string{{plan.resultsDir, pipeline.DefaultResultPath}, {plan.scriptsDir, pipeline.ScriptDir}}
 	for i, d := range decls {
 		hostDecls[i] = d
 		hostDecls[i].MountPath = ""
 		for _, b := range plan.bindings {
 			if b.task == d.Name {
 				hostDecls[i].MountPath = b.dir
+				pairs = append(pairs, [2]string{b.dir, d.GetMountPath()})
 			}
 		}
 	}
+	plan.podPaths = podPathReplacer(pairs)
 	ts.Workspaces = hostDecls
 	ts = trresources.ApplyWorkspaces(ctx, ts, hostDecls, tr.Spec.Workspaces, workspace.CreateVolumes(tr.Spec.Workspaces))
 	tr.Spec.TaskSpec = nil
@@ -573,4 +582,16 @@ func (r *runner) pipelineResults() error {
 		r.rec.Results[x.Name] = paramString(x.Value)
 	}
 	return nil
+}
+
+// podPathReplacer replaces each host directory of pairs (and any path under
+// it) with its Pod path, longest host directory first so that a directory
+// inside another is matched as itself.
+func podPathReplacer(pairs [][2]string) *strings.Replacer {
+	sort.Slice(pairs, func(i, j int) bool { return len(pairs[i][0]) > len(pairs[j][0]) })
+	var oldnew []string
+	for _, p := range pairs {
+		oldnew = append(oldnew, p[0], p[1])
+	}
+	return strings.NewReplacer(oldnew...)
 }
