@@ -36,7 +36,27 @@ var (
 	// ErrDigestMismatch: a validly signed payload names another image's
 	// digest (a signature or attestation copied from another image).
 	ErrDigestMismatch = errors.New("signed payload is for another digest")
+	// ErrPlainHTTP: the registry answered HTTPS with plain HTTP. Such an
+	// error is also ErrUnreachable; see PlainHTTPError.
+	ErrPlainHTTP = errors.New("registry speaks plain HTTP")
 )
+
+// PlainHTTPError: the registry answered an HTTPS request with plain HTTP. It
+// needs the insecure option, which only a loopback registry may have
+// (Loopback). errors.Is matches both ErrUnreachable and ErrPlainHTTP.
+type PlainHTTPError struct {
+	Registry string
+	Loopback bool
+}
+
+func (e *PlainHTTPError) Error() string {
+	return fmt.Sprintf("%v: registry %s: http: server gave HTTP response to HTTPS client", ErrUnreachable, e.Registry)
+}
+
+// Is makes errors.Is(err, ErrUnreachable) and errors.Is(err, ErrPlainHTTP) true.
+func (e *PlainHTTPError) Is(target error) bool {
+	return target == ErrUnreachable || target == ErrPlainHTTP
+}
 
 // registryError turns a go-containerregistry error into a one-line error of
 // one of our categories naming the registry.
@@ -44,7 +64,7 @@ func registryError(registry string, err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, e := range []error{ErrInsecure, ErrBlobDigest, ErrReference, ErrArtifact} {
+	for _, e := range []error{ErrInsecure, ErrBlobDigest, ErrReference, ErrArtifact, ErrPlainHTTP} {
 		if errors.Is(err, e) {
 			return err
 		}
@@ -60,13 +80,16 @@ func registryError(registry string, err error) error {
 		}
 		return fmt.Errorf("registry %s: %s", registry, msg)
 	}
+	// Before the net.Error case: *url.Error is one, and its message holds
+	// each ping scheme's failure (go-containerregistry tries HTTPS, then
+	// HTTP, which the guard upgrades to HTTPS again: the same error twice).
+	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return &PlainHTTPError{Registry: registry, Loopback: IsLoopback(registry)}
+	}
 	var ne net.Error
 	var oe *net.OpError
 	if errors.As(err, &oe) || errors.As(err, &ne) {
 		return fmt.Errorf("%w: registry %s: %s", ErrUnreachable, registry, oneLine(rootCause(err).Error()))
-	}
-	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
-		return fmt.Errorf("%w: registry %s speaks plain HTTP; use the insecure option (allowed for loopback registries only)", ErrUnreachable, registry)
 	}
 	return fmt.Errorf("registry %s: %s", registry, oneLine(err.Error()))
 }
