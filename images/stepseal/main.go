@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/go-logr/logr"
@@ -20,13 +21,53 @@ func main() {
 	// Libraries below (Tessera, client-go) log through klog; the CLI reports
 	// through its own output and errors.
 	klog.SetLogger(logr.Discard())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first SIGINT or SIGTERM cancels the command's context, so that it
+	// stops its steps and removes what it half wrote; a second one exits at
+	// once. Either way the exit status is 128 + the signal's number (130,
+	// 143), as a shell reports a process the signal killed.
+	ctx, cancel := context.WithCancel(context.Background())
+	var got atomic.Value
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		got.Store(s)
+		cancel()
+		s = <-sigs
+		fmt.Fprintf(os.Stderr, "stepseal: %s again: exiting now\n", sigName(s))
+		os.Exit(exitStatus(s))
+	}()
 	err := cmd.New().ExecuteContext(ctx)
-	stop()
+	signal.Stop(sigs)
+	if s, ok := got.Load().(os.Signal); ok {
+		msg := "interrupted by " + sigName(s)
+		if err != nil && !cmd.IsReported(err) {
+			msg += ": " + cmd.OneLine(err)
+		}
+		fmt.Fprintln(os.Stderr, "stepseal:", msg)
+		os.Exit(exitStatus(s))
+	}
 	if err != nil {
 		if !cmd.IsReported(err) {
 			fmt.Fprintln(os.Stderr, "stepseal:", cmd.OneLine(err))
 		}
-		os.Exit(1)
+		os.Exit(cmd.ExitCode(err))
 	}
+}
+
+func exitStatus(s os.Signal) int {
+	if n, ok := s.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 1
+}
+
+func sigName(s os.Signal) string {
+	switch s {
+	case os.Interrupt:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return s.String()
 }

@@ -216,7 +216,7 @@ func (f *Functionaries) validate() error {
 	}
 	f.expiresIn = DefaultExpiry
 	if s.Expires != "" {
-		d, err := parseExpiry(s.Expires)
+		d, err := ParseExpiry(s.Expires)
 		if err != nil {
 			return fmt.Errorf("spec.expires: %v", err)
 		}
@@ -256,8 +256,9 @@ func splitOutput(out string) (workspace, rel string, err error) {
 	return ws, rel, nil
 }
 
-// parseExpiry accepts a Go duration ("720h") or whole days ("30d").
-func parseExpiry(s string) (time.Duration, error) {
+// ParseExpiry parses a layout validity: a Go duration ("720h") or a whole
+// number of days ("30d"); zero or negative is an error.
+func ParseExpiry(s string) (time.Duration, error) {
 	var d time.Duration
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.ParseUint(days, 10, 16)

@@ -295,8 +295,11 @@ type StepFailedError struct {
 }
 
 func (e *StepFailedError) Error() string {
+	if e.TimedOut && e.MayFail {
+		return fmt.Sprintf("step %q: link %s (key %s) records that the step timed out (return-value %d): a timed-out step fails even though the layout lets it fail, as in Tekton", e.Step, e.File, short(e.KeyID), e.ReturnValue)
+	}
 	if e.TimedOut {
-		return fmt.Sprintf("step %q: link %s (key %s) records that the step timed out (return-value %d): a timed-out step fails even when the layout lets it fail", e.Step, e.File, short(e.KeyID), e.ReturnValue)
+		return fmt.Sprintf("step %q: link %s (key %s) records that the step timed out (return-value %d)", e.Step, e.File, short(e.KeyID), e.ReturnValue)
 	}
 	return fmt.Sprintf("step %q: link %s (key %s) records return-value %d: the step's command failed, and the layout does not let this step fail (Tekton onError: continue)", e.Step, e.File, short(e.KeyID), e.ReturnValue)
 }

@@ -33,7 +33,7 @@ func TestFailedStepFailsVerification(t *testing.T) {
 		{name: "exit 1", exit: 1, want: ErrStepFailed, words: []string{`step "fetch.copy"`, file, carol[:8], "return-value 1", "onError: continue"}},
 		{name: "exit 1, may fail", exit: 1, mayFail: true},
 		{name: "exit 137, timed out", exit: 137, timeout: true, want: ErrStepFailed, words: []string{`step "fetch.copy"`, "timed out"}},
-		{name: "timed out, may fail", exit: 137, timeout: true, mayFail: true, want: ErrStepFailed, words: []string{"timed out", "even when the layout lets it fail"}},
+		{name: "timed out, may fail", exit: 137, timeout: true, mayFail: true, want: ErrStepFailed, words: []string{"timed out", "even though the layout lets it fail"}},
 		{name: "no return-value", tamper: func(s map[string]any) { delete(s["byproducts"].(map[string]any), attest.ByReturnValue) },
 			want: ErrNoReturnValue, words: []string{`step "fetch.copy"`, "no return-value"}},
 		{name: "string return-value", tamper: func(s map[string]any) { s["byproducts"].(map[string]any)[attest.ByReturnValue] = "0" },

@@ -1,8 +1,10 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
@@ -29,14 +31,28 @@ type layoutReport struct {
 func newLayoutCreate(ro *rootOptions) *cobra.Command {
 	var pipeline, tasks, functionaries, out string
 	var ownerKeys []string
-	var expires time.Duration
+	var expires string
+	var force bool
 	c := &cobra.Command{
-		Use:   "create --pipeline FILE [--tasks DIR] --functionaries FILE --owner-key KEY... --out FILE [--expires DURATION]",
+		Use:   "create --pipeline FILE [--tasks DIR] --functionaries FILE --owner-key KEY... --out FILE [--expires DURATION] [--force]",
 		Short: "Generate the in-toto layout of a Tekton Pipeline and sign it with the owners' keys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pipeline == "" || functionaries == "" || out == "" || len(ownerKeys) == 0 {
 				return fmt.Errorf("--pipeline, --functionaries, --owner-key and --out are required")
+			}
+			var validity time.Duration
+			if cmd.Flags().Changed("expires") {
+				d, err := layout.ParseExpiry(expires)
+				if err != nil {
+					return fmt.Errorf("--expires: %w", err)
+				}
+				validity = d
+			}
+			if _, err := os.Lstat(out); err == nil && !force {
+				return fmt.Errorf("--out %s exists (use --force to replace it)", out)
+			} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("--out %s: %w", out, err)
 			}
 			ctx := cmd.Context()
 			spec, err := tekton.Load(ctx, pipeline, tasks)
@@ -56,8 +72,8 @@ func newLayoutCreate(ro *rootOptions) *cobra.Command {
 				return err
 			}
 			opts := layout.Options{}
-			if expires > 0 {
-				opts.Expires = time.Now().Add(expires)
+			if validity > 0 {
+				opts.Expires = time.Now().Add(validity)
 			}
 			l, err := layout.FromPipeline(spec, f, keys, opts)
 			if err != nil {
@@ -84,7 +100,8 @@ func newLayoutCreate(ro *rootOptions) *cobra.Command {
 	c.Flags().StringVar(&functionaries, "functionaries", "", "functionaries file: who may perform which step")
 	c.Flags().StringArrayVar(&ownerKeys, "owner-key", nil, "private key of a layout owner (repeatable; cosign keys read COSIGN_PASSWORD)")
 	c.Flags().StringVar(&out, "out", "", "layout file to write")
-	c.Flags().DurationVar(&expires, "expires", 0, "validity of the layout (default: the functionaries file's spec.expires, else 30 days)")
+	c.Flags().StringVar(&expires, "expires", "", "validity of the layout, a positive duration such as 720h or 30d (default: the functionaries file's spec.expires, else 30 days)")
+	c.Flags().BoolVar(&force, "force", false, "replace --out if it exists")
 	return c
 }
 

@@ -67,7 +67,7 @@ status is propagated; its link is written even when it fails.`,
 			}
 			var se *localrun.StepError
 			if errors.As(runErr, &se) {
-				return reportedError{runErr}
+				return statusError{reportedError{runErr}, se.ExitCode}
 			}
 			return runErr
 		},

@@ -52,6 +52,25 @@ type reportedError struct{ err error }
 func (e reportedError) Error() string { return e.err.Error() }
 func (e reportedError) Unwrap() error { return e.err }
 
+// statusError ends the command with exit status code (the recorded
+// command's own, for `stepseal record`).
+type statusError struct {
+	err  error
+	code int
+}
+
+func (e statusError) Error() string { return e.err.Error() }
+func (e statusError) Unwrap() error { return e.err }
+
+// ExitCode is the exit status err calls for: the one it carries, else 1.
+func ExitCode(err error) int {
+	var s statusError
+	if errors.As(err, &s) && s.code > 0 && s.code < 256 {
+		return s.code
+	}
+	return 1
+}
+
 // IsReported reports whether err was already explained to the user.
 func IsReported(err error) bool {
 	var r reportedError

@@ -123,32 +123,55 @@ func (o *runOptions) resolvePaths(path string) (pipeline, tasks, functionaries, 
 	return pipeline, tasks, functionaries, platformPolicy, nil
 }
 
-// prepareOut makes sure the output directory is new or empty; it returns a
-// cleanup that removes what this run created, for use on bad input.
-func (o *runOptions) prepareOut() (func(), error) {
+// incompleteMarker is in an output directory while `stepseal run` writes
+// it: one that still has it was left by a run that was killed, and a new
+// run replaces it without --force.
+const incompleteMarker = ".stepseal-incomplete"
+
+// prepareOut makes sure the output directory is new, empty, or the leftover
+// of a killed run, and marks it incomplete. It returns a cleanup that
+// removes what this run created (for bad input and interruptions) and a
+// done that removes the mark.
+func (o *runOptions) prepareOut(w io.Writer) (cleanup, done func(), err error) {
 	entries, err := os.ReadDir(o.out)
+	created := false
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if err := os.MkdirAll(o.out, 0o755); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return func() { os.RemoveAll(o.out) }, nil
+		created = true
 	case err != nil:
-		return nil, fmt.Errorf("--out %s: %w", o.out, err)
+		return nil, nil, fmt.Errorf("--out %s: %w", o.out, err)
 	case len(entries) > 0 && !o.force:
-		return nil, fmt.Errorf("--out %s is not empty (use --force to replace it)", o.out)
+		if _, err := os.Stat(filepath.Join(o.out, incompleteMarker)); err != nil {
+			return nil, nil, fmt.Errorf("--out %s is not empty (use --force to replace it)", o.out)
+		}
+		fmt.Fprintf(w, "replacing the incomplete output of an interrupted run in %s\n", o.out)
 	}
 	for _, e := range entries {
 		if err := os.RemoveAll(filepath.Join(o.out, e.Name())); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return func() {
+	marker := filepath.Join(o.out, incompleteMarker)
+	if err := os.WriteFile(marker, []byte("stepseal run is writing this directory, or was killed while it did\n"), 0o644); err != nil {
+		return nil, nil, err
+	}
+	cleanup = func() {
+		if created {
+			os.RemoveAll(o.out)
+			return
+		}
 		entries, _ := os.ReadDir(o.out)
 		for _, e := range entries {
-			os.RemoveAll(filepath.Join(o.out, e.Name()))
+			if e.Name() != incompleteMarker {
+				os.RemoveAll(filepath.Join(o.out, e.Name()))
+			}
 		}
-	}, nil
+		os.Remove(marker)
+	}
+	return cleanup, func() { os.Remove(marker) }, nil
 }
 
 func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err error) {
@@ -190,14 +213,22 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 	if o.keys == "" && len(declared) > 0 {
 		return fmt.Errorf("%s declares public keys for %s: pass --keys DIR with their private keys", functionariesPath, strings.Join(sortedNames(declared), ", "))
 	}
-	cleanup, err := o.prepareOut()
+	cleanup, done, err := o.prepareOut(w)
 	if err != nil {
 		return err
 	}
 	started := false
 	defer func() {
-		if err != nil && !started {
+		switch {
+		case ctx.Err() != nil:
+			// Interrupted: a half-written output is worth nothing; remove
+			// it (the marker covers a kill that leaves no time for this).
 			cleanup()
+			err = fmt.Errorf("removed the partial output %s: %w", o.out, ctx.Err())
+		case err != nil && !started:
+			cleanup()
+		default:
+			done()
 		}
 	}()
 
@@ -315,7 +346,7 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 			outputs = map[string]run.DigestSet{f.Spec.Output: {"sha256": d}}
 			report.Output = file
 		}
-		prov, err := writeProvenance(ctx, rec, outputs, pipelinePath, tasksDir, linkDigests, signers[builderKeyName], filepath.Join(o.out, "provenance.json"))
+		prov, err := writeProvenance(ctx, w, rec, outputs, pipelinePath, tasksDir, linkDigests, signers[builderKeyName], filepath.Join(o.out, "provenance.json"))
 		if err != nil {
 			return err
 		}
@@ -354,6 +385,10 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 	// (only of a verified output) follows and ends with its own summary.
 	if ro.output != "json" {
 		printVerdict(w, v)
+		if runErr != nil && v.Passed {
+			// The last line and the exit status must agree.
+			fmt.Fprintf(w, "RESULT: FAILED: the pipeline run failed (%s), although the links of the steps that ran verify\n", report.RunError)
+		}
 	}
 	var pubErr error
 	if verr == nil && runErr == nil && pol != nil {
@@ -473,7 +508,7 @@ func listLinks(dir string) ([]string, run.Artifacts, error) {
 	return names, digests, nil
 }
 
-func writeProvenance(ctx context.Context, rec *run.Record, outputs map[string]run.DigestSet, pipelinePath, tasksDir string, links run.Artifacts, builder signing.Signer, path string) (store.Entry, error) {
+func writeProvenance(ctx context.Context, w io.Writer, rec *run.Record, outputs map[string]run.DigestSet, pipelinePath, tasksDir string, links run.Artifacts, builder signing.Signer, path string) (store.Entry, error) {
 	defs := run.Artifacts{}
 	files := []string{pipelinePath}
 	if tasksDir != "" {
@@ -492,7 +527,20 @@ func writeProvenance(ctx context.Context, rec *run.Record, outputs map[string]ru
 	for k, v := range outputs {
 		subjects[k] = v
 	}
-	stmt, err := attest.Provenance(rec, attest.ProvenanceOptions{Subjects: subjects, BuilderID: builderID, Definitions: defs, Links: links})
+	opts := attest.ProvenanceOptions{Subjects: subjects, LinkSubjects: true, BuilderID: builderID, Definitions: defs, Links: links}
+	subj, covers, err := attest.Subjects(rec, opts)
+	if err != nil {
+		return store.Entry{}, err
+	}
+	switch covers {
+	case attest.CoversOutput:
+		fmt.Fprintf(w, "provenance: about the declared output %s\n", strings.Join(subj.Names(), ", "))
+	case attest.CoversLastStepProducts:
+		fmt.Fprintf(w, "provenance: no output declared; about the %d product(s) of the last step\n", len(subj))
+	case attest.CoversLinks:
+		fmt.Fprintf(w, "provenance: no output declared and the last step produced no file; about the run's %d signed link(s), which are all it produced\n", len(subj))
+	}
+	stmt, err := attest.Provenance(rec, opts)
 	if err != nil {
 		return store.Entry{}, err
 	}
