@@ -22,19 +22,106 @@ import (
 // entry labeled with it is the one that opens; the publisher's signature
 // over the manifest binds the rest.
 type Recipient struct {
-	Layer       int
-	LayerDigest v1.Hash
+	Layer       int     `json:"layer"`
+	LayerDigest v1.Hash `json:"layerDigest"`
 	// Scheme is the ocicrypt key wrapper: "jwe", or another one ("pgp",
 	// "pkcs7", "pkcs11", "provider.*") stepseal never uses.
-	Scheme string
+	Scheme string `json:"scheme"`
 	// KeyID is the JWE "kid" header ("" when absent).
-	KeyID string
+	KeyID string `json:"keyID"`
 	// Algorithm is the JWE key management algorithm ("RSA-OAEP-256",
 	// "ECDH-ES+A256KW", ...).
-	Algorithm string
+	Algorithm string `json:"algorithm,omitempty"`
 	// Shape is what the entry reveals about its key: "RSA-2048",
 	// "EC-P-256", or "" when nothing.
-	Shape string
+	Shape string `json:"shape,omitempty"`
+	// Platform is the policy platform whose key this is (NamePlatforms):
+	// its fingerprint is KeyID and its key has Shape. Empty when unknown.
+	Platform string `json:"platform,omitempty"`
+	// Mislabeled is the platform a recipient's KeyID claims although its
+	// shape is not that platform's key (NamePlatforms).
+	Mislabeled string `json:"mislabeled,omitempty"`
+}
+
+// CanDecrypt lists, in policy order, the platforms NamePlatforms found to
+// be recipients of every encrypted layer of rs: those that can decrypt the
+// whole artifact.
+func CanDecrypt(rs []Recipient, pol *policy.Policy) []string {
+	layers := map[int]bool{}
+	per := map[string]map[int]bool{}
+	for _, r := range rs {
+		layers[r.Layer] = true
+		if r.Platform != "" {
+			if per[r.Platform] == nil {
+				per[r.Platform] = map[int]bool{}
+			}
+			per[r.Platform][r.Layer] = true
+		}
+	}
+	var out []string
+	for _, p := range pol.Platforms {
+		if len(layers) > 0 && len(per[p.Name]) == len(layers) {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+// NamePlatforms returns rs with Platform set to the name of the platform of
+// pol (any platform, not only those of a rule) whose key each recipient is:
+// KeyID is the platform key's fingerprint and Shape its shape. A KeyID of a
+// platform with another shape is a relabeled recipient: Mislabeled names
+// the platform claimed, Platform stays empty.
+func NamePlatforms(rs []Recipient, pol *policy.Policy) []Recipient {
+	byFP := map[string]policy.Platform{}
+	for _, p := range pol.Platforms {
+		byFP[p.Fingerprint] = p
+	}
+	out := make([]Recipient, len(rs))
+	for i, r := range rs {
+		out[i] = r
+		p, ok := byFP[r.KeyID]
+		switch {
+		case r.Scheme != "jwe" || r.KeyID == "" || !ok:
+		case r.Shape != policy.KeyShape(p.PublicKey):
+			out[i].Mislabeled = p.Name
+		default:
+			out[i].Platform = p.Name
+		}
+	}
+	return out
+}
+
+// Who says whose key r is: "platform NAME", or "unknown key ID" (also for
+// a mislabeled recipient, with the platform it claims), or "unidentified
+// recipient" without a key ID; then the entry's scheme, algorithm and
+// shape in parentheses.
+func (r Recipient) Who() string {
+	var who string
+	switch {
+	case r.Platform != "":
+		who = "platform " + r.Platform
+	case r.KeyID == "":
+		who = "unidentified recipient"
+	case r.Mislabeled != "":
+		who = fmt.Sprintf("unknown key %s (labeled platform %q, whose key is not of this shape)", r.KeyID, r.Mislabeled)
+	default:
+		who = "unknown key " + r.KeyID
+	}
+	var parts []string
+	if r.Scheme != "jwe" {
+		parts = append(parts, "scheme "+r.Scheme)
+	}
+	if r.Algorithm != "" {
+		parts = append(parts, r.Algorithm)
+	}
+	if r.Shape != "" {
+		parts = append(parts, r.Shape)
+	}
+	if len(parts) == 0 {
+		return who
+	}
+	return who + " (" + strings.Join(parts, " ") + ")"
 }
 
 func (r Recipient) String() string {
