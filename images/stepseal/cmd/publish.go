@@ -27,8 +27,30 @@ import (
 // registryFlags are the flags every registry command shares.
 type registryFlags struct{ insecure bool }
 
+// add adds --insecure to c and makes c's errors say when a loopback
+// registry speaks plain HTTP and --insecure was not given. c.RunE must be
+// set.
 func (r *registryFlags) add(c *cobra.Command) {
 	c.Flags().BoolVar(&r.insecure, "insecure", false, "allow plain HTTP (only for loopback registries)")
+	runE := c.RunE
+	c.RunE = func(cmd *cobra.Command, args []string) error { return r.hint(runE(cmd, args)) }
+}
+
+// hintError is err followed by a hint for the user.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e hintError) Error() string { return e.err.Error() + " " + e.hint }
+func (e hintError) Unwrap() error { return e.err }
+
+func (r *registryFlags) hint(err error) error {
+	var pe *oci.PlainHTTPError
+	if r.insecure || !errors.As(err, &pe) || !pe.Loopback {
+		return err
+	}
+	return hintError{err: err, hint: fmt.Sprintf("(the registry at %s speaks plain HTTP; pass --insecure for a loopback registry)", pe.Registry)}
 }
 
 func (r *registryFlags) opts() []oci.Option {
@@ -43,14 +65,19 @@ type policyFlags struct {
 	path      string
 	keys      []string
 	threshold int
+	state     string
 }
 
 func (p *policyFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&p.path, "platform-policy", "", "platform policy: which platforms may decrypt which artifact")
 	c.Flags().StringArrayVar(&p.keys, "policy-key", nil, "public key of a policy owner: the policy must be a DSSE envelope signed by it (repeatable)")
 	c.Flags().IntVar(&p.threshold, "policy-threshold", 0, "owner signatures the policy needs (default 1)")
+	c.Flags().StringVar(&p.state, "state", "", "directory recording the newest signed policy version accepted, to refuse rollback (default $XDG_STATE_HOME/stepseal or ~/.local/state/stepseal)")
 }
 
+// load reads the policy. A signed one is checked against, and then
+// recorded in, the state directory: an older version than one accepted
+// before, or the same version with other content, is policy.ErrRollback.
 func (p *policyFlags) load() (*policy.Policy, error) {
 	if p.path == "" {
 		return nil, fmt.Errorf("--platform-policy is required")
@@ -59,7 +86,17 @@ func (p *policyFlags) load() (*policy.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return policy.Load(p.path, policy.Options{Keys: keys, Threshold: p.threshold})
+	opts := policy.Options{Keys: keys, Threshold: p.threshold}
+	if len(keys) > 0 {
+		dir := p.state
+		if dir == "" {
+			if dir, err = policy.DefaultStateDir(); err != nil {
+				return nil, err
+			}
+		}
+		opts.State = policy.NewState(dir)
+	}
+	return policy.Load(p.path, opts)
 }
 
 // loadCryptoSigner reads a private key (PEM or cosign-encrypted) for OCI signing.
@@ -77,6 +114,28 @@ type publishReport struct {
 	// Reissued counts attestations that did not name the image and were
 	// re-issued for it, signed by the publisher.
 	Reissued int `json:"reissued"`
+	// Attested says, per --attest file, who signed it and what it is about.
+	Attested []attestedReport `json:"attested,omitempty"`
+}
+
+// attestedReport is one verified attestation.
+type attestedReport struct {
+	File          string `json:"file"`
+	PredicateType string `json:"predicateType"`
+	// SignedBy is the --attest-key that verified it, KeyID its key ID.
+	SignedBy string `json:"signedBy"`
+	KeyID    string `json:"keyID"`
+	// Subject is the artifact digest the statement names.
+	Subject string `json:"subject"`
+	// Reissued: attached re-issued for the image by the publisher, the
+	// original envelope carried in the image subject's annotations.
+	Reissued bool `json:"reissued"`
+}
+
+// attestation is an --attest envelope and the file it was read from.
+type attestation struct {
+	file string
+	env  *dsse.Envelope
 }
 
 // encryptForPolicy applies pol's rule for ref's repository: refuse when no
@@ -137,12 +196,26 @@ func pushSigned(ctx context.Context, img v1.Image, ref name.Reference, key crypt
 	return dref, nil
 }
 
-// publishImage is encryptForPolicy followed by pushSigned. An attestation
-// whose statement does not name the image (an encrypted image's digest only
-// exists once it is encrypted) is re-issued for it — the same statement with
-// the image added to its subjects, signed by key: the publisher vouches for
-// it.
-func publishImage(ctx context.Context, img v1.Image, ref name.Reference, pol *policy.Policy, key crypto.Signer, atts []*dsse.Envelope, ropts []oci.Option) (*publishReport, error) {
+// publishImage checks the attestations, then is encryptForPolicy followed
+// by pushSigned. Every attestation must be signed by one of attKeys and name
+// the artifact (oci.VerifyStatement, against oci.ArtifactDigests of img as
+// given) — both checked before anything is pushed. One that names the
+// published image is attached as it is; one that cannot (an encrypted
+// image's digest only exists once it is encrypted; a file's provenance
+// names the file) is re-issued for it, signed by key, with the original
+// envelope carried in the statement (oci.Reissue): the publisher vouches
+// only for statements whose signature verified.
+func publishImage(ctx context.Context, img v1.Image, ref name.Reference, pol *policy.Policy, key crypto.Signer, atts []attestation, attKeys []oci.StatementKey, ropts []oci.Option) (*publishReport, error) {
+	digests, err := oci.ArtifactDigests(img)
+	if err != nil {
+		return nil, err
+	}
+	verified := make([]*oci.VerifiedStatement, len(atts))
+	for i, a := range atts {
+		if verified[i], err = oci.VerifyStatement(ctx, a.file, a.env, attKeys, digests); err != nil {
+			return nil, err
+		}
+	}
 	img, r, err := encryptForPolicy(ctx, img, ref, pol)
 	if err != nil {
 		return nil, err
@@ -151,20 +224,19 @@ func publishImage(ctx context.Context, img v1.Image, ref name.Reference, pol *po
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*dsse.Envelope, len(atts))
-	for i, env := range atts {
-		out[i] = env
-		if statementNames(env, d.Hex) {
-			continue
+	target := ref.Context().Digest(d.String())
+	out := make([]*dsse.Envelope, len(verified))
+	for i, vs := range verified {
+		ar := attestedReport{File: vs.Source, PredicateType: vs.PredicateType, SignedBy: vs.KeyName, KeyID: vs.KeyID, Subject: vs.Subject.String()}
+		out[i] = vs.Envelope
+		if !statementNames(vs.Envelope, d.Hex) {
+			if out[i], err = oci.Reissue(ctx, vs, target, key); err != nil {
+				return nil, fmt.Errorf("attestation %s: %w", vs.Source, err)
+			}
+			ar.Reissued = true
+			r.Reissued++
 		}
-		raw, err := base64.StdEncoding.DecodeString(env.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("attestation %d: %w", i+1, err)
-		}
-		if out[i], err = reissueStatement(ctx, raw, ref.Context().Name(), "", d.Hex, key); err != nil {
-			return nil, fmt.Errorf("attestation %d: %w", i+1, err)
-		}
-		r.Reissued++
+		r.Attested = append(r.Attested, ar)
 	}
 	dref, err := pushSigned(ctx, img, ref, key, out, ropts)
 	if err != nil {
@@ -215,41 +287,6 @@ func statementNames(env *dsse.Envelope, hex string) bool {
 	return false
 }
 
-// reissueStatement re-issues an in-toto statement for an image: subjects
-// with the sha256 oldHex (if any) are dropped, the image repo@sha256:newHex
-// becomes the first subject, and the result is signed (in cosign's scheme,
-// so cosign verify-attestation accepts RSA too) by key. Unknown fields of
-// the statement are kept as they are.
-func reissueStatement(ctx context.Context, statement []byte, repo, oldHex, newHex string, key crypto.Signer) (*dsse.Envelope, error) {
-	var st map[string]any
-	if err := json.Unmarshal(statement, &st); err != nil {
-		return nil, fmt.Errorf("attestation statement: %w", err)
-	}
-	if t, _ := st["_type"].(string); !strings.HasPrefix(t, "https://in-toto.io/Statement/") {
-		return nil, fmt.Errorf("attestation is not an in-toto statement (_type %q)", t)
-	}
-	subjects := []any{map[string]any{"name": repo, "digest": map[string]any{"sha256": newHex}}}
-	old, _ := st["subject"].([]any)
-	for _, s := range old {
-		if m, ok := s.(map[string]any); ok {
-			if dg, ok := m["digest"].(map[string]any); ok && oldHex != "" && dg["sha256"] == oldHex {
-				continue
-			}
-		}
-		subjects = append(subjects, s)
-	}
-	st["subject"] = subjects
-	payload, err := json.Marshal(st)
-	if err != nil {
-		return nil, err
-	}
-	s, err := oci.CosignSigner(key)
-	if err != nil {
-		return nil, err
-	}
-	return signing.SignEnvelope(ctx, signing.PayloadTypeInToto, payload, s)
-}
-
 func readEnvelope(path string) (*dsse.Envelope, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -266,9 +303,9 @@ func newPublish(ro *rootOptions) *cobra.Command {
 	var rf registryFlags
 	var pf policyFlags
 	var keyPath string
-	var attest []string
+	var attest, attestKeys []string
 	c := &cobra.Command{
-		Use:   "publish PATH REF --key KEY --platform-policy FILE [--attest FILE...] [--insecure]",
+		Use:   "publish PATH REF --key KEY --platform-policy FILE [--attest FILE... [--attest-key PUB...]] [--insecure]",
 		Short: "Encrypt an artifact to exactly the platforms the policy names, push it, sign it and attach attestations",
 		Long: `Publish PATH (a file, a directory, an OCI image layout, or an OCI/docker image
 tarball) to REF. The platform policy decides: an artifact no rule covers is
@@ -276,9 +313,15 @@ refused; a rule with encrypt: true encrypts every layer (ocicrypt JWE) to
 exactly its platforms. The image is pushed by digest, signed (cosign format, at
 sha256-<hex>.sig and as an OCI 1.1 referrer), attested (--attest: DSSE
 envelopes of in-toto statements, e.g. a run's provenance.json), and only then
-tagged. An attestation whose subjects do not include the image (an encrypted
-image's digest exists only once it is encrypted) is re-issued for it: the same
-statement with the image added as a subject, signed by --key.`,
+tagged. An attestation is attached only if its signature verifies with an
+--attest-key (default: the public key of --key) and one of its subjects is the
+artifact: for a file, its sha256 (what stepseal run's provenance names); for a
+directory, the sha256 of its tar layer; for any artifact, the digest of its
+manifest before encryption. One whose subjects do not include the published
+image (an encrypted image's digest exists only once it is encrypted) is
+re-issued for it: the same statement with the image added as a subject,
+signed by --key, the original envelope kept in that subject's annotation
+stepseal.dev/reissued-from so its signature stays verifiable.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -298,13 +341,24 @@ statement with the image added as a subject, signed by --key.`,
 			if err != nil {
 				return err
 			}
-			var envs []*dsse.Envelope
+			var atts []attestation
 			for _, a := range attest {
 				env, err := readEnvelope(a)
 				if err != nil {
 					return err
 				}
-				envs = append(envs, env)
+				atts = append(atts, attestation{file: a, env: env})
+			}
+			attKeys := []oci.StatementKey{{Name: "the public key of --key " + keyPath, Public: key.Public()}}
+			if len(attestKeys) > 0 {
+				attKeys = nil
+				for _, p := range attestKeys {
+					v, err := signing.LoadVerifier(p)
+					if err != nil {
+						return err
+					}
+					attKeys = append(attKeys, oci.StatementKey{Name: p, Public: v.Public()})
+				}
 			}
 			src, err := oci.Open(args[0])
 			if err != nil {
@@ -314,7 +368,7 @@ statement with the image added as a subject, signed by --key.`,
 			if !ok {
 				return fmt.Errorf("%s holds an image index; publish one image at a time", args[0])
 			}
-			r, err := publishImage(ctx, img, ref, pol, key, envs, ropts)
+			r, err := publishImage(ctx, img, ref, pol, key, atts, attKeys, ropts)
 			if err != nil {
 				return err
 			}
@@ -336,6 +390,7 @@ statement with the image added as a subject, signed by --key.`,
 	pf.add(c)
 	c.Flags().StringVar(&keyPath, "key", "", "private key to sign with (PEM or cosign-encrypted)")
 	c.Flags().StringArrayVar(&attest, "attest", nil, "DSSE envelope to attach as an attestation (repeatable)")
+	c.Flags().StringArrayVar(&attestKeys, "attest-key", nil, "public key an --attest envelope must be signed with (repeatable; default: the public key of --key)")
 	return c
 }
 
@@ -502,12 +557,16 @@ func newCrypt(ro *rootOptions) *cobra.Command {
 }
 
 type recipientsReport struct {
-	Ref           string            `json:"ref"`
-	Digest        string            `json:"digest"`
-	Recipients    []crypt.Recipient `json:"recipients"`
-	Policy        string            `json:"policy,omitempty"`
-	MatchesPolicy *bool             `json:"matchesPolicy,omitempty"`
-	Error         string            `json:"error,omitempty"`
+	Ref        string            `json:"ref"`
+	Digest     string            `json:"digest"`
+	Recipients []crypt.Recipient `json:"recipients"`
+	// With a policy: Platforms can decrypt (recipients of every encrypted
+	// layer), UnknownKeys are recipient key IDs of no platform of it.
+	Platforms     []string `json:"platforms,omitempty"`
+	UnknownKeys   []string `json:"unknownKeys,omitempty"`
+	Policy        string   `json:"policy,omitempty"`
+	MatchesPolicy *bool    `json:"matchesPolicy,omitempty"`
+	Error         string   `json:"error,omitempty"`
 }
 
 func newCryptRecipients(ro *rootOptions) *cobra.Command {
@@ -515,7 +574,7 @@ func newCryptRecipients(ro *rootOptions) *cobra.Command {
 	var pf policyFlags
 	c := &cobra.Command{
 		Use:   "recipients REF [--platform-policy FILE]",
-		Short: "List who can decrypt an artifact (and, with a policy, whether that is exactly who may)",
+		Short: "List who can decrypt an artifact (and, with a policy, which platforms, and whether that is exactly who may)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -544,6 +603,15 @@ func newCryptRecipients(ro *rootOptions) *cobra.Command {
 					return err
 				}
 				r.Policy = pol.Name
+				r.Recipients = crypt.NamePlatforms(recips, pol)
+				r.Platforms = crypt.CanDecrypt(r.Recipients, pol)
+				seen := map[string]bool{}
+				for _, rc := range r.Recipients {
+					if rc.Platform == "" && rc.KeyID != "" && !seen[rc.KeyID] {
+						seen[rc.KeyID] = true
+						r.UnknownKeys = append(r.UnknownKeys, rc.KeyID)
+					}
+				}
 				checkErr = crypt.CheckRecipients(img, pol, ref.Context().Name())
 				ok := checkErr == nil
 				r.MatchesPolicy = &ok
@@ -556,8 +624,19 @@ func newCryptRecipients(ro *rootOptions) *cobra.Command {
 				if len(recips) == 0 {
 					fmt.Fprintln(w, "  not encrypted")
 				}
-				for _, rc := range recips {
-					fmt.Fprintf(w, "  layer %d: %s\n", rc.Layer, rc)
+				for _, rc := range r.Recipients {
+					if r.Policy != "" {
+						fmt.Fprintf(w, "  layer %d: %s\n", rc.Layer, rc.Who())
+					} else {
+						fmt.Fprintf(w, "  layer %d: %s\n", rc.Layer, rc)
+					}
+				}
+				if r.Policy != "" && len(recips) > 0 {
+					can := "none"
+					if len(r.Platforms) > 0 {
+						can = strings.Join(r.Platforms, ", ")
+					}
+					fmt.Fprintf(w, "platforms of policy %q that can decrypt: %s\n", r.Policy, can)
 				}
 				if r.MatchesPolicy != nil && *r.MatchesPolicy {
 					fmt.Fprintf(w, "recipients are exactly the platforms policy %q names\n", r.Policy)
@@ -654,7 +733,7 @@ the registry unless --keep-old.`,
 			}
 			var envs []*dsse.Envelope
 			for _, a := range atts {
-				env, err := reissueStatement(ctx, a.Statement, repo, old.DigestStr()[len("sha256:"):], nd0.Hex, key)
+				env, err := oci.Move(ctx, a.Statement, old, ref.Context().Digest(nd0.String()), key)
 				if err != nil {
 					return err
 				}

@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -44,7 +43,8 @@ type publishedReport struct {
 // prepareRunPolicy reads the example's platform policy, gives every platform
 // without a publicKey a throwaway EC P-256 key pair (keys/platforms/), signs
 // the policy with the owner key (keys inline) into DIR/platform-policy.json
-// and loads it back the way a client would: signature checked.
+// and loads it back the way a client would: signature and rollback checked
+// (against DIR/state).
 func prepareRunPolicy(ctx context.Context, w io.Writer, src, out string, owner signing.Signer) (*policy.Policy, map[string]crypto.PrivateKey, error) {
 	raw, err := os.ReadFile(src)
 	if err != nil {
@@ -109,7 +109,9 @@ func prepareRunPolicy(ctx context.Context, w io.Writer, src, out string, owner s
 	if err != nil {
 		return nil, nil, err
 	}
-	pol, err = policy.Load(signedPath, policy.Options{Keys: []signing.Verifier{ov}})
+	// Read back as a client would, rollback check included; the state is
+	// the run's own (DIR/state), so every run starts from none.
+	pol, err = policy.Load(signedPath, policy.Options{Keys: []signing.Verifier{ov}, State: policy.NewState(filepath.Join(out, "state"))})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -135,6 +137,19 @@ func publishRunOutput(ctx context.Context, w io.Writer, pol *policy.Policy, plat
 	if err != nil {
 		return nil, err
 	}
+	// The provenance must be the publisher's and about this file, as for
+	// publish --attest; it is re-issued for the encrypted image with the
+	// original envelope inside.
+	var vs *oci.VerifiedStatement
+	if prov != nil {
+		digests, err := oci.ArtifactDigests(img)
+		if err != nil {
+			return nil, err
+		}
+		if vs, err = oci.VerifyStatement(ctx, "provenance.json", prov, []oci.StatementKey{{Name: "the publisher key", Public: publisher.Public()}}, digests); err != nil {
+			return nil, err
+		}
+	}
 	img, pr, err := encryptForPolicy(ctx, img, ref, pol)
 	if err != nil {
 		return nil, err
@@ -144,12 +159,8 @@ func publishRunOutput(ctx context.Context, w io.Writer, pol *policy.Policy, plat
 		return nil, err
 	}
 	var atts []*dsse.Envelope
-	if prov != nil {
-		raw, err := base64.StdEncoding.DecodeString(prov.Payload)
-		if err != nil {
-			return nil, err
-		}
-		env, err := reissueStatement(ctx, raw, ref.Context().Name(), "", d.Hex, publisher)
+	if vs != nil {
+		env, err := oci.Reissue(ctx, vs, ref.Context().Digest(d.String()), publisher)
 		if err != nil {
 			return nil, err
 		}
