@@ -181,7 +181,7 @@ func TestExpiredLayout(t *testing.T) {
 	ff := filepath.Join(dir, "functionaries.yaml")
 	os.WriteFile(ff, []byte(f), 0o644)
 	if r := ss(t, "layout", "create", "--pipeline", "examples/go-build/pipeline.yaml", "--tasks", "examples/go-build/tasks",
-		"--functionaries", ff, "--owner-key", filepath.Join(dir, "keys", "owner.key"), "--expires", "2s",
+		"--functionaries", ff, "--owner-key", filepath.Join(dir, "keys", "owner.key"), "--expires", "2s", "--force",
 		"--out", filepath.Join(dir, "root.layout")); r.code != 0 {
 		t.Fatal(r)
 	}
