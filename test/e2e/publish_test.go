@@ -55,6 +55,9 @@ func newPubEnv(t *testing.T) *pubEnv {
 	t.Setenv("COSIGN_PASSWORD", cosignPassword)
 	e := &pubEnv{srv: testregistry.StartServer(t), dir: t.TempDir(), key: map[string]string{}, pub: map[string]string{}}
 	e.host = e.srv.Host
+	// Signed policy versions are recorded in the test's own state
+	// directory, not the user's ~/.local/state.
+	t.Setenv("XDG_STATE_HOME", e.path("state"))
 	if r := ss(t, "keys", "generate", "--type", "ecdsa", "--cosign", "--out", e.dir, "--name", "signer"); r.code != 0 {
 		t.Fatal(r)
 	}
@@ -415,16 +418,20 @@ func TestPublishCosignCraneInterop(t *testing.T) {
 			t.Fatalf("pull of the public artifact: %s", p)
 		}
 	})
-	t.Run("attestation about something else is re-issued for the image by the publisher", func(t *testing.T) {
+	t.Run("attestation about the file is re-issued for the image by the publisher", func(t *testing.T) {
 		// stepseal run's provenance names the built archive, not the image
 		// (whose digest, encrypted, exists only once published): publish
-		// re-issues the statement with the image added to its subjects,
-		// signed by the publisher key, so cosign verify-attestation accepts it.
+		// checks it is signed by the run's publisher key (--attest-key) and
+		// about this archive, then re-issues the statement with the image
+		// added to its subjects, signed by --key, so cosign
+		// verify-attestation accepts it.
 		runOut := e.path("run")
 		if r := ss(t, "run", "examples/go-build", "--out", runOut, "-q"); r.code != 0 {
 			t.Fatal(r)
 		}
-		r := ss(t, "publish", file, e.host+"/demo/attested:v1", "--key", e.signer, "--platform-policy", e.policy, "--insecure", "-o", "json", "--attest", filepath.Join(runOut, "provenance.json"))
+		archive := filepath.Join(runOut, "work", "workspaces", "dist", "app.tar.gz")
+		r := ss(t, "publish", archive, e.host+"/demo/attested:v1", "--key", e.signer, "--platform-policy", e.policy, "--insecure", "-o", "json",
+			"--attest", filepath.Join(runOut, "provenance.json"), "--attest-key", filepath.Join(runOut, "keys", "publisher.pub"))
 		if r.code != 0 {
 			t.Fatal(r)
 		}
