@@ -161,4 +161,3 @@ func mustDecode(t *testing.T, s string) []byte {
 	}
 	return b
 }
-
