@@ -299,7 +299,7 @@ func TestLayoutThreshold(t *testing.T) {
 	c.owners = []string{"owner", "owner2"}
 	layout, links := c.build()
 	owners := []signing.Verifier{verifier(t, "owner"), verifier(t, "owner2"), verifier(t, "mallory")}
-	opts := Options{}
+	opts := Options{WithoutArtifactUnsafe: true}
 	_, err := Layout(t.Context(), layout, owners, links, opts)
 	if !errors.Is(err, ErrLayoutSignature) || !strings.Contains(err.Error(), keyID(t, "mallory")[:8]) {
 		t.Fatalf("every owner key must sign by default; got %v", err)
@@ -312,7 +312,7 @@ func TestLayoutThreshold(t *testing.T) {
 	if _, err := Layout(t.Context(), layout, owners, links, opts); !errors.Is(err, ErrLayoutSignature) || !strings.Contains(err.Error(), "2 of 3 owner keys") {
 		t.Fatalf("threshold 3: %v", err)
 	}
-	if _, err := Layout(t.Context(), layout, nil, links, Options{}); !errors.Is(err, ErrLayoutSignature) {
+	if _, err := Layout(t.Context(), layout, nil, links, Options{WithoutArtifactUnsafe: true}); !errors.Is(err, ErrLayoutSignature) {
 		t.Fatalf("no owner keys: %v", err)
 	}
 }
@@ -416,7 +416,7 @@ func TestDirSource(t *testing.T) {
 		t.Fatalf("dir source: %v", err)
 	}
 	owners := []signing.Verifier{verifier(t, "owner")}
-	if _, err := Layout(t.Context(), layout, owners, Dir(dir+"/nope"), Options{}); err == nil {
+	if _, err := Layout(t.Context(), layout, owners, Dir(dir+"/nope"), Options{WithoutArtifactUnsafe: true}); err == nil {
 		t.Fatal("missing directory accepted")
 	}
 }

@@ -76,7 +76,7 @@ func FuzzLink(f *testing.F) {
 			m[n] = d
 		}
 		m[name] = data
-		v, verr := Layout(context.Background(), layout, []signing.Verifier{verifier(t, "owner")}, m, Options{})
+		v, verr := Layout(context.Background(), layout, []signing.Verifier{verifier(t, "owner")}, m, Options{WithoutArtifactUnsafe: true})
 		if v == nil {
 			t.Fatalf("no verdict: %v", verr)
 		}
@@ -107,7 +107,7 @@ func FuzzLayout(f *testing.F) {
 		if err == nil {
 			compile(pl, "layout")
 		}
-		v, verr := Layout(context.Background(), data, []signing.Verifier{verifier(t, "owner")}, links, Options{})
+		v, verr := Layout(context.Background(), data, []signing.Verifier{verifier(t, "owner")}, links, Options{WithoutArtifactUnsafe: true})
 		if v == nil {
 			t.Fatalf("no verdict: %v", verr)
 		}

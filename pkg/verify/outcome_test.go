@@ -10,6 +10,7 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -145,5 +146,24 @@ func TestVerdictNamesRun(t *testing.T) {
 	v, _ := ours(t, layout, links, Options{RunID: "run-2"})
 	if v.Passed || v.RunID != "run-2" {
 		t.Fatalf("links of run-1 checked against run-2: passed %v, run %q", v.Passed, v.RunID)
+	}
+}
+
+// Verifying without naming an artifact must be asked for: a verdict that
+// binds nothing says only that some supply chain happened.
+func TestArtifactRequiredUnlessUnsafe(t *testing.T) {
+	c := newChain(t)
+	layout, links := c.build()
+	owners := []signing.Verifier{verifier(t, "owner")}
+	if v, err := Layout(t.Context(), layout, owners, links, Options{}); v != nil || !errors.Is(err, ErrNoArtifact) {
+		t.Fatalf("no artifact, no opt-out: verdict %v, %v; want ErrNoArtifact", v, err)
+	}
+	v, err := Layout(t.Context(), layout, owners, links, Options{WithoutArtifactUnsafe: true})
+	if err != nil || !strings.Contains(strings.Join(v.Warnings, "\n"), "no artifact bound") {
+		t.Fatalf("opted out: %v, warnings %q", err, v.Warnings)
+	}
+	v, err = Layout(t.Context(), layout, owners, links, Options{Artifacts: map[string]run.DigestSet{output: digest("tarball")}})
+	if err != nil || strings.Contains(strings.Join(v.Warnings, "\n"), "no artifact bound") {
+		t.Fatalf("with the artifact: %v, warnings %q", err, v.Warnings)
 	}
 }

@@ -34,8 +34,15 @@ type Options struct {
 	RunID string
 	// Artifacts are the declared output artifacts (URI -> digests): each
 	// must equal the product of the last step that lists it among its
-	// products. Without any, the verdict warns that no output was checked.
+	// products. At least one is required unless WithoutArtifactUnsafe is
+	// set: a verdict that binds no artifact says only that some supply
+	// chain happened, not that it produced what the caller holds.
 	Artifacts map[string]run.DigestSet
+	// WithoutArtifactUnsafe lets Layout verify with no Artifacts (as
+	// in-toto-golang does); the verdict then warns that no artifact was
+	// bound. Callers set it only where no artifact exists (a test-only
+	// pipeline) or where in-toto's behaviour is asked for explicitly.
+	WithoutArtifactUnsafe bool
 	// LayoutName names the layout in messages; default "layout".
 	LayoutName string
 }
@@ -142,6 +149,9 @@ func Layout(ctx context.Context, layout []byte, owners []signing.Verifier, links
 	if links == nil {
 		return nil, errors.New("verify: no link source given")
 	}
+	if len(opts.Artifacts) == 0 && !opts.WithoutArtifactUnsafe {
+		return nil, ErrNoArtifact
+	}
 	v := &verification{opts: opts, owners: owners, links: links, file: opts.LayoutName}
 	if v.file == "" {
 		v.file = "layout"
@@ -171,6 +181,10 @@ func Layout(ctx context.Context, layout []byte, owners []signing.Verifier, links
 	v.checkOutputs()       // 10
 	return v.finish()
 }
+
+// ErrNoArtifact: Layout was called without an artifact to bind and without
+// WithoutArtifactUnsafe. It is a caller's mistake, not a verdict.
+var ErrNoArtifact = errors.New("verify: no artifact to bind the verdict to (Options.Artifacts); set WithoutArtifactUnsafe to verify without one")
 
 // verification is the state of one call of Layout.
 type verification struct {
@@ -616,7 +630,7 @@ func (v *verification) checkCommands() {
 // checkOutputs is step 10.
 func (v *verification) checkOutputs() {
 	if len(v.opts.Artifacts) == 0 {
-		v.warn("no output artifacts declared: the verdict does not bind any artifact to the last step that produced it")
+		v.warn("no artifact bound: the verdict does not say that any artifact is what the last step that listed it produced")
 		return
 	}
 	uris := make([]string, 0, len(v.opts.Artifacts))

@@ -54,11 +54,19 @@ Exit status 0 only when everything passed.`,
 					opts.Artifacts[uri] = run.DigestSet{"sha256": d}
 				}
 			}
+			// Without --artifact, in-toto's behaviour: the chain is checked,
+			// no artifact is bound, and the output says so.
+			opts.WithoutArtifactUnsafe = len(opts.Artifacts) == 0
 			v, err := verify.Layout(cmd.Context(), data, owners, verify.Dir(linksDir), opts)
 			if v == nil {
 				return err
 			}
-			if perr := ro.print(cmd.OutOrStdout(), v, func(w io.Writer) { printVerdict(w, v) }); perr != nil {
+			if perr := ro.print(cmd.OutOrStdout(), v, func(w io.Writer) {
+				printVerdict(w, v)
+				if opts.WithoutArtifactUnsafe {
+					fmt.Fprintln(w, "note: no artifact was bound (--artifact URI=FILE): the verdict does not say that any file you hold is what the supply chain produced")
+				}
+			}); perr != nil {
 				return perr
 			}
 			if err != nil {
