@@ -12,6 +12,12 @@
 // ErrUnsupported, all under ErrVerification) and whose message names the
 // step, key (key ID prefix), artifact and rule involved.
 //
+// Links come from a LinkSource: a directory (Dir, as `in-toto verify`
+// reads them), memory, or any store.Store (StoreLinks: one run's links, as
+// the controller and `stepseal run` stored them). A verdict binds the
+// artifacts the caller names (Options.Artifacts); verifying without one is
+// refused (ErrNoArtifact) unless asked for with Options.WithoutArtifactUnsafe.
+//
 // It is fast because each link is parsed once by a strict single-pass JSON
 // reader that also writes the canonical JSON the signature covers (tested
 // byte for byte against securesystemslib's cjson), links are parsed and
