@@ -18,12 +18,14 @@ import (
 	"strings"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
+
+	"github.com/stepseal/stepseal/pkg/reject"
 )
 
 // Errors callers branch on with errors.Is.
 var (
-	// ErrSignature: a signature did not verify.
-	ErrSignature = errors.New("signature verification failed")
+	// ErrSignature: a signature did not verify (reject.ErrSignature).
+	ErrSignature = reject.Sentinel(reject.ErrSignature, "signature verification failed")
 	// ErrKey: a key file or key is unusable (unsupported type, malformed, wrong password).
 	ErrKey = errors.New("invalid key")
 	// ErrPassword: an encrypted key could not be decrypted with the password given.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/transparency-dev/tessera/api/layout"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/stepseal/stepseal/pkg/reject"
 )
 
 // Attacks on a log at rest: each test changes the log's files behind its
@@ -120,7 +122,7 @@ func TestAttackTruncatedLog(t *testing.T) {
 	}
 	copyDir(t, saved, dir)
 	_, err = c.Checkpoint(ctx)
-	if !errors.Is(err, ErrRollback) || !strings.Contains(err.Error(), "4 entries") || !strings.Contains(err.Error(), "of 8") {
+	if !errors.Is(err, ErrRollback) || !errors.Is(err, reject.ErrRollback) || !errors.Is(err, reject.ErrRefused) || !strings.Contains(err.Error(), "4 entries") || !strings.Contains(err.Error(), "of 8") {
 		t.Fatalf("Checkpoint of a truncated log: %v, want ErrRollback naming sizes 4 and 8", err)
 	}
 	// The same, for a client that only kept the raw checkpoint it had seen.

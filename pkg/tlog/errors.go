@@ -1,28 +1,29 @@
 package tlog
 
-import "errors"
+import "github.com/stepseal/stepseal/pkg/reject"
 
 // Error categories callers branch on with errors.Is. Messages name the
-// index, tree sizes and origin involved.
+// index, tree sizes and origin involved. Each also matches its reason in
+// stepseal's shared vocabulary (pkg/reject) and reject.ErrRefused.
 var (
 	// ErrBadCheckpoint: a checkpoint does not parse, is not signed by the
 	// log's key, names another origin, or was not obtained by verifying one.
-	ErrBadCheckpoint = errors.New("bad checkpoint")
+	ErrBadCheckpoint = reject.Sentinel(reject.ErrSignature, "bad checkpoint")
 	// ErrInclusion: an entry is not included at the claimed index in the
 	// tree a checkpoint commits to (the entry's bytes or the log's tiles
 	// were changed, or a proof is missing or malformed).
-	ErrInclusion = errors.New("inclusion proof failed")
+	ErrInclusion = reject.Sentinel(reject.ErrMismatch, "inclusion proof failed")
 	// ErrConsistency: a newer checkpoint's tree does not extend an older
 	// one's (the log was rewritten or its tiles changed).
-	ErrConsistency = errors.New("consistency proof failed")
+	ErrConsistency = reject.Sentinel(reject.ErrMismatch, "consistency proof failed")
 	// ErrFork: two checkpoints signed by the log's key commit to different
 	// trees of the same size. A fork is also an ErrConsistency.
-	ErrFork = errors.New("log forked")
+	ErrFork = reject.Sentinel(reject.ErrRollback, "log forked")
 	// ErrRollback: a checkpoint's tree is smaller than one already seen
 	// (the log was truncated or an old checkpoint was replayed).
-	ErrRollback = errors.New("checkpoint rolled back")
+	ErrRollback = reject.Sentinel(reject.ErrRollback, "checkpoint rolled back")
 	// ErrNotIntegrated: an index at or beyond the tree size asked about.
-	ErrNotIntegrated = errors.New("index not in tree")
+	ErrNotIntegrated = reject.Sentinel(reject.ErrMissing, "index not in tree")
 	// ErrTooLarge: an entry larger than a tlog-tiles entry may be.
-	ErrTooLarge = errors.New("entry too large")
+	ErrTooLarge = reject.Sentinel(reject.ErrMalformed, "entry too large")
 )

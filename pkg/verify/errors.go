@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -62,13 +63,36 @@ var (
 	ErrUnsupported error = &UnsupportedError{}
 )
 
-// is reports whether target is of category T or the root category.
-func is[T error](target error) bool {
+// is reports whether target is of category T, the root category, or the
+// shared reason (pkg/reject) of category T and its root.
+func is[T categorized](target error) bool {
 	if _, ok := target.(T); ok {
 		return true
 	}
-	_, ok := target.(*VerificationError)
-	return ok
+	if _, ok := target.(*VerificationError); ok || target == reject.ErrRefused {
+		return true // every verification failure is a refusal
+	}
+	var zero T // a nil pointer: Category returns a constant
+	return reject.Matches(reasons[zero.Category()], target)
+}
+
+// reasons maps each category to its reason in stepseal's shared vocabulary.
+var reasons = map[string]*reject.Reason{
+	"layout-signature": reject.ErrSignature,
+	"expired":          reject.ErrExpired,
+	"signature":        reject.ErrSignature,
+	"unauthorized":     reject.ErrUnauthorized,
+	"threshold":        reject.ErrThreshold,
+	"missing-step":     reject.ErrMissing,
+	"unknown-step":     reject.ErrUnauthorized,
+	"disagreement":     reject.ErrMismatch,
+	"run-mismatch":     reject.ErrMismatch,
+	"step-failed":      reject.ErrStepFailed,
+	"no-return-value":  reject.ErrMalformed,
+	"artifact-rule":    reject.ErrArtifactRule,
+	"output-artifact":  reject.ErrMismatch,
+	"malformed":        reject.ErrMalformed,
+	"unsupported":      reject.ErrUnsupported,
 }
 
 // stepped is implemented by failures that belong to one layout step.

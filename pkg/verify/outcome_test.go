@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
@@ -165,5 +167,35 @@ func TestArtifactRequiredUnlessUnsafe(t *testing.T) {
 	v, err = Layout(t.Context(), layout, owners, links, Options{Artifacts: map[string]run.DigestSet{output: digest("tarball")}})
 	if err != nil || strings.Contains(strings.Join(v.Warnings, "\n"), "no artifact bound") {
 		t.Fatalf("with the artifact: %v, warnings %q", err, v.Warnings)
+	}
+}
+
+// Every category matches its reason in the shared vocabulary and
+// reject.ErrRefused, never reject.ErrUnableToCheck.
+func TestCategoriesMatchSharedReasons(t *testing.T) {
+	for _, c := range []struct {
+		err    error
+		reason *reject.Reason
+	}{
+		{&SignatureError{Step: "s"}, reject.ErrSignature},
+		{&UnauthorizedError{Step: "s"}, reject.ErrUnauthorized},
+		{&ThresholdError{Step: "s"}, reject.ErrThreshold},
+		{&ExpiredError{}, reject.ErrExpired},
+		{&MissingStepError{Step: "s"}, reject.ErrMissing},
+		{&StepFailedError{Step: "s"}, reject.ErrStepFailed},
+		{&ArtifactRuleError{Step: "s"}, reject.ErrArtifactRule},
+		{&MalformedError{}, reject.ErrMalformed},
+		{&RunMismatchError{}, reject.ErrMismatch},
+	} {
+		err := fmt.Errorf("wrapped: %w", c.err)
+		if !errors.Is(err, c.reason) || !errors.Is(err, reject.ErrRefused) || errors.Is(err, reject.ErrUnableToCheck) || reject.Of(err) != c.reason {
+			t.Errorf("%T: reason %v, want %v (refused)", c.err, reject.Of(err), c.reason)
+		}
+	}
+	for _, c := range []string{"verification", "layout-signature", "expired", "signature", "unauthorized", "threshold", "missing-step",
+		"unknown-step", "disagreement", "run-mismatch", "step-failed", "no-return-value", "artifact-rule", "output-artifact", "malformed", "unsupported"} {
+		if reasons[c] == nil && c != "verification" {
+			t.Errorf("category %q has no shared reason", c)
+		}
 	}
 }
