@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -53,9 +54,11 @@ func (e *PlainHTTPError) Error() string {
 	return fmt.Sprintf("%v: registry %s: http: server gave HTTP response to HTTPS client", ErrUnreachable, e.Registry)
 }
 
-// Is makes errors.Is(err, ErrUnreachable) and errors.Is(err, ErrPlainHTTP) true.
+// Is makes errors.Is(err, ErrUnreachable), errors.Is(err, ErrPlainHTTP)
+// and errors.Is(err, reject.ErrUnavailable) true: the check could not be
+// carried out.
 func (e *PlainHTTPError) Is(target error) bool {
-	return target == ErrUnreachable || target == ErrPlainHTTP
+	return target == ErrUnreachable || target == ErrPlainHTTP || reject.Matches(reject.ErrUnavailable, target)
 }
 
 // registryError turns a go-containerregistry error into a one-line error of

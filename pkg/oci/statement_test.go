@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -217,7 +218,7 @@ func TestPlainHTTPRegistryWithoutInsecure(t *testing.T) {
 	}
 	_, err = Resolve(context.Background(), ref, WithProgress(nil))
 	var pe *PlainHTTPError
-	if !errors.As(err, &pe) || !pe.Loopback || pe.Registry != host || !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrPlainHTTP) {
+	if !errors.As(err, &pe) || !pe.Loopback || pe.Registry != host || !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrPlainHTTP) || !errors.Is(err, reject.ErrUnableToCheck) {
 		t.Fatalf("err = %#v", err)
 	}
 	if n := strings.Count(err.Error(), "server gave HTTP response to HTTPS client"); n != 1 {

@@ -1,6 +1,10 @@
 package policy
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/stepseal/stepseal/pkg/reject"
+)
 
 // Error categories callers branch on with errors.Is. Every error returned by
 // this package wraps exactly one of them and names the file, field, key or
@@ -14,12 +18,13 @@ var (
 	ErrSignature = errors.New("platform policy signature")
 	// ErrRollback: the policy's version is older than the newest one the
 	// caller has already accepted, or it is that version with other content
-	// (a fork).
-	ErrRollback = errors.New("platform policy rollback")
+	// (a fork). It is a reject.ErrRollback (a refusal).
+	ErrRollback = reject.Sentinel(reject.ErrRollback, "platform policy rollback")
 	// ErrState: the record of accepted policy versions (State) could not be
 	// read or written, so rollback could not be checked: the policy is not
-	// used. It is never reset silently.
-	ErrState = errors.New("platform policy state")
+	// used. It is never reset silently. It is a reject.ErrUnavailable (could
+	// not check, not a refusal).
+	ErrState = reject.Sentinel(reject.ErrUnavailable, "platform policy state")
 	// ErrNoRule: no artifact rule covers a reference. Callers must refuse
 	// the artifact (fail closed).
 	ErrNoRule = errors.New("no platform policy rule for artifact")

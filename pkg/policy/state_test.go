@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -58,7 +59,7 @@ func TestStateRefusesRollbackAndFork(t *testing.T) {
 	// v1 is signed by one owner only: the record is keyed by the owner keys
 	// the caller verifies with, not by who signed, so this is no escape.
 	err = parse("v1.json", v1, opts)
-	if !errors.Is(err, ErrRollback) || !strings.Contains(err.Error(), `v1.json: policy "demo" version 1 is older than version 2 already accepted (recorded in `+st.Path()+")") {
+	if !errors.Is(err, ErrRollback) || !errors.Is(err, reject.ErrRefused) || errors.Is(err, reject.ErrUnableToCheck) || !strings.Contains(err.Error(), `v1.json: policy "demo" version 1 is older than version 2 already accepted (recorded in `+st.Path()+")") {
 		t.Fatalf("rollback: %v", err)
 	}
 	// The same version signed again (another signature, same document) is fine.
@@ -132,7 +133,7 @@ func TestStateCorrupted(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := Parse(v1, "v1.json", Options{Keys: vs, State: st})
-			if !errors.Is(err, ErrState) || errors.Is(err, ErrRollback) || !strings.Contains(err.Error(), st.Path()+" is corrupted") || !strings.Contains(err.Error(), c.why) {
+			if !errors.Is(err, ErrState) || errors.Is(err, ErrRollback) || !errors.Is(err, reject.ErrUnableToCheck) || errors.Is(err, reject.ErrRefused) || !strings.Contains(err.Error(), st.Path()+" is corrupted") || !strings.Contains(err.Error(), c.why) {
 				t.Fatalf("err = %v", err)
 			}
 			if got, _ := os.ReadFile(st.Path()); string(got) != c.data {
