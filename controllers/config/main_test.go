@@ -23,6 +23,8 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -150,12 +152,11 @@ type signingKey struct {
 	secrets  [][]byte // what must never be logged: password, PEM body, raw key
 }
 
-// installSigningKey fills the release's signing-secrets template with a new
-// cosign-format key pair (what `cosign generate-key-pair
-// k8s://stepseal/signing-secrets` writes).
-func installSigningKey(t *testing.T, kube kubernetes.Interface) *signingKey {
+// newSigningKey makes a cosign-format key pair with a fresh password and the
+// Secret data `cosign generate-key-pair k8s://stepseal/signing-secrets`
+// writes (cosign.key, cosign.password, cosign.pub).
+func newSigningKey(t *testing.T) (*signingKey, map[string][]byte) {
 	t.Helper()
-	ctx := context.Background()
 	key, err := signing.Generate(signing.ECDSA)
 	if err != nil {
 		t.Fatal(err)
@@ -169,17 +170,10 @@ func installSigningKey(t *testing.T, kube kubernetes.Interface) *signingKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec, err := kube.CoreV1().Secrets(systemNS).Get(ctx, "signing-secrets", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec.Data = map[string][]byte{
+	data := map[string][]byte{
 		taskrun.SecretKeyCosignKey:      pemBytes,
 		taskrun.SecretKeyCosignPassword: []byte(password),
 		"cosign.pub":                    pubPEM,
-	}
-	if _, err := kube.CoreV1().Secrets(systemNS).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
 	}
 	k := &signingKey{pub: key.Public(), pem: pemBytes, password: password}
 	k.secrets = append(k.secrets, []byte(password))
@@ -197,7 +191,39 @@ func installSigningKey(t *testing.T, kube kubernetes.Interface) *signingKey {
 			}
 		}
 	}
+	return k, data
+}
+
+// signingSecretName is the Secret the controller signs with by default
+// (stepseal-config's signer.secret). The release does not ship it.
+const signingSecretName = "signing-secrets"
+
+// installSigningKey creates the signing Secret with a new key pair, as the
+// operator does after applying the release; one an earlier test of this
+// package created is deleted first.
+func installSigningKey(t *testing.T, kube kubernetes.Interface) *signingKey {
+	t.Helper()
+	ctx := context.Background()
+	deleteSigningSecret(t, kube)
+	k, data := newSigningKey(t)
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: signingSecretName, Namespace: systemNS},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       data,
+	}
+	if _, err := kube.CoreV1().Secrets(systemNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	return k
+}
+
+// deleteSigningSecret removes the signing Secret if there is one.
+func deleteSigningSecret(t *testing.T, kube kubernetes.Interface) {
+	t.Helper()
+	err := kube.CoreV1().Secrets(systemNS).Delete(context.Background(), signingSecretName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
 }
 
 // configure merges data into the release's stepseal-config, as an operator
@@ -472,7 +498,7 @@ func verifyStore(ctx context.Context, t *testing.T, tekton versioned.Interface, 
 	}
 }
 
-// setUp applies the release, installs a signing key, points the dir backend
+// setUp applies the release, creates the signing Secret, points the dir backend
 // at a temporary directory and returns the admin clients. Tests of this
 // package share the cluster and the stepseal namespace, so they run one
 // after the other (no t.Parallel).
