@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"knative.dev/pkg/configmap"
 	"knative.dev/pkg/controller"
+	"knative.dev/pkg/injection"
 
 	"github.com/stepseal/stepseal/controllers/taskrun"
 )
@@ -18,16 +19,23 @@ import (
 // ControllerName names the work queue, the Event source and the logger.
 const ControllerName = "stepseal-pipelinerun"
 
-// NewController is the knative injection constructor of the PipelineRun
-// controller (for sharedmain.Main, next to taskrun.NewController). It
-// watches PipelineRuns, and TaskRuns of a PipelineRun that reach
-// stepseal.dev/signed so their PipelineRun is looked at again at once. Keys
-// and backends are resolved the TaskRun controller's way (taskrun.Reconciler
-// Signer and Backends) from the same stepseal-config.
-func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl {
-	c := taskrun.NewCommon(ctx, cmw, ControllerName)
+// NewController returns the knative injection constructor of the
+// PipelineRun controller (for sharedmain.Main, next to
+// taskrun.NewController with the same s). It watches PipelineRuns, and
+// TaskRuns of a PipelineRun that reach stepseal.dev/signed so their
+// PipelineRun is looked at again at once. Keys and backends are resolved
+// the TaskRun controller's way (taskrun.Reconciler Signer and Backends),
+// from the same stepseal-config, signer cache and open stores (s).
+func NewController(s *taskrun.Shared) injection.ControllerConstructor {
+	return func(ctx context.Context, cmw configmap.Watcher) *controller.Impl {
+		return newController(ctx, cmw, s)
+	}
+}
+
+func newController(ctx context.Context, cmw configmap.Watcher, s *taskrun.Shared) *controller.Impl {
+	c := s.Common(ctx, cmw, ControllerName)
 	logger := c.Logger
-	keys := &taskrun.Reconciler{Secrets: c.Secrets.Lister(), SystemNamespace: c.Namespace, Config: c.Config}
+	keys := &taskrun.Reconciler{Secrets: c.Secrets.Lister(), SystemNamespace: c.Namespace, Config: c.Config, Shared: s}
 	r := &Reconciler{
 		Tekton:   pipelineclient.Get(ctx),
 		Lister:   pipelineruninformer.Get(ctx).Lister(),
@@ -56,7 +64,6 @@ func NewController(ctx context.Context, cmw configmap.Watcher) *controller.Impl 
 	}); err != nil {
 		logger.Fatalw("watching TaskRuns", "error", err)
 	}
-	go c.Secrets.Informer().Run(ctx.Done())
 	return impl
 }
 

@@ -64,7 +64,8 @@ func TestIntegrationSignsBothLevels(t *testing.T) {
 	defer func() { stop(); wg.Wait() }()
 	runCtx, informers := injection.Default.SetupInformers(runCtx, c.Config())
 	cmw := cminformer.NewInformedWatcher(kubeclient.Get(runCtx), sysNS)
-	impls := []*controller.Impl{taskrun.NewController(runCtx, cmw), NewController(runCtx, cmw)}
+	shared := taskrun.NewShared()
+	impls := []*controller.Impl{taskrun.NewController(shared)(runCtx, cmw), NewController(shared)(runCtx, cmw)}
 	if err := cmw.Start(runCtx.Done()); err != nil {
 		t.Fatal(err)
 	}

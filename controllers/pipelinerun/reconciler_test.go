@@ -138,7 +138,7 @@ func newFixture(t *testing.T, pr *v1.PipelineRun, trs []*v1.TaskRun) *fixture {
 	}
 	f.tr = &taskrun.Reconciler{
 		Tekton: f.client, Lister: listers.NewTaskRunLister(f.trs), Secrets: corelisters.NewSecretLister(secrets),
-		SystemNamespace: systemNS, Config: cs, Recorder: f.recorder,
+		SystemNamespace: systemNS, Config: cs, Recorder: f.recorder, Shared: taskrun.NewShared(),
 		OpenBackends: func(*settings.Config) ([]taskrun.Backend, error) {
 			return []taskrun.Backend{{Name: "test", Store: ds}}, nil
 		},

@@ -75,41 +75,41 @@ func PutAll(ctx context.Context, backends []Backend, entries []store.Entry) (str
 	return logIndex, nil
 }
 
-// opened holds the process's open stores by directory, shared by the TaskRun
-// and PipelineRun controllers: a tlog directory can be opened once per
-// process (tlogstore locks it), and one DirStore per path serialises its
-// writers.
-var opened struct {
+// openStores holds a process's open stores by directory (in Shared, for
+// the TaskRun and PipelineRun controllers alike): a tlog directory can be
+// opened once per process (tlogstore locks it), and one DirStore per path
+// serialises its writers.
+type openStores struct {
 	sync.Mutex
 	dirs map[string]*store.DirStore
 	logs map[string]*tlogstore.Store
 }
 
-// openDir opens (once per process) the dir store at path.
-func openDir(path string) (*store.DirStore, error) {
-	opened.Lock()
-	defer opened.Unlock()
-	if s, ok := opened.dirs[path]; ok {
+// dir opens (once per Shared) the dir store at path.
+func (o *openStores) dir(path string) (*store.DirStore, error) {
+	o.Lock()
+	defer o.Unlock()
+	if s, ok := o.dirs[path]; ok {
 		return s, nil
 	}
 	s, err := store.NewDirStore(path)
 	if err != nil {
 		return nil, err
 	}
-	if opened.dirs == nil {
-		opened.dirs = map[string]*store.DirStore{}
+	if o.dirs == nil {
+		o.dirs = map[string]*store.DirStore{}
 	}
-	opened.dirs[path] = s
+	o.dirs[path] = s
 	return s, nil
 }
 
-// openLog opens (once per process) the tlog backend of cfg. Its checkpoint
+// log opens (once per Shared) the tlog backend of cfg. Its checkpoint
 // key is cfg.TLogKey, or DIR/log.key, generated on first use (0600, its
 // public half in DIR/log.pub for verifiers).
-func openLog(ctx context.Context, cfg *settings.Config) (*tlogstore.Store, error) {
-	opened.Lock()
-	defer opened.Unlock()
-	if s, ok := opened.logs[cfg.TLogDir]; ok {
+func (o *openStores) log(ctx context.Context, cfg *settings.Config) (*tlogstore.Store, error) {
+	o.Lock()
+	defer o.Unlock()
+	if s, ok := o.logs[cfg.TLogDir]; ok {
 		return s, nil
 	}
 	keyFile := cfg.TLogKey
@@ -133,9 +133,9 @@ func openLog(ctx context.Context, cfg *settings.Config) (*tlogstore.Store, error
 	if err != nil {
 		return nil, err
 	}
-	if opened.logs == nil {
-		opened.logs = map[string]*tlogstore.Store{}
+	if o.logs == nil {
+		o.logs = map[string]*tlogstore.Store{}
 	}
-	opened.logs[cfg.TLogDir] = s
+	o.logs[cfg.TLogDir] = s
 	return s, nil
 }

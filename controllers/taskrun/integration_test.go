@@ -69,7 +69,7 @@ func TestIntegrationSignsEveryStep(t *testing.T) {
 	defer func() { stop(); wg.Wait() }()
 	runCtx, informers := injection.Default.SetupInformers(runCtx, c.Config())
 	cmw := cminformer.NewInformedWatcher(kubeclient.Get(runCtx), sysNS)
-	impl := NewController(runCtx, cmw)
+	impl := NewController(NewShared())(runCtx, cmw)
 	if err := cmw.Start(runCtx.Done()); err != nil {
 		t.Fatal(err)
 	}

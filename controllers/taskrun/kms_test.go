@@ -49,7 +49,7 @@ func TestSignerPrecedence(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := &Reconciler{Secrets: corelisters.NewSecretLister(secrets), SystemNamespace: systemNS}
+	r := &Reconciler{Secrets: corelisters.NewSecretLister(secrets), SystemNamespace: systemNS, Shared: NewShared()}
 	ctx := context.Background()
 	id := func(cfg *settings.Config, ns string) string {
 		t.Helper()

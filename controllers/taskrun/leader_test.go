@@ -66,7 +66,7 @@ func startReplica(t *testing.T, ctx context.Context, wg *sync.WaitGroup, cfg *re
 	})
 	rctx, informers := injection.Default.SetupInformers(rctx, cfg)
 	cmw := cminformer.NewInformedWatcher(kubeclient.Get(rctx), sysNS)
-	impl := NewController(rctx, cmw)
+	impl := NewController(NewShared())(rctx, cmw) // one process each
 	r := impl.Reconciler.(*Reconciler)
 	r.OpenBackends = func(c *settings.Config) ([]Backend, error) {
 		ds, err := store.NewDirStore(c.StoreDir)

@@ -136,6 +136,9 @@ type Reconciler struct {
 	OpenBackends func(*settings.Config) ([]Backend, error)
 	// Metrics records outcomes; nil records nothing.
 	Metrics *metrics.Recorder
+	// Shared is the process's signer cache and open stores (NewShared);
+	// without it Signer and Backends (unless OpenBackends) fail.
+	Shared *Shared
 
 	leader   reconciler.LeaderAwareFuncs
 	attempts Attempts
@@ -444,8 +447,12 @@ func ReusableStatement(prev store.Entry, st *intoto.Statement) ([]byte, bool) {
 // configured of: the KMS key signer.kms.<namespace>; the Secret
 // "<signer.secret>-<namespace>"; the KMS key signer.kms; the Secret
 // "<signer.secret>" (Secrets in the controller's namespace). Signers are
-// cached process-wide (see keys).
+// cached in r.Shared (see signerCache).
 func (r *Reconciler) Signer(ctx context.Context, namespace string, cfg *settings.Config) (signing.Signer, error) {
+	if r.Shared == nil {
+		return nil, errNoShared
+	}
+	keys := &r.Shared.signers
 	if uri := cfg.NamespaceKMS[namespace]; uri != "" {
 		return keys.kms(ctx, uri)
 	}
@@ -471,14 +478,12 @@ func (r *Reconciler) Signer(ctx context.Context, namespace string, cfg *settings
 	return s, nil
 }
 
-// keys caches signers for the whole process (the TaskRun and PipelineRun
-// controllers share it): cosign keys by the digest of the key file and
+// signerCache caches signers for the whole process (in Shared: the TaskRun
+// and PipelineRun controllers share it): cosign keys by the digest of the key file and
 // password, so cosign's deliberately slow scrypt (32 MiB, ~0.2 CPU-s) runs
 // once per key, not once per controller, worker or Secret version; KMS
 // signers by URI, so the KMS is asked for the public key once. One
-// decryption or KMS set-up runs at a time.
-var keys signerCache
-
+// decryption or KMS set-up runs at a time. The zero value is empty.
 type signerCache struct {
 	decrypt sync.Mutex // held while decrypting or setting up a KMS client
 	mu      sync.Mutex
@@ -558,22 +563,25 @@ func (c *signerCache) kms(ctx context.Context, uri string) (signing.Signer, erro
 }
 
 // Backends opens the backends cfg names (OpenBackends when set). Stores are
-// opened once per process and path, and shared by both controllers.
+// opened once per Shared and path, and shared by both controllers.
 func (r *Reconciler) Backends(ctx context.Context, cfg *settings.Config) ([]Backend, error) {
 	if r.OpenBackends != nil {
 		return r.OpenBackends(cfg)
+	}
+	if r.Shared == nil {
+		return nil, errNoShared
 	}
 	var out []Backend
 	for _, b := range cfg.Backends {
 		switch b {
 		case settings.BackendDir:
-			ds, err := openDir(cfg.StoreDir)
+			ds, err := r.Shared.stores.dir(cfg.StoreDir)
 			if err != nil {
 				return nil, fmt.Errorf("backend dir: %w", err)
 			}
 			out = append(out, Backend{Name: "dir:" + cfg.StoreDir, Store: ds})
 		case settings.BackendTLog:
-			ls, err := openLog(ctx, cfg)
+			ls, err := r.Shared.stores.log(ctx, cfg)
 			if err != nil {
 				return nil, fmt.Errorf("backend tlog %s: %w", cfg.TLogDir, err)
 			}

@@ -119,6 +119,7 @@ func newFixture(t *testing.T, cfg map[string]string, trs ...*v1.TaskRun) *fixtur
 		SystemNamespace: systemNS,
 		Config:          cs,
 		Recorder:        f.recorder,
+		Shared:          NewShared(),
 		OpenBackends: func(*settings.Config) ([]Backend, error) {
 			return []Backend{{Name: "test", Store: f.store}}, nil
 		},

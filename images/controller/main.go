@@ -21,5 +21,8 @@ func main() {
 	// The flag Tekton's and Chains' controllers have (default 2).
 	flag.IntVar(&controller.DefaultThreadsPerController, "threads-per-controller", controller.DefaultThreadsPerController,
 		"workers per controller (TaskRun, PipelineRun)")
-	sharedmain.Main("stepseal-controller", taskrun.NewController, pipelinerun.NewController)
+	// One Shared for the process: both controllers use its signer cache,
+	// open stores, stepseal-config and Secret informer.
+	shared := taskrun.NewShared()
+	sharedmain.Main("stepseal-controller", taskrun.NewController(shared), pipelinerun.NewController(shared))
 }

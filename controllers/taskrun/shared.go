@@ -1,0 +1,114 @@
+package taskrun
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+	kubeclient "knative.dev/pkg/client/injection/kube/client"
+	"knative.dev/pkg/configmap"
+	cminformer "knative.dev/pkg/configmap/informer"
+	"knative.dev/pkg/controller"
+	"knative.dev/pkg/logging"
+	"knative.dev/pkg/system"
+
+	"github.com/stepseal/stepseal/controllers/metrics"
+	"github.com/stepseal/stepseal/controllers/settings"
+)
+
+// Shared is what the controllers of one process share, made once by the
+// process (images/controller's main: NewShared) and passed to each
+// controller's constructor, the way tektoncd/pipeline passes its options and
+// clock to NewController; a test makes its own. It holds:
+//
+//   - the signer cache: a cosign key is decrypted (scrypt) once per process,
+//     a KMS signer set up once per URI, whichever controller asks first;
+//   - the open stores, by directory (a tlog directory can be opened once per
+//     process);
+//   - from the first Common call on: the live stepseal-config (one
+//     settings.Store, one ConfigMap watch), the one informer of Secrets of
+//     the system namespace, and the metrics instruments.
+//
+// The zero value is not usable: call NewShared.
+type Shared struct {
+	signers signerCache
+	stores  openStores
+
+	once      sync.Once
+	namespace string
+	config    *settings.Store
+	secrets   coreinformers.SecretInformer
+	metrics   *metrics.Recorder
+}
+
+// NewShared returns an empty Shared.
+func NewShared() *Shared { return &Shared{} }
+
+// errNoShared: a Reconciler built without a Shared cannot sign.
+var errNoShared = errors.New("taskrun: Reconciler has no Shared (taskrun.NewShared)")
+
+// Common is what a controller sets up from the injection context: its own
+// logger and Event recorder (named name), and the process's live
+// stepseal-config, informer of Secrets of the system namespace only (so
+// RBAC on Secrets is a Role there) and metrics instruments, which are
+// Shared.
+type Common struct {
+	Logger    *zap.SugaredLogger
+	Namespace string
+	Recorder  record.EventRecorder
+	Config    *settings.Store
+	Secrets   coreinformers.SecretInformer
+	Metrics   *metrics.Recorder
+}
+
+// Common builds the Common parts of the controller named name. The first
+// call sets up the shared parts from its ctx and cmw (sharedmain gives every
+// constructor the same ones) and starts the Secret informer, which no
+// handler watches, for as long as ctx lives; later calls reuse them.
+// stepseal-config's Warning Events and log lines come from the first
+// controller.
+func (s *Shared) Common(ctx context.Context, cmw configmap.Watcher, name string) Common {
+	logger := logging.FromContext(ctx).Named(name)
+	kube := kubeclient.Get(ctx)
+
+	recorder := controller.GetEventRecorder(ctx)
+	if recorder == nil {
+		b := record.NewBroadcaster()
+		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+		recorder = b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: name})
+		go func() { <-ctx.Done(); b.Shutdown() }()
+	}
+
+	s.once.Do(func() {
+		ns := system.Namespace()
+		s.namespace = ns
+		s.secrets = informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Hour, informers.WithNamespace(ns)).Core().V1().Secrets()
+		inf := s.secrets.Informer()
+
+		s.config = settings.NewStore(logger, recorder)
+		if iw, ok := cmw.(*cminformer.InformedWatcher); ok {
+			// An absent ConfigMap means the defaults, not a failed start.
+			iw.WatchWithDefault(corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: settings.ConfigMapName, Namespace: ns}}, s.config.OnConfigChanged)
+		} else {
+			cmw.Watch(settings.ConfigMapName, s.config.OnConfigChanged)
+		}
+
+		rec, err := metrics.New(otel.GetMeterProvider())
+		if err != nil {
+			logger.Fatalw("creating metrics", "error", err)
+		}
+		s.metrics = rec
+		go inf.Run(ctx.Done())
+	})
+	return Common{Logger: logger, Namespace: s.namespace, Recorder: recorder, Config: s.config, Secrets: s.secrets, Metrics: s.metrics}
+}
