@@ -20,14 +20,43 @@
 #   CA_CERTS        CA bundle put into the local base; default
 #                   /etc/ssl/certs/ca-certificates.crt.
 #
-# Needs ko (v0.19.1) and, for BASE_IMAGE=local, crane and tar; both Go tools
-# are installed by hack/install-test-deps.sh. Registries on 127.0.0.1 or
-# localhost are reached over plain HTTP (ggcr's rule for loopback hosts).
+# Needs Go, and installs what it runs that is missing or at another version
+# into $(go env GOBIN), default $(go env GOPATH)/bin, with go install (through
+# GOPROXY, or the module cache offline): ko v0.19.1 and, for BASE_IMAGE=local,
+# crane v0.22.1 (the pins of hack/install-test-deps.sh; nothing else of the
+# test dependencies). BASE_IMAGE=local also needs tar. Registries on
+# 127.0.0.1 or localhost are reached over plain HTTP (ggcr's rule for
+# loopback hosts).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-GOBIN="$(go env GOPATH)/bin"
-export PATH="$GOBIN:$PATH"
+gobin="$(go env GOBIN)"
+[[ -n "$gobin" ]] || gobin="$(go env GOPATH)/bin"
+export PATH="$gobin:$PATH"
+
+# Pinned as in hack/install-test-deps.sh (controllers/config's
+# TestReleasePinsMatchTestDeps keeps the two in step).
+ko_pkg=github.com/google/ko@v0.19.1
+crane_pkg=github.com/google/go-containerregistry/cmd/crane@v0.22.1
+
+# ensure BIN PKG@VERSION: $gobin/BIN is PKG's main package at VERSION, as
+# the binary's build information says, or it is installed.
+ensure() {
+  local bin="$1" pkg="${2%@*}" want="${2##*@}" have=""
+  if [[ -x "$gobin/$bin" ]]; then
+    have="$(go version -m "$gobin/$bin" 2>/dev/null |
+      awk -v pkg="$pkg" '$1 == "path" && $2 == pkg { ok = 1 } $1 == "mod" && ok { print $3; exit }')"
+  fi
+  if [[ "$have" == "$want" ]]; then
+    return
+  fi
+  echo "hack/release.sh: installing $bin ($2) into $gobin" >&2
+  GOBIN="$gobin" go install "$2"
+  # The stamp hack/install-test-deps.sh checks, so that it keeps this binary.
+  if [[ "$gobin" == "$(go env GOPATH)/bin" ]]; then
+    echo "$want" >"$gobin/.$bin.version"
+  fi
+}
 
 : "${KO_DOCKER_REPO:?set KO_DOCKER_REPO to the repository to push the controller image to}"
 export KO_DOCKER_REPO
@@ -35,9 +64,11 @@ out="${RELEASE_YAML:-release.yaml}"
 platforms="${PLATFORMS:-linux/amd64}"
 base="${BASE_IMAGE:-}"
 
-for bin in ko ${base:+crane}; do
-  command -v "$bin" >/dev/null || { echo "hack/release.sh: $bin not found: run hack/install-test-deps.sh" >&2; exit 2; }
-done
+ensure ko "$ko_pkg"
+if [[ "$base" == local ]]; then
+  ensure crane "$crane_pkg"
+  command -v tar >/dev/null || { echo "hack/release.sh: BASE_IMAGE=local needs tar" >&2; exit 2; }
+fi
 
 now_ms() { date +%s%3N; }
 

@@ -30,23 +30,24 @@ const controllerImport = "github.com/stepseal/stepseal/images/controller"
 // the same objects as controllers/config/ with the Deployment's ko:// image
 // replaced by a digest reference, and that image must be in the registry:
 // linux/amd64, running as 65532, entrypoint the controller binary, which is
-// images/controller built by Go.
+// images/controller built by Go. The script runs with an empty GOBIN and
+// neither ko nor crane in PATH: it must install exactly those two, at the
+// pinned versions, and nothing else of the test dependencies.
 func TestReleaseKo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the controller image with ko")
 	}
-	ko := lookTool(t, "ko")
-	crane := lookTool(t, "crane")
 	lookTool(t, testregistry.Binary)
 	lookTool(t, "tar")
 	reg := testregistry.StartServer(t)
 	repo := reg.Host + "/stepseal"
 	out := filepath.Join(t.TempDir(), "release.yaml")
+	gobin := t.TempDir()
 
 	cmd := exec.Command("../../hack/release.sh")
 	cmd.Env = append(os.Environ(),
 		"KO_DOCKER_REPO="+repo, "BASE_IMAGE=local", "RELEASE_YAML="+out,
-		"PATH="+filepath.Dir(ko)+string(os.PathListSeparator)+filepath.Dir(crane)+string(os.PathListSeparator)+os.Getenv("PATH"))
+		"GOBIN="+gobin, "PATH="+pathWithout(t, "ko", "crane"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
@@ -57,6 +58,30 @@ func TestReleaseKo(t *testing.T) {
 	for _, line := range strings.Split(stderr.String(), "\n") {
 		if strings.HasPrefix(line, "hack/release.sh:") {
 			t.Log(line)
+		}
+	}
+
+	// What the script installed: ko and crane at the pins, nothing else.
+	pins := releasePins(t)
+	entries, err := os.ReadDir(gobin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var installed []string
+	for _, e := range entries {
+		installed = append(installed, e.Name())
+	}
+	if want := []string{"crane", "ko"}; !reflect.DeepEqual(installed, want) {
+		t.Errorf("hack/release.sh installed %v into GOBIN, want %v", installed, want)
+	}
+	for _, bin := range []string{"ko", "crane"} {
+		bi, err := buildinfo.ReadFile(filepath.Join(gobin, bin))
+		if err != nil {
+			t.Errorf("%s: %v", bin, err)
+			continue
+		}
+		if got := bi.Path + "@" + bi.Main.Version; got != pins[bin] {
+			t.Errorf("hack/release.sh installed %s as %s, want %s", bin, got, pins[bin])
 		}
 	}
 
@@ -200,6 +225,61 @@ func fileInLayer(t *testing.T, l v1.Layer, path string) ([]byte, bool) {
 				t.Fatal(err)
 			}
 			return b, true
+		}
+	}
+}
+
+// pathWithout is $PATH without the directories that hold any of bins.
+func pathWithout(t *testing.T, bins ...string) string {
+	t.Helper()
+	var keep []string
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		has := false
+		for _, b := range bins {
+			if fi, err := os.Stat(filepath.Join(dir, b)); err == nil && !fi.IsDir() {
+				has = true
+			}
+		}
+		if !has {
+			keep = append(keep, dir)
+		}
+	}
+	return strings.Join(keep, string(os.PathListSeparator))
+}
+
+// releasePins reads hack/release.sh's pins: binary name to package@version.
+func releasePins(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("../../hack/release.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^(ko|crane)_pkg=(\S+@v\S+)$`).FindAllSubmatch(b, -1) {
+		pins[string(m[1])] = string(m[2])
+	}
+	if len(pins) != 2 {
+		t.Fatalf("hack/release.sh pins %v, want ko_pkg= and crane_pkg= lines", pins)
+	}
+	return pins
+}
+
+// TestReleasePinsMatchTestDeps: hack/release.sh installs ko and crane
+// itself, at the versions hack/install-test-deps.sh pins for the tests, so
+// the release is built with the ko the tests ran.
+func TestReleasePinsMatchTestDeps(t *testing.T) {
+	b, err := os.ReadFile("../../hack/install-test-deps.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := map[string]string{}
+	// "name|module@version|binary"
+	for _, m := range regexp.MustCompile(`"[^"|]+\|(\S+@v[^"|]+)\|([^"|]+)"`).FindAllSubmatch(b, -1) {
+		deps[string(m[2])] = string(m[1])
+	}
+	for bin, pin := range releasePins(t) {
+		if deps[bin] != pin {
+			t.Errorf("hack/release.sh pins %s as %s, hack/install-test-deps.sh as %q", bin, pin, deps[bin])
 		}
 	}
 }
