@@ -1,0 +1,28 @@
+/*
+Copyright 2019 The Tekton Authors
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package resources
+
+import v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+
+// ResolvedPipeline contains the data that is needed to execute a child
+// PipelineRun (pipelinespec.go upstream, without the trusted-resources
+// VerificationResult: nothing here resolves or verifies remote Pipelines).
+type ResolvedPipeline struct {
+	PipelineName string
+	Kind         string
+	PipelineSpec *v1.PipelineSpec
+}
