@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	prresources "github.com/stepseal/stepseal/pkg/localrun/internal/tekton/prresources"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"

@@ -6,8 +6,8 @@ import (
 	"sort"
 	"strings"
 
-	prresources "github.com/stepseal/stepseal/pkg/localrun/internal/tekton/prresources"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 )

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	prresources "github.com/stepseal/stepseal/pkg/localrun/internal/tekton/prresources"
-	trresources "github.com/stepseal/stepseal/pkg/localrun/internal/tekton/trresources"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
+	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
 	"knative.dev/pkg/apis"
 	duckv1 "knative.dev/pkg/apis/duck/v1"

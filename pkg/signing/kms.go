@@ -20,12 +20,9 @@ func IsKMSURI(s string) bool {
 // KMSSigner returns a Signer whose private key stays in a KMS, through
 // sigstore's KMS providers (the same URIs cosign and Tekton Chains take:
 // awskms://, gcpkms://, azurekms://, hashivault://). A provider is available
-// only when its package is linked in with a blank import: the controller's
-// main imports all four; the stepseal CLI imports none, so that its start
-// does not pay for four cloud SDKs. A scheme no linked provider serves falls
-// through to sigstore's KMS CLI plugins (an executable sigstore-kms-SCHEME on
-// PATH). The KMS is asked for the public key once, here; every Sign is one
-// KMS call.
+// only when its package is linked in with a blank import (the controller's
+// main imports all four). The KMS is asked for the public key once, here;
+// every Sign is one KMS call.
 func KMSSigner(ctx context.Context, uri string) (Signer, error) {
 	sv, err := kms.Get(ctx, uri, crypto.SHA256)
 	if err != nil {

@@ -6,9 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
-	"os/exec"
-	"slices"
-	"strings"
 	"testing"
 
 	"github.com/sigstore/sigstore/pkg/signature/kms/fake"
@@ -68,29 +65,6 @@ func TestIsKMSURI(t *testing.T) {
 	} {
 		if got := signing.IsKMSURI(s); got != want {
 			t.Errorf("IsKMSURI(%q) = %v, want %v", s, got, want)
-		}
-	}
-}
-
-// KMS signing is the controller's (signer.kms in stepseal-config): its main
-// must keep linking in the four providers, which the stepseal CLI does not
-// pay for on every start (pkg/localrun's TestCLIDoesNotLinkReconcilersOrKMS).
-func TestControllerLinksKMSProviders(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs go list")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool to list dependencies with")
-	}
-	out, err := exec.Command(goTool, "list", "-deps", "github.com/stepseal/stepseal/images/controller").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
-	deps := strings.Fields(string(out))
-	for _, p := range []string{"aws", "azure", "gcp", "hashivault"} {
-		if !slices.Contains(deps, "github.com/sigstore/sigstore/pkg/signature/kms/"+p) {
-			t.Errorf("the controller does not link in the %s KMS provider: signer.kms %s:// URIs would fail", p, p)
 		}
 	}
 }

@@ -1,4 +1,0 @@
-// Package resultref is Tekton Pipelines' pkg/internal/resultref (v1.15.1),
-// copied unchanged because an internal package cannot be imported from
-// stepseal; trresources needs it.
-package resultref
