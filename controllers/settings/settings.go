@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,7 +63,8 @@ const (
 	KeyOCIInsecure = "storage.oci.insecure"
 )
 
-// Backends.
+// Backends: the names KeyBackends lists. BackendKinds is the table of what
+// each one is, its settings and how it is opened.
 const (
 	// BackendDir is the directory store backend (pkg/store.DirStore).
 	BackendDir = "dir"
@@ -133,38 +133,32 @@ func Parse(data map[string]string) (*Config, error) {
 		switch k {
 		case KeyBackends:
 			c.Backends = nil
+			var known, stores []string
+			for _, b := range BackendKinds() {
+				known = append(known, b.Name)
+				if b.Stores {
+					stores = append(stores, b.Name)
+				}
+			}
+			storing := false
 			for _, b := range strings.Split(v, ",") {
 				b = strings.TrimSpace(b)
-				switch b {
-				case "":
-				case BackendDir, BackendOCI, BackendTLog:
-					c.Backends = append(c.Backends, b)
-				default:
-					errs = append(errs, fmt.Sprintf("%s: unknown backend %q (known: %s, %s, %s)", k, b, BackendDir, BackendTLog, BackendOCI))
+				if b == "" {
+					continue
 				}
+				kind, ok := LookupBackend(b)
+				if !ok {
+					errs = append(errs, fmt.Sprintf("%s: unknown backend %q (known: %s)", k, b, strings.Join(known, ", ")))
+					continue
+				}
+				c.Backends = append(c.Backends, b)
+				storing = storing || kind.Stores
 			}
 			if len(c.Backends) == 0 {
 				errs = append(errs, fmt.Sprintf("%s: no backend: nothing could be stored", k))
-			} else if !slices.Contains(c.Backends, BackendDir) && !slices.Contains(c.Backends, BackendTLog) {
-				errs = append(errs, fmt.Sprintf("%s: %q needs a store backend (%s or %s) next to it", k, v, BackendDir, BackendTLog))
+			} else if !storing {
+				errs = append(errs, fmt.Sprintf("%s: %q needs a store backend (%s) next to it", k, v, strings.Join(stores, " or ")))
 			}
-		case KeyStoreDir, KeyTLogDir, KeyTLogKey:
-			if !strings.HasPrefix(v, "/") {
-				errs = append(errs, fmt.Sprintf("%s: %q is not an absolute path", k, v))
-			}
-			switch k {
-			case KeyStoreDir:
-				c.StoreDir = v
-			case KeyTLogDir:
-				c.TLogDir = v
-			default:
-				c.TLogKey = v
-			}
-		case KeyTLogOrigin:
-			if v == "" || strings.ContainsAny(v, " +\n\t") {
-				errs = append(errs, fmt.Sprintf("%s: %q is not a log name (no spaces or '+')", k, v))
-			}
-			c.TLogOrigin = v
 		case KeySignerKMS:
 			if !signing.IsKMSURI(v) {
 				errs = append(errs, fmt.Sprintf("%s: %q is not a KMS key URI (scheme://key)", k, v))
@@ -191,19 +185,17 @@ func Parse(data map[string]string) (*Config, error) {
 			} else {
 				c.RetryMaxDelay = d
 			}
-		case KeyOCIInsecure:
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Sprintf("%s: %q is not a boolean", k, v))
-			}
-			c.OCIInsecure = b
 		case KeyBuilderID:
 			if v == "" {
 				errs = append(errs, fmt.Sprintf("%s: empty", k))
 			}
 			c.BuilderID = v
 		default:
-			if ns, ok := strings.CutPrefix(k, KeySignerKMS+"."); ok {
+			if set, ok := backendSetting(k); ok {
+				if msg := set(c, v); msg != "" {
+					errs = append(errs, fmt.Sprintf("%s: %s", k, msg))
+				}
+			} else if ns, ok := strings.CutPrefix(k, KeySignerKMS+"."); ok {
 				if errs1 := validation.IsDNS1123Label(ns); len(errs1) > 0 {
 					errs = append(errs, fmt.Sprintf("%s: %q is not a namespace name", k, ns))
 				}

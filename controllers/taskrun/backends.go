@@ -3,17 +3,12 @@ package taskrun
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
-	"sync"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/controllers/backends"
 	"github.com/stepseal/stepseal/pkg/store"
-	"github.com/stepseal/stepseal/pkg/store/tlogstore"
-	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
 // AnnotationLogIndex is the transparency-log index of a run's provenance
@@ -21,14 +16,16 @@ import (
 // a "tlog" backend is configured.
 const AnnotationLogIndex = "stepseal.dev/log-index"
 
-// IndexedStore is a store that appends to a transparency log and reports
-// where (pkg/store/tlogstore).
-type IndexedStore interface {
-	PutIndexed(ctx context.Context, e store.Entry) (digest string, index uint64, err error)
-}
+// Backend is one opened backend (see backends.Backend).
+type Backend = backends.Backend
+
+// ImageAttacher attaches a signed provenance envelope to an image (see
+// backends.ImageAttacher).
+type ImageAttacher = backends.ImageAttacher
 
 // PutAll puts entries into every backend that stores and returns the log
-// index of the last entry in the first logging backend ("" if none). Within
+// index of the last entry in the first logging backend (a
+// store.IndexedPutter; "" if none). Within
 // a backend every entry but the last is Put concurrently (a transparency
 // log then covers them with one checkpoint); the last — a run's provenance,
 // which names the others by digest — only after all of them are stored, so
@@ -42,7 +39,7 @@ func PutAll(ctx context.Context, backends []Backend, entries []store.Entry) (str
 		if b.Store == nil || len(entries) == 0 {
 			continue
 		}
-		indexed, _ := b.Store.(IndexedStore)
+		indexed, _ := b.Store.(store.IndexedPutter)
 		put := func(ctx context.Context, e store.Entry) (uint64, error) {
 			var i uint64
 			var err error
@@ -73,69 +70,4 @@ func PutAll(ctx context.Context, backends []Backend, entries []store.Entry) (str
 		}
 	}
 	return logIndex, nil
-}
-
-// openStores holds a process's open stores by directory (in Shared, for
-// the TaskRun and PipelineRun controllers alike): a tlog directory can be
-// opened once per process (tlogstore locks it), and one DirStore per path
-// serialises its writers.
-type openStores struct {
-	sync.Mutex
-	dirs map[string]*store.DirStore
-	logs map[string]*tlogstore.Store
-}
-
-// dir opens (once per Shared) the dir store at path.
-func (o *openStores) dir(path string) (*store.DirStore, error) {
-	o.Lock()
-	defer o.Unlock()
-	if s, ok := o.dirs[path]; ok {
-		return s, nil
-	}
-	s, err := store.NewDirStore(path)
-	if err != nil {
-		return nil, err
-	}
-	if o.dirs == nil {
-		o.dirs = map[string]*store.DirStore{}
-	}
-	o.dirs[path] = s
-	return s, nil
-}
-
-// log opens (once per Shared) the tlog backend of cfg. Its checkpoint
-// key is cfg.TLogKey, or DIR/log.key, generated on first use (0600, its
-// public half in DIR/log.pub for verifiers).
-func (o *openStores) log(ctx context.Context, cfg *settings.Config) (*tlogstore.Store, error) {
-	o.Lock()
-	defer o.Unlock()
-	if s, ok := o.logs[cfg.TLogDir]; ok {
-		return s, nil
-	}
-	keyFile := cfg.TLogKey
-	if keyFile == "" {
-		keyFile = filepath.Join(cfg.TLogDir, "log.key")
-		if _, err := os.Stat(keyFile); os.IsNotExist(err) {
-			if err := os.MkdirAll(cfg.TLogDir, 0o755); err != nil {
-				return nil, err
-			}
-			if _, err := tlog.WriteKeyFiles(keyFile, filepath.Join(cfg.TLogDir, "log.pub"), cfg.TLogOrigin); err != nil {
-				return nil, err
-			}
-		}
-	}
-	key, err := tlog.ReadKey(keyFile)
-	if err != nil {
-		return nil, err
-	}
-	// The store outlives the reconcile that opened it: not ctx's deadline.
-	s, err := tlogstore.Open(context.WithoutCancel(ctx), cfg.TLogDir, key, nil)
-	if err != nil {
-		return nil, err
-	}
-	if o.logs == nil {
-		o.logs = map[string]*tlogstore.Store{}
-	}
-	o.logs[cfg.TLogDir] = s
-	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/controller"
 
+	"github.com/stepseal/stepseal/controllers/backends"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/testregistry"
 	"github.com/stepseal/stepseal/pkg/attest"
@@ -44,7 +45,7 @@ func TestReconcileAttachesProvenanceToImages(t *testing.T) {
 	})
 	f := newFixture(t, nil, tr)
 	f.r.OpenBackends = func(*settings.Config) ([]Backend, error) {
-		return []Backend{{Name: "test", Store: f.store}, {Name: "oci", Images: ociAttacher{insecure: true}}}, nil
+		return []Backend{{Name: "test", Store: f.store}, {Name: "oci", Images: backends.OCI{Insecure: true}}}, nil
 	}
 	if err := f.reconcile(tr); err != nil {
 		t.Fatal(err)
@@ -88,7 +89,7 @@ func TestReconcileImageAttachFailureRetries(t *testing.T) {
 	})
 	f := newFixture(t, map[string]string{settings.KeyMaxRetries: "5", settings.KeyRetryBaseDelay: "10ms"}, tr)
 	f.r.OpenBackends = func(*settings.Config) ([]Backend, error) {
-		return []Backend{{Name: "test", Store: f.store}, {Name: "oci", Images: ociAttacher{insecure: true}}}, nil
+		return []Backend{{Name: "test", Store: f.store}, {Name: "oci", Images: backends.OCI{Insecure: true}}}, nil
 	}
 	if ok, _ := controller.IsRequeueKey(f.reconcile(tr)); !ok {
 		t.Fatal("not retried")

@@ -35,7 +35,6 @@ import (
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/attest"
-	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -63,37 +62,6 @@ const (
 	SecretKeyCosignKey      = "cosign.key"
 	SecretKeyCosignPassword = "cosign.password"
 )
-
-// Backend is one configured backend; every backend must accept every
-// entry. A backend is a Store, or an ImageAttacher, which is given the
-// provenance of a TaskRun that produced images.
-type Backend struct {
-	Name   string
-	Store  store.Store
-	Images ImageAttacher
-}
-
-// ImageAttacher attaches a signed provenance envelope to an image
-// ("repository@sha256:<hex>") among its subjects.
-type ImageAttacher interface {
-	Attach(ctx context.Context, image string, env *dsse.Envelope) error
-}
-
-// ociAttacher is the "oci" backend: pkg/oci.Attest (cosign's .att tag and
-// an OCI 1.1 referrer), with the default keychain.
-type ociAttacher struct{ insecure bool }
-
-func (a ociAttacher) Attach(ctx context.Context, image string, env *dsse.Envelope) error {
-	var opts []oci.Option
-	if a.insecure {
-		opts = append(opts, oci.WithInsecure())
-	}
-	ref, err := oci.ParseDigest(image, opts...)
-	if err != nil {
-		return err
-	}
-	return oci.Attest(ctx, ref, env, attest.PredicateSLSAProvenanceV1, opts...)
-}
 
 // Reconciler attests finished TaskRuns. It is a knative controller.Reconciler
 // driven by a key queue, not the generated TaskRun reconciler: that one adds
@@ -562,8 +530,9 @@ func (c *signerCache) kms(ctx context.Context, uri string) (signing.Signer, erro
 	return s, nil
 }
 
-// Backends opens the backends cfg names (OpenBackends when set). Stores are
-// opened once per Shared and path, and shared by both controllers.
+// Backends opens the backends cfg names, each the way its row of
+// settings.BackendKinds says (OpenBackends when set). Stores are opened once
+// per Shared and path, and shared by both controllers.
 func (r *Reconciler) Backends(ctx context.Context, cfg *settings.Config) ([]Backend, error) {
 	if r.OpenBackends != nil {
 		return r.OpenBackends(cfg)
@@ -572,25 +541,16 @@ func (r *Reconciler) Backends(ctx context.Context, cfg *settings.Config) ([]Back
 		return nil, errNoShared
 	}
 	var out []Backend
-	for _, b := range cfg.Backends {
-		switch b {
-		case settings.BackendDir:
-			ds, err := r.Shared.stores.dir(cfg.StoreDir)
-			if err != nil {
-				return nil, fmt.Errorf("backend dir: %w", err)
-			}
-			out = append(out, Backend{Name: "dir:" + cfg.StoreDir, Store: ds})
-		case settings.BackendTLog:
-			ls, err := r.Shared.stores.log(ctx, cfg)
-			if err != nil {
-				return nil, fmt.Errorf("backend tlog %s: %w", cfg.TLogDir, err)
-			}
-			out = append(out, Backend{Name: "tlog:" + cfg.TLogDir, Store: ls})
-		case settings.BackendOCI:
-			out = append(out, Backend{Name: "oci", Images: ociAttacher{insecure: cfg.OCIInsecure}})
-		default:
-			return nil, fmt.Errorf("unknown backend %q", b)
+	for _, name := range cfg.Backends {
+		kind, ok := settings.LookupBackend(name)
+		if !ok {
+			return nil, fmt.Errorf("%w: unknown backend %q", settings.ErrInvalid, name)
 		}
+		b, err := kind.Open(ctx, cfg, &r.Shared.stores)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
 	}
 	return out, nil
 }

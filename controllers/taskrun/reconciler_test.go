@@ -111,6 +111,12 @@ func newFixture(t *testing.T, cfg map[string]string, trs ...*v1.TaskRun) *fixtur
 	if err != nil {
 		t.Fatal(err)
 	}
+	shared := NewShared()
+	t.Cleanup(func() {
+		if err := shared.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
 	f.r = &Reconciler{
 		Metrics:         mr,
 		Tekton:          f.client,
@@ -119,7 +125,7 @@ func newFixture(t *testing.T, cfg map[string]string, trs ...*v1.TaskRun) *fixtur
 		SystemNamespace: systemNS,
 		Config:          cs,
 		Recorder:        f.recorder,
-		Shared:          NewShared(),
+		Shared:          shared,
 		OpenBackends: func(*settings.Config) ([]Backend, error) {
 			return []Backend{{Name: "test", Store: f.store}}, nil
 		},

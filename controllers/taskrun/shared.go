@@ -22,6 +22,7 @@ import (
 	"knative.dev/pkg/logging"
 	"knative.dev/pkg/system"
 
+	"github.com/stepseal/stepseal/controllers/backends"
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 )
@@ -42,7 +43,7 @@ import (
 // The zero value is not usable: call NewShared.
 type Shared struct {
 	signers signerCache
-	stores  openStores
+	stores  backends.Stores
 
 	once      sync.Once
 	namespace string
@@ -53,6 +54,11 @@ type Shared struct {
 
 // NewShared returns an empty Shared.
 func NewShared() *Shared { return &Shared{} }
+
+// Close closes the open stores that hold resources (store.Closer: a tlog
+// directory's lock and checkpointer), once the controllers have stopped.
+// Later reconciles would open them again.
+func (s *Shared) Close(ctx context.Context) error { return s.stores.Close(ctx) }
 
 // errNoShared: a Reconciler built without a Shared cannot sign.
 var errNoShared = errors.New("taskrun: Reconciler has no Shared (taskrun.NewShared)")

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"flag"
+	"log"
+	"time"
 
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/injection/sharedmain"
@@ -25,4 +28,11 @@ func main() {
 	// open stores, stepseal-config and Secret informer.
 	shared := taskrun.NewShared()
 	sharedmain.Main("stepseal-controller", taskrun.NewController(shared), pipelinerun.NewController(shared))
+	// The controllers have stopped: release the stores (a tlog's lock,
+	// its last checkpoint).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := shared.Close(ctx); err != nil {
+		log.Printf("closing stores: %v", err)
+	}
 }

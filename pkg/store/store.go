@@ -102,6 +102,20 @@ type Store interface {
 	List(ctx context.Context, f Filter) ([]Entry, error)
 }
 
+// IndexedPutter is the optional capability of a Store that appends every
+// entry to a transparency log (pkg/store/tlogstore): PutIndexed stores e like
+// Put and also returns the log index of the record that holds it.
+type IndexedPutter interface {
+	PutIndexed(ctx context.Context, e Entry) (digest string, index uint64, err error)
+}
+
+// Closer is the optional capability of a Store that holds resources (a
+// directory lock, open files, a background checkpointer) until it is
+// closed. Close releases them; the Store is unusable afterwards.
+type Closer interface {
+	Close(ctx context.Context) error
+}
+
 var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // Digest returns "sha256:<hex>" of data.

@@ -1,0 +1,140 @@
+package backends
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+
+	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/oci"
+	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/tlogstore"
+	"github.com/stepseal/stepseal/pkg/tlog"
+)
+
+// Backend is one opened backend; every backend must accept every entry. A
+// backend is a Store, or an ImageAttacher, which is given the provenance of
+// a run that produced images.
+type Backend struct {
+	Name   string
+	Store  store.Store
+	Images ImageAttacher
+}
+
+// ImageAttacher attaches a signed provenance envelope to an image
+// ("repository@sha256:<hex>") among its subjects.
+type ImageAttacher interface {
+	Attach(ctx context.Context, image string, env *dsse.Envelope) error
+}
+
+// OCI is the "oci" backend's ImageAttacher: pkg/oci.Attest (cosign's .att
+// tag and an OCI 1.1 referrer), with the default keychain. Insecure allows
+// plain HTTP, which pkg/oci allows for loopback registries only (tests).
+type OCI struct{ Insecure bool }
+
+// Attach implements ImageAttacher.
+func (a OCI) Attach(ctx context.Context, image string, env *dsse.Envelope) error {
+	var opts []oci.Option
+	if a.Insecure {
+		opts = append(opts, oci.WithInsecure())
+	}
+	ref, err := oci.ParseDigest(image, opts...)
+	if err != nil {
+		return err
+	}
+	return oci.Attest(ctx, ref, env, attest.PredicateSLSAProvenanceV1, opts...)
+}
+
+// Stores holds a process's open stores by directory, for the TaskRun and
+// PipelineRun controllers alike: a tlog directory can be opened once per
+// process (tlogstore locks it), and one directory store per path serialises
+// its writers. The zero value is empty and ready; Close closes what it
+// opened.
+type Stores struct {
+	mu   sync.Mutex
+	dirs map[string]*store.DirStore
+	logs map[string]*tlogstore.Store
+}
+
+// Dir opens (once per Stores) the directory store at path.
+func (o *Stores) Dir(path string) (*store.DirStore, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if s, ok := o.dirs[path]; ok {
+		return s, nil
+	}
+	s, err := store.NewDirStore(path)
+	if err != nil {
+		return nil, err
+	}
+	if o.dirs == nil {
+		o.dirs = map[string]*store.DirStore{}
+	}
+	o.dirs[path] = s
+	return s, nil
+}
+
+// Log opens (once per Stores) the transparency-log store in dir. Its
+// checkpoint key is keyFile, or dir/log.key, generated on first use (0600,
+// its public half in dir/log.pub for verifiers) for a log named origin.
+func (o *Stores) Log(ctx context.Context, dir, keyFile, origin string) (*tlogstore.Store, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if s, ok := o.logs[dir]; ok {
+		return s, nil
+	}
+	if keyFile == "" {
+		keyFile = filepath.Join(dir, "log.key")
+		if _, err := os.Stat(keyFile); os.IsNotExist(err) {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+			if _, err := tlog.WriteKeyFiles(keyFile, filepath.Join(dir, "log.pub"), origin); err != nil {
+				return nil, err
+			}
+		}
+	}
+	key, err := tlog.ReadKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	// The store outlives the reconcile that opened it: not ctx's deadline.
+	s, err := tlogstore.Open(context.WithoutCancel(ctx), dir, key, nil)
+	if err != nil {
+		return nil, err
+	}
+	if o.logs == nil {
+		o.logs = map[string]*tlogstore.Store{}
+	}
+	o.logs[dir] = s
+	return s, nil
+}
+
+// Close closes every open store that holds resources (store.Closer: a
+// tlog's lock and checkpointer) and forgets them all, so the next Dir or
+// Log opens afresh. It returns every Close error, each naming its store.
+func (o *Stores) Close(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var errs []error
+	closeAll := func(kind string, dir string, s store.Store) {
+		if c, ok := s.(store.Closer); ok {
+			if err := c.Close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("closing %s store %s: %w", kind, dir, err))
+			}
+		}
+	}
+	for dir, s := range o.dirs {
+		closeAll("dir", dir, s)
+	}
+	for dir, s := range o.logs {
+		closeAll("tlog", dir, s)
+	}
+	o.dirs, o.logs = nil, nil
+	return errors.Join(errs...)
+}

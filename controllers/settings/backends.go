@@ -1,0 +1,122 @@
+package settings
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/stepseal/stepseal/controllers/backends"
+)
+
+// BackendKind is one row of the table of storage backends (BackendKinds):
+// the name the backends key lists, what the backend can do, the ConfigMap
+// keys of its settings and how it is opened. Parse and the reconcilers
+// read this one table, so a backend is added in one place.
+type BackendKind struct {
+	// Name is what KeyBackends lists.
+	Name string
+	// Stores: the backend is a store.Store, which keeps every entry for
+	// verifiers; a configuration needs at least one such backend.
+	Stores bool
+	// AttachesImages: the backend is a backends.ImageAttacher, given the
+	// provenance of every run that produced images.
+	AttachesImages bool
+	// Settings are the ConfigMap keys of the backend's settings, each with
+	// how a value is checked and set in a Config: it returns what is wrong
+	// with v, "" when v is valid. A key is parsed whether or not the
+	// backend is listed.
+	Settings map[string]func(c *Config, v string) string
+	// Open opens the backend as c configures it, through stores (the
+	// process's open stores); its errors name the backend.
+	Open func(ctx context.Context, c *Config, stores *backends.Stores) (backends.Backend, error)
+}
+
+// BackendKinds returns the table of backends, in the order error messages
+// list them.
+func BackendKinds() []BackendKind {
+	return []BackendKind{
+		{
+			Name:     BackendDir,
+			Stores:   true,
+			Settings: map[string]func(*Config, string) string{KeyStoreDir: absolutePath(func(c *Config, v string) { c.StoreDir = v })},
+			Open: func(_ context.Context, c *Config, stores *backends.Stores) (backends.Backend, error) {
+				ds, err := stores.Dir(c.StoreDir)
+				if err != nil {
+					return backends.Backend{}, fmt.Errorf("backend dir: %w", err)
+				}
+				return backends.Backend{Name: "dir:" + c.StoreDir, Store: ds}, nil
+			},
+		},
+		{
+			Name:   BackendTLog,
+			Stores: true,
+			Settings: map[string]func(*Config, string) string{
+				KeyTLogDir: absolutePath(func(c *Config, v string) { c.TLogDir = v }),
+				KeyTLogKey: absolutePath(func(c *Config, v string) { c.TLogKey = v }),
+				KeyTLogOrigin: func(c *Config, v string) string {
+					c.TLogOrigin = v
+					if v == "" || strings.ContainsAny(v, " +\n\t") {
+						return fmt.Sprintf("%q is not a log name (no spaces or '+')", v)
+					}
+					return ""
+				},
+			},
+			Open: func(ctx context.Context, c *Config, stores *backends.Stores) (backends.Backend, error) {
+				ls, err := stores.Log(ctx, c.TLogDir, c.TLogKey, c.TLogOrigin)
+				if err != nil {
+					return backends.Backend{}, fmt.Errorf("backend tlog %s: %w", c.TLogDir, err)
+				}
+				return backends.Backend{Name: "tlog:" + c.TLogDir, Store: ls}, nil
+			},
+		},
+		{
+			Name:           BackendOCI,
+			AttachesImages: true,
+			Settings: map[string]func(*Config, string) string{
+				KeyOCIInsecure: func(c *Config, v string) string {
+					b, err := strconv.ParseBool(v)
+					c.OCIInsecure = b
+					if err != nil {
+						return fmt.Sprintf("%q is not a boolean", v)
+					}
+					return ""
+				},
+			},
+			Open: func(_ context.Context, c *Config, _ *backends.Stores) (backends.Backend, error) {
+				return backends.Backend{Name: "oci", Images: backends.OCI{Insecure: c.OCIInsecure}}, nil
+			},
+		},
+	}
+}
+
+// LookupBackend returns the row of BackendKinds named name.
+func LookupBackend(name string) (BackendKind, bool) {
+	for _, k := range BackendKinds() {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return BackendKind{}, false
+}
+
+// backendSetting returns how the backend key k is parsed, if it is one.
+func backendSetting(k string) (func(*Config, string) string, bool) {
+	for _, b := range BackendKinds() {
+		if set, ok := b.Settings[k]; ok {
+			return set, true
+		}
+	}
+	return nil, false
+}
+
+// absolutePath parses a key whose value must be an absolute path.
+func absolutePath(set func(c *Config, v string)) func(*Config, string) string {
+	return func(c *Config, v string) string {
+		set(c, v)
+		if !strings.HasPrefix(v, "/") {
+			return fmt.Sprintf("%q is not an absolute path", v)
+		}
+		return ""
+	}
+}

@@ -1,0 +1,101 @@
+package settings
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The table of backends is what Parse accepts: every row's name is a known
+// backend (next to a storing one when it stores nothing itself), every row
+// can do something, no two rows claim a name or a settings key, and the
+// errors list the rows in table order.
+func TestBackendKinds(t *testing.T) {
+	kinds := BackendKinds()
+	var names, storing []string
+	keys := map[string]string{}
+	for _, k := range kinds {
+		if k.Name == "" || slices.Contains(names, k.Name) {
+			t.Fatalf("backend name %q empty or listed twice", k.Name)
+		}
+		names = append(names, k.Name)
+		if k.Stores {
+			storing = append(storing, k.Name)
+		}
+		if !k.Stores && !k.AttachesImages {
+			t.Errorf("backend %s neither stores nor attaches", k.Name)
+		}
+		if k.Open == nil {
+			t.Errorf("backend %s cannot be opened", k.Name)
+		}
+		for key := range k.Settings {
+			if other, ok := keys[key]; ok {
+				t.Errorf("key %s claimed by backends %s and %s", key, other, k.Name)
+			}
+			keys[key] = k.Name
+		}
+		list := k.Name
+		if !k.Stores {
+			list = BackendDir + "," + k.Name
+		}
+		c, err := Parse(map[string]string{KeyBackends: list})
+		if err != nil {
+			t.Errorf("backend %s refused: %v", k.Name, err)
+		} else if !slices.Contains(c.Backends, k.Name) {
+			t.Errorf("backends %v, want %s among them", c.Backends, k.Name)
+		}
+		if got, ok := LookupBackend(k.Name); !ok || got.Name != k.Name {
+			t.Errorf("LookupBackend(%q) = %q, %v", k.Name, got.Name, ok)
+		}
+	}
+	if want := []string{BackendDir, BackendTLog, BackendOCI}; !slices.Equal(names, want) {
+		t.Errorf("backends %v, want %v", names, want)
+	}
+	if _, ok := LookupBackend("s3"); ok {
+		t.Error(`LookupBackend("s3") found a backend`)
+	}
+	_, err := Parse(map[string]string{KeyBackends: "s3"})
+	if want := `backends: unknown backend "s3" (known: ` + strings.Join(names, ", ") + ")"; !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want ErrInvalid with %q", err, want)
+	}
+	_, err = Parse(map[string]string{KeyBackends: BackendOCI})
+	if want := `needs a store backend (` + strings.Join(storing, " or ") + ") next to it"; !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want ErrInvalid with %q", err, want)
+	}
+	// Every backend key is a key of the ConfigMap (not "unknown key").
+	for key, backend := range keys {
+		if _, err := Parse(map[string]string{key: "\x00 not valid"}); err != nil && strings.Contains(err.Error(), "unknown key") {
+			t.Errorf("%s's key %s: %v", backend, key, err)
+		}
+	}
+}
+
+// Parse of any ConfigMap either refuses it with ErrInvalid or returns a
+// Config whose every backend is in the table and one of them stores.
+func FuzzParse(f *testing.F) {
+	f.Add(KeyBackends, "dir,tlog,oci", KeyTLogOrigin, "example.com/log")
+	f.Add(KeyBackends, "oci", KeyStoreDir, "relative")
+	f.Add(KeyBackends, " , ", KeySignerKMS+".team", "awskms:///alias/a")
+	f.Add(KeyOCIInsecure, "true", KeyRetryBaseDelay, "1h")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		c, err := Parse(map[string]string{k1: v1, k2: v2})
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+			return
+		}
+		storing := false
+		for _, b := range c.Backends {
+			kind, ok := LookupBackend(b)
+			if !ok {
+				t.Fatalf("accepted unknown backend %q", b)
+			}
+			storing = storing || kind.Stores
+		}
+		if !storing {
+			t.Fatalf("accepted backends %v: none stores", c.Backends)
+		}
+	})
+}
