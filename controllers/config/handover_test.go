@@ -4,23 +4,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	"knative.dev/pkg/leaderelection"
 
 	"github.com/stepseal/stepseal/controllers/taskrun"
+	"github.com/stepseal/stepseal/internal/kubetest"
 )
 
 // TestChaosLeaseHandover runs two replicas of the controller binary as the
@@ -50,7 +45,7 @@ func TestChaosLeaseHandover(t *testing.T) {
 	b := startController(t, bin, kubeconfig, logDir, "replica-b")
 	idB := waitLogged(ctx, t, b, "stepseal-taskrun.00-of-")
 
-	tw := watchSigned(ctx, t, s.tekton, ns)
+	tw := kubetest.WatchSigned(ctx, t, s.tekton, ns)
 	var created atomic.Int64
 	create := func(prefix string, i int) {
 		if _, err := finishTaskRun(ctx, s.tekton, ns, fmt.Sprintf("%s-%03d", prefix, i), int(created.Add(1))); err != nil {
@@ -61,7 +56,7 @@ func TestChaosLeaseHandover(t *testing.T) {
 	for i := range before {
 		create("before", i)
 	}
-	waitTaskRunsSigned(ctx, t, s.tekton, ns, before)
+	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, before)
 
 	// The leader is whoever holds the TaskRun Leases now; its process is
 	// the one whose log names that identity.
@@ -107,7 +102,7 @@ func TestChaosLeaseHandover(t *testing.T) {
 	killed := time.Now()
 	leader.kill()
 	afterKill.Store(true)
-	t.Logf("SIGKILLed %s (Lease holder %s); %d TaskRuns signed", leader.name, leaderID, tw.signedCount())
+	t.Logf("SIGKILLed %s (Lease holder %s); %d TaskRuns signed", leader.name, leaderID, tw.SignedCount())
 
 	takeover := waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) {
 		id, ok := sameHolder(holders)
@@ -117,14 +112,14 @@ func TestChaosLeaseHandover(t *testing.T) {
 	if takeover != idB {
 		t.Fatalf("Leases went to %s, want replica-b's %s", takeover, idB)
 	}
-	resumed := tw.firstSigned(ctx, t, "after-").Sub(killed)
+	resumed := tw.FirstSigned(ctx, t, "after-").Sub(killed)
 	// Let TaskRuns finish under the new leader for a while too.
 	time.Sleep(3 * time.Second)
 	close(stop)
 	producer.Wait()
 	n := int(created.Load())
 	drain := time.Now()
-	waitTaskRunsSigned(ctx, t, s.tekton, ns, n)
+	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, n)
 	t.Logf("all %d TaskRuns signed %v after the last one finished", n, time.Since(drain).Round(time.Millisecond))
 
 	// The survivor sees the Lease expire lease-duration after it last saw
@@ -140,7 +135,7 @@ func TestChaosLeaseHandover(t *testing.T) {
 		t.Fatalf("%s exited: %v", other.name, other.cmd.ProcessState)
 	}
 	verifyStore(ctx, t, s.tekton, ns, s.storeDir, s.key.pub)
-	tw.exactlyOnce(ctx, t, s.tekton, ns, n)
+	tw.ExactlyOnce(ctx, t, s.tekton, ns, n)
 	t.Logf("%d TaskRuns (%d before the kill) each signed once and stored once", n, before)
 }
 
@@ -226,115 +221,5 @@ func waitLogged(ctx context.Context, t *testing.T, p *controllerProc, lease stri
 			t.Fatalf("%s never logged its identity for %s", p.name, lease)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// signedWatch watches a namespace's TaskRuns and records, per name, how
-// often stepseal.dev/signed turned to "true", and when it first did.
-type signedWatch struct {
-	mu     sync.Mutex
-	signed map[string]bool
-	count  map[string]int
-	first  map[string]time.Time
-}
-
-func watchSigned(ctx context.Context, t *testing.T, tekton versioned.Interface, ns string) *signedWatch {
-	t.Helper()
-	list, err := tekton.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &signedWatch{signed: map[string]bool{}, count: map[string]int{}, first: map[string]time.Time{}}
-	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-		return tekton.TektonV1().TaskRuns(ns).Watch(ctx, o)
-	}}
-	rw, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, lw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer rw.Stop()
-		for ev := range rw.ResultChan() {
-			tr, ok := ev.Object.(*v1.TaskRun)
-			if !ok {
-				continue
-			}
-			now := tr.Annotations[taskrun.AnnotationSigned] == "true"
-			w.mu.Lock()
-			if now && !w.signed[tr.Name] {
-				w.count[tr.Name]++
-				if _, seen := w.first[tr.Name]; !seen {
-					w.first[tr.Name] = time.Now()
-				}
-			}
-			w.signed[tr.Name] = now
-			w.mu.Unlock()
-		}
-	}()
-	return w
-}
-
-func (w *signedWatch) signedCount() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, v := range w.signed {
-		if v {
-			n++
-		}
-	}
-	return n
-}
-
-// firstSigned waits until a TaskRun whose name starts with prefix is
-// signed and returns when the first one was.
-func (w *signedWatch) firstSigned(ctx context.Context, t *testing.T, prefix string) time.Time {
-	t.Helper()
-	for {
-		w.mu.Lock()
-		var first time.Time
-		for name, at := range w.first {
-			if strings.HasPrefix(name, prefix) && (first.IsZero() || at.Before(first)) {
-				first = at
-			}
-		}
-		w.mu.Unlock()
-		if !first.IsZero() {
-			return first
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("no TaskRun %s* signed", prefix)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// exactlyOnce checks that the watch saw each of the namespace's n TaskRuns
-// turn signed=true exactly once.
-func (w *signedWatch) exactlyOnce(ctx context.Context, t *testing.T, tekton versioned.Interface, ns string, n int) {
-	t.Helper()
-	list, err := tekton.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list.Items) != n {
-		t.Errorf("%d TaskRuns, want %d", len(list.Items), n)
-	}
-	// The watch may lag the list a little.
-	deadline := time.Now().Add(10 * time.Second)
-	for w.signedCount() < n && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var wrong []string
-	for i := range list.Items {
-		if c := w.count[list.Items[i].Name]; c != 1 {
-			wrong = append(wrong, fmt.Sprintf("%s:%d", list.Items[i].Name, c))
-		}
-	}
-	sort.Strings(wrong)
-	if len(wrong) > 0 {
-		t.Errorf("TaskRuns not turned signed=true exactly once (name:times): %v", wrong)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
 )
@@ -135,7 +134,7 @@ func TestInstallLeastPrivilege(t *testing.T) {
 		}
 	}
 	pr := s.finishPipelineRun(ctx, t, prNS)
-	waitTaskRunsSigned(ctx, t, s.tekton, ns, n)
+	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, n)
 	t.Logf("%d TaskRuns signed %v after the controller started", n, time.Since(start).Round(time.Millisecond))
 	verifyStore(ctx, t, s.tekton, ns, s.storeDir, s.key.pub)
 	s.waitPipelineRunSigned(ctx, t, pr)
@@ -215,7 +214,7 @@ func (s *setup) finishPipelineRun(ctx context.Context, t *testing.T, ns string) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tr, err = kubetest.FinishTaskRun(ctx, s.tekton, tr, kubetest.FinishOptions{Results: imageResults(100 + i)}); err != nil {
+		if tr, err = kubetest.FinishTaskRun(ctx, s.tekton, tr, kubetest.FinishOptions{Results: kubetest.ImageResults("registry.example.com/app", 100+i)}); err != nil {
 			t.Fatal(err)
 		}
 		trs = append(trs, tr)
@@ -230,21 +229,7 @@ func (s *setup) finishPipelineRun(ctx context.Context, t *testing.T, ns string) 
 // holds its children's links and provenances and its own provenance, once.
 func (s *setup) waitPipelineRunSigned(ctx context.Context, t *testing.T, pr *v1.PipelineRun) {
 	t.Helper()
-	for {
-		got, err := s.tekton.TektonV1().PipelineRuns(pr.Namespace).Get(ctx, pr.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v := got.Annotations[taskrun.AnnotationSigned]; v == "true" {
-			break
-		} else if v == "failed" {
-			t.Fatalf("PipelineRun signed=failed: %s", got.Annotations[taskrun.AnnotationError])
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("PipelineRun not signed in time: %v", got.Annotations)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	kubetest.WaitPipelineRunSigned(ctx, t, s.tekton, pr.Namespace, pr.Name)
 	ds, err := store.NewDirStore(s.storeDir)
 	if err != nil {
 		t.Fatal(err)

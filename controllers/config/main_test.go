@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -38,8 +37,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
-	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -171,9 +170,9 @@ func newSigningKey(t *testing.T) (*signingKey, map[string][]byte) {
 		t.Fatal(err)
 	}
 	data := map[string][]byte{
-		taskrun.SecretKeyCosignKey:      pemBytes,
-		taskrun.SecretKeyCosignPassword: []byte(password),
-		"cosign.pub":                    pubPEM,
+		lifecycle.SecretKeyCosignKey:      pemBytes,
+		lifecycle.SecretKeyCosignPassword: []byte(password),
+		"cosign.pub":                      pubPEM,
 	}
 	k := &signingKey{pub: key.Public(), pem: pemBytes, password: password}
 	k.secrets = append(k.secrets, []byte(password))
@@ -368,13 +367,6 @@ var steps = []v1.Step{
 	{Name: "push", Image: "crane:latest"},
 }
 
-func imageResults(i int) []v1.TaskRunResult {
-	return []v1.TaskRunResult{
-		{Name: "IMAGE_URL", Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues("registry.example.com/app")},
-		{Name: "IMAGE_DIGEST", Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues(fmt.Sprintf("sha256:%064x", i+1))},
-	}
-}
-
 // finishTaskRun creates a TaskRun and writes the status Tekton would write
 // when it succeeds.
 func finishTaskRun(ctx context.Context, tekton versioned.Interface, ns, name string, i int) (*v1.TaskRun, error) {
@@ -385,46 +377,7 @@ func finishTaskRun(ctx context.Context, tekton versioned.Interface, ns, name str
 	if err != nil {
 		return nil, err
 	}
-	return kubetest.FinishTaskRun(ctx, tekton, tr, kubetest.FinishOptions{Results: imageResults(i)})
-}
-
-func hasFinalizer(tr *v1.TaskRun) bool {
-	for _, f := range tr.Finalizers {
-		if f == taskrun.Finalizer {
-			return true
-		}
-	}
-	return false
-}
-
-// waitTaskRunsSigned waits until the namespace holds n TaskRuns, every one
-// signed=true without the finalizer, and fails on signed=failed.
-func waitTaskRunsSigned(ctx context.Context, t *testing.T, tekton versioned.Interface, ns string, n int) {
-	t.Helper()
-	for {
-		list, err := tekton.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{})
-		done := 0
-		if err == nil {
-			for i := range list.Items {
-				tr := &list.Items[i]
-				switch tr.Annotations[taskrun.AnnotationSigned] {
-				case "true":
-					if !hasFinalizer(tr) {
-						done++
-					}
-				case "failed":
-					t.Fatalf("%s: signed=failed: %s", tr.Name, tr.Annotations[taskrun.AnnotationError])
-				}
-			}
-			if done == n && len(list.Items) == n {
-				return
-			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%d of %d TaskRuns in %s signed in time (last list error: %v)", done, n, ns, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return kubetest.FinishTaskRun(ctx, tekton, tr, kubetest.FinishOptions{Results: kubetest.ImageResults("registry.example.com/app", i)})
 }
 
 // verifyStore checks the dir store: for each TaskRun of ns exactly one

@@ -17,8 +17,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/stepseal/stepseal/controllers/annotations"
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
-	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/kubetest"
 )
 
@@ -149,7 +150,7 @@ func writeKeyFiles(t *testing.T, data map[string][]byte) string {
 
 // createSecretArgs is the documented command, run in the key files' dir.
 var createSecretArgs = []string{"-n", systemNS, "create", "secret", "generic", signingSecretName,
-	"--from-file=" + taskrun.SecretKeyCosignKey, "--from-file=" + taskrun.SecretKeyCosignPassword, "--from-file=cosign.pub"}
+	"--from-file=" + lifecycle.SecretKeyCosignKey, "--from-file=" + lifecycle.SecretKeyCosignPassword, "--from-file=cosign.pub"}
 
 // secretData returns the signing Secret's data.
 func secretData(t *testing.T, kube kubernetes.Interface) map[string][]byte {
@@ -250,9 +251,9 @@ func TestReapplyKeepsSigningKey(t *testing.T) {
 			t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
 		}
 		data := secretData(t, s.kube)
-		if len(data[taskrun.SecretKeyCosignKey]) == 0 || string(data[taskrun.SecretKeyCosignPassword]) != "pw-cosign" {
+		if len(data[lifecycle.SecretKeyCosignKey]) == 0 || string(data[lifecycle.SecretKeyCosignPassword]) != "pw-cosign" {
 			t.Fatalf("cosign made Secret %s/%s with keys %v, want %s and %s", systemNS, signingSecretName,
-				keysOf(data), taskrun.SecretKeyCosignKey, taskrun.SecretKeyCosignPassword)
+				keysOf(data), lifecycle.SecretKeyCosignKey, lifecycle.SecretKeyCosignPassword)
 		}
 		for _, r := range reapplies {
 			k.run(t, "", nil, append(r.args, release)...)
@@ -277,7 +278,7 @@ func TestReapplyKeepsSigningKey(t *testing.T) {
 	if _, err := finishTaskRun(ctx, s.tekton, ns, "before-reapply", 0); err != nil {
 		t.Fatal(err)
 	}
-	waitTaskRunsSigned(ctx, t, s.tekton, ns, 1)
+	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, 1)
 	for _, r := range reapplies {
 		k.run(t, "", nil, append(r.args, release)...)
 	}
@@ -294,7 +295,7 @@ func TestReapplyKeepsSigningKey(t *testing.T) {
 	if _, err := finishTaskRun(ctx, s.tekton, ns, "after-reapply", 1); err != nil {
 		t.Fatal(err)
 	}
-	waitTaskRunsSigned(ctx, t, s.tekton, ns, 2)
+	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, 2)
 	verifyStore(ctx, t, s.tekton, ns, s.storeDir, key.pub)
 	if !ctrl.running() {
 		t.Fatalf("the controller exited: %v", ctrl.cmd.ProcessState)
@@ -349,14 +350,14 @@ func TestSigningSecretCreatedAfterStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := tr.Annotations[taskrun.AnnotationSigned]; ok {
-		t.Fatalf("TaskRun annotated %s=%s (%s) with no signing Secret", taskrun.AnnotationSigned, v, tr.Annotations[taskrun.AnnotationError])
+	if v, ok := tr.Annotations[annotations.Signed]; ok {
+		t.Fatalf("TaskRun annotated %s=%s (%s) with no signing Secret", annotations.Signed, v, tr.Annotations[annotations.Error])
 	}
 
 	key, data := newSigningKey(t)
 	k.run(t, writeKeyFiles(t, data), nil, createSecretArgs...)
 	created := time.Now()
-	waitTaskRunsSigned(ctx, t, s.tekton, ns, 1)
+	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, 1)
 	t.Logf("signed %v after the Secret was created", time.Since(created).Round(time.Millisecond))
 	verifyStore(ctx, t, s.tekton, ns, s.storeDir, key.pub)
 	if !ctrl.running() {

@@ -13,6 +13,8 @@ import (
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/injection"
 
+	"github.com/stepseal/stepseal/controllers/annotations"
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 )
 
@@ -24,40 +26,29 @@ const ControllerName = "stepseal-pipelinerun"
 // taskrun.NewController with the same s). It watches PipelineRuns, and
 // TaskRuns of a PipelineRun that reach stepseal.dev/signed so their
 // PipelineRun is looked at again at once. Keys and backends are resolved
-// the TaskRun controller's way (taskrun.Reconciler Signer and Backends),
-// from the same stepseal-config, signer cache and open stores (s).
-func NewController(s *taskrun.Shared) injection.ControllerConstructor {
+// the TaskRun controller's way (lifecycle.Signing), from the same
+// stepseal-config, signer cache and open stores (s).
+func NewController(s *lifecycle.Shared) injection.ControllerConstructor {
 	return func(ctx context.Context, cmw configmap.Watcher) *controller.Impl {
 		return newController(ctx, cmw, s)
 	}
 }
 
-func newController(ctx context.Context, cmw configmap.Watcher, s *taskrun.Shared) *controller.Impl {
+func newController(ctx context.Context, cmw configmap.Watcher, s *lifecycle.Shared) *controller.Impl {
 	c := s.Common(ctx, cmw, ControllerName)
 	logger := c.Logger
-	keys := &taskrun.Reconciler{Secrets: c.Secrets.Lister(), SystemNamespace: c.Namespace, Config: c.Config, Shared: s}
-	r := &Reconciler{
+	k := &Kind{
 		Tekton:   pipelineclient.Get(ctx),
 		Lister:   pipelineruninformer.Get(ctx).Lister(),
 		TaskRuns: taskruninformer.Get(ctx).Lister(),
-		Config:   c.Config,
-		Recorder: c.Recorder,
-		Signer:   keys.Signer,
-		Backends: keys.Backends,
-		Metrics:  c.Metrics,
+		Signing:  c.Signing(),
 	}
 	for _, inf := range []cache.SharedIndexInformer{pipelineruninformer.Get(ctx).Informer(), taskruninformer.Get(ctx).Informer()} {
 		if err := taskrun.SetSlimTransform(inf); err != nil {
 			logger.Fatalw("setting up informers", "error", err)
 		}
 	}
-	impl := controller.NewContext(ctx, r, controller.ControllerOptions{WorkQueueName: ControllerName, Logger: logger})
-	if _, err := pipelineruninformer.Get(ctx).Informer().AddEventHandler(cache.FilteringResourceEventHandler{
-		FilterFunc: NeedsWork,
-		Handler:    controller.HandleAll(impl.Enqueue),
-	}); err != nil {
-		logger.Fatalw("watching PipelineRuns", "error", err)
-	}
+	impl := lifecycle.NewImpl(ctx, c, ControllerName, NewReconciler(k, c.Config, c.Recorder, c.Metrics), pipelineruninformer.Get(ctx).Informer())
 	if _, err := taskruninformer.Get(ctx).Informer().AddEventHandler(cache.FilteringResourceEventHandler{
 		FilterFunc: childDecided,
 		Handler:    controller.HandleAll(impl.EnqueueLabelOfNamespaceScopedResource("", pipeline.PipelineRunLabelKey)),
@@ -73,5 +64,5 @@ func childDecided(obj any) bool {
 	if !ok || tr.Labels[pipeline.PipelineRunLabelKey] == "" {
 		return false
 	}
-	return taskrun.IsDecided(tr.Annotations)
+	return annotations.IsDecided(tr.Annotations)
 }

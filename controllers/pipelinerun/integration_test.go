@@ -2,7 +2,6 @@ package pipelinerun
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -19,8 +18,11 @@ import (
 	"knative.dev/pkg/injection"
 	"knative.dev/pkg/logging"
 
+	"github.com/stepseal/stepseal/controllers/annotations"
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/controllers/taskrun"
+	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
 )
@@ -45,8 +47,8 @@ func TestIntegrationSignsBothLevels(t *testing.T) {
 	kube := kubernetes.NewForConfigOrDie(c.Config())
 	tekton := versioned.NewForConfigOrDie(c.Config())
 
-	sec, pub := signingSecret(t, sysNS)
-	sec.ResourceVersion = ""
+	sec, pub := controllertest.SigningSecret(t, "signing-secrets", "pw")
+	sec.Namespace, sec.ResourceVersion = sysNS, ""
 	if _, err := kube.CoreV1().Secrets(sysNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestIntegrationSignsBothLevels(t *testing.T) {
 	defer func() { stop(); wg.Wait() }()
 	runCtx, informers := injection.Default.SetupInformers(runCtx, c.Config())
 	cmw := cminformer.NewInformedWatcher(kubeclient.Get(runCtx), sysNS)
-	shared := taskrun.NewShared()
+	shared := lifecycle.NewShared()
 	impls := []*controller.Impl{taskrun.NewController(shared)(runCtx, cmw), NewController(shared)(runCtx, cmw)}
 	if err := cmw.Start(runCtx.Done()); err != nil {
 		t.Fatal(err)
@@ -95,10 +97,7 @@ func TestIntegrationSignsBothLevels(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tr, err = kubetest.FinishTaskRun(ctx, tekton, tr, kubetest.FinishOptions{Results: []v1.TaskRunResult{
-			{Name: "IMAGE_URL", Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues("registry.example.com/" + task)},
-			{Name: "IMAGE_DIGEST", Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues(fmt.Sprintf("sha256:%064x", i+1))},
-		}}); err != nil {
+		if tr, err = kubetest.FinishTaskRun(ctx, tekton, tr, kubetest.FinishOptions{Results: kubetest.ImageResults("registry.example.com/"+task, i)}); err != nil {
 			t.Fatal(err)
 		}
 		trs = append(trs, tr)
@@ -107,28 +106,14 @@ func TestIntegrationSignsBothLevels(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for {
-		got, err := tekton.TektonV1().PipelineRuns(ns).Get(ctx, pr.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s := got.Annotations[taskrun.AnnotationSigned]; s == "true" {
-			break
-		} else if s == "failed" {
-			t.Fatalf("PipelineRun signed=failed: %s", got.Annotations[taskrun.AnnotationError])
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("PipelineRun not signed in time: %v", got.Annotations)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	kubetest.WaitPipelineRunSigned(ctx, t, tekton, ns, pr.Name)
 	t.Logf("PipelineRun with %d TaskRuns signed at both levels %.1fs after the first TaskRun was created", len(trs), time.Since(start).Seconds())
 	for _, tr := range trs {
 		got, err := tekton.TektonV1().TaskRuns(ns).Get(ctx, tr.Name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Annotations[taskrun.AnnotationSigned] != "true" {
+		if got.Annotations[annotations.Signed] != annotations.SignedTrue {
 			t.Errorf("%s: annotations %v", tr.Name, got.Annotations)
 		}
 	}
@@ -136,6 +121,6 @@ func TestIntegrationSignsBothLevels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := runProvenance(t, ds, pub, pr)
-	checkNamesEveryChild(t, ds, p, pr, trs)
+	p := controllertest.RunProvenance(t, ds, pub, pr)
+	controllertest.CheckNamesEveryChild(t, ds, p, pr, trs, MediaTypeProvenance)
 }

@@ -23,25 +23,21 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
-	"knative.dev/pkg/controller"
 	"knative.dev/pkg/logging"
-	"knative.dev/pkg/reconciler"
 
+	"github.com/stepseal/stepseal/controllers/annotations"
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/run"
-	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 )
 
 // MediaTypeProvenance is the media type of a child TaskRun's provenance
 // (a DSSE envelope of an in-toto statement) among the byproducts.
 const MediaTypeProvenance = "application/vnd.in-toto+json"
-
-// AnnotationTaskRun names the child TaskRun on a byproduct descriptor.
-const AnnotationTaskRun = "stepseal.dev/taskrun"
 
 // DefaultWaitDelay is how long a PipelineRun waits before looking again at
 // children that are not signed yet (a child being signed also requeues it).
@@ -58,144 +54,100 @@ var (
 	ErrChildMissing = errors.New("child TaskRun attestations missing")
 )
 
-// Reconciler attests finished PipelineRuns. One reconcile of a finished
-// PipelineRun not yet signed:
+// Kind is the PipelineRun's lifecycle.Kind: the lifecycle of package
+// lifecycle over PipelineRuns. Its Attest, for a finished PipelineRun:
 //
-//  1. look up the child TaskRuns in status.childReferences; any child
+//  1. looks up the child TaskRuns in status.childReferences; any child
 //     signed=failed fails the PipelineRun at once (ErrChildFailed); any
 //     child not yet signed requeues it after WaitDelay, without counting
-//     an attempt; no child TaskRun at all fails it (taskrun.ErrNothingRan);
-//  2. build one run.Record of all children (taskrun.FromTaskRun each);
-//  3. find every child's links and provenance in the first backend, and
-//     require a link for every step of every child;
-//  4. sign SLSA v1 provenance of the run: the links are byproducts, the
+//     an attempt (lifecycle.Wait); no child TaskRun at all fails it
+//     (taskrun.ErrNothingRan);
+//  2. builds one run.Record of all children (taskrun.FromTaskRun each);
+//  3. finds every child's links and provenance in the first backend, and
+//     requires a link for every step of every child;
+//  4. signs SLSA v1 provenance of the run: the links are byproducts, the
 //     children's provenance envelopes too (media type MediaTypeProvenance),
 //     each with its sha256 digest; a retry reuses the stored bytes;
-//  5. Put it into every backend, then annotate stepseal.dev/signed=true.
+//  5. Puts it into every backend; the lifecycle then annotates
+//     stepseal.dev/signed=true.
 //
-// Failures are retried and given up like the TaskRun controller's.
-//
-// It is leader-aware (reconciler.LeaderAware): with knative's leader
-// election a replica reconciles only keys of the buckets whose Lease it
-// holds, and enqueues all of a bucket's pending keys when promoted.
-type Reconciler struct {
+// Keys and backends are resolved the TaskRun controller's way, through the
+// same lifecycle.Signing of the process's Shared, so both levels are signed
+// with the same key.
+type Kind struct {
 	Tekton   versioned.Interface
 	Lister   listers.PipelineRunLister
 	TaskRuns listers.TaskRunLister
-	Config   *settings.Store
-	Recorder record.EventRecorder
-	// Signer returns the signer for runs of a namespace (the TaskRun
-	// controller's, so both levels are signed with the same key).
-	Signer func(ctx context.Context, namespace string, cfg *settings.Config) (signing.Signer, error)
-	// Backends opens the configured backends.
-	Backends func(ctx context.Context, cfg *settings.Config) ([]taskrun.Backend, error)
-	// Metrics records outcomes; nil records nothing.
-	Metrics *metrics.Recorder
+	*lifecycle.Signing
 	// WaitDelay: see DefaultWaitDelay; zero means the default.
 	WaitDelay time.Duration
-
-	leader   reconciler.LeaderAwareFuncs
-	attempts taskrun.Attempts
 }
 
-var (
-	_ controller.Reconciler  = (*Reconciler)(nil)
-	_ reconciler.LeaderAware = (*Reconciler)(nil)
-)
+var _ lifecycle.Kind[*v1.PipelineRun] = (*Kind)(nil)
 
-// Promote implements reconciler.LeaderAware: this replica now leads bucket
-// b, so every PipelineRun of b that needs work is enqueued.
-func (r *Reconciler) Promote(b reconciler.Bucket, enq func(reconciler.Bucket, types.NamespacedName)) error {
-	return taskrun.PromoteAll(&r.leader, b, enq, func() ([]*v1.PipelineRun, error) { return r.Lister.List(labels.Everything()) }, NeedsWork)
+// NewReconciler returns the lifecycle Reconciler of PipelineRuns of k.
+func NewReconciler(k *Kind, cfg *settings.Store, recorder record.EventRecorder, m *metrics.Recorder) *lifecycle.Reconciler[*v1.PipelineRun] {
+	return &lifecycle.Reconciler[*v1.PipelineRun]{Kind: k, Config: cfg, Recorder: recorder, Metrics: m}
 }
 
-// Demote implements reconciler.LeaderAware: keys of b are left to the
-// replica that leads it now.
-func (r *Reconciler) Demote(b reconciler.Bucket) { r.leader.Demote(b) }
+// Name implements lifecycle.Kind.
+func (*Kind) Name() string { return metrics.KindPipelineRun }
 
-// NeedsWork is the PipelineRun informer filter: not yet signed or failed
-// (running ones get the finalizer, finished ones are signed), or still
-// holding the finalizer.
+// Finalizer implements lifecycle.Kind.
+func (*Kind) Finalizer() string { return annotations.FinalizerPipelineRun }
+
+// Get implements lifecycle.Kind.
+func (r *Kind) Get(namespace, name string) (*v1.PipelineRun, error) {
+	return r.Lister.PipelineRuns(namespace).Get(name)
+}
+
+// List implements lifecycle.Kind.
+func (r *Kind) List() ([]*v1.PipelineRun, error) { return r.Lister.List(labels.Everything()) }
+
+// Patch implements lifecycle.Kind.
+func (r *Kind) Patch(ctx context.Context, pr *v1.PipelineRun, patch []byte) (*v1.PipelineRun, error) {
+	return r.Tekton.TektonV1().PipelineRuns(pr.Namespace).Patch(ctx, pr.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+}
+
+// IsDone implements lifecycle.Kind.
+func (*Kind) IsDone(pr *v1.PipelineRun) bool { return pr.IsDone() }
+
+// CompletedAt implements lifecycle.Kind.
+func (*Kind) CompletedAt(pr *v1.PipelineRun) time.Time {
+	if pr.Status.CompletionTime == nil {
+		return time.Time{}
+	}
+	return pr.Status.CompletionTime.Time
+}
+
+// Permanent implements lifecycle.Kind.
+func (*Kind) Permanent(err error) bool {
+	return errors.Is(err, ErrChildFailed) || errors.Is(err, taskrun.ErrMalformed) || errors.Is(err, taskrun.ErrNothingRan)
+}
+
+// NeedsWork is the PipelineRun informer filter (lifecycle.NeedsWork): not
+// yet signed or failed (running ones get the finalizer, finished ones are
+// signed), or still holding the finalizer.
 func NeedsWork(obj any) bool {
-	pr, ok := obj.(*v1.PipelineRun)
-	if !ok {
-		return false
-	}
-	return taskrun.HasFinalizer(pr, taskrun.PipelineRunFinalizer) || !taskrun.IsDecided(pr.Annotations)
+	return lifecycle.NeedsWork[*v1.PipelineRun](obj, annotations.FinalizerPipelineRun)
 }
 
-// Reconcile implements controller.Reconciler.
-func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
-	ctx, cached, found, err := taskrun.Lookup(ctx, key, "pipelinerun", &r.leader, func(ns, name string) (*v1.PipelineRun, error) {
-		return r.Lister.PipelineRuns(ns).Get(name)
-	})
-	if !found {
-		return err
-	}
-	logger := logging.FromContext(ctx)
-	if !NeedsWork(cached) {
-		return nil
-	}
-	pr := cached.DeepCopy()
-	cfg := r.Config.Load()
-	if taskrun.IsDecided(pr.Annotations) {
-		// Decided, finalizer left over (the annotating patch failed).
-		return ignoreNotFound(r.annotate(ctx, pr, nil))
-	}
-	if pr.DeletionTimestamp == nil && !taskrun.HasFinalizer(pr, taskrun.PipelineRunFinalizer) {
-		// Held from the moment we see it until it is signed, so deleting
-		// it right after it finished does not lose its provenance.
-		if pr, err = r.patch(ctx, pr, nil, true); err != nil {
-			return ignoreNotFound(err)
-		}
-	}
-	if !pr.IsDone() {
-		if pr.DeletionTimestamp != nil && taskrun.HasFinalizer(pr, taskrun.PipelineRunFinalizer) {
-			// Deleted before it finished: nothing to attest; let it go.
-			return ignoreNotFound(r.annotate(ctx, pr, nil))
-		}
-		return nil
-	}
-
+// Attest implements lifecycle.Kind: steps 1 to 5 of Kind.
+func (r *Kind) Attest(ctx context.Context, pr *v1.PipelineRun, cfg *settings.Config) (int, string, error) {
 	children, pending, err := r.children(ctx, pr)
-	if err == nil && len(pending) > 0 {
-		logger.Debugw("waiting for child TaskRuns to be signed", "pending", pending)
-		return controller.NewRequeueAfter(r.waitDelay())
+	if err != nil {
+		return 0, "", err
 	}
-	if err == nil && len(children) == 0 {
+	if len(pending) > 0 {
+		logging.FromContext(ctx).Debugw("waiting for child TaskRuns to be signed", "pending", pending)
+		return 0, "", lifecycle.Wait(r.waitDelay())
+	}
+	if len(children) == 0 {
 		// Nothing would be stored: never annotate such a run signed=true.
-		err = fmt.Errorf("%w: PipelineRun %s has no child TaskRun", taskrun.ErrNothingRan, key)
+		return 0, "", fmt.Errorf("%w: PipelineRun %s/%s has no child TaskRun", taskrun.ErrNothingRan, pr.Namespace, pr.Name)
 	}
-	var n int
-	var logIndex string
-	if err == nil {
-		n, logIndex, err = r.attestAndStore(ctx, pr, children, cfg)
-	}
-	if err == nil {
-		r.attempts.Forget(pr.UID)
-		annotations := map[string]*string{
-			taskrun.AnnotationSigned: ptr("true"), taskrun.AnnotationError: nil, taskrun.AnnotationRetries: nil,
-			taskrun.AnnotationLogIndex: nil,
-		}
-		if logIndex != "" {
-			annotations[taskrun.AnnotationLogIndex] = &logIndex
-		}
-		if err := r.annotate(ctx, pr, annotations); err != nil {
-			return ignoreNotFound(err)
-		}
-		var done time.Time
-		if pr.Status.CompletionTime != nil {
-			done = pr.Status.CompletionTime.Time
-		}
-		r.Metrics.Signed(ctx, metrics.KindPipelineRun, done, time.Now())
-		logger.Infow("signed", "entries", n, "taskRuns", len(children))
-		return nil
-	}
-
-	permanent := errors.Is(err, ErrChildFailed) || errors.Is(err, taskrun.ErrMalformed) || errors.Is(err, taskrun.ErrNothingRan)
-	return r.attempts.Failed(ctx, pr, metrics.KindPipelineRun, err, permanent, cfg, r.Recorder, r.Metrics, func(a map[string]*string) error {
-		return r.annotate(ctx, pr, a)
-	})
+	logging.FromContext(ctx).Debugw("every child TaskRun is signed", "taskRuns", len(children))
+	return r.attestAndStore(ctx, pr, children, cfg)
 }
 
 // children returns the PipelineRun's child TaskRuns in childReferences
@@ -203,7 +155,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) error {
 //
 // The informer cache holds decided TaskRuns slimmed (taskrun.Slim), so a
 // signed child is read whole from the API.
-func (r *Reconciler) children(ctx context.Context, pr *v1.PipelineRun) ([]*v1.TaskRun, []string, error) {
+func (r *Kind) children(ctx context.Context, pr *v1.PipelineRun) ([]*v1.TaskRun, []string, error) {
 	type child struct {
 		tr  *v1.TaskRun
 		ref v1.ChildStatusReference
@@ -221,11 +173,11 @@ func (r *Reconciler) children(ctx context.Context, pr *v1.PipelineRun) ([]*v1.Ta
 		if err != nil {
 			return nil, nil, err
 		}
-		switch tr.Annotations[taskrun.AnnotationSigned] {
+		switch tr.Annotations[annotations.Signed] {
 		case "true":
 			signed = append(signed, child{tr, ref})
 		case "failed":
-			return nil, nil, fmt.Errorf("%w: TaskRun %s/%s (pipeline task %s): %s", ErrChildFailed, tr.Namespace, tr.Name, ref.PipelineTaskName, tr.Annotations[taskrun.AnnotationError])
+			return nil, nil, fmt.Errorf("%w: TaskRun %s/%s (pipeline task %s): %s", ErrChildFailed, tr.Namespace, tr.Name, ref.PipelineTaskName, tr.Annotations[annotations.Error])
 		default:
 			pending = append(pending, tr.Name)
 		}
@@ -242,7 +194,7 @@ func (r *Reconciler) children(ctx context.Context, pr *v1.PipelineRun) ([]*v1.Ta
 		if err != nil {
 			return nil, nil, err
 		}
-		if full.UID != c.tr.UID || full.Annotations[taskrun.AnnotationSigned] != "true" {
+		if full.UID != c.tr.UID || full.Annotations[annotations.Signed] != "true" {
 			pending = append(pending, c.tr.Name) // changed since the cache saw it
 			continue
 		}
@@ -257,7 +209,7 @@ func ProvenanceName(pr *v1.PipelineRun, keyID string) string {
 	return fmt.Sprintf("%s/%s.%.8s.pipelinerun.provenance", pr.Namespace, pr.Name, keyID)
 }
 
-func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children []*v1.TaskRun, cfg *settings.Config) (n int, logIndex string, err error) {
+func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children []*v1.TaskRun, cfg *settings.Config) (n int, logIndex string, err error) {
 	backends, err := r.Backends(ctx, cfg)
 	if err != nil {
 		return 0, "", err
@@ -310,7 +262,7 @@ func (r *Reconciler) attestAndStore(ctx context.Context, pr *v1.PipelineRun, chi
 	}
 
 	// The children's attestations, as the first store backend holds them.
-	var first *taskrun.Backend
+	var first *lifecycle.Backend
 	for i := range backends {
 		if backends[i].Store != nil {
 			first = &backends[i]
@@ -404,7 +356,7 @@ func withChildProvenance(st *intoto.Statement, children []*v1.TaskRun, prov map[
 	sort.Strings(names)
 	for _, n := range names {
 		e := prov[n]
-		ann, err := structpb.NewStruct(map[string]any{AnnotationTaskRun: n})
+		ann, err := structpb.NewStruct(map[string]any{annotations.TaskRun: n})
 		if err != nil {
 			return nil, err
 		}
@@ -458,35 +410,9 @@ func valueString(v v1.ParamValue) string {
 	return string(b)
 }
 
-func (r *Reconciler) waitDelay() time.Duration {
+func (r *Kind) waitDelay() time.Duration {
 	if r.WaitDelay > 0 {
 		return r.WaitDelay
 	}
 	return DefaultWaitDelay
 }
-
-// annotate merge-patches pr's annotations, guarded by its resourceVersion.
-// annotate sets annotations (nil value: remove) and removes the finalizer.
-func (r *Reconciler) annotate(ctx context.Context, pr *v1.PipelineRun, annotations map[string]*string) error {
-	_, err := r.patch(ctx, pr, annotations, false)
-	return err
-}
-
-// patch merge-patches pr's annotations and adds or removes the finalizer,
-// guarded by pr's resourceVersion.
-func (r *Reconciler) patch(ctx context.Context, pr *v1.PipelineRun, annotations map[string]*string, addFinalizer bool) (*v1.PipelineRun, error) {
-	body, err := taskrun.MetaPatch(pr, taskrun.PipelineRunFinalizer, addFinalizer, annotations)
-	if err != nil {
-		return nil, err
-	}
-	return r.Tekton.TektonV1().PipelineRuns(pr.Namespace).Patch(ctx, pr.Name, types.MergePatchType, body, metav1.PatchOptions{})
-}
-
-func ignoreNotFound(err error) error {
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
-}
-
-func ptr(s string) *string { return &s }

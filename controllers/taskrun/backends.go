@@ -7,21 +7,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/stepseal/stepseal/controllers/backends"
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/pkg/store"
 )
-
-// AnnotationLogIndex is the transparency-log index of a run's provenance
-// (of its last entry when it has no provenance), set with signed=true when
-// a "tlog" backend is configured.
-const AnnotationLogIndex = "stepseal.dev/log-index"
-
-// Backend is one opened backend (see backends.Backend).
-type Backend = backends.Backend
-
-// ImageAttacher attaches a signed provenance envelope to an image (see
-// backends.ImageAttacher).
-type ImageAttacher = backends.ImageAttacher
 
 // PutAll puts entries into every backend that stores and returns the log
 // index of the last entry in the first logging backend (a
@@ -33,7 +21,7 @@ type ImageAttacher = backends.ImageAttacher
 // re-sign the missing link with new bytes, and then the provenance, storing
 // a second one). It fails if any Put fails; Puts are idempotent, so a retry
 // is safe.
-func PutAll(ctx context.Context, backends []Backend, entries []store.Entry) (string, error) {
+func PutAll(ctx context.Context, backends []lifecycle.Backend, entries []store.Entry) (string, error) {
 	logIndex := ""
 	for _, b := range backends {
 		if b.Store == nil || len(entries) == 0 {

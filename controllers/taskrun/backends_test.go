@@ -3,15 +3,11 @@ package taskrun
 import (
 	"context"
 	"errors"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
-	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/pkg/store"
-	"github.com/stepseal/stepseal/pkg/store/tlogstore"
-	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
 // orderStore records the order of Puts and fails one named entry.
@@ -44,7 +40,7 @@ func TestPutAllStoresTheLastEntryLast(t *testing.T) {
 		entries = append(entries, store.Entry{Kind: store.KindLink, Name: n, RunID: "r", Data: []byte(n)})
 	}
 	o := &orderStore{Store: ds, fail: "c.link"}
-	if _, err := PutAll(context.Background(), []Backend{{Name: "dir", Store: o}}, entries); err == nil {
+	if _, err := PutAll(context.Background(), []lifecycle.Backend{{Name: "dir", Store: o}}, entries); err == nil {
 		t.Fatal("a failed link Put was not reported")
 	}
 	for _, n := range o.seen {
@@ -53,67 +49,10 @@ func TestPutAllStoresTheLastEntryLast(t *testing.T) {
 		}
 	}
 	o.fail, o.seen = "", nil
-	if _, err := PutAll(context.Background(), []Backend{{Name: "dir", Store: o}}, entries); err != nil {
+	if _, err := PutAll(context.Background(), []lifecycle.Backend{{Name: "dir", Store: o}}, entries); err != nil {
 		t.Fatal(err)
 	}
 	if len(o.seen) != 5 || o.seen[4] != "run.provenance" {
 		t.Fatalf("Put order %v, want the provenance last", o.seen)
-	}
-}
-
-// Every row of the table of backends opens through Reconciler.Backends as
-// the row declares (a Store when it stores, an ImageAttacher when it
-// attaches); the tlog store has the optional capabilities (indexed put,
-// Close) and the dir store needs no Close; Shared.Close releases the tlog
-// directory, which a second store could not open while it was held.
-func TestBackendsOpensEveryKind(t *testing.T) {
-	dir := t.TempDir()
-	cfg, err := settings.Parse(map[string]string{
-		settings.KeyStoreDir: filepath.Join(dir, "store"), settings.KeyTLogDir: filepath.Join(dir, "tlog"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := NewShared()
-	r := &Reconciler{Shared: s}
-	ctx := context.Background()
-	for _, kind := range settings.BackendKinds() {
-		cfg.Backends = []string{kind.Name}
-		bs, err := r.Backends(ctx, cfg)
-		if err != nil || len(bs) != 1 {
-			t.Fatalf("backend %s: %v, %v", kind.Name, bs, err)
-		}
-		if (bs[0].Store != nil) != kind.Stores || (bs[0].Images != nil) != kind.AttachesImages {
-			t.Errorf("backend %s opened as %+v, want stores=%v attaches=%v", kind.Name, bs[0], kind.Stores, kind.AttachesImages)
-		}
-		_, indexed := bs[0].Store.(store.IndexedPutter)
-		_, closer := bs[0].Store.(store.Closer)
-		if want := kind.Name == settings.BackendTLog; indexed != want || closer != want {
-			t.Errorf("backend %s: indexed put %v, Close %v, want %v", kind.Name, indexed, closer, want)
-		}
-	}
-
-	key, err := tlog.ReadKey(filepath.Join(dir, "tlog", "log.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if second, err := tlogstore.Open(ctx, filepath.Join(dir, "tlog"), key, nil); err == nil {
-		_ = second.Close(ctx)
-		t.Fatal("a second store opened the tlog directory the Shared holds")
-	}
-	if err := s.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	second, err := tlogstore.Open(ctx, filepath.Join(dir, "tlog"), key, nil)
-	if err != nil {
-		t.Fatalf("after Shared.Close: %v", err)
-	}
-	if err := second.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	cfg.Backends = []string{"s3"}
-	if _, err := r.Backends(ctx, cfg); !errors.Is(err, settings.ErrInvalid) || !strings.Contains(err.Error(), `unknown backend "s3"`) {
-		t.Errorf("unknown backend: %v, want ErrInvalid naming it", err)
 	}
 }

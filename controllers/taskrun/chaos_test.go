@@ -19,11 +19,9 @@ import (
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/stepseal/stepseal/controllers/annotations"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -180,10 +178,7 @@ func (e *chaosEnv) createOne(ctx context.Context, name string, i int) error {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
 		Spec:       v1.TaskRunSpec{TaskSpec: &v1.TaskSpec{Steps: chaosSteps}},
 	}
-	opts := kubetest.FinishOptions{Results: []v1.TaskRunResult{
-		{Name: "IMAGE_URL", Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues("registry.example.com/app")},
-		{Name: "IMAGE_DIGEST", Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues(fmt.Sprintf("sha256:%064x", i+1))},
-	}}
+	opts := kubetest.FinishOptions{Results: kubetest.ImageResults("registry.example.com/app", i)}
 	var err error
 	for attempt := 0; attempt < 60; attempt++ {
 		if ctx.Err() != nil {
@@ -206,98 +201,24 @@ func (e *chaosEnv) createOne(ctx context.Context, name string, i int) error {
 	return fmt.Errorf("creating %s: %w", name, err)
 }
 
-// signedTransitions watches the namespace's TaskRuns and counts, per name,
-// how often stepseal.dev/signed turned to "true". It survives apiserver
-// restarts (RetryWatcher).
-type signedTransitions struct {
-	mu     sync.Mutex
-	signed map[string]bool
-	count  map[string]int
-	failed map[string]string
-}
-
-func (e *chaosEnv) watchSigned(ctx context.Context) *signedTransitions {
+// watchSigned counts, per TaskRun of the namespace, how often
+// stepseal.dev/signed turned to "true".
+func (e *chaosEnv) watchSigned(ctx context.Context) *kubetest.SignedWatch {
 	e.t.Helper()
-	list, err := e.tekton.TektonV1().TaskRuns(e.ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	s := &signedTransitions{signed: map[string]bool{}, count: map[string]int{}, failed: map[string]string{}}
-	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-		return e.tekton.TektonV1().TaskRuns(e.ns).Watch(ctx, o)
-	}}
-	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, lw)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	go func() {
-		defer w.Stop()
-		for ev := range w.ResultChan() {
-			tr, ok := ev.Object.(*v1.TaskRun)
-			if !ok {
-				continue
-			}
-			s.mu.Lock()
-			now := tr.Annotations[AnnotationSigned] == "true"
-			if now && !s.signed[tr.Name] {
-				s.count[tr.Name]++
-			}
-			s.signed[tr.Name] = now
-			if tr.Annotations[AnnotationSigned] == "failed" {
-				s.failed[tr.Name] = tr.Annotations[AnnotationError]
-			}
-			s.mu.Unlock()
-		}
-	}()
-	return s
-}
-
-func (s *signedTransitions) signedCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, v := range s.signed {
-		if v {
-			n++
-		}
-	}
-	return n
+	return kubetest.WatchSigned(ctx, e.t, e.tekton, e.ns)
 }
 
 // waitAllSigned waits until n TaskRuns of the namespace are signed=true
 // without the finalizer (by listing, not through the watch).
 func (e *chaosEnv) waitAllSigned(ctx context.Context, n int) {
 	e.t.Helper()
-	for {
-		list, err := e.tekton.TektonV1().TaskRuns(e.ns).List(ctx, metav1.ListOptions{})
-		done := 0
-		if err == nil {
-			for i := range list.Items {
-				tr := &list.Items[i]
-				switch tr.Annotations[AnnotationSigned] {
-				case "true":
-					if !hasFinalizer(tr) {
-						done++
-					}
-				case "failed":
-					e.t.Fatalf("%s: signed=failed: %s", tr.Name, tr.Annotations[AnnotationError])
-				}
-			}
-			if done == n && len(list.Items) == n {
-				return
-			}
-		}
-		if ctx.Err() != nil {
-			e.t.Fatalf("%d of %d TaskRuns signed in time (last list error: %v)", done, n, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	kubetest.WaitTaskRunsSigned(ctx, e.t, e.tekton, e.ns, n)
 }
 
 // verify checks the store: per TaskRun exactly one verified link per step
 // and one verified provenance, and nothing else; and that the watch saw
 // each TaskRun turn signed exactly once.
-func (e *chaosEnv) verify(ctx context.Context, n int, tw *signedTransitions) {
+func (e *chaosEnv) verify(ctx context.Context, n int, tw *kubetest.SignedWatch) {
 	e.t.Helper()
 	list, err := e.tekton.TektonV1().TaskRuns(e.ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -346,18 +267,7 @@ func (e *chaosEnv) verify(ctx context.Context, n int, tw *signedTransitions) {
 	if tw == nil {
 		return
 	}
-	// The watch may lag the list a little.
-	deadline := time.Now().Add(10 * time.Second)
-	for tw.signedCount() < n && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	tw.mu.Lock()
-	defer tw.mu.Unlock()
-	for i := range list.Items {
-		if c := tw.count[list.Items[i].Name]; c != 1 {
-			e.t.Errorf("%s turned signed=true %d times, want once", list.Items[i].Name, c)
-		}
-	}
+	tw.ExactlyOnce(ctx, e.t, e.tekton, e.ns, n)
 }
 
 // TestChaosControllerKilled SIGKILLs the controller process 20 times at
@@ -385,10 +295,10 @@ func TestChaosControllerKilled(t *testing.T) {
 		time.Sleep(time.Duration(200+rng.IntN(2300)) * time.Millisecond)
 		e.kill()
 		if k == kills/2 {
-			t.Logf("after %d kills: %d of %d signed", k+1, tw.signedCount(), n)
+			t.Logf("after %d kills: %d of %d signed", k+1, tw.SignedCount(), n)
 		}
 	}
-	t.Logf("%d kills in %v, %d of %d signed so far", kills, time.Since(start).Round(time.Millisecond), tw.signedCount(), n)
+	t.Logf("%d kills in %v, %d of %d signed so far", kills, time.Since(start).Round(time.Millisecond), tw.SignedCount(), n)
 	e.start()
 	<-created
 	e.waitAllSigned(ctx, n)
@@ -419,7 +329,7 @@ func TestChaosStoreUnavailable(t *testing.T) {
 	}
 	e.create(ctx, "during", 0, during, 4)
 	time.Sleep(8 * time.Second)
-	if got := tw.signedCount(); got != before {
+	if got := tw.SignedCount(); got != before {
 		t.Errorf("%d TaskRuns signed while the store was unavailable, want %d", got, before)
 	}
 	list, err := e.tekton.TektonV1().TaskRuns(e.ns).List(ctx, metav1.ListOptions{})
@@ -427,7 +337,7 @@ func TestChaosStoreUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tr := range list.Items {
-		if s := tr.Annotations[AnnotationSigned]; len(tr.Name) > 6 && tr.Name[:6] == "during" && s != "" {
+		if s := tr.Annotations[annotations.Signed]; len(tr.Name) > 6 && tr.Name[:6] == "during" && s != "" {
 			t.Errorf("%s annotated signed=%q while the store was unavailable", tr.Name, s)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"knative.dev/pkg/injection"
 	"knative.dev/pkg/logging"
 
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -69,7 +70,7 @@ func TestIntegrationSignsEveryStep(t *testing.T) {
 	defer func() { stop(); wg.Wait() }()
 	runCtx, informers := injection.Default.SetupInformers(runCtx, c.Config())
 	cmw := cminformer.NewInformedWatcher(kubeclient.Get(runCtx), sysNS)
-	impl := NewController(NewShared())(runCtx, cmw)
+	impl := NewController(lifecycle.NewShared())(runCtx, cmw)
 	if err := cmw.Start(runCtx.Done()); err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +93,7 @@ func TestIntegrationSignsEveryStep(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts := kubetest.FinishOptions{Results: []v1.TaskRunResult{
-			{Name: "IMAGE_URL", Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues("registry.example.com/app")},
-			{Name: "IMAGE_DIGEST", Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues(fmt.Sprintf("sha256:%064x", i))},
-		}}
+		opts := kubetest.FinishOptions{Results: kubetest.ImageResults("registry.example.com/app", i-1)}
 		if tr, err = kubetest.FinishTaskRun(ctx, tekton, tr, opts); err != nil {
 			t.Fatal(err)
 		}
@@ -104,21 +102,7 @@ func TestIntegrationSignsEveryStep(t *testing.T) {
 
 	// Wait for every TaskRun to be signed.
 	for _, tr := range trs {
-		for {
-			got, err := tekton.TektonV1().TaskRuns(ns).Get(ctx, tr.Name, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s := got.Annotations[AnnotationSigned]; s == "true" && !hasFinalizer(got) {
-				break
-			} else if s == "failed" {
-				t.Fatalf("%s: signed=failed: %s", tr.Name, got.Annotations[AnnotationError])
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s not signed in time: annotations %v finalizers %v", tr.Name, got.Annotations, got.Finalizers)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		kubetest.WaitTaskRunSigned(ctx, t, tekton, ns, tr.Name)
 	}
 	t.Logf("%d TaskRuns of %d steps signed %.1fs after the first was created", n, len(steps), time.Since(start).Seconds())
 

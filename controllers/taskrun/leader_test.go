@@ -23,6 +23,7 @@ import (
 	"knative.dev/pkg/leaderelection"
 	"knative.dev/pkg/logging"
 
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -66,14 +67,14 @@ func startReplica(t *testing.T, ctx context.Context, wg *sync.WaitGroup, cfg *re
 	})
 	rctx, informers := injection.Default.SetupInformers(rctx, cfg)
 	cmw := cminformer.NewInformedWatcher(kubeclient.Get(rctx), sysNS)
-	impl := NewController(NewShared())(rctx, cmw) // one process each
-	r := impl.Reconciler.(*Reconciler)
-	r.OpenBackends = func(c *settings.Config) ([]Backend, error) {
+	impl := NewController(lifecycle.NewShared())(rctx, cmw) // one process each
+	k := impl.Reconciler.(*lifecycle.Reconciler[*v1.TaskRun]).Kind.(*Kind)
+	k.OpenBackends = func(c *settings.Config) ([]lifecycle.Backend, error) {
 		ds, err := store.NewDirStore(c.StoreDir)
 		if err != nil {
 			return nil, err
 		}
-		return []Backend{{Name: "dir", Store: loggingStore{Store: ds, replica: id, log: log}}}, nil
+		return []lifecycle.Backend{{Name: "dir", Store: loggingStore{Store: ds, replica: id, log: log}}}, nil
 	}
 	if err := cmw.Start(rctx.Done()); err != nil {
 		t.Fatal(err)
@@ -148,30 +149,13 @@ func TestIntegrationLeaderElection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tr, err = kubetest.FinishTaskRun(ctx, tekton, tr, kubetest.FinishOptions{Results: []v1.TaskRunResult{
-			{Name: "IMAGE_URL", Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues("registry.example.com/app")},
-			{Name: "IMAGE_DIGEST", Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues(fmt.Sprintf("sha256:%064x", i))},
-		}}); err != nil {
+		if tr, err = kubetest.FinishTaskRun(ctx, tekton, tr, kubetest.FinishOptions{Results: kubetest.ImageResults("registry.example.com/app", i-1)}); err != nil {
 			t.Fatal(err)
 		}
 		trs = append(trs, tr)
 	}
 	for _, tr := range trs {
-		for {
-			got, err := tekton.TektonV1().TaskRuns(ns).Get(ctx, tr.Name, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s := got.Annotations[AnnotationSigned]; s == "true" && !hasFinalizer(got) {
-				break
-			} else if s == "failed" {
-				t.Fatalf("%s: signed=failed: %s", tr.Name, got.Annotations[AnnotationError])
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s not signed in time: %v", tr.Name, got.Annotations)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		kubetest.WaitTaskRunSigned(ctx, t, tekton, ns, tr.Name)
 	}
 
 	leases, err := kube.CoordinationV1().Leases(sysNS).List(ctx, metav1.ListOptions{})

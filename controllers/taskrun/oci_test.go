@@ -9,7 +9,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/controller"
 
+	"github.com/stepseal/stepseal/controllers/annotations"
 	"github.com/stepseal/stepseal/controllers/backends"
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/testregistry"
 	"github.com/stepseal/stepseal/pkg/attest"
@@ -44,18 +46,18 @@ func TestReconcileAttachesProvenanceToImages(t *testing.T) {
 		}
 	})
 	f := newFixture(t, nil, tr)
-	f.r.OpenBackends = func(*settings.Config) ([]Backend, error) {
-		return []Backend{{Name: "test", Store: f.store}, {Name: "oci", Images: backends.OCI{Insecure: true}}}, nil
+	f.Signing.OpenBackends = func(*settings.Config) ([]lifecycle.Backend, error) {
+		return []lifecycle.Backend{{Name: "test", Store: f.Store}, {Name: "oci", Images: backends.OCI{Insecure: true}}}, nil
 	}
 	if err := f.reconcile(tr); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.get(tr); got.Annotations[AnnotationSigned] != "true" {
+	if got := f.get(tr); got.Annotations[annotations.Signed] != "true" {
 		t.Fatalf("annotations %v", got.Annotations)
 	}
 	check := func(when string) {
 		t.Helper()
-		atts, err := oci.VerifyAttestations(ctx, ref, f.pub, []oci.AttestationOption{oci.WithPredicateType(attest.PredicateSLSAProvenanceV1)}, oci.WithInsecure())
+		atts, err := oci.VerifyAttestations(ctx, ref, f.Pub, []oci.AttestationOption{oci.WithPredicateType(attest.PredicateSLSAProvenanceV1)}, oci.WithInsecure())
 		if err != nil {
 			t.Fatalf("%s: %v", when, err)
 		}
@@ -68,11 +70,11 @@ func TestReconcileAttachesProvenanceToImages(t *testing.T) {
 	// An earlier process attached and stored, then died before annotating.
 	got := f.get(tr)
 	got.Annotations = nil
-	got.Finalizers = []string{Finalizer}
-	if _, err := f.client.TektonV1().TaskRuns(tr.Namespace).Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+	got.Finalizers = []string{annotations.FinalizerTaskRun}
+	if _, err := f.Client.TektonV1().TaskRuns(tr.Namespace).Update(ctx, got, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.sync()
+	f.Sync()
 	if err := f.reconcile(tr); err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +90,13 @@ func TestReconcileImageAttachFailureRetries(t *testing.T) {
 		}
 	})
 	f := newFixture(t, map[string]string{settings.KeyMaxRetries: "5", settings.KeyRetryBaseDelay: "10ms"}, tr)
-	f.r.OpenBackends = func(*settings.Config) ([]Backend, error) {
-		return []Backend{{Name: "test", Store: f.store}, {Name: "oci", Images: backends.OCI{Insecure: true}}}, nil
+	f.Signing.OpenBackends = func(*settings.Config) ([]lifecycle.Backend, error) {
+		return []lifecycle.Backend{{Name: "test", Store: f.Store}, {Name: "oci", Images: backends.OCI{Insecure: true}}}, nil
 	}
 	if ok, _ := controller.IsRequeueKey(f.reconcile(tr)); !ok {
 		t.Fatal("not retried")
 	}
-	if got := f.get(tr); got.Annotations[AnnotationSigned] != "" {
+	if got := f.get(tr); got.Annotations[annotations.Signed] != "" {
 		t.Fatalf("annotated %v while the registry was unreachable", got.Annotations)
 	}
 }

@@ -3,9 +3,7 @@ package taskrun
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,9 +13,8 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"knative.dev/pkg/apis"
-	duckv1 "knative.dev/pkg/apis/duck/v1"
 
+	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/pkg/run"
 )
 
@@ -28,15 +25,7 @@ func sha(s string) string {
 
 func loadTaskRun(t *testing.T, file string) *v1.TaskRun {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &v1.TaskRun{}
-	if err := json.Unmarshal(b, tr); err != nil {
-		t.Fatal(err)
-	}
-	return tr
+	return controllertest.LoadTaskRun(t, filepath.Join("testdata", file))
 }
 
 func ts(s string) time.Time {
@@ -65,36 +54,12 @@ func withTerminated(tr *v1.TaskRun) *v1.TaskRun {
 
 const (
 	kanikoDigest = "sha256:c3109d5926a997b100c4343944e06c6b30a6804b2f9abe0994d3de6ef92b028e"
-	appDigest    = "a2b4c6d8e0f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3"
-	digestA      = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	appDigest    = controllertest.AppDigest
+	digestA      = controllertest.DigestA
 )
 
 // minimal is a finished lone TaskRun with one terminated step.
-func minimal(mut func(*v1.TaskRun)) *v1.TaskRun {
-	tr := &v1.TaskRun{
-		ObjectMeta: metav1.ObjectMeta{Name: "tr", Namespace: "ns", UID: "uid-1"},
-		Spec:       v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: "t"}},
-		Status: v1.TaskRunStatus{
-			Status: duckv1.Status{Conditions: duckv1.Conditions{{Type: apis.ConditionSucceeded, Status: corev1.ConditionTrue}}},
-			TaskRunStatusFields: v1.TaskRunStatusFields{
-				StartTime:      &metav1.Time{Time: ts("2026-01-01T00:00:00Z")},
-				CompletionTime: &metav1.Time{Time: ts("2026-01-01T00:01:00Z")},
-				Steps: []v1.StepState{{
-					Name:    "s",
-					ImageID: "docker.io/library/alpine@" + digestA,
-					ContainerState: corev1.ContainerState{
-						Terminated: terminated(0, "2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"),
-					},
-				}},
-				TaskSpec: &v1.TaskSpec{Steps: []v1.Step{{Name: "s", Image: "alpine:3", Command: []string{"true"}}}},
-			},
-		},
-	}
-	if mut != nil {
-		mut(tr)
-	}
-	return tr
-}
+func minimal(mut func(*v1.TaskRun)) *v1.TaskRun { return controllertest.Minimal(mut) }
 
 func TestFromTaskRunBuildPush(t *testing.T) {
 	got, err := FromTaskRun(loadTaskRun(t, "build-push.json"))

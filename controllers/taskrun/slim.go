@@ -7,6 +7,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"knative.dev/pkg/apis"
 	duckv1 "knative.dev/pkg/apis/duck/v1"
+
+	"github.com/stepseal/stepseal/controllers/annotations"
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 )
 
 // Slim is the cache.TransformFunc of the TaskRun and PipelineRun informers.
@@ -28,7 +31,7 @@ func Slim(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *v1.TaskRun:
 		o.ManagedFields = nil
-		if !IsDecided(o.Annotations) || hasFinalizer(o) {
+		if !annotations.IsDecided(o.Annotations) || hasFinalizer(o) {
 			return o, nil
 		}
 		o.Spec = v1.TaskRunSpec{}
@@ -42,7 +45,7 @@ func Slim(obj any) (any, error) {
 		return o, nil
 	case *v1.PipelineRun:
 		o.ManagedFields = nil
-		if !IsDecided(o.Annotations) || HasFinalizer(o, PipelineRunFinalizer) {
+		if !annotations.IsDecided(o.Annotations) || lifecycle.HasFinalizer(o, annotations.FinalizerPipelineRun) {
 			return o, nil
 		}
 		o.Spec = v1.PipelineRunSpec{}
@@ -59,12 +62,6 @@ func Slim(obj any) (any, error) {
 	default:
 		return obj, nil
 	}
-}
-
-// IsDecided reports whether annotations mark a run signed or failed.
-func IsDecided(annotations map[string]string) bool {
-	s := annotations[AnnotationSigned]
-	return s == "true" || s == "failed"
 }
 
 // slimStatus keeps the Succeeded condition (IsDone reads it) and the

@@ -3,6 +3,7 @@ package taskrun
 import (
 	"testing"
 
+	"github.com/stepseal/stepseal/controllers/annotations"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,9 +32,9 @@ func TestSlim(t *testing.T) {
 		slim bool
 	}{
 		{"unsigned", finishedTaskRun(nil), false},
-		{"signed", finishedTaskRun(map[string]string{AnnotationSigned: "true"}), true},
-		{"failed", finishedTaskRun(map[string]string{AnnotationSigned: "failed"}), true},
-		{"signed, finalizer not yet removed", finishedTaskRun(map[string]string{AnnotationSigned: "true"}, Finalizer), false},
+		{"signed", finishedTaskRun(map[string]string{annotations.Signed: "true"}), true},
+		{"failed", finishedTaskRun(map[string]string{annotations.Signed: "failed"}), true},
+		{"signed, finalizer not yet removed", finishedTaskRun(map[string]string{annotations.Signed: "true"}, annotations.FinalizerTaskRun), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := Slim(tc.tr)
@@ -54,7 +55,7 @@ func TestSlim(t *testing.T) {
 			if slimmed != tc.slim {
 				t.Errorf("slimmed = %v, want %v (steps %d)", slimmed, tc.slim, len(tr.Status.Steps))
 			}
-			if tr.Annotations[AnnotationSigned] != tc.tr.Annotations[AnnotationSigned] || tr.Name != "tr" {
+			if tr.Annotations[annotations.Signed] != tc.tr.Annotations[annotations.Signed] || tr.Name != "tr" {
 				t.Error("metadata changed")
 			}
 		})

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stepseal/stepseal/controllers/annotations"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/tlog"
@@ -24,17 +25,17 @@ func TestReconcileLogsToTLog(t *testing.T) {
 	f := newFixture(t, map[string]string{
 		settings.KeyBackends: "dir,tlog", settings.KeyStoreDir: filepath.Join(dir, "store"), settings.KeyTLogDir: filepath.Join(dir, "tlog"),
 	}, tr)
-	f.r.OpenBackends = nil // the configured backends
+	f.Signing.OpenBackends = nil // the configured backends
 	if err := f.reconcile(tr); err != nil {
 		t.Fatal(err)
 	}
 	got := f.get(tr)
-	if got.Annotations[AnnotationSigned] != "true" {
+	if got.Annotations[annotations.Signed] != "true" {
 		t.Fatalf("annotations %v", got.Annotations)
 	}
-	index, err := strconv.ParseUint(got.Annotations[AnnotationLogIndex], 10, 64)
+	index, err := strconv.ParseUint(got.Annotations[annotations.LogIndex], 10, 64)
 	if err != nil {
-		t.Fatalf("%s = %q: %v", AnnotationLogIndex, got.Annotations[AnnotationLogIndex], err)
+		t.Fatalf("%s = %q: %v", annotations.LogIndex, got.Annotations[annotations.LogIndex], err)
 	}
 
 	if fi, err := os.Stat(filepath.Join(dir, "tlog", "log.key")); err != nil || fi.Mode().Perm() != 0o600 {
@@ -71,13 +72,13 @@ func TestReconcileLogsToTLog(t *testing.T) {
 
 	// Resumed after a crash before the annotation (the finalizer still on
 	// it): same bytes, same index, nothing appended.
-	got.Finalizers = []string{Finalizer}
-	n, again, err := f.r.attestAndStore(ctx, got, f.r.Config.Load())
+	got.Finalizers = []string{annotations.FinalizerTaskRun}
+	n, again, err := f.kind.attestAndStore(ctx, got, f.Config.Load())
 	if err != nil || n != len(buildPushSteps)+1 {
 		t.Fatalf("attestAndStore again: %d, %v", n, err)
 	}
-	if again != got.Annotations[AnnotationLogIndex] {
-		t.Errorf("log index %s after a retry, want %s", again, got.Annotations[AnnotationLogIndex])
+	if again != got.Annotations[annotations.LogIndex] {
+		t.Errorf("log index %s after a retry, want %s", again, got.Annotations[annotations.LogIndex])
 	}
 	if cp2, err := c.Checkpoint(ctx); err != nil || cp2.Size != cp.Size {
 		t.Errorf("log grew on retry: %d -> %d (%v)", cp.Size, cp2.Size, err)

@@ -16,6 +16,7 @@ import (
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/gcp"
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/hashivault"
 
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/pipelinerun"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 )
@@ -26,7 +27,7 @@ func main() {
 		"workers per controller (TaskRun, PipelineRun)")
 	// One Shared for the process: both controllers use its signer cache,
 	// open stores, stepseal-config and Secret informer.
-	shared := taskrun.NewShared()
+	shared := lifecycle.NewShared()
 	sharedmain.Main("stepseal-controller", taskrun.NewController(shared), pipelinerun.NewController(shared))
 	// The controllers have stopped: release the stores (a tlog's lock,
 	// its last checkpoint).

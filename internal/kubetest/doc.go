@@ -3,7 +3,9 @@
 // Go modules by hack/kube/build-apiserver.sh, with Tekton's v1 CRDs applied.
 // There is no kubelet, scheduler or Tekton controller, so tests create TaskRuns
 // and PipelineRuns and fake their completion with FinishTaskRun and
-// FinishPipelineRun.
+// FinishPipelineRun, then wait for the controllers' outcome with
+// WaitTaskRunSigned, WaitPipelineRunSigned, WaitTaskRunsSigned or a
+// SignedWatch (exactly-once checks).
 //
 // One cluster is shared by all tests of a test binary (started by the first
 // Start, about 4 s): call Main from TestMain, Start from each test, and

@@ -12,6 +12,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stepseal/stepseal/controllers/annotations"
 	"github.com/stepseal/stepseal/internal/kubetest"
 )
 
@@ -115,7 +116,7 @@ func TestFinishedTaskRunSurvivesStorageAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got.Annotations = map[string]string{"stepseal.dev/signed": "true"}
+	got.Annotations = map[string]string{annotations.Signed: annotations.SignedTrue}
 	if _, err := client.TektonV1().TaskRuns(ns).Update(ctx, got, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("update after restart: %v", err)
 	}

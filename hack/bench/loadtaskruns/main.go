@@ -32,6 +32,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/stepseal/stepseal/controllers/annotations"
 	"github.com/stepseal/stepseal/internal/kubetest"
 )
 
@@ -44,7 +45,7 @@ func main() {
 	workers := flag.Int("workers", 16, "parallel creators")
 	prefix := flag.String("prefix", "tr", "name prefix")
 	annotate := flag.String("annotate", "", "key=value annotation set on creation")
-	annotation := flag.String("annotation", "stepseal.dev/signed", "watch: annotation that must be \"true\"")
+	annotation := flag.String("annotation", annotations.Signed, "watch: annotation that must be \"true\"")
 	label := flag.String("label", "", "watch: printed label")
 	timeout := flag.Duration("timeout", 30*time.Minute, "overall timeout")
 	flag.Parse()

@@ -1,4 +1,4 @@
-package taskrun
+package lifecycle_test
 
 import (
 	"context"
@@ -8,13 +8,13 @@ import (
 	"go.uber.org/zap/zaptest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
 	fakekube "knative.dev/pkg/client/injection/kube/client/fake"
 	"knative.dev/pkg/configmap"
 	"knative.dev/pkg/logging"
 
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/internal/controllertest"
 )
 
 // countingWatcher counts the ConfigMap watches registered through it.
@@ -47,8 +47,8 @@ func sharedCtx(t *testing.T) (context.Context, *countingWatcher) {
 // process, another test) shares none of them.
 func TestSharedCommonIsOnePerProcess(t *testing.T) {
 	ctx, cmw := sharedCtx(t)
-	s := NewShared()
-	a := s.Common(ctx, cmw, ControllerName)
+	s := lifecycle.NewShared()
+	a := s.Common(ctx, cmw, "stepseal-taskrun")
 	b := s.Common(ctx, cmw, "stepseal-pipelinerun")
 	if a.Config != b.Config {
 		t.Error("two stepseal-config Stores in one process")
@@ -70,7 +70,7 @@ func TestSharedCommonIsOnePerProcess(t *testing.T) {
 	}
 
 	ctx2, cmw2 := sharedCtx(t)
-	other := NewShared().Common(ctx2, cmw2, ControllerName)
+	other := lifecycle.NewShared().Common(ctx2, cmw2, "stepseal-taskrun")
 	if other.Config == a.Config || other.Secrets.Informer() == a.Secrets.Informer() {
 		t.Error("two Shareds share a stepseal-config Store or a Secret informer")
 	}
@@ -79,18 +79,14 @@ func TestSharedCommonIsOnePerProcess(t *testing.T) {
 // One Shared's signer cache serves both controllers (the cosign key is
 // decrypted once, whichever asks first); another Shared has its own.
 func TestSharedSignerCache(t *testing.T) {
-	sec, _ := signingSecret(t, "signing-secrets", "pw")
-	secrets := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
-	if err := secrets.Add(sec); err != nil {
-		t.Fatal(err)
-	}
-	lister := corelisters.NewSecretLister(secrets)
-	s := NewShared()
-	taskRuns := &Reconciler{Secrets: lister, SystemNamespace: systemNS, Shared: s}
-	pipelineRuns := &Reconciler{Secrets: lister, SystemNamespace: systemNS, Shared: s}
-	elsewhere := &Reconciler{Secrets: lister, SystemNamespace: systemNS, Shared: NewShared()}
+	sec, _ := controllertest.SigningSecret(t, "signing-secrets", "pw")
+	lister := controllertest.SecretLister(t, sec)
+	s := lifecycle.NewShared()
+	taskRuns := &lifecycle.Signing{Secrets: lister, SystemNamespace: systemNS, Shared: s}
+	pipelineRuns := &lifecycle.Signing{Secrets: lister, SystemNamespace: systemNS, Shared: s}
+	elsewhere := &lifecycle.Signing{Secrets: lister, SystemNamespace: systemNS, Shared: lifecycle.NewShared()}
 	ctx, cfg := context.Background(), settings.Defaults()
-	sign := func(r *Reconciler) any {
+	sign := func(r *lifecycle.Signing) any {
 		t.Helper()
 		sg, err := r.Signer(ctx, "team-a", cfg)
 		if err != nil {
@@ -107,21 +103,17 @@ func TestSharedSignerCache(t *testing.T) {
 	}
 }
 
-// Without a Shared a Reconciler neither signs nor opens backends.
-func TestReconcilerWithoutShared(t *testing.T) {
-	sec, _ := signingSecret(t, "signing-secrets", "pw")
-	secrets := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
-	if err := secrets.Add(sec); err != nil {
-		t.Fatal(err)
-	}
-	r := &Reconciler{Secrets: corelisters.NewSecretLister(secrets), SystemNamespace: systemNS}
+// Without a Shared a Signing neither signs nor opens backends.
+func TestSigningWithoutShared(t *testing.T) {
+	sec, _ := controllertest.SigningSecret(t, "signing-secrets", "pw")
+	r := &lifecycle.Signing{Secrets: controllertest.SecretLister(t, sec), SystemNamespace: systemNS}
 	ctx, cfg := context.Background(), settings.Defaults()
-	if _, err := r.Signer(ctx, "team-a", cfg); !errors.Is(err, errNoShared) {
-		t.Errorf("Signer without a Shared: %v, want errNoShared", err)
+	if _, err := r.Signer(ctx, "team-a", cfg); !errors.Is(err, lifecycle.ErrNoShared) {
+		t.Errorf("Signer without a Shared: %v, want ErrNoShared", err)
 	}
 	cfg.StoreDir = t.TempDir()
-	if _, err := r.Backends(ctx, cfg); !errors.Is(err, errNoShared) {
-		t.Errorf("Backends without a Shared: %v, want errNoShared", err)
+	if _, err := r.Backends(ctx, cfg); !errors.Is(err, lifecycle.ErrNoShared) {
+		t.Errorf("Backends without a Shared: %v, want ErrNoShared", err)
 	}
 }
 
@@ -129,11 +121,11 @@ func TestReconcilerWithoutShared(t *testing.T) {
 func TestSharedOpenStores(t *testing.T) {
 	cfg := settings.Defaults()
 	cfg.StoreDir = t.TempDir()
-	s := NewShared()
-	a := &Reconciler{Shared: s}
-	b := &Reconciler{Shared: s}
-	c := &Reconciler{Shared: NewShared()}
-	open := func(r *Reconciler) any {
+	s := lifecycle.NewShared()
+	a := &lifecycle.Signing{Shared: s}
+	b := &lifecycle.Signing{Shared: s}
+	c := &lifecycle.Signing{Shared: lifecycle.NewShared()}
+	open := func(r *lifecycle.Signing) any {
 		t.Helper()
 		bs, err := r.Backends(context.Background(), cfg)
 		if err != nil || len(bs) != 1 {

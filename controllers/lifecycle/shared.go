@@ -1,4 +1,4 @@
-package taskrun
+package lifecycle
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	kubeclient "knative.dev/pkg/client/injection/kube/client"
 	"knative.dev/pkg/configmap"
@@ -60,8 +61,8 @@ func NewShared() *Shared { return &Shared{} }
 // Later reconciles would open them again.
 func (s *Shared) Close(ctx context.Context) error { return s.stores.Close(ctx) }
 
-// errNoShared: a Reconciler built without a Shared cannot sign.
-var errNoShared = errors.New("taskrun: Reconciler has no Shared (taskrun.NewShared)")
+// errNoShared: a Signing without a Shared cannot sign.
+var errNoShared = errors.New("lifecycle: Signing has no Shared (lifecycle.NewShared)")
 
 // Common is what a controller sets up from the injection context: its own
 // logger and Event recorder (named name), and the process's live
@@ -75,6 +76,8 @@ type Common struct {
 	Config    *settings.Store
 	Secrets   coreinformers.SecretInformer
 	Metrics   *metrics.Recorder
+
+	shared *Shared
 }
 
 // Common builds the Common parts of the controller named name. The first
@@ -116,5 +119,25 @@ func (s *Shared) Common(ctx context.Context, cmw configmap.Watcher, name string)
 		s.metrics = rec
 		go inf.Run(ctx.Done())
 	})
-	return Common{Logger: logger, Namespace: s.namespace, Recorder: recorder, Config: s.config, Secrets: s.secrets, Metrics: s.metrics}
+	return Common{Logger: logger, Namespace: s.namespace, Recorder: recorder, Config: s.config, Secrets: s.secrets, Metrics: s.metrics, shared: s}
+}
+
+// Signing returns a new Signing of the process's signer cache, open stores
+// and Secrets of the system namespace, for the controller's Kind.
+func (c Common) Signing() *Signing {
+	return &Signing{Secrets: c.Secrets.Lister(), SystemNamespace: c.Namespace, Shared: c.shared}
+}
+
+// NewImpl returns the knative Impl that runs r under the work queue name,
+// with every object of inf that needs work (r.NeedsWork) enqueued. The
+// informer's transform, if any, must be set before.
+func NewImpl[T Object](ctx context.Context, c Common, name string, r *Reconciler[T], inf cache.SharedIndexInformer) *controller.Impl {
+	impl := controller.NewContext(ctx, r, controller.ControllerOptions{WorkQueueName: name, Logger: c.Logger})
+	if _, err := inf.AddEventHandler(cache.FilteringResourceEventHandler{
+		FilterFunc: r.NeedsWork,
+		Handler:    controller.HandleAll(impl.Enqueue),
+	}); err != nil {
+		c.Logger.Fatalw("watching "+r.Kind.Name(), "error", err)
+	}
+	return impl
 }

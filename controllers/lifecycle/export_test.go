@@ -1,0 +1,4 @@
+package lifecycle
+
+// ErrNoShared is errNoShared, for the external tests.
+var ErrNoShared = errNoShared
