@@ -29,7 +29,7 @@ func TestSignerPrecedence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return mustKeyID(t, s)
+		return controllertest.KeyID(t, s)
 	}
 	secretOnly := settings.Defaults()
 	withKMS, err := settings.Parse(map[string]string{settings.KeySignerKMS: "fakekms://default", settings.KeySignerKMS + ".team-c": "fakekms://c"})
@@ -60,13 +60,4 @@ func TestSignerPrecedence(t *testing.T) {
 	if _, err := r.Signer(ctx, "team-d", &settings.Config{SignerSecret: "signing-secrets", SignerKMS: "nosuchkms://k"}); err == nil {
 		t.Error("unknown KMS provider accepted")
 	}
-}
-
-func mustKeyID(t *testing.T, s signing.Signer) string {
-	t.Helper()
-	id, err := s.KeyID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
 }

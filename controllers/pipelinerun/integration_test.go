@@ -1,26 +1,16 @@
 package pipelinerun
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	"go.uber.org/zap/zaptest"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	kubeclient "knative.dev/pkg/client/injection/kube/client"
-	cminformer "knative.dev/pkg/configmap/informer"
-	"knative.dev/pkg/controller"
-	"knative.dev/pkg/injection"
 	"knative.dev/pkg/logging"
 
 	"github.com/stepseal/stepseal/controllers/annotations"
 	"github.com/stepseal/stepseal/controllers/lifecycle"
-	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
@@ -36,48 +26,13 @@ func TestMain(m *testing.M) { kubetest.Main(m) }
 // PipelineRun must end up signed=true, and the PipelineRun's provenance must
 // name every child's links and provenance by the digest of the stored bytes.
 func TestIntegrationSignsBothLevels(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd and kube-apiserver")
-	}
-	c := kubetest.Start(t)
-	ns, sysNS := c.Namespace(t), c.Namespace(t)
-	t.Setenv("SYSTEM_NAMESPACE", sysNS)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	kube := kubernetes.NewForConfigOrDie(c.Config())
-	tekton := versioned.NewForConfigOrDie(c.Config())
+	api := controllertest.StartAPI(t, 2*time.Minute, nil)
+	ctx, ns, tekton, dir, pub := api.Ctx, api.NS, api.Tekton, api.StoreDir, api.Pub
 
-	sec, pub := controllertest.SigningSecret(t, "signing-secrets", "pw")
-	sec.Namespace, sec.ResourceVersion = sysNS, ""
-	if _, err := kube.CoreV1().Secrets(sysNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: settings.ConfigMapName, Namespace: sysNS},
-		Data:       map[string]string{settings.KeyStoreDir: dir, settings.KeyRetryBaseDelay: "100ms", settings.KeyRetryMaxDelay: "1s"},
-	}
-	if _, err := kube.CoreV1().ConfigMaps(sysNS).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-
-	runCtx, stop := context.WithCancel(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()))
-	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
-	runCtx, informers := injection.Default.SetupInformers(runCtx, c.Config())
-	cmw := cminformer.NewInformedWatcher(kubeclient.Get(runCtx), sysNS)
+	// Both controllers, wired as images/controller wires them: one Shared.
 	shared := lifecycle.NewShared()
-	impls := []*controller.Impl{taskrun.NewController(shared)(runCtx, cmw), NewController(shared)(runCtx, cmw)}
-	if err := cmw.Start(runCtx.Done()); err != nil {
-		t.Fatal(err)
-	}
-	if err := controller.StartInformers(runCtx.Done(), informers...); err != nil {
-		t.Fatal(err)
-	}
-	for _, impl := range impls {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = impl.RunContext(runCtx, 2) }()
-	}
+	controllertest.RunControllers(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), t, api.Config(), api.SystemNS, nil,
+		taskrun.NewController(shared), NewController(shared))
 
 	pr := &v1.PipelineRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "release", Namespace: ns},

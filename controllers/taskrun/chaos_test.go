@@ -17,12 +17,12 @@ import (
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/stepseal/stepseal/controllers/annotations"
 	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
 )
@@ -69,26 +69,13 @@ func newChaosEnv(t *testing.T) *chaosEnv {
 	if e.tekton, err = versioned.NewForConfig(c.Config()); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	sec, pub := signingSecret(t, "signing-secrets", "pw")
-	sec.Namespace, sec.ResourceVersion = e.sysNS, ""
-	if _, err := e.kube.CoreV1().Secrets(e.sysNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	e.pub = pub
 	e.storeDir = filepath.Join(t.TempDir(), "store")
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: settings.ConfigMapName, Namespace: e.sysNS},
-		Data: map[string]string{
-			settings.KeyStoreDir:       e.storeDir,
-			settings.KeyRetryBaseDelay: "100ms",
-			settings.KeyRetryMaxDelay:  "1s",
-			settings.KeyMaxRetries:     "10000",
-		},
-	}
-	if _, err := e.kube.CoreV1().ConfigMaps(e.sysNS).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.pub = controllertest.Install(context.Background(), t, e.kube, e.sysNS, map[string]string{
+		settings.KeyStoreDir:       e.storeDir,
+		settings.KeyRetryBaseDelay: "100ms",
+		settings.KeyRetryMaxDelay:  "1s",
+		settings.KeyMaxRetries:     "10000",
+	})
 	e.bin = buildController(t)
 	t.Cleanup(func() {
 		e.kill()

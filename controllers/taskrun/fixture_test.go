@@ -16,11 +16,8 @@ import (
 // tests here are about what only TaskRuns do: their record, KMS keys,
 // images, the transparency log.
 
-const systemNS = controllertest.SystemNamespace
-
 var (
 	buildPushSteps = controllertest.BuildPushSteps
-	signingSecret  = controllertest.SigningSecret
 	verifyStored   = controllertest.VerifyStored
 )
 

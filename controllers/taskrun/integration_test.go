@@ -1,26 +1,17 @@
 package taskrun
 
 import (
-	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	"go.uber.org/zap/zaptest"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	kubeclient "knative.dev/pkg/client/injection/kube/client"
-	cminformer "knative.dev/pkg/configmap/informer"
-	"knative.dev/pkg/controller"
-	"knative.dev/pkg/injection"
 	"knative.dev/pkg/logging"
 
 	"github.com/stepseal/stepseal/controllers/lifecycle"
-	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
 )
@@ -33,52 +24,11 @@ func TestMain(m *testing.M) { kubetest.Main(m) }
 // signed=true, without the finalizer, with exactly one verified link per step
 // and one verified provenance in the store.
 func TestIntegrationSignsEveryStep(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd and kube-apiserver")
-	}
-	c := kubetest.Start(t)
-	ns, sysNS := c.Namespace(t), c.Namespace(t)
-	t.Setenv("SYSTEM_NAMESPACE", sysNS)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
-	kube, err := kubernetes.NewForConfig(c.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tekton, err := versioned.NewForConfig(c.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, pub := signingSecret(t, "signing-secrets", "pw")
-	sec.Namespace, sec.ResourceVersion = sysNS, ""
-	if _, err := kube.CoreV1().Secrets(sysNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: settings.ConfigMapName, Namespace: sysNS},
-		Data:       map[string]string{settings.KeyStoreDir: dir, settings.KeyRetryBaseDelay: "100ms", settings.KeyRetryMaxDelay: "1s"},
-	}
-	if _, err := kube.CoreV1().ConfigMaps(sysNS).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	api := controllertest.StartAPI(t, 3*time.Minute, nil)
+	ctx, ns, tekton, dir, pub := api.Ctx, api.NS, api.Tekton, api.StoreDir, api.Pub
 
 	// The controller, wired as sharedmain wires it.
-	runCtx, stop := context.WithCancel(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()))
-	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
-	runCtx, informers := injection.Default.SetupInformers(runCtx, c.Config())
-	cmw := cminformer.NewInformedWatcher(kubeclient.Get(runCtx), sysNS)
-	impl := NewController(lifecycle.NewShared())(runCtx, cmw)
-	if err := cmw.Start(runCtx.Done()); err != nil {
-		t.Fatal(err)
-	}
-	if err := controller.StartInformers(runCtx.Done(), informers...); err != nil {
-		t.Fatal(err)
-	}
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = impl.RunContext(runCtx, 2) }()
+	controllertest.RunControllers(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), t, api.Config(), api.SystemNS, nil, NewController(lifecycle.NewShared()))
 
 	const n = 20
 	steps := []v1.Step{{Name: "fetch", Image: "alpine:3"}, {Name: "build", Image: "golang:1.26"}, {Name: "push", Image: "crane:latest"}}

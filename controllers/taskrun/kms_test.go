@@ -10,6 +10,7 @@ import (
 
 	"github.com/stepseal/stepseal/controllers/annotations"
 	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -29,17 +30,8 @@ func TestReconcileSignsWithKMS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if secretID, _ := signing.KeyID(f.Pub); mustKeyID(t, s) == secretID {
+	if secretID, _ := signing.KeyID(f.Pub); controllertest.KeyID(t, s) == secretID {
 		t.Fatal("the namespace's KMS key was not used")
 	}
 	verifyStored(t, f.Store, s.Public(), buildPushRun, buildPushSteps, 1)
-}
-
-func mustKeyID(t *testing.T, s signing.Signer) string {
-	t.Helper()
-	id, err := s.KeyID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
 }

@@ -9,22 +9,18 @@ import (
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	"go.uber.org/zap/zaptest"
 	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	kubeclient "knative.dev/pkg/client/injection/kube/client"
-	cminformer "knative.dev/pkg/configmap/informer"
 	"knative.dev/pkg/controller"
-	"knative.dev/pkg/injection"
 	"knative.dev/pkg/leaderelection"
 	"knative.dev/pkg/logging"
 
 	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
 )
@@ -58,32 +54,23 @@ func (s loggingStore) Put(ctx context.Context, e store.Entry) (string, error) {
 // startReplica runs one controller replica in-process the way sharedmain
 // runs it with leader election on (knative's standard elector over Leases
 // in the system namespace, buckets buckets).
-func startReplica(t *testing.T, ctx context.Context, wg *sync.WaitGroup, cfg *rest.Config, sysNS, id string, buckets uint32, log *putLog) {
+func startReplica(t *testing.T, ctx context.Context, cfg *rest.Config, sysNS, id string, buckets uint32, log *putLog) {
 	t.Helper()
 	rctx := logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar().Named(id))
 	rctx = leaderelection.WithStandardLeaderElectorBuilder(rctx, kubernetes.NewForConfigOrDie(cfg), leaderelection.ComponentConfig{
 		Component: "stepseal-controller", Buckets: buckets, Identity: id,
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: time.Second,
 	})
-	rctx, informers := injection.Default.SetupInformers(rctx, cfg)
-	cmw := cminformer.NewInformedWatcher(kubeclient.Get(rctx), sysNS)
-	impl := NewController(lifecycle.NewShared())(rctx, cmw) // one process each
-	k := impl.Reconciler.(*lifecycle.Reconciler[*v1.TaskRun]).Kind.(*Kind)
-	k.OpenBackends = func(c *settings.Config) ([]lifecycle.Backend, error) {
-		ds, err := store.NewDirStore(c.StoreDir)
-		if err != nil {
-			return nil, err
+	controllertest.RunControllers(rctx, t, cfg, sysNS, func(impls []*controller.Impl) {
+		k := impls[0].Reconciler.(*lifecycle.Reconciler[*v1.TaskRun]).Kind.(*Kind)
+		k.OpenBackends = func(c *settings.Config) ([]lifecycle.Backend, error) {
+			ds, err := store.NewDirStore(c.StoreDir)
+			if err != nil {
+				return nil, err
+			}
+			return []lifecycle.Backend{{Name: "dir", Store: loggingStore{Store: ds, replica: id, log: log}}}, nil
 		}
-		return []lifecycle.Backend{{Name: "dir", Store: loggingStore{Store: ds, replica: id, log: log}}}, nil
-	}
-	if err := cmw.Start(rctx.Done()); err != nil {
-		t.Fatal(err)
-	}
-	if err := controller.StartInformers(rctx.Done(), informers...); err != nil {
-		t.Fatal(err)
-	}
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = impl.RunContext(rctx, 2) }()
+	}, NewController(lifecycle.NewShared())) // one process each
 }
 
 // TestIntegrationLeaderElection runs two replicas with knative's leader
@@ -91,33 +78,10 @@ func startReplica(t *testing.T, ctx context.Context, wg *sync.WaitGroup, cfg *re
 // apiserver: each of 20 TaskRuns is stored by exactly one replica, exactly
 // once (a link per step and one provenance).
 func TestIntegrationLeaderElection(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd and kube-apiserver")
-	}
-	c := kubetest.Start(t)
-	ns, sysNS := c.Namespace(t), c.Namespace(t)
-	t.Setenv("SYSTEM_NAMESPACE", sysNS)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	kube := kubernetes.NewForConfigOrDie(c.Config())
-	tekton := versioned.NewForConfigOrDie(c.Config())
-	sec, pub := signingSecret(t, "signing-secrets", "pw")
-	sec.Namespace, sec.ResourceVersion = sysNS, ""
-	if _, err := kube.CoreV1().Secrets(sysNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if _, err := kube.CoreV1().ConfigMaps(sysNS).Create(ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: settings.ConfigMapName, Namespace: sysNS},
-		Data:       map[string]string{settings.KeyStoreDir: dir, settings.KeyRetryBaseDelay: "100ms", settings.KeyRetryMaxDelay: "1s"},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	api := controllertest.StartAPI(t, 3*time.Minute, nil)
+	ctx, ns, sysNS, kube, tekton, dir, pub := api.Ctx, api.NS, api.SystemNS, api.Kube, api.Tekton, api.StoreDir, api.Pub
 
 	log := &putLog{byRun: map[string]map[string]int{}}
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
 	const buckets = 2
 	// Whichever replica starts first would take both buckets; hand one to
 	// each, as two long-running replicas end up, by creating the Leases
@@ -135,7 +99,7 @@ func TestIntegrationLeaderElection(t *testing.T) {
 		}
 	}
 	for _, id := range replicas {
-		startReplica(t, runCtx, &wg, c.Config(), sysNS, id, buckets, log)
+		startReplica(t, ctx, api.Config(), sysNS, id, buckets, log)
 	}
 
 	const n = 20
