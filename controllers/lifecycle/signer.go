@@ -13,6 +13,7 @@ import (
 
 	"github.com/stepseal/stepseal/controllers/backends"
 	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -24,6 +25,18 @@ const (
 
 // Backend is one opened backend (see backends.Backend).
 type Backend = backends.Backend
+
+// Targets are the backends that store (not only attach to images), as
+// pkg/seal puts entries into them.
+func Targets(bs []Backend) []seal.Target {
+	var out []seal.Target
+	for _, b := range bs {
+		if b.Store != nil {
+			out = append(out, seal.Target{Name: b.Name, Store: b.Store})
+		}
+	}
+	return out
+}
 
 // Signing is what every Kind's Attest signs with and stores into: the
 // signer of a namespace and the configured backends, resolved through the

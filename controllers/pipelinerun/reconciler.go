@@ -5,18 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
-	provenance "github.com/in-toto/attestation/go/predicates/provenance/v1"
 	intoto "github.com/in-toto/attestation/go/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	listers "github.com/tektoncd/pipeline/pkg/client/listers/pipeline/v1"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +31,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/store"
 )
 
@@ -203,12 +203,6 @@ func (r *Kind) children(ctx context.Context, pr *v1.PipelineRun) ([]*v1.TaskRun,
 	return out, pending, nil
 }
 
-// ProvenanceName is the store name of a PipelineRun's provenance; distinct
-// from its TaskRuns' "<ns>/<name>.<keyid>.provenance".
-func ProvenanceName(pr *v1.PipelineRun, keyID string) string {
-	return fmt.Sprintf("%s/%s.%.8s.pipelinerun.provenance", pr.Namespace, pr.Name, keyID)
-}
-
 func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children []*v1.TaskRun, cfg *settings.Config) (n int, logIndex string, err error) {
 	backends, err := r.Backends(ctx, cfg)
 	if err != nil {
@@ -276,19 +270,18 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 	if err != nil {
 		return 0, "", fmt.Errorf("backend %s: listing run %s: %w", first.Name, runID, err)
 	}
-	links := run.Artifacts{}
-	var previous store.Entry
-	provName := ProvenanceName(pr, keyID)
+	var links, previous []store.Entry
+	provName := seal.PipelineRunProvenanceName(pr.Namespace, pr.Name, keyID)
 	childProv := map[string]store.Entry{} // by TaskRun name
 	for _, e := range stored {
 		switch {
 		case e.Kind == store.KindLink:
-			links[e.Name] = run.DigestSet{"sha256": strings.TrimPrefix(store.Digest(e.Data), "sha256:")}
+			links = append(links, e)
 		case e.Kind == store.KindProvenance && e.Name == provName:
-			previous = e
+			previous = append(previous, e)
 		case e.Kind == store.KindProvenance:
 			for _, tr := range children {
-				if strings.HasPrefix(e.Name, tr.Namespace+"/"+tr.Name+".") && !strings.HasSuffix(e.Name, ".pipelinerun.provenance") {
+				if seal.IsTaskRunProvenanceOf(e.Name, tr.Namespace, tr.Name) {
 					childProv[tr.Name] = e
 				}
 			}
@@ -296,13 +289,17 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 	}
 	for _, t := range rec.Tasks {
 		for _, s := range t.Steps {
-			if !hasLink(links, s.Name) {
+			if !slices.ContainsFunc(links, func(e store.Entry) bool { return seal.IsLinkOf(e.Name, s.Name) }) {
 				return 0, "", fmt.Errorf("%w: TaskRun %s is signed but backend %s has no link of step %s", ErrChildMissing, t.TaskRun, first.Name, s.Name)
 			}
 		}
 	}
 
-	opts := attest.ProvenanceOptions{Subjects: subjects, BuilderID: cfg.BuilderID, Links: links}
+	byproducts, err := childProvenance(childProv)
+	if err != nil {
+		return 0, "", err
+	}
+	opts := attest.ProvenanceOptions{Subjects: subjects, BuilderID: cfg.BuilderID, Links: seal.Digests(links), Byproducts: byproducts}
 	st, err := attest.Provenance(rec, opts)
 	if err != nil {
 		// No child declared an output and the last step produced nothing:
@@ -311,85 +308,37 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 		logging.FromContext(ctx).Infow("no PipelineRun provenance: no subject", zap.Error(err))
 		return 0, "", nil
 	}
-	if st, err = withChildProvenance(st, children, childProv); err != nil {
+	e, err := seal.Provenance(ctx, st, provName, runID, signer, seal.PreviousOf(previous...), false)
+	if err != nil {
 		return 0, "", err
 	}
-	data, ok := taskrun.ReusableStatement(previous, st)
-	if !ok {
-		env, err := attest.SignStatement(ctx, st, signer)
-		if err != nil {
-			return 0, "", fmt.Errorf("signing provenance: %w", err)
-		}
-		if data, err = json.Marshal(env); err != nil {
-			return 0, "", err
-		}
-	}
-	var subj []string
-	for _, s := range st.Subject {
-		if d, ok := s.Digest["sha256"]; ok {
-			subj = append(subj, "sha256:"+d)
-		}
-	}
-	e := store.Entry{Kind: store.KindProvenance, Name: provName, RunID: runID, Subjects: subj, Data: data}
 	// Image attachers are skipped: run-level provenance is not attached (yet).
-	if logIndex, err = taskrun.PutAll(ctx, backends, []store.Entry{e}); err != nil {
+	if logIndex, err = seal.Put(ctx, lifecycle.Targets(backends), []store.Entry{e}); err != nil {
 		return 0, "", err
 	}
 	return 1, logIndex, nil
 }
 
-// withChildProvenance adds each child's provenance envelope to the
-// statement's byproducts.
-func withChildProvenance(st *intoto.Statement, children []*v1.TaskRun, prov map[string]store.Entry) (*intoto.Statement, error) {
-	b, err := protojson.Marshal(st.Predicate)
-	if err != nil {
-		return nil, err
-	}
-	pred := &provenance.Provenance{}
-	if err := protojson.Unmarshal(b, pred); err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(prov))
-	for n := range prov {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+// childProvenance describes each child's provenance envelope as a
+// byproduct of the run's provenance (media type MediaTypeProvenance, the
+// child TaskRun's name in an annotations.TaskRun annotation), in the order
+// of the TaskRuns' names.
+func childProvenance(prov map[string]store.Entry) ([]*intoto.ResourceDescriptor, error) {
+	var out []*intoto.ResourceDescriptor
+	for _, n := range slices.Sorted(maps.Keys(prov)) {
 		e := prov[n]
 		ann, err := structpb.NewStruct(map[string]any{annotations.TaskRun: n})
 		if err != nil {
 			return nil, err
 		}
-		pred.RunDetails.Byproducts = append(pred.RunDetails.Byproducts, &intoto.ResourceDescriptor{
+		out = append(out, &intoto.ResourceDescriptor{
 			Name:        e.Name,
 			Digest:      map[string]string{"sha256": strings.TrimPrefix(store.Digest(e.Data), "sha256:")},
 			MediaType:   MediaTypeProvenance,
 			Annotations: ann,
 		})
 	}
-	if err := pred.Validate(); err != nil {
-		return nil, err
-	}
-	if b, err = protojson.Marshal(pred); err != nil {
-		return nil, err
-	}
-	ps := &structpb.Struct{}
-	if err := protojson.Unmarshal(b, ps); err != nil {
-		return nil, err
-	}
-	st.Predicate = ps
-	return st, st.Validate()
-}
-
-// hasLink reports whether links holds a link file of step
-// ("<step>.<keyid[:8]>.link").
-func hasLink(links run.Artifacts, step string) bool {
-	for name := range links {
-		if strings.HasPrefix(name, step+".") && strings.HasSuffix(name, ".link") && strings.Count(name[len(step)+1:], ".") == 1 {
-			return true
-		}
-	}
-	return false
+	return out, nil
 }
 
 func pipelineName(pr *v1.PipelineRun) string {

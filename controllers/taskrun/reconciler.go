@@ -2,21 +2,13 @@ package taskrun
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	intoto "github.com/in-toto/attestation/go/v1"
-	"github.com/in-toto/in-toto-golang/in_toto"
-	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	listers "github.com/tektoncd/pipeline/pkg/client/listers/pipeline/v1"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -28,17 +20,19 @@ import (
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/attest"
-	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/store"
 )
 
 // Kind is the TaskRun's lifecycle.Kind: the lifecycle of package lifecycle
 // (finalizer from first sight, wait until done, attest, annotate, retry or
 // give up) over TaskRuns, whose Attest builds the run.Record (FromTaskRun),
-// signs one in-toto link per step and the SLSA v1 provenance, reusing the
-// exact bytes an earlier, interrupted attempt stored, so a retry never stores
-// a second copy (ECDSA signatures differ on every signing), and Puts every
-// entry into every backend (links first, provenance last). A TaskRun
+// seals it with pkg/seal — one in-toto link per step and the SLSA v1
+// provenance, reusing the exact bytes an earlier, interrupted attempt
+// stored, so a retry never stores a second copy (ECDSA signatures differ on
+// every signing), Put into every backend links first, provenance last — and
+// attaches the provenance to the TaskRun's images in every backend that
+// attaches. A TaskRun
 // without any step that ran (ErrNothingRan) or without a name or UID
 // (ErrMalformed) is given up at once.
 type Kind struct {
@@ -134,93 +128,56 @@ func (r *Kind) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *settings
 	// What an interrupted earlier attempt stored. Only a TaskRun that
 	// already carries the finalizer can have one, so fresh TaskRuns skip
 	// the lookup.
-	previous := map[string]store.Entry{}
+	targets := lifecycle.Targets(backends)
+	var previous seal.Previous
 	if hasFinalizer(tr) {
-		for _, b := range backends {
-			if b.Store == nil {
-				continue
-			}
-			es, err := b.Store.List(ctx, store.Filter{RunID: rec.RunID})
-			if err != nil {
-				return 0, "", fmt.Errorf("backend %s: listing run %s: %w", b.Name, rec.RunID, err)
-			}
-			for _, e := range es {
-				if _, ok := previous[e.Kind+"/"+e.Name]; !ok {
-					previous[e.Kind+"/"+e.Name] = e
-				}
-			}
+		stores, names := make([]store.Store, len(targets)), make([]string, len(targets))
+		for i, t := range targets {
+			stores[i], names[i] = t.Store, t.Name
+		}
+		if previous, err = seal.LoadPrevious(ctx, rec.RunID, stores, names); err != nil {
+			return 0, "", err
 		}
 	}
 
-	var entries []store.Entry
-	links := run.Artifacts{}
-	for _, step := range rec.AllSteps() {
-		link := attest.Link(rec, step)
-		fileName := attest.LinkFileName(step.Name, keyID)
-		data, ok := reusableLink(previous[store.KindLink+"/"+fileName], link)
-		if !ok {
-			mb, err := attest.SignLink(ctx, link, signer)
-			if err != nil {
-				return 0, "", err
-			}
-			if data, err = json.MarshalIndent(mb, "", "  "); err != nil {
-				return 0, "", fmt.Errorf("link of step %s: %w", step.Name, err)
-			}
-		}
-		entries = append(entries, store.Entry{
-			Kind: store.KindLink, Name: fileName, RunID: rec.RunID, Subjects: sha256Subjects(step.Products), Data: data,
-		})
-		links[fileName] = run.DigestSet{"sha256": hexSHA256(data)}
+	entries, err := seal.Links(ctx, rec, signer, previous)
+	if err != nil {
+		return 0, "", err
 	}
 
 	// Provenance needs a subject: the declared outputs, else the products
 	// of the last step. A TaskRun with neither gets links only.
 	steps := rec.AllSteps()
 	if len(built.Subjects) > 0 || len(steps[len(steps)-1].Products) > 0 {
-		opts := attest.ProvenanceOptions{Subjects: built.Subjects, BuilderID: cfg.BuilderID, Links: links}
+		opts := attest.ProvenanceOptions{Subjects: built.Subjects, BuilderID: cfg.BuilderID, Links: seal.Digests(entries)}
 		st, err := attest.Provenance(rec, opts)
 		if err != nil {
 			return 0, "", err
 		}
-		name := fmt.Sprintf("%s/%s.%.8s.provenance", tr.Namespace, tr.Name, keyID)
-		data, ok := ReusableStatement(previous[store.KindProvenance+"/"+name], st)
-		if !ok {
-			env, err := attest.SignStatement(ctx, st, signer)
-			if err != nil {
-				return 0, "", fmt.Errorf("signing provenance: %w", err)
-			}
-			if data, err = json.Marshal(env); err != nil {
-				return 0, "", err
-			}
+		e, err := seal.Provenance(ctx, st, seal.TaskRunProvenanceName(tr.Namespace, tr.Name, keyID), rec.RunID, signer, previous, false)
+		if err != nil {
+			return 0, "", err
 		}
-		var subjects []string
-		for _, s := range st.Subject {
-			if d, ok := s.Digest["sha256"]; ok {
-				subjects = append(subjects, "sha256:"+d)
-			}
-		}
-		entries = append(entries, store.Entry{
-			Kind: store.KindProvenance, Name: name, RunID: rec.RunID, Subjects: subjects, Data: data,
-		})
+		entries = append(entries, e)
 	} else {
 		logger.Infow("no provenance: the TaskRun declared no output and its last step has no product")
 	}
 
-	if logIndex, err = PutAll(ctx, backends, entries); err != nil {
+	if logIndex, err = seal.Put(ctx, targets, entries); err != nil {
 		return 0, "", err
 	}
 	// Image outputs get the provenance (the last entry when there is one).
 	if last := entries[len(entries)-1]; len(built.Images) > 0 && last.Kind == store.KindProvenance {
-		var env dsse.Envelope
-		if err := json.Unmarshal(last.Data, &env); err != nil {
-			return 0, "", fmt.Errorf("provenance %s: %w", last.Name, err)
+		env, err := seal.Envelope(last)
+		if err != nil {
+			return 0, "", err
 		}
 		for _, b := range backends {
 			if b.Images == nil {
 				continue
 			}
 			for _, img := range built.Images {
-				if err := b.Images.Attach(ctx, img, &env); err != nil {
+				if err := b.Images.Attach(ctx, img, env); err != nil {
 					return 0, "", fmt.Errorf("backend %s: attaching provenance to %s: %w", b.Name, img, err)
 				}
 			}
@@ -229,60 +186,6 @@ func (r *Kind) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *settings
 	return len(entries), logIndex, nil
 }
 
-// reusableLink returns the stored bytes of prev when they are a signed
-// Metablock of exactly link.
-func reusableLink(prev store.Entry, link in_toto.Link) ([]byte, bool) {
-	if len(prev.Data) == 0 {
-		return nil, false
-	}
-	var old in_toto.Metablock
-	if err := json.Unmarshal(prev.Data, &old); err != nil || len(old.Signatures) == 0 {
-		return nil, false
-	}
-	a, err1 := old.GetSignableRepresentation()
-	b, err2 := (&in_toto.Metablock{Signed: link}).GetSignableRepresentation()
-	if err1 != nil || err2 != nil || string(a) != string(b) {
-		return nil, false
-	}
-	return prev.Data, true
-}
-
-// ReusableStatement returns the stored bytes of prev when they are a signed
-// DSSE envelope of exactly st.
-func ReusableStatement(prev store.Entry, st *intoto.Statement) ([]byte, bool) {
-	if len(prev.Data) == 0 {
-		return nil, false
-	}
-	var env dsse.Envelope
-	if err := json.Unmarshal(prev.Data, &env); err != nil || len(env.Signatures) == 0 {
-		return nil, false
-	}
-	payload, err := env.DecodeB64Payload()
-	if err != nil {
-		return nil, false
-	}
-	old := &intoto.Statement{}
-	if err := protojson.Unmarshal(payload, old); err != nil || !proto.Equal(old, st) {
-		return nil, false
-	}
-	return prev.Data, true
-}
-
 func hasFinalizer(tr *v1.TaskRun) bool {
 	return lifecycle.HasFinalizer(tr, annotations.FinalizerTaskRun)
-}
-
-func sha256Subjects(a run.Artifacts) []string {
-	var out []string
-	for _, ds := range a {
-		if d, ok := ds["sha256"]; ok {
-			out = append(out, "sha256:"+d)
-		}
-	}
-	return out
-}
-
-func hexSHA256(b []byte) string {
-	d := sha256.Sum256(b)
-	return hex.EncodeToString(d[:])
 }
