@@ -13,7 +13,9 @@ import (
 	"knative.dev/pkg/logging"
 
 	"github.com/stepseal/stepseal/controllers/lifecycle"
+	"github.com/stepseal/stepseal/controllers/pipelinerun"
 	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/controllertest"
 )
 
@@ -48,8 +50,8 @@ func sharedCtx(t *testing.T) (context.Context, *countingWatcher) {
 func TestSharedCommonIsOnePerProcess(t *testing.T) {
 	ctx, cmw := sharedCtx(t)
 	s := lifecycle.NewShared()
-	a := s.Common(ctx, cmw, "stepseal-taskrun")
-	b := s.Common(ctx, cmw, "stepseal-pipelinerun")
+	a := s.Common(ctx, cmw, taskrun.ControllerName)
+	b := s.Common(ctx, cmw, pipelinerun.ControllerName)
 	if a.Config != b.Config {
 		t.Error("two stepseal-config Stores in one process")
 	}
@@ -70,7 +72,7 @@ func TestSharedCommonIsOnePerProcess(t *testing.T) {
 	}
 
 	ctx2, cmw2 := sharedCtx(t)
-	other := lifecycle.NewShared().Common(ctx2, cmw2, "stepseal-taskrun")
+	other := lifecycle.NewShared().Common(ctx2, cmw2, taskrun.ControllerName)
 	if other.Config == a.Config || other.Secrets.Informer() == a.Secrets.Informer() {
 		t.Error("two Shareds share a stepseal-config Store or a Secret informer")
 	}
