@@ -32,9 +32,8 @@ import (
 // stored, so a retry never stores a second copy (ECDSA signatures differ on
 // every signing), Put into every backend links first, provenance last — and
 // attaches the provenance to the TaskRun's images in every backend that
-// attaches. A TaskRun
-// without any step that ran (ErrNothingRan) or without a name or UID
-// (ErrMalformed) is given up at once.
+// attaches. A TaskRun without any step that ran (ErrNothingRan) or without
+// a name or UID (ErrMalformed) is given up at once.
 type Kind struct {
 	Tekton versioned.Interface
 	Lister listers.TaskRunLister
