@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
+	"github.com/stepseal/stepseal/pkg/artifact"
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/localrun"
@@ -466,7 +466,7 @@ func (r *runner) provenance(ctx context.Context, links run.Artifacts) (store.Ent
 	if out := r.in.functionaries.Spec.Output; out != "" {
 		ws, rel, _ := strings.Cut(out, "/")
 		file := filepath.Join(r.opts.Out, "work", "workspaces", ws, filepath.FromSlash(rel))
-		d, err := fileSHA256(file)
+		d, err := artifact.FileSHA256(file)
 		if err != nil {
 			return store.Entry{}, fmt.Errorf("declared output %s: %w", out, err)
 		}
@@ -481,7 +481,7 @@ func (r *runner) provenance(ctx context.Context, links run.Artifacts) (store.Ent
 		}
 	}
 	for _, p := range files {
-		d, err := fileSHA256(p)
+		d, err := artifact.FileSHA256(p)
 		if err != nil {
 			return store.Entry{}, err
 		}
@@ -595,17 +595,4 @@ func linkNames(dir string) ([]string, error) {
 		}
 	}
 	return names, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
