@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stepseal/stepseal/pkg/layout"
+	"github.com/stepseal/stepseal/pkg/layout/generate"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tekton"
 )
@@ -75,7 +76,7 @@ func newLayoutCreate(ro *rootOptions) *cobra.Command {
 			if validity > 0 {
 				opts.Expires = time.Now().Add(validity)
 			}
-			l, err := layout.FromPipeline(spec, f, keys, opts)
+			l, err := generate.FromPipeline(spec, f, keys, opts)
 			if err != nil {
 				return err
 			}

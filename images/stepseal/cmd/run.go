@@ -19,6 +19,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/layout"
+	"github.com/stepseal/stepseal/pkg/layout/generate"
 	"github.com/stepseal/stepseal/pkg/localrun"
 	"github.com/stepseal/stepseal/pkg/policy"
 	"github.com/stepseal/stepseal/pkg/run"
@@ -256,7 +257,7 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 			pubKeys[name] = k
 		}
 	}
-	l, err := layout.FromPipeline(spec, f, pubKeys, layout.Options{})
+	l, err := generate.FromPipeline(spec, f, pubKeys, layout.Options{})
 	if err != nil {
 		return err
 	}
