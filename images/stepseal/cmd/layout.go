@@ -11,9 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stepseal/stepseal/pkg/layout"
-	"github.com/stepseal/stepseal/pkg/layout/generate"
 	"github.com/stepseal/stepseal/pkg/signing"
-	"github.com/stepseal/stepseal/pkg/tekton"
 )
 
 func newLayout(ro *rootOptions) *cobra.Command {
@@ -56,7 +54,10 @@ func newLayoutCreate(ro *rootOptions) *cobra.Command {
 				return fmt.Errorf("--out %s: %w", out, err)
 			}
 			ctx := cmd.Context()
-			spec, err := tekton.Load(ctx, pipeline, tasks)
+			if ro.tekton == nil {
+				return ro.execTekton(ctx, "stepseal layout create")
+			}
+			pl, err := ro.tekton.Load(ctx, pipeline, tasks)
 			if err != nil {
 				return err
 			}
@@ -76,7 +77,7 @@ func newLayoutCreate(ro *rootOptions) *cobra.Command {
 			if validity > 0 {
 				opts.Expires = time.Now().Add(validity)
 			}
-			l, err := generate.FromPipeline(spec, f, keys, opts)
+			l, err := pl.Layout(f, keys, opts)
 			if err != nil {
 				return err
 			}

@@ -19,13 +19,10 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/layout"
-	"github.com/stepseal/stepseal/pkg/layout/generate"
-	"github.com/stepseal/stepseal/pkg/localrun"
 	"github.com/stepseal/stepseal/pkg/policy"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
-	"github.com/stepseal/stepseal/pkg/tekton"
 	"github.com/stepseal/stepseal/pkg/verify"
 )
 
@@ -192,9 +189,12 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 	if err != nil {
 		return err
 	}
+	if ro.tekton == nil {
+		return ro.execTekton(ctx, "stepseal run")
+	}
 	// Everything that can be wrong with the input is checked before the
 	// output directory is touched.
-	spec, err := tekton.Load(ctx, pipelinePath, tasksDir)
+	pl, err := ro.tekton.Load(ctx, pipelinePath, tasksDir)
 	if err != nil {
 		return err
 	}
@@ -257,7 +257,7 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 			pubKeys[name] = k
 		}
 	}
-	l, err := generate.FromPipeline(spec, f, pubKeys, layout.Options{})
+	l, err := pl.Layout(f, pubKeys, layout.Options{})
 	if err != nil {
 		return err
 	}
@@ -292,9 +292,9 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 		}
 		return out, nil
 	}
-	fmt.Fprintf(w, "stepseal run %s: pipeline %s, run %s\n", path, spec.Pipeline.Name, runID)
+	fmt.Fprintf(w, "stepseal run %s: pipeline %s, run %s\n", path, pl.Name(), runID)
 	started = true
-	rec, runErr := localrun.Run(ctx, spec, localrun.Options{
+	rec, runErr := pl.Run(ctx, LocalRunOptions{
 		Params:            params,
 		WorkDir:           filepath.Join(o.out, "work"),
 		LinkDir:           linkDir,
@@ -305,13 +305,13 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 		RunID:             runID,
 		DefaultWorkingDir: filepath.Dir(pipelinePath),
 	})
-	report := runReport{RunID: runID, Pipeline: spec.Pipeline.Name, Out: o.out, Layout: layoutPath}
+	report := runReport{RunID: runID, Pipeline: pl.Name(), Out: o.out, Layout: layoutPath}
 	links, linkDigests, err := listLinks(linkDir)
 	if err != nil {
 		return err
 	}
 	report.Links = links
-	if runErr != nil && errors.Is(runErr, localrun.ErrInvalid) && len(links) == 0 {
+	if runErr != nil && errors.Is(runErr, ErrInvalidRun) && len(links) == 0 {
 		// Rejected before any step ran: bad input, leave nothing behind.
 		started = false
 		return runErr
@@ -397,7 +397,7 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 		if err != nil {
 			return err
 		}
-		report.Published, pubErr = publishRunOutput(ctx, w, pol, platformKeys, spec.Pipeline.Name, runID, report.Output, prov, keys[builderKeyName])
+		report.Published, pubErr = publishRunOutput(ctx, w, pol, platformKeys, pl.Name(), runID, report.Output, prov, keys[builderKeyName])
 	}
 	if err := ro.print(cmd.OutOrStdout(), report, func(io.Writer) {
 		if p := report.Published; p != nil && p.Verified && pubErr == nil {
