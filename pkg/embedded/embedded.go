@@ -20,14 +20,12 @@ import (
 	"github.com/stepseal/stepseal/pkg/artifact"
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/layout"
-	"github.com/stepseal/stepseal/pkg/localrun"
 	"github.com/stepseal/stepseal/pkg/policy"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
-	"github.com/stepseal/stepseal/pkg/tekton"
 	"github.com/stepseal/stepseal/pkg/verify"
 )
 
@@ -42,6 +40,9 @@ const (
 
 // Options configure one run.
 type Options struct {
+	// Tekton loads, lays out and runs the Pipeline (tektonrun.Tekton);
+	// required.
+	Tekton Tekton
 	// Path is an example directory (pipeline.yaml, tasks/,
 	// functionaries.yaml, platform-policy.yaml) or a Pipeline file.
 	Path string
@@ -121,7 +122,7 @@ func (r *Report) Passed() bool { return r.RunErr == nil && r.VerifyErr == nil &&
 // inputs are the checked inputs of a run (step 1).
 type inputs struct {
 	pipelinePath, tasksDir, functionariesPath, policyPath string
-	spec                                                  *tekton.Spec
+	pipeline                                              Pipeline
 	functionaries                                         *layout.Functionaries
 	declared                                              map[string]in_toto.Key
 }
@@ -172,6 +173,9 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	}
 	if opts.Out == "" {
 		return nil, fmt.Errorf("--out is required")
+	}
+	if opts.Tekton == nil {
+		return nil, errors.New("embedded: Options.Tekton is required")
 	}
 	if r.in, err = load(ctx, opts); err != nil { // 1
 		return nil, err
@@ -261,7 +265,7 @@ func load(ctx context.Context, o Options) (*inputs, error) {
 			in.policyPath = filepath.Join(dir, "platform-policy.yaml")
 		}
 	}
-	if in.spec, err = tekton.Load(ctx, in.pipelinePath, in.tasksDir); err != nil {
+	if in.pipeline, err = o.Tekton.Load(ctx, in.pipelinePath, in.tasksDir); err != nil {
 		return nil, err
 	}
 	if in.functionaries, err = layout.LoadFunctionaries(in.functionariesPath); err != nil {
@@ -346,7 +350,7 @@ func (r *runner) loadKeys() error {
 // signLayout is step 3: the layout generated from the Pipeline, signed by
 // the owner.
 func (r *runner) signLayout(ctx context.Context) error {
-	l, err := layout.FromPipeline(r.in.spec, r.in.functionaries, r.pubKeys, layout.Options{})
+	l, err := r.in.pipeline.Layout(r.in.functionaries, r.pubKeys, layout.Options{})
 	if err != nil {
 		return err
 	}
@@ -390,8 +394,8 @@ func (r *runner) execute(ctx context.Context) error {
 		}
 		return out, nil
 	}
-	fmt.Fprintf(r.w, "stepseal run %s: pipeline %s, run %s\n", r.opts.Path, r.in.spec.Pipeline.Name, r.runID)
-	rec, runErr := localrun.Run(ctx, r.in.spec, localrun.Options{
+	fmt.Fprintf(r.w, "stepseal run %s: pipeline %s, run %s\n", r.opts.Path, r.in.pipeline.Name(), r.runID)
+	rec, runErr := r.in.pipeline.Run(ctx, RunOptions{
 		Params:            r.opts.Params,
 		WorkDir:           filepath.Join(r.opts.Out, "work"),
 		LinkDir:           r.linkDir,
@@ -403,14 +407,14 @@ func (r *runner) execute(ctx context.Context) error {
 		DefaultWorkingDir: filepath.Dir(r.in.pipelinePath),
 	})
 	r.rec = rec
-	r.report = &Report{RunID: r.runID, Pipeline: r.in.spec.Pipeline.Name, Out: r.opts.Out,
+	r.report = &Report{RunID: r.runID, Pipeline: r.in.pipeline.Name(), Out: r.opts.Out,
 		Layout: filepath.Join(r.opts.Out, seal.LayoutName), OutputName: f.Spec.Output, RunErr: runErr}
 	links, err := linkNames(r.linkDir)
 	if err != nil {
 		return err
 	}
 	r.report.Links = links
-	if runErr != nil && errors.Is(runErr, localrun.ErrInvalid) && len(links) == 0 {
+	if runErr != nil && errors.Is(runErr, ErrInvalidRun) && len(links) == 0 {
 		return errInvalidRun
 	}
 	if runErr != nil {
@@ -561,7 +565,7 @@ func (r *runner) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.report.Published, r.report.PublishErr = r.opts.Publish(ctx, r.w, r.pol, r.platKey, r.in.spec.Pipeline.Name, r.runID, r.report.Output, prov, r.keys[PublisherKey])
+	r.report.Published, r.report.PublishErr = r.opts.Publish(ctx, r.w, r.pol, r.platKey, r.in.pipeline.Name(), r.runID, r.report.Output, prov, r.keys[PublisherKey])
 	return nil
 }
 

@@ -210,7 +210,7 @@ func (f *Functionaries) validate() error {
 		}
 	}
 	if s.Output != "" {
-		if _, _, err := splitOutput(s.Output); err != nil {
+		if _, _, err := SplitOutput(s.Output); err != nil {
 			return fmt.Errorf("spec.output: %v", err)
 		}
 	}
@@ -240,9 +240,9 @@ func checkName(n string) error {
 	return nil
 }
 
-// splitOutput splits "<workspace>/<path>" and checks it names one file
-// exactly: REQUIRE rules compare names literally.
-func splitOutput(out string) (workspace, rel string, err error) {
+// SplitOutput splits an output "<workspace>/<path>" and checks it names one
+// file exactly: REQUIRE rules compare names literally.
+func SplitOutput(out string) (workspace, rel string, err error) {
 	ws, rel, ok := strings.Cut(out, "/")
 	if !ok || ws == "" || rel == "" {
 		return "", "", fmt.Errorf("%q is not <workspace>/<path>", out)

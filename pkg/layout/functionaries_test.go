@@ -1,6 +1,8 @@
 package layout
 
 import (
+	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -236,4 +238,15 @@ func FuzzParseFunctionaries(f *testing.F) {
 			}
 		}
 	})
+}
+
+// testSigner makes a deterministic ed25519 key from a name.
+func testSigner(t testing.TB, name string) signing.Signer {
+	t.Helper()
+	seed := sha256.Sum256([]byte("stepseal test key " + name))
+	s, err := signing.NewSigner(ed25519.NewKeyFromSeed(seed[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

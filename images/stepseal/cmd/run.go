@@ -61,8 +61,11 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) error
 	if err != nil {
 		return err
 	}
+	if ro.tekton == nil {
+		return ro.execTekton(cmd.Context(), "stepseal run")
+	}
 	opts := embedded.Options{
-		Path: path, Out: o.out, Force: o.force, KeysDir: o.keys,
+		Tekton: ro.tekton, Path: path, Out: o.out, Force: o.force, KeysDir: o.keys,
 		TasksDir: o.tasks, Functionaries: o.functionaries, PlatformPolicy: o.platformPolicy,
 		Params: params, Exclude: o.exclude, Quiet: o.quiet, Progress: w,
 		PreparePolicy: prepareRunPolicy, Publish: publishRunOutput,
