@@ -57,6 +57,9 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) error
 	if ro.output == "json" {
 		w = cmd.ErrOrStderr() // progress to stderr, the report to stdout
 	}
+	if o.out == "" {
+		return fmt.Errorf("--out is required")
+	}
 	params, err := parseParams(o.params)
 	if err != nil {
 		return err
