@@ -89,7 +89,9 @@ func TestClientReusesConnections(t *testing.T) {
 			return err
 		},
 		func() error { return c.Sign(ctx, dref, key) },
-		func() error { return c.Attest(ctx, dref, envelopeFor(t, dref, "https://slsa.dev/provenance/v1", key), "") })
+		func() error {
+			return c.Attest(ctx, dref, envelopeFor(t, dref, "https://slsa.dev/provenance/v1", key), "")
+		})
 	if _, err := c.VerifySignatures(ctx, dref, key.Public()); err != nil {
 		t.Fatal(err)
 	}
