@@ -392,7 +392,7 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) (err 
 	}
 	var pubErr error
 	if verr == nil && runErr == nil && pol != nil {
-		prov, err := readDSSE(report.Provenance)
+		prov, err := signing.ReadEnvelope(report.Provenance)
 		if err != nil {
 			return err
 		}
