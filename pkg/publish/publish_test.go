@@ -425,4 +425,3 @@ func mustParse(t *testing.T, e *env, s string) name.Reference {
 	}
 	return r
 }
-
