@@ -49,7 +49,11 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t, srv: testregistry.StartServer(t), dir: t.TempDir(), platform: map[string]*ecdsa.PrivateKey{}}
 	e.host = e.srv.Host
-	e.c = e.client(e.host)
+	c, err := oci.New(oci.WithInsecure(), oci.WithProgress(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.c = c
 	e.publisher = genKey(t)
 	for _, n := range []string{"eu", "us", "other"} {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -60,15 +64,6 @@ func newEnv(t *testing.T) *env {
 	}
 	e.pol = e.policy(1, "[eu, us]")
 	return e
-}
-
-func (e *env) client(string) *oci.Client {
-	e.t.Helper()
-	c, err := oci.New(oci.WithInsecure(), oci.WithProgress(nil))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return c
 }
 
 func genKey(t testing.TB) crypto.Signer {
