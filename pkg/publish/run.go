@@ -183,6 +183,13 @@ func PublishRunOutput(ctx context.Context, o RunOutput) (*RunPublished, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A file artifact's one layer is the file's bytes: its digest is the
+	// file's sha256, what the pulled-back bytes must hash to.
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	want := m.Layers[0].Digest.Hex
 	// 1. and 2.
 	opts := Options{Policy: o.Policy, Key: o.Publisher, AttestKeys: []oci.StatementKey{{Name: "the publisher key", Public: o.Publisher.Public()}}}
 	if o.Provenance != nil {
@@ -207,10 +214,6 @@ func PublishRunOutput(ctx context.Context, o RunOutput) (*RunPublished, error) {
 		return r, fmt.Errorf("pulling back %s as platform %s: %w", ref, platform, err)
 	}
 	r.PulledBackAs, r.Recipients = platform, pulled.Recipients
-	want, err := fileSHA256(o.File)
-	if err != nil {
-		return r, err
-	}
 	layers, err := pulled.Image.Layers()
 	if err != nil || len(layers) != 1 {
 		return r, fmt.Errorf("%w: pulled %s: want one layer", oci.ErrArtifact, ref)
@@ -247,17 +250,4 @@ func sanitizeRepo(s string) string {
 		return "artifact"
 	}
 	return b.String()
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
