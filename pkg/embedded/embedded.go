@@ -15,12 +15,12 @@ import (
 	"strings"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
-	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/stepseal/stepseal/pkg/artifact"
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/policy"
+	"github.com/stepseal/stepseal/pkg/publish"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
@@ -67,21 +67,7 @@ type Options struct {
 	// OnVerdict is called as soon as the verdict is known, before
 	// publishing, with the run's own error (nil if it succeeded).
 	OnVerdict func(v *verify.Verdict, runErr error)
-	// PreparePolicy and Publish carry out step 7; publishing is skipped
-	// when they are nil.
-	PreparePolicy PreparePolicyFunc
-	Publish       PublishFunc
 }
-
-// PreparePolicyFunc signs the platform policy at src with owner into out
-// and loads it back as a client would, with throwaway keys for platforms
-// that have none.
-type PreparePolicyFunc func(ctx context.Context, w io.Writer, src, out string, owner signing.Signer) (*policy.Policy, map[string]crypto.PrivateKey, error)
-
-// PublishFunc publishes the verified output file, encrypted to the
-// policy's platforms, signed by publisher with the provenance attached, and
-// pulls it back as a platform.
-type PublishFunc func(ctx context.Context, w io.Writer, pol *policy.Policy, platformKeys map[string]crypto.PrivateKey, pipeline, runID, file string, prov *dsse.Envelope, publisher crypto.Signer) (*Published, error)
 
 // Published says where a run published its output.
 type Published struct {
@@ -364,12 +350,18 @@ func (r *runner) signLayout(ctx context.Context) error {
 // preparePolicy is step 3's second half: the platform policy is signed
 // before the run, so a bad policy stops it before anything runs.
 func (r *runner) preparePolicy(ctx context.Context) error {
-	if r.in.policyPath == "" || r.in.functionaries.Spec.Output == "" || r.opts.PreparePolicy == nil {
+	if r.in.policyPath == "" || r.in.functionaries.Spec.Output == "" {
 		return nil
 	}
-	var err error
-	r.pol, r.platKey, err = r.opts.PreparePolicy(ctx, r.w, r.in.policyPath, r.opts.Out, r.signers[OwnerKey])
-	return err
+	rp, err := publish.PrepareRunPolicy(ctx, r.in.policyPath, r.opts.Out, r.signers[OwnerKey])
+	if err != nil {
+		return err
+	}
+	if len(rp.Made) > 0 {
+		fmt.Fprintf(r.w, "making throwaway platform keys in %s (%s)\n", rp.KeyDir, strings.Join(rp.Made, ", "))
+	}
+	r.pol, r.platKey = rp.Policy, rp.PlatformKeys
+	return nil
 }
 
 // errInvalidRun: the runner refused the Pipeline before any step ran.
@@ -556,16 +548,41 @@ func (r *runner) verify(ctx context.Context) error {
 	return nil
 }
 
-// publish is step 7: only an output that verified is published.
+// publish is step 7: only an output that verified is published, to an
+// in-process registry, encrypted to exactly the platforms the policy names,
+// signed and attested by the publisher, then pulled back as a platform.
 func (r *runner) publish(ctx context.Context) error {
-	if r.report.VerifyErr != nil || r.report.RunErr != nil || r.pol == nil || r.opts.Publish == nil {
+	if r.report.VerifyErr != nil || r.report.RunErr != nil || r.pol == nil {
 		return nil
 	}
 	prov, err := seal.Envelope(*r.prov)
 	if err != nil {
 		return err
 	}
-	r.report.Published, r.report.PublishErr = r.opts.Publish(ctx, r.w, r.pol, r.platKey, r.in.pipeline.Name(), r.runID, r.report.Output, prov, r.keys[PublisherKey])
+	res, perr := publish.PublishRunOutput(ctx, publish.RunOutput{
+		Policy: r.pol, PlatformKeys: r.platKey, Pipeline: r.in.pipeline.Name(), RunID: r.runID,
+		File: r.report.Output, Provenance: prov, Publisher: r.keys[PublisherKey],
+	})
+	r.report.PublishErr = perr
+	if res == nil {
+		return nil
+	}
+	p := &Published{
+		Registry: res.Registry + " (in-process, gone when stepseal exits)", Ref: res.Ref.String(), Digest: res.Digest.String(),
+		Platforms: res.Platforms, Policy: fmt.Sprintf("%s v%d", r.pol.Name, r.pol.Version), Verified: res.Verified,
+	}
+	for _, rc := range res.Recipients {
+		p.Recipients = append(p.Recipients, fmt.Sprintf("layer %d: %s", rc.Layer, rc))
+	}
+	r.report.Published = p
+	fmt.Fprintf(r.w, "published %s\n  %s\n  encrypted to %v per policy %s (signed by the owner), signed and attested (SLSA provenance)\n", p.Ref, p.Digest, p.Platforms, p.Policy)
+	switch {
+	case perr != nil, len(p.Platforms) == 0:
+	case res.PulledBackAs == "":
+		fmt.Fprintf(r.w, "  (no private key of platform %s here: not pulling it back)\n", p.Platforms[0])
+	default:
+		fmt.Fprintf(r.w, "  pulled back as platform %s: signature verified, recipients = policy, decrypted, sha256 matches the verified output\n", res.PulledBackAs)
+	}
 	return nil
 }
 

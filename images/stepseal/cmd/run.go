@@ -71,7 +71,6 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) error
 		Tekton: ro.tekton, Path: path, Out: o.out, Force: o.force, KeysDir: o.keys,
 		TasksDir: o.tasks, Functionaries: o.functionaries, PlatformPolicy: o.platformPolicy,
 		Params: params, Exclude: o.exclude, Quiet: o.quiet, Progress: w,
-		PreparePolicy: prepareRunPolicy, Publish: publishRunOutput,
 	}
 	if ro.output != "json" {
 		// The verdict is printed as soon as it is known; publishing (only

@@ -45,7 +45,7 @@ Exit status 0 only when everything passed.`,
 					if !ok || uri == "" || file == "" {
 						return fmt.Errorf("--artifact %q: want URI=FILE, e.g. dist/app.tar.gz=out/workspaces/dist/app.tar.gz", a)
 					}
-					d, err := fileSHA256(file)
+					d, err := artifact.FileSHA256(file)
 					if err != nil {
 						return fmt.Errorf("--artifact %s: %w", uri, err)
 					}
@@ -93,8 +93,6 @@ func loadVerifiers(paths []string) ([]signing.Verifier, error) {
 	}
 	return out, nil
 }
-
-func fileSHA256(path string) (string, error) { return artifact.FileSHA256(path) }
 
 // printVerdict writes the human-readable verdict: a line per step, every
 // failure, the warnings, and the final word.
