@@ -41,7 +41,7 @@ type Store struct {
 func Open(root string) (*Store, error) {
 	for _, d := range []string{"entries", "subjects", "runs"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return nil, fmt.Errorf("store %s: %w", root, err)
+			return nil, unavailable(err, "store %s", root)
 		}
 	}
 	s := &Store{root: root}
@@ -62,7 +62,7 @@ func (s *Store) indexRuns() error {
 	}
 	names, err := os.ReadDir(filepath.Join(s.root, "entries"))
 	if err != nil {
-		return err
+		return unavailable(err, "entries")
 	}
 	for _, n := range names {
 		h, ok := strings.CutSuffix(n.Name(), ".json")
@@ -77,7 +77,10 @@ func (s *Store) indexRuns() error {
 			return err
 		}
 	}
-	return signing.WriteFileAtomic(done, nil, 0o644)
+	if err := signing.WriteFileAtomic(done, nil, 0o644); err != nil {
+		return unavailable(err, "%s", runsIndexed)
+	}
+	return nil
 }
 
 // runDir is the marker directory of run ID id; "" for no run.
@@ -94,9 +97,18 @@ func (s *Store) mark(dir, h string) error {
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return unavailable(err, "marker of sha256:%s", h)
 	}
-	return signing.WriteFileAtomic(filepath.Join(dir, h), nil, 0o644)
+	if err := signing.WriteFileAtomic(filepath.Join(dir, h), nil, 0o644); err != nil {
+		return unavailable(err, "marker of sha256:%s", h)
+	}
+	return nil
+}
+
+// unavailable is a failed read or write of the directory: the store could
+// not be used, which says nothing about any entry.
+func unavailable(err error, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %w", store.ErrUnavailable, fmt.Sprintf(format, args...), err)
 }
 
 func hexOf(digest string) string { return strings.TrimPrefix(digest, "sha256:") }
@@ -129,7 +141,7 @@ func (s *Store) Put(ctx context.Context, e store.Entry) (string, error) {
 			return e.Digest, nil
 		}
 	} else if err := signing.WriteFileAtomic(dataPath, e.Data, 0o644); err != nil {
-		return "", fmt.Errorf("store put %s: %w", e.Name, err)
+		return "", unavailable(err, "store put %s", e.Name)
 	}
 	for _, sub := range e.Subjects {
 		if err := s.mark(filepath.Join(s.root, "subjects", hexOf(sub)), h); err != nil {
@@ -144,7 +156,7 @@ func (s *Store) Put(ctx context.Context, e store.Entry) (string, error) {
 		return "", err
 	}
 	if err := signing.WriteFileAtomic(metaPath, meta, 0o644); err != nil {
-		return "", fmt.Errorf("store put %s: %w", e.Name, err)
+		return "", unavailable(err, "store put %s", e.Name)
 	}
 	return e.Digest, nil
 }
@@ -168,10 +180,10 @@ func (s *Store) readMeta(h string) (store.Entry, error) {
 		return e, fmt.Errorf("%w: sha256:%s", store.ErrNotFound, h)
 	}
 	if err != nil {
-		return e, err
+		return e, unavailable(err, "metadata of sha256:%s", h)
 	}
 	if err := json.Unmarshal(b, &e); err != nil {
-		return e, fmt.Errorf("%w: metadata of sha256:%s: %v", store.ErrCorrupt, h, err)
+		return e, fmt.Errorf("%w: metadata of sha256:%s: %w", store.ErrCorrupt, h, err)
 	}
 	if e.Digest != "sha256:"+h {
 		return e, fmt.Errorf("%w: metadata of sha256:%s names digest %s", store.ErrCorrupt, h, e.Digest)
@@ -185,13 +197,17 @@ func (s *Store) load(h string) (store.Entry, error) {
 		return e, err
 	}
 	f, err := os.Open(filepath.Join(s.root, "entries", h+".data"))
+	if errors.Is(err, os.ErrNotExist) {
+		// Its metadata is there and data is written first: removed since.
+		return e, fmt.Errorf("%w: data of sha256:%s: %w", store.ErrCorrupt, h, err)
+	}
 	if err != nil {
-		return e, fmt.Errorf("%w: data of sha256:%s: %v", store.ErrCorrupt, h, err)
+		return e, unavailable(err, "data of sha256:%s", h)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, store.MaxEntrySize+1))
 	if err != nil {
-		return e, err
+		return e, unavailable(err, "data of sha256:%s", h)
 	}
 	if store.Digest(data) != e.Digest {
 		return e, fmt.Errorf("%w: %s %q (%s): stored data does not match its digest", store.ErrCorrupt, e.Kind, e.Name, e.Digest)
@@ -234,7 +250,7 @@ func (s *Store) marked(ctx context.Context, dir string, f store.Filter) ([]store
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err, "markers")
 	}
 	var out []store.Entry
 	for _, n := range names {
@@ -272,7 +288,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Entry, error)
 	}
 	names, err := os.ReadDir(filepath.Join(s.root, "entries"))
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err, "entries")
 	}
 	var out []store.Entry
 	for _, n := range names {
