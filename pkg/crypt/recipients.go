@@ -182,7 +182,7 @@ func layerRecipients(i int, d v1.Descriptor) ([]Recipient, error) {
 		}
 		slots, err := jweSlots(d.Annotations[k])
 		if err != nil {
-			return nil, fmt.Errorf("%w: layer %d (%s): %v", ErrRecipients, i, d.Digest, err)
+			return nil, fmt.Errorf("%w: layer %d (%s): %w", ErrRecipients, i, d.Digest, err)
 		}
 		for _, s := range slots {
 			out = append(out, Recipient{Layer: i, LayerDigest: d.Digest, Scheme: "jwe", KeyID: s.kid, Algorithm: s.alg, Shape: s.shape})
