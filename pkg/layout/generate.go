@@ -1,7 +1,6 @@
 package layout
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -12,13 +11,15 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tekton"
 )
 
-// ErrLayout marks a layout that cannot be generated or is not valid.
-var ErrLayout = errors.New("invalid layout")
+// ErrLayout marks a layout that cannot be generated or is not valid
+// (reject.ErrMalformed).
+var ErrLayout = reject.Sentinel(reject.ErrMalformed, "invalid layout")
 
 // Options tune FromPipeline.
 type Options struct {
@@ -83,7 +84,7 @@ func FromPipeline(spec *tekton.Spec, f *Functionaries, keys map[string]in_toto.K
 	}
 	outStep, err := g.outputStep(f.Spec.Output)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: spec.output: %v", ErrLayout, f.Path, err)
+		return nil, fmt.Errorf("%w: %s: spec.output: %w", ErrLayout, f.Path, err)
 	}
 
 	l := &in_toto.Layout{
@@ -150,7 +151,7 @@ func checkKeys(f *Functionaries, keys map[string]in_toto.Key) (map[string]in_tot
 			continue // an error only if a step needs it, see stepKeys
 		}
 		if _, err := signing.VerifierFromInTotoKey(k); err != nil {
-			return nil, fmt.Errorf("%w: key of functionary %s: %v", ErrLayout, name, err)
+			return nil, fmt.Errorf("%w: key of functionary %s: %w", ErrLayout, name, err)
 		}
 		byID[k.KeyID] = k
 	}
@@ -209,7 +210,7 @@ type task struct {
 func newGraph(spec *tekton.Spec) (*graph, error) {
 	order, err := spec.Order()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: %w", ErrLayout, err)
 	}
 	g := &graph{byName: map[string]*task{}, workspaces: map[string]bool{}}
 	for _, w := range spec.Pipeline.Spec.Workspaces {
@@ -223,7 +224,7 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 		}
 		steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: pipeline task %q: stepTemplate: %v", ErrLayout, spec.Path, pt.Name, err)
+			return nil, fmt.Errorf("%w: %s: pipeline task %q: stepTemplate: %w", ErrLayout, spec.Path, pt.Name, err)
 		}
 		for j, s := range steps {
 			if s.Ref != nil {
@@ -416,7 +417,7 @@ func Validate(l in_toto.Layout) error {
 	}
 	d, err := attest.ParseReadme(l.Readme)
 	if err != nil {
-		return fmt.Errorf("%w: readme: %v", ErrLayout, err)
+		return fmt.Errorf("%w: readme: %w", ErrLayout, err)
 	}
 	for _, name := range d.OnErrorContinue {
 		if !slices.ContainsFunc(l.Steps, func(s in_toto.Step) bool { return s.Name == name }) {

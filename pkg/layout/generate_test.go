@@ -15,6 +15,9 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/run"
+
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -201,6 +204,7 @@ func TestFromPipelineErrors(t *testing.T) {
 	if !errors.Is(err, ErrLayout) || !strings.Contains(err.Error(), "no step can produce it") {
 		t.Errorf("read-only output workspace: %v", err)
 	}
+	rejecttest.Is(t, "read-only output workspace", err, reject.ErrMalformed)
 }
 
 func TestFromPipelineIgnoresUndeclaredKeys(t *testing.T) {

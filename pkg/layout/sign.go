@@ -56,7 +56,7 @@ func Write(path string, mb *in_toto.Metablock) error {
 	}
 	data, err := json.MarshalIndent(mb, "", "  ")
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrLayout, path, err)
+		return fmt.Errorf("%w: %s: %w", ErrLayout, path, err)
 	}
 	return signing.WriteFileAtomic(path, append(data, '\n'), 0o644)
 }
@@ -68,12 +68,12 @@ func Write(path string, mb *in_toto.Metablock) error {
 func Load(path string) (*in_toto.Metablock, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: %w", ErrLayout, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxLayoutSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrLayout, path, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrLayout, path, err)
 	}
 	if len(data) > MaxLayoutSize {
 		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrLayout, path, MaxLayoutSize)
@@ -89,7 +89,7 @@ func Load(path string) (*in_toto.Metablock, error) {
 func Parse(data []byte) (*in_toto.Metablock, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
-		return nil, fmt.Errorf("%w: not JSON: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: not JSON: %w", ErrLayout, err)
 	}
 	if _, ok := top["payloadType"]; ok {
 		return nil, fmt.Errorf("%w: a DSSE envelope; stepseal layouts are in-toto Metablocks {signed, signatures}", ErrLayout)
@@ -104,7 +104,7 @@ func Parse(data []byte) (*in_toto.Metablock, error) {
 	}
 	var signed map[string]json.RawMessage
 	if err := json.Unmarshal(top["signed"], &signed); err != nil {
-		return nil, fmt.Errorf("%w: signed: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: signed: %w", ErrLayout, err)
 	}
 	var typ string
 	if err := json.Unmarshal(signed["_type"], &typ); err != nil || typ != "layout" {
@@ -118,11 +118,11 @@ func Parse(data []byte) (*in_toto.Metablock, error) {
 	}
 	var l in_toto.Layout
 	if err := strictUnmarshal(top["signed"], &l); err != nil {
-		return nil, fmt.Errorf("%w: signed: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: signed: %w", ErrLayout, err)
 	}
 	var sigs []in_toto.Signature
 	if err := strictUnmarshal(top["signatures"], &sigs); err != nil {
-		return nil, fmt.Errorf("%w: signatures: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: signatures: %w", ErrLayout, err)
 	}
 	if err := Validate(l); err != nil {
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,26 +14,31 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tekton"
 )
 
-// Errors callers branch on with errors.Is.
+// Errors callers branch on with errors.Is; each also matches its reason in
+// stepseal's shared vocabulary (pkg/reject).
 var (
 	// ErrInvalid: the pipeline cannot run as given (unknown or missing param,
 	// wrong param type, unbound workspace, unresolvable substitution, a
 	// feature the local runner does not support, a script that cannot be
-	// written). Returned before the affected task runs anything.
-	ErrInvalid = errors.New("invalid pipeline run")
+	// written). Returned before the affected task runs anything
+	// (reject.ErrMalformed).
+	ErrInvalid = reject.Sentinel(reject.ErrMalformed, "invalid pipeline run")
 	// ErrStepFailed: a step exited non-zero or could not be started; the
-	// error is a *StepError.
-	ErrStepFailed = errors.New("step failed")
-	// ErrTimeout: a step or task timeout expired; the error is a *StepError.
-	ErrTimeout = errors.New("timed out")
+	// error is a *StepError (reject.ErrStepFailed).
+	ErrStepFailed = reject.Sentinel(reject.ErrStepFailed, "step failed")
+	// ErrTimeout: a step or task timeout expired; the error is a *StepError
+	// (reject.ErrStepFailed: a timeout fails a step, as in Tekton).
+	ErrTimeout = reject.Sentinel(reject.ErrStepFailed, "timed out")
 	// ErrResult: a task result is larger than MaxResultSize or does not
-	// parse as its declared type, or a pipeline result cannot be computed.
-	ErrResult = errors.New("invalid result")
+	// parse as its declared type, or a pipeline result cannot be computed
+	// (reject.ErrMalformed).
+	ErrResult = reject.Sentinel(reject.ErrMalformed, "invalid result")
 )
 
 // MaxResultSize caps each task result file, like Tekton's default 4 KiB
@@ -65,10 +69,11 @@ func (e *StepError) Error() string {
 	return fmt.Sprintf("step %s failed with exit code %d", e.Step, e.ExitCode)
 }
 
-// Is makes errors.Is(err, ErrStepFailed) hold for every StepError and
-// errors.Is(err, ErrTimeout) for the timed-out ones.
+// Is makes errors.Is(err, ErrStepFailed) hold for every StepError,
+// errors.Is(err, ErrTimeout) for the timed-out ones, and each their reason,
+// reject.ErrStepFailed.
 func (e *StepError) Is(target error) bool {
-	return target == ErrStepFailed || (target == ErrTimeout && e.Timeout > 0)
+	return target == ErrStepFailed || (target == ErrTimeout && e.Timeout > 0) || reject.Matches(reject.ErrStepFailed, target)
 }
 
 func (e *StepError) Unwrap() error { return e.Err }

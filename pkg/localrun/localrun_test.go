@@ -20,6 +20,8 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tekton"
@@ -451,6 +453,7 @@ func TestBadInput(t *testing.T) {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
+			rejecttest.Is(t, "bad input", err, reject.ErrMalformed)
 			msg := err.Error()
 			if strings.Contains(msg, "\n") {
 				t.Errorf("error is not one line: %q", msg)
@@ -476,6 +479,7 @@ func TestFailingStep(t *testing.T) {
 	if !errors.As(err, &se) || !errors.Is(err, ErrStepFailed) || errors.Is(err, ErrTimeout) {
 		t.Fatalf("err = %v, want a *StepError", err)
 	}
+	rejecttest.Is(t, "failing step", err, reject.ErrStepFailed)
 	if se.Step != "t.boom" || se.ExitCode != 3 || !strings.Contains(err.Error(), "t.boom") {
 		t.Errorf("StepError = %+v (%v), want step t.boom exit 3", se, err)
 	}
@@ -585,6 +589,7 @@ func TestStepTimeout(t *testing.T) {
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, ErrStepFailed) {
 		t.Fatalf("err = %v, want ErrTimeout", err)
 	}
+	rejecttest.Is(t, "timed-out step", err, reject.ErrStepFailed)
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("timeout of 1s took %s", d)
 	}

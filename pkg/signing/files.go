@@ -70,12 +70,12 @@ func StaticPass(p string) PassFunc { return func(bool) ([]byte, error) { return 
 func readKeyFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrKey, path, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrKey, path, err)
 	}
 	if len(data) > maxKeyFile {
 		return nil, fmt.Errorf("%w: %s: larger than %d bytes, not a key", ErrKey, path, maxKeyFile)
@@ -133,13 +133,13 @@ func ParsePrivateKeyPEM(data []byte, pass PassFunc) (crypto.Signer, error) {
 	case "RSA PRIVATE KEY":
 		k, err := x509.ParsePKCS1PrivateKey(der)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrKey, err)
+			return nil, fmt.Errorf("%w: %w", ErrKey, err)
 		}
 		return k, nil
 	case "EC PRIVATE KEY":
 		k, err := x509.ParseECPrivateKey(der)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrKey, err)
+			return nil, fmt.Errorf("%w: %w", ErrKey, err)
 		}
 		return k, nil
 	case "PUBLIC KEY":
@@ -151,7 +151,7 @@ func ParsePrivateKeyPEM(data []byte, pass PassFunc) (crypto.Signer, error) {
 func parsePKCS8(der []byte) (crypto.Signer, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	switch k := k.(type) {
 	case ed25519.PrivateKey:
@@ -193,7 +193,7 @@ func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 	}
 	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	switch pub.(type) {
 	case ed25519.PublicKey, *ecdsa.PublicKey, *rsa.PublicKey:
@@ -207,7 +207,7 @@ func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 func MarshalPrivateKeyPEM(key crypto.Signer, password []byte) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	if password == nil {
 		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
@@ -223,7 +223,7 @@ func MarshalPrivateKeyPEM(key crypto.Signer, password []byte) ([]byte, error) {
 func MarshalPublicKeyPEM(pub crypto.PublicKey) ([]byte, error) {
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
