@@ -3,8 +3,6 @@ package layout
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -15,6 +13,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
@@ -115,17 +114,9 @@ type StepRule struct {
 // duplicate fields are rejected; every error is one line naming the file and
 // the field.
 func LoadFunctionaries(path string) (*Functionaries, error) {
-	f, err := os.Open(path)
+	data, err := limited.ReadFile(path, MaxFunctionariesSize)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrFunctionaries, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFunctionariesSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrFunctionaries, path, err)
-	}
-	if len(data) > MaxFunctionariesSize {
-		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrFunctionaries, path, MaxFunctionariesSize)
 	}
 	return ParseFunctionaries(data, path)
 }

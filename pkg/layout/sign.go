@@ -5,11 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
 
+	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -66,17 +65,9 @@ func Write(path string, mb *in_toto.Metablock) error {
 // unknown fields and DSSE envelopes, and validates the layout. It does not
 // check signatures: that is the verifier's job.
 func Load(path string) (*in_toto.Metablock, error) {
-	f, err := os.Open(path)
+	data, err := limited.ReadFile(path, MaxLayoutSize)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLayout, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxLayoutSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrLayout, path, err)
-	}
-	if len(data) > MaxLayoutSize {
-		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrLayout, path, MaxLayoutSize)
 	}
 	mb, err := Parse(data)
 	if err != nil {

@@ -11,12 +11,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 	"golang.org/x/term"
+
+	"github.com/stepseal/stepseal/internal/limited"
 )
 
 // PEM block types of cosign's encrypted private keys (cosign v2 writes the
@@ -68,17 +69,9 @@ func EnvOrPrompt(confirm bool) ([]byte, error) {
 func StaticPass(p string) PassFunc { return func(bool) ([]byte, error) { return []byte(p), nil } }
 
 func readKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := limited.ReadFile(path, maxKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKey, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrKey, path, err)
-	}
-	if len(data) > maxKeyFile {
-		return nil, fmt.Errorf("%w: %s: larger than %d bytes, not a key", ErrKey, path, maxKeyFile)
 	}
 	return data, nil
 }

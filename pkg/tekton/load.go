@@ -16,6 +16,7 @@ import (
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/reject"
 )
 
@@ -159,17 +160,9 @@ func collect(doc []byte, path string, p **v1.Pipeline, tasks map[string]*v1.Task
 }
 
 func readDocs(path string) ([][]byte, error) {
-	f, err := os.Open(path)
+	data, err := limited.ReadFile(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, path, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrInvalid, path, MaxFileSize)
 	}
 	r := k8syaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var docs [][]byte

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -137,7 +138,7 @@ func (s *Store) Put(ctx context.Context, e store.Entry) (string, error) {
 		if err := store.Validate(&e); err != nil {
 			return "", err
 		}
-		if equalStrings(old.Subjects, e.Subjects) {
+		if slices.Equal(old.Subjects, e.Subjects) {
 			return e.Digest, nil
 		}
 	} else if err := signing.WriteFileAtomic(dataPath, e.Data, 0o644); err != nil {
@@ -159,18 +160,6 @@ func (s *Store) Put(ctx context.Context, e store.Entry) (string, error) {
 		return "", unavailable(err, "store put %s", e.Name)
 	}
 	return e.Digest, nil
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Store) readMeta(h string) (store.Entry, error) {
