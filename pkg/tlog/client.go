@@ -29,7 +29,10 @@ type Fetcher interface {
 // e.g. from a checkpoint saved by an earlier run) and accepts a new one only
 // if it is signed by the key (else ErrBadCheckpoint), is not smaller
 // (ErrRollback), and its tree provably extends the remembered one
-// (ErrConsistency, ErrFork). A Client is safe for concurrent use.
+// (ErrConsistency, ErrFork). A checkpoint, tile or entry bundle it cannot
+// read (an HTTP error, the network, I/O) is ErrUnavailable, no verdict; one
+// the log says is not there is the refusal of the check that needed it. A
+// Client is safe for concurrent use.
 type Client struct {
 	f Fetcher
 	v note.Verifier

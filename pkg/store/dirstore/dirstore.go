@@ -27,7 +27,8 @@ import (
 // Every file is written with write-to-temp, fsync, rename: a crash leaves an
 // entry either complete or absent. Data is written before metadata and
 // markers, so a visible entry always has its data. Reads re-hash the data
-// and report store.ErrCorrupt when it was changed on disk.
+// and report store.ErrCorrupt when it was changed or removed on disk, and
+// store.ErrUnavailable when a file cannot be read or written at all.
 //
 // Get and List by subject or run read only that subject's or run's markers,
 // so the controller's per-run lookups cost the same in a store of a million
