@@ -15,6 +15,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 // access is one request the controller's ServiceAccount makes or must not be
@@ -245,7 +246,7 @@ func (s *setup) waitPipelineRunSigned(ctx context.Context, t *testing.T, pr *v1.
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	ds, err := store.NewDirStore(s.storeDir)
+	ds, err := dirstore.Open(s.storeDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 const systemNS = "stepseal"
@@ -60,7 +61,7 @@ type fixture struct {
 	t        *testing.T
 	client   *fakepipeline.Clientset
 	prs, trs cache.Indexer
-	store    *store.DirStore
+	store    *dirstore.Store
 	tr       *taskrun.Reconciler
 	r        *Reconciler
 	recorder *record.FakeRecorder
@@ -106,7 +107,7 @@ func newFixture(t *testing.T, pr *v1.PipelineRun, trs []*v1.TaskRun) *fixture {
 	if err := secrets.Add(sec); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := store.NewDirStore(t.TempDir())
+	ds, err := dirstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

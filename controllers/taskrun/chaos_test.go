@@ -27,6 +27,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 // The chaos tests run the real controller binary (images/controller) as a
@@ -303,7 +304,7 @@ func (e *chaosEnv) verify(ctx context.Context, n int, tw *signedTransitions) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ds, err := store.NewDirStore(e.storeDir)
+	ds, err := dirstore.Open(e.storeDir)
 	if err != nil {
 		e.t.Fatal(err)
 	}

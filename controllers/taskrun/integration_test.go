@@ -22,6 +22,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -122,7 +123,7 @@ func TestIntegrationSignsEveryStep(t *testing.T) {
 	}
 	t.Logf("%d TaskRuns of %d steps signed %.1fs after the first was created", n, len(steps), time.Since(start).Seconds())
 
-	ds, err := store.NewDirStore(dir)
+	ds, err := dirstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

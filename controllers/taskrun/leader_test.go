@@ -26,6 +26,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 // putLog records which replica stored entries of which run.
@@ -69,7 +70,7 @@ func startReplica(t *testing.T, ctx context.Context, wg *sync.WaitGroup, cfg *re
 	impl := NewController(NewShared())(rctx, cmw) // one process each
 	r := impl.Reconciler.(*Reconciler)
 	r.OpenBackends = func(c *settings.Config) ([]Backend, error) {
-		ds, err := store.NewDirStore(c.StoreDir)
+		ds, err := dirstore.Open(c.StoreDir)
 		if err != nil {
 			return nil, err
 		}
@@ -190,7 +191,7 @@ func TestIntegrationLeaderElection(t *testing.T) {
 		t.Errorf("%d held leases, want at least the %d TaskRun buckets", len(held), buckets)
 	}
 
-	ds, err := store.NewDirStore(dir)
+	ds, err := dirstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 const systemNS = "stepseal"
@@ -86,7 +87,7 @@ func newFixture(t *testing.T, cfg map[string]string, trs ...*v1.TaskRun) *fixtur
 	if err := secrets.Add(sec); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := store.NewDirStore(t.TempDir())
+	ds, err := dirstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package layout
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -9,10 +8,11 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/reject"
 )
 
 // ErrLayout marks a layout that cannot be generated or is not valid.
-var ErrLayout = errors.New("invalid layout")
+var ErrLayout = reject.Sentinel(reject.ErrMalformed, "invalid layout")
 
 // Options tune generate.FromPipeline.
 type Options struct {

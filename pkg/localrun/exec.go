@@ -441,7 +441,7 @@ func changedResults(before, after map[string][]byte) map[string]string {
 func readResults(plan *taskPlan) ([]v1.TaskRunResult, error) {
 	files, err := readResultFiles(plan.resultsDir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: pipeline task %s: %v", ErrResult, plan.pt.Name, err)
+		return nil, fmt.Errorf("%w: pipeline task %s: %w", ErrResult, plan.pt.Name, err)
 	}
 	var out []v1.TaskRunResult
 	for _, res := range plan.ts.Results {
@@ -466,7 +466,7 @@ func readResults(plan *taskPlan) ([]v1.TaskRunResult, error) {
 			v.StringVal = string(b)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: pipeline task %s: result %s is not a JSON %s: %v", ErrResult, plan.pt.Name, res.Name, t, err)
+			return nil, fmt.Errorf("%w: pipeline task %s: result %s is not a JSON %s: %w", ErrResult, plan.pt.Name, res.Name, t, err)
 		}
 		out = append(out, v1.TaskRunResult{Name: res.Name, Type: t, Value: v})
 	}

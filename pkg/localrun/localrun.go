@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,18 +14,21 @@ import (
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 
 	"github.com/stepseal/stepseal/pkg/record"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tekton"
 )
 
-// Errors callers branch on with errors.Is.
+// Errors callers branch on with errors.Is; each also matches its reason in
+// stepseal's shared vocabulary (pkg/reject).
 var (
 	// ErrInvalid: the pipeline cannot run as given (unknown or missing param,
 	// wrong param type, unbound workspace, unresolvable substitution, a
 	// feature the local runner does not support, a script that cannot be
-	// written). Returned before the affected task runs anything.
-	ErrInvalid = errors.New("invalid pipeline run")
+	// written). Returned before the affected task runs anything
+	// (reject.ErrMalformed).
+	ErrInvalid = reject.Sentinel(reject.ErrMalformed, "invalid pipeline run")
 	// ErrStepFailed: a step exited non-zero or could not be started; the
 	// error is a *StepError. The same value as record.ErrStepFailed.
 	ErrStepFailed = record.ErrStepFailed
@@ -34,8 +36,9 @@ var (
 	// The same value as record.ErrTimeout.
 	ErrTimeout = record.ErrTimeout
 	// ErrResult: a task result is larger than MaxResultSize or does not
-	// parse as its declared type, or a pipeline result cannot be computed.
-	ErrResult = errors.New("invalid result")
+	// parse as its declared type, or a pipeline result cannot be computed
+	// (reject.ErrMalformed).
+	ErrResult = reject.Sentinel(reject.ErrMalformed, "invalid result")
 )
 
 // MaxResultSize caps each task result file, like Tekton's default 4 KiB

@@ -1,18 +1,21 @@
 package record
 
 import (
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/stepseal/stepseal/pkg/reject"
 )
 
-// Errors callers branch on with errors.Is.
+// Errors callers branch on with errors.Is; each also matches its reason in
+// stepseal's shared vocabulary (pkg/reject).
 var (
 	// ErrStepFailed: a step exited non-zero or could not be started; the
-	// error is a *StepError.
-	ErrStepFailed = errors.New("step failed")
-	// ErrTimeout: a step or task timeout expired; the error is a *StepError.
-	ErrTimeout = errors.New("timed out")
+	// error is a *StepError (reject.ErrStepFailed).
+	ErrStepFailed = reject.Sentinel(reject.ErrStepFailed, "step failed")
+	// ErrTimeout: a step or task timeout expired; the error is a *StepError
+	// (reject.ErrStepFailed: a timeout fails a step, as in Tekton).
+	ErrTimeout = reject.Sentinel(reject.ErrStepFailed, "timed out")
 )
 
 // StepError is returned when a step fails (a recorded command here, a
@@ -40,10 +43,11 @@ func (e *StepError) Error() string {
 	return fmt.Sprintf("step %s failed with exit code %d", e.Step, e.ExitCode)
 }
 
-// Is makes errors.Is(err, ErrStepFailed) hold for every StepError and
-// errors.Is(err, ErrTimeout) for the timed-out ones.
+// Is makes errors.Is(err, ErrStepFailed) hold for every StepError,
+// errors.Is(err, ErrTimeout) for the timed-out ones, and each their reason,
+// reject.ErrStepFailed.
 func (e *StepError) Is(target error) bool {
-	return target == ErrStepFailed || (target == ErrTimeout && e.Timeout > 0)
+	return target == ErrStepFailed || (target == ErrTimeout && e.Timeout > 0) || reject.Matches(reject.ErrStepFailed, target)
 }
 
 func (e *StepError) Unwrap() error { return e.Err }

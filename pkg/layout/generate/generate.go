@@ -70,7 +70,7 @@ func FromPipeline(spec *tekton.Spec, f *layout.Functionaries, keys map[string]in
 	}
 	outStep, err := g.outputStep(f.Spec.Output)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: spec.output: %v", layout.ErrLayout, f.Path, err)
+		return nil, fmt.Errorf("%w: %s: spec.output: %w", layout.ErrLayout, f.Path, err)
 	}
 
 	l := &in_toto.Layout{
@@ -137,7 +137,7 @@ func checkKeys(f *layout.Functionaries, keys map[string]in_toto.Key) (map[string
 			continue // an error only if a step needs it, see stepKeys
 		}
 		if _, err := signing.VerifierFromInTotoKey(k); err != nil {
-			return nil, fmt.Errorf("%w: key of functionary %s: %v", layout.ErrLayout, name, err)
+			return nil, fmt.Errorf("%w: key of functionary %s: %w", layout.ErrLayout, name, err)
 		}
 		byID[k.KeyID] = k
 	}
@@ -196,7 +196,7 @@ type task struct {
 func newGraph(spec *tekton.Spec) (*graph, error) {
 	order, err := spec.Order()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", layout.ErrLayout, err)
+		return nil, fmt.Errorf("%w: %w", layout.ErrLayout, err)
 	}
 	g := &graph{byName: map[string]*task{}, workspaces: map[string]bool{}}
 	for _, w := range spec.Pipeline.Spec.Workspaces {
@@ -210,7 +210,7 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 		}
 		steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: pipeline task %q: stepTemplate: %v", layout.ErrLayout, spec.Path, pt.Name, err)
+			return nil, fmt.Errorf("%w: %s: pipeline task %q: stepTemplate: %w", layout.ErrLayout, spec.Path, pt.Name, err)
 		}
 		for j, s := range steps {
 			if s.Ref != nil {

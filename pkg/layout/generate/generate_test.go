@@ -16,6 +16,9 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/run"
+
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -202,6 +205,7 @@ func TestFromPipelineErrors(t *testing.T) {
 	if !errors.Is(err, layout.ErrLayout) || !strings.Contains(err.Error(), "no step can produce it") {
 		t.Errorf("read-only output workspace: %v", err)
 	}
+	rejecttest.Is(t, "read-only output workspace", err, reject.ErrMalformed)
 }
 
 func TestFromPipelineIgnoresUndeclaredKeys(t *testing.T) {

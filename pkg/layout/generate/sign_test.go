@@ -13,6 +13,8 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/layout"
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 )
 
 func TestSignSeveralOwners(t *testing.T) {
@@ -150,6 +152,7 @@ func TestLoadErrors(t *testing.T) {
 			if !errors.Is(err, layout.ErrLayout) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) {
 				t.Errorf("Load: %v; want ErrLayout naming the file and %q", err, c.want)
 			}
+			rejecttest.Is(t, "Load", err, reject.ErrMalformed)
 		})
 	}
 	big := filepath.Join(dir, "big")
