@@ -7,7 +7,7 @@ FUZZTIME ?= 10s
 .PHONY: demo test build deps lint unit fuzz bench clean release
 
 build:
-	go build -o bin/stepseal ./images/stepseal
+	go build -o bin/ ./images/stepseal ./images/stepseal-tekton
 
 ## demo: build the CLI and run examples/go-build on this host (no cluster),
 ## ending with the verification verdict.

@@ -13,6 +13,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
@@ -57,23 +58,23 @@ func (a OCI) Attach(ctx context.Context, image string, env *dsse.Envelope) error
 // opened.
 type Stores struct {
 	mu   sync.Mutex
-	dirs map[string]*store.DirStore
+	dirs map[string]*dirstore.Store
 	logs map[string]*tlogstore.Store
 }
 
 // Dir opens (once per Stores) the directory store at path.
-func (o *Stores) Dir(path string) (*store.DirStore, error) {
+func (o *Stores) Dir(path string) (*dirstore.Store, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if s, ok := o.dirs[path]; ok {
 		return s, nil
 	}
-	s, err := store.NewDirStore(path)
+	s, err := dirstore.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	if o.dirs == nil {
-		o.dirs = map[string]*store.DirStore{}
+		o.dirs = map[string]*dirstore.Store{}
 	}
 	o.dirs[path] = s
 	return s, nil

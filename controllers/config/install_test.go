@@ -14,6 +14,7 @@ import (
 
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 // access is one request the controller's ServiceAccount makes or must not be
@@ -230,7 +231,7 @@ func (s *setup) finishPipelineRun(ctx context.Context, t *testing.T, ns string) 
 func (s *setup) waitPipelineRunSigned(ctx context.Context, t *testing.T, pr *v1.PipelineRun) {
 	t.Helper()
 	kubetest.WaitPipelineRunSigned(ctx, t, s.tekton, pr.Namespace, pr.Name)
-	ds, err := store.NewDirStore(s.storeDir)
+	ds, err := dirstore.Open(s.storeDir)
 	if err != nil {
 		t.Fatal(err)
 	}

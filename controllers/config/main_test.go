@@ -42,6 +42,7 @@ import (
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -388,7 +389,7 @@ func verifyStore(ctx context.Context, t *testing.T, tekton versioned.Interface, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, err := store.NewDirStore(dir)
+	ds, err := dirstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

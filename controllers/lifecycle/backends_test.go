@@ -12,6 +12,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
@@ -94,7 +95,7 @@ func (o *orderStore) Put(ctx context.Context, e store.Entry) (string, error) {
 // The provenance (last entry) is stored only after every link is: a crash
 // or failure in between must never leave a provenance without its links.
 func TestTargetsStoreTheLastEntryLast(t *testing.T) {
-	ds, err := store.NewDirStore(t.TempDir())
+	ds, err := dirstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

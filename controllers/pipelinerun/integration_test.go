@@ -14,7 +14,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
-	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -72,7 +72,7 @@ func TestIntegrationSignsBothLevels(t *testing.T) {
 			t.Errorf("%s: annotations %v", tr.Name, got.Annotations)
 		}
 	}
-	ds, err := store.NewDirStore(dir)
+	ds, err := dirstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

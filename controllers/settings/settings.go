@@ -66,7 +66,7 @@ const (
 // Backends: the names KeyBackends lists. BackendKinds is the table of what
 // each one is, its settings and how it is opened.
 const (
-	// BackendDir is the directory store backend (pkg/store.DirStore).
+	// BackendDir is the directory store backend (pkg/store/dirstore).
 	BackendDir = "dir"
 	// BackendOCI attaches each TaskRun's provenance to the images it
 	// produced (pkg/oci.Attest: cosign's .att tag and an OCI 1.1

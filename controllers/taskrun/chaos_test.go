@@ -25,6 +25,7 @@ import (
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 // The chaos tests run the real controller binary (images/controller) as a
@@ -211,7 +212,7 @@ func (e *chaosEnv) verify(ctx context.Context, n int, tw *kubetest.SignedWatch) 
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ds, err := store.NewDirStore(e.storeDir)
+	ds, err := dirstore.Open(e.storeDir)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -56,7 +57,7 @@ func TestIntegrationSignsEveryStep(t *testing.T) {
 	}
 	t.Logf("%d TaskRuns of %d steps signed %.1fs after the first was created", n, len(steps), time.Since(start).Seconds())
 
-	ds, err := store.NewDirStore(dir)
+	ds, err := dirstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 // putLog records which replica stored entries of which run.
@@ -64,7 +65,7 @@ func startReplica(t *testing.T, ctx context.Context, cfg *rest.Config, sysNS, id
 	controllertest.RunControllers(rctx, t, cfg, sysNS, func(impls []*controller.Impl) {
 		k := impls[0].Reconciler.(*lifecycle.Reconciler[*v1.TaskRun]).Kind.(*Kind)
 		k.OpenBackends = func(c *settings.Config) ([]lifecycle.Backend, error) {
-			ds, err := store.NewDirStore(c.StoreDir)
+			ds, err := dirstore.Open(c.StoreDir)
 			if err != nil {
 				return nil, err
 			}
@@ -138,7 +139,7 @@ func TestIntegrationLeaderElection(t *testing.T) {
 		t.Errorf("%d held leases, want at least the %d TaskRun buckets", len(held), buckets)
 	}
 
-	ds, err := store.NewDirStore(dir)
+	ds, err := dirstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

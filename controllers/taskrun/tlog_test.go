@@ -11,6 +11,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/annotations"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
@@ -58,7 +59,7 @@ func TestReconcileLogsToTLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, err := store.NewDirStore(filepath.Join(dir, "store"))
+	ds, err := dirstore.Open(filepath.Join(dir, "store"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tree="$work/tree"
 
-echo "== building bin/stepseal"
+echo "== building bin/stepseal and bin/stepseal-tekton"
 mkdir -p bin
-go build -o bin/stepseal ./images/stepseal
+go build -o bin/ ./images/stepseal ./images/stepseal-tekton # both, so bin/ never holds a stale pair
 bin/stepseal keys generate --out "$work" --name K >/dev/null
 
 echo "== making a ${SIZE_MIB} MiB tree in $tree"

@@ -25,7 +25,7 @@ du -sh "$work/chain/links" | awk '{print "links: " $1}'
 
 # Ours: the CLI if it builds, else the same engine through genchain -verify.
 mkdir -p bin
-if go build -o bin/stepseal ./images/stepseal 2>"$work/build.log"; then
+if go build -o bin/ ./images/stepseal ./images/stepseal-tekton 2>"$work/build.log"; then
 	ours() { bin/stepseal verify --layout "$1/root.layout" --layout-key "$1/owner.pub" --links "$1/links"; }
 	echo "ours: bin/stepseal verify"
 else

@@ -1,73 +1,13 @@
 // Command stepseal signs every step of a Tekton Pipeline as an in-toto link,
 // generates and signs in-toto layouts from Pipelines, runs Pipelines locally,
 // and verifies the result. It is also the image every stepseal Task runs.
+//
+// It is built without Tekton's packages, so that each start costs only what
+// the command needs: `stepseal run` and `stepseal layout create` exec
+// stepseal-tekton (images/stepseal-tekton), the same command tree built with
+// them, found next to this executable or on PATH.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"sync/atomic"
-	"syscall"
+import "github.com/stepseal/stepseal/images/stepseal/cmd"
 
-	"github.com/go-logr/logr"
-	"k8s.io/klog/v2"
-
-	"github.com/stepseal/stepseal/images/stepseal/cmd"
-)
-
-func main() {
-	// Libraries below (Tessera, client-go) log through klog; the CLI reports
-	// through its own output and errors.
-	klog.SetLogger(logr.Discard())
-	// The first SIGINT or SIGTERM cancels the command's context, so that it
-	// stops its steps and removes what it half wrote; a second one exits at
-	// once. Either way the exit status is 128 + the signal's number (130,
-	// 143), as a shell reports a process the signal killed.
-	ctx, cancel := context.WithCancel(context.Background())
-	var got atomic.Value
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		s := <-sigs
-		got.Store(s)
-		cancel()
-		s = <-sigs
-		fmt.Fprintf(os.Stderr, "stepseal: %s again: exiting now\n", sigName(s))
-		os.Exit(exitStatus(s))
-	}()
-	err := cmd.New().ExecuteContext(ctx)
-	signal.Stop(sigs)
-	if s, ok := got.Load().(os.Signal); ok {
-		msg := "interrupted by " + sigName(s)
-		if err != nil && !cmd.IsReported(err) {
-			msg += ": " + cmd.OneLine(err)
-		}
-		fmt.Fprintln(os.Stderr, "stepseal:", msg)
-		os.Exit(exitStatus(s))
-	}
-	if err != nil {
-		if !cmd.IsReported(err) {
-			fmt.Fprintln(os.Stderr, "stepseal:", cmd.OneLine(err))
-		}
-		os.Exit(cmd.ExitCode(err))
-	}
-}
-
-func exitStatus(s os.Signal) int {
-	if n, ok := s.(syscall.Signal); ok {
-		return 128 + int(n)
-	}
-	return 1
-}
-
-func sigName(s os.Signal) string {
-	switch s {
-	case os.Interrupt:
-		return "SIGINT"
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	}
-	return s.String()
-}
+func main() { cmd.Main(nil) }

@@ -33,6 +33,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 // SystemNamespace is the controller's namespace in fixtures.
@@ -111,7 +112,7 @@ type Fixture struct {
 func New(t *testing.T, cfg map[string]string, objs ...metav1.Object) *Fixture {
 	t.Helper()
 	sec, pub := SigningSecret(t, "signing-secrets", "pw")
-	ds, err := store.NewDirStore(t.TempDir())
+	ds, err := dirstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,18 +18,22 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/run"
 )
 
-// Errors callers branch on with errors.Is.
+// Errors callers branch on with errors.Is; each also matches its reason in
+// stepseal's shared vocabulary (pkg/reject). A file that cannot be read is
+// returned as the os error it is.
 var (
 	// ErrSymlinkEscape: a symlink under the root points outside it (an absolute
 	// target, or one that climbs above the root with ".."). Nothing outside
-	// the root is ever read.
-	ErrSymlinkEscape = errors.New("symlink escapes the artifact root")
+	// the root is ever read: refused on purpose (reject.ErrUnsupported).
+	ErrSymlinkEscape = reject.Sentinel(reject.ErrUnsupported, "symlink escapes the artifact root")
 	// ErrSymlinkCycle: a followed symlinked directory leads back into one of
-	// its own ancestors.
-	ErrSymlinkCycle = errors.New("symlink cycle")
+	// its own ancestors: the tree has no finite list of artifacts
+	// (reject.ErrMalformed).
+	ErrSymlinkCycle = reject.Sentinel(reject.ErrMalformed, "symlink cycle")
 )
 
 // Options tune a hash run. The zero value matches `in-toto run` without flags.

@@ -17,6 +17,9 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/run"
+
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 )
 
 func write(t *testing.T, p string, data string) {
@@ -213,6 +216,7 @@ func TestSymlinkEscapes(t *testing.T) {
 			if !errors.Is(err, ErrSymlinkEscape) {
 				t.Fatalf("err = %v, want ErrSymlinkEscape", err)
 			}
+			rejecttest.Is(t, "escaping symlink", err, reject.ErrUnsupported)
 			uri := "source/" + strings.TrimPrefix(c.link, "ws/")
 			if !strings.Contains(err.Error(), uri) {
 				t.Errorf("error %q does not name the link %s", err, uri)
@@ -259,6 +263,7 @@ func TestSymlinkCycle(t *testing.T) {
 	if !errors.Is(err, ErrSymlinkCycle) {
 		t.Fatalf("err = %v, want ErrSymlinkCycle", err)
 	}
+	rejecttest.Is(t, "symlink cycle", err, reject.ErrMalformed)
 	got, err := Hash(context.Background(), dir, "w", Options{})
 	if err != nil {
 		t.Fatal(err)

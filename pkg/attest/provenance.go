@@ -3,7 +3,6 @@ package attest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
@@ -66,8 +66,9 @@ const (
 	CoversLinks Covers = "links"
 )
 
-// ErrNoSubject: the provenance would have no subject.
-var ErrNoSubject = errors.New("no subject")
+// ErrNoSubject: the provenance would have no subject: what it must be
+// about does not exist (reject.ErrMissing).
+var ErrNoSubject = reject.Sentinel(reject.ErrMissing, "no subject")
 
 // Subjects returns what the provenance of rec is about and which of the
 // three kinds that is: opts.Subjects, else the last step's products, else

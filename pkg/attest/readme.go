@@ -1,11 +1,12 @@
 package attest
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"unicode"
+
+	"github.com/stepseal/stepseal/pkg/reject"
 )
 
 // Layout readme directives: the lines of an in-toto layout's readme that
@@ -26,8 +27,9 @@ const (
 	ReadmeOnErrorContinue = ReadmeDirectivePrefix + "on-error-continue: "
 )
 
-// ErrReadme marks a layout readme whose directives cannot be read.
-var ErrReadme = errors.New("invalid layout readme directive")
+// ErrReadme marks a layout readme whose directives cannot be read
+// (reject.ErrMalformed).
+var ErrReadme = reject.Sentinel(reject.ErrMalformed, "invalid layout readme directive")
 
 // ReadmeDirectives is what a layout readme tells stepseal's verifier.
 type ReadmeDirectives struct {

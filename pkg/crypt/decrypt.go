@@ -45,7 +45,7 @@ func Decrypt(ctx context.Context, img v1.Image, key crypto.PrivateKey) (v1.Image
 	}
 	fp, err := policy.Fingerprint(pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 	m, err := img.Manifest()
 	if err != nil {
@@ -71,7 +71,7 @@ func Decrypt(ctx context.Context, img v1.Image, key crypto.PrivateKey) (v1.Image
 		}
 		plain, err := v1.NewHash(string(opts.Private.Digest))
 		if err != nil {
-			return nil, fmt.Errorf("%w: layer %d (%s): recorded plaintext digest %q: %v", ErrDigest, i, d.Digest, opts.Private.Digest, err)
+			return nil, fmt.Errorf("%w: layer %d (%s): recorded plaintext digest %q: %w", ErrMalformed, i, d.Digest, opts.Private.Digest, err)
 		}
 		out := d
 		out.MediaType = types.MediaType(strings.TrimSuffix(string(d.MediaType), encryptedSuffix))
@@ -92,7 +92,7 @@ func unwrap(d v1.Descriptor, key crypto.PrivateKey, fp string) (blockcipher.Laye
 	}
 	slots, err := jweSlots(ann)
 	if err != nil {
-		return opts, fmt.Errorf("%w: %v", ErrUnsupported, err)
+		return opts, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	var (
 		priv   []byte
@@ -117,21 +117,21 @@ func unwrap(d v1.Descriptor, key crypto.PrivateKey, fp string) (blockcipher.Laye
 		return opts, fmt.Errorf("%w: key %s opens none of the %d recipient entries", ErrNotRecipient, fp, len(slots))
 	}
 	if err := json.Unmarshal(priv, &opts.Private); err != nil {
-		return opts, fmt.Errorf("%w: private options: %v", ErrUnsupported, err)
+		return opts, fmt.Errorf("%w: private options: %w", ErrMalformed, err)
 	}
 	pubB64 := d.Annotations[annotationPubOpt]
 	pub, err := base64.StdEncoding.DecodeString(pubB64)
 	if err != nil || pubB64 == "" {
-		return opts, fmt.Errorf("%w: missing or malformed %s", ErrUnsupported, annotationPubOpt)
+		return opts, fmt.Errorf("%w: missing or malformed %s", ErrMalformed, annotationPubOpt)
 	}
 	if err := json.Unmarshal(pub, &opts.Public); err != nil {
-		return opts, fmt.Errorf("%w: public options: %v", ErrUnsupported, err)
+		return opts, fmt.Errorf("%w: public options: %w", ErrMalformed, err)
 	}
 	if opts.Public.CipherType != blockcipher.AES256CTR {
 		return opts, fmt.Errorf("%w: cipher %q", ErrUnsupported, opts.Public.CipherType)
 	}
 	if len(opts.Private.SymmetricKey) != 32 || len(opts.Private.CipherOptions["nonce"]) != 16 || len(opts.Public.Hmac) != sha256.Size {
-		return opts, fmt.Errorf("%w: malformed layer options", ErrUnsupported)
+		return opts, fmt.Errorf("%w: layer options", ErrMalformed)
 	}
 	return opts, nil
 }
@@ -193,7 +193,7 @@ func (l *decLayer) Compressed() (io.ReadCloser, error) {
 	dec, _, err := bc.Decrypt(track, l.opts)
 	if err != nil {
 		rc.Close()
-		return nil, fmt.Errorf("%w: layer %d: %v", ErrUnsupported, l.index, err)
+		return nil, fmt.Errorf("%w: layer %d: %w", ErrUnsupported, l.index, err)
 	}
 	h := sha256.New()
 	var n int64
@@ -260,7 +260,7 @@ func ParsePrivateKey(data []byte, pass signing.PassFunc) (crypto.PrivateKey, err
 	if len(data) > 0 && data[0] == '{' {
 		var k jose.JSONWebKey
 		if err := k.UnmarshalJSON(data); err != nil {
-			return nil, fmt.Errorf("%w: JWK private key does not parse", ErrUnsupported)
+			return nil, fmt.Errorf("%w: JWK private key does not parse", ErrMalformed)
 		}
 		if k.IsPublic() {
 			return nil, fmt.Errorf("%w: JWK is a public key, decryption needs the private key", ErrUnsupported)
@@ -269,7 +269,7 @@ func ParsePrivateKey(data []byte, pass signing.PassFunc) (crypto.PrivateKey, err
 	} else {
 		block, _ := pem.Decode(data)
 		if block == nil {
-			return nil, fmt.Errorf("%w: private key is neither PEM nor JWK", ErrUnsupported)
+			return nil, fmt.Errorf("%w: private key is neither PEM nor JWK", ErrMalformed)
 		}
 		var err error
 		switch block.Type {

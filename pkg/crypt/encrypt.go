@@ -58,11 +58,11 @@ func EncryptFor(ctx context.Context, pol *policy.Policy, ref string, img v1.Imag
 	for i, p := range rule.Platforms {
 		alg, err := policy.KeyAlgorithm(p.PublicKey)
 		if err != nil {
-			return nil, fmt.Errorf("%w: platform %q: %v", ErrUnsupported, p.Name, err)
+			return nil, fmt.Errorf("%w: platform %q: %w", ErrUnsupported, p.Name, err)
 		}
 		jwks[i], err = json.Marshal(jose.JSONWebKey{Key: p.PublicKey, KeyID: p.Fingerprint, Algorithm: string(alg), Use: "enc"})
 		if err != nil {
-			return nil, fmt.Errorf("%w: platform %q: %v", ErrUnsupported, p.Name, err)
+			return nil, fmt.Errorf("%w: platform %q: %w", ErrUnsupported, p.Name, err)
 		}
 	}
 	return encryptImage(ctx, img, jwks)
@@ -255,7 +255,7 @@ func (l *encLayer) finish(opts blockcipher.LayerBlockCipherOptions, n int64, pla
 	}
 	wrapped, err := jwe.NewKeyWrapper().WrapKeys(l.ec, priv)
 	if err != nil {
-		return fmt.Errorf("%w: wrapping the content key: %v", ErrUnsupported, err)
+		return fmt.Errorf("%w: wrapping the content key: %w", ErrUnsupported, err)
 	}
 	if len(wrapped) == 0 {
 		return errors.New("no recipient to wrap the content key for")

@@ -41,11 +41,11 @@ func jweSlots(annotation string) ([]slot, error) {
 	for i, b64 := range strings.Split(annotation, ",") {
 		raw, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil {
-			return nil, fmt.Errorf("JWE %d: base64: %v", i, err)
+			return nil, fmt.Errorf("JWE %d: base64: %w", i, err)
 		}
 		s, err := splitJWE(raw)
 		if err != nil {
-			return nil, fmt.Errorf("JWE %d: %v", i, err)
+			return nil, fmt.Errorf("JWE %d: %w", i, err)
 		}
 		out = append(out, s...)
 	}
@@ -60,7 +60,7 @@ type rawRecipient struct {
 func splitJWE(raw []byte) ([]slot, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &top); err != nil {
-		return nil, fmt.Errorf("not JWE JSON serialization: %v", err)
+		return nil, fmt.Errorf("not JWE JSON serialization: %w", err)
 	}
 	shared := map[string]json.RawMessage{}
 	if p, ok := top["protected"]; ok {
@@ -70,16 +70,16 @@ func splitJWE(raw []byte) ([]slot, error) {
 		}
 		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
 		if err != nil {
-			return nil, fmt.Errorf("protected header: %v", err)
+			return nil, fmt.Errorf("protected header: %w", err)
 		}
 		if err := json.Unmarshal(b, &shared); err != nil {
-			return nil, fmt.Errorf("protected header: %v", err)
+			return nil, fmt.Errorf("protected header: %w", err)
 		}
 	}
 	if u, ok := top["unprotected"]; ok {
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal(u, &m); err != nil {
-			return nil, fmt.Errorf("unprotected header: %v", err)
+			return nil, fmt.Errorf("unprotected header: %w", err)
 		}
 		for k, v := range m {
 			shared[k] = v
@@ -88,7 +88,7 @@ func splitJWE(raw []byte) ([]slot, error) {
 	var recips []rawRecipient
 	if r, ok := top["recipients"]; ok {
 		if err := json.Unmarshal(r, &recips); err != nil {
-			return nil, fmt.Errorf("recipients: %v", err)
+			return nil, fmt.Errorf("recipients: %w", err)
 		}
 		if len(recips) == 0 {
 			return nil, errors.New("no recipients")

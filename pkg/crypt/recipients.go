@@ -108,6 +108,16 @@ func (r Recipient) Who() string {
 	default:
 		who = "unknown key " + r.KeyID
 	}
+	parts := r.details()
+	if len(parts) == 0 {
+		return who
+	}
+	return who + " (" + strings.Join(parts, " ") + ")"
+}
+
+// details are the scheme (other than JWE), algorithm and key shape of r,
+// those known.
+func (r Recipient) details() []string {
 	var parts []string
 	if r.Scheme != "jwe" {
 		parts = append(parts, "scheme "+r.Scheme)
@@ -118,10 +128,7 @@ func (r Recipient) Who() string {
 	if r.Shape != "" {
 		parts = append(parts, r.Shape)
 	}
-	if len(parts) == 0 {
-		return who
-	}
-	return who + " (" + strings.Join(parts, " ") + ")"
+	return parts
 }
 
 func (r Recipient) String() string {
@@ -129,17 +136,7 @@ func (r Recipient) String() string {
 	if id == "" {
 		id = "unidentified"
 	}
-	parts := []string{id}
-	if r.Scheme != "jwe" {
-		parts = append(parts, "scheme "+r.Scheme)
-	}
-	if r.Algorithm != "" {
-		parts = append(parts, r.Algorithm)
-	}
-	if r.Shape != "" {
-		parts = append(parts, r.Shape)
-	}
-	return strings.Join(parts, " ")
+	return strings.Join(append([]string{id}, r.details()...), " ")
 }
 
 // Recipients lists the recipient entries of every encrypted layer of img
@@ -182,7 +179,7 @@ func layerRecipients(i int, d v1.Descriptor) ([]Recipient, error) {
 		}
 		slots, err := jweSlots(d.Annotations[k])
 		if err != nil {
-			return nil, fmt.Errorf("%w: layer %d (%s): %v", ErrRecipients, i, d.Digest, err)
+			return nil, fmt.Errorf("%w: layer %d (%s): %w", ErrRecipients, i, d.Digest, err)
 		}
 		for _, s := range slots {
 			out = append(out, Recipient{Layer: i, LayerDigest: d.Digest, Scheme: "jwe", KeyID: s.kid, Algorithm: s.alg, Shape: s.shape})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,18 +15,17 @@ import (
 	"strings"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
-	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
+	"github.com/stepseal/stepseal/pkg/artifact"
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/layout"
-	"github.com/stepseal/stepseal/pkg/localrun"
 	"github.com/stepseal/stepseal/pkg/policy"
+	"github.com/stepseal/stepseal/pkg/publish"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
-	"github.com/stepseal/stepseal/pkg/tekton"
 	"github.com/stepseal/stepseal/pkg/verify"
 )
 
@@ -42,6 +40,9 @@ const (
 
 // Options configure one run.
 type Options struct {
+	// Tekton loads, lays out and runs the Pipeline (tektonrun.Tekton);
+	// required.
+	Tekton Tekton
 	// Path is an example directory (pipeline.yaml, tasks/,
 	// functionaries.yaml, platform-policy.yaml) or a Pipeline file.
 	Path string
@@ -66,21 +67,7 @@ type Options struct {
 	// OnVerdict is called as soon as the verdict is known, before
 	// publishing, with the run's own error (nil if it succeeded).
 	OnVerdict func(v *verify.Verdict, runErr error)
-	// PreparePolicy and Publish carry out step 7; publishing is skipped
-	// when they are nil.
-	PreparePolicy PreparePolicyFunc
-	Publish       PublishFunc
 }
-
-// PreparePolicyFunc signs the platform policy at src with owner into out
-// and loads it back as a client would, with throwaway keys for platforms
-// that have none.
-type PreparePolicyFunc func(ctx context.Context, w io.Writer, src, out string, owner signing.Signer) (*policy.Policy, map[string]crypto.PrivateKey, error)
-
-// PublishFunc publishes the verified output file, encrypted to the
-// policy's platforms, signed by publisher with the provenance attached, and
-// pulls it back as a platform.
-type PublishFunc func(ctx context.Context, w io.Writer, pol *policy.Policy, platformKeys map[string]crypto.PrivateKey, pipeline, runID, file string, prov *dsse.Envelope, publisher crypto.Signer) (*Published, error)
 
 // Published says where a run published its output.
 type Published struct {
@@ -121,7 +108,7 @@ func (r *Report) Passed() bool { return r.RunErr == nil && r.VerifyErr == nil &&
 // inputs are the checked inputs of a run (step 1).
 type inputs struct {
 	pipelinePath, tasksDir, functionariesPath, policyPath string
-	spec                                                  *tekton.Spec
+	pipeline                                              Pipeline
 	functionaries                                         *layout.Functionaries
 	declared                                              map[string]in_toto.Key
 }
@@ -172,6 +159,9 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	}
 	if opts.Out == "" {
 		return nil, fmt.Errorf("--out is required")
+	}
+	if opts.Tekton == nil {
+		return nil, errors.New("embedded: Options.Tekton is required")
 	}
 	if r.in, err = load(ctx, opts); err != nil { // 1
 		return nil, err
@@ -261,7 +251,7 @@ func load(ctx context.Context, o Options) (*inputs, error) {
 			in.policyPath = filepath.Join(dir, "platform-policy.yaml")
 		}
 	}
-	if in.spec, err = tekton.Load(ctx, in.pipelinePath, in.tasksDir); err != nil {
+	if in.pipeline, err = o.Tekton.Load(ctx, in.pipelinePath, in.tasksDir); err != nil {
 		return nil, err
 	}
 	if in.functionaries, err = layout.LoadFunctionaries(in.functionariesPath); err != nil {
@@ -346,7 +336,7 @@ func (r *runner) loadKeys() error {
 // signLayout is step 3: the layout generated from the Pipeline, signed by
 // the owner.
 func (r *runner) signLayout(ctx context.Context) error {
-	l, err := layout.FromPipeline(r.in.spec, r.in.functionaries, r.pubKeys, layout.Options{})
+	l, err := r.in.pipeline.Layout(r.in.functionaries, r.pubKeys, layout.Options{})
 	if err != nil {
 		return err
 	}
@@ -360,12 +350,18 @@ func (r *runner) signLayout(ctx context.Context) error {
 // preparePolicy is step 3's second half: the platform policy is signed
 // before the run, so a bad policy stops it before anything runs.
 func (r *runner) preparePolicy(ctx context.Context) error {
-	if r.in.policyPath == "" || r.in.functionaries.Spec.Output == "" || r.opts.PreparePolicy == nil {
+	if r.in.policyPath == "" || r.in.functionaries.Spec.Output == "" {
 		return nil
 	}
-	var err error
-	r.pol, r.platKey, err = r.opts.PreparePolicy(ctx, r.w, r.in.policyPath, r.opts.Out, r.signers[OwnerKey])
-	return err
+	rp, err := publish.PrepareRunPolicy(ctx, r.in.policyPath, r.opts.Out, r.signers[OwnerKey])
+	if err != nil {
+		return err
+	}
+	if len(rp.Made) > 0 {
+		fmt.Fprintf(r.w, "making throwaway platform keys in %s (%s)\n", rp.KeyDir, strings.Join(rp.Made, ", "))
+	}
+	r.pol, r.platKey = rp.Policy, rp.PlatformKeys
+	return nil
 }
 
 // errInvalidRun: the runner refused the Pipeline before any step ran.
@@ -390,8 +386,8 @@ func (r *runner) execute(ctx context.Context) error {
 		}
 		return out, nil
 	}
-	fmt.Fprintf(r.w, "stepseal run %s: pipeline %s, run %s\n", r.opts.Path, r.in.spec.Pipeline.Name, r.runID)
-	rec, runErr := localrun.Run(ctx, r.in.spec, localrun.Options{
+	fmt.Fprintf(r.w, "stepseal run %s: pipeline %s, run %s\n", r.opts.Path, r.in.pipeline.Name(), r.runID)
+	rec, runErr := r.in.pipeline.Run(ctx, RunOptions{
 		Params:            r.opts.Params,
 		WorkDir:           filepath.Join(r.opts.Out, "work"),
 		LinkDir:           r.linkDir,
@@ -403,14 +399,14 @@ func (r *runner) execute(ctx context.Context) error {
 		DefaultWorkingDir: filepath.Dir(r.in.pipelinePath),
 	})
 	r.rec = rec
-	r.report = &Report{RunID: r.runID, Pipeline: r.in.spec.Pipeline.Name, Out: r.opts.Out,
+	r.report = &Report{RunID: r.runID, Pipeline: r.in.pipeline.Name(), Out: r.opts.Out,
 		Layout: filepath.Join(r.opts.Out, seal.LayoutName), OutputName: f.Spec.Output, RunErr: runErr}
 	links, err := linkNames(r.linkDir)
 	if err != nil {
 		return err
 	}
 	r.report.Links = links
-	if runErr != nil && errors.Is(runErr, localrun.ErrInvalid) && len(links) == 0 {
+	if runErr != nil && errors.Is(runErr, ErrInvalidRun) && len(links) == 0 {
 		return errInvalidRun
 	}
 	if runErr != nil {
@@ -466,7 +462,7 @@ func (r *runner) provenance(ctx context.Context, links run.Artifacts) (store.Ent
 	if out := r.in.functionaries.Spec.Output; out != "" {
 		ws, rel, _ := strings.Cut(out, "/")
 		file := filepath.Join(r.opts.Out, "work", "workspaces", ws, filepath.FromSlash(rel))
-		d, err := fileSHA256(file)
+		d, err := artifact.FileSHA256(file)
 		if err != nil {
 			return store.Entry{}, fmt.Errorf("declared output %s: %w", out, err)
 		}
@@ -481,7 +477,7 @@ func (r *runner) provenance(ctx context.Context, links run.Artifacts) (store.Ent
 		}
 	}
 	for _, p := range files {
-		d, err := fileSHA256(p)
+		d, err := artifact.FileSHA256(p)
 		if err != nil {
 			return store.Entry{}, err
 		}
@@ -552,16 +548,41 @@ func (r *runner) verify(ctx context.Context) error {
 	return nil
 }
 
-// publish is step 7: only an output that verified is published.
+// publish is step 7: only an output that verified is published, to an
+// in-process registry, encrypted to exactly the platforms the policy names,
+// signed and attested by the publisher, then pulled back as a platform.
 func (r *runner) publish(ctx context.Context) error {
-	if r.report.VerifyErr != nil || r.report.RunErr != nil || r.pol == nil || r.opts.Publish == nil {
+	if r.report.VerifyErr != nil || r.report.RunErr != nil || r.pol == nil {
 		return nil
 	}
 	prov, err := seal.Envelope(*r.prov)
 	if err != nil {
 		return err
 	}
-	r.report.Published, r.report.PublishErr = r.opts.Publish(ctx, r.w, r.pol, r.platKey, r.in.spec.Pipeline.Name, r.runID, r.report.Output, prov, r.keys[PublisherKey])
+	res, perr := publish.PublishRunOutput(ctx, publish.RunOutput{
+		Policy: r.pol, PlatformKeys: r.platKey, Pipeline: r.in.pipeline.Name(), RunID: r.runID,
+		File: r.report.Output, Provenance: prov, Publisher: r.keys[PublisherKey],
+	})
+	r.report.PublishErr = perr
+	if res == nil {
+		return nil
+	}
+	p := &Published{
+		Registry: res.Registry + " (in-process, gone when stepseal exits)", Ref: res.Ref.String(), Digest: res.Digest.String(),
+		Platforms: res.Platforms, Policy: fmt.Sprintf("%s v%d", r.pol.Name, r.pol.Version), Verified: res.Verified,
+	}
+	for _, rc := range res.Recipients {
+		p.Recipients = append(p.Recipients, fmt.Sprintf("layer %d: %s", rc.Layer, rc))
+	}
+	r.report.Published = p
+	fmt.Fprintf(r.w, "published %s\n  %s\n  encrypted to %v per policy %s (signed by the owner), signed and attested (SLSA provenance)\n", p.Ref, p.Digest, p.Platforms, p.Policy)
+	switch {
+	case perr != nil, len(p.Platforms) == 0:
+	case res.PulledBackAs == "":
+		fmt.Fprintf(r.w, "  (no private key of platform %s here: not pulling it back)\n", p.Platforms[0])
+	default:
+		fmt.Fprintf(r.w, "  pulled back as platform %s: signature verified, recipients = policy, decrypted, sha256 matches the verified output\n", res.PulledBackAs)
+	}
 	return nil
 }
 
@@ -595,17 +616,4 @@ func linkNames(dir string) ([]string, error) {
 		}
 	}
 	return names, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stepseal/stepseal/pkg/embedded"
+	"github.com/stepseal/stepseal/pkg/embedded/tektonrun"
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/verify"
 )
@@ -78,7 +79,7 @@ func TestRunPassesAndKeepsEvidence(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	var verdicts int
 	rep, err := embedded.Run(context.Background(), embedded.Options{
-		Path: example(t, ":"), Out: out, Quiet: true,
+		Tekton: tektonrun.Tekton{}, Path: example(t, ":"), Out: out, Quiet: true,
 		OnVerdict: func(v *verify.Verdict, runErr error) { verdicts++ },
 	})
 	if err != nil {
@@ -110,7 +111,7 @@ func TestRunPassesAndKeepsEvidence(t *testing.T) {
 	// A second run into the same directory is refused without Force and
 	// changes nothing.
 	before, _ := os.ReadFile(filepath.Join(out, "provenance.json"))
-	if _, err := embedded.Run(context.Background(), embedded.Options{Path: example(t, ":"), Out: out, Quiet: true}); err == nil || !strings.Contains(err.Error(), "is not empty") {
+	if _, err := embedded.Run(context.Background(), embedded.Options{Tekton: tektonrun.Tekton{}, Path: example(t, ":"), Out: out, Quiet: true}); err == nil || !strings.Contains(err.Error(), "is not empty") {
 		t.Fatalf("err = %v", err)
 	}
 	if after, _ := os.ReadFile(filepath.Join(out, "provenance.json")); string(after) != string(before) {
@@ -123,7 +124,7 @@ func TestRunPassesAndKeepsEvidence(t *testing.T) {
 // the step and the artifact.
 func TestTamperingStepRefused(t *testing.T) {
 	rep, err := embedded.Run(context.Background(), embedded.Options{
-		Path: example(t, "echo evil > $(workspaces.src.path)/a.txt"), Out: filepath.Join(t.TempDir(), "out"), Quiet: true,
+		Tekton: tektonrun.Tekton{}, Path: example(t, "echo evil > $(workspaces.src.path)/a.txt"), Out: filepath.Join(t.TempDir(), "out"), Quiet: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +144,7 @@ func TestTamperingStepRefused(t *testing.T) {
 // the verdict says the step failed.
 func TestFailedStepFailsRun(t *testing.T) {
 	rep, err := embedded.Run(context.Background(), embedded.Options{
-		Path: example(t, "exit 3"), Out: filepath.Join(t.TempDir(), "out"), Quiet: true,
+		Tekton: tektonrun.Tekton{}, Path: example(t, "exit 3"), Out: filepath.Join(t.TempDir(), "out"), Quiet: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +164,7 @@ func TestBadInputTouchesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if _, err := embedded.Run(context.Background(), embedded.Options{Path: dir, Out: out, Quiet: true}); err == nil || !strings.Contains(err.Error(), "reserved") {
+	if _, err := embedded.Run(context.Background(), embedded.Options{Tekton: tektonrun.Tekton{}, Path: dir, Out: out, Quiet: true}); err == nil || !strings.Contains(err.Error(), "reserved") {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
@@ -177,7 +178,7 @@ func TestInterruptedRunLeavesNothing(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	ctx, cancel := context.WithCancel(context.Background())
 	_, err := embedded.Run(ctx, embedded.Options{
-		Path: example(t, ":"), Out: out, Quiet: true,
+		Tekton: tektonrun.Tekton{}, Path: example(t, ":"), Out: out, Quiet: true,
 		OnVerdict: func(*verify.Verdict, error) { cancel() },
 	})
 	if !errors.Is(err, context.Canceled) {
@@ -194,7 +195,7 @@ func TestInterruptedRunLeavesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, err := embedded.Run(context.Background(), embedded.Options{Path: example(t, ":"), Out: out, Quiet: true})
+	rep, err := embedded.Run(context.Background(), embedded.Options{Tekton: tektonrun.Tekton{}, Path: example(t, ":"), Out: out, Quiet: true})
 	if err != nil || !rep.Passed() {
 		t.Fatalf("replacing a killed run's output: %v", err)
 	}

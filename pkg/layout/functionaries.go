@@ -3,8 +3,6 @@ package layout
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -15,17 +13,22 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stepseal/stepseal/internal/limited"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
-// Errors callers branch on with errors.Is.
+// Errors callers branch on with errors.Is; each also matches its reason in
+// stepseal's shared vocabulary (pkg/reject).
 var (
-	// ErrFunctionaries: a Functionaries file is unreadable or invalid.
-	ErrFunctionaries = errors.New("invalid functionaries file")
+	// ErrFunctionaries: a Functionaries file is unreadable or invalid
+	// (reject.ErrMalformed).
+	ErrFunctionaries = reject.Sentinel(reject.ErrMalformed, "invalid functionaries file")
 	// ErrNoFunctionary: no entry of the Functionaries file matches a step, so
 	// nobody may perform it. Generation fails closed rather than leave the step
-	// unprotected.
-	ErrNoFunctionary = errors.New("no functionary may perform step")
+	// unprotected (reject.ErrPolicy: the file is the policy of who may
+	// perform which step).
+	ErrNoFunctionary = reject.Sentinel(reject.ErrPolicy, "no functionary may perform step")
 )
 
 // Kind and API version of a Functionaries file.
@@ -111,17 +114,9 @@ type StepRule struct {
 // duplicate fields are rejected; every error is one line naming the file and
 // the field.
 func LoadFunctionaries(path string) (*Functionaries, error) {
-	f, err := os.Open(path)
+	data, err := limited.ReadFile(path, MaxFunctionariesSize)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFunctionaries, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFunctionariesSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrFunctionaries, path, err)
-	}
-	if len(data) > MaxFunctionariesSize {
-		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrFunctionaries, path, MaxFunctionariesSize)
+		return nil, fmt.Errorf("%w: %w", ErrFunctionaries, err)
 	}
 	return ParseFunctionaries(data, path)
 }
@@ -148,7 +143,7 @@ func ParseFunctionaries(data []byte, path string) (*Functionaries, error) {
 	}
 	f.Path = path
 	if err := f.validate(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrFunctionaries, path, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrFunctionaries, path, err)
 	}
 	return &f, nil
 }
@@ -168,7 +163,7 @@ func (f *Functionaries) validate() error {
 	for i, fn := range s.Functionaries {
 		field := fmt.Sprintf("spec.functionaries[%d]", i)
 		if err := checkName(fn.Name); err != nil {
-			return fmt.Errorf("%s.name: %v", field, err)
+			return fmt.Errorf("%s.name: %w", field, err)
 		}
 		if declared[fn.Name] {
 			return fmt.Errorf("%s.name: %q is declared twice", field, fn.Name)
@@ -187,7 +182,7 @@ func (f *Functionaries) validate() error {
 			return fmt.Errorf("%s.match: required", field)
 		}
 		if _, err := path.Match(r.Match, ""); err != nil {
-			return fmt.Errorf("%s.match: %q is not a valid glob: %v", field, r.Match, err)
+			return fmt.Errorf("%s.match: %q is not a valid glob: %w", field, r.Match, err)
 		}
 		if len(r.Functionaries) == 0 {
 			return fmt.Errorf("%s.functionaries: at least one functionary is required", field)
@@ -210,15 +205,15 @@ func (f *Functionaries) validate() error {
 		}
 	}
 	if s.Output != "" {
-		if _, _, err := splitOutput(s.Output); err != nil {
-			return fmt.Errorf("spec.output: %v", err)
+		if _, _, err := SplitOutput(s.Output); err != nil {
+			return fmt.Errorf("spec.output: %w", err)
 		}
 	}
 	f.expiresIn = DefaultExpiry
 	if s.Expires != "" {
 		d, err := ParseExpiry(s.Expires)
 		if err != nil {
-			return fmt.Errorf("spec.expires: %v", err)
+			return fmt.Errorf("spec.expires: %w", err)
 		}
 		f.expiresIn = d
 	}
@@ -240,9 +235,9 @@ func checkName(n string) error {
 	return nil
 }
 
-// splitOutput splits "<workspace>/<path>" and checks it names one file
-// exactly: REQUIRE rules compare names literally.
-func splitOutput(out string) (workspace, rel string, err error) {
+// SplitOutput splits an output "<workspace>/<path>" and checks it names one
+// file exactly: REQUIRE rules compare names literally.
+func SplitOutput(out string) (workspace, rel string, err error) {
 	ws, rel, ok := strings.Cut(out, "/")
 	if !ok || ws == "" || rel == "" {
 		return "", "", fmt.Errorf("%q is not <workspace>/<path>", out)
@@ -293,7 +288,7 @@ func (f *Functionaries) For(step string) (names []string, threshold int, err err
 	for _, r := range f.Spec.Steps {
 		ok, err := path.Match(r.Match, step)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: %s: pattern %q: %v", ErrFunctionaries, f.Path, r.Match, err)
+			return nil, 0, fmt.Errorf("%w: %s: pattern %q: %w", ErrFunctionaries, f.Path, r.Match, err)
 		}
 		if ok {
 			t := r.Threshold

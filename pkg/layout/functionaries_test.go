@@ -1,6 +1,8 @@
 package layout
 
 import (
+	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +12,9 @@ import (
 	"time"
 
 	"github.com/stepseal/stepseal/pkg/signing"
+
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 )
 
 const exampleFunctionaries = "../../examples/go-build/functionaries.yaml"
@@ -35,6 +40,7 @@ func TestLoadFunctionariesExample(t *testing.T) {
 	if !errors.Is(err, ErrNoFunctionary) || !strings.Contains(err.Error(), "deploy.push") {
 		t.Errorf("For(deploy.push) error = %v, want ErrNoFunctionary naming the step", err)
 	}
+	rejecttest.Is(t, "For(deploy.push)", err, reject.ErrPolicy)
 }
 
 const validFunctionaries = `apiVersion: stepseal.dev/v1alpha1
@@ -134,6 +140,7 @@ func TestParseFunctionariesErrors(t *testing.T) {
 			if !errors.Is(err, ErrFunctionaries) || !strings.Contains(msg, "f.yaml") || !strings.Contains(msg, c.want) || strings.Contains(msg, "\n") {
 				t.Errorf("error %q: want one line, ErrFunctionaries, naming f.yaml and %q", msg, c.want)
 			}
+			rejecttest.Is(t, "ParseFunctionaries", err, reject.ErrMalformed)
 		})
 	}
 }
@@ -236,4 +243,15 @@ func FuzzParseFunctionaries(f *testing.F) {
 			}
 		}
 	})
+}
+
+// testSigner makes a deterministic ed25519 key from a name.
+func testSigner(t testing.TB, name string) signing.Signer {
+	t.Helper()
+	seed := sha256.Sum256([]byte("stepseal test key " + name))
+	s, err := signing.NewSigner(ed25519.NewKeyFromSeed(seed[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

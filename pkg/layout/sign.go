@@ -5,11 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
 
+	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -56,7 +55,7 @@ func Write(path string, mb *in_toto.Metablock) error {
 	}
 	data, err := json.MarshalIndent(mb, "", "  ")
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrLayout, path, err)
+		return fmt.Errorf("%w: %s: %w", ErrLayout, path, err)
 	}
 	return signing.WriteFileAtomic(path, append(data, '\n'), 0o644)
 }
@@ -66,17 +65,9 @@ func Write(path string, mb *in_toto.Metablock) error {
 // unknown fields and DSSE envelopes, and validates the layout. It does not
 // check signatures: that is the verifier's job.
 func Load(path string) (*in_toto.Metablock, error) {
-	f, err := os.Open(path)
+	data, err := limited.ReadFile(path, MaxLayoutSize)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrLayout, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxLayoutSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrLayout, path, err)
-	}
-	if len(data) > MaxLayoutSize {
-		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrLayout, path, MaxLayoutSize)
+		return nil, fmt.Errorf("%w: %w", ErrLayout, err)
 	}
 	mb, err := Parse(data)
 	if err != nil {
@@ -89,7 +80,7 @@ func Load(path string) (*in_toto.Metablock, error) {
 func Parse(data []byte) (*in_toto.Metablock, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
-		return nil, fmt.Errorf("%w: not JSON: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: not JSON: %w", ErrLayout, err)
 	}
 	if _, ok := top["payloadType"]; ok {
 		return nil, fmt.Errorf("%w: a DSSE envelope; stepseal layouts are in-toto Metablocks {signed, signatures}", ErrLayout)
@@ -104,7 +95,7 @@ func Parse(data []byte) (*in_toto.Metablock, error) {
 	}
 	var signed map[string]json.RawMessage
 	if err := json.Unmarshal(top["signed"], &signed); err != nil {
-		return nil, fmt.Errorf("%w: signed: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: signed: %w", ErrLayout, err)
 	}
 	var typ string
 	if err := json.Unmarshal(signed["_type"], &typ); err != nil || typ != "layout" {
@@ -118,11 +109,11 @@ func Parse(data []byte) (*in_toto.Metablock, error) {
 	}
 	var l in_toto.Layout
 	if err := strictUnmarshal(top["signed"], &l); err != nil {
-		return nil, fmt.Errorf("%w: signed: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: signed: %w", ErrLayout, err)
 	}
 	var sigs []in_toto.Signature
 	if err := strictUnmarshal(top["signatures"], &sigs); err != nil {
-		return nil, fmt.Errorf("%w: signatures: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: signatures: %w", ErrLayout, err)
 	}
 	if err := Validate(l); err != nil {
 		return nil, err

@@ -5,6 +5,6 @@
 // Tekton's own code (pipelinerun and taskrun resources); steps run as host
 // processes (the image is recorded, not pulled), workspaces are directories,
 // and each step's workspaces are hashed before and after it (pkg/artifact) so
-// its signed in-toto link names its materials and products. RecordCommand is
-// the in-step equivalent of `in-toto run`.
+// its signed in-toto link names its materials and products; steps run and are
+// signed through pkg/record, the in-step equivalent of `in-toto run`.
 package localrun

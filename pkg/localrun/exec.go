@@ -10,17 +10,16 @@ import (
 	"hash"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 
 	"github.com/stepseal/stepseal/pkg/artifact"
+	"github.com/stepseal/stepseal/pkg/record"
 	"github.com/stepseal/stepseal/pkg/run"
 )
 
@@ -166,7 +165,7 @@ func (r *runner) runStep(ctx, taskCtx context.Context, taskTimeout time.Duration
 		return nil, invalid("step %s: %v", sname, err)
 	}
 	start := time.Now().UTC()
-	exit, runErr := runProcess(stepCtx, argv, wd, env, outs.stdout, outs.stderr)
+	exit, runErr := record.Process(stepCtx, argv, wd, env, outs.stdout, outs.stderr)
 	end := time.Now().UTC()
 	if err := outs.close(); err != nil && runErr == nil {
 		runErr = err
@@ -379,104 +378,6 @@ func (r *runner) stepOutputs(sname, wd string, st v1.Step) (*stepIO, error) {
 	return s, nil
 }
 
-// runProcess runs argv as a host process in its own process group, copying
-// its output to stdout and stderr. The whole group is killed when ctx ends
-// and once the main process has exited, so nothing a step started outlives
-// it. exit is the exit status (128+n for signal n, -1 if it never started).
-func runProcess(ctx context.Context, argv []string, dir string, env []string, stdout, stderr io.Writer) (exit int, err error) {
-	if len(argv) == 0 {
-		return -1, errors.New("empty command")
-	}
-	path, err := lookPath(argv[0], env)
-	if err != nil {
-		return -1, err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return -1, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return -1, err
-	}
-	cmd := exec.CommandContext(ctx, path, argv[1:]...)
-	cmd.Args[0] = argv[0]
-	cmd.Dir = dir
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	err = cmd.Start()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		return -1, err
-	}
-	var wg sync.WaitGroup
-	for _, c := range []struct {
-		r *os.File
-		w io.Writer
-	}{{outR, stdout}, {errR, stderr}} {
-		wg.Go(func() { io.Copy(c.w, c.r) })
-	}
-	waitErr := cmd.Wait()
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // stragglers of the group
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		// A process that left the group still holds the pipes: stop reading.
-		outR.Close()
-		errR.Close()
-		<-done
-	}
-	outR.Close()
-	errR.Close()
-	exit = -1
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		switch {
-		case ws.Exited():
-			exit = ws.ExitStatus()
-		case ws.Signaled():
-			exit = 128 + int(ws.Signal())
-		}
-	}
-	var ee *exec.ExitError
-	if errors.As(waitErr, &ee) {
-		waitErr = nil // the exit status says it all
-	}
-	return exit, waitErr
-}
-
-// lookPath finds file in the PATH of the step's environment, as the
-// container runtime would in the image; relative PATH entries are ignored.
-func lookPath(file string, env []string) (string, error) {
-	if strings.Contains(file, "/") {
-		return file, nil
-	}
-	pathEnv := ""
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			pathEnv = v // the last one wins, as in the process
-		}
-	}
-	for _, dir := range filepath.SplitList(pathEnv) {
-		if !filepath.IsAbs(dir) {
-			continue
-		}
-		p := filepath.Join(dir, file)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s: %w in the step's PATH", file, exec.ErrNotFound)
-}
-
 // readResultFiles reads the results directory through os.Root, so a result
 // that is a symlink out of it is refused, each capped at MaxResultSize+1.
 func readResultFiles(dir string) (map[string][]byte, error) {
@@ -540,7 +441,7 @@ func changedResults(before, after map[string][]byte) map[string]string {
 func readResults(plan *taskPlan) ([]v1.TaskRunResult, error) {
 	files, err := readResultFiles(plan.resultsDir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: pipeline task %s: %v", ErrResult, plan.pt.Name, err)
+		return nil, fmt.Errorf("%w: pipeline task %s: %w", ErrResult, plan.pt.Name, err)
 	}
 	var out []v1.TaskRunResult
 	for _, res := range plan.ts.Results {
@@ -565,7 +466,7 @@ func readResults(plan *taskPlan) ([]v1.TaskRunResult, error) {
 			v.StringVal = string(b)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: pipeline task %s: result %s is not a JSON %s: %v", ErrResult, plan.pt.Name, res.Name, t, err)
+			return nil, fmt.Errorf("%w: pipeline task %s: result %s is not a JSON %s: %w", ErrResult, plan.pt.Name, res.Name, t, err)
 		}
 		out = append(out, v1.TaskRunResult{Name: res.Name, Type: t, Value: v})
 	}

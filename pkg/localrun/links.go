@@ -2,48 +2,14 @@ package localrun
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"path/filepath"
-
-	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/record"
 	"github.com/stepseal/stepseal/pkg/run"
-	"github.com/stepseal/stepseal/pkg/seal"
-	"github.com/stepseal/stepseal/pkg/signing"
 )
 
 // writeLinks signs the step's link with each of its signers into LinkDir.
 func (r *runner) writeLinks(ctx context.Context, step *run.Step) error {
-	_, err := writeLinks(ctx, r.opts.LinkDir, attest.Link(r.rec, *step), r.signers[step.Name])
+	_, err := record.WriteLinks(ctx, r.opts.LinkDir, attest.Link(r.rec, *step), r.signers[step.Name])
 	return err
-}
-
-// writeLinks signs link once per signer and writes each Metablock to
-// dir/<step>.<keyid[:8]>.link as `in-toto run` does (indented JSON, 0644),
-// but atomically: a temporary file renamed into place, so a crash never
-// leaves half a link.
-func writeLinks(ctx context.Context, dir string, link in_toto.Link, signers []signing.Signer) ([]string, error) {
-	var paths []string
-	for _, s := range signers {
-		mb, err := attest.SignLink(ctx, link, s)
-		if err != nil {
-			return paths, err
-		}
-		data, err := json.MarshalIndent(mb, "", "  ")
-		if err != nil {
-			return paths, fmt.Errorf("link of step %s: %w", link.Name, err)
-		}
-		id, err := s.KeyID()
-		if err != nil {
-			return paths, err
-		}
-		p := filepath.Join(dir, seal.LinkName(link.Name, id))
-		if err := signing.WriteFileAtomic(p, data, 0o644); err != nil {
-			return paths, fmt.Errorf("link of step %s: %w", link.Name, err)
-		}
-		paths = append(paths, p)
-	}
-	return paths, nil
 }

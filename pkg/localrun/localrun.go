@@ -4,37 +4,41 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 
+	"github.com/stepseal/stepseal/pkg/record"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tekton"
 )
 
-// Errors callers branch on with errors.Is.
+// Errors callers branch on with errors.Is; each also matches its reason in
+// stepseal's shared vocabulary (pkg/reject).
 var (
 	// ErrInvalid: the pipeline cannot run as given (unknown or missing param,
 	// wrong param type, unbound workspace, unresolvable substitution, a
 	// feature the local runner does not support, a script that cannot be
-	// written). Returned before the affected task runs anything.
-	ErrInvalid = errors.New("invalid pipeline run")
+	// written). Returned before the affected task runs anything
+	// (reject.ErrMalformed).
+	ErrInvalid = reject.Sentinel(reject.ErrMalformed, "invalid pipeline run")
 	// ErrStepFailed: a step exited non-zero or could not be started; the
-	// error is a *StepError.
-	ErrStepFailed = errors.New("step failed")
+	// error is a *StepError. The same value as record.ErrStepFailed.
+	ErrStepFailed = record.ErrStepFailed
 	// ErrTimeout: a step or task timeout expired; the error is a *StepError.
-	ErrTimeout = errors.New("timed out")
+	// The same value as record.ErrTimeout.
+	ErrTimeout = record.ErrTimeout
 	// ErrResult: a task result is larger than MaxResultSize or does not
-	// parse as its declared type, or a pipeline result cannot be computed.
-	ErrResult = errors.New("invalid result")
+	// parse as its declared type, or a pipeline result cannot be computed
+	// (reject.ErrMalformed).
+	ErrResult = reject.Sentinel(reject.ErrMalformed, "invalid result")
 )
 
 // MaxResultSize caps each task result file, like Tekton's default 4 KiB
@@ -43,35 +47,7 @@ const MaxResultSize = 4096
 
 // StepError is returned when a step fails. Its link was still written (exit
 // code in the byproducts) and the record returned with it includes the step.
-type StepError struct {
-	// Step is the in-toto step name, "<pipelineTask>.<step>".
-	Step string
-	// ExitCode is the process's exit status; 128+n when killed by signal n,
-	// -1 when it did not start.
-	ExitCode int
-	// Timeout is set when a step or task timeout killed the step.
-	Timeout time.Duration
-	// Err is the underlying cause, if any (start failure, timeout).
-	Err error
-}
-
-func (e *StepError) Error() string {
-	switch {
-	case e.Timeout > 0:
-		return fmt.Sprintf("step %s timed out after %s (exit code %d)", e.Step, e.Timeout, e.ExitCode)
-	case e.Err != nil:
-		return fmt.Sprintf("step %s failed: %v (exit code %d)", e.Step, e.Err, e.ExitCode)
-	}
-	return fmt.Sprintf("step %s failed with exit code %d", e.Step, e.ExitCode)
-}
-
-// Is makes errors.Is(err, ErrStepFailed) hold for every StepError and
-// errors.Is(err, ErrTimeout) for the timed-out ones.
-func (e *StepError) Is(target error) bool {
-	return target == ErrStepFailed || (target == ErrTimeout && e.Timeout > 0)
-}
-
-func (e *StepError) Unwrap() error { return e.Err }
+type StepError = record.StepError
 
 // Options configure Run.
 type Options struct {

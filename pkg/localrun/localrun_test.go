@@ -20,6 +20,8 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
@@ -452,6 +454,7 @@ func TestBadInput(t *testing.T) {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
+			rejecttest.Is(t, "bad input", err, reject.ErrMalformed)
 			msg := err.Error()
 			if strings.Contains(msg, "\n") {
 				t.Errorf("error is not one line: %q", msg)
@@ -477,6 +480,7 @@ func TestFailingStep(t *testing.T) {
 	if !errors.As(err, &se) || !errors.Is(err, ErrStepFailed) || errors.Is(err, ErrTimeout) {
 		t.Fatalf("err = %v, want a *StepError", err)
 	}
+	rejecttest.Is(t, "failing step", err, reject.ErrStepFailed)
 	if se.Step != "t.boom" || se.ExitCode != 3 || !strings.Contains(err.Error(), "t.boom") {
 		t.Errorf("StepError = %+v (%v), want step t.boom exit 3", se, err)
 	}
@@ -586,6 +590,7 @@ func TestStepTimeout(t *testing.T) {
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, ErrStepFailed) {
 		t.Fatalf("err = %v, want ErrTimeout", err)
 	}
+	rejecttest.Is(t, "timed-out step", err, reject.ErrStepFailed)
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("timeout of 1s took %s", d)
 	}

@@ -573,7 +573,7 @@ func (r *runner) pipelineResults() error {
 	}
 	res, err := prresources.ApplyTaskResultsToPipelineResults(r.ps.Results, r.state.GetTaskRunsResults(), nil, status)
 	if err != nil {
-		return fmt.Errorf("%w: pipeline %s: %v", ErrResult, r.spec.Pipeline.Name, err)
+		return fmt.Errorf("%w: pipeline %s: %w", ErrResult, r.spec.Pipeline.Name, err)
 	}
 	if len(res) > 0 {
 		r.rec.Results = map[string]string{}

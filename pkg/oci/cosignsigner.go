@@ -19,7 +19,7 @@ import (
 func CosignSigner(key crypto.Signer) (signing.Signer, error) {
 	sv, err := signature.LoadSignerVerifier(key, crypto.SHA256)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", signing.ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", signing.ErrKey, err)
 	}
 	id, err := signing.KeyID(key.Public())
 	if err != nil {

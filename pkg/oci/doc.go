@@ -4,5 +4,9 @@
 // digest with every blob's digest checked. It attaches signatures and
 // attestations where cosign looks for them (sha256-<hex>.sig / .att) and as
 // OCI 1.1 referrers, and verifies them by digest, failing closed with typed
-// errors.
+// errors that match pkg/reject's reasons.
+//
+// A Client (New) validates its options once and reuses one transport and
+// go-containerregistry's Puller and Pusher across calls; the package-level
+// functions make a Client per call.
 package oci

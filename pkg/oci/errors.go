@@ -13,33 +13,46 @@ import (
 )
 
 // Errors callers branch on with errors.Is. Messages name the reference,
-// registry or key involved.
+// registry or key involved. Each is also one reason of pkg/reject's shared
+// vocabulary (noted per error): a refusal, or "could not check"
+// (reject.ErrUnableToCheck) when the registry could not be asked.
 var (
 	// ErrReference: a reference is malformed or lacks a tag or digest.
-	ErrReference = errors.New("invalid reference")
-	// ErrInsecure: plain HTTP or unverified TLS was asked for a registry that is not on loopback.
-	ErrInsecure = errors.New("insecure registry refused")
+	// reject.ErrMalformed.
+	ErrReference = reject.Sentinel(reject.ErrMalformed, "invalid reference")
+	// ErrInsecure: plain HTTP or unverified TLS was asked for a registry
+	// that is not on loopback. reject.ErrUnsupported (refused on purpose).
+	ErrInsecure = reject.Sentinel(reject.ErrUnsupported, "insecure registry refused")
 	// ErrUnreachable: the registry could not be contacted.
-	ErrUnreachable = errors.New("registry unreachable")
-	// ErrUnauthorized: the registry refused our credentials.
-	ErrUnauthorized = errors.New("registry authentication failed")
-	// ErrNotFound: the manifest or blob does not exist.
-	ErrNotFound = errors.New("not found in registry")
-	// ErrBlobDigest: content read from the registry does not match its digest (tampering).
-	ErrBlobDigest = errors.New("content does not match its digest")
-	// ErrArtifact: the artifact is not of the kind asked for, or is malformed.
-	ErrArtifact = errors.New("unsupported artifact")
-	// ErrNoSignature: no signature (or attestation) is attached to the digest.
-	ErrNoSignature = errors.New("no signature found")
+	// reject.ErrUnavailable (could not check).
+	ErrUnreachable = reject.Sentinel(reject.ErrUnavailable, "registry unreachable")
+	// ErrRegistryAuth: the registry refused our credentials (HTTP 401 or
+	// 403). The artifact was not examined, so this is no verdict on it:
+	// reject.ErrUnavailable (could not check), not reject.ErrUnauthorized.
+	ErrRegistryAuth = reject.Sentinel(reject.ErrUnavailable, "registry authentication failed")
+	// ErrNotFound: the manifest or blob does not exist. reject.ErrMissing.
+	ErrNotFound = reject.Sentinel(reject.ErrMissing, "not found in registry")
+	// ErrBlobDigest: content read from the registry does not match its
+	// digest (tampering). reject.ErrMismatch.
+	ErrBlobDigest = reject.Sentinel(reject.ErrMismatch, "content does not match its digest")
+	// ErrArtifact: the artifact is not of the kind asked for, or is
+	// malformed. reject.ErrMalformed.
+	ErrArtifact = reject.Sentinel(reject.ErrMalformed, "unsupported artifact")
+	// ErrNoSignature: no signature (or attestation) is attached to the
+	// digest. reject.ErrMissing.
+	ErrNoSignature = reject.Sentinel(reject.ErrMissing, "no signature found")
 	// ErrSignature: signatures exist but none verifies with the key. It is
-	// signing.ErrSignature, so one errors.Is serves every verifier.
+	// signing.ErrSignature (reject.ErrSignature), so one errors.Is serves
+	// every verifier.
 	ErrSignature = signing.ErrSignature
 	// ErrDigestMismatch: a validly signed payload names another image's
 	// digest (a signature or attestation copied from another image).
-	ErrDigestMismatch = errors.New("signed payload is for another digest")
+	// reject.ErrMismatch.
+	ErrDigestMismatch = reject.Sentinel(reject.ErrMismatch, "signed payload is for another digest")
 	// ErrPlainHTTP: the registry answered HTTPS with plain HTTP. Such an
 	// error is also ErrUnreachable; see PlainHTTPError.
-	ErrPlainHTTP = errors.New("registry speaks plain HTTP")
+	// reject.ErrUnavailable.
+	ErrPlainHTTP = reject.Sentinel(reject.ErrUnavailable, "registry speaks plain HTTP")
 )
 
 // PlainHTTPError: the registry answered an HTTPS request with plain HTTP. It
@@ -74,14 +87,13 @@ func registryError(registry string, err error) error {
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
-		msg := oneLine(te.Error())
 		switch te.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("%w: registry %s: %s", ErrUnauthorized, registry, msg)
+			return fmt.Errorf("%w: registry %s: %w", ErrRegistryAuth, registry, oneLineError{te})
 		case http.StatusNotFound:
-			return fmt.Errorf("%w: registry %s: %s", ErrNotFound, registry, msg)
+			return fmt.Errorf("%w: registry %s: %w", ErrNotFound, registry, oneLineError{te})
 		}
-		return fmt.Errorf("registry %s: %s", registry, msg)
+		return fmt.Errorf("registry %s: %w", registry, oneLineError{te})
 	}
 	// Before the net.Error case: *url.Error is one, and its message holds
 	// each ping scheme's failure (go-containerregistry tries HTTPS, then
@@ -92,9 +104,9 @@ func registryError(registry string, err error) error {
 	var ne net.Error
 	var oe *net.OpError
 	if errors.As(err, &oe) || errors.As(err, &ne) {
-		return fmt.Errorf("%w: registry %s: %s", ErrUnreachable, registry, oneLine(rootCause(err).Error()))
+		return fmt.Errorf("%w: registry %s: %w", ErrUnreachable, registry, oneLineError{rootCause(err)})
 	}
-	return fmt.Errorf("registry %s: %s", registry, oneLine(err.Error()))
+	return fmt.Errorf("registry %s: %w", registry, oneLineError{err})
 }
 
 func rootCause(err error) error {
@@ -104,6 +116,13 @@ func rootCause(err error) error {
 	}
 	return err
 }
+
+// oneLineError is a cause whose message is folded onto one line (registry
+// errors carry response bodies), still unwrapping to the cause.
+type oneLineError struct{ err error }
+
+func (e oneLineError) Error() string { return oneLine(e.err.Error()) }
+func (e oneLineError) Unwrap() error { return e.err }
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")

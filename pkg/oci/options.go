@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -12,8 +11,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/term"
 )
 
@@ -77,7 +74,10 @@ func (o *options) progressWriter() io.Writer {
 // A reference without tag or digest is an error (no implicit :latest), and
 // so is one without an explicit registry host.
 func ParseReference(s string, opts ...Option) (name.Reference, error) {
-	o := makeOptions(opts)
+	return parseReference(s, makeOptions(opts))
+}
+
+func parseReference(s string, o *options) (name.Reference, error) {
 	var nopts []name.Option
 	nopts = append(nopts, name.StrictValidation)
 	if o.insecure {
@@ -89,7 +89,7 @@ func ParseReference(s string, opts ...Option) (name.Reference, error) {
 		if strings.Contains(s, "/") && !strings.ContainsAny(last, ":@") {
 			return nil, fmt.Errorf("%w: %q has neither tag nor digest (want REPO:TAG or REPO@sha256:<hex>)", ErrReference, s)
 		}
-		return nil, fmt.Errorf("%w: %q: %s", ErrReference, s, oneLine(err.Error()))
+		return nil, fmt.Errorf("%w: %q: %w", ErrReference, s, oneLineError{err})
 	}
 	if err := checkInsecure(ref.Context().Registry, o); err != nil {
 		return nil, err
@@ -99,7 +99,11 @@ func ParseReference(s string, opts ...Option) (name.Reference, error) {
 
 // ParseDigest parses a reference that must carry a digest.
 func ParseDigest(s string, opts ...Option) (name.Digest, error) {
-	ref, err := ParseReference(s, opts...)
+	return parseDigest(s, makeOptions(opts))
+}
+
+func parseDigest(s string, o *options) (name.Digest, error) {
+	ref, err := parseReference(s, o)
 	if err != nil {
 		return name.Digest{}, err
 	}
@@ -132,7 +136,7 @@ func checkInsecure(reg name.Registry, o *options) error {
 	return nil
 }
 
-// withInsecure rebinds a reference to an insecure registry when asked, so
+// bind rebinds a reference to an insecure registry when asked, so
 // references parsed elsewhere get the same scheme treatment.
 func bind(ref name.Reference, o *options) (name.Reference, error) {
 	if err := checkInsecure(ref.Context().Registry, o); err != nil {
@@ -151,28 +155,6 @@ func bindDigest(d name.Digest, o *options) (name.Digest, error) {
 		return name.Digest{}, err
 	}
 	return ref.(name.Digest), nil
-}
-
-// remoteOptions are the go-containerregistry options for one operation.
-func (o *options) remoteOptions(ctx context.Context, progress chan<- v1.Update) []remote.Option {
-	base := o.transport
-	if base == nil {
-		base = remote.DefaultTransport
-	}
-	ro := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithTransport(&guard{strict: base, loose: looseTransport(base), insecure: o.insecure}),
-		remote.WithJobs(o.jobs),
-	}
-	if o.auth != nil {
-		ro = append(ro, remote.WithAuth(o.auth))
-	} else {
-		ro = append(ro, remote.WithAuthFromKeychain(o.keychain))
-	}
-	if progress != nil {
-		ro = append(ro, remote.WithProgress(progress))
-	}
-	return ro
 }
 
 func looseTransport(base http.RoundTripper) http.RoundTripper {

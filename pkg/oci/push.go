@@ -22,12 +22,21 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
+// Push is Client.Push with a Client made of opts.
+func Push(ctx context.Context, src Source, ref name.Reference, opts ...Option) (name.Digest, error) {
+	c, err := New(opts...)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	return c.Push(ctx, src, ref)
+}
+
 // Push uploads src to ref and returns the digest reference of what was
 // pushed. Blobs stream from their source; the manifest (and with it the tag)
 // is written last, so a failed push leaves nothing tagged. If ref carries a
 // digest it must be src's.
-func Push(ctx context.Context, src Source, ref name.Reference, opts ...Option) (name.Digest, error) {
-	o := makeOptions(opts)
+func (c *Client) Push(ctx context.Context, src Source, ref name.Reference) (name.Digest, error) {
+	o := c.o
 	ref, err := bind(ref, o)
 	if err != nil {
 		return name.Digest{}, err
@@ -41,7 +50,7 @@ func Push(ctx context.Context, src Source, ref name.Reference, opts ...Option) (
 		return name.Digest{}, fmt.Errorf("%w: pushing %s to %s", ErrReference, dg, ref)
 	}
 	updates, done := o.startProgress(ref.String())
-	ro := o.remoteOptions(ctx, updates)
+	ro := c.progressOptions(ctx, updates)
 	switch s := src.(type) {
 	case v1.Image:
 		err = remote.Write(ref, s, ro...)
@@ -57,9 +66,18 @@ func Push(ctx context.Context, src Source, ref name.Reference, opts ...Option) (
 	return ref.Context().Digest(dg.String()), nil
 }
 
-// Resolve returns the digest a reference currently points to.
+// Resolve is Client.Resolve with a Client made of opts.
 func Resolve(ctx context.Context, ref name.Reference, opts ...Option) (name.Digest, error) {
-	o := makeOptions(opts)
+	c, err := New(opts...)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	return c.Resolve(ctx, ref)
+}
+
+// Resolve returns the digest a reference currently points to.
+func (c *Client) Resolve(ctx context.Context, ref name.Reference) (name.Digest, error) {
+	o := c.o
 	ref, err := bind(ref, o)
 	if err != nil {
 		return name.Digest{}, err
@@ -67,22 +85,31 @@ func Resolve(ctx context.Context, ref name.Reference, opts ...Option) (name.Dige
 	if d, ok := ref.(name.Digest); ok {
 		return d, nil
 	}
-	desc, err := remote.Head(ref, o.remoteOptions(ctx, nil)...)
+	desc, err := remote.Head(ref, c.remoteOptions(ctx)...)
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("resolving %s: %w", ref, registryError(ref.Context().RegistryStr(), err))
 	}
 	return ref.Context().Digest(desc.Digest.String()), nil
 }
 
+// Pull is Client.Pull with a Client made of opts.
+func Pull(ctx context.Context, ref name.Reference, opts ...Option) (v1.Image, error) {
+	c, err := New(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return c.Pull(ctx, ref)
+}
+
 // Pull returns the image at ref; go-containerregistry checks the manifest
 // against the digest and every blob against its digest as it is read.
-func Pull(ctx context.Context, ref name.Reference, opts ...Option) (v1.Image, error) {
-	o := makeOptions(opts)
+func (c *Client) Pull(ctx context.Context, ref name.Reference) (v1.Image, error) {
+	o := c.o
 	ref, err := bind(ref, o)
 	if err != nil {
 		return nil, err
 	}
-	img, err := remote.Image(ref, o.remoteOptions(ctx, nil)...)
+	img, err := remote.Image(ref, c.remoteOptions(ctx)...)
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", ref, registryError(ref.Context().RegistryStr(), err))
 	}
@@ -93,7 +120,16 @@ func Pull(ctx context.Context, ref name.Reference, opts ...Option) (v1.Image, er
 // dst through a temporary file, renamed into place only once the layer
 // digest has been verified.
 func PullFile(ctx context.Context, ref name.Digest, dst string, opts ...Option) error {
-	img, err := Pull(ctx, ref, opts...)
+	c, err := New(opts...)
+	if err != nil {
+		return err
+	}
+	return c.PullFile(ctx, ref, dst)
+}
+
+// PullFile is the package-level PullFile with the Client's options.
+func (c *Client) PullFile(ctx context.Context, ref name.Digest, dst string) error {
+	img, err := c.Pull(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -103,7 +139,16 @@ func PullFile(ctx context.Context, ref name.Digest, dst string, opts ...Option) 
 // PullDir fetches a directory artifact by digest and extracts it into dst,
 // which must not exist (see SaveDir).
 func PullDir(ctx context.Context, ref name.Digest, dst string, opts ...Option) error {
-	img, err := Pull(ctx, ref, opts...)
+	c, err := New(opts...)
+	if err != nil {
+		return err
+	}
+	return c.PullDir(ctx, ref, dst)
+}
+
+// PullDir is the package-level PullDir with the Client's options.
+func (c *Client) PullDir(ctx context.Context, ref name.Digest, dst string) error {
+	img, err := c.Pull(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -189,15 +234,24 @@ func SaveDir(what string, img v1.Image, dst string) error {
 	return os.Rename(tmp, dst)
 }
 
-// PullLayout fetches the image or index at ref into an OCI image layout at dir.
+// PullLayout is Client.PullLayout with a Client made of opts.
 func PullLayout(ctx context.Context, ref name.Reference, dir string, opts ...Option) (name.Digest, error) {
-	o := makeOptions(opts)
+	c, err := New(opts...)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	return c.PullLayout(ctx, ref, dir)
+}
+
+// PullLayout fetches the image or index at ref into an OCI image layout at dir.
+func (c *Client) PullLayout(ctx context.Context, ref name.Reference, dir string) (name.Digest, error) {
+	o := c.o
 	ref, err := bind(ref, o)
 	if err != nil {
 		return name.Digest{}, err
 	}
 	reg := ref.Context().RegistryStr()
-	desc, err := remote.Get(ref, o.remoteOptions(ctx, nil)...)
+	desc, err := remote.Get(ref, c.remoteOptions(ctx)...)
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("pulling %s: %w", ref, registryError(reg, err))
 	}
@@ -291,7 +345,7 @@ func (v *verifyingReader) Read(b []byte) (int, error) {
 			// report that, not the short read it caused here.
 			if errors.Is(err, ErrBlobDigest) || strings.Contains(err.Error(), "error verifying sha256 checksum") {
 				v.err = fmt.Errorf("%w: %s: blob %s: %w", ErrBlobDigest, v.ref, v.want, err)
-			} else if re := registryError(registryOf(v.ref), err); errors.Is(re, ErrUnreachable) || errors.Is(re, ErrUnauthorized) || errors.Is(re, ErrNotFound) {
+			} else if re := registryError(registryOf(v.ref), err); errors.Is(re, ErrUnreachable) || errors.Is(re, ErrRegistryAuth) || errors.Is(re, ErrNotFound) {
 				v.err = fmt.Errorf("pulling %s: %w", v.ref, re)
 			} else {
 				v.err = fmt.Errorf("pulling %s: %w", v.ref, err)
@@ -371,15 +425,24 @@ func extractTar(r io.Reader, dir string) error {
 	}
 }
 
+// Delete is Client.Delete with a Client made of opts.
+func Delete(ctx context.Context, ref name.Digest, opts ...Option) error {
+	c, err := New(opts...)
+	if err != nil {
+		return err
+	}
+	return c.Delete(ctx, ref)
+}
+
 // Delete removes the manifest at ref from its registry (blobs are left to the
 // registry's garbage collection). Registries may refuse deletion.
-func Delete(ctx context.Context, ref name.Digest, opts ...Option) error {
-	o := makeOptions(opts)
+func (c *Client) Delete(ctx context.Context, ref name.Digest) error {
+	o := c.o
 	d, err := bindDigest(ref, o)
 	if err != nil {
 		return err
 	}
-	if err := remote.Delete(d, o.remoteOptions(ctx, nil)...); err != nil {
+	if err := remote.Delete(d, c.remoteOptions(ctx)...); err != nil {
 		return fmt.Errorf("deleting %s: %w", ref, registryError(ref.RegistryStr(), err))
 	}
 	return nil

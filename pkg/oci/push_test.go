@@ -427,8 +427,8 @@ func TestBadInput(t *testing.T) {
 	defer auth.Close()
 	ahost := strings.TrimPrefix(auth.URL, "http://")
 	_, err = Push(ctx, img, mustRef(t, ahost+"/demo/app:v1"), append(testOpts, WithAuth(&authn.Basic{Username: "alice", Password: "wrong"}))...)
-	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), ahost) || strings.Contains(err.Error(), "\n") {
-		t.Errorf("push with wrong password: %v, want one-line ErrUnauthorized naming %s", err, ahost)
+	if !errors.Is(err, ErrRegistryAuth) || !strings.Contains(err.Error(), ahost) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("push with wrong password: %v, want one-line ErrRegistryAuth naming %s", err, ahost)
 	}
 	if _, err := Push(ctx, img, mustRef(t, ahost+"/demo/app:v1"), append(testOpts, WithAuth(&authn.Basic{Username: "alice", Password: "right"}))...); err != nil {
 		t.Errorf("push with the right password: %v", err)

@@ -50,6 +50,15 @@ func suffixTag(d name.Digest, suffix string) name.Tag {
 	return d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + "." + suffix)
 }
 
+// Sign is Client.Sign with a Client made of opts.
+func Sign(ctx context.Context, ref name.Digest, key crypto.Signer, opts ...Option) error {
+	c, err := New(opts...)
+	if err != nil {
+		return err
+	}
+	return c.Sign(ctx, ref, key)
+}
+
 // Sign signs the image at ref with key in cosign's format: the simple-signing
 // payload naming ref's repository and digest, signed with sigstore's signer
 // for the key (ECDSA and RSA PKCS#1 v1.5 over SHA-256, ed25519 pure), which is
@@ -57,8 +66,8 @@ func suffixTag(d name.Digest, suffix string) name.Tag {
 // tagged sha256-<hex>.sig (kept if already there) and attached as an OCI 1.1
 // referrer of ref. key must be an *ecdsa.PrivateKey, *rsa.PrivateKey or
 // ed25519.PrivateKey.
-func Sign(ctx context.Context, ref name.Digest, key crypto.Signer, opts ...Option) error {
-	o := makeOptions(opts)
+func (c *Client) Sign(ctx context.Context, ref name.Digest, key crypto.Signer) error {
+	o := c.o
 	ref, err := bindDigest(ref, o)
 	if err != nil {
 		return err
@@ -82,7 +91,16 @@ func Sign(ctx context.Context, ref name.Digest, key crypto.Signer, opts ...Optio
 		old, err := base64.StdEncoding.DecodeString(l.Annotations[AnnotationSignature])
 		return err == nil && sv.VerifySignature(bytes.NewReader(old), bytes.NewReader(pl)) == nil
 	}
-	return attach(ctx, o, ref, SignatureTag(ref), ArtifactTypeSignature, pl, MediaTypeSimpleSigning, ann, dupe)
+	return c.attach(ctx, ref, SignatureTag(ref), ArtifactTypeSignature, pl, MediaTypeSimpleSigning, ann, dupe)
+}
+
+// Attest is Client.Attest with a Client made of opts.
+func Attest(ctx context.Context, ref name.Digest, env *dsse.Envelope, predicateType string, opts ...Option) error {
+	c, err := New(opts...)
+	if err != nil {
+		return err
+	}
+	return c.Attest(ctx, ref, env, predicateType)
 }
 
 // Attest attaches a signed DSSE envelope carrying an in-toto statement about
@@ -90,8 +108,8 @@ func Sign(ctx context.Context, ref name.Digest, key crypto.Signer, opts ...Optio
 // type application/vnd.dsse.envelope.v1+json annotated with predicateType)
 // and as an OCI 1.1 referrer. The statement must name ref's digest among its
 // subjects; anything else would be an attestation about another artifact.
-func Attest(ctx context.Context, ref name.Digest, env *dsse.Envelope, predicateType string, opts ...Option) error {
-	o := makeOptions(opts)
+func (c *Client) Attest(ctx context.Context, ref name.Digest, env *dsse.Envelope, predicateType string) error {
+	o := c.o
 	ref, err := bindDigest(ref, o)
 	if err != nil {
 		return err
@@ -117,7 +135,7 @@ func Attest(ctx context.Context, ref name.Digest, env *dsse.Envelope, predicateT
 		return err
 	}
 	ann := map[string]string{AnnotationSignature: "", AnnotationPredicate: predicateType}
-	return attach(ctx, o, ref, AttestationTag(ref), ArtifactTypeAttestation, raw, MediaTypeDSSE, ann, func(v1.Descriptor) bool { return true })
+	return c.attach(ctx, ref, AttestationTag(ref), ArtifactTypeAttestation, raw, MediaTypeDSSE, ann, func(v1.Descriptor) bool { return true })
 }
 
 // attach appends one layer to cosign's tagged image for ref (creating it if
@@ -125,9 +143,9 @@ func Attest(ctx context.Context, ref name.Digest, env *dsse.Envelope, predicateT
 // the referrers API get go-containerregistry's tag-scheme fallback
 // (sha256-<hex> index listing the referrers). When the tagged image already
 // has a layer with the same content that dupe accepts, nothing is written.
-func attach(ctx context.Context, o *options, ref name.Digest, tag name.Tag, artifactType string, data []byte, mt types.MediaType, ann map[string]string, dupe func(v1.Descriptor) bool) error {
+func (c *Client) attach(ctx context.Context, ref name.Digest, tag name.Tag, artifactType string, data []byte, mt types.MediaType, ann map[string]string, dupe func(v1.Descriptor) bool) error {
 	reg := ref.RegistryStr()
-	ro := o.remoteOptions(ctx, nil)
+	ro := c.remoteOptions(ctx)
 	subject, err := remote.Head(ref, ro...)
 	if err != nil {
 		return fmt.Errorf("attaching to %s: %w", ref, registryError(reg, err))
@@ -198,9 +216,9 @@ type signedBlob struct {
 
 // candidates collects the layers of media type mt from cosign's tag and
 // from ref's referrers of the given artifact type, de-duplicated.
-func candidates(ctx context.Context, o *options, ref name.Digest, tag name.Tag, artifactType string, mt types.MediaType) ([]signedBlob, error) {
+func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, artifactType string, mt types.MediaType) ([]signedBlob, error) {
 	reg := ref.RegistryStr()
-	ro := o.remoteOptions(ctx, nil)
+	ro := c.remoteOptions(ctx)
 	var out []signedBlob
 	seen := map[string]bool{}
 	collect := func(img v1.Image, from string) error {

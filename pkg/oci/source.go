@@ -178,7 +178,7 @@ func WriteTar(w io.Writer, dir string) error {
 func FromLayout(dir string) (Source, error) {
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrArtifact, dir, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrArtifact, dir, err)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
@@ -260,7 +260,7 @@ func indexTar(p string) (map[string]tarEntry, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: not a tar archive: %v", ErrArtifact, p, err)
+			return nil, fmt.Errorf("%w: %s: not a tar archive: %w", ErrArtifact, p, err)
 		}
 		if h.Typeflag == tar.TypeReg {
 			out[path.Clean(h.Name)] = tarEntry{offset: cr.pos, size: h.Size}
@@ -318,7 +318,7 @@ func ociArchiveImage(p string, entries map[string]tarEntry) (v1.Image, error) {
 	}
 	idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: index.json: %v", ErrArtifact, p, err)
+		return nil, fmt.Errorf("%w: %s: index.json: %w", ErrArtifact, p, err)
 	}
 	if len(idx.Manifests) != 1 || !idx.Manifests[0].MediaType.IsImage() {
 		return nil, fmt.Errorf("%w: %s: OCI archive must hold exactly one image manifest (extract it and push the layout directory for indexes)", ErrArtifact, p)
@@ -329,7 +329,7 @@ func ociArchiveImage(p string, entries map[string]tarEntry) (v1.Image, error) {
 	}
 	m, err := v1.ParseManifest(bytes.NewReader(mraw))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: manifest: %v", ErrArtifact, p, err)
+		return nil, fmt.Errorf("%w: %s: manifest: %w", ErrArtifact, p, err)
 	}
 	cfg, err := read(blob(m.Config.Digest), 64<<20)
 	if err != nil {

@@ -158,7 +158,7 @@ func reissue(ctx context.Context, statement []byte, ref name.Digest, dropHex str
 	dec := json.NewDecoder(bytes.NewReader(statement))
 	dec.UseNumber() // numbers of the predicate kept as written
 	if err := dec.Decode(&st); err != nil {
-		return nil, fmt.Errorf("%w: attestation statement: %v", ErrArtifact, err)
+		return nil, fmt.Errorf("%w: attestation statement: %w", ErrArtifact, err)
 	}
 	if t, _ := st["_type"].(string); !strings.HasPrefix(t, "https://in-toto.io/Statement/") {
 		return nil, fmt.Errorf("%w: attestation is not an in-toto statement (_type %q)", ErrArtifact, t)
@@ -209,7 +209,7 @@ func OriginalEnvelope(statement []byte, ref name.Digest) (*dsse.Envelope, error)
 		} `json:"subject"`
 	}
 	if err := json.Unmarshal(statement, &st); err != nil {
-		return nil, fmt.Errorf("%w: in-toto statement: %v", ErrArtifact, err)
+		return nil, fmt.Errorf("%w: in-toto statement: %w", ErrArtifact, err)
 	}
 	want := ref.DigestStr()[len("sha256:"):]
 	for _, s := range st.Subject {
@@ -219,7 +219,7 @@ func OriginalEnvelope(statement []byte, ref name.Digest) (*dsse.Envelope, error)
 		}
 		var env dsse.Envelope
 		if err := json.Unmarshal(raw, &env); err != nil {
-			return nil, fmt.Errorf("%w: %s annotation of %s: %v", ErrArtifact, AnnotationReissuedFrom, ref, err)
+			return nil, fmt.Errorf("%w: %s annotation of %s: %w", ErrArtifact, AnnotationReissuedFrom, ref, err)
 		}
 		return &env, nil
 	}

@@ -48,8 +48,19 @@ type Attestation struct {
 // Verification is by digest only: resolve a tag first (Resolve) and verify
 // the digest you will then use.
 func VerifySignatures(ctx context.Context, ref name.Digest, pub crypto.PublicKey, opts ...Option) ([]Signature, error) {
-	o := makeOptions(opts)
-	ref, err := bindDigest(ref, o)
+	c, err := New(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return c.VerifySignatures(ctx, ref, pub)
+}
+
+// VerifySignatures finds the cosign signatures of the image at ref — in the
+// sha256-<hex>.sig image, then among its OCI 1.1 referrers (API or tag-scheme
+// fallback) — and returns those that verify with pub and whose payload names
+// ref's digest. See the package-level VerifySignatures.
+func (c *Client) VerifySignatures(ctx context.Context, ref name.Digest, pub crypto.PublicKey) ([]Signature, error) {
+	ref, err := bindDigest(ref, c.o)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +68,7 @@ func VerifySignatures(ctx context.Context, ref name.Digest, pub crypto.PublicKey
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := candidates(ctx, o, ref, SignatureTag(ref), ArtifactTypeSignature, MediaTypeSimpleSigning)
+	blobs, err := c.candidates(ctx, ref, SignatureTag(ref), ArtifactTypeSignature, MediaTypeSimpleSigning)
 	if err != nil {
 		return nil, err
 	}
@@ -110,12 +121,21 @@ func WithPredicateType(t string) AttestationOption {
 // for VerifySignatures. Both signature schemes an RSA key can have made are
 // accepted: in-toto's RSA-PSS (pkg/signing) and cosign's PKCS#1 v1.5.
 func VerifyAttestations(ctx context.Context, ref name.Digest, pub crypto.PublicKey, aopts []AttestationOption, opts ...Option) ([]Attestation, error) {
+	c, err := New(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return c.VerifyAttestations(ctx, ref, pub, aopts...)
+}
+
+// VerifyAttestations is the package-level VerifyAttestations with the
+// Client's options.
+func (c *Client) VerifyAttestations(ctx context.Context, ref name.Digest, pub crypto.PublicKey, aopts ...AttestationOption) ([]Attestation, error) {
 	var ao attOptions
 	for _, f := range aopts {
 		f(&ao)
 	}
-	o := makeOptions(opts)
-	ref, err := bindDigest(ref, o)
+	ref, err := bindDigest(ref, c.o)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +143,7 @@ func VerifyAttestations(ctx context.Context, ref name.Digest, pub crypto.PublicK
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := candidates(ctx, o, ref, AttestationTag(ref), ArtifactTypeAttestation, MediaTypeDSSE)
+	blobs, err := c.candidates(ctx, ref, AttestationTag(ref), ArtifactTypeAttestation, MediaTypeDSSE)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +199,7 @@ func cosignVerifier(pub crypto.PublicKey) (string, signature.Verifier, error) {
 	}
 	sv, err := signature.LoadVerifier(pub, crypto.SHA256)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: key %s: %v", signing.ErrKey, short(keyID), err)
+		return "", nil, fmt.Errorf("%w: key %s: %w", signing.ErrKey, short(keyID), err)
 	}
 	return keyID, sv, nil
 }
@@ -238,11 +258,11 @@ func statementOf(env *dsse.Envelope) (*statement, error) {
 	}
 	pl, err := env.DecodeB64Payload()
 	if err != nil {
-		return nil, fmt.Errorf("%w: envelope payload: %v", ErrArtifact, err)
+		return nil, fmt.Errorf("%w: envelope payload: %w", ErrArtifact, err)
 	}
 	var st statement
 	if err := json.Unmarshal(pl, &st); err != nil {
-		return nil, fmt.Errorf("%w: in-toto statement: %v", ErrArtifact, err)
+		return nil, fmt.Errorf("%w: in-toto statement: %w", ErrArtifact, err)
 	}
 	if st.PredicateType == "" {
 		return nil, fmt.Errorf("%w: in-toto statement has no predicateType", ErrArtifact)

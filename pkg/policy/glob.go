@@ -47,7 +47,7 @@ func compilePattern(p string) (pattern, error) {
 			return pattern{}, fmt.Errorf("pattern %q: \"**\" must be a whole path segment", p)
 		}
 		if _, err := path.Match(s, ""); err != nil {
-			return pattern{}, fmt.Errorf("pattern %q: segment %q: %v", p, s, err)
+			return pattern{}, fmt.Errorf("pattern %q: segment %q: %w", p, s, err)
 		}
 		out = append(out, s)
 	}
@@ -92,7 +92,7 @@ func Repository(ref string) (string, error) {
 		// A bare repository ("host/repo") is also accepted.
 		repo, rerr := name.NewRepository(ref)
 		if rerr != nil {
-			return "", fmt.Errorf("%w: reference %q: %v", ErrInvalid, ref, err)
+			return "", fmt.Errorf("%w: reference %q: %w", ErrInvalid, ref, err)
 		}
 		return strings.ToLower(repo.Name()), nil
 	}

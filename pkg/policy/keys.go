@@ -66,7 +66,7 @@ func ParsePublicKey(data []byte) (crypto.PublicKey, error) {
 		return nil, fmt.Errorf("PEM block %q is not a public key", block.Type)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("PEM %s: %v", block.Type, err)
+		return nil, fmt.Errorf("PEM %s: %w", block.Type, err)
 	}
 	return pub, checkKey(pub)
 }
@@ -74,7 +74,7 @@ func ParsePublicKey(data []byte) (crypto.PublicKey, error) {
 func parseJWK(data []byte) (crypto.PublicKey, error) {
 	var k jose.JSONWebKey
 	if err := k.UnmarshalJSON(data); err != nil {
-		return nil, fmt.Errorf("JWK: %v", err)
+		return nil, fmt.Errorf("JWK: %w", err)
 	}
 	if !k.IsPublic() {
 		return nil, errors.New("JWK is a private key, a policy holds public keys only")

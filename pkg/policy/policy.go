@@ -145,12 +145,12 @@ func (p *Policy) Rule(ref string) (Rule, error) {
 func Load(path string, opts Options) (*Policy, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, path, err)
 	}
 	if opts.BaseDir == "" {
 		opts.BaseDir = filepath.Dir(path)
@@ -200,11 +200,11 @@ func Parse(data []byte, source string, opts Options) (*Policy, error) {
 		}
 		ids, err := signing.VerifyEnvelope(context.Background(), env, opts.Threshold, opts.Keys...)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrSignature, source, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrSignature, source, err)
 		}
 		payload, err := env.DecodeB64Payload()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: payload: %v", ErrSignature, source, err)
+			return nil, fmt.Errorf("%w: %s: payload: %w", ErrSignature, source, err)
 		}
 		doc, signedBy = payload, ids
 	case len(opts.Keys) > 0:
@@ -238,35 +238,86 @@ func Parse(data []byte, source string, opts Options) (*Policy, error) {
 	return p, nil
 }
 
-// document is the file format.
-type document struct {
-	APIVersion string   `json:"apiVersion"`
-	Kind       string   `json:"kind"`
-	Metadata   metadata `json:"metadata"`
-	Spec       spec     `json:"spec"`
+// Document is the policy file format, as written (YAML or JSON) and as
+// signed (the JSON payload of the envelope). DecodeDocument reads one
+// strictly; Parse validates it into a Policy. Programs that make or edit a
+// policy (stepseal run gives platforms throwaway keys) edit a Document, not
+// untyped YAML.
+type Document struct {
+	APIVersion string   `json:"apiVersion" yaml:"apiVersion"`
+	Kind       string   `json:"kind" yaml:"kind"`
+	Metadata   Metadata `json:"metadata" yaml:"metadata"`
+	Spec       Spec     `json:"spec" yaml:"spec"`
 }
 
-type metadata struct {
-	Name    string `json:"name"`
-	Version *int64 `json:"version,omitempty"`
+// Metadata names and versions a policy.
+type Metadata struct {
+	Name string `json:"name" yaml:"name"`
+	// Version is required (positive) for a signed policy.
+	Version *int64 `json:"version,omitempty" yaml:"version,omitempty"`
 }
 
-type spec struct {
-	Platforms []platformDoc `json:"platforms"`
-	Artifacts []artifactDoc `json:"artifacts"`
+// Spec lists the platforms and the artifact rules, in order.
+type Spec struct {
+	Platforms []PlatformEntry `json:"platforms" yaml:"platforms"`
+	Artifacts []ArtifactRule  `json:"artifacts" yaml:"artifacts"`
 }
 
-type platformDoc struct {
-	Name      string            `json:"name"`
-	PublicKey json.RawMessage   `json:"publicKey"`
-	Labels    map[string]string `json:"labels,omitempty"`
+// PlatformEntry is one platform as written. PublicKey is kept as written: a
+// string (inline PEM or JWK, or in an unsigned document a path relative to
+// it) or a JWK object; absent, it is empty.
+type PlatformEntry struct {
+	Name      string            `json:"name" yaml:"name"`
+	PublicKey json.RawMessage   `json:"publicKey,omitempty" yaml:"publicKey,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
 }
 
-type artifactDoc struct {
-	Match     string   `json:"match"`
-	Platforms []string `json:"platforms"`
-	Encrypt   bool     `json:"encrypt"`
+// HasPublicKey reports whether the entry has a publicKey field (even an
+// invalid one).
+func (e *PlatformEntry) HasPublicKey() bool { return len(bytes.TrimSpace(e.PublicKey)) > 0 }
+
+// SetPublicKey inlines pub as a PKIX PEM block.
+func (e *PlatformEntry) SetPublicKey(pub crypto.PublicKey) error {
+	pemKey, err := marshalPEM(pub)
+	if err != nil {
+		return fmt.Errorf("%w: platform %q: %w", ErrInvalid, e.Name, err)
+	}
+	raw, err := json.Marshal(pemKey)
+	if err != nil {
+		return err
+	}
+	e.PublicKey = raw
+	return nil
 }
+
+// ArtifactRule is one entry of spec.artifacts as written.
+type ArtifactRule struct {
+	Match     string   `json:"match" yaml:"match"`
+	Platforms []string `json:"platforms" yaml:"platforms"`
+	Encrypt   bool     `json:"encrypt" yaml:"encrypt"`
+}
+
+// DecodeDocument decodes a plain (unsigned) policy document, YAML or JSON,
+// strictly: at most MaxSize bytes, one YAML document, no unknown or
+// duplicate field. It checks the format only; Parse also validates what the
+// document says (names, keys, rules). source names the bytes in errors,
+// which are ErrInvalid.
+func DecodeDocument(data []byte, source string) (*Document, error) {
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrInvalid, source, MaxSize)
+	}
+	if loc := docSepRE.FindIndex(data); loc != nil && len(bytes.TrimSpace(data[:loc[0]])) > 0 {
+		return nil, invalid(source, "document", "more than one YAML document")
+	}
+	var d Document
+	if err := yaml.UnmarshalStrict(data, &d); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, source, oneLineError{err})
+	}
+	return &d, nil
+}
+
+// Marshal encodes the document as indented JSON (what Parse reads).
+func (d *Document) Marshal() ([]byte, error) { return json.MarshalIndent(d, "", "  ") }
 
 var (
 	nameRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
@@ -276,17 +327,16 @@ var (
 	docSepRE = regexp.MustCompile(`(?m)^---`)
 )
 
+// invalid is ErrInvalid naming source and field; format may wrap causes
+// with %w.
 func invalid(source, field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s: %s", ErrInvalid, source, field, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s: %s: "+format, append([]any{ErrInvalid, source, field}, args...)...)
 }
 
 func parseDocument(data []byte, source string, signed bool, baseDir string) (*Policy, error) {
-	if loc := docSepRE.FindIndex(data); loc != nil && len(bytes.TrimSpace(data[:loc[0]])) > 0 {
-		return nil, invalid(source, "document", "more than one YAML document")
-	}
-	var d document
-	if err := yaml.UnmarshalStrict(data, &d); err != nil {
-		return nil, fmt.Errorf("%w: %s: %s", ErrInvalid, source, oneLine(err))
+	d, err := DecodeDocument(data, source)
+	if err != nil {
+		return nil, err
 	}
 	if d.APIVersion != APIVersion {
 		return nil, invalid(source, "apiVersion", "%q, want %q", d.APIVersion, APIVersion)
@@ -324,11 +374,11 @@ func parseDocument(data []byte, source string, signed bool, baseDir string) (*Po
 		}
 		pub, err := platformKey(pd.PublicKey, signed, baseDir)
 		if err != nil {
-			return nil, invalid(source, field+".publicKey", "%s", oneLine(err))
+			return nil, invalid(source, field+".publicKey", "%w", oneLineError{err})
 		}
 		fp, err := Fingerprint(pub)
 		if err != nil {
-			return nil, invalid(source, field+".publicKey", "%v", err)
+			return nil, invalid(source, field+".publicKey", "%w", err)
 		}
 		if other, dup := byKey[fp]; dup {
 			return nil, invalid(source, field+".publicKey", "same key as platform %q (%s): recipients would be ambiguous", other, fp)
@@ -345,7 +395,7 @@ func parseDocument(data []byte, source string, signed bool, baseDir string) (*Po
 		field := fmt.Sprintf("spec.artifacts[%d]", i)
 		pat, err := compilePattern(ad.Match)
 		if err != nil {
-			return nil, invalid(source, field+".match", "%v", err)
+			return nil, invalid(source, field+".match", "%w", err)
 		}
 		key := strings.Join(pat.segs, "/")
 		if j, dup := seen[key]; dup {
@@ -422,10 +472,17 @@ func platformKey(raw json.RawMessage, signed bool, baseDir string) (crypto.Publi
 	}
 	pub, err := ParsePublicKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("key file %s: %v", path, err)
+		return nil, fmt.Errorf("key file %s: %w", path, err)
 	}
 	return pub, nil
 }
+
+// oneLineError is a cause whose message is folded onto one line (YAML
+// errors span lines), still unwrapping to the cause.
+type oneLineError struct{ err error }
+
+func (e oneLineError) Error() string { return oneLine(e.err) }
+func (e oneLineError) Unwrap() error { return e.err }
 
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")

@@ -12,30 +12,26 @@ import (
 // inlined as a PKIX PEM block, so the document stands alone: nothing outside
 // it (a key file) can change what it means.
 func Marshal(p *Policy) ([]byte, error) {
-	d := document{APIVersion: APIVersion, Kind: Kind, Metadata: metadata{Name: p.Name}}
+	d := Document{APIVersion: APIVersion, Kind: Kind, Metadata: Metadata{Name: p.Name}}
 	if p.Version > 0 {
 		v := p.Version
 		d.Metadata.Version = &v
 	}
 	for _, pl := range p.Platforms {
-		pemKey, err := marshalPEM(pl.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("%w: platform %q: %v", ErrInvalid, pl.Name, err)
-		}
-		raw, err := json.Marshal(pemKey)
-		if err != nil {
+		e := PlatformEntry{Name: pl.Name, Labels: pl.Labels}
+		if err := e.SetPublicKey(pl.PublicKey); err != nil {
 			return nil, err
 		}
-		d.Spec.Platforms = append(d.Spec.Platforms, platformDoc{Name: pl.Name, PublicKey: raw, Labels: pl.Labels})
+		d.Spec.Platforms = append(d.Spec.Platforms, e)
 	}
 	for _, r := range p.rules {
-		ad := artifactDoc{Match: r.pat.text, Encrypt: r.encrypt, Platforms: []string{}}
+		ad := ArtifactRule{Match: r.pat.text, Encrypt: r.encrypt, Platforms: []string{}}
 		for _, pi := range r.platforms {
 			ad.Platforms = append(ad.Platforms, p.Platforms[pi].Name)
 		}
 		d.Spec.Artifacts = append(d.Spec.Artifacts, ad)
 	}
-	return json.MarshalIndent(d, "", "  ")
+	return d.Marshal()
 }
 
 // Sign inlines every platform key (Marshal) and returns the DSSE envelope,
@@ -52,7 +48,7 @@ func Sign(ctx context.Context, p *Policy, signers ...signing.Signer) ([]byte, er
 	}
 	env, err := signing.SignEnvelope(ctx, PayloadType, payload, signers...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: policy %q: %v", ErrSignature, p.Name, err)
+		return nil, fmt.Errorf("%w: policy %q: %w", ErrSignature, p.Name, err)
 	}
 	return json.MarshalIndent(env, "", "  ")
 }

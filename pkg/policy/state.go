@@ -69,7 +69,7 @@ func DefaultStateDir() (string, error) {
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return "", fmt.Errorf("%w: no state directory (set XDG_STATE_HOME or HOME, or pass a state directory): %v", ErrState, err)
+		return "", fmt.Errorf("%w: no state directory (set XDG_STATE_HOME or HOME, or pass a state directory): %w", ErrState, err)
 	}
 	return filepath.Join(home, ".local", "state", "stepseal"), nil
 }
@@ -139,10 +139,10 @@ func (s *State) Accept(p *Policy, owners []string) error {
 	})
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrState, s.Path(), err)
+		return fmt.Errorf("%w: %s: %w", ErrState, s.Path(), err)
 	}
 	if err := signing.WriteFileAtomic(s.Path(), append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("%w: writing %s: %v", ErrState, s.Path(), err)
+		return fmt.Errorf("%w: writing %s: %w", ErrState, s.Path(), err)
 	}
 	return nil
 }
@@ -153,16 +153,16 @@ func (s *State) lock() (func(), error) {
 		return nil, fmt.Errorf("%w: no state directory", ErrState)
 	}
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrState, err)
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
 	}
 	path := filepath.Join(s.dir, "."+StateFile+".lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrState, err)
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
 	}
 	if err := lockFile(f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%w: locking %s: %v", ErrState, path, err)
+		return nil, fmt.Errorf("%w: locking %s: %w", ErrState, path, err)
 	}
 	return func() { f.Close() }, nil
 }
@@ -175,16 +175,16 @@ func (s *State) read() (*stateDoc, error) {
 		return &stateDoc{APIVersion: APIVersion, Kind: StateKind, Policies: []Accepted{}}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrState, err)
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxStateFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrState, path, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrState, path, err)
 	}
 	doc, err := parseState(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s is corrupted (%v); it is not reset: restore it, or remove it to accept whatever version is read next", ErrState, path, err)
+		return nil, fmt.Errorf("%w: %s is corrupted (%w); it is not reset: restore it, or remove it to accept whatever version is read next", ErrState, path, err)
 	}
 	return doc, nil
 }
@@ -198,7 +198,7 @@ func parseState(data []byte) (*stateDoc, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
-		return nil, errors.New(oneLine(err))
+		return nil, oneLineError{err}
 	}
 	if dec.More() {
 		return nil, errors.New("trailing data")
@@ -252,7 +252,7 @@ func ownerIDs(keys []signing.Verifier) ([]string, error) {
 	for _, k := range keys {
 		id, err := k.KeyID()
 		if err != nil {
-			return nil, fmt.Errorf("%w: owner key: %v", ErrState, err)
+			return nil, fmt.Errorf("%w: owner key: %w", ErrState, err)
 		}
 		ids = append(ids, id)
 	}

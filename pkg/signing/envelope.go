@@ -50,7 +50,7 @@ func VerifyEnvelope(ctx context.Context, env *dsse.Envelope, threshold int, veri
 	}
 	accepted, err := ev.Verify(ctx, env)
 	if err != nil {
-		return nil, fmt.Errorf("%w: DSSE envelope (%s): %v", ErrSignature, env.PayloadType, err)
+		return nil, fmt.Errorf("%w: DSSE envelope (%s): %w", ErrSignature, env.PayloadType, err)
 	}
 	ids := make([]string, 0, len(accepted))
 	for _, a := range accepted {

@@ -11,12 +11,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 	"golang.org/x/term"
+
+	"github.com/stepseal/stepseal/internal/limited"
 )
 
 // PEM block types of cosign's encrypted private keys (cosign v2 writes the
@@ -68,17 +69,9 @@ func EnvOrPrompt(confirm bool) ([]byte, error) {
 func StaticPass(p string) PassFunc { return func(bool) ([]byte, error) { return []byte(p), nil } }
 
 func readKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := limited.ReadFile(path, maxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrKey, path, err)
-	}
-	if len(data) > maxKeyFile {
-		return nil, fmt.Errorf("%w: %s: larger than %d bytes, not a key", ErrKey, path, maxKeyFile)
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	return data, nil
 }
@@ -133,13 +126,13 @@ func ParsePrivateKeyPEM(data []byte, pass PassFunc) (crypto.Signer, error) {
 	case "RSA PRIVATE KEY":
 		k, err := x509.ParsePKCS1PrivateKey(der)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrKey, err)
+			return nil, fmt.Errorf("%w: %w", ErrKey, err)
 		}
 		return k, nil
 	case "EC PRIVATE KEY":
 		k, err := x509.ParseECPrivateKey(der)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrKey, err)
+			return nil, fmt.Errorf("%w: %w", ErrKey, err)
 		}
 		return k, nil
 	case "PUBLIC KEY":
@@ -151,7 +144,7 @@ func ParsePrivateKeyPEM(data []byte, pass PassFunc) (crypto.Signer, error) {
 func parsePKCS8(der []byte) (crypto.Signer, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	switch k := k.(type) {
 	case ed25519.PrivateKey:
@@ -193,7 +186,7 @@ func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 	}
 	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	switch pub.(type) {
 	case ed25519.PublicKey, *ecdsa.PublicKey, *rsa.PublicKey:
@@ -207,7 +200,7 @@ func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 func MarshalPrivateKeyPEM(key crypto.Signer, password []byte) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	if password == nil {
 		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
@@ -223,7 +216,7 @@ func MarshalPrivateKeyPEM(key crypto.Signer, password []byte) ([]byte, error) {
 func MarshalPublicKeyPEM(pub crypto.PublicKey) ([]byte, error) {
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }

@@ -26,11 +26,11 @@ func IsKMSURI(s string) bool {
 func KMSSigner(ctx context.Context, uri string) (Signer, error) {
 	sv, err := kms.Get(ctx, uri, crypto.SHA256)
 	if err != nil {
-		return nil, fmt.Errorf("%w: KMS key %s: %v", ErrKey, uri, err)
+		return nil, fmt.Errorf("%w: KMS key %s: %w", ErrKey, uri, err)
 	}
 	cs, _, err := sv.CryptoSigner(ctx, func(error) {})
 	if err != nil {
-		return nil, fmt.Errorf("%w: KMS key %s: %v", ErrKey, uri, err)
+		return nil, fmt.Errorf("%w: KMS key %s: %w", ErrKey, uri, err)
 	}
 	s, err := NewSigner(cs)
 	if err != nil {

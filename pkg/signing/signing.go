@@ -165,12 +165,12 @@ func short(id string) string {
 func InTotoKey(pub crypto.PublicKey) (in_toto.Key, error) {
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
-		return in_toto.Key{}, fmt.Errorf("%w: %v", ErrKey, err)
+		return in_toto.Key{}, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	var k in_toto.Key
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	if err := k.LoadKeyReaderDefaults(strings.NewReader(string(pemBytes))); err != nil {
-		return in_toto.Key{}, fmt.Errorf("%w: %v", ErrKey, err)
+		return in_toto.Key{}, fmt.Errorf("%w: %w", ErrKey, err)
 	}
 	return k, nil
 }

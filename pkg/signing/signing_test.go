@@ -11,6 +11,9 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/signing"
+
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 )
 
 var ctx = context.Background()
@@ -182,7 +185,9 @@ func TestEnvelopeThreshold(t *testing.T) {
 		t.Fatalf("threshold 3 with 2 signatures: %v, want ErrSignature", err)
 	}
 	env.Payload = env.Payload[:len(env.Payload)-2] + "fQ"
-	if _, err := signing.VerifyEnvelope(ctx, env, 1, verifiers...); !errors.Is(err, signing.ErrSignature) {
+	_, err = signing.VerifyEnvelope(ctx, env, 1, verifiers...)
+	if !errors.Is(err, signing.ErrSignature) {
 		t.Fatalf("tampered payload: %v, want ErrSignature", err)
 	}
+	rejecttest.Is(t, "tampered payload", err, reject.ErrSignature)
 }

@@ -1,8 +1,10 @@
 // Package store keeps in-toto metadata (links, layouts, DSSE envelopes) and
 // finds it again by the digest of a subject it speaks about.
 //
-// Store is the interface every backend implements; DirStore keeps entries in
-// a directory. Later backends (OCI referrers, the transparency log, Tekton
+// Store is the interface every backend implements; each backend is its own
+// subpackage (pkg/store/dirstore keeps entries in a directory,
+// pkg/store/tlogstore in a transparency log), so importing the interface
+// pulls in no backend. Every backend (and later ones: OCI referrers, Tekton
 // annotations) must pass the same conformance suite, storetest.Run.
 //
 // Optional capabilities are small interfaces next to Store, found with a type

@@ -4,21 +4,32 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/stepseal/stepseal/pkg/reject"
 )
 
-// Errors callers branch on with errors.Is.
+// Errors callers branch on with errors.Is. Each also matches its reason in
+// stepseal's shared vocabulary (pkg/reject) and that reason's root, so a
+// verifier reading evidence from a store tells "refused" (missing, tampered)
+// from "could not check" (the store could not be read).
 var (
-	// ErrNotFound: nothing is stored under the requested key.
-	ErrNotFound = errors.New("not found in store")
-	// ErrInvalid: an entry was refused because it is malformed.
-	ErrInvalid = errors.New("invalid store entry")
-	// ErrCorrupt: stored bytes no longer match their digest (tampering or disk damage).
-	ErrCorrupt = errors.New("store entry is corrupt")
+	// ErrNotFound: nothing is stored under the requested key
+	// (reject.ErrMissing).
+	ErrNotFound = reject.Sentinel(reject.ErrMissing, "not found in store")
+	// ErrInvalid: an entry or a key was refused because it is malformed
+	// (reject.ErrMalformed).
+	ErrInvalid = reject.Sentinel(reject.ErrMalformed, "invalid store entry")
+	// ErrCorrupt: stored bytes no longer match their digest, or what a log
+	// binds them to (tampering or disk damage; reject.ErrMismatch).
+	ErrCorrupt = reject.Sentinel(reject.ErrMismatch, "store entry is corrupt")
+	// ErrUnavailable: the store could not be read or written (I/O,
+	// permissions, a log that cannot be read), so nothing was checked
+	// (reject.ErrUnavailable, under reject.ErrUnableToCheck).
+	ErrUnavailable = reject.Sentinel(reject.ErrUnavailable, "store unavailable")
 )
 
 // Kinds of entries.

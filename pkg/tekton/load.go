@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,10 +15,14 @@ import (
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/stepseal/stepseal/internal/limited"
+	"github.com/stepseal/stepseal/pkg/reject"
 )
 
-// ErrInvalid marks a Pipeline or Task that cannot be loaded or is not valid.
-var ErrInvalid = errors.New("invalid Tekton resource")
+// ErrInvalid marks a Pipeline or Task that cannot be loaded or is not valid
+// (reject.ErrMalformed).
+var ErrInvalid = reject.Sentinel(reject.ErrMalformed, "invalid Tekton resource")
 
 // MaxFileSize bounds every YAML file read: pipelines are small, a huge file is
 // a mistake or an attack.
@@ -57,7 +60,7 @@ func Load(ctx context.Context, pipelinePath, tasksDir string) (*Spec, error) {
 	if tasksDir != "" {
 		entries, err := os.ReadDir(tasksDir)
 		if err != nil {
-			return nil, fmt.Errorf("%w: tasks directory: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: tasks directory: %w", ErrInvalid, err)
 		}
 		for _, e := range entries {
 			n := e.Name()
@@ -157,17 +160,9 @@ func collect(doc []byte, path string, p **v1.Pipeline, tasks map[string]*v1.Task
 }
 
 func readDocs(path string) ([][]byte, error) {
-	f, err := os.Open(path)
+	data, err := limited.ReadFile(path, MaxFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrInvalid, path, MaxFileSize)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	r := k8syaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var docs [][]byte
@@ -177,7 +172,7 @@ func readDocs(path string) ([][]byte, error) {
 			return docs, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, path, err)
 		}
 		if len(bytes.TrimSpace(d)) > 0 {
 			docs = append(docs, d)
@@ -194,7 +189,7 @@ func (s *Spec) Order() ([]v1.PipelineTask, error) {
 	tasks := v1.PipelineTaskList(s.Pipeline.Spec.Tasks)
 	g, err := dag.Build(tasks, tasks.Deps())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, s.Path, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, s.Path, err)
 	}
 	index := map[string]int{}
 	for i, t := range tasks {
@@ -205,7 +200,7 @@ func (s *Spec) Order() ([]v1.PipelineTask, error) {
 	for len(out) < len(tasks) {
 		cand, err := dag.GetCandidateTasks(g, done...)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, s.Path, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, s.Path, err)
 		}
 		if len(cand) == 0 {
 			return nil, fmt.Errorf("%w: %s: pipeline tasks cannot be ordered", ErrInvalid, s.Path)

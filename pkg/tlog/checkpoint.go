@@ -48,7 +48,7 @@ func ParseCheckpoint(raw []byte, v note.Verifier) (Checkpoint, error) {
 		if errors.As(err, &unverified) {
 			return Checkpoint{}, fmt.Errorf("%w: not signed by the key of log %q (key hash %08x)", ErrBadCheckpoint, v.Name(), v.KeyHash())
 		}
-		return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
+		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadCheckpoint, err)
 	}
 	signed := false
 	for _, s := range n.Sigs {
@@ -61,7 +61,7 @@ func ParseCheckpoint(raw []byte, v note.Verifier) (Checkpoint, error) {
 	}
 	var cp f_log.Checkpoint
 	if _, err := cp.Unmarshal([]byte(n.Text)); err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
+		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadCheckpoint, err)
 	}
 	if cp.Origin != v.Name() {
 		return Checkpoint{}, fmt.Errorf("%w: origin %q, want %q", ErrBadCheckpoint, cp.Origin, v.Name())

@@ -3,7 +3,9 @@ package tlog
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"sync"
 
 	"github.com/transparency-dev/tessera/api"
@@ -27,7 +29,10 @@ type Fetcher interface {
 // e.g. from a checkpoint saved by an earlier run) and accepts a new one only
 // if it is signed by the key (else ErrBadCheckpoint), is not smaller
 // (ErrRollback), and its tree provably extends the remembered one
-// (ErrConsistency, ErrFork). A Client is safe for concurrent use.
+// (ErrConsistency, ErrFork). A checkpoint, tile or entry bundle it cannot
+// read (an HTTP error, the network, I/O) is ErrUnavailable, no verdict; one
+// the log says is not there is the refusal of the check that needed it. A
+// Client is safe for concurrent use.
 type Client struct {
 	f Fetcher
 	v note.Verifier
@@ -72,7 +77,7 @@ func (c *Client) Trust(ctx context.Context, raw []byte) (Checkpoint, error) {
 func (c *Client) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	raw, err := c.f.ReadCheckpoint(ctx)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: read checkpoint of %q: %v", ErrBadCheckpoint, c.v.Name(), err)
+		return Checkpoint{}, refuse(ErrBadCheckpoint, fetched(err), "read checkpoint of %q", c.v.Name())
 	}
 	return c.VerifyCheckpoint(ctx, raw)
 }
@@ -115,7 +120,7 @@ func (c *Client) verifyConsistency(ctx context.Context, older, newer Checkpoint)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("%w: tree %s does not extend %s: %v", ErrConsistency, newer, older, err)
+			return refuse(ErrConsistency, err, "tree %s does not extend %s", newer, older)
 		}
 	}
 	return VerifyConsistencyProof(older, newer, hashes)
@@ -127,11 +132,16 @@ func (c *Client) ConsistencyProof(ctx context.Context, older, newer uint64) ([][
 	if older > newer {
 		return nil, fmt.Errorf("%w: consistency from %d to %d", ErrRollback, older, newer)
 	}
-	pb, err := tclient.NewProofBuilder(ctx, newer, c.f.ReadTile)
+	t := &tiles{read: c.f.ReadTile}
+	pb, err := tclient.NewProofBuilder(ctx, newer, t.ReadTile)
 	if err != nil {
-		return nil, err
+		return nil, t.cause(err)
 	}
-	return pb.ConsistencyProof(ctx, older, newer)
+	hashes, err := pb.ConsistencyProof(ctx, older, newer)
+	if err != nil {
+		return nil, t.cause(err)
+	}
+	return hashes, nil
 }
 
 // InclusionProof builds the proof that entry index is in the tree of size
@@ -140,11 +150,78 @@ func (c *Client) InclusionProof(ctx context.Context, index, treeSize uint64) ([]
 	if index >= treeSize {
 		return nil, fmt.Errorf("%w: entry %d, tree of %d entries", ErrNotIntegrated, index, treeSize)
 	}
-	pb, err := tclient.NewProofBuilder(ctx, treeSize, c.f.ReadTile)
+	t := &tiles{read: c.f.ReadTile}
+	pb, err := tclient.NewProofBuilder(ctx, treeSize, t.ReadTile)
 	if err != nil {
-		return nil, err
+		return nil, t.cause(err)
 	}
-	return pb.InclusionProof(ctx, index)
+	hashes, err := pb.InclusionProof(ctx, index)
+	if err != nil {
+		return nil, t.cause(err)
+	}
+	return hashes, nil
+}
+
+// tiles reads tiles for tessera's proof builder and keeps the first read
+// that failed: the builder's errors keep only its text, and whether a tile
+// is absent (a refusal) or could not be read (no verdict) is in the cause.
+type tiles struct {
+	read func(ctx context.Context, level, index uint64, p uint8) ([]byte, error)
+
+	mu  sync.Mutex
+	err error
+}
+
+// ReadTile is a tclient.TileFetcherFunc.
+func (t *tiles) ReadTile(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+	b, err := t.read(ctx, level, index, p)
+	if err != nil {
+		t.mu.Lock()
+		if t.err == nil {
+			t.err = err
+		}
+		t.mu.Unlock()
+	}
+	return b, err
+}
+
+// cause is err of the proof builder, or the failed tile read behind it
+// (see fetched).
+func (t *tiles) cause(err error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err != nil {
+		return fetched(fmt.Errorf("tile: %w", t.err))
+	}
+	return err
+}
+
+// reset forgets a failed read, before the builder is used again.
+func (t *tiles) reset() {
+	t.mu.Lock()
+	t.err = nil
+	t.mu.Unlock()
+}
+
+// fetched is the error of a failed read of the log's resources: as it is
+// when the resource is not there (the caller's refusal, for a resource the
+// signed tree commits to), ErrUnavailable when the read failed.
+func fetched(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// refuse is err, a failure to read or prove what a signed tree commits to,
+// as refusal, unless the log could not be read at all (ErrUnavailable): that
+// is no verdict.
+func refuse(refusal, err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	return fmt.Errorf("%w: %s: %w", refusal, msg, err)
 }
 
 // VerifyInclusion checks that data is the entry at index in the tree cp
@@ -182,9 +259,10 @@ func (c *Client) Snapshot(cp Checkpoint) (*Snapshot, error) {
 
 // Snapshot reads and verifies entries of one tree; see Client.Snapshot.
 type Snapshot struct {
-	c  *Client
-	cp Checkpoint
-	pb *tclient.ProofBuilder
+	c     *Client
+	cp    Checkpoint
+	pb    *tclient.ProofBuilder
+	tiles *tiles // pb's
 
 	bundleIndex uint64
 	bundle      [][]byte
@@ -199,18 +277,20 @@ func (s *Snapshot) VerifyInclusion(ctx context.Context, data []byte, index uint6
 		return fmt.Errorf("%w: %w: entry %d, tree %s has %d entries", ErrInclusion, ErrNotIntegrated, index, s.cp, s.cp.Size)
 	}
 	if s.pb == nil {
-		pb, err := tclient.NewProofBuilder(ctx, s.cp.Size, s.c.f.ReadTile)
+		s.tiles = &tiles{read: s.c.f.ReadTile}
+		pb, err := tclient.NewProofBuilder(ctx, s.cp.Size, s.tiles.ReadTile)
 		if err != nil {
-			return fmt.Errorf("%w: entry %d in tree %s: %v", ErrInclusion, index, s.cp, err)
+			return refuse(ErrInclusion, s.tiles.cause(err), "entry %d in tree %s", index, s.cp)
 		}
 		s.pb = pb
 	}
+	s.tiles.reset()
 	hashes, err := s.pb.InclusionProof(ctx, index)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: entry %d in tree %s: no proof from the log's tiles: %v", ErrInclusion, index, s.cp, err)
+		return refuse(ErrInclusion, s.tiles.cause(err), "entry %d in tree %s: no proof from the log's tiles", index, s.cp)
 	}
 	return VerifyInclusionProof(data, index, s.cp, hashes)
 }
@@ -238,11 +318,11 @@ func (s *Snapshot) rawEntry(ctx context.Context, index uint64) ([]byte, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, fmt.Errorf("%w: entry %d in tree %s: entry bundle %d unreadable: %v", ErrInclusion, index, s.cp, bi, err)
+			return nil, refuse(ErrInclusion, fetched(err), "entry %d in tree %s: entry bundle %d unreadable", index, s.cp, bi)
 		}
 		entries, err := ParseEntryBundle(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%w: entry %d in tree %s: entry bundle %d: %v", ErrInclusion, index, s.cp, bi, err)
+			return nil, fmt.Errorf("%w: entry %d in tree %s: entry bundle %d: %w", ErrInclusion, index, s.cp, bi, err)
 		}
 		s.bundle, s.bundleIndex = entries, bi
 	}

@@ -4,7 +4,8 @@ import "github.com/stepseal/stepseal/pkg/reject"
 
 // Error categories callers branch on with errors.Is. Messages name the
 // index, tree sizes and origin involved. Each also matches its reason in
-// stepseal's shared vocabulary (pkg/reject) and reject.ErrRefused.
+// stepseal's shared vocabulary (pkg/reject) and its root: every one is
+// reject.ErrRefused but ErrUnavailable, which is reject.ErrUnableToCheck.
 var (
 	// ErrBadCheckpoint: a checkpoint does not parse, is not signed by the
 	// log's key, names another origin, or was not obtained by verifying one.
@@ -26,4 +27,10 @@ var (
 	ErrNotIntegrated = reject.Sentinel(reject.ErrMissing, "index not in tree")
 	// ErrTooLarge: an entry larger than a tlog-tiles entry may be.
 	ErrTooLarge = reject.Sentinel(reject.ErrMalformed, "entry too large")
+	// ErrUnavailable: the log's checkpoint, tiles or entry bundles could not
+	// be read (network, HTTP status, permissions, I/O), so nothing was
+	// checked: reject.ErrUnavailable, under reject.ErrUnableToCheck. A
+	// resource the signed tree commits to that the log says is not there is
+	// a refusal instead (ErrInclusion, ErrConsistency, ErrBadCheckpoint).
+	ErrUnavailable = reject.Sentinel(reject.ErrUnavailable, "log unavailable")
 )

@@ -47,11 +47,11 @@ func ParseKey(skey string) (Key, error) {
 	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
 	vkey, err := note.NewEd25519VerifierKey(s.Name(), pub)
 	if err != nil {
-		return Key{}, fmt.Errorf("tlog: verifier of %q: %v", s.Name(), err)
+		return Key{}, fmt.Errorf("tlog: verifier of %q: %w", s.Name(), err)
 	}
 	v, err := note.NewVerifier(vkey)
 	if err != nil {
-		return Key{}, fmt.Errorf("tlog: verifier of %q: %v", s.Name(), err)
+		return Key{}, fmt.Errorf("tlog: verifier of %q: %w", s.Name(), err)
 	}
 	if v.KeyHash() != s.KeyHash() {
 		return Key{}, fmt.Errorf("tlog: derived verifier of %q does not match the key hash", s.Name())
@@ -63,7 +63,7 @@ func ParseKey(skey string) (Key, error) {
 func ParseVerifier(vkey string) (note.Verifier, error) {
 	v, err := note.NewVerifier(strings.TrimSpace(vkey))
 	if err != nil {
-		return nil, fmt.Errorf("tlog: bad verifier key: %v", err)
+		return nil, fmt.Errorf("tlog: bad verifier key: %w", err)
 	}
 	return v, nil
 }

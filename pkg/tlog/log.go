@@ -142,7 +142,7 @@ func Open(ctx context.Context, dir string, key Key, opts *Options) (*Log, error)
 func checkKeyPair(key Key) error {
 	msg, err := note.Sign(&note.Note{Text: "stepseal tlog key check\n"}, key.Signer)
 	if err != nil {
-		return fmt.Errorf("tlog: signer of %q cannot sign: %v", key.Signer.Name(), err)
+		return fmt.Errorf("tlog: signer of %q cannot sign: %w", key.Signer.Name(), err)
 	}
 	if _, err := note.Open(msg, note.VerifierList(key.Verifier)); err != nil {
 		return fmt.Errorf("tlog: verifier %q (%08x) does not verify signer %q (%08x)", key.Verifier.Name(), key.Verifier.KeyHash(), key.Signer.Name(), key.Signer.KeyHash())

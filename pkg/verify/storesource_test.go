@@ -7,6 +7,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 )
 
 // Links read from a store verify as links read from a directory; links of
@@ -15,7 +16,7 @@ import (
 func TestVerifyFromStore(t *testing.T) {
 	c := newChain(t)
 	layout, links := c.build()
-	st, err := store.NewDirStore(t.TempDir())
+	st, err := dirstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

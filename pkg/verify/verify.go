@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"runtime"
 	"sort"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/in-toto/in-toto-golang/in_toto"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
@@ -215,6 +217,9 @@ type linkFile struct {
 	Link  *parsedLink
 	Valid bool
 	Errs  []error
+	// Unreadable is set when the source could not be read (I/O, a store
+	// that is down): no verdict can be given on it.
+	Unreadable error
 }
 
 func (v *verification) fail(errs ...error) { v.failures = append(v.failures, errs...) }
@@ -360,6 +365,11 @@ func (v *verification) loadLinks(ctx context.Context) error {
 		return err
 	}
 	for _, f := range v.files {
+		if f.Unreadable != nil {
+			return f.Unreadable
+		}
+	}
+	for _, f := range v.files {
 		v.fail(f.Errs...)
 	}
 	return nil
@@ -374,6 +384,10 @@ func (v *verification) loadLink(ctx context.Context, f *linkFile) {
 	}
 	data, err := v.links.ReadLink(ctx, f.Name)
 	if err != nil {
+		if couldNotRead(err) {
+			f.Unreadable = fmt.Errorf("%w: %s: %w", ErrLinkUnreadable, f.Name, err)
+			return
+		}
 		bad(&MalformedError{File: f.Name, Reason: err.Error()})
 		return
 	}
@@ -434,6 +448,22 @@ func (v *verification) loadLink(ctx context.Context, f *linkFile) {
 		}
 	}
 	l.releasePayload() // verified; reuse the canonical copy's buffer
+}
+
+// ErrLinkUnreadable: a link file the source lists could not be read (I/O,
+// a store that is down); no verdict is given (reject.ErrUnavailable).
+var ErrLinkUnreadable = reject.Sentinel(reject.ErrUnavailable, "link could not be read")
+
+// couldNotRead reports whether a link source's read error says the link
+// could not be read (I/O, a store that is down) rather than that what was
+// read is unacceptable: the former is no verdict ("unable to check"), the
+// latter fails the link.
+func couldNotRead(err error) bool {
+	if errors.Is(err, reject.ErrRefused) || errors.Is(err, ErrTooLarge) {
+		return false
+	}
+	var pe *fs.PathError
+	return errors.Is(err, reject.ErrUnableToCheck) || errors.As(err, &pe)
 }
 
 // checkThresholds is step 5.

@@ -25,7 +25,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	stepseal = filepath.Join(dir, "stepseal")
-	build := exec.Command("go", "build", "-o", stepseal, "./images/stepseal")
+	// Both binaries, side by side as make build leaves them: stepseal execs
+	// stepseal-tekton for run and layout create.
+	build := exec.Command("go", "build", "-o", dir+"/", "./images/stepseal", "./images/stepseal-tekton")
 	build.Dir = repo
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

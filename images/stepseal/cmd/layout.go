@@ -12,7 +12,6 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/signing"
-	"github.com/stepseal/stepseal/pkg/tekton"
 )
 
 func newLayout(ro *rootOptions) *cobra.Command {
@@ -55,7 +54,10 @@ func newLayoutCreate(ro *rootOptions) *cobra.Command {
 				return fmt.Errorf("--out %s: %w", out, err)
 			}
 			ctx := cmd.Context()
-			spec, err := tekton.Load(ctx, pipeline, tasks)
+			if ro.tekton == nil {
+				return ro.execTekton(ctx, "stepseal layout create")
+			}
+			pl, err := ro.tekton.Load(ctx, pipeline, tasks)
 			if err != nil {
 				return err
 			}
@@ -75,7 +77,7 @@ func newLayoutCreate(ro *rootOptions) *cobra.Command {
 			if validity > 0 {
 				opts.Expires = time.Now().Add(validity)
 			}
-			l, err := layout.FromPipeline(spec, f, keys, opts)
+			l, err := pl.Layout(f, keys, opts)
 			if err != nil {
 				return err
 			}

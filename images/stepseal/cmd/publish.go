@@ -1,10 +1,7 @@
 package cmd
 
 import (
-	"context"
 	"crypto"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,14 +10,12 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/spf13/cobra"
 
 	"github.com/stepseal/stepseal/pkg/crypt"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/policy"
+	"github.com/stepseal/stepseal/pkg/publish"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -60,6 +55,9 @@ func (r *registryFlags) opts() []oci.Option {
 	return nil
 }
 
+// client is the one registry client of a command.
+func (r *registryFlags) client() (*oci.Client, error) { return oci.New(r.opts()...) }
+
 // policyFlags load the platform policy, signed or not.
 type policyFlags struct {
 	path      string
@@ -75,9 +73,8 @@ func (p *policyFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&p.state, "state", "", "directory recording the newest signed policy version accepted, to refuse rollback (default $XDG_STATE_HOME/stepseal or ~/.local/state/stepseal)")
 }
 
-// load reads the policy. A signed one is checked against, and then
-// recorded in, the state directory: an older version than one accepted
-// before, or the same version with other content, is policy.ErrRollback.
+// load reads the policy (publish.LoadPolicy: a signed one is checked
+// against, and then recorded in, the state directory).
 func (p *policyFlags) load() (*policy.Policy, error) {
 	if p.path == "" {
 		return nil, fmt.Errorf("--platform-policy is required")
@@ -86,17 +83,7 @@ func (p *policyFlags) load() (*policy.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := policy.Options{Keys: keys, Threshold: p.threshold}
-	if len(keys) > 0 {
-		dir := p.state
-		if dir == "" {
-			if dir, err = policy.DefaultStateDir(); err != nil {
-				return nil, err
-			}
-		}
-		opts.State = policy.NewState(dir)
-	}
-	return policy.Load(p.path, opts)
+	return publish.LoadPolicy(publish.PolicySource{Path: p.path, Keys: keys, Threshold: p.threshold, StateDir: p.state})
 }
 
 // loadCryptoSigner reads a private key (PEM or cosign-encrypted) for OCI signing.
@@ -132,171 +119,12 @@ type attestedReport struct {
 	Reissued bool `json:"reissued"`
 }
 
-// attestation is an --attest envelope and the file it was read from.
-type attestation struct {
-	file string
-	env  *dsse.Envelope
-}
-
-// encryptForPolicy applies pol's rule for ref's repository: refuse when no
-// rule covers it, encrypt to exactly the rule's platforms when it says so.
-func encryptForPolicy(ctx context.Context, img v1.Image, ref name.Reference, pol *policy.Policy) (v1.Image, *publishReport, error) {
-	repo := ref.Context().Name()
-	rule, err := pol.Rule(repo)
-	if err != nil {
-		return nil, nil, err
+func newPublishReport(r *publish.Result) *publishReport {
+	out := &publishReport{Ref: r.Ref.String(), Digest: r.Digest.String(), Encrypted: r.Encrypted, Platforms: r.Platforms, Rule: r.Rule, Attestations: len(r.Attested), Reissued: r.Reissued()}
+	for _, a := range r.Attested {
+		out.Attested = append(out.Attested, attestedReport{File: a.Source, PredicateType: a.PredicateType, SignedBy: a.KeyName, KeyID: a.KeyID, Subject: a.Subject.String(), Reissued: a.Reissued})
 	}
-	r := &publishReport{Ref: ref.String(), Encrypted: rule.Encrypt, Rule: rule.Match}
-	for _, p := range rule.Platforms {
-		r.Platforms = append(r.Platforms, p.Name)
-	}
-	if rule.Encrypt {
-		if img, err = crypt.EncryptFor(ctx, pol, repo, img); err != nil {
-			return nil, nil, err
-		}
-	}
-	return img, r, nil
-}
-
-// pushSigned pushes img by digest, signs it, attaches the attestations, and
-// only then moves the tag: nothing unsigned is ever tagged.
-func pushSigned(ctx context.Context, img v1.Image, ref name.Reference, key crypto.Signer, atts []*dsse.Envelope, ropts []oci.Option) (name.Digest, error) {
-	d, err := img.Digest()
-	if err != nil {
-		return name.Digest{}, err
-	}
-	// Check the attestations before pushing anything: one that does not
-	// name the image would otherwise fail after the push and signature.
-	pts := make([]string, len(atts))
-	for i, env := range atts {
-		if pts[i], err = predicateType(env); err != nil {
-			return name.Digest{}, err
-		}
-		if !statementNames(env, d.Hex) {
-			return name.Digest{}, fmt.Errorf("%w: attestation %d (%s) does not name %s@%s among its subjects; an attestation must be about the pushed image (an encrypted image's digest is known only when it is published)", oci.ErrDigestMismatch, i+1, pts[i], ref.Context(), d)
-		}
-	}
-	dref, err := oci.Push(ctx, img, ref.Context().Digest(d.String()), ropts...)
-	if err != nil {
-		return name.Digest{}, err
-	}
-	if err := oci.Sign(ctx, dref, key, ropts...); err != nil {
-		return name.Digest{}, err
-	}
-	for i, env := range atts {
-		if err := oci.Attest(ctx, dref, env, pts[i], ropts...); err != nil {
-			return name.Digest{}, err
-		}
-	}
-	if _, isDigest := ref.(name.Digest); !isDigest {
-		if _, err := oci.Push(ctx, img, ref, ropts...); err != nil {
-			return name.Digest{}, err
-		}
-	}
-	return dref, nil
-}
-
-// publishImage checks the attestations, then is encryptForPolicy followed
-// by pushSigned. Every attestation must be signed by one of attKeys and name
-// the artifact (oci.VerifyStatement, against oci.ArtifactDigests of img as
-// given) — both checked before anything is pushed. One that names the
-// published image is attached as it is; one that cannot (an encrypted
-// image's digest only exists once it is encrypted; a file's provenance
-// names the file) is re-issued for it, signed by key, with the original
-// envelope carried in the statement (oci.Reissue): the publisher vouches
-// only for statements whose signature verified.
-func publishImage(ctx context.Context, img v1.Image, ref name.Reference, pol *policy.Policy, key crypto.Signer, atts []attestation, attKeys []oci.StatementKey, ropts []oci.Option) (*publishReport, error) {
-	digests, err := oci.ArtifactDigests(img)
-	if err != nil {
-		return nil, err
-	}
-	verified := make([]*oci.VerifiedStatement, len(atts))
-	for i, a := range atts {
-		if verified[i], err = oci.VerifyStatement(ctx, a.file, a.env, attKeys, digests); err != nil {
-			return nil, err
-		}
-	}
-	img, r, err := encryptForPolicy(ctx, img, ref, pol)
-	if err != nil {
-		return nil, err
-	}
-	d, err := img.Digest()
-	if err != nil {
-		return nil, err
-	}
-	target := ref.Context().Digest(d.String())
-	out := make([]*dsse.Envelope, len(verified))
-	for i, vs := range verified {
-		ar := attestedReport{File: vs.Source, PredicateType: vs.PredicateType, SignedBy: vs.KeyName, KeyID: vs.KeyID, Subject: vs.Subject.String()}
-		out[i] = vs.Envelope
-		if !statementNames(vs.Envelope, d.Hex) {
-			if out[i], err = oci.Reissue(ctx, vs, target, key); err != nil {
-				return nil, fmt.Errorf("attestation %s: %w", vs.Source, err)
-			}
-			ar.Reissued = true
-			r.Reissued++
-		}
-		r.Attested = append(r.Attested, ar)
-	}
-	dref, err := pushSigned(ctx, img, ref, key, out, ropts)
-	if err != nil {
-		return nil, err
-	}
-	r.Digest, r.Attestations = dref.String(), len(atts)
-	return r, nil
-}
-
-func predicateType(env *dsse.Envelope) (string, error) {
-	raw, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		return "", fmt.Errorf("attestation payload: %w", err)
-	}
-	var st struct {
-		PredicateType string `json:"predicateType"`
-	}
-	if err := json.Unmarshal(raw, &st); err != nil || st.PredicateType == "" {
-		return "", fmt.Errorf("attestation payload is not an in-toto statement with a predicateType")
-	}
-	return st.PredicateType, nil
-}
-
-// inTotoStatement is what publish and rotate read of an attestation.
-type inTotoStatement struct {
-	PredicateType string `json:"predicateType"`
-	Subject       []struct {
-		Digest map[string]string `json:"digest"`
-	} `json:"subject"`
-}
-
-// statementNames reports whether env's in-toto statement has a subject with
-// the sha256 digest hex.
-func statementNames(env *dsse.Envelope, hex string) bool {
-	raw, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		return false
-	}
-	var st inTotoStatement
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return false
-	}
-	for _, s := range st.Subject {
-		if s.Digest["sha256"] == hex {
-			return true
-		}
-	}
-	return false
-}
-
-func readEnvelope(path string) (*dsse.Envelope, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var env dsse.Envelope
-	if err := json.Unmarshal(data, &env); err != nil || env.Payload == "" || len(env.Signatures) == 0 {
-		return nil, fmt.Errorf("%s: not a signed DSSE envelope", path)
-	}
-	return &env, nil
+	return out
 }
 
 func newPublish(ro *rootOptions) *cobra.Command {
@@ -328,8 +156,11 @@ stepseal.dev/reissued-from so its signature stays verifiable.`,
 			if keyPath == "" {
 				return fmt.Errorf("--key is required")
 			}
-			ropts := rf.opts()
-			ref, err := oci.ParseReference(args[1], ropts...)
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			ref, err := c.ParseReference(args[1])
 			if err != nil {
 				return err
 			}
@@ -341,13 +172,13 @@ stepseal.dev/reissued-from so its signature stays verifiable.`,
 			if err != nil {
 				return err
 			}
-			var atts []attestation
+			var atts []publish.Attestation
 			for _, a := range attest {
-				env, err := readEnvelope(a)
+				env, err := signing.ReadEnvelope(a)
 				if err != nil {
 					return err
 				}
-				atts = append(atts, attestation{file: a, env: env})
+				atts = append(atts, publish.Attestation{Source: a, Envelope: env})
 			}
 			attKeys := []oci.StatementKey{{Name: "the public key of --key " + keyPath, Public: key.Public()}}
 			if len(attestKeys) > 0 {
@@ -368,10 +199,11 @@ stepseal.dev/reissued-from so its signature stays verifiable.`,
 			if !ok {
 				return fmt.Errorf("%s holds an image index; publish one image at a time", args[0])
 			}
-			r, err := publishImage(ctx, img, ref, pol, key, atts, attKeys, ropts)
+			res, err := publish.Publish(ctx, c, img, ref, publish.Options{Policy: pol, Key: key, Attestations: atts, AttestKeys: attKeys})
 			if err != nil {
 				return err
 			}
+			r := newPublishReport(res)
 			return ro.print(cmd.OutOrStdout(), r, func(w io.Writer) {
 				fmt.Fprintln(w, r.Digest)
 				if r.Encrypted {
@@ -403,60 +235,13 @@ type pullReport struct {
 	Recipients []string `json:"recipients,omitempty"`
 }
 
-// pullVerified resolves ref to a digest, requires a valid signature by pub,
-// checks the recipients against pol (when the image is encrypted, or the
-// policy says it must be), and decrypts with decKey.
-func pullVerified(ctx context.Context, ref name.Reference, pub crypto.PublicKey, pol *policy.Policy, decKey crypto.PrivateKey, ropts []oci.Option) (v1.Image, *pullReport, error) {
-	d, err := oci.Resolve(ctx, ref, ropts...)
-	if err != nil {
-		return nil, nil, err
+// recipientLines are recipients as the pull and run reports list them.
+func recipientLines(rs []crypt.Recipient) []string {
+	var out []string
+	for _, rc := range rs {
+		out = append(out, fmt.Sprintf("layer %d: %s", rc.Layer, rc))
 	}
-	sigs, err := oci.VerifySignatures(ctx, d, pub, ropts...)
-	if err != nil {
-		return nil, nil, err
-	}
-	r := &pullReport{Ref: ref.String(), Digest: d.String()}
-	for _, s := range sigs {
-		r.Signatures = append(r.Signatures, s.KeyID)
-	}
-	img, err := oci.Pull(ctx, d, ropts...)
-	if err != nil {
-		return nil, nil, err
-	}
-	recips, err := crypt.Recipients(img)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, rc := range recips {
-		r.Recipients = append(r.Recipients, fmt.Sprintf("layer %d: %s", rc.Layer, rc))
-	}
-	r.Encrypted = len(recips) > 0
-	repo := ref.Context().Name()
-	if pol != nil {
-		rule, err := pol.Rule(repo)
-		if err != nil {
-			return nil, nil, err
-		}
-		if rule.Encrypt && !r.Encrypted {
-			return nil, nil, fmt.Errorf("%w: %s is not encrypted, but rule %q of policy %q requires encryption", crypt.ErrRecipients, d, rule.Match, pol.Name)
-		}
-		if r.Encrypted {
-			if err := crypt.CheckRecipients(img, pol, repo); err != nil {
-				return nil, nil, err
-			}
-		}
-	} else if r.Encrypted {
-		return nil, nil, fmt.Errorf("%s is encrypted: --platform-policy is required to check who else can decrypt it", d)
-	}
-	if r.Encrypted {
-		if decKey == nil {
-			return nil, nil, fmt.Errorf("%s is encrypted: --decryption-key is required", d)
-		}
-		if img, err = crypt.Decrypt(ctx, img, decKey); err != nil {
-			return nil, nil, err
-		}
-	}
-	return img, r, nil
+	return out
 }
 
 func newPull(ro *rootOptions) *cobra.Command {
@@ -480,8 +265,11 @@ image layout. Nothing is written unless every check passed.`,
 			if _, err := os.Lstat(out); err == nil {
 				return fmt.Errorf("--out %s already exists", out)
 			}
-			ropts := rf.opts()
-			ref, err := oci.ParseReference(args[0], ropts...)
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			ref, err := c.ParseReference(args[0])
 			if err != nil {
 				return err
 			}
@@ -501,14 +289,14 @@ image layout. Nothing is written unless every check passed.`,
 					return err
 				}
 			}
-			img, r, err := pullVerified(ctx, ref, v.Public(), pol, dec, ropts)
+			pulled, err := publish.Pull(ctx, c, ref, publish.PullOptions{CheckOptions: publish.CheckOptions{Key: v.Public(), Policy: pol}, DecryptionKey: dec})
 			if err != nil {
 				return err
 			}
-			if err := saveArtifact(r.Digest, img, out); err != nil {
+			if err := pulled.Save(out); err != nil {
 				return err
 			}
-			r.Out = out
+			r := pullReport{Ref: ref.String(), Digest: pulled.Digest.String(), Out: out, Signatures: pulled.Signatures, Encrypted: pulled.Encrypted, Recipients: recipientLines(pulled.Recipients)}
 			return ro.print(cmd.OutOrStdout(), r, func(w io.Writer) {
 				state := "not encrypted"
 				if r.Encrypted {
@@ -524,30 +312,6 @@ image layout. Nothing is written unless every check passed.`,
 	c.Flags().StringVar(&pubPath, "key", "", "public key the artifact must be signed with")
 	c.Flags().StringVar(&decPath, "decryption-key", "", "this platform's private key (PEM or JWK)")
 	return c
-}
-
-// saveArtifact writes a file or directory artifact as such, any other image
-// as an OCI image layout at out.
-func saveArtifact(what string, img v1.Image, out string) error {
-	kind, err := oci.Kind(img)
-	if err != nil {
-		return err
-	}
-	switch kind {
-	case oci.ArtifactTypeFile:
-		return oci.SaveFile(what, img, out)
-	case oci.ArtifactTypeDir:
-		return oci.SaveDir(what, img, out)
-	}
-	p, err := layout.Write(out, empty.Index)
-	if err != nil {
-		return err
-	}
-	if err := p.AppendImage(img); err != nil {
-		os.RemoveAll(out)
-		return err
-	}
-	return nil
 }
 
 func newCrypt(ro *rootOptions) *cobra.Command {
@@ -578,41 +342,28 @@ func newCryptRecipients(ro *rootOptions) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			ropts := rf.opts()
-			ref, err := oci.ParseReference(args[0], ropts...)
+			c, err := rf.client()
 			if err != nil {
 				return err
 			}
-			d, err := oci.Resolve(ctx, ref, ropts...)
+			ref, err := c.ParseReference(args[0])
 			if err != nil {
 				return err
 			}
-			img, err := oci.Pull(ctx, d, ropts...)
-			if err != nil {
-				return err
-			}
-			recips, err := crypt.Recipients(img)
-			if err != nil {
-				return err
-			}
-			r := recipientsReport{Ref: ref.String(), Digest: d.String(), Recipients: recips}
-			var checkErr error
+			var pol *policy.Policy
 			if pf.path != "" {
-				pol, err := pf.load()
-				if err != nil {
+				if pol, err = pf.load(); err != nil {
 					return err
 				}
-				r.Policy = pol.Name
-				r.Recipients = crypt.NamePlatforms(recips, pol)
-				r.Platforms = crypt.CanDecrypt(r.Recipients, pol)
-				seen := map[string]bool{}
-				for _, rc := range r.Recipients {
-					if rc.Platform == "" && rc.KeyID != "" && !seen[rc.KeyID] {
-						seen[rc.KeyID] = true
-						r.UnknownKeys = append(r.UnknownKeys, rc.KeyID)
-					}
-				}
-				checkErr = crypt.CheckRecipients(img, pol, ref.Context().Name())
+			}
+			res, err := publish.Recipients(ctx, c, ref, pol)
+			if err != nil {
+				return err
+			}
+			recips := res.Recipients
+			r := recipientsReport{Ref: ref.String(), Digest: res.Digest.String(), Recipients: res.Recipients, Platforms: res.Platforms, UnknownKeys: res.UnknownKeys, Policy: res.Policy}
+			checkErr := res.Mismatch
+			if pol != nil {
 				ok := checkErr == nil
 				r.MatchesPolicy = &ok
 				if checkErr != nil {
@@ -685,12 +436,16 @@ the registry unless --keep-old.`,
 			if keyPath == "" || decPath == "" {
 				return fmt.Errorf("--key and --decryption-key are required")
 			}
-			ropts := rf.opts()
-			ref, err := oci.ParseReference(args[0], ropts...)
+			c, err := rf.client()
 			if err != nil {
 				return err
 			}
-			if _, ok := ref.(name.Tag); !ok {
+			ref, err := c.ParseReference(args[0])
+			if err != nil {
+				return err
+			}
+			tag, ok := ref.(name.Tag)
+			if !ok {
 				return fmt.Errorf("rotate needs a tag to move, %s has none", ref)
 			}
 			pol, err := pf.load()
@@ -705,59 +460,14 @@ the registry unless --keep-old.`,
 			if err != nil {
 				return err
 			}
-			old, err := oci.Resolve(ctx, ref, ropts...)
+			res, err := publish.Rotate(ctx, c, tag, publish.RotateOptions{Policy: pol, Key: key, DecryptionKey: dec, KeepOld: keepOld})
 			if err != nil {
 				return err
 			}
-			if _, err := oci.VerifySignatures(ctx, old, key.Public(), ropts...); err != nil {
-				return fmt.Errorf("refusing to rotate %s: %w", old, err)
+			if res.DeleteError != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: old manifest %s not deleted: %s\n", res.Old, OneLine(res.DeleteError))
 			}
-			atts, err := oci.VerifyAttestations(ctx, old, key.Public(), nil, ropts...)
-			if err != nil && !errors.Is(err, oci.ErrNoSignature) {
-				return err
-			}
-			oldImg, err := oci.Pull(ctx, old, ropts...)
-			if err != nil {
-				return err
-			}
-			repo := ref.Context().Name()
-			newImg, err := crypt.Rotate(ctx, pol, repo, oldImg, dec)
-			if err != nil {
-				return err
-			}
-			// The attestations name the old digest: re-issue them for the
-			// new one (oci.Attest refuses a statement about another image).
-			nd0, err := newImg.Digest()
-			if err != nil {
-				return err
-			}
-			var envs []*dsse.Envelope
-			for _, a := range atts {
-				env, err := oci.Move(ctx, a.Statement, old, ref.Context().Digest(nd0.String()), key)
-				if err != nil {
-					return err
-				}
-				envs = append(envs, env)
-			}
-			rule, err := pol.Rule(repo)
-			if err != nil {
-				return err
-			}
-			nd, err := pushSigned(ctx, newImg, ref, key, envs, ropts)
-			if err != nil {
-				return err
-			}
-			r := rotateReport{Ref: ref.String(), OldDigest: old.String(), NewDigest: nd.String(), Attestations: len(envs)}
-			for _, p := range rule.Platforms {
-				r.Platforms = append(r.Platforms, p.Name)
-			}
-			if !keepOld && nd.String() != old.String() {
-				if err := oci.Delete(ctx, old, ropts...); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "warning: old manifest %s not deleted: %s\n", old, OneLine(err))
-				} else {
-					r.OldDeleted = true
-				}
-			}
+			r := rotateReport{Ref: ref.String(), OldDigest: res.Old.String(), NewDigest: res.New.String(), Platforms: res.Platforms, Attestations: res.Attestations, OldDeleted: res.OldDeleted}
 			return ro.print(cmd.OutOrStdout(), r, func(w io.Writer) {
 				fmt.Fprintf(w, "%s -> %s: re-encrypted to %v with fresh content keys, signed, %d attestation(s) moved, tag %s moved", r.OldDigest, r.NewDigest, r.Platforms, r.Attestations, ref)
 				if r.OldDeleted {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stepseal/stepseal/pkg/localrun"
+	"github.com/stepseal/stepseal/pkg/record"
 	"github.com/stepseal/stepseal/pkg/seal"
 )
 
@@ -47,7 +47,7 @@ status is propagated; its link is written even when it fails.`,
 			if ro.output == "json" {
 				cmdOut, reportOut = os.Stderr, cmd.OutOrStdout()
 			}
-			s, runErr := localrun.RecordCommand(cmd.Context(), localrun.RecordOptions{
+			s, runErr := record.Command(cmd.Context(), record.Options{
 				Step: step, Signers: signers, Materials: materials, Products: products,
 				Exclude: exclude, Cmd: args, OutDir: out, RunID: runID, Pipeline: pipeline, Image: image,
 				Stdout: cmdOut, Stderr: os.Stderr,
@@ -65,7 +65,7 @@ status is propagated; its link is written even when it fails.`,
 			}); err != nil {
 				return err
 			}
-			var se *localrun.StepError
+			var se *record.StepError
 			if errors.As(runErr, &se) {
 				return statusError{reportedError{runErr}, se.ExitCode}
 			}

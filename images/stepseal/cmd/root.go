@@ -12,11 +12,17 @@ import (
 
 type rootOptions struct {
 	output string
+	// tekton implements run and layout create; nil: they exec TektonBinary.
+	tekton Tekton
+	// args are the command line's arguments, handed on to TektonBinary.
+	args []string
 }
 
-// New returns the stepseal root command.
-func New() *cobra.Command {
-	ro := &rootOptions{}
+// New returns the stepseal root command for the arguments args (without
+// the program name). t implements `stepseal run` and `stepseal layout
+// create`; with nil they exec TektonBinary, given args.
+func New(t Tekton, args []string) *cobra.Command {
+	ro := &rootOptions{tekton: t, args: args}
 	root := &cobra.Command{
 		Use:           "stepseal",
 		Short:         "Supply-chain security for Tekton: every step signed as in-toto, verified against a layout",
@@ -30,6 +36,7 @@ func New() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVarP(&ro.output, "output", "o", "text", "output format: text or json")
+	root.SetArgs(args)
 	root.AddCommand(newKeys(ro), newLayout(ro), newRun(ro), newRecord(ro), newVerify(ro), newPublish(ro), newPull(ro), newCrypt(ro), newPolicy(ro), newLog(ro), newVersion(ro))
 	return root
 }

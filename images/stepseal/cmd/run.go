@@ -57,15 +57,20 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) error
 	if ro.output == "json" {
 		w = cmd.ErrOrStderr() // progress to stderr, the report to stdout
 	}
+	if o.out == "" {
+		return fmt.Errorf("--out is required")
+	}
 	params, err := parseParams(o.params)
 	if err != nil {
 		return err
 	}
+	if ro.tekton == nil {
+		return ro.execTekton(cmd.Context(), "stepseal run")
+	}
 	opts := embedded.Options{
-		Path: path, Out: o.out, Force: o.force, KeysDir: o.keys,
+		Tekton: ro.tekton, Path: path, Out: o.out, Force: o.force, KeysDir: o.keys,
 		TasksDir: o.tasks, Functionaries: o.functionaries, PlatformPolicy: o.platformPolicy,
 		Params: params, Exclude: o.exclude, Quiet: o.quiet, Progress: w,
-		PreparePolicy: prepareRunPolicy, Publish: publishRunOutput,
 	}
 	if ro.output != "json" {
 		// The verdict is printed as soon as it is known; publishing (only

@@ -1,15 +1,13 @@
 package cmd
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepseal/stepseal/pkg/artifact"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/verify"
@@ -47,7 +45,7 @@ Exit status 0 only when everything passed.`,
 					if !ok || uri == "" || file == "" {
 						return fmt.Errorf("--artifact %q: want URI=FILE, e.g. dist/app.tar.gz=out/workspaces/dist/app.tar.gz", a)
 					}
-					d, err := fileSHA256(file)
+					d, err := artifact.FileSHA256(file)
 					if err != nil {
 						return fmt.Errorf("--artifact %s: %w", uri, err)
 					}
@@ -94,19 +92,6 @@ func loadVerifiers(paths []string) ([]signing.Verifier, error) {
 		out = append(out, v)
 	}
 	return out, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // printVerdict writes the human-readable verdict: a line per step, every

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 	"github.com/stepseal/stepseal/pkg/store"
 )
 
@@ -60,12 +62,16 @@ func Run(t *testing.T, b Backend) {
 
 	t.Run("NotFound", func(t *testing.T) {
 		s := b.New(t)
-		if _, err := s.Get(ctx, subject(9)); !errors.Is(err, store.ErrNotFound) {
+		_, err := s.Get(ctx, subject(9))
+		if !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("Get of unknown subject: %v, want ErrNotFound", err)
 		}
-		if _, err := s.Fetch(ctx, subject(9)); !errors.Is(err, store.ErrNotFound) {
+		rejecttest.Is(t, "Get of unknown subject", err, reject.ErrMissing)
+		_, err = s.Fetch(ctx, subject(9))
+		if !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("Fetch of unknown digest: %v, want ErrNotFound", err)
 		}
+		rejecttest.Is(t, "Fetch of unknown digest", err, reject.ErrMissing)
 	})
 
 	t.Run("Idempotent", func(t *testing.T) {
@@ -125,16 +131,20 @@ func Run(t *testing.T, b Backend) {
 			"bad subject":  entry(store.KindLink, "a", "", "x", "md5:abc"),
 			"wrong digest": {Kind: store.KindLink, Name: "a", Data: []byte("x"), Digest: subject(1)},
 		} {
-			if _, err := s.Put(ctx, e); !errors.Is(err, store.ErrInvalid) {
+			_, err := s.Put(ctx, e)
+			if !errors.Is(err, store.ErrInvalid) {
 				t.Errorf("Put(%s): %v, want ErrInvalid", name, err)
 			}
+			rejecttest.Is(t, "Put("+name+")", err, reject.ErrMalformed)
 		}
 		if all, _ := s.List(ctx, store.Filter{}); len(all) != 0 {
 			t.Errorf("rejected Puts left %d entries behind", len(all))
 		}
-		if _, err := s.Get(ctx, "sha256:xyz"); !errors.Is(err, store.ErrInvalid) {
+		_, err := s.Get(ctx, "sha256:xyz")
+		if !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("Get(malformed digest): %v, want ErrInvalid", err)
 		}
+		rejecttest.Is(t, "Get(malformed digest)", err, reject.ErrMalformed)
 	})
 
 	t.Run("Concurrent", func(t *testing.T) {
@@ -189,12 +199,16 @@ func Run(t *testing.T, b Backend) {
 			s := b.New(t)
 			d := mustPut(t, s, entry(store.KindLink, "a.b", "", "original", subject(5)))
 			b.Tamper(t, s, d)
-			if _, err := s.Fetch(ctx, d); !errors.Is(err, store.ErrCorrupt) {
+			_, err := s.Fetch(ctx, d)
+			if !errors.Is(err, store.ErrCorrupt) {
 				t.Fatalf("Fetch of tampered entry: %v, want ErrCorrupt", err)
 			}
-			if _, err := s.Get(ctx, subject(5)); !errors.Is(err, store.ErrCorrupt) {
+			rejecttest.Is(t, "Fetch of tampered entry", err, reject.ErrMismatch)
+			_, err = s.Get(ctx, subject(5))
+			if !errors.Is(err, store.ErrCorrupt) {
 				t.Fatalf("Get of tampered entry: %v, want ErrCorrupt", err)
 			}
+			rejecttest.Is(t, "Get of tampered entry", err, reject.ErrMismatch)
 		})
 	}
 }

@@ -49,7 +49,7 @@ func Audit(ctx context.Context, dir string, c *tlog.Client, cp tlog.Checkpoint, 
 	return c.Audit(ctx, cp, 0, func(i uint64, raw []byte) error {
 		r, err := parseRecord(raw)
 		if err != nil {
-			return fmt.Errorf("%w: log entry %d: %v", store.ErrCorrupt, i, err)
+			return fmt.Errorf("%w: log entry %d: %w", store.ErrCorrupt, i, err)
 		}
 		a := Audited{Index: i}
 		subs, err := blobs.subjects(i, r)

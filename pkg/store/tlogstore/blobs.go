@@ -6,23 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 )
 
-// Errors about the blobs beside the log, both also store.ErrCorrupt. Their
-// messages name the log entry, its kind, name and digest, and the blob.
+// Errors about the blobs beside the log, both refusals and also
+// store.ErrCorrupt (reject.ErrMismatch). Their messages name the log entry,
+// its kind, name and digest, and the blob. A blob that is there but cannot
+// be read (permissions, I/O) is neither: it is store.ErrUnavailable.
 var (
 	// ErrBlobMissing: a document or subject list a log entry binds is not
-	// beside the log (or cannot be read), so the entry cannot be checked.
-	ErrBlobMissing = errors.New("blob missing")
+	// beside the log (deleted, or lacking from a proof): the evidence the
+	// log commits to is gone (reject.ErrMissing).
+	ErrBlobMissing = reject.Sentinel(reject.ErrMissing, "blob missing")
 	// ErrBlobMismatch: a document or subject list beside the log is not
-	// what its log entry binds (edited, replaced or damaged): refused.
-	ErrBlobMismatch = errors.New("blob does not match its log entry")
+	// what its log entry binds (edited, replaced or damaged; reject.ErrMismatch).
+	ErrBlobMismatch = reject.Sentinel(reject.ErrMismatch, "blob does not match its log entry")
 )
 
 // blobDir is the directory of content-addressed blobs beside a log: the
@@ -34,23 +39,34 @@ func (d blobDir) path(digest string) string {
 	return filepath.Join(string(d), strings.TrimPrefix(digest, "sha256:"))
 }
 
-func (d blobDir) err(sentinel error, i uint64, r record, what, digest, format string, args ...any) error {
-	return fmt.Errorf("%w: %w: log entry %d, %s: %s blobs/%s: %s", store.ErrCorrupt, sentinel, i, r, what, strings.TrimPrefix(digest, "sha256:"), fmt.Sprintf(format, args...))
+// err is a refusal of blob digest of log entry i (record r): sentinel, also
+// store.ErrCorrupt, wrapping cause.
+func (d blobDir) err(sentinel error, i uint64, r record, what, digest string, cause error) error {
+	return fmt.Errorf("%w: %w: log entry %d, %s: %s blobs/%s: %w", store.ErrCorrupt, sentinel, i, r, what, strings.TrimPrefix(digest, "sha256:"), cause)
+}
+
+// readErr is a blob that could not be read: ErrBlobMissing when it is not
+// there, store.ErrUnavailable (no verdict) when reading it failed.
+func (d blobDir) readErr(err error, i uint64, r record, what, digest string) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return d.err(ErrBlobMissing, i, r, what, digest, err)
+	}
+	return fmt.Errorf("%w: log entry %d, %s: %s blobs/%s: %w", store.ErrUnavailable, i, r, what, strings.TrimPrefix(digest, "sha256:"), err)
 }
 
 // read reads blob digest, at most size bytes (one more says it is too long).
 func (d blobDir) read(i uint64, r record, what, digest string, size int) ([]byte, error) {
 	f, err := os.Open(d.path(digest))
 	if err != nil {
-		return nil, d.err(ErrBlobMissing, i, r, what, digest, "%v", err)
+		return nil, d.readErr(err, i, r, what, digest)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, int64(size)+1))
 	if err != nil {
-		return nil, d.err(ErrBlobMissing, i, r, what, digest, "%v", err)
+		return nil, d.readErr(err, i, r, what, digest)
 	}
 	if len(b) != size || store.Digest(b) != digest {
-		return nil, d.err(ErrBlobMismatch, i, r, what, digest, "%d bytes with digest %s, the entry binds %d bytes with digest %s", len(b), store.Digest(b), size, digest)
+		return nil, d.err(ErrBlobMismatch, i, r, what, digest, fmt.Errorf("%d bytes with digest %s, the entry binds %d bytes with digest %s", len(b), store.Digest(b), size, digest))
 	}
 	return b, nil
 }
@@ -82,7 +98,7 @@ func (d blobDir) parseSubjects(i uint64, r record, b []byte) ([]string, error) {
 	if err != nil {
 		// The list hashes to what the leaf binds but is not a list: the
 		// record itself was written wrong.
-		return nil, d.err(ErrBlobMismatch, i, r, "subject list", r.SubjectsDigest, "%v", err)
+		return nil, d.err(ErrBlobMismatch, i, r, "subject list", r.SubjectsDigest, err)
 	}
 	return subs, nil
 }
@@ -96,16 +112,16 @@ func (d blobDir) checkData(i uint64, r record) error {
 	}
 	f, err := os.Open(d.path(r.Digest))
 	if err != nil {
-		return d.err(ErrBlobMissing, i, r, "document", r.Digest, "%v", err)
+		return d.readErr(err, i, r, "document", r.Digest)
 	}
 	defer f.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(f, int64(r.Size)+1))
 	if err != nil {
-		return d.err(ErrBlobMissing, i, r, "document", r.Digest, "%v", err)
+		return d.readErr(err, i, r, "document", r.Digest)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); n != int64(r.Size) || got != r.Digest {
-		return d.err(ErrBlobMismatch, i, r, "document", r.Digest, "%d bytes with digest %s, the entry binds %d bytes with digest %s", n, got, r.Size, r.Digest)
+		return d.err(ErrBlobMismatch, i, r, "document", r.Digest, fmt.Errorf("%d bytes with digest %s, the entry binds %d bytes with digest %s", n, got, r.Size, r.Digest))
 	}
 	return nil
 }
@@ -113,7 +129,7 @@ func (d blobDir) checkData(i uint64, r record) error {
 // write stores b as blob digest unless a blob with that content is there.
 func (d blobDir) write(digest string, b []byte) error {
 	if err := os.MkdirAll(string(d), 0o755); err != nil {
-		return fmt.Errorf("tlogstore: %w", err)
+		return fmt.Errorf("%w: tlogstore: %w", store.ErrUnavailable, err)
 	}
 	p := d.path(digest)
 	if st, err := os.Stat(p); err == nil && st.Size() == int64(len(b)) {
@@ -122,7 +138,7 @@ func (d blobDir) write(digest string, b []byte) error {
 		}
 	}
 	if err := signing.WriteFileAtomic(p, b, 0o644); err != nil {
-		return fmt.Errorf("tlogstore: blob %s: %w", digest, err)
+		return fmt.Errorf("%w: tlogstore: blob %s: %w", store.ErrUnavailable, digest, err)
 	}
 	return nil
 }

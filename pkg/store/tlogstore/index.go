@@ -38,13 +38,13 @@ func parseIndexLine(b []byte) (indexLine, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&l); err != nil {
-		return l, fmt.Errorf("index line: %v", err)
+		return l, fmt.Errorf("index line: %w", err)
 	}
 	if dec.More() {
 		return l, fmt.Errorf("index line: trailing data")
 	}
 	if err := checkFields(l.Kind, l.Digest, l.Subjects); err != nil {
-		return l, fmt.Errorf("index line %d: %v", l.I, err)
+		return l, fmt.Errorf("index line %d: %w", l.I, err)
 	}
 	return l, nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
@@ -112,7 +113,8 @@ func TestV1StoreStillReads(t *testing.T) {
 // Attack: the subject list of a large link (kept in blobs/, bound by digest
 // in the signed leaf) is edited to drop a subject, then deleted. Reads,
 // searches, proofs and the audit refuse with ErrBlobMismatch, then
-// ErrBlobMissing, both store.ErrCorrupt, naming the entry and the blob.
+// ErrBlobMissing, both store.ErrCorrupt, naming the entry and the blob. A
+// blob that cannot be read is store.ErrUnavailable: no verdict.
 func TestSubjectListBlobTampered(t *testing.T) {
 	k := testKey(t)
 	dir := t.TempDir()
@@ -147,21 +149,31 @@ func TestSubjectListBlobTampered(t *testing.T) {
 		name   string
 		tamper func()
 		want   error
+		reason *reject.Reason
 	}{
-		{"edited", func() { _ = os.WriteFile(blob, b[subjectLine:], 0o644) }, ErrBlobMismatch},
-		{"deleted", func() { _ = os.Remove(blob) }, ErrBlobMissing},
+		{"edited", func() { _ = os.WriteFile(blob, b[subjectLine:], 0o644) }, ErrBlobMismatch, reject.ErrMismatch},
+		{"deleted", func() { _ = os.Remove(blob) }, ErrBlobMissing, reject.ErrMissing},
+		// A directory in its place cannot be read, even by root.
+		{"unreadable", func() { _ = os.Mkdir(blob, 0o755) }, store.ErrUnavailable, reject.ErrUnavailable},
 	} {
 		c.tamper()
 		_, ferr := s.Fetch(ctx, d)
 		_, gerr := s.Get(ctx, e.Subjects[0])
 		_, perr := s.Prove(ctx, d)
 		for what, err := range map[string]error{"Fetch": ferr, "Get": gerr, "Prove": perr, "Audit": audit()} {
-			if !errors.Is(err, c.want) || !errors.Is(err, store.ErrCorrupt) || !strings.Contains(fmt.Sprint(err), "fetch.copy.0123abcd.link") || !strings.Contains(fmt.Sprint(err), "blobs/"+strings.TrimPrefix(r.SubjectsDigest, "sha256:")) {
+			if !errors.Is(err, c.want) || errors.Is(err, store.ErrCorrupt) != c.reason.Refused() || !strings.Contains(fmt.Sprint(err), "fetch.copy.0123abcd.link") || !strings.Contains(fmt.Sprint(err), "blobs/"+strings.TrimPrefix(r.SubjectsDigest, "sha256:")) {
 				t.Errorf("%s, subject list %s: %v, want %v naming the entry and the blob", what, c.name, err, c.want)
+			}
+			if !errors.Is(err, c.reason) || errors.Is(err, reject.ErrRefused) != c.reason.Refused() || errors.Is(err, reject.ErrUnableToCheck) == c.reason.Refused() {
+				t.Errorf("%s, subject list %s: %v: want reject.%v (refused %v), got refused %v, unable to check %v", what, c.name, err, c.reason,
+					c.reason.Refused(), errors.Is(err, reject.ErrRefused), errors.Is(err, reject.ErrUnableToCheck))
 			}
 		}
 	}
 	// A proof whose subject list was swapped for another is refused too.
+	if err := os.Remove(blob); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(blob, b, 0o644); err != nil {
 		t.Fatal(err)
 	}

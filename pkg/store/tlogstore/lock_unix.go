@@ -17,7 +17,7 @@ func lockDir(path string) (*os.File, error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s is in use by another store: %v", path, err)
+		return nil, fmt.Errorf("%s is in use by another store: %w", path, err)
 	}
 	return f, nil
 }

@@ -2,6 +2,7 @@ package tlogstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/stepseal/stepseal/pkg/store"
@@ -38,16 +39,16 @@ func (s *Store) Prove(ctx context.Context, digest string) (Proof, error) {
 	}
 	raw, err := snap.Entry(ctx, l.I)
 	if err != nil {
-		return Proof{}, fmt.Errorf("%w: %s (log entry %d): %w", store.ErrCorrupt, digest, l.I, err)
+		return Proof{}, fmt.Errorf("%w: %s (log entry %d): %w", logErr(err), digest, l.I, err)
 	}
 	r, err := parseRecord(raw)
 	if err != nil {
-		return Proof{}, fmt.Errorf("%w: %s (log entry %d): %v", store.ErrCorrupt, digest, l.I, err)
+		return Proof{}, fmt.Errorf("%w: %s (log entry %d): %w", store.ErrCorrupt, digest, l.I, err)
 	}
 	cp := snap.Checkpoint()
 	hashes, err := s.log.InclusionProof(ctx, l.I, cp.Size)
 	if err != nil {
-		return Proof{}, fmt.Errorf("%w: %s (log entry %d): %w", store.ErrCorrupt, digest, l.I, err)
+		return Proof{}, fmt.Errorf("%w: %s (log entry %d): %w", logErr(err), digest, l.I, err)
 	}
 	p := Proof{Index: l.I, Record: raw, Checkpoint: cp.Raw, Hashes: hashes}
 	if !r.inlineSubjects() {
@@ -78,7 +79,7 @@ func VerifyProof(v note.Verifier, p Proof) (store.Entry, error) {
 	}
 	r, err := parseRecord(p.Record)
 	if err != nil {
-		return store.Entry{}, fmt.Errorf("%w: log entry %d: %v", store.ErrCorrupt, p.Index, err)
+		return store.Entry{}, fmt.Errorf("%w: log entry %d: %w", store.ErrCorrupt, p.Index, err)
 	}
 	if r.inlineSubjects() {
 		if p.SubjectList != nil {
@@ -88,10 +89,10 @@ func VerifyProof(v note.Verifier, p Proof) (store.Entry, error) {
 	}
 	var blobs blobDir // the proof carries the blob; errors name it as blobs/<hex> all the same
 	if p.SubjectList == nil {
-		return store.Entry{}, blobs.err(ErrBlobMissing, p.Index, r, "subject list", r.SubjectsDigest, "not in the proof")
+		return store.Entry{}, blobs.err(ErrBlobMissing, p.Index, r, "subject list", r.SubjectsDigest, errors.New("not in the proof"))
 	}
 	if len(p.SubjectList) != r.SubjectCount*subjectLine || store.Digest(p.SubjectList) != r.SubjectsDigest {
-		return store.Entry{}, blobs.err(ErrBlobMismatch, p.Index, r, "subject list", r.SubjectsDigest, "the proof's list has %d bytes with digest %s", len(p.SubjectList), store.Digest(p.SubjectList))
+		return store.Entry{}, blobs.err(ErrBlobMismatch, p.Index, r, "subject list", r.SubjectsDigest, fmt.Errorf("the proof's list has %d bytes with digest %s", len(p.SubjectList), store.Digest(p.SubjectList)))
 	}
 	subs, err := blobs.parseSubjects(p.Index, r, p.SubjectList)
 	if err != nil {

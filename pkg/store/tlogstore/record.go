@@ -156,7 +156,7 @@ func parseRecord(b []byte) (record, error) {
 		Type string `json:"type"`
 	}
 	if err := json.Unmarshal(b, &head); err != nil {
-		return record{}, fmt.Errorf("not a store record: %v", err)
+		return record{}, fmt.Errorf("not a store record: %w", err)
 	}
 	switch head.Type {
 	case recordType:
@@ -171,7 +171,7 @@ func decodeStrict(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("not a store record: %v", err)
+		return fmt.Errorf("not a store record: %w", err)
 	}
 	if dec.More() {
 		return fmt.Errorf("not a store record: trailing data")

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/tlog"
@@ -32,7 +33,8 @@ import (
 // inclusion against the current checkpoint (which must extend every one
 // seen before), check every blob the record binds, and report any failure
 // as store.ErrCorrupt wrapping the tlog error, ErrBlobMissing or
-// ErrBlobMismatch.
+// ErrBlobMismatch; a log or blob that cannot be read at all is
+// store.ErrUnavailable, no verdict.
 type Store struct {
 	dir   string
 	log   *tlog.Log
@@ -51,15 +53,25 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// logErr is the store error of a failed read of the log: store.ErrCorrupt
+// when the log refused what it holds (a record or checkpoint that does not
+// verify), store.ErrUnavailable when the log could not be read at all.
+func logErr(err error) error {
+	if errors.Is(err, reject.ErrUnableToCheck) {
+		return store.ErrUnavailable
+	}
+	return store.ErrCorrupt
+}
+
 // Open opens (creating if needed) the store in dir, signing the log's
 // checkpoints with key.
 func Open(ctx context.Context, dir string, key tlog.Key, opts *tlog.Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("tlogstore: %w", err)
+		return nil, fmt.Errorf("%w: tlogstore: %w", store.ErrUnavailable, err)
 	}
 	lock, err := lockDir(filepath.Join(dir, "lock"))
 	if err != nil {
-		return nil, fmt.Errorf("tlogstore: %w", err)
+		return nil, fmt.Errorf("%w: tlogstore: %w", store.ErrUnavailable, err)
 	}
 	l, err := tlog.Open(ctx, filepath.Join(dir, "log"), key, opts)
 	if err != nil {
@@ -113,7 +125,7 @@ func (s *Store) loadIndex(ctx context.Context, discard bool) error {
 	defer s.fileMu.Unlock()
 	cp, err := s.log.Checkpoint(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", store.ErrCorrupt, err)
+		return fmt.Errorf("%w: %w", logErr(err), err)
 	}
 	path := filepath.Join(s.dir, "index")
 	var lines []indexLine
@@ -121,7 +133,7 @@ func (s *Store) loadIndex(ctx context.Context, discard bool) error {
 	if !discard {
 		b, err := os.ReadFile(path)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("tlogstore: %w", err)
+			return fmt.Errorf("%w: tlogstore: %w", store.ErrUnavailable, err)
 		}
 		lines, damaged = splitIndex(b)
 	}
@@ -152,11 +164,11 @@ func (s *Store) loadIndex(ctx context.Context, discard bool) error {
 			}
 			data, err := snap.Entry(ctx, i)
 			if err != nil {
-				return fmt.Errorf("%w: rebuilding the index: %w", store.ErrCorrupt, err)
+				return fmt.Errorf("%w: rebuilding the index: %w", logErr(err), err)
 			}
 			r, err := parseRecord(data)
 			if err != nil {
-				return fmt.Errorf("%w: rebuilding the index: log entry %d: %v", store.ErrCorrupt, i, err)
+				return fmt.Errorf("%w: rebuilding the index: log entry %d: %w", store.ErrCorrupt, i, err)
 			}
 			subs, err := s.blobs.subjects(i, r)
 			if err != nil {
@@ -310,7 +322,7 @@ func (s *Store) LogIndex(digest string) (uint64, error) {
 func (s *Store) snapshot(ctx context.Context) (*tlog.Snapshot, error) {
 	cp, err := s.log.Checkpoint(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", store.ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", logErr(err), err)
 	}
 	return s.log.Client().Snapshot(cp)
 }
@@ -323,11 +335,11 @@ func (s *Store) load(ctx context.Context, snap *tlog.Snapshot, l indexLine) (sto
 		if ctx.Err() != nil {
 			return store.Entry{}, record{}, ctx.Err()
 		}
-		return store.Entry{}, record{}, fmt.Errorf("%w: %s (log entry %d): %w", store.ErrCorrupt, l.Digest, l.I, err)
+		return store.Entry{}, record{}, fmt.Errorf("%w: %s (log entry %d): %w", logErr(err), l.Digest, l.I, err)
 	}
 	r, err := parseRecord(raw)
 	if err != nil {
-		return store.Entry{}, r, fmt.Errorf("%w: %s (log entry %d): %v", store.ErrCorrupt, l.Digest, l.I, err)
+		return store.Entry{}, r, fmt.Errorf("%w: %s (log entry %d): %w", store.ErrCorrupt, l.Digest, l.I, err)
 	}
 	if r.Digest != l.Digest {
 		return store.Entry{}, r, fmt.Errorf("%w: log entry %d holds %s, the index says %s", store.ErrCorrupt, l.I, r.Digest, l.Digest)

@@ -1,4 +1,4 @@
-package localrun
+package record
 
 import (
 	"context"
@@ -16,8 +16,8 @@ import (
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
-// RecordOptions configure RecordCommand.
-type RecordOptions struct {
+// Options configure Command.
+type Options struct {
 	// Step is the in-toto step name of the link.
 	Step string
 	// Signers each sign one link (at least one).
@@ -48,17 +48,17 @@ type RecordOptions struct {
 	RunID, Pipeline, Image string
 }
 
-// RecordCommand is stepseal's `in-toto run`: it hashes the materials, runs
+// Command is stepseal's `in-toto run`: it hashes the materials, runs
 // the command, hashes the products, and writes one signed link per signer
 // to OutDir. A command exiting non-zero still gets its link (the exit code
-// is in the byproducts), and RecordCommand returns the step together with a
+// is in the byproducts), and Command returns the step together with a
 // *StepError carrying the exit code; a command that cannot be started gets
 // no link, as with in-toto-run.
 //
 // The link is an in-toto link in-toto-golang reads; unlike in-toto-run's it
 // stores stdout and stderr as SHA-256 digests, not verbatim, and records no
 // image-related note (the recorder runs inside the step's own image).
-func RecordCommand(ctx context.Context, opts RecordOptions) (*run.Step, error) {
+func Command(ctx context.Context, opts Options) (*run.Step, error) {
 	if opts.Step == "" {
 		return nil, errors.New("record: no step name")
 	}
@@ -93,7 +93,7 @@ func RecordCommand(ctx context.Context, opts RecordOptions) (*run.Step, error) {
 	exit := 0
 	var runErr error
 	if len(opts.Cmd) > 0 {
-		exit, runErr = runProcess(ctx, opts.Cmd, "", env, stdout, stderr)
+		exit, runErr = Process(ctx, opts.Cmd, "", env, stdout, stderr)
 		if exit == -1 && runErr != nil {
 			return nil, fmt.Errorf("record %s: %w", opts.Step, runErr)
 		}
@@ -125,7 +125,7 @@ func RecordCommand(ctx context.Context, opts RecordOptions) (*run.Step, error) {
 			delete(link.Environment, k)
 		}
 	}
-	if _, err := writeLinks(ctx, outDir, link, opts.Signers); err != nil {
+	if _, err := WriteLinks(ctx, outDir, link, opts.Signers); err != nil {
 		return step, fmt.Errorf("record %s: %w", opts.Step, err)
 	}
 	if exit != 0 || runErr != nil {

@@ -1,4 +1,4 @@
-package layout
+package generate
 
 import (
 	"bytes"
@@ -14,7 +14,11 @@ import (
 
 	"github.com/in-toto/in-toto-golang/in_toto"
 
+	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/run"
+
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -59,7 +63,7 @@ func checkSteps(t *testing.T, l *in_toto.Layout, want []wantStep) {
 // TestGoBuildRules pins the rule shapes agreed with pkg/verify on the main
 // example, independently of the golden file.
 func TestGoBuildRules(t *testing.T) {
-	l, f := generate(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	l, f := generate(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
 	checkSteps(t, l, []wantStep{
 		{"fetch.copy", [][]string{disallow}, [][]string{allow("source"), disallow}},
 		{"test.vet", [][]string{match("source", "test.vet"), disallow}, [][]string{match("source", "fetch.copy"), disallow}},
@@ -91,7 +95,7 @@ func TestGoBuildRules(t *testing.T) {
 	if got := l.Steps[1].ExpectedCommand; !reflect.DeepEqual(got, []string{"go", "vet", "./..."}) {
 		t.Errorf("test.vet command %q", got)
 	}
-	spec, _ := loadPipeline(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	spec, _ := loadPipeline(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
 	if got, want := l.Steps[0].ExpectedCommand, run.ScriptCommand(spec.Tasks["fetch"].Steps[0].Script); !reflect.DeepEqual(got, want) {
 		t.Errorf("fetch.copy command %q, want %q", got, want)
 	}
@@ -138,11 +142,11 @@ func TestDAGRules(t *testing.T) {
 }
 
 func TestFromPipelineErrors(t *testing.T) {
-	spec, f := loadPipeline(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	spec, f := loadPipeline(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
 	keys := testKeys(t, f)
-	withFile := func(doc string) *Functionaries {
+	withFile := func(doc string) *layout.Functionaries {
 		t.Helper()
-		g, err := ParseFunctionaries([]byte(doc), "f.yaml")
+		g, err := layout.ParseFunctionaries([]byte(doc), "f.yaml")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,18 +173,18 @@ func TestFromPipelineErrors(t *testing.T) {
 	sameKey["packager"] = keys["builder"]
 	for _, c := range []struct {
 		name string
-		f    *Functionaries
+		f    *layout.Functionaries
 		keys map[string]in_toto.Key
-		opts Options
+		opts layout.Options
 		is   error
 		want string
 	}{
-		{"step no entry matches", withFile(strings.Replace(string(base), `"package.*"`, `"pack.*"`, 1)), keys, Options{Expires: testExpiry}, ErrNoFunctionary, "package.tar"},
-		{"missing key", f, without("builder"), Options{Expires: testExpiry}, ErrLayout, "build.compile: no public key for functionary builder"},
-		{"key ID does not match key", f, badKey, Options{Expires: testExpiry}, ErrLayout, "key of functionary builder"},
-		{"output in undeclared workspace", withFile(strings.Replace(string(base), "dist/app.tar.gz", "cache/app.tar.gz", 1)), keys, Options{Expires: testExpiry}, ErrLayout, `no workspace "cache"`},
-		{"expired", f, keys, Options{Expires: time.Now().Add(-time.Hour)}, ErrLayout, "in the past"},
-		{"threshold over shared key", withFile(strings.Replace(string(base), "functionaries: [packager]", "functionaries: [packager, builder]\n    threshold: 2", 1)), sameKey, Options{Expires: testExpiry}, ErrLayout, "same key"},
+		{"step no entry matches", withFile(strings.Replace(string(base), `"package.*"`, `"pack.*"`, 1)), keys, layout.Options{Expires: testExpiry}, layout.ErrNoFunctionary, "package.tar"},
+		{"missing key", f, without("builder"), layout.Options{Expires: testExpiry}, layout.ErrLayout, "build.compile: no public key for functionary builder"},
+		{"key ID does not match key", f, badKey, layout.Options{Expires: testExpiry}, layout.ErrLayout, "key of functionary builder"},
+		{"output in undeclared workspace", withFile(strings.Replace(string(base), "dist/app.tar.gz", "cache/app.tar.gz", 1)), keys, layout.Options{Expires: testExpiry}, layout.ErrLayout, `no workspace "cache"`},
+		{"expired", f, keys, layout.Options{Expires: time.Now().Add(-time.Hour)}, layout.ErrLayout, "in the past"},
+		{"threshold over shared key", withFile(strings.Replace(string(base), "functionaries: [packager]", "functionaries: [packager, builder]\n    threshold: 2", 1)), sameKey, layout.Options{Expires: testExpiry}, layout.ErrLayout, "same key"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := FromPipeline(spec, c.f, c.keys, c.opts)
@@ -197,16 +201,17 @@ func TestFromPipelineErrors(t *testing.T) {
 			ro.Tasks[pt.Name].Workspaces[len(ro.Tasks[pt.Name].Workspaces)-1].ReadOnly = true
 		}
 	}
-	_, err = FromPipeline(ro, g, testKeys(t, g), Options{Expires: testExpiry})
-	if !errors.Is(err, ErrLayout) || !strings.Contains(err.Error(), "no step can produce it") {
+	_, err = FromPipeline(ro, g, testKeys(t, g), layout.Options{Expires: testExpiry})
+	if !errors.Is(err, layout.ErrLayout) || !strings.Contains(err.Error(), "no step can produce it") {
 		t.Errorf("read-only output workspace: %v", err)
 	}
+	rejecttest.Is(t, "read-only output workspace", err, reject.ErrMalformed)
 }
 
 func TestFromPipelineIgnoresUndeclaredKeys(t *testing.T) {
-	spec, f := loadPipeline(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	spec, f := loadPipeline(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
 	keys := testKeys(t, f)
-	l, err := FromPipeline(spec, f, mergeKeys(keys, "owner", testKey(t, "owner")), Options{Expires: testExpiry})
+	l, err := FromPipeline(spec, f, mergeKeys(keys, "owner", testKey(t, "owner")), layout.Options{Expires: testExpiry})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,9 +229,9 @@ func mergeKeys(keys map[string]in_toto.Key, name string, k in_toto.Key) map[stri
 }
 
 func TestDefaultExpiryAndReadme(t *testing.T) {
-	spec, f := loadPipeline(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	spec, f := loadPipeline(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
 	before := time.Now().UTC().Truncate(time.Second)
-	l, err := FromPipeline(spec, f, testKeys(t, f), Options{})
+	l, err := FromPipeline(spec, f, testKeys(t, f), layout.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +245,7 @@ func TestDefaultExpiryAndReadme(t *testing.T) {
 	if !strings.Contains(l.Readme, `"go-build"`) {
 		t.Errorf("readme %q does not name the pipeline", l.Readme)
 	}
-	l, err = FromPipeline(spec, f, testKeys(t, f), Options{Expires: testExpiry, Readme: "mine"})
+	l, err = FromPipeline(spec, f, testKeys(t, f), layout.Options{Expires: testExpiry, Readme: "mine"})
 	if err != nil || l.Readme != "mine" {
 		t.Errorf("readme %q, %v", l.Readme, err)
 	}
@@ -249,7 +254,7 @@ func TestDefaultExpiryAndReadme(t *testing.T) {
 // TestGolden compares the layout of every example pipeline with
 // testdata/<example>.layout.json. Run with -update to rewrite them.
 func TestGolden(t *testing.T) {
-	dirs, err := filepath.Glob("../../examples/*/functionaries.yaml")
+	dirs, err := filepath.Glob("../../../examples/*/functionaries.yaml")
 	if err != nil || len(dirs) == 0 {
 		t.Fatalf("no examples found: %v", err)
 	}
@@ -279,13 +284,13 @@ func TestGolden(t *testing.T) {
 // TestGeneratedLayoutLoads checks that in-toto-golang's own loader reads what
 // Sign and Write produce, and that Load reads it back unchanged.
 func TestGeneratedLayoutLoads(t *testing.T) {
-	l, _ := generate(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
-	mb, err := Sign(context.Background(), *l, testSigner(t, "owner"))
+	l, _ := generate(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	mb, err := layout.Sign(context.Background(), *l, testSigner(t, "owner"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "root.layout")
-	if err := Write(path, mb); err != nil {
+	if err := layout.Write(path, mb); err != nil {
 		t.Fatal(err)
 	}
 	md, err := in_toto.LoadMetadata(path)
@@ -295,7 +300,7 @@ func TestGeneratedLayoutLoads(t *testing.T) {
 	if !reflect.DeepEqual(md.GetPayload(), *l) {
 		t.Error("in-toto-golang loaded a different layout")
 	}
-	back, err := Load(path)
+	back, err := layout.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package store
+package dirstore
 
 import (
 	"context"
@@ -8,42 +8,45 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/store"
 )
 
-// DirStore keeps entries in a directory:
+// Store keeps entries in a directory:
 //
 //	DIR/entries/<hex>.data   the document, byte for byte
-//	DIR/entries/<hex>.json   its Entry metadata (kind, name, run, subjects)
+//	DIR/entries/<hex>.json   its store.Entry metadata (kind, name, run, subjects)
 //	DIR/subjects/<hex>/<hex> empty marker: subject -> entry
 //	DIR/runs/<sha256 of run ID>/<hex> empty marker: run -> entry
 //
 // Every file is written with write-to-temp, fsync, rename: a crash leaves an
 // entry either complete or absent. Data is written before metadata and
 // markers, so a visible entry always has its data. Reads re-hash the data
-// and report ErrCorrupt when it was changed on disk.
+// and report store.ErrCorrupt when it was changed or removed on disk, and
+// store.ErrUnavailable when a file cannot be read or written at all.
 //
 // Get and List by subject or run read only that subject's or run's markers,
 // so the controller's per-run lookups cost the same in a store of a million
 // entries as in an empty one. Only List without a subject or run reads
 // every entry.
-type DirStore struct {
+type Store struct {
 	root string
 	mu   sync.Mutex // serialises writers within a process; files make it safe across processes
 }
 
-// NewDirStore opens (creating if needed) a directory store at root.
-func NewDirStore(root string) (*DirStore, error) {
+// Open opens (creating if needed) a directory store at root.
+func Open(root string) (*Store, error) {
 	for _, d := range []string{"entries", "subjects", "runs"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return nil, fmt.Errorf("store %s: %w", root, err)
+			return nil, unavailable(err, "store %s", root)
 		}
 	}
-	s := &DirStore{root: root}
+	s := &Store{root: root}
 	if err := s.indexRuns(); err != nil {
 		return nil, fmt.Errorf("store %s: indexing runs: %w", root, err)
 	}
@@ -54,14 +57,14 @@ func NewDirStore(root string) (*DirStore, error) {
 // written before the index existed get it built once, on open).
 const runsIndexed = "runs/.indexed"
 
-func (s *DirStore) indexRuns() error {
+func (s *Store) indexRuns() error {
 	done := filepath.Join(s.root, runsIndexed)
 	if _, err := os.Stat(done); err == nil {
 		return nil
 	}
 	names, err := os.ReadDir(filepath.Join(s.root, "entries"))
 	if err != nil {
-		return err
+		return unavailable(err, "entries")
 	}
 	for _, n := range names {
 		h, ok := strings.CutSuffix(n.Name(), ".json")
@@ -76,36 +79,48 @@ func (s *DirStore) indexRuns() error {
 			return err
 		}
 	}
-	return signing.WriteFileAtomic(done, nil, 0o644)
+	if err := signing.WriteFileAtomic(done, nil, 0o644); err != nil {
+		return unavailable(err, "%s", runsIndexed)
+	}
+	return nil
 }
 
 // runDir is the marker directory of run ID id; "" for no run.
-func (s *DirStore) runDir(id string) string {
+func (s *Store) runDir(id string) string {
 	if id == "" {
 		return ""
 	}
-	return filepath.Join(s.root, "runs", hexOf(Digest([]byte(id))))
+	return filepath.Join(s.root, "runs", hexOf(store.Digest([]byte(id))))
 }
 
 // mark writes the empty marker dir/h; nothing when dir is "".
-func (s *DirStore) mark(dir, h string) error {
+func (s *Store) mark(dir, h string) error {
 	if dir == "" {
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return unavailable(err, "marker of sha256:%s", h)
 	}
-	return signing.WriteFileAtomic(filepath.Join(dir, h), nil, 0o644)
+	if err := signing.WriteFileAtomic(filepath.Join(dir, h), nil, 0o644); err != nil {
+		return unavailable(err, "marker of sha256:%s", h)
+	}
+	return nil
+}
+
+// unavailable is a failed read or write of the directory: the store could
+// not be used, which says nothing about any entry.
+func unavailable(err error, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %w", store.ErrUnavailable, fmt.Sprintf(format, args...), err)
 }
 
 func hexOf(digest string) string { return strings.TrimPrefix(digest, "sha256:") }
 
-// Put implements Store.
-func (s *DirStore) Put(ctx context.Context, e Entry) (string, error) {
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, e store.Entry) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	if err := Validate(&e); err != nil {
+	if err := store.Validate(&e); err != nil {
 		return "", err
 	}
 	s.mu.Lock()
@@ -121,14 +136,14 @@ func (s *DirStore) Put(ctx context.Context, e Entry) (string, error) {
 		}
 		merged := append(append([]string{}, old.Subjects...), e.Subjects...)
 		e.Subjects = merged
-		if err := Validate(&e); err != nil {
+		if err := store.Validate(&e); err != nil {
 			return "", err
 		}
-		if equalStrings(old.Subjects, e.Subjects) {
+		if slices.Equal(old.Subjects, e.Subjects) {
 			return e.Digest, nil
 		}
 	} else if err := signing.WriteFileAtomic(dataPath, e.Data, 0o644); err != nil {
-		return "", fmt.Errorf("store put %s: %w", e.Name, err)
+		return "", unavailable(err, "store put %s", e.Name)
 	}
 	for _, sub := range e.Subjects {
 		if err := s.mark(filepath.Join(s.root, "subjects", hexOf(sub)), h); err != nil {
@@ -143,99 +158,91 @@ func (s *DirStore) Put(ctx context.Context, e Entry) (string, error) {
 		return "", err
 	}
 	if err := signing.WriteFileAtomic(metaPath, meta, 0o644); err != nil {
-		return "", fmt.Errorf("store put %s: %w", e.Name, err)
+		return "", unavailable(err, "store put %s", e.Name)
 	}
 	return e.Digest, nil
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *DirStore) readMeta(h string) (Entry, error) {
-	var e Entry
+func (s *Store) readMeta(h string) (store.Entry, error) {
+	var e store.Entry
 	b, err := os.ReadFile(filepath.Join(s.root, "entries", h+".json"))
 	if errors.Is(err, os.ErrNotExist) {
-		return e, fmt.Errorf("%w: sha256:%s", ErrNotFound, h)
+		return e, fmt.Errorf("%w: sha256:%s", store.ErrNotFound, h)
 	}
 	if err != nil {
-		return e, err
+		return e, unavailable(err, "metadata of sha256:%s", h)
 	}
 	if err := json.Unmarshal(b, &e); err != nil {
-		return e, fmt.Errorf("%w: metadata of sha256:%s: %v", ErrCorrupt, h, err)
+		return e, fmt.Errorf("%w: metadata of sha256:%s: %w", store.ErrCorrupt, h, err)
 	}
 	if e.Digest != "sha256:"+h {
-		return e, fmt.Errorf("%w: metadata of sha256:%s names digest %s", ErrCorrupt, h, e.Digest)
+		return e, fmt.Errorf("%w: metadata of sha256:%s names digest %s", store.ErrCorrupt, h, e.Digest)
 	}
 	return e, nil
 }
 
-func (s *DirStore) load(h string) (Entry, error) {
+func (s *Store) load(h string) (store.Entry, error) {
 	e, err := s.readMeta(h)
 	if err != nil {
 		return e, err
 	}
 	f, err := os.Open(filepath.Join(s.root, "entries", h+".data"))
+	if errors.Is(err, os.ErrNotExist) {
+		// Its metadata is there and data is written first: removed since.
+		return e, fmt.Errorf("%w: data of sha256:%s: %w", store.ErrCorrupt, h, err)
+	}
 	if err != nil {
-		return e, fmt.Errorf("%w: data of sha256:%s: %v", ErrCorrupt, h, err)
+		return e, unavailable(err, "data of sha256:%s", h)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxEntrySize+1))
+	data, err := io.ReadAll(io.LimitReader(f, store.MaxEntrySize+1))
 	if err != nil {
-		return e, err
+		return e, unavailable(err, "data of sha256:%s", h)
 	}
-	if Digest(data) != e.Digest {
-		return e, fmt.Errorf("%w: %s %q (%s): stored data does not match its digest", ErrCorrupt, e.Kind, e.Name, e.Digest)
+	if store.Digest(data) != e.Digest {
+		return e, fmt.Errorf("%w: %s %q (%s): stored data does not match its digest", store.ErrCorrupt, e.Kind, e.Name, e.Digest)
 	}
 	e.Data = data
 	return e, nil
 }
 
-// Fetch implements Store.
-func (s *DirStore) Fetch(ctx context.Context, digest string) (Entry, error) {
+// Fetch implements store.Store.
+func (s *Store) Fetch(ctx context.Context, digest string) (store.Entry, error) {
 	if err := ctx.Err(); err != nil {
-		return Entry{}, err
+		return store.Entry{}, err
 	}
-	if !ValidDigest(digest) {
-		return Entry{}, fmt.Errorf("%w: %q is not sha256:<64 hex>", ErrInvalid, digest)
+	if !store.ValidDigest(digest) {
+		return store.Entry{}, fmt.Errorf("%w: %q is not sha256:<64 hex>", store.ErrInvalid, digest)
 	}
 	return s.load(hexOf(digest))
 }
 
-// Get implements Store.
-func (s *DirStore) Get(ctx context.Context, subject string) ([]Entry, error) {
-	if !ValidDigest(subject) {
-		return nil, fmt.Errorf("%w: subject %q is not sha256:<64 hex>", ErrInvalid, subject)
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, subject string) ([]store.Entry, error) {
+	if !store.ValidDigest(subject) {
+		return nil, fmt.Errorf("%w: subject %q is not sha256:<64 hex>", store.ErrInvalid, subject)
 	}
-	out, err := s.marked(ctx, filepath.Join(s.root, "subjects", hexOf(subject)), Filter{})
+	out, err := s.marked(ctx, filepath.Join(s.root, "subjects", hexOf(subject)), store.Filter{})
 	if err != nil {
 		return nil, err
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no entry for subject %s", ErrNotFound, subject)
+		return nil, fmt.Errorf("%w: no entry for subject %s", store.ErrNotFound, subject)
 	}
 	return out, nil
 }
 
 // marked returns the entries with a marker in dir that pass f, ordered by
 // digest.
-func (s *DirStore) marked(ctx context.Context, dir string, f Filter) ([]Entry, error) {
+func (s *Store) marked(ctx context.Context, dir string, f store.Filter) ([]store.Entry, error) {
 	names, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err, "markers")
 	}
-	var out []Entry
+	var out []store.Entry
 	for _, n := range names {
 		if strings.HasPrefix(n.Name(), ".") {
 			continue
@@ -244,7 +251,7 @@ func (s *DirStore) marked(ctx context.Context, dir string, f Filter) ([]Entry, e
 			return nil, err
 		}
 		e, err := s.load(n.Name())
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			continue // marker written, metadata not yet: a Put in progress or interrupted
 		}
 		if err != nil {
@@ -258,22 +265,22 @@ func (s *DirStore) marked(ctx context.Context, dir string, f Filter) ([]Entry, e
 	return out, nil
 }
 
-// List implements Store.
-func (s *DirStore) List(ctx context.Context, f Filter) ([]Entry, error) {
+// List implements store.Store.
+func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Entry, error) {
 	switch {
 	case f.RunID != "":
 		return s.marked(ctx, s.runDir(f.RunID), f)
 	case f.Subject != "":
-		if !ValidDigest(f.Subject) {
+		if !store.ValidDigest(f.Subject) {
 			return nil, nil // no entry can list it
 		}
 		return s.marked(ctx, filepath.Join(s.root, "subjects", hexOf(f.Subject)), f)
 	}
 	names, err := os.ReadDir(filepath.Join(s.root, "entries"))
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err, "entries")
 	}
-	var out []Entry
+	var out []store.Entry
 	for _, n := range names {
 		h, ok := strings.CutSuffix(n.Name(), ".json")
 		if !ok || strings.HasPrefix(h, ".") {
@@ -300,4 +307,6 @@ func (s *DirStore) List(ctx context.Context, f Filter) ([]Entry, error) {
 }
 
 // Root is the store's directory.
-func (s *DirStore) Root() string { return s.root }
+func (s *Store) Root() string { return s.root }
+
+var _ store.Store = (*Store)(nil)

@@ -1,4 +1,4 @@
-package layout
+package generate
 
 import (
 	"context"
@@ -11,12 +11,16 @@ import (
 	"testing"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
+
+	"github.com/stepseal/stepseal/pkg/layout"
+	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 )
 
 func TestSignSeveralOwners(t *testing.T) {
 	ctx := context.Background()
-	l, _ := generate(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
-	mb, err := Sign(ctx, *l, testSigner(t, "owner"), testSigner(t, "owner2"))
+	l, _ := generate(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	mb, err := layout.Sign(ctx, *l, testSigner(t, "owner"), testSigner(t, "owner2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,11 +48,11 @@ func TestSignSeveralOwners(t *testing.T) {
 
 func TestSignErrors(t *testing.T) {
 	ctx := context.Background()
-	l, _ := generate(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
-	if _, err := Sign(ctx, *l); !errors.Is(err, ErrLayout) {
+	l, _ := generate(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	if _, err := layout.Sign(ctx, *l); !errors.Is(err, layout.ErrLayout) {
 		t.Errorf("no owner: %v", err)
 	}
-	if _, err := Sign(ctx, *l, testSigner(t, "owner"), testSigner(t, "owner")); !errors.Is(err, ErrLayout) || !strings.Contains(err.Error(), "twice") {
+	if _, err := layout.Sign(ctx, *l, testSigner(t, "owner"), testSigner(t, "owner")); !errors.Is(err, layout.ErrLayout) || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("same owner twice: %v", err)
 	}
 	for name, edit := range map[string]func(*in_toto.Layout){
@@ -71,7 +75,7 @@ func TestSignErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := cloneLayout(t, l)
 			edit(c)
-			if _, err := Sign(ctx, *c, testSigner(t, "owner")); !errors.Is(err, ErrLayout) {
+			if _, err := layout.Sign(ctx, *c, testSigner(t, "owner")); !errors.Is(err, layout.ErrLayout) {
 				t.Errorf("signed an invalid layout: %v", err)
 			}
 		})
@@ -88,26 +92,26 @@ func cloneLayout(t *testing.T, l *in_toto.Layout) *in_toto.Layout {
 }
 
 func TestWriteLoad(t *testing.T) {
-	l, _ := generate(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
-	mb, err := Sign(context.Background(), *l, testSigner(t, "owner"))
+	l, _ := generate(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	mb, err := layout.Sign(context.Background(), *l, testSigner(t, "owner"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := Write(filepath.Join(dir, "missing", "root.layout"), mb); err == nil {
+	if err := layout.Write(filepath.Join(dir, "missing", "root.layout"), mb); err == nil {
 		t.Error("wrote into a directory that does not exist")
 	}
-	if err := Write(filepath.Join(dir, "link"), &in_toto.Metablock{Signed: in_toto.Link{}}); !errors.Is(err, ErrLayout) {
+	if err := layout.Write(filepath.Join(dir, "link"), &in_toto.Metablock{Signed: in_toto.Link{}}); !errors.Is(err, layout.ErrLayout) {
 		t.Errorf("wrote a link as a layout: %v", err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("failed writes left %v behind", entries)
 	}
 	path := filepath.Join(dir, "root.layout")
-	if err := Write(path, mb); err != nil {
+	if err := layout.Write(path, mb); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Load(path)
+	got, err := layout.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +124,8 @@ func TestWriteLoad(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	l, _ := generate(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
-	mb, err := Sign(context.Background(), *l, testSigner(t, "owner"))
+	l, _ := generate(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	mb, err := layout.Sign(context.Background(), *l, testSigner(t, "owner"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,17 +148,18 @@ func TestLoadErrors(t *testing.T) {
 			if err := os.WriteFile(p, []byte(c.doc), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Load(p)
-			if !errors.Is(err, ErrLayout) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) {
+			_, err := layout.Load(p)
+			if !errors.Is(err, layout.ErrLayout) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) {
 				t.Errorf("Load: %v; want ErrLayout naming the file and %q", err, c.want)
 			}
+			rejecttest.Is(t, "Load", err, reject.ErrMalformed)
 		})
 	}
 	big := filepath.Join(dir, "big")
-	if err := os.WriteFile(big, make([]byte, MaxLayoutSize+1), 0o644); err != nil {
+	if err := os.WriteFile(big, make([]byte, layout.MaxLayoutSize+1), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(big); !errors.Is(err, ErrLayout) || !strings.Contains(err.Error(), "larger than") {
+	if _, err := layout.Load(big); !errors.Is(err, layout.ErrLayout) || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("huge file: %v", err)
 	}
 }
@@ -177,16 +182,16 @@ func FuzzParse(f *testing.F) {
 			},
 		}},
 	}
-	mb, err := Sign(context.Background(), l, testSigner(f, "owner"))
+	mb, err := layout.Sign(context.Background(), l, testSigner(f, "owner"))
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(mustJSON(f, mb))
 	f.Add([]byte(`{"signed":{"_type":"layout","steps":[{"_type":"step","name":"a","pubkeys":[],"threshold":1,"expected_command":[],"expected_materials":[[]],"expected_products":[]}],"inspect":[],"keys":{},"expires":"2100-01-01T00:00:00Z","readme":""},"signatures":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		mb, err := Parse(data)
+		mb, err := layout.Parse(data)
 		if err != nil {
-			if !errors.Is(err, ErrLayout) {
+			if !errors.Is(err, layout.ErrLayout) {
 				t.Fatalf("error %v does not wrap ErrLayout", err)
 			}
 			return
@@ -195,14 +200,14 @@ func FuzzParse(f *testing.F) {
 		if !ok {
 			t.Fatalf("parsed %T", mb.Signed)
 		}
-		if err := Validate(l); err != nil {
+		if err := layout.Validate(l); err != nil {
 			t.Fatalf("parsed an invalid layout: %v", err)
 		}
 		// What parses is described without failing and round-trips.
-		if err := Describe(&strings.Builder{}, l); err != nil {
+		if err := layout.Describe(&strings.Builder{}, l); err != nil {
 			t.Fatal(err)
 		}
-		again, err := Parse(mustJSON(t, mb))
+		again, err := layout.Parse(mustJSON(t, mb))
 		if err != nil {
 			t.Fatalf("re-parse: %v", err)
 		}

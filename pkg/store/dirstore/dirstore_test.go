@@ -1,4 +1,4 @@
-package store_test
+package dirstore_test
 
 import (
 	"os"
@@ -8,27 +8,28 @@ import (
 	"testing"
 
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/dirstore"
 	"github.com/stepseal/stepseal/pkg/store/storetest"
 )
 
-func TestDirStoreConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Backend{
 		New: func(t *testing.T) store.Store {
-			s, err := store.NewDirStore(filepath.Join(t.TempDir(), "store"))
+			s, err := dirstore.Open(filepath.Join(t.TempDir(), "store"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return s
 		},
 		Reopen: func(t *testing.T, s store.Store) store.Store {
-			s2, err := store.NewDirStore(s.(*store.DirStore).Root())
+			s2, err := dirstore.Open(s.(*dirstore.Store).Root())
 			if err != nil {
 				t.Fatal(err)
 			}
 			return s2
 		},
 		Tamper: func(t *testing.T, s store.Store, d string) {
-			p := filepath.Join(s.(*store.DirStore).Root(), "entries", strings.TrimPrefix(d, "sha256:")+".data")
+			p := filepath.Join(s.(*dirstore.Store).Root(), "entries", strings.TrimPrefix(d, "sha256:")+".data")
 			if err := os.WriteFile(p, []byte("tampered"), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -38,10 +39,10 @@ func TestDirStoreConformance(t *testing.T) {
 
 // A store written before the runs/ index existed gets it built on open, so
 // List by run finds its old entries.
-func TestDirStoreIndexesOldStore(t *testing.T) {
+func TestIndexesOldStore(t *testing.T) {
 	ctx := t.Context()
 	root := filepath.Join(t.TempDir(), "store")
-	s, err := store.NewDirStore(root)
+	s, err := dirstore.Open(root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func TestDirStoreIndexesOldStore(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(root, "runs")); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = store.NewDirStore(root); err != nil {
+	if s, err = dirstore.Open(root); err != nil {
 		t.Fatal(err)
 	}
 	for run, want := range map[string]int{"ns/a": 2, "ns/b": 1, "ns/c": 0} {
@@ -71,11 +72,11 @@ func TestDirStoreIndexesOldStore(t *testing.T) {
 	}
 }
 
-// BenchmarkDirStoreListRun: finding one run's entries must not read the
+// BenchmarkListRun: finding one run's entries must not read the
 // whole store (the controller does it for every TaskRun it signs).
-func BenchmarkDirStoreListRun(b *testing.B) {
+func BenchmarkListRun(b *testing.B) {
 	ctx := b.Context()
-	s, err := store.NewDirStore(filepath.Join(b.TempDir(), "store"))
+	s, err := dirstore.Open(filepath.Join(b.TempDir(), "store"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package layout
+package generate
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/substitution"
 
 	"github.com/stepseal/stepseal/pkg/artifact"
+	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
@@ -48,11 +49,11 @@ func TestExamplesEndToEnd(t *testing.T) {
 		{"go-build-tampered", []string{"Step 'test.unit'", "materials [source/main.go]", "DISALLOW *"}},
 	} {
 		t.Run(c.example, func(t *testing.T) {
-			dir := filepath.Join("..", "..", "examples", c.example)
+			dir := filepath.Join("..", "..", "..", "examples", c.example)
 			l, f := generate(t, filepath.Join(dir, "pipeline.yaml"), filepath.Join(dir, "functionaries.yaml"))
 			links := runPipeline(t, dir, f)
 			ctx := context.Background()
-			mb, err := Sign(ctx, *l, testSigner(t, "owner"))
+			mb, err := layout.Sign(ctx, *l, testSigner(t, "owner"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,7 +80,7 @@ func TestExamplesEndToEnd(t *testing.T) {
 
 // runPipeline executes the example in dir and returns the directory holding
 // one signed link per step.
-func runPipeline(t *testing.T, dir string, f *Functionaries) string {
+func runPipeline(t *testing.T, dir string, f *layout.Functionaries) string {
 	t.Helper()
 	ctx := context.Background()
 	spec, _ := loadPipeline(t, filepath.Join(dir, "pipeline.yaml"), filepath.Join(dir, "functionaries.yaml"))
@@ -190,7 +191,7 @@ func runPipeline(t *testing.T, dir string, f *Functionaries) string {
 
 // signStepLink signs a link with the key of every functionary that may
 // perform its step and writes one file per signature, as in-toto expects.
-func signStepLink(t *testing.T, f *Functionaries, link in_toto.Link, dir string) {
+func signStepLink(t *testing.T, f *layout.Functionaries, link in_toto.Link, dir string) {
 	t.Helper()
 	names, _, err := f.For(link.Name)
 	if err != nil {
@@ -212,7 +213,7 @@ func signStepLink(t *testing.T, f *Functionaries, link in_toto.Link, dir string)
 // TestTamperedExampleDiffersOnlyInTestTask keeps go-build-tampered a copy of
 // go-build with one change, the test Task, so its verdict is about that change.
 func TestTamperedExampleDiffersOnlyInTestTask(t *testing.T) {
-	orig, tampered := filepath.Join("..", "..", "examples", "go-build"), filepath.Join("..", "..", "examples", "go-build-tampered")
+	orig, tampered := filepath.Join("..", "..", "..", "examples", "go-build"), filepath.Join("..", "..", "..", "examples", "go-build-tampered")
 	read := func(p string) []byte {
 		t.Helper()
 		b, err := os.ReadFile(p)
@@ -238,11 +239,11 @@ func TestTamperedExampleDiffersOnlyInTestTask(t *testing.T) {
 			t.Errorf("tasks/%s: identical=%v, want only go-test.yaml to differ", e.Name(), same)
 		}
 	}
-	fa, err := LoadFunctionaries(filepath.Join(orig, "functionaries.yaml"))
+	fa, err := layout.LoadFunctionaries(filepath.Join(orig, "functionaries.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fb, err := LoadFunctionaries(filepath.Join(tampered, "functionaries.yaml"))
+	fb, err := layout.LoadFunctionaries(filepath.Join(tampered, "functionaries.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package layout
+package generate
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/layout"
 )
 
 const onErrorPipeline = `apiVersion: tekton.dev/v1
@@ -61,17 +62,17 @@ spec:
 	if got := strings.Join(d.OnErrorContinue, ","); got != "build.lint,test.vet" {
 		t.Fatalf("steps that may fail: %q, want build.lint,test.vet (readme %q)", got, l.Readme)
 	}
-	if err := Validate(*l); err != nil {
+	if err := layout.Validate(*l); err != nil {
 		t.Fatal(err)
 	}
 	spec, f := loadPipeline(t, write("$(params.mode)"), functionaries)
-	_, err = FromPipeline(spec, f, testKeys(t, f), Options{Expires: testExpiry})
-	if !errors.Is(err, ErrLayout) || !strings.Contains(err.Error(), `step "lint": onError "$(params.mode)"`) {
+	_, err = FromPipeline(spec, f, testKeys(t, f), layout.Options{Expires: testExpiry})
+	if !errors.Is(err, layout.ErrLayout) || !strings.Contains(err.Error(), `step "lint": onError "$(params.mode)"`) {
 		t.Fatalf("onError from a parameter: %v, want ErrLayout naming the step", err)
 	}
 	// A readme naming a step the layout lacks is invalid.
 	l.Readme += attest.OnErrorContinueLines([]string{"deploy.push"})
-	if err := Validate(*l); !errors.Is(err, ErrLayout) || !strings.Contains(err.Error(), "deploy.push") {
+	if err := layout.Validate(*l); !errors.Is(err, layout.ErrLayout) || !strings.Contains(err.Error(), "deploy.push") {
 		t.Fatalf("Validate: %v", err)
 	}
 }

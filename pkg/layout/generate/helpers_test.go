@@ -1,4 +1,4 @@
-package layout
+package generate
 
 import (
 	"context"
@@ -12,12 +12,16 @@ import (
 
 	"github.com/in-toto/in-toto-golang/in_toto"
 
+	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tekton"
 )
 
 // testExpiry is far enough ahead for in-toto's expiry check, and fixed so
 // golden files do not change.
+// exampleFunctionaries is the go-build example's Functionaries file.
+const exampleFunctionaries = "../../../examples/go-build/functionaries.yaml"
+
 var testExpiry = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // testSigner makes a deterministic ed25519 key from a name, so key IDs in
@@ -42,7 +46,7 @@ func testKey(t testing.TB, name string) in_toto.Key {
 }
 
 // testKeys returns a deterministic key for every functionary of f.
-func testKeys(t testing.TB, f *Functionaries) map[string]in_toto.Key {
+func testKeys(t testing.TB, f *layout.Functionaries) map[string]in_toto.Key {
 	keys := map[string]in_toto.Key{}
 	for _, n := range f.Names() {
 		keys[n] = testKey(t, n)
@@ -52,7 +56,7 @@ func testKeys(t testing.TB, f *Functionaries) map[string]in_toto.Key {
 
 // loadPipeline loads a pipeline and its functionaries; tasks come from
 // dir/tasks when that exists.
-func loadPipeline(t testing.TB, pipeline, functionaries string) (*tekton.Spec, *Functionaries) {
+func loadPipeline(t testing.TB, pipeline, functionaries string) (*tekton.Spec, *layout.Functionaries) {
 	t.Helper()
 	tasks := filepath.Join(filepath.Dir(pipeline), "tasks")
 	if _, err := os.Stat(tasks); err != nil {
@@ -62,7 +66,7 @@ func loadPipeline(t testing.TB, pipeline, functionaries string) (*tekton.Spec, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := LoadFunctionaries(functionaries)
+	f, err := layout.LoadFunctionaries(functionaries)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,10 +74,10 @@ func loadPipeline(t testing.TB, pipeline, functionaries string) (*tekton.Spec, *
 }
 
 // generate builds the layout of a pipeline with deterministic keys.
-func generate(t testing.TB, pipeline, functionaries string) (*in_toto.Layout, *Functionaries) {
+func generate(t testing.TB, pipeline, functionaries string) (*in_toto.Layout, *layout.Functionaries) {
 	t.Helper()
 	spec, f := loadPipeline(t, pipeline, functionaries)
-	l, err := FromPipeline(spec, f, testKeys(t, f), Options{Expires: testExpiry})
+	l, err := FromPipeline(spec, f, testKeys(t, f), layout.Options{Expires: testExpiry})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,7 @@
-package layout
+package generate
 
 import (
-	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,22 +10,11 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tekton"
 )
-
-// ErrLayout marks a layout that cannot be generated or is not valid.
-var ErrLayout = errors.New("invalid layout")
-
-// Options tune FromPipeline.
-type Options struct {
-	// Expires is when the layout stops being valid. Zero means now plus the
-	// Functionaries file's expiry.
-	Expires time.Time
-	// Readme is the layout's free-text readme; empty gives a generated one.
-	Readme string
-}
 
 // FromPipeline generates the in-toto layout of a pipeline. keys maps each
 // functionary name of f to its public key; every functionary that some step
@@ -69,9 +56,9 @@ type Options struct {
 //
 // When f declares an output "<W>/<path>", the last step (in order) of the last
 // task binding W writable starts its products with REQUIRE <W>/<path>.
-func FromPipeline(spec *tekton.Spec, f *Functionaries, keys map[string]in_toto.Key, opts Options) (*in_toto.Layout, error) {
+func FromPipeline(spec *tekton.Spec, f *layout.Functionaries, keys map[string]in_toto.Key, opts layout.Options) (*in_toto.Layout, error) {
 	if spec == nil || spec.Pipeline == nil || f == nil {
-		return nil, fmt.Errorf("%w: a pipeline and a functionaries file are required", ErrLayout)
+		return nil, fmt.Errorf("%w: a pipeline and a functionaries file are required", layout.ErrLayout)
 	}
 	g, err := newGraph(spec)
 	if err != nil {
@@ -83,7 +70,7 @@ func FromPipeline(spec *tekton.Spec, f *Functionaries, keys map[string]in_toto.K
 	}
 	outStep, err := g.outputStep(f.Spec.Output)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: spec.output: %v", ErrLayout, f.Path, err)
+		return nil, fmt.Errorf("%w: %s: spec.output: %w", layout.ErrLayout, f.Path, err)
 	}
 
 	l := &in_toto.Layout{
@@ -111,7 +98,7 @@ func FromPipeline(spec *tekton.Spec, f *Functionaries, keys map[string]in_toto.K
 		exp = time.Now().Add(f.ExpiresIn())
 	}
 	if !exp.After(time.Now()) {
-		return nil, fmt.Errorf("%w: expiry %s is in the past", ErrLayout, exp.UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("%w: expiry %s is in the past", layout.ErrLayout, exp.UTC().Format(time.RFC3339))
 	}
 	l.Expires = exp.UTC().Format(in_toto.ISO8601DateSchema)
 
@@ -133,7 +120,7 @@ func FromPipeline(spec *tekton.Spec, f *Functionaries, keys map[string]in_toto.K
 			l.Steps = append(l.Steps, st)
 		}
 	}
-	if err := Validate(*l); err != nil {
+	if err := layout.Validate(*l); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -142,7 +129,7 @@ func FromPipeline(spec *tekton.Spec, f *Functionaries, keys map[string]in_toto.K
 // checkKeys verifies that the key of every declared functionary matches its
 // key ID, and indexes those keys by ID. Keys of names f does not declare (a
 // caller's owner key, say) are left out of the layout.
-func checkKeys(f *Functionaries, keys map[string]in_toto.Key) (map[string]in_toto.Key, error) {
+func checkKeys(f *layout.Functionaries, keys map[string]in_toto.Key) (map[string]in_toto.Key, error) {
 	byID := map[string]in_toto.Key{}
 	for _, name := range f.Names() {
 		k, ok := keys[name]
@@ -150,7 +137,7 @@ func checkKeys(f *Functionaries, keys map[string]in_toto.Key) (map[string]in_tot
 			continue // an error only if a step needs it, see stepKeys
 		}
 		if _, err := signing.VerifierFromInTotoKey(k); err != nil {
-			return nil, fmt.Errorf("%w: key of functionary %s: %v", ErrLayout, name, err)
+			return nil, fmt.Errorf("%w: key of functionary %s: %w", layout.ErrLayout, name, err)
 		}
 		byID[k.KeyID] = k
 	}
@@ -158,7 +145,7 @@ func checkKeys(f *Functionaries, keys map[string]in_toto.Key) (map[string]in_tot
 }
 
 // stepKeys returns the key IDs that may sign step and the threshold.
-func stepKeys(f *Functionaries, keys map[string]in_toto.Key, step string) ([]string, int, error) {
+func stepKeys(f *layout.Functionaries, keys map[string]in_toto.Key, step string) ([]string, int, error) {
 	names, threshold, err := f.For(step)
 	if err != nil {
 		return nil, 0, err
@@ -168,10 +155,10 @@ func stepKeys(f *Functionaries, keys map[string]in_toto.Key, step string) ([]str
 	for _, n := range names {
 		k, ok := keys[n]
 		if !ok {
-			return nil, 0, fmt.Errorf("%w: step %s: no public key for functionary %s", ErrLayout, step, n)
+			return nil, 0, fmt.Errorf("%w: step %s: no public key for functionary %s", layout.ErrLayout, step, n)
 		}
 		if other, dup := seen[k.KeyID]; dup {
-			return nil, 0, fmt.Errorf("%w: step %s: functionaries %s and %s have the same key %.8s, a threshold would count it once", ErrLayout, step, other, n, k.KeyID)
+			return nil, 0, fmt.Errorf("%w: step %s: functionaries %s and %s have the same key %.8s, a threshold would count it once", layout.ErrLayout, step, other, n, k.KeyID)
 		}
 		seen[k.KeyID] = n
 		ids = append(ids, k.KeyID)
@@ -209,7 +196,7 @@ type task struct {
 func newGraph(spec *tekton.Spec) (*graph, error) {
 	order, err := spec.Order()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrLayout, err)
+		return nil, fmt.Errorf("%w: %w", layout.ErrLayout, err)
 	}
 	g := &graph{byName: map[string]*task{}, workspaces: map[string]bool{}}
 	for _, w := range spec.Pipeline.Spec.Workspaces {
@@ -219,15 +206,15 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 		t := &task{name: pt.Name, index: i, binds: map[string]bool{}}
 		ts := spec.Tasks[pt.Name]
 		if ts == nil {
-			return nil, fmt.Errorf("%w: %s: pipeline task %q has no resolved Task", ErrLayout, spec.Path, pt.Name)
+			return nil, fmt.Errorf("%w: %s: pipeline task %q has no resolved Task", layout.ErrLayout, spec.Path, pt.Name)
 		}
 		steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: pipeline task %q: stepTemplate: %v", ErrLayout, spec.Path, pt.Name, err)
+			return nil, fmt.Errorf("%w: %s: pipeline task %q: stepTemplate: %w", layout.ErrLayout, spec.Path, pt.Name, err)
 		}
 		for j, s := range steps {
 			if s.Ref != nil {
-				return nil, fmt.Errorf("%w: %s: pipeline task %q step %d: StepAction references are not supported", ErrLayout, spec.Path, pt.Name, j)
+				return nil, fmt.Errorf("%w: %s: pipeline task %q step %d: StepAction references are not supported", layout.ErrLayout, spec.Path, pt.Name, j)
 			}
 			name := s.Name
 			if name == "" {
@@ -242,7 +229,7 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 			default:
 				// Tekton allows a parameter here; the layout must say
 				// before the run whether the step may fail.
-				return nil, fmt.Errorf("%w: %s: pipeline task %q step %q: onError %q: only %q or %q can be written into a layout (not a parameter)", ErrLayout, spec.Path, pt.Name, name, s.OnError, v1.Continue, v1.StopAndFail)
+				return nil, fmt.Errorf("%w: %s: pipeline task %q step %q: onError %q: only %q or %q can be written into a layout (not a parameter)", layout.ErrLayout, spec.Path, pt.Name, name, s.OnError, v1.Continue, v1.StopAndFail)
 			}
 		}
 		for _, b := range spec.Workspaces(pt) {
@@ -261,12 +248,12 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 	for name, deps := range spec.Deps() {
 		t, ok := g.byName[name]
 		if !ok {
-			return nil, fmt.Errorf("%w: %s: dependencies of unknown task %q", ErrLayout, spec.Path, name)
+			return nil, fmt.Errorf("%w: %s: dependencies of unknown task %q", layout.ErrLayout, spec.Path, name)
 		}
 		for _, d := range deps {
 			dt, ok := g.byName[d]
 			if !ok {
-				return nil, fmt.Errorf("%w: %s: pipeline task %q depends on unknown task %q", ErrLayout, spec.Path, name, d)
+				return nil, fmt.Errorf("%w: %s: pipeline task %q depends on unknown task %q", layout.ErrLayout, spec.Path, name, d)
 			}
 			t.deps = append(t.deps, dt)
 		}
@@ -278,7 +265,7 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 		t.ancestors = map[*task]bool{}
 		for _, d := range t.deps {
 			if d.ancestors == nil {
-				return nil, fmt.Errorf("%w: %s: pipeline task %q runs before its dependency %q", ErrLayout, spec.Path, t.name, d.name)
+				return nil, fmt.Errorf("%w: %s: pipeline task %q runs before its dependency %q", layout.ErrLayout, spec.Path, t.name, d.name)
 			}
 			t.ancestors[d] = true
 			for a := range d.ancestors {
@@ -382,7 +369,7 @@ func (g *graph) outputStep(output string) (string, error) {
 	if output == "" {
 		return "", nil
 	}
-	w, _, err := splitOutput(output)
+	w, _, err := layout.SplitOutput(output)
 	if err != nil {
 		return "", err
 	}
@@ -395,81 +382,4 @@ func (g *graph) outputStep(output string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%q: no task binds workspace %q writable, so no step can produce it", output, w)
-}
-
-// Validate checks a layout with in-toto-golang's own validation (types, key
-// IDs, expiry format, rule grammar, unique step names) and what it leaves
-// out: every step's keys are in the layout, its threshold can be met, and
-// every MATCH rule refers to a step or inspection of the layout.
-func Validate(l in_toto.Layout) error {
-	items := ruleSets(l)
-	// in-toto-golang's rule parser indexes rule[0] unchecked.
-	for _, it := range items {
-		for _, r := range it.rules {
-			if len(r) == 0 {
-				return fmt.Errorf("%w: %s: empty artifact rule", ErrLayout, it.name)
-			}
-		}
-	}
-	if err := in_toto.ValidateMetablock(in_toto.Metablock{Signed: l, Signatures: []in_toto.Signature{}}); err != nil {
-		return fmt.Errorf("%w: %s", ErrLayout, oneLine(err.Error()))
-	}
-	d, err := attest.ParseReadme(l.Readme)
-	if err != nil {
-		return fmt.Errorf("%w: readme: %v", ErrLayout, err)
-	}
-	for _, name := range d.OnErrorContinue {
-		if !slices.ContainsFunc(l.Steps, func(s in_toto.Step) bool { return s.Name == name }) {
-			return fmt.Errorf("%w: readme: %s%s names a step the layout does not have", ErrLayout, attest.ReadmeOnErrorContinue, name)
-		}
-	}
-	for _, s := range l.Steps {
-		if len(s.PubKeys) == 0 && len(s.CertificateConstraints) == 0 {
-			return fmt.Errorf("%w: step %s: no functionary key", ErrLayout, s.Name)
-		}
-		for _, id := range s.PubKeys {
-			if _, ok := l.Keys[id]; !ok {
-				return fmt.Errorf("%w: step %s: key %.8s is not in the layout's keys", ErrLayout, s.Name, id)
-			}
-		}
-		if s.Threshold < 1 {
-			return fmt.Errorf("%w: step %s: threshold %d is less than 1", ErrLayout, s.Name, s.Threshold)
-		}
-		if len(s.CertificateConstraints) == 0 && s.Threshold > len(s.PubKeys) {
-			return fmt.Errorf("%w: step %s: threshold %d exceeds its %d keys", ErrLayout, s.Name, s.Threshold, len(s.PubKeys))
-		}
-	}
-	names := map[string]bool{}
-	for _, it := range items {
-		names[it.name] = true
-	}
-	for _, it := range items {
-		for _, r := range it.rules {
-			d, err := in_toto.UnpackRule(r)
-			if err != nil {
-				return fmt.Errorf("%w: %s: %s", ErrLayout, it.name, oneLine(err.Error()))
-			}
-			if d["type"] == "match" && !names[d["dstName"]] {
-				return fmt.Errorf("%w: %s: rule %v refers to %q, which is not a step of the layout", ErrLayout, it.name, r, d["dstName"])
-			}
-		}
-	}
-	return nil
-}
-
-// ruleSet is the name and all artifact rules of a step or inspection.
-type ruleSet struct {
-	name  string
-	rules [][]string
-}
-
-func ruleSets(l in_toto.Layout) []ruleSet {
-	var out []ruleSet
-	for _, s := range l.Steps {
-		out = append(out, ruleSet{s.Name, append(append([][]string{}, s.ExpectedMaterials...), s.ExpectedProducts...)})
-	}
-	for _, s := range l.Inspect {
-		out = append(out, ruleSet{s.Name, append(append([][]string{}, s.ExpectedMaterials...), s.ExpectedProducts...)})
-	}
-	return out
 }

@@ -1,8 +1,10 @@
-package localrun
+package record
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -64,7 +66,7 @@ func loadLink(t *testing.T, path string, s signing.Signer) in_toto.Link {
 }
 
 // TestRecordCommandMatchesInTotoRun runs the same command on two identical
-// trees, once through RecordCommand and once through in-toto-golang's own
+// trees, once through Command and once through in-toto-golang's own
 // InTotoRun (what `in-toto run` calls), and compares what they record.
 func TestRecordCommandMatchesInTotoRun(t *testing.T) {
 	ours, theirs := t.TempDir(), t.TempDir()
@@ -86,7 +88,7 @@ func TestRecordCommandMatchesInTotoRun(t *testing.T) {
 	s1, s2 := newSigner(t), newSigner(t)
 	var stdout bytes.Buffer
 	out := t.TempDir()
-	step, err := RecordCommand(context.Background(), RecordOptions{
+	step, err := Command(context.Background(), Options{
 		Step: "build", Signers: []signing.Signer{s1, s2}, Materials: materials, Products: products,
 		Exclude: exclude, Cmd: cmd, OutDir: out, Stdout: &stdout, RunID: "run-1", Pipeline: "p",
 	})
@@ -133,7 +135,7 @@ func TestRecordCommandExitStatus(t *testing.T) {
 	id, _ := s.KeyID()
 	out := t.TempDir()
 	var stderr bytes.Buffer
-	step, err := RecordCommand(context.Background(), RecordOptions{
+	step, err := Command(context.Background(), Options{
 		Step: "fails", Signers: []signing.Signer{s}, Products: []string{"."},
 		Cmd: []string{"sh", "-c", "echo oops >&2; touch made; exit 4"}, OutDir: out, Stderr: &stderr,
 	})
@@ -157,28 +159,46 @@ func TestRecordCommandRefusals(t *testing.T) {
 	t.Chdir(t.TempDir())
 	s := newSigner(t)
 	out := t.TempDir()
-	_, err := RecordCommand(context.Background(), RecordOptions{Step: "x", Signers: []signing.Signer{s}, Cmd: []string{"no-such-command-stepseal"}, OutDir: out})
+	_, err := Command(context.Background(), Options{Step: "x", Signers: []signing.Signer{s}, Cmd: []string{"no-such-command-stepseal"}, OutDir: out})
 	if !errors.Is(err, exec.ErrNotFound) {
 		t.Errorf("missing command: err = %v", err)
 	}
 	if err := os.Symlink("/etc/passwd", "evil"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = RecordCommand(context.Background(), RecordOptions{Step: "x", Signers: []signing.Signer{s}, Materials: []string{"."}, Cmd: []string{"true"}, OutDir: out})
+	_, err = Command(context.Background(), Options{Step: "x", Signers: []signing.Signer{s}, Materials: []string{"."}, Cmd: []string{"true"}, OutDir: out})
 	if err == nil {
 		t.Error("escaping symlink among the materials: no error")
 	}
 	if entries, _ := os.ReadDir(out); len(entries) > 0 {
 		t.Errorf("refused records left links: %v", entries)
 	}
-	if _, err := RecordCommand(context.Background(), RecordOptions{Step: "x", Cmd: []string{"true"}, OutDir: out}); err == nil {
+	if _, err := Command(context.Background(), Options{Step: "x", Cmd: []string{"true"}, OutDir: out}); err == nil {
 		t.Error("no signer: no error")
 	}
 	// No command: materials and products only, like in-toto run --no-command.
 	os.Remove("evil")
 	os.WriteFile("f", []byte("f"), 0o644)
-	step, err := RecordCommand(context.Background(), RecordOptions{Step: "x", Signers: []signing.Signer{s}, Materials: []string{"f"}, OutDir: out})
+	step, err := Command(context.Background(), Options{Step: "x", Signers: []signing.Signer{s}, Materials: []string{"f"}, OutDir: out})
 	if err != nil || step.ExitCode != 0 || len(step.Materials) != 1 {
 		t.Errorf("no-command record: %+v, %v", step, err)
 	}
+}
+
+func newSigner(t *testing.T) signing.Signer {
+	t.Helper()
+	k, err := signing.Generate(signing.ED25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := signing.NewSigner(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func sha(s string) string {
+	d := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(d[:])
 }

@@ -1,4 +1,4 @@
-package layout
+package generate
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
+
+	"github.com/stepseal/stepseal/pkg/layout"
 )
 
 // These tests run in-toto-golang's own verifier (InTotoVerify) on generated
@@ -49,11 +51,11 @@ type stepIO struct{ materials, products files }
 
 // verifyChain signs the layout with an owner key, writes one link per step
 // signed by every functionary the layout lists for it, and runs InTotoVerify.
-func verifyChain(t *testing.T, l *in_toto.Layout, f *Functionaries, steps map[string]stepIO) error {
+func verifyChain(t *testing.T, l *in_toto.Layout, f *layout.Functionaries, steps map[string]stepIO) error {
 	t.Helper()
 	ctx := context.Background()
 	owner := testSigner(t, "owner")
-	mb, err := Sign(ctx, *l, owner)
+	mb, err := layout.Sign(ctx, *l, owner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +76,7 @@ func verifyChain(t *testing.T, l *in_toto.Layout, f *Functionaries, steps map[st
 		}, dir)
 	}
 	path := filepath.Join(dir, "root.layout")
-	if err := Write(path, mb); err != nil {
+	if err := layout.Write(path, mb); err != nil {
 		t.Fatal(err)
 	}
 	loaded, err := in_toto.LoadMetadata(path)
@@ -100,7 +102,7 @@ func goBuildRun() map[string]stepIO {
 }
 
 func TestInTotoVerifyGoBuild(t *testing.T) {
-	l, f := generate(t, "../../examples/go-build/pipeline.yaml", exampleFunctionaries)
+	l, f := generate(t, "../../../examples/go-build/pipeline.yaml", exampleFunctionaries)
 	if err := verifyChain(t, l, f, goBuildRun()); err != nil {
 		t.Fatalf("in-toto rejected an honest run: %v", err)
 	}
@@ -207,12 +209,12 @@ func TestInTotoVerifyDAG(t *testing.T) {
 
 // withThresholdOne returns f with d.* performed by alice alone, so only her
 // link is written while the layout still requires two.
-func withThresholdOne(t *testing.T, f *Functionaries) *Functionaries {
+func withThresholdOne(t *testing.T, f *layout.Functionaries) *layout.Functionaries {
 	data, err := os.ReadFile(f.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := ParseFunctionaries([]byte(strings.Replace(string(data), "functionaries: [alice, bob]\n    threshold: 2", "functionaries: [alice]", 1)), f.Path)
+	g, err := layout.ParseFunctionaries([]byte(strings.Replace(string(data), "functionaries: [alice, bob]\n    threshold: 2", "functionaries: [alice]", 1)), f.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

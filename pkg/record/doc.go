@@ -1,0 +1,6 @@
+// Package record is stepseal's `in-toto run`: Command hashes a step's
+// materials, runs its command as a host process, hashes its products and
+// writes one signed in-toto link per key. It is the in-step recorder of
+// `stepseal record` and the step runner pkg/localrun builds on, and it links
+// none of Tekton's packages, so the lean stepseal binary carries it.
+package record
