@@ -46,7 +46,7 @@
 // state.
 //
 // To add a kind: implement Kind[T] for it (Get and List from its lister,
-// Patch through its clientset, IsDone, CompletedAt, Attest, Permanent), build
-// a Reconciler[T]{Kind: k, Config: c.Config, Recorder: c.Recorder, Metrics:
-// c.Metrics} from Shared.Common, and NewImpl it over the kind's informer.
+// Patch through its clientset, IsDone, CompletedAt, Attest, Permanent), make
+// its Reconciler with New(k, c.Config, c.Recorder, c.Metrics) from
+// Shared.Common, and NewImpl it over the kind's informer.
 package lifecycle

@@ -78,6 +78,11 @@ type Reconciler[T Object] struct {
 	attempts attempts
 }
 
+// New returns the Reconciler of kind k.
+func New[T Object](k Kind[T], cfg *settings.Store, recorder record.EventRecorder, m *metrics.Recorder) *Reconciler[T] {
+	return &Reconciler[T]{Kind: k, Config: cfg, Recorder: recorder, Metrics: m}
+}
+
 // Wait is what Kind.Attest returns when what it attests is not ready yet:
 // the key is looked at again after d, and no attempt is counted.
 func Wait(d time.Duration) error { return controller.NewRequeueAfter(d) }

@@ -49,8 +49,8 @@ func newEnv(t *testing.T, cfg map[string]string, objs ...metav1.Object) *env {
 	e.prKind = &pipelinerun.Kind{
 		Tekton: f.Client, Lister: f.PipelineRunLister(), TaskRuns: f.TaskRunLister(), Signing: f.Signing, WaitDelay: waitDelay,
 	}
-	e.tr = taskrun.NewReconciler(e.trKind, f.Config, f.Recorder, f.Metrics)
-	e.pr = pipelinerun.NewReconciler(e.prKind, f.Config, f.Recorder, f.Metrics)
+	e.tr = lifecycle.New(e.trKind, f.Config, f.Recorder, f.Metrics)
+	e.pr = lifecycle.New(e.prKind, f.Config, f.Recorder, f.Metrics)
 	for _, la := range []reconciler.LeaderAware{e.tr, e.pr} {
 		if err := la.Promote(reconciler.UniversalBucket(), nil); err != nil {
 			t.Fatal(err)

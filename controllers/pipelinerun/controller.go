@@ -48,7 +48,7 @@ func newController(ctx context.Context, cmw configmap.Watcher, s *lifecycle.Shar
 			logger.Fatalw("setting up informers", "error", err)
 		}
 	}
-	impl := lifecycle.NewImpl(ctx, c, ControllerName, NewReconciler(k, c.Config, c.Recorder, c.Metrics), pipelineruninformer.Get(ctx).Informer())
+	impl := lifecycle.NewImpl(ctx, c, ControllerName, lifecycle.New(k, c.Config, c.Recorder, c.Metrics), pipelineruninformer.Get(ctx).Informer())
 	if _, err := taskruninformer.Get(ctx).Informer().AddEventHandler(cache.FilteringResourceEventHandler{
 		FilterFunc: childDecided,
 		Handler:    controller.HandleAll(impl.EnqueueLabelOfNamespaceScopedResource("", pipeline.PipelineRunLabelKey)),

@@ -21,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/record"
 	"knative.dev/pkg/logging"
 
 	"github.com/stepseal/stepseal/controllers/annotations"
@@ -84,11 +83,6 @@ type Kind struct {
 }
 
 var _ lifecycle.Kind[*v1.PipelineRun] = (*Kind)(nil)
-
-// NewReconciler returns the lifecycle Reconciler of PipelineRuns of k.
-func NewReconciler(k *Kind, cfg *settings.Store, recorder record.EventRecorder, m *metrics.Recorder) *lifecycle.Reconciler[*v1.PipelineRun] {
-	return &lifecycle.Reconciler[*v1.PipelineRun]{Kind: k, Config: cfg, Recorder: recorder, Metrics: m}
-}
 
 // Name implements lifecycle.Kind.
 func (*Kind) Name() string { return metrics.KindPipelineRun }

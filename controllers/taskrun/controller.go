@@ -28,6 +28,6 @@ func NewController(s *lifecycle.Shared) injection.ControllerConstructor {
 		if err := SetSlimTransform(inf); err != nil {
 			c.Logger.Fatalw("watching TaskRuns", "error", err)
 		}
-		return lifecycle.NewImpl(ctx, c, ControllerName, NewReconciler(k, c.Config, c.Recorder, c.Metrics), inf)
+		return lifecycle.NewImpl(ctx, c, ControllerName, lifecycle.New(k, c.Config, c.Recorder, c.Metrics), inf)
 	}
 }

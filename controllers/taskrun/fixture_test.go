@@ -39,7 +39,7 @@ func newFixture(t *testing.T, cfg map[string]string, trs ...*v1.TaskRun) *fixtur
 	}
 	f := &fixture{Fixture: controllertest.New(t, cfg, objs...)}
 	f.kind = &Kind{Tekton: f.Client, Lister: f.TaskRunLister(), Signing: f.Signing}
-	f.r = NewReconciler(f.kind, f.Config, f.Recorder, f.Metrics)
+	f.r = lifecycle.New(f.kind, f.Config, f.Recorder, f.Metrics)
 	if err := f.r.Promote(reconciler.UniversalBucket(), nil); err != nil {
 		t.Fatal(err)
 	}
