@@ -97,12 +97,6 @@ func SignLink(ctx context.Context, l in_toto.Link, s signing.Signer) (*in_toto.M
 	return mb, nil
 }
 
-// LinkFileName is the conventional file name of a step's link:
-// "<step>.<keyid[:8]>.link", the name in-toto-golang looks for.
-func LinkFileName(step, keyID string) string {
-	return fmt.Sprintf(in_toto.LinkNameFormat, step, keyID)
-}
-
 func toHashObjs(a run.Artifacts) map[string]in_toto.HashObj {
 	out := make(map[string]in_toto.HashObj, len(a))
 	for name, ds := range a {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
+	"github.com/stepseal/stepseal/pkg/seal"
 )
 
 // MaxFileSize caps the size of a layout or link file (64 MiB): larger files
@@ -146,7 +147,7 @@ func Metablocks(mbs ...*in_toto.Metablock) (Memory, error) {
 		if err != nil {
 			return nil, err
 		}
-		m[fmt.Sprintf(in_toto.LinkNameFormat, l.Name, mb.Signatures[0].KeyID)] = data
+		m[seal.LinkName(l.Name, mb.Signatures[0].KeyID)] = data
 	}
 	return m, nil
 }
