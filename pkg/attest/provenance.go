@@ -47,6 +47,9 @@ type ProvenanceOptions struct {
 	// Links are the signed link files of the run, by file name, with the
 	// digests of their bytes; they become byproducts.
 	Links run.Artifacts
+	// Byproducts are further byproducts, after the links (a PipelineRun's
+	// child provenances).
+	Byproducts []*intoto.ResourceDescriptor
 }
 
 // Covers says what the subjects of a provenance are.
@@ -163,7 +166,7 @@ func Provenance(rec *run.Record, opts ProvenanceOptions) (*intoto.Statement, err
 				StartedOn:    timestamppb.New(rec.StartedAt),
 				FinishedOn:   timestamppb.New(rec.FinishedAt),
 			},
-			Byproducts: descriptors(opts.Links, MediaTypeLink),
+			Byproducts: append(descriptors(opts.Links, MediaTypeLink), opts.Byproducts...),
 		},
 	}
 	if err := pred.Validate(); err != nil {

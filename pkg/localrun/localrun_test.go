@@ -21,6 +21,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tekton"
 )
@@ -99,7 +100,7 @@ func checkLinks(t *testing.T, dir string, rec *run.Record, signerOf func(step st
 	for _, st := range rec.AllSteps() {
 		s := signerOf(st.Name)
 		id, _ := s.KeyID()
-		name := attest.LinkFileName(st.Name, id)
+		name := seal.LinkName(st.Name, id)
 		want = append(want, name)
 		p := filepath.Join(dir, name)
 		fi, err := os.Stat(p)

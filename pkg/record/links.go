@@ -9,6 +9,7 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -31,7 +32,7 @@ func WriteLinks(ctx context.Context, dir string, link in_toto.Link, signers []si
 		if err != nil {
 			return paths, err
 		}
-		p := filepath.Join(dir, attest.LinkFileName(link.Name, id))
+		p := filepath.Join(dir, seal.LinkName(link.Name, id))
 		if err := signing.WriteFileAtomic(p, data, 0o644); err != nil {
 			return paths, fmt.Errorf("link of step %s: %w", link.Name, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -99,7 +100,7 @@ func TestRecordCommandMatchesInTotoRun(t *testing.T) {
 	}
 	for _, s := range []signing.Signer{s1, s2} {
 		id, _ := s.KeyID()
-		l := loadLink(t, filepath.Join(out, attest.LinkFileName("build", id)), s)
+		l := loadLink(t, filepath.Join(out, seal.LinkName("build", id)), s)
 		if diff := cmp.Diff(want.Materials, l.Materials); diff != "" {
 			t.Errorf("materials differ from in-toto run's (-in-toto +ours):\n%s", diff)
 		}
@@ -145,7 +146,7 @@ func TestRecordCommandExitStatus(t *testing.T) {
 	if step == nil || step.ExitCode != 4 || stderr.String() != "oops\n" {
 		t.Fatalf("step %+v, stderr %q", step, stderr.String())
 	}
-	l := loadLink(t, filepath.Join(out, attest.LinkFileName("fails", id)), s)
+	l := loadLink(t, filepath.Join(out, seal.LinkName("fails", id)), s)
 	if l.ByProducts["return-value"] != float64(4) {
 		t.Errorf("return-value %v", l.ByProducts["return-value"])
 	}

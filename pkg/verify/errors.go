@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -232,7 +233,7 @@ type MissingStepError struct {
 func (e *MissingStepError) Error() string {
 	names := make([]string, len(e.Keys))
 	for i, k := range e.Keys {
-		names[i] = e.Step + "." + short(k) + ".link"
+		names[i] = seal.LinkName(e.Step, k)
 	}
 	return fmt.Sprintf("step %q: no link found (expected %s)", e.Step, strings.Join(names, " or "))
 }

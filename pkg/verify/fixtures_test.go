@@ -16,6 +16,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -168,7 +169,7 @@ func (c *chain) signStep(s run.Step, signer string, runID string) (string, []byt
 	if c.tamperLink != nil {
 		data = edit(c.t, data, func(signed map[string]any) { c.tamperLink(step, signer, signed) })
 	}
-	return attest.LinkFileName(step, keyID(c.t, signer)), data
+	return seal.LinkName(step, keyID(c.t, signer)), data
 }
 
 // edit decodes a Metablock, lets f change its signed part, and re-encodes

@@ -12,11 +12,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -368,7 +368,7 @@ func (v *verification) loadLinks(ctx context.Context) error {
 // loadLink reads, parses and checks the signature of one link file.
 func (v *verification) loadLink(ctx context.Context, f *linkFile) {
 	bad := func(err error) { f.Errs = append(f.Errs, err) }
-	step, short, ok := splitLinkName(f.Name)
+	step, short, ok := seal.ParseLinkName(f.Name)
 	if _, known := v.cl.byName[step]; ok && known {
 		f.Step = step
 	}
@@ -434,28 +434,6 @@ func (v *verification) loadLink(ctx context.Context, f *linkFile) {
 		}
 	}
 	l.releasePayload() // verified; reuse the canonical copy's buffer
-}
-
-// splitLinkName splits "<step>.<8 characters>.link" as in-toto-golang's
-// glob "<step>.????????.link" does ('?' is one character, not '/').
-func splitLinkName(name string) (step, short string, ok bool) {
-	stem, ok := strings.CutSuffix(name, ".link")
-	if !ok {
-		return "", "", false
-	}
-	i := len(stem)
-	for n := 0; n < 8; n++ {
-		if i == 0 {
-			return "", "", false
-		}
-		_, size := utf8.DecodeLastRuneInString(stem[:i])
-		i -= size
-	}
-	short = stem[i:]
-	if i == 0 || stem[i-1] != '.' || strings.Contains(short, "/") {
-		return "", "", false
-	}
-	return stem[:i-1], short, true
 }
 
 // checkThresholds is step 5.

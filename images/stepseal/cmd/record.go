@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/record"
+	"github.com/stepseal/stepseal/pkg/seal"
 )
 
 type recordReport struct {
@@ -58,7 +58,7 @@ status is propagated; its link is written even when it fails.`,
 			r := recordReport{Step: step, ExitCode: s.ExitCode, Materials: len(s.Materials), Products: len(s.Products)}
 			for _, sg := range signers {
 				id, _ := sg.KeyID()
-				r.Links = append(r.Links, attest.LinkFileName(step, id))
+				r.Links = append(r.Links, seal.LinkName(step, id))
 			}
 			if err := ro.print(reportOut, r, func(w io.Writer) {
 				fmt.Fprintf(w, "recorded %s: %d material(s), %d product(s), exit %d, link(s) %v\n", step, r.Materials, r.Products, r.ExitCode, r.Links)

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -24,21 +23,14 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stepseal/stepseal/pkg/crypt"
+	"github.com/stepseal/stepseal/pkg/embedded"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/policy"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
 // publishedReport says where `stepseal run` published the pipeline's output.
-type publishedReport struct {
-	Registry   string   `json:"registry"`
-	Ref        string   `json:"ref"`
-	Digest     string   `json:"digest"`
-	Platforms  []string `json:"platforms"`
-	Policy     string   `json:"policy"`
-	Verified   bool     `json:"verified"`
-	Recipients []string `json:"recipients"`
-}
+type publishedReport = embedded.Published
 
 // prepareRunPolicy reads the example's platform policy, gives every platform
 // without a publicKey a throwaway EC P-256 key pair (keys/platforms/), signs
@@ -227,21 +219,6 @@ func sanitizeRepo(s string) string {
 		return "artifact"
 	}
 	return b.String()
-}
-
-func readDSSE(path string) (*dsse.Envelope, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var env dsse.Envelope
-	if err := json.Unmarshal(data, &env); err != nil {
-		return nil, err
-	}
-	if env.Payload == "" {
-		return nil, errors.New(path + ": empty DSSE envelope")
-	}
-	return &env, nil
 }
 
 func nopLogger() *log.Logger { return log.New(io.Discard, "", 0) }

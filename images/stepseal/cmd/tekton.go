@@ -2,19 +2,13 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 
-	"github.com/in-toto/in-toto-golang/in_toto"
-
-	"github.com/stepseal/stepseal/pkg/layout"
-	"github.com/stepseal/stepseal/pkg/run"
-	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/embedded"
 )
 
 // TektonBinary is the executable that `stepseal run` and `stepseal layout
@@ -22,47 +16,11 @@ import (
 // command tree built with it (images/stepseal-tekton).
 const TektonBinary = "stepseal-tekton"
 
-// Tekton is what `stepseal run` and `stepseal layout create` need of
-// Tekton's own packages (the Pipeline types, the reconciler's substitution
-// and validation code): loading a Pipeline with its Tasks, generating its
-// layout, running it on this host. Linking those packages costs every start
-// of the program tens of megabytes and hundreds of package initialisers, so
-// the stepseal binary is built without them (New(nil)) and execs
-// TektonBinary for those two commands; images/stepseal-tekton passes the
-// implementation.
-type Tekton interface {
-	// Load reads a Tekton v1 Pipeline file and the Tasks it references
-	// from the tasks directory (may be empty).
-	Load(ctx context.Context, pipeline, tasks string) (Pipeline, error)
-}
-
-// Pipeline is a loaded Pipeline with its Tasks.
-type Pipeline interface {
-	// Name is the Pipeline's metadata.name.
-	Name() string
-	// Layout generates the Pipeline's in-toto layout (generate.FromPipeline).
-	Layout(f *layout.Functionaries, keys map[string]in_toto.Key, opts layout.Options) (*in_toto.Layout, error)
-	// Run runs the Pipeline on this host (localrun.Run). Its error matches
-	// ErrInvalidRun when the run was refused as invalid input, and a failed
-	// step's matches *record.StepError.
-	Run(ctx context.Context, opts LocalRunOptions) (*run.Record, error)
-}
-
-// LocalRunOptions are the localrun.Options `stepseal run` sets; see there.
-type LocalRunOptions struct {
-	Params            map[string]string
-	WorkDir, LinkDir  string
-	Signers           func(step string) ([]signing.Signer, error)
-	Exclude           []string
-	Out               io.Writer
-	Quiet             bool
-	RunID             string
-	DefaultWorkingDir string
-}
-
-// ErrInvalidRun is matched by a Pipeline.Run error that is localrun's
-// ErrInvalid: the pipeline cannot run as given.
-var ErrInvalidRun = errors.New("invalid pipeline run")
+// Tekton implements `stepseal run` and `stepseal layout create` with
+// Tekton's own packages (see embedded.Tekton). The stepseal binary is built
+// without it (New(nil)) and execs TektonBinary for those two commands;
+// images/stepseal-tekton passes tektonrun.Tekton.
+type Tekton = embedded.Tekton
 
 // execTekton replaces this process with TektonBinary, given the same
 // arguments: the command runs there exactly as it would here, with the same

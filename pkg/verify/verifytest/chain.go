@@ -16,6 +16,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -141,7 +142,7 @@ func Generate(ctx context.Context, o Options) (*Chain, error) {
 		if err != nil {
 			return nil, err
 		}
-		if c.Links[attest.LinkFileName(name, id)], err = json.MarshalIndent(mb, "", "  "); err != nil {
+		if c.Links[seal.LinkName(name, id)], err = json.MarshalIndent(mb, "", "  "); err != nil {
 			return nil, err
 		}
 		prev = name

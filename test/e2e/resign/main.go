@@ -13,6 +13,7 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -30,7 +31,7 @@ func main() {
 	mb, err := attest.SignLink(context.Background(), l, s)
 	check(err)
 	id, _ := s.KeyID()
-	check(mb.Dump(filepath.Join(os.Args[3], attest.LinkFileName(os.Args[4], id))))
+	check(mb.Dump(filepath.Join(os.Args[3], seal.LinkName(os.Args[4], id))))
 }
 
 func check(err error) {

@@ -1,4 +1,4 @@
-package cmd
+package embedded
 
 import (
 	"context"
@@ -13,25 +13,26 @@ import (
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
-// logReport is the transparency-log part of `stepseal run`'s report.
-type logReport struct {
+// LogReport says where the run's entries are in its transparency log.
+type LogReport struct {
 	Dir        string     `json:"dir"`
 	PublicKey  string     `json:"publicKey"`
 	Checkpoint string     `json:"checkpoint"`
 	Size       uint64     `json:"size"`
-	Entries    []logEntry `json:"entries"`
+	Entries    []LogEntry `json:"entries"`
 }
 
-type logEntry struct {
+// LogEntry is one entry of the run in its log.
+type LogEntry struct {
 	Kind  string `json:"kind"`
 	Name  string `json:"name"`
 	Index uint64 `json:"index"`
 }
 
-// openRunLog opens the run's store: the embedded transparency log in
-// out/store, its checkpoint key generated in out/log-key/log.key (0600) with
-// the public half in out/log.pub.
-func openRunLog(ctx context.Context, out string) (*tlogstore.Store, error) {
+// openLog opens the run's store: the embedded transparency log in
+// out/store, its checkpoint key generated in out/log-key/log.key (0600)
+// with the public half in out/log.pub.
+func openLog(ctx context.Context, out string) (*tlogstore.Store, error) {
 	priv := filepath.Join(out, "log-key", "log.key")
 	if _, err := os.Stat(priv); os.IsNotExist(err) {
 		if _, err := tlog.WriteKeyFiles(priv, filepath.Join(out, "log.pub"), "stepseal.dev/local"); err != nil {
@@ -45,9 +46,9 @@ func openRunLog(ctx context.Context, out string) (*tlogstore.Store, error) {
 	return tlogstore.Open(ctx, filepath.Join(out, "store"), key, nil)
 }
 
-// proveRunLog proves, with the log's public key only, that every entry of
-// the run is in the log, and reports where.
-func proveRunLog(ctx context.Context, w io.Writer, out string, st *tlogstore.Store, runID string) (*logReport, error) {
+// proveLog proves, with the log's public key only, that every entry of the
+// run is in the log, and reports where.
+func proveLog(ctx context.Context, w io.Writer, out string, st *tlogstore.Store, runID string) (*LogReport, error) {
 	v, err := tlog.ReadVerifier(filepath.Join(out, "log.pub"))
 	if err != nil {
 		return nil, err
@@ -56,7 +57,7 @@ func proveRunLog(ctx context.Context, w io.Writer, out string, st *tlogstore.Sto
 	if err != nil {
 		return nil, err
 	}
-	rep := &logReport{Dir: filepath.Join(out, "store"), PublicKey: filepath.Join(out, "log.pub")}
+	rep := &LogReport{Dir: filepath.Join(out, "store"), PublicKey: filepath.Join(out, "log.pub")}
 	for _, e := range es {
 		p, err := st.Prove(ctx, e.Digest)
 		if err != nil {
@@ -69,7 +70,7 @@ func proveRunLog(ctx context.Context, w io.Writer, out string, st *tlogstore.Sto
 		if got.Digest != e.Digest {
 			return nil, fmt.Errorf("transparency log: %s %s: log entry %d holds %s, not %s", e.Kind, e.Name, p.Index, got.Digest, e.Digest)
 		}
-		rep.Entries = append(rep.Entries, logEntry{Kind: e.Kind, Name: e.Name, Index: p.Index})
+		rep.Entries = append(rep.Entries, LogEntry{Kind: e.Kind, Name: e.Name, Index: p.Index})
 		cp, err := tlog.ParseCheckpoint(p.Checkpoint, v)
 		if err != nil {
 			return nil, err
