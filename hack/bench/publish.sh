@@ -13,6 +13,7 @@
 # runs $RUNS times (default 1), best wall time kept, largest peak RSS
 # (GNU time) kept. Then the client-side bound: pkg/crypt's benchmarks of
 # AES-256-CTR, HMAC-SHA256, SHA-256 and the encrypt+digest pipeline.
+# STEPSEAL=PATH times that binary instead of building one.
 # The load average is printed: on a shared host other work lowers every figure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,9 +32,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building $work/stepseal"
-go build -o "$work/stepseal" ./images/stepseal
-ss="$work/stepseal"
+if [ -n "${STEPSEAL:-}" ]; then
+	ss=$STEPSEAL # a stepseal binary built elsewhere (another ref, for a before/after)
+	echo "== using $ss"
+else
+	echo "== building $work/stepseal"
+	go build -o "$work/stepseal" ./images/stepseal
+	ss="$work/stepseal"
+fi
 host=$(hack/registry.sh start)
 echo "registry: $host (docker-registry $(docker-registry --version 2>/dev/null | awk '{print $NF}'), storage $(hack/registry.sh dir "${host##*:}"))"
 

@@ -44,9 +44,13 @@ A="$work/after/stepseal"
 go build -o "$work/genchain" ./hack/bench/genchain
 "$work/genchain" -out "$work/chain" -steps "$STEPS" -artifacts "$ARTIFACTS" >/dev/null
 verify_args=(verify --layout "$work/chain/root.layout" --layout-key "$work/chain/owner.pub" --links "$work/chain/links")
-"$A" keys generate --out "$work" --name owner >/dev/null
+# examples/go-build's Functionaries file with a public key per functionary.
+for n in owner fetcher tester builder packager; do
+	"$A" keys generate --out "$work" --name "$n" >/dev/null
+done
+sed -E 's|^  - name: (.*)$|  - name: \1\n    publicKey: \1.pub|' examples/go-build/functionaries.yaml >"$work/functionaries.yaml"
 layout_args=(layout create --pipeline examples/go-build/pipeline.yaml --tasks examples/go-build/tasks
-	--functionaries examples/go-build/functionaries.yaml --owner-key "$work/owner.key" --force)
+	--functionaries "$work/functionaries.yaml" --owner-key "$work/owner.key" --force)
 for bin in "$B" "$A"; do
 	"$bin" "${verify_args[@]}" >/dev/null || { echo "FAIL: $bin verify does not pass the generated chain" >&2; exit 1; }
 	"$bin" "${layout_args[@]}" --out "$work/root.layout" >/dev/null || { echo "FAIL: $bin layout create" >&2; exit 1; }

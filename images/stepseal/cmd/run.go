@@ -65,6 +65,11 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) error
 		return err
 	}
 	if ro.tekton == nil {
+		// Usage errors are this binary's own, found before the handover
+		// (embedded.Run says the same).
+		if o.out == "" {
+			return fmt.Errorf("--out is required")
+		}
 		return ro.execTekton(cmd.Context(), "stepseal run")
 	}
 	opts := embedded.Options{
