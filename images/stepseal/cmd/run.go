@@ -58,6 +58,7 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) error
 		w = cmd.ErrOrStderr() // progress to stderr, the report to stdout
 	}
 	if o.out == "" {
+		// A usage error is this binary's own, found before any handover.
 		return fmt.Errorf("--out is required")
 	}
 	params, err := parseParams(o.params)
@@ -65,11 +66,6 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) error
 		return err
 	}
 	if ro.tekton == nil {
-		// Usage errors are this binary's own, found before the handover
-		// (embedded.Run says the same).
-		if o.out == "" {
-			return fmt.Errorf("--out is required")
-		}
 		return ro.execTekton(cmd.Context(), "stepseal run")
 	}
 	opts := embedded.Options{
