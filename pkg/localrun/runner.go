@@ -195,6 +195,20 @@ func (r *runner) prepareDirs() error {
 	return nil
 }
 
+// taskBinding is the TaskRun workspace binding Tekton's reconciler derives
+// from the run's binding of pipeline workspace pw: the same volume source
+// (so $(workspaces.<w>.claim) names a persistentVolumeClaim's claim), a
+// volumeClaimTemplate or a Pipeline file's workspace as an emptyDir.
+func (r *runner) taskBinding(name, pw, subPath string) v1.WorkspaceBinding {
+	b, ok := r.spec.Run.Binding(pw)
+	if !ok || b.VolumeClaimTemplate != nil {
+		return emptyDirBinding(name, subPath)
+	}
+	b = *b.DeepCopy()
+	b.Name, b.SubPath = name, subPath
+	return b
+}
+
 // optionalWorkspace reports whether the Pipeline declares w optional.
 func (r *runner) optionalWorkspace(w string) bool {
 	for _, d := range r.ps.Workspaces {
@@ -278,7 +292,7 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 			bd.prefix = pw + "/" + filepath.ToSlash(filepath.Clean(sub))
 		}
 		plan.bindings = append(plan.bindings, bd)
-		tr.Spec.Workspaces = append(tr.Spec.Workspaces, emptyDirBinding(b.Name, sub))
+		tr.Spec.Workspaces = append(tr.Spec.Workspaces, r.taskBinding(b.Name, pw, sub))
 	}
 	// As Tekton's taskrun reconciler: an inline taskSpec may use workspaces
 	// it does not declare (propagated); a referenced Task may not.

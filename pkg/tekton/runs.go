@@ -94,6 +94,14 @@ func objectName(m metav1.ObjectMeta) string {
 	return strings.TrimSuffix(m.GenerateName, "-")
 }
 
+// nameGenerated gives an object with only a generateName the name the
+// apiserver would before Tekton validates it (a 5-character suffix).
+func nameGenerated(m *metav1.ObjectMeta) {
+	if m.Name == "" && m.GenerateName != "" {
+		m.Name = m.GenerateName + "local"
+	}
+}
+
 // fromPipelineRun resolves a PipelineRun: its inline pipelineSpec (named
 // after the run, as Tekton names an embedded Pipeline) or the Pipeline its
 // pipelineRef names, validated by Tekton with the run's own checks.
@@ -103,6 +111,7 @@ func (l *loader) fromPipelineRun(ctx context.Context, pr *v1.PipelineRun) (*Spec
 		return fmt.Errorf("%w: %s: PipelineRun %q: "+format, append([]any{ErrInvalid, l.path, name}, args...)...)
 	}
 	checked := pr.DeepCopy()
+	nameGenerated(&checked.ObjectMeta)
 	checked.SetDefaults(ctx)
 	if fe := checked.Validate(ctx); fe != nil {
 		return nil, fail("%v", oneLine(fe.Error()))
@@ -167,6 +176,7 @@ func (l *loader) fromTaskRun(ctx context.Context, tr *v1.TaskRun) (*Spec, error)
 		return fmt.Errorf("%w: %s: TaskRun %q: "+format, append([]any{ErrInvalid, l.path, name}, args...)...)
 	}
 	checked := tr.DeepCopy()
+	nameGenerated(&checked.ObjectMeta)
 	checked.SetDefaults(ctx)
 	if fe := checked.Validate(ctx); fe != nil {
 		return nil, fail("%v", oneLine(fe.Error()))
