@@ -198,6 +198,12 @@ func absOrCwd(dir string) (string, error) {
 // substitution (params, context, workspaces) with Tekton's functions.
 func (r *runner) preparePipelineRun() error {
 	p := r.spec.Pipeline
+	// What Tekton's checks of the run are about: the Pipeline, or the run
+	// file's run and where it is.
+	what := "pipeline " + p.Name
+	if run := r.spec.Run; run != nil {
+		what = fmt.Sprintf("%s: %s %q (pipeline %s)", r.spec.Path, run.Kind, run.Name, p.Name)
+	}
 	params, err := pipelineRunParams(p.Name, p.Spec.Params, r.opts.Params)
 	if err != nil {
 		return err
@@ -217,27 +223,27 @@ func (r *runner) preparePipelineRun() error {
 	}
 	ps := p.Spec.DeepCopy()
 	if err := prresources.ValidateRequiredParametersProvided(&ps.Params, &pr.Spec.Params); err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	if err := prresources.ValidateParamTypesMatching(ps, pr); err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	if err := prresources.ValidateObjectParamRequiredKeys(ps.Params, pr.Spec.Params); err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	if err := prresources.ValidateParamArrayIndex(ps, pr.Spec.Params); err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	if err := prresources.ValidateWorkspaceBindings(ps, pr); err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	effective, err := effectiveParams(ps, pr)
 	if err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	ps, err = prresources.ApplyParameters(ps, pr)
 	if err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	ps = prresources.ApplyContexts(ps, p.Name, pr)
 	ps = prresources.ApplyWorkspaces(ps, pr)
