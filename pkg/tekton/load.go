@@ -111,7 +111,7 @@ func Load(ctx context.Context, path, tasksDir string) (*Spec, error) {
 	case len(pipelines) > 1:
 		return nil, fmt.Errorf("%w: %s: more than one Pipeline (%s) and no PipelineRun saying which to run", ErrInvalid, path, strings.Join(pipelines, ", "))
 	default:
-		s, err = l.resolve(ctx, l.objs.pipelines[pipelines[0]])
+		s, err = l.resolve(ctx, l.objs.pipelines[pipelines[0]], "")
 	}
 	if err != nil {
 		return nil, err
@@ -130,7 +130,7 @@ func Load(ctx context.Context, path, tasksDir string) (*Spec, error) {
 func Resolve(ctx context.Context, path string, p *v1.Pipeline, tasks map[string]*v1.Task) (*Spec, error) {
 	l := &loader{path: path, objs: newObjects(), used: map[string]bool{}, siblingsRead: true}
 	l.objs.tasks = tasks
-	return l.resolve(ctx, p)
+	return l.resolve(ctx, p, "")
 }
 
 // loader resolves the names a run file refers to.
@@ -194,18 +194,23 @@ func (l *loader) where() string {
 	return w + " or the YAML files beside it"
 }
 
-func (l *loader) resolve(ctx context.Context, p *v1.Pipeline) (*Spec, error) {
+// resolve validates p and resolves its tasks. Errors name label (the
+// Pipeline, or the run whose inline spec p is) and the file.
+func (l *loader) resolve(ctx context.Context, p *v1.Pipeline, label string) (*Spec, error) {
 	path := l.path
-	if f := l.objs.from["Pipeline/"+p.Name]; f != "" {
+	if f := l.objs.from["Pipeline/"+p.Name]; f != "" && label == "" {
 		path = f
 		l.used[f] = true
 	}
+	if label == "" {
+		label = fmt.Sprintf("Pipeline %q", p.Name)
+	}
 	p.SetDefaults(ctx)
 	if fe := p.Spec.Validate(ctx); fe != nil {
-		return nil, fmt.Errorf("%w: %s: Pipeline %q: %v", ErrInvalid, path, p.Name, oneLine(fe.Error()))
+		return nil, fmt.Errorf("%w: %s: %s: %v", ErrInvalid, path, label, oneLine(fe.Error()))
 	}
 	if len(p.Spec.Finally) > 0 {
-		return nil, fmt.Errorf("%w: %s: Pipeline %q: finally tasks are not supported yet", ErrInvalid, path, p.Name)
+		return nil, fmt.Errorf("%w: %s: %s: finally tasks are not supported yet", ErrInvalid, path, p.Name)
 	}
 	s := &Spec{Path: l.path, Pipeline: p, Tasks: map[string]*v1.TaskSpec{}, TaskRefs: map[string]string{}}
 	for _, pt := range p.Spec.Tasks {
@@ -219,16 +224,16 @@ func (l *loader) resolve(ctx context.Context, p *v1.Pipeline) (*Spec, error) {
 				return nil, err
 			}
 			if !ok {
-				return nil, fmt.Errorf("%w: %s: Pipeline %q: pipeline task %q references Task %q, which is not in %s", ErrInvalid, path, p.Name, pt.Name, pt.TaskRef.Name, l.where())
+				return nil, fmt.Errorf("%w: %s: %s: pipeline task %q references Task %q, which is not in %s", ErrInvalid, path, label, pt.Name, pt.TaskRef.Name, l.where())
 			}
 			ts := t.Spec
 			s.Tasks[pt.Name] = &ts
 			s.TaskRefs[pt.Name] = pt.TaskRef.Name
 		default:
-			return nil, fmt.Errorf("%w: %s: Pipeline %q: pipeline task %q: only inline taskSpec or taskRef.name to a local Task are supported (no resolvers, no pipelines in pipelines)", ErrInvalid, path, p.Name, pt.Name)
+			return nil, fmt.Errorf("%w: %s: %s: pipeline task %q: only inline taskSpec or taskRef.name to a local Task are supported (no resolvers, no pipelines in pipelines)", ErrInvalid, path, label, pt.Name)
 		}
 		if len(s.Tasks[pt.Name].Steps) == 0 {
-			return nil, fmt.Errorf("%w: %s: Pipeline %q: pipeline task %q has no steps", ErrInvalid, path, p.Name, pt.Name)
+			return nil, fmt.Errorf("%w: %s: %s: pipeline task %q has no steps", ErrInvalid, path, label, pt.Name)
 		}
 	}
 	return s, nil

@@ -132,9 +132,11 @@ func (l *loader) fromPipelineRun(ctx context.Context, pr *v1.PipelineRun) (*Spec
 		notes = append(notes, fmt.Sprintf("stepseal: PipelineRun %s: taskRunTemplate.serviceAccountName %s ignored: steps run as this host's user", name, sa))
 	}
 	var p *v1.Pipeline
+	label := ""
 	switch {
 	case spec.PipelineSpec != nil:
 		p = &v1.Pipeline{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: *spec.PipelineSpec.DeepCopy()}
+		label = fmt.Sprintf("PipelineRun %q: pipelineSpec", name)
 	case spec.PipelineRef != nil && spec.PipelineRef.Name != "" && spec.PipelineRef.Resolver == "":
 		found, ok, err := lookup(ctx, l, func() map[string]*v1.Pipeline { return l.objs.pipelines }, "Pipeline", spec.PipelineRef.Name)
 		if err != nil {
@@ -147,7 +149,7 @@ func (l *loader) fromPipelineRun(ctx context.Context, pr *v1.PipelineRun) (*Spec
 	default:
 		return nil, fail("pipelineRef: only pipelineRef.name to a local Pipeline is supported (no resolvers, no bundles)")
 	}
-	s, err := l.resolve(ctx, p)
+	s, err := l.resolve(ctx, p, label)
 	if err != nil {
 		return nil, err
 	}
@@ -236,9 +238,9 @@ func (l *loader) fromTaskRun(ctx context.Context, tr *v1.TaskRun) (*Spec, error)
 		pt.Workspaces = append(pt.Workspaces, v1.WorkspacePipelineTaskBinding{Name: w.Name, Workspace: w.Name})
 	}
 	p.Spec.Tasks = []v1.PipelineTask{pt}
-	s, err := l.resolve(ctx, p)
+	s, err := l.resolve(ctx, p, fmt.Sprintf("TaskRun %q (run as a one-task pipeline whose task is named after it)", name))
 	if err != nil {
-		return nil, fmt.Errorf("%w (a TaskRun runs as a one-task pipeline whose task is named after it)", err)
+		return nil, err
 	}
 	run := &Run{Kind: "TaskRun", Name: name, Params: spec.Params, Workspaces: spec.Workspaces}
 	if err := l.bindings(ctx, run, fail); err != nil {
@@ -276,9 +278,12 @@ func (l *loader) bindings(ctx context.Context, run *Run, fail func(string, ...an
 					data[k] = v
 				}
 			}
+			if !ok && (b.ConfigMap.Optional == nil || !*b.ConfigMap.Optional) {
+				return fail("workspace %q: ConfigMap %q not found in %s", b.Name, b.ConfigMap.Name, l.where())
+			}
 			files, err := volumeFiles(data, ok, b.ConfigMap.Items, b.ConfigMap.DefaultMode, b.ConfigMap.Optional, b.SubPath)
 			if err != nil {
-				return fail("workspace %q: ConfigMap %q %v (looked in %s)", b.Name, b.ConfigMap.Name, err, l.where())
+				return fail("workspace %q: ConfigMap %q %v", b.Name, b.ConfigMap.Name, err)
 			}
 			run.Sources[b.Name] = files
 		case b.Secret != nil:
@@ -295,9 +300,12 @@ func (l *loader) bindings(ctx context.Context, run *Run, fail func(string, ...an
 					data[k] = []byte(v)
 				}
 			}
+			if !ok && (b.Secret.Optional == nil || !*b.Secret.Optional) {
+				return fail("workspace %q: Secret %q not found in %s", b.Name, b.Secret.SecretName, l.where())
+			}
 			files, err := volumeFiles(data, ok, b.Secret.Items, b.Secret.DefaultMode, b.Secret.Optional, b.SubPath)
 			if err != nil {
-				return fail("workspace %q: Secret %q %v (looked in %s)", b.Name, b.Secret.SecretName, err, l.where())
+				return fail("workspace %q: Secret %q %v", b.Name, b.Secret.SecretName, err)
 			}
 			run.Sources[b.Name] = files
 		default:
@@ -309,14 +317,12 @@ func (l *loader) bindings(ctx context.Context, run *Run, fail func(string, ...an
 
 // volumeFiles is what Kubernetes mounts of a ConfigMap or Secret volume:
 // every key as a file named after it, or only the items' keys at their
-// paths; a missing object or key is an error unless optional.
+// paths; a missing key is an error unless optional (the caller handles a
+// missing object).
 func volumeFiles(data map[string][]byte, found bool, items []corev1.KeyToPath, defaultMode *int32, optional *bool, subPath string) ([]File, error) {
 	opt := optional != nil && *optional
 	if !found {
-		if opt {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("not found")
+		return nil, nil // optional: an empty directory
 	}
 	mode := os.FileMode(0o644)
 	if defaultMode != nil {
