@@ -178,3 +178,35 @@ func TestRunFileBadInput(t *testing.T) {
 		})
 	}
 }
+
+// stepseal layout create takes a run file too: the layout of the run's
+// Pipeline, the same as stepseal run generates (step names, ConfigMap
+// rules), with the ignored objects named on stderr in one line.
+func TestLayoutCreateFromRunFile(t *testing.T) {
+	keys := t.TempDir()
+	genKeys(t, keys, "owner", "builder")
+	dir := filepath.Join(repo, "test", "e2e", "testdata", "runs")
+	fn, err := os.ReadFile(filepath.Join(dir, "functionaries.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	functionaries := filepath.Join(keys, "functionaries.yaml")
+	withKey := strings.Replace(string(fn), "  - name: builder\n", "  - name: builder\n    publicKey: builder.pub\n", 1)
+	if err := os.WriteFile(functionaries, []byte(withKey), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ file, step, stderr string }{
+		{"taskrun-secret.yaml", "secret-run.check", ""},
+		{"pipelinerun-rbac.yaml", "announce.say", "ignoring 3 object(s)"},
+	} {
+		out := filepath.Join(t.TempDir(), "root.layout")
+		r := ss(t, "layout", "create", "--pipeline", filepath.Join(dir, c.file), "--functionaries", functionaries,
+			"--owner-key", filepath.Join(keys, "owner.key"), "--out", out)
+		if r.code != 0 || !strings.Contains(r.stderr, c.stderr) {
+			t.Fatalf("layout create %s:\n%s", c.file, r)
+		}
+		if s := ss(t, "layout", "show", out); s.code != 0 || !strings.Contains(s.stdout, c.step) {
+			t.Errorf("layout of %s has no step %s:\n%s", c.file, c.step, s)
+		}
+	}
+}
