@@ -780,3 +780,17 @@ func TestRunFileBindings(t *testing.T) {
 		t.Fatalf("second run: %v", err)
 	}
 }
+
+func TestRunFileOptionalWorkspaceUnbound(t *testing.T) {
+	tr := newTestRun(t)
+	if _, err := Run(context.Background(), load(t, "testdata/run-optional.yaml", ""), tr.opts); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(tr.opts.WorkDir, "workspaces", "a", "x"))
+	if err != nil || string(b) != "bound=false\n" {
+		t.Errorf("x = %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(tr.opts.WorkDir, "workspaces", "cache")); !os.IsNotExist(err) {
+		t.Errorf("an unbound workspace got a directory: %v", err)
+	}
+}

@@ -101,7 +101,14 @@ func Load(ctx context.Context, path, tasksDir string) (*Spec, error) {
 	var err error
 	switch {
 	case len(prs)+len(trs) > 1:
-		return nil, fmt.Errorf("%w: %s: %d PipelineRuns and TaskRuns in one file: stepseal runs one run per file", ErrInvalid, path, len(prs)+len(trs))
+		var names []string
+		for _, pr := range prs {
+			names = append(names, "PipelineRun "+objectName(pr.ObjectMeta))
+		}
+		for _, tr := range trs {
+			names = append(names, "TaskRun "+objectName(tr.ObjectMeta))
+		}
+		return nil, fmt.Errorf("%w: %s: %d runs in one file (%s): stepseal runs one run per file", ErrInvalid, path, len(names), strings.Join(names, ", "))
 	case len(prs) == 1:
 		s, err = l.fromPipelineRun(ctx, prs[0])
 	case len(trs) == 1:

@@ -302,7 +302,7 @@ spec:
 		name, doc string
 		want      []string
 	}{
-		{"two runs", inline + "---\n" + tr, []string{"2 PipelineRuns and TaskRuns"}},
+		{"two runs", inline + "---\n" + tr, []string{"2 runs in one file", "PipelineRun r, TaskRun tr"}},
 		{"pipelineRef missing", "apiVersion: tekton.dev/v1\nkind: PipelineRun\nmetadata: {name: r}\nspec: {pipelineRef: {name: gone}}\n", []string{`PipelineRun "r"`, `Pipeline "gone"`}},
 		{"resolver", "apiVersion: tekton.dev/v1\nkind: PipelineRun\nmetadata: {name: r}\nspec: {pipelineRef: {resolver: git}}\n", []string{`PipelineRun "r"`, "resolvers"}},
 		{"taskRef missing", "apiVersion: tekton.dev/v1\nkind: TaskRun\nmetadata: {name: tr}\nspec: {taskRef: {name: gone}}\n", []string{`TaskRun "tr"`, `Task "gone"`}},
