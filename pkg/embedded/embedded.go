@@ -44,7 +44,8 @@ type Options struct {
 	// required.
 	Tekton Tekton
 	// Path is an example directory (pipeline.yaml, tasks/,
-	// functionaries.yaml, platform-policy.yaml) or a Pipeline file.
+	// functionaries.yaml, platform-policy.yaml) or a Pipeline, PipelineRun
+	// or TaskRun file (functionaries.yaml beside it).
 	Path string
 	// Out is the output directory: new, empty, or the leftover of a killed
 	// run; any other is refused unless Force.
@@ -56,7 +57,8 @@ type Options struct {
 	// TasksDir, Functionaries and PlatformPolicy override the files found
 	// next to the pipeline.
 	TasksDir, Functionaries, PlatformPolicy string
-	// Params are the pipeline's parameters.
+	// Params are the pipeline's parameters; with a run file they override
+	// and extend the run's params.
 	Params map[string]string
 	// Exclude are gitignore-style patterns of workspace paths not recorded.
 	Exclude []string
@@ -165,6 +167,9 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	}
 	if r.in, err = load(ctx, opts); err != nil { // 1
 		return nil, err
+	}
+	for _, n := range r.in.pipeline.Notes() {
+		fmt.Fprintln(r.w, n)
 	}
 	out, err := prepareOut(r.w, opts.Out, opts.Force) // 2
 	if err != nil {
@@ -461,7 +466,7 @@ func (r *runner) seal(ctx context.Context, st *tlogstore.Store) error {
 func (r *runner) provenance(ctx context.Context, links run.Artifacts) (store.Entry, error) {
 	if out := r.in.functionaries.Spec.Output; out != "" {
 		ws, rel, _ := strings.Cut(out, "/")
-		file := filepath.Join(r.opts.Out, "work", "workspaces", ws, filepath.FromSlash(rel))
+		file := filepath.Join(r.opts.Out, "work", filepath.FromSlash(r.in.pipeline.WorkspaceDir(ws)), filepath.FromSlash(rel))
 		d, err := artifact.FileSHA256(file)
 		if err != nil {
 			return store.Entry{}, fmt.Errorf("declared output %s: %w", out, err)
@@ -470,13 +475,7 @@ func (r *runner) provenance(ctx context.Context, links run.Artifacts) (store.Ent
 		r.report.Output = file
 	}
 	defs := run.Artifacts{}
-	files := []string{r.in.pipelinePath}
-	if r.in.tasksDir != "" {
-		if m, err := filepath.Glob(filepath.Join(r.in.tasksDir, "*.y*ml")); err == nil {
-			files = append(files, m...)
-		}
-	}
-	for _, p := range files {
+	for _, p := range r.in.pipeline.Sources() {
 		d, err := artifact.FileSHA256(p)
 		if err != nil {
 			return store.Entry{}, err

@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -201,5 +202,65 @@ func TestInterruptedRunLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "junk")); !os.IsNotExist(err) {
 		t.Fatal("the killed run's leftovers were kept")
+	}
+}
+
+// A PipelineRun file whose declared output lies in a persistentVolumeClaim
+// workspace: the run finds it in the claim's directory, its provenance is
+// about it and names the files the run was defined by, and the ignored
+// objects are named in one progress line.
+func TestRunFileOutputInClaim(t *testing.T) {
+	dir := t.TempDir()
+	run := `apiVersion: v1
+kind: ServiceAccount
+metadata: {name: builder}
+---
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: claimed}
+spec:
+  workspaces:
+  - {name: src, emptyDir: {}}
+  - {name: dist, persistentVolumeClaim: {claimName: artifacts}, subPath: v1}
+  pipelineRef: {name: tiny}
+`
+	for name, content := range map[string]string{
+		"run.yaml":           run,
+		"pipeline.yaml":      strings.Replace(pipeline, "%s", ":", 1),
+		"functionaries.yaml": functionaries,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	var progress strings.Builder
+	rep, err := embedded.Run(context.Background(), embedded.Options{
+		Tekton: tektonrun.Tekton{}, Path: filepath.Join(dir, "run.yaml"), Out: out, Quiet: true, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Passed() {
+		t.Fatalf("report %+v\n%s", rep, progress.String())
+	}
+	if want := filepath.Join(out, "work", "claims", "artifacts", "v1", "out.txt"); rep.Output != want {
+		t.Errorf("output %s, want %s", rep.Output, want)
+	}
+	if n := strings.Count(progress.String(), "ignoring 1 object(s) a local run has no use for: ServiceAccount/builder"); n != 1 {
+		t.Errorf("want one line naming the ServiceAccount, got %d:\n%s", n, progress.String())
+	}
+	prov, err := os.ReadFile(filepath.Join(out, "provenance.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct{ Payload []byte }
+	if err := json.Unmarshal(prov, &env); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"run.yaml", "pipeline.yaml"} {
+		if !strings.Contains(string(env.Payload), filepath.ToSlash(filepath.Join(dir, f))) {
+			t.Errorf("provenance does not name %s:\n%s", f, env.Payload)
+		}
 	}
 }

@@ -20,15 +20,26 @@ import (
 // import them: package tektonrun implements Tekton with them, and only the
 // programs that run pipelines link it.
 type Tekton interface {
-	// Load reads a Tekton v1 Pipeline file and the Tasks it references
-	// from the tasks directory (may be empty).
-	Load(ctx context.Context, pipeline, tasks string) (Pipeline, error)
+	// Load reads a Tekton v1 Pipeline, PipelineRun or TaskRun file and the
+	// objects it references from the same file, the tasks directory (may
+	// be empty) and the files beside it (tekton.Load).
+	Load(ctx context.Context, path, tasks string) (Pipeline, error)
 }
 
-// Pipeline is a loaded Pipeline with its Tasks.
+// Pipeline is a loaded Pipeline with its Tasks, and the run bindings of a
+// run file.
 type Pipeline interface {
 	// Name is the Pipeline's metadata.name.
 	Name() string
+	// Notes are progress lines about what loading left out (ignored
+	// objects and fields), to be printed before the run.
+	Notes() []string
+	// Sources are the files the run and its Pipeline, Tasks and workspace
+	// objects were read from: the run's definition in its provenance.
+	Sources() []string
+	// WorkspaceDir is where pipeline workspace w lives, slash-separated
+	// and relative to RunOptions.WorkDir.
+	WorkspaceDir(w string) string
 	// Layout generates the Pipeline's in-toto layout (generate.FromPipeline).
 	Layout(f *layout.Functionaries, keys map[string]in_toto.Key, opts layout.Options) (*in_toto.Layout, error)
 	// Run runs the Pipeline on this host (localrun.Run). Its error matches

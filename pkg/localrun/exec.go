@@ -34,6 +34,20 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 		taskCtx, cancel = context.WithTimeout(ctx, taskTimeout)
 		defer cancel()
 	}
+	if !r.deadline.IsZero() {
+		left := time.Until(r.deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("%w: pipeline task %s: the run's %s expired before it started", ErrTimeout, name, r.runTimeout)
+		}
+		if taskTimeout == 0 || left < taskTimeout {
+			// The run's deadline comes first: a step it kills reports the
+			// time it had left.
+			taskTimeout = left.Round(time.Millisecond)
+			var cancel context.CancelFunc
+			taskCtx, cancel = context.WithDeadline(ctx, r.deadline)
+			defer cancel()
+		}
+	}
 	for _, b := range plan.bindings {
 		if err := os.MkdirAll(b.dir, 0o755); err != nil {
 			return nil, invalid("pipeline task %s: workspace %s: %v", name, b.task, err)

@@ -52,14 +52,19 @@ type StepError = record.StepError
 // Options configure Run.
 type Options struct {
 	// Params are the PipelineRun's parameters. Array and object parameters
-	// are given as JSON (`["a","b"]`, `{"k":"v"}`).
+	// are given as JSON (`["a","b"]`, `{"k":"v"}`). With a run file
+	// (spec.Run) they override the run's params of the same name and add
+	// to them; either way every name must be a param the Pipeline declares.
 	Params map[string]string
 	// WorkDir is the scratch root: workspaces are directories under
-	// WorkDir/workspaces/<pipeline workspace>, task results and scripts live
-	// beside them. A workspace directory that already holds files starts
-	// with them, like a PersistentVolumeClaim; a fresh WorkDir gives empty
-	// workspaces, like emptyDir. Empty: a new temporary directory, left in
-	// place and named in the progress output.
+	// WorkDir/workspaces/<pipeline workspace>, or WorkDir/claims/<claim>
+	// for a run's persistentVolumeClaim binding (spec.WorkspaceDir); task
+	// results and scripts live beside them. A workspace directory that
+	// already holds files starts with them, like a PersistentVolumeClaim; a
+	// fresh WorkDir gives empty workspaces, like emptyDir. A run's ConfigMap
+	// and Secret workspaces are written there before the first step, their
+	// files without write permission. Empty: a new temporary directory, left
+	// in place and named in the progress output.
 	WorkDir string
 	// LinkDir receives one signed link per step and signer,
 	// "<step>.<keyid[:8]>.link" (0644, written atomically). Required when
@@ -193,6 +198,12 @@ func absOrCwd(dir string) (string, error) {
 // substitution (params, context, workspaces) with Tekton's functions.
 func (r *runner) preparePipelineRun() error {
 	p := r.spec.Pipeline
+	// What Tekton's checks of the run are about: the Pipeline, or the run
+	// file's run and where it is.
+	what := "pipeline " + p.Name
+	if run := r.spec.Run; run != nil {
+		what = fmt.Sprintf("%s: %s %q (pipeline %s)", r.spec.Path, run.Kind, run.Name, p.Name)
+	}
 	params, err := pipelineRunParams(p.Name, p.Spec.Params, r.opts.Params)
 	if err != nil {
 		return err
@@ -200,33 +211,39 @@ func (r *runner) preparePipelineRun() error {
 	pr := &v1.PipelineRun{}
 	pr.Name = p.Name + "-" + shortID(r.runID)
 	pr.UID = typesUID(r.runID)
-	pr.Spec.Params = params
-	for _, w := range p.Spec.Workspaces {
-		pr.Spec.Workspaces = append(pr.Spec.Workspaces, emptyDirBinding(w.Name, ""))
+	if run := r.spec.Run; run != nil {
+		// A run file's params, overridden and extended by the caller's.
+		pr.Spec.Params = mergeParams(run.Params, params)
+		pr.Spec.Workspaces = append([]v1.WorkspaceBinding(nil), run.Workspaces...)
+	} else {
+		pr.Spec.Params = params
+		for _, w := range p.Spec.Workspaces {
+			pr.Spec.Workspaces = append(pr.Spec.Workspaces, emptyDirBinding(w.Name, ""))
+		}
 	}
 	ps := p.Spec.DeepCopy()
 	if err := prresources.ValidateRequiredParametersProvided(&ps.Params, &pr.Spec.Params); err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	if err := prresources.ValidateParamTypesMatching(ps, pr); err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	if err := prresources.ValidateObjectParamRequiredKeys(ps.Params, pr.Spec.Params); err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	if err := prresources.ValidateParamArrayIndex(ps, pr.Spec.Params); err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	if err := prresources.ValidateWorkspaceBindings(ps, pr); err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	effective, err := effectiveParams(ps, pr)
 	if err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	ps, err = prresources.ApplyParameters(ps, pr)
 	if err != nil {
-		return invalid("pipeline %s: %v", p.Name, err)
+		return invalid("%s: %v", what, err)
 	}
 	ps = prresources.ApplyContexts(ps, p.Name, pr)
 	ps = prresources.ApplyWorkspaces(ps, pr)

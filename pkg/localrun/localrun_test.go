@@ -721,3 +721,76 @@ func TestReusedWorkDir(t *testing.T) {
 	}
 	checkLinks(t, tr.opts.LinkDir, rec, func(string) signing.Signer { return tr.signer })
 }
+
+// A PipelineRun's timeouts.pipeline bounds its tasks: the step it kills
+// fails with ErrTimeout and the tasks after it do not run.
+func TestRunFileTimeout(t *testing.T) {
+	tr := newTestRun(t)
+	start := time.Now()
+	rec, err := Run(context.Background(), load(t, "testdata/run-timeout.yaml", ""), tr.opts)
+	var se *StepError
+	if !errors.Is(err, ErrTimeout) || !errors.As(err, &se) || se.Step != "slow.sleep" {
+		t.Fatalf("err = %v, want the run's timeout in slow.sleep", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("timeouts.pipeline 2s took %s", d)
+	}
+	if steps := rec.AllSteps(); len(steps) != 2 || !steps[1].TimedOut {
+		t.Errorf("steps = %+v", steps)
+	}
+	if !strings.Contains(err.Error(), "slow.sleep") {
+		t.Errorf("error %q does not name the step", err)
+	}
+}
+
+// The run's params (the caller's -p overriding them), ConfigMap and Secret
+// files written read-only before the step, a claim as a directory named
+// after it.
+func TestRunFileBindings(t *testing.T) {
+	tr := newTestRun(t)
+	tr.opts.Params = map[string]string{"who": "caller"}
+	rec, err := Run(context.Background(), load(t, "testdata/run-sources.yaml", ""), tr.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Params["who"] != "caller" || rec.Params["punctuation"] != "." {
+		t.Errorf("params = %v", rec.Params)
+	}
+	b, err := os.ReadFile(filepath.Join(tr.opts.WorkDir, "claims", "results", "msg"))
+	if err != nil || string(b) != "hello caller. t0k3n\n" {
+		t.Errorf("msg = %q, %v", b, err)
+	}
+	for _, f := range []string{"workspaces/config/greeting", "workspaces/secret/token"} {
+		fi, err := os.Stat(filepath.Join(tr.opts.WorkDir, f))
+		if err != nil || fi.Mode().Perm() != 0o444 {
+			t.Errorf("%s: %v %v", f, fi, err)
+		}
+	}
+	// The step saw them as materials, under the pipeline workspace's name.
+	st := rec.AllSteps()[0]
+	if _, ok := st.Materials["config/greeting"]; !ok {
+		t.Errorf("materials = %v", st.Materials)
+	}
+	if _, ok := st.Products["out/msg"]; !ok {
+		t.Errorf("products = %v", st.Products)
+	}
+	// Running again into the same work directory (files already read-only)
+	// works.
+	if _, err := Run(context.Background(), load(t, "testdata/run-sources.yaml", ""), tr.opts); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+}
+
+func TestRunFileOptionalWorkspaceUnbound(t *testing.T) {
+	tr := newTestRun(t)
+	if _, err := Run(context.Background(), load(t, "testdata/run-optional.yaml", ""), tr.opts); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(tr.opts.WorkDir, "workspaces", "a", "x"))
+	if err != nil || string(b) != "bound=false\n" {
+		t.Errorf("x = %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(tr.opts.WorkDir, "workspaces", "cache")); !os.IsNotExist(err) {
+		t.Errorf("an unbound workspace got a directory: %v", err)
+	}
+}

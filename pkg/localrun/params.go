@@ -59,6 +59,22 @@ func pipelineRunParams(pipeline string, specs v1.ParamSpecs, given map[string]st
 	return out, nil
 }
 
+// mergeParams is a run's params with over's replacing those of the same
+// name and the rest of over added, in name order.
+func mergeParams(run, over v1.Params) v1.Params {
+	replaced := map[string]bool{}
+	for _, p := range over {
+		replaced[p.Name] = true
+	}
+	var out v1.Params
+	for _, p := range run {
+		if !replaced[p.Name] {
+			out = append(out, p)
+		}
+	}
+	return append(out, over...)
+}
+
 // effectiveParams returns every pipeline param's value for the record (given
 // or defaulted, defaults referencing other params resolved), computed by
 // Tekton's own ApplyParameters on a probe task that passes each param on.

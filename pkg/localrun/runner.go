@@ -15,6 +15,7 @@ import (
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
 	duckv1 "knative.dev/pkg/apis/duck/v1"
 	"knative.dev/pkg/kmeta"
@@ -40,6 +41,12 @@ type runner struct {
 	order  []v1.PipelineTask
 
 	signers map[string][]signing.Signer // by step name
+
+	// deadline ends the run's tasks when the run declares timeouts
+	// (timeouts.pipeline, timeouts.tasks); runTimeout is the timeout that
+	// set it, for messages.
+	deadline   time.Time
+	runTimeout string
 
 	rec    *run.Record
 	state  prresources.PipelineRunState
@@ -109,8 +116,8 @@ func (r *runner) preflight(ctx context.Context) error {
 		r.workDir = filepath.Join(os.TempDir(), "stepseal-run-"+shortID(r.runID)) // placeholder until prepareDirs
 	}
 	r.wsDirs = map[string]string{}
-	for _, w := range r.ps.Workspaces {
-		r.wsDirs[w.Name] = filepath.Join(r.workDir, "workspaces", w.Name)
+	for _, b := range r.pr.Spec.Workspaces {
+		r.wsDirs[b.Name] = filepath.Join(r.workDir, filepath.FromSlash(r.spec.WorkspaceDir(b.Name)))
 	}
 	r.signers = map[string][]signing.Signer{}
 	for _, o := range r.order {
@@ -160,7 +167,7 @@ func (r *runner) prepareDirs() error {
 		}
 		r.workDir = dir
 		for name := range r.wsDirs {
-			r.wsDirs[name] = filepath.Join(dir, "workspaces", name)
+			r.wsDirs[name] = filepath.Join(dir, filepath.FromSlash(r.spec.WorkspaceDir(name)))
 		}
 	}
 	for _, d := range r.wsDirs {
@@ -168,8 +175,65 @@ func (r *runner) prepareDirs() error {
 			return err
 		}
 	}
+	if r.spec.Run != nil {
+		names := make([]string, 0, len(r.spec.Run.Sources))
+		for w := range r.spec.Run.Sources {
+			names = append(names, w)
+		}
+		sort.Strings(names)
+		for _, w := range names {
+			if err := writeSource(r.wsDirs[w], r.spec.Run.Sources[w]); err != nil {
+				return invalid("workspace %s: %v", w, err)
+			}
+		}
+	}
 	if r.opts.LinkDir != "" {
 		if err := os.MkdirAll(r.opts.LinkDir, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// taskBinding is the TaskRun workspace binding Tekton's reconciler derives
+// from the run's binding of pipeline workspace pw: the same volume source
+// (so $(workspaces.<w>.claim) names a persistentVolumeClaim's claim), a
+// volumeClaimTemplate or a Pipeline file's workspace as an emptyDir.
+func (r *runner) taskBinding(name, pw, subPath string) v1.WorkspaceBinding {
+	b, ok := r.spec.Run.Binding(pw)
+	if !ok || b.VolumeClaimTemplate != nil {
+		return emptyDirBinding(name, subPath)
+	}
+	b = *b.DeepCopy()
+	b.Name, b.SubPath = name, subPath
+	return b
+}
+
+// optionalWorkspace reports whether the Pipeline declares w optional.
+func (r *runner) optionalWorkspace(w string) bool {
+	for _, d := range r.ps.Workspaces {
+		if d.Name == w {
+			return d.Optional
+		}
+	}
+	return false
+}
+
+// writeSource writes the files of a ConfigMap or Secret workspace into dir,
+// without write permission, as Kubernetes mounts them read-only.
+func writeSource(dir string, files []tekton.File) error {
+	for _, f := range files {
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		if err := os.WriteFile(p, f.Data, f.Mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, f.Mode); err != nil { // past the umask
 			return err
 		}
 	}
@@ -212,6 +276,9 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 			pw = b.Name
 		}
 		root, ok := r.wsDirs[pw]
+		if !ok && r.optionalWorkspace(pw) {
+			continue // an optional workspace the run leaves unbound, as Tekton omits it
+		}
 		if !ok {
 			return nil, invalid("pipeline task %s: workspace %q is bound to pipeline workspace %q, which the Pipeline does not declare", name, b.Name, pw)
 		}
@@ -219,13 +286,13 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 		if sub != "" && (!filepath.IsLocal(sub) || tektonVar.MatchString(sub)) {
 			return nil, invalid("pipeline task %s: workspace %q: subPath %q must be a relative path inside the workspace", name, b.Name, sub)
 		}
-		bd := binding{task: b.Name, pipeline: pw, subPath: sub, dir: root, prefix: pw, readOnly: readOnly[b.Name]}
+		bd := binding{task: b.Name, pipeline: pw, subPath: sub, dir: root, prefix: pw, readOnly: readOnly[b.Name] || r.spec.Run.ReadOnly(pw)}
 		if sub != "" {
 			bd.dir = filepath.Join(root, sub)
 			bd.prefix = pw + "/" + filepath.ToSlash(filepath.Clean(sub))
 		}
 		plan.bindings = append(plan.bindings, bd)
-		tr.Spec.Workspaces = append(tr.Spec.Workspaces, emptyDirBinding(b.Name, sub))
+		tr.Spec.Workspaces = append(tr.Spec.Workspaces, r.taskBinding(b.Name, pw, sub))
 	}
 	// As Tekton's taskrun reconciler: an inline taskSpec may use workspaces
 	// it does not declare (propagated); a referenced Task may not.
@@ -443,6 +510,7 @@ func (r *runner) run(ctx context.Context) (*run.Record, error) {
 		Params:    r.params,
 		StartedAt: time.Now().UTC(),
 	}
+	r.setDeadline(r.rec.StartedAt)
 	r.out.printf("stepseal: running pipeline %s locally (run %s), workspaces under %s\n", p.Name, r.runID, filepath.Join(r.workDir, "workspaces"))
 	r.out.printf("stepseal: images are recorded, not pulled: every step runs as a host process with this host's tools\n")
 	for _, o := range r.order {
@@ -459,6 +527,27 @@ func (r *runner) run(ctx context.Context) (*run.Record, error) {
 	r.rec.FinishedAt = time.Now().UTC()
 	r.out.printf("stepseal: pipeline %s succeeded in %s%s\n", p.Name, r.rec.FinishedAt.Sub(r.rec.StartedAt).Round(time.Millisecond), formatResults(r.rec.Results))
 	return r.rec, nil
+}
+
+// setDeadline applies the run's timeouts.pipeline and timeouts.tasks (there
+// are no finally tasks, so both bound the tasks), counted from start; zero
+// means none, as in Tekton.
+func (r *runner) setDeadline(start time.Time) {
+	if r.spec.Run == nil {
+		return
+	}
+	t := r.spec.Run.Timeouts
+	for _, x := range []struct {
+		name string
+		d    *metav1.Duration
+	}{{"timeouts.pipeline", t.Pipeline}, {"timeouts.tasks", t.Tasks}} {
+		if x.d == nil || x.d.Duration <= 0 {
+			continue
+		}
+		if d := start.Add(x.d.Duration); r.deadline.IsZero() || d.Before(r.deadline) {
+			r.deadline, r.runTimeout = d, x.name+" "+x.d.Duration.String()
+		}
+	}
 }
 
 func formatResults(res map[string]string) string {

@@ -1,6 +1,10 @@
-// Package tekton loads Tekton v1 Pipelines and Tasks from YAML files with
-// tektoncd/pipeline's own types, resolves each pipeline task to its TaskSpec
-// (inline taskSpec or a referenced Task file), and orders pipeline tasks the
-// way Tekton's DAG schedules them. Both the layout generator and the local
-// runner read pipelines through it, so they agree on steps and ordering.
+// Package tekton loads Tekton v1 Pipeline, PipelineRun and TaskRun files
+// with tektoncd/pipeline's own types and validation: multi-document files
+// holding the run, its Pipeline and Tasks and the ConfigMaps, Secrets and
+// PersistentVolumeClaims its workspaces bind. It resolves each pipeline task
+// to its TaskSpec, hands what a run file binds (params, workspaces,
+// timeouts, ConfigMap and Secret files) on as data (Spec.Run), and orders
+// pipeline tasks the way Tekton's DAG schedules them. Both the layout
+// generator and the local runner read pipelines through it, so they agree
+// on steps, ordering and workspaces.
 package tekton

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/reject"
@@ -28,135 +26,224 @@ var ErrInvalid = reject.Sentinel(reject.ErrMalformed, "invalid Tekton resource")
 // a mistake or an attack.
 const MaxFileSize = 4 << 20
 
-// Spec is a loaded Pipeline with every pipeline task resolved.
+// Spec is a loaded Pipeline with every pipeline task resolved, and what the
+// run file (if any) binds it to.
 type Spec struct {
-	// Path is the file the Pipeline came from.
+	// Path is the file the Pipeline (or the run) came from.
 	Path     string
 	Pipeline *v1.Pipeline
 	// Tasks maps a pipeline task name to its resolved TaskSpec.
 	Tasks map[string]*v1.TaskSpec
 	// TaskRefs maps a pipeline task name to the referenced Task's name, if any.
 	TaskRefs map[string]string
+	// Run is what a PipelineRun or TaskRun file says about the run: its
+	// params, workspace bindings, timeouts and the files its ConfigMap and
+	// Secret workspaces hold. Nil for a Pipeline file.
+	Run *Run
+	// Notes are lines for the progress output about what loading left out:
+	// the Kubernetes objects of the files a local run has no use for (one
+	// line), fields of the run that have no meaning on this host.
+	Notes []string
+	// Files are the files the run, the Pipeline, its Tasks and the objects
+	// its workspaces bind were read from, sorted: the run's definition.
+	Files []string
 }
 
-// Load reads a Pipeline YAML file. Tasks referenced by name (taskRef.name) are
-// looked up among the Task documents of tasksDir (every *.yaml / *.yml file,
-// multi-document files allowed) and of the pipeline file itself.
-func Load(ctx context.Context, pipelinePath, tasksDir string) (*Spec, error) {
-	docs, err := readDocs(pipelinePath)
-	if err != nil {
+// Load reads a Tekton file: a Pipeline, a PipelineRun or a TaskRun, in a
+// file that may also hold Tasks, Pipelines and the Kubernetes objects the
+// run refers to.
+//
+// A Pipeline file holds one Pipeline and no run; its params come from the
+// caller (as before runs were read). A run file holds exactly one
+// PipelineRun or TaskRun; its pipelineRef, taskRefs and the ConfigMaps and
+// Secrets its workspaces bind are looked up by name in the run file, then
+// among the documents of tasksDir (every *.yaml / *.yml file), then in the
+// other YAML files of the run file's directory (there only Pipelines,
+// Tasks, ConfigMaps, Secrets and PersistentVolumeClaims are read; other
+// documents are not the run's input and are skipped). A TaskRun runs as a
+// one-task Pipeline: see fromTaskRun.
+//
+// Strict: documents with unknown fields, a Tekton kind of another version
+// than tekton.dev/v1, a kind of a group Kubernetes does not define, and
+// whatever Tekton's own Validate rejects are errors naming the object and
+// the file. Kubernetes objects a local run has no use for (RBAC,
+// ServiceAccounts, ...) are ignored, and one line of Notes says so.
+func Load(ctx context.Context, path, tasksDir string) (*Spec, error) {
+	l := &loader{path: path, tasksDir: tasksDir, objs: newObjects(), used: map[string]bool{path: true}}
+	if err := l.objs.readFile(ctx, path); err != nil {
 		return nil, err
 	}
-	var p *v1.Pipeline
-	tasks := map[string]*v1.Task{}
-	for _, d := range docs {
-		if err := collect(d, pipelinePath, &p, tasks); err != nil {
-			return nil, err
-		}
+	var pipelines []string
+	for n := range l.objs.pipelines {
+		pipelines = append(pipelines, n)
 	}
-	if p == nil {
-		return nil, fmt.Errorf("%w: %s: no Pipeline (apiVersion tekton.dev/v1) found", ErrInvalid, pipelinePath)
-	}
+	sort.Strings(pipelines)
+	prs, trs := l.objs.pipelineRuns, l.objs.taskRuns
 	if tasksDir != "" {
-		entries, err := os.ReadDir(tasksDir)
+		files, err := yamlFiles(tasksDir, path)
 		if err != nil {
 			return nil, fmt.Errorf("%w: tasks directory: %w", ErrInvalid, err)
 		}
-		for _, e := range entries {
-			n := e.Name()
-			if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
-				continue
-			}
-			path := filepath.Join(tasksDir, n)
-			docs, err := readDocs(path)
-			if err != nil {
+		for _, f := range files {
+			if err := l.objs.readFile(ctx, f); err != nil {
 				return nil, err
 			}
-			var other *v1.Pipeline
-			for _, d := range docs {
-				if err := collect(d, path, &other, tasks); err != nil {
-					return nil, err
-				}
-			}
+		}
+		// Runs of the tasks directory are not this run: left out, and said so.
+		for _, pr := range l.objs.pipelineRuns[len(prs):] {
+			l.objs.ignored = append(l.objs.ignored, "PipelineRun/"+objectName(pr.ObjectMeta))
+		}
+		for _, tr := range l.objs.taskRuns[len(trs):] {
+			l.objs.ignored = append(l.objs.ignored, "TaskRun/"+objectName(tr.ObjectMeta))
 		}
 	}
-	return Resolve(ctx, pipelinePath, p, tasks)
+	var s *Spec
+	var err error
+	switch {
+	case len(prs)+len(trs) > 1:
+		var names []string
+		for _, pr := range prs {
+			names = append(names, "PipelineRun "+objectName(pr.ObjectMeta))
+		}
+		for _, tr := range trs {
+			names = append(names, "TaskRun "+objectName(tr.ObjectMeta))
+		}
+		return nil, fmt.Errorf("%w: %s: %d runs in one file (%s): stepseal runs one run per file", ErrInvalid, path, len(names), strings.Join(names, ", "))
+	case len(prs) == 1:
+		s, err = l.fromPipelineRun(ctx, prs[0])
+	case len(trs) == 1:
+		s, err = l.fromTaskRun(ctx, trs[0])
+	case len(pipelines) == 0:
+		return nil, fmt.Errorf("%w: %s: no Pipeline, PipelineRun or TaskRun (apiVersion tekton.dev/v1) found", ErrInvalid, path)
+	case len(pipelines) > 1:
+		return nil, fmt.Errorf("%w: %s: more than one Pipeline (%s) and no PipelineRun saying which to run", ErrInvalid, path, strings.Join(pipelines, ", "))
+	default:
+		s, err = l.resolve(ctx, l.objs.pipelines[pipelines[0]], "")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(l.objs.ignored) > 0 {
+		s.Notes = append([]string{fmt.Sprintf("stepseal: ignoring %d object(s) a local run has no use for: %s", len(l.objs.ignored), strings.Join(l.objs.ignored, ", "))}, s.Notes...)
+	}
+	for f := range l.used {
+		s.Files = append(s.Files, f)
+	}
+	sort.Strings(s.Files)
+	return s, nil
 }
 
 // Resolve validates p and resolves each of its tasks against tasks (by name).
 func Resolve(ctx context.Context, path string, p *v1.Pipeline, tasks map[string]*v1.Task) (*Spec, error) {
+	l := &loader{path: path, objs: newObjects(), used: map[string]bool{}, siblingsRead: true}
+	l.objs.tasks = tasks
+	return l.resolve(ctx, p, "")
+}
+
+// loader resolves the names a run file refers to.
+type loader struct {
+	path, tasksDir string
+	objs           *objects
+	siblingsRead   bool
+	// used holds the files the objects in use came from.
+	used map[string]bool
+}
+
+// siblings reads, once, the other YAML files of the run file's directory.
+func (l *loader) siblings(ctx context.Context) error {
+	if l.siblingsRead {
+		return nil
+	}
+	l.siblingsRead = true
+	dir := filepath.Dir(l.path)
+	if l.tasksDir != "" && sameFile(dir, l.tasksDir) {
+		return nil // read already, strictly
+	}
+	files, err := yamlFiles(dir, l.path)
+	if err != nil {
+		return nil //nolint:nilerr // an unreadable directory has nothing to offer
+	}
+	sib := newObjects()
+	for _, f := range files {
+		if err := sib.readSibling(ctx, f); err != nil {
+			return err
+		}
+	}
+	l.objs.merge(sib)
+	return nil
+}
+
+// lookup finds kind/name among the loader's objects (m), reading the run
+// file's directory when it is neither in the run file nor in the tasks
+// directory, and notes the file it came from.
+func lookup[T any](ctx context.Context, l *loader, m func() map[string]T, kind, name string) (T, bool, error) {
+	v, ok := m()[name]
+	if !ok {
+		if err := l.siblings(ctx); err != nil {
+			return v, false, err
+		}
+		v, ok = m()[name]
+	}
+	if ok {
+		if f := l.objs.from[kind+"/"+name]; f != "" {
+			l.used[f] = true
+		}
+	}
+	return v, ok, nil
+}
+
+// where names the places lookup searches, for "not found" errors.
+func (l *loader) where() string {
+	w := filepath.Base(l.path)
+	if l.tasksDir != "" {
+		w += ", --tasks " + l.tasksDir
+	}
+	return w + " or the YAML files beside it"
+}
+
+// resolve validates p and resolves its tasks. Errors name label (the
+// Pipeline, or the run whose inline spec p is) and the file.
+func (l *loader) resolve(ctx context.Context, p *v1.Pipeline, label string) (*Spec, error) {
+	path := l.path
+	if f := l.objs.from["Pipeline/"+p.Name]; f != "" && label == "" {
+		path = f
+		l.used[f] = true
+	}
+	if label == "" {
+		label = fmt.Sprintf("Pipeline %q", p.Name)
+	}
 	p.SetDefaults(ctx)
 	if fe := p.Spec.Validate(ctx); fe != nil {
-		return nil, fmt.Errorf("%w: %s: Pipeline %q: %v", ErrInvalid, path, p.Name, oneLine(fe.Error()))
+		return nil, fmt.Errorf("%w: %s: %s: %v", ErrInvalid, path, label, oneLine(fe.Error()))
 	}
 	if len(p.Spec.Finally) > 0 {
-		return nil, fmt.Errorf("%w: %s: Pipeline %q: finally tasks are not supported yet", ErrInvalid, path, p.Name)
+		return nil, fmt.Errorf("%w: %s: %s: finally tasks are not supported yet", ErrInvalid, path, p.Name)
 	}
-	s := &Spec{Path: path, Pipeline: p, Tasks: map[string]*v1.TaskSpec{}, TaskRefs: map[string]string{}}
+	s := &Spec{Path: l.path, Pipeline: p, Tasks: map[string]*v1.TaskSpec{}, TaskRefs: map[string]string{}}
 	for _, pt := range p.Spec.Tasks {
 		switch {
 		case pt.TaskSpec != nil:
 			ts := pt.TaskSpec.TaskSpec
 			s.Tasks[pt.Name] = &ts
 		case pt.TaskRef != nil && pt.TaskRef.Name != "" && pt.TaskRef.Resolver == "":
-			t, ok := tasks[pt.TaskRef.Name]
+			t, ok, err := lookup(ctx, l, func() map[string]*v1.Task { return l.objs.tasks }, "Task", pt.TaskRef.Name)
+			if err != nil {
+				return nil, err
+			}
 			if !ok {
-				return nil, fmt.Errorf("%w: %s: pipeline task %q references Task %q, which is not in the tasks directory", ErrInvalid, path, pt.Name, pt.TaskRef.Name)
+				return nil, fmt.Errorf("%w: %s: %s: pipeline task %q references Task %q, which is not in %s", ErrInvalid, path, label, pt.Name, pt.TaskRef.Name, l.where())
 			}
 			ts := t.Spec
 			s.Tasks[pt.Name] = &ts
 			s.TaskRefs[pt.Name] = pt.TaskRef.Name
 		default:
-			return nil, fmt.Errorf("%w: %s: pipeline task %q: only inline taskSpec or taskRef.name to a local Task are supported (no resolvers, no pipelines in pipelines)", ErrInvalid, path, pt.Name)
+			return nil, fmt.Errorf("%w: %s: %s: pipeline task %q: only inline taskSpec or taskRef.name to a local Task are supported (no resolvers, no pipelines in pipelines)", ErrInvalid, path, label, pt.Name)
 		}
 		if len(s.Tasks[pt.Name].Steps) == 0 {
-			return nil, fmt.Errorf("%w: %s: pipeline task %q has no steps", ErrInvalid, path, pt.Name)
+			return nil, fmt.Errorf("%w: %s: %s: pipeline task %q has no steps", ErrInvalid, path, label, pt.Name)
 		}
 	}
 	return s, nil
-}
-
-func collect(doc []byte, path string, p **v1.Pipeline, tasks map[string]*v1.Task) error {
-	var meta struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-	}
-	if err := yaml.Unmarshal(doc, &meta); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrInvalid, path, oneLine(err.Error()))
-	}
-	if meta.Kind == "" && meta.APIVersion == "" {
-		return nil // empty document
-	}
-	if meta.APIVersion != "tekton.dev/v1" {
-		return fmt.Errorf("%w: %s: %s has apiVersion %q, only tekton.dev/v1 is supported", ErrInvalid, path, meta.Kind, meta.APIVersion)
-	}
-	switch meta.Kind {
-	case "Pipeline":
-		var pl v1.Pipeline
-		if err := yaml.UnmarshalStrict(doc, &pl); err != nil {
-			return fmt.Errorf("%w: %s: Pipeline: %v", ErrInvalid, path, oneLine(err.Error()))
-		}
-		if *p != nil {
-			return fmt.Errorf("%w: %s: more than one Pipeline", ErrInvalid, path)
-		}
-		*p = &pl
-	case "Task":
-		var t v1.Task
-		if err := yaml.UnmarshalStrict(doc, &t); err != nil {
-			return fmt.Errorf("%w: %s: Task: %v", ErrInvalid, path, oneLine(err.Error()))
-		}
-		t.SetDefaults(context.Background())
-		if fe := t.Spec.Validate(context.Background()); fe != nil {
-			return fmt.Errorf("%w: %s: Task %q: %v", ErrInvalid, path, t.Name, oneLine(fe.Error()))
-		}
-		if _, dup := tasks[t.Name]; dup {
-			return fmt.Errorf("%w: %s: Task %q defined twice", ErrInvalid, path, t.Name)
-		}
-		tasks[t.Name] = &t
-	default:
-		return fmt.Errorf("%w: %s: unsupported kind %q (want Pipeline or Task)", ErrInvalid, path, meta.Kind)
-	}
-	return nil
 }
 
 func readDocs(path string) ([][]byte, error) {
@@ -219,7 +306,9 @@ func (s *Spec) Deps() map[string][]string {
 }
 
 // WorkspaceBinding says which pipeline workspace a task workspace is bound to
-// and whether the Task declared it read-only.
+// and whether it is read-only: the Task declares it so, or the run binds the
+// pipeline workspace to a ConfigMap or Secret, which Kubernetes mounts
+// read-only.
 type WorkspaceBinding struct {
 	TaskWorkspace     string
 	PipelineWorkspace string
@@ -241,7 +330,7 @@ func (s *Spec) Workspaces(pt v1.PipelineTask) []WorkspaceBinding {
 		if pw == "" {
 			pw = b.Name
 		}
-		out = append(out, WorkspaceBinding{TaskWorkspace: b.Name, PipelineWorkspace: pw, SubPath: b.SubPath, ReadOnly: readOnly[b.Name]})
+		out = append(out, WorkspaceBinding{TaskWorkspace: b.Name, PipelineWorkspace: pw, SubPath: b.SubPath, ReadOnly: readOnly[b.Name] || s.Run.ReadOnly(pw)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PipelineWorkspace < out[j].PipelineWorkspace })
 	return out

@@ -61,6 +61,9 @@ func newLayoutCreate(ro *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			for _, n := range pl.Notes() {
+				fmt.Fprintln(cmd.ErrOrStderr(), n)
+			}
 			f, err := layout.LoadFunctionaries(functionaries)
 			if err != nil {
 				return err
@@ -97,7 +100,7 @@ func newLayoutCreate(ro *rootOptions) *cobra.Command {
 			})
 		},
 	}
-	c.Flags().StringVar(&pipeline, "pipeline", "", "Tekton v1 Pipeline YAML file")
+	c.Flags().StringVar(&pipeline, "pipeline", "", "Tekton v1 Pipeline, PipelineRun or TaskRun YAML file (objects it references: same file, --tasks DIR, files beside it)")
 	c.Flags().StringVar(&tasks, "tasks", "", "directory of Task YAML files the Pipeline references")
 	c.Flags().StringVar(&functionaries, "functionaries", "", "functionaries file: who may perform which step")
 	c.Flags().StringArrayVar(&ownerKeys, "owner-key", nil, "private key of a layout owner (repeatable; cosign keys read COSIGN_PASSWORD)")

@@ -27,7 +27,12 @@ func newRun(ro *rootOptions) *cobra.Command {
 		Long: `Run a Tekton v1 Pipeline on this host without a cluster (the embedded default).
 
 PATH is an example directory (pipeline.yaml, tasks/, functionaries.yaml) or a
-Pipeline file. Steps run as host processes: each step's image is recorded in
+Pipeline, PipelineRun or TaskRun file (functionaries.yaml beside it, or
+--functionaries). A run file's pipelineRef/taskRef and the ConfigMaps and
+Secrets its workspaces bind are looked up in the same file, --tasks DIR, then
+the YAML files beside it; its params, workspace bindings and timeouts apply,
+and -p overrides or adds params. A TaskRun runs as a one-task pipeline whose
+task is named after the TaskRun (steps <taskRun>.<step>). Steps run as host processes: each step's image is recorded in
 its link, not pulled. stepseal generates the in-toto layout from the Pipeline,
 signs it with the owner key, records and signs a link per step with the key of
 the functionary the layout assigns, writes SLSA v1 provenance, stores all of it,
@@ -45,7 +50,7 @@ DIR/keys (owner, publisher, one per functionary).`,
 	c.Flags().StringVar(&o.tasks, "tasks", "", "directory of Task files (default: PATH/tasks for an example directory)")
 	c.Flags().StringVar(&o.functionaries, "functionaries", "", "functionaries file (default: functionaries.yaml next to the pipeline)")
 	c.Flags().StringVar(&o.platformPolicy, "platform-policy", "", "platform policy for publishing the output (default: platform-policy.yaml next to the pipeline, if present)")
-	c.Flags().StringArrayVarP(&o.params, "param", "p", nil, "pipeline parameter NAME=VALUE (repeatable)")
+	c.Flags().StringArrayVarP(&o.params, "param", "p", nil, "pipeline parameter NAME=VALUE (repeatable; overrides a run file's param of that name)")
 	c.Flags().StringArrayVar(&o.exclude, "exclude", nil, "gitignore-style pattern of workspace paths not to record (repeatable)")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "do not stream step output")
 	c.Flags().BoolVar(&o.force, "force", false, "replace a non-empty --out directory")

@@ -20,8 +20,8 @@ type Tekton struct{}
 var _ embedded.Tekton = Tekton{}
 
 // Load implements embedded.Tekton.
-func (Tekton) Load(ctx context.Context, pipeline, tasks string) (embedded.Pipeline, error) {
-	spec, err := tekton.Load(ctx, pipeline, tasks)
+func (Tekton) Load(ctx context.Context, path, tasks string) (embedded.Pipeline, error) {
+	spec, err := tekton.Load(ctx, path, tasks)
 	if err != nil {
 		return nil, err
 	}
@@ -31,6 +31,12 @@ func (Tekton) Load(ctx context.Context, pipeline, tasks string) (embedded.Pipeli
 type pipelineSpec struct{ spec *tekton.Spec }
 
 func (p pipelineSpec) Name() string { return p.spec.Pipeline.Name }
+
+func (p pipelineSpec) Notes() []string { return p.spec.Notes }
+
+func (p pipelineSpec) Sources() []string { return p.spec.Files }
+
+func (p pipelineSpec) WorkspaceDir(w string) string { return p.spec.WorkspaceDir(w) }
 
 func (p pipelineSpec) Layout(f *layout.Functionaries, keys map[string]in_toto.Key, opts layout.Options) (*in_toto.Layout, error) {
 	return generate.FromPipeline(p.spec, f, keys, opts)

@@ -54,6 +54,11 @@ import (
 // may change its workspace as it likes: its products are ALLOWed, and the next
 // step's materials are tied to them.
 //
+// A workspace the run binds to a ConfigMap or Secret is read-only (as
+// Kubernetes mounts it) and starts with the files the run file gives it: at
+// its first touch the materials ALLOW each of those files by name, and the
+// products MATCH W/** WITH MATERIALS FROM S (nothing created or changed).
+//
 // When f declares an output "<W>/<path>", the last step (in order) of the last
 // task binding W writable starts its products with REQUIRE <W>/<path>.
 func FromPipeline(spec *tekton.Spec, f *layout.Functionaries, keys map[string]in_toto.Key, opts layout.Options) (*in_toto.Layout, error) {
@@ -174,6 +179,9 @@ type graph struct {
 	byName map[string]*task
 	// workspaces declared by the Pipeline.
 	workspaces map[string]bool
+	// sources maps a workspace the run binds to a ConfigMap or Secret to
+	// the artifact names of the files it starts with.
+	sources map[string][]string
 }
 
 type task struct {
@@ -201,6 +209,14 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 	g := &graph{byName: map[string]*task{}, workspaces: map[string]bool{}}
 	for _, w := range spec.Pipeline.Spec.Workspaces {
 		g.workspaces[w.Name] = true
+	}
+	if spec.Run != nil {
+		g.sources = map[string][]string{}
+		for w, files := range spec.Run.Sources {
+			for _, f := range files {
+				g.sources[w] = append(g.sources[w], w+"/"+f.Path)
+			}
+		}
 	}
 	for i, pt := range order {
 		t := &task{name: pt.Name, index: i, binds: map[string]bool{}}
@@ -352,6 +368,16 @@ func (g *graph) rules(t *task, i int) (materials, products [][]string) {
 		}
 		for _, p := range prev {
 			products = append(products, matchProducts(pattern, p))
+		}
+		if files := g.sources[w]; len(prev) == 0 && len(files) > 0 {
+			// The first touch of a ConfigMap or Secret workspace: it starts
+			// with exactly the files the run file gives it (by name; their
+			// content is in the run file the provenance names), and the
+			// step leaves them as they were.
+			for _, f := range files {
+				materials = append(materials, []string{"ALLOW", f})
+			}
+			products = append(products, []string{"MATCH", pattern, "WITH", "MATERIALS", "FROM", self})
 		}
 	}
 	materials = append(materials, []string{"DISALLOW", "*"})

@@ -1,0 +1,42 @@
+package generate
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// A ConfigMap workspace starts with the run file's files: its first step
+// ALLOWs exactly those names and must leave them as they were; the next
+// step treats it as any read-only workspace.
+func TestConfigMapWorkspaceRules(t *testing.T) {
+	l, _ := generate(t, "../../../test/e2e/testdata/runs/pipelinerun-configmap.yaml", "../../../test/e2e/testdata/runs/functionaries.yaml")
+	if len(l.Steps) != 2 {
+		t.Fatalf("steps = %d", len(l.Steps))
+	}
+	read, stamp := l.Steps[0], l.Steps[1]
+	want := [][]string{{"ALLOW", "settings/app.properties"}, {"ALLOW", "settings/docs/NOTES.md"}, {"DISALLOW", "*"}}
+	if d := cmp.Diff(want, read.ExpectedMaterials); d != "" {
+		t.Errorf("package.read materials (-want +got):\n%s", d)
+	}
+	want = [][]string{{"ALLOW", "dist/**"}, {"MATCH", "settings/**", "WITH", "MATERIALS", "FROM", "package.read"}, {"DISALLOW", "*"}}
+	if d := cmp.Diff(want, read.ExpectedProducts); d != "" {
+		t.Errorf("package.read products (-want +got):\n%s", d)
+	}
+	want = [][]string{{"MATCH", "dist/**", "WITH", "PRODUCTS", "FROM", "package.read"}, {"MATCH", "settings/**", "WITH", "PRODUCTS", "FROM", "package.stamp"}, {"DISALLOW", "*"}}
+	if d := cmp.Diff(want, stamp.ExpectedMaterials); d != "" {
+		t.Errorf("package.stamp materials (-want +got):\n%s", d)
+	}
+}
+
+// A TaskRun's layout steps are <taskRun>.<step>.
+func TestTaskRunStepNames(t *testing.T) {
+	l, _ := generate(t, "../../../test/e2e/testdata/runs/taskrun-secret.yaml", "../../../test/e2e/testdata/runs/functionaries.yaml")
+	if len(l.Steps) != 1 || l.Steps[0].Name != "secret-run.check" {
+		t.Fatalf("steps = %+v", l.Steps)
+	}
+	want := [][]string{{"ALLOW", "credentials/token"}, {"ALLOW", "credentials/user"}, {"DISALLOW", "*"}}
+	if d := cmp.Diff(want, l.Steps[0].ExpectedMaterials); d != "" {
+		t.Errorf("materials (-want +got):\n%s", d)
+	}
+}

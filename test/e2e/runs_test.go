@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runFile runs one file of testdata/runs with stepseal run and returns its
+// output directory; the run must pass verification.
+func runFile(t *testing.T, file string, extra ...string) (string, result) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out")
+	args := append([]string{"run", filepath.Join("test", "e2e", "testdata", "runs", file), "--out", out}, extra...)
+	r := ss(t, args...)
+	if r.code != 0 || !strings.Contains(r.stdout, "VERIFICATION PASSED") {
+		t.Fatalf("stepseal run %s:\n%s", file, r)
+	}
+	return out, r
+}
+
+// The corpus of PipelineRun and TaskRun files, written as Tekton's
+// documentation writes them: each runs, verifies with stepseal, and
+// in-toto-golang's verify agrees.
+func TestRunFilesVerify(t *testing.T) {
+	cases := []struct {
+		file  string
+		steps []string
+		check func(t *testing.T, out string, r result)
+	}{
+		{"pipelinerun-inline.yaml", []string{"compose.write", "shout.upper"}, func(t *testing.T, out string, r result) {
+			// generateName only: the inline Pipeline is named after it.
+			if !strings.Contains(r.stdout, "pipeline inline-greeting succeeded") {
+				t.Errorf("the inline Pipeline is not named after the run:\n%s", r.stdout)
+			}
+			if b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "shared", "shout.txt")); string(b) != "HELLO, WORLD!\n" {
+				t.Errorf("params from the run and the Pipeline's default not applied: shout.txt = %q", b)
+			}
+		}},
+		{"pipelinerun-ref.yaml", []string{"count.count"}, func(t *testing.T, out string, r result) {
+			if !strings.Contains(r.stdout, "pipeline word-count succeeded") || !strings.Contains(r.stdout, "words=4") {
+				t.Errorf("the run's param did not reach the referenced Pipeline:\n%s", r.stdout)
+			}
+		}},
+		{"taskrun-inline.yaml", []string{"echo-run.echo"}, func(t *testing.T, out string, r result) {
+			b, err := os.ReadFile(filepath.Join(out, "work", "workspaces", "scratch", "message.txt"))
+			if err != nil || string(b) != "hello from a TaskRun\none two three\n" {
+				t.Errorf("message.txt = %q, %v", b, err)
+			}
+		}},
+		{"pipelinerun-configmap.yaml", []string{"package.read", "package.stamp"}, func(t *testing.T, out string, r result) {
+			ws := filepath.Join(out, "work", "workspaces", "settings")
+			for _, f := range []string{"app.properties", "docs/NOTES.md"} {
+				fi, err := os.Stat(filepath.Join(ws, f))
+				if err != nil || fi.Mode().Perm() != 0o444 {
+					t.Errorf("%s: %v, mode %v; want the item, read-only", f, err, fi)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(ws, "unused")); err == nil {
+				t.Error("a key not among the items was mounted")
+			}
+			if b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "dist", "VERSION")); string(b) != "demo 1.2.3\n" {
+				t.Errorf("VERSION = %q", b)
+			}
+		}},
+		{"taskrun-secret.yaml", []string{"secret-run.check"}, nil},
+		{"pipelinerun-volumes.yaml", []string{"fetch.write", "build.compile"}, func(t *testing.T, out string, r result) {
+			if _, err := os.Stat(filepath.Join(out, "work", "claims", "cache-claim", "go", "obj")); err != nil {
+				t.Errorf("the claim's directory (with the binding's subPath) was not used: %v", err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "scratch", "claim")); string(b) != "cache-claim\n" {
+				t.Errorf("$(workspaces.cache.claim) = %q, want cache-claim", b)
+			}
+		}},
+		{"pipelinerun-rbac.yaml", []string{"announce.say"}, func(t *testing.T, out string, r result) {
+			var lines []string
+			for _, l := range strings.Split(r.stdout, "\n") {
+				if strings.Contains(l, "ignoring") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) != 1 || !strings.Contains(lines[0], "ServiceAccount/pipeline-runner, Role/pipeline-runner, RoleBinding/pipeline-runner") {
+				t.Errorf("want one line naming the ignored objects, got %q", lines)
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			out, r := runFile(t, c.file, "-q")
+			for _, s := range c.steps {
+				linkFile(t, out, s)
+			}
+			if r := ssVerify(t, out); r.code != 0 {
+				t.Fatalf("stepseal verify rejects the run:\n%s", r)
+			}
+			if r := inTotoVerify(t, out); r.code != 0 {
+				t.Fatalf("in-toto-golang rejects the run:\n%s", r)
+			}
+			if c.check != nil {
+				c.check(t, out, r)
+			}
+		})
+	}
+}
+
+// -p overrides a run file's param of the same name.
+func TestRunFileParamOverride(t *testing.T) {
+	_, r := runFile(t, "pipelinerun-ref.yaml", "-q", "-p", "text=two words")
+	if !strings.Contains(r.stdout, "words=2") {
+		t.Fatalf("-p did not override the run's param:\n%s", r.stdout)
+	}
+}
+
+// A step that writes into a ConfigMap workspace (Kubernetes mounts it
+// read-only; here the file is only mode 0444, which root ignores) fails
+// verification with stepseal and with in-toto-golang.
+func TestRunFileConfigMapChangeRejected(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repo, "test", "e2e", "testdata", "runs", "pipelinerun-configmap.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bad := strings.Replace(string(src), "test ! -e $(workspaces.settings.path)/unused",
+		"chmod u+w $(workspaces.settings.path)/app.properties; echo version=6.6.6 >> $(workspaces.settings.path)/app.properties", 1)
+	if bad == string(src) {
+		t.Fatal("the test's edit no longer applies")
+	}
+	file := filepath.Join(dir, "run.yaml")
+	os.WriteFile(file, []byte(bad), 0o644)
+	fn, _ := os.ReadFile(filepath.Join(repo, "test", "e2e", "testdata", "runs", "functionaries.yaml"))
+	os.WriteFile(filepath.Join(dir, "functionaries.yaml"), fn, 0o644)
+	out := filepath.Join(dir, "out")
+	r := ss(t, "run", file, "--out", out, "-q")
+	if r.code == 0 || !strings.Contains(r.stdout, "VERIFICATION FAILED") || !strings.Contains(r.stdout, "settings/app.properties") {
+		t.Fatalf("a changed ConfigMap workspace passed:\n%s", r)
+	}
+	if r := inTotoVerify(t, out); r.code == 0 {
+		t.Fatalf("in-toto-golang accepts a changed ConfigMap workspace:\n%s", r)
+	}
+}
+
+// Bad run files: a one-line error naming the object and the file, and
+// nothing in --out.
+func TestRunFileBadInput(t *testing.T) {
+	const run = "apiVersion: tekton.dev/v1\nkind: PipelineRun\nmetadata: {name: r}\nspec:\n  pipelineSpec:\n    workspaces: [{name: w}]\n    tasks:\n    - name: t\n      workspaces: [{name: w, workspace: w}]\n      taskSpec:\n        workspaces: [{name: w}]\n        steps: [{name: s, image: busybox, script: 'true'}]\n"
+	cases := []struct {
+		name, doc string
+		want      []string
+	}{
+		{"missing ConfigMap", run + "  workspaces: [{name: w, configMap: {name: absent}}]\n", []string{"PipelineRun \"r\"", "ConfigMap \"absent\"", "not found"}},
+		{"unbound workspace", run, []string{"w"}},
+		{"missing Pipeline", "apiVersion: tekton.dev/v1\nkind: PipelineRun\nmetadata: {name: r}\nspec: {pipelineRef: {name: nowhere}}\n", []string{"PipelineRun \"r\"", "nowhere"}},
+		{"v1beta1 PipelineRun", strings.Replace(run, "tekton.dev/v1", "tekton.dev/v1beta1", 1), []string{"PipelineRun r", "tekton.dev/v1beta1"}},
+		{"unknown group", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: gizmo}\n---\n" + run, []string{"Widget gizmo", "example.com/v1"}},
+		{"unknown field in TaskRun", "apiVersion: tekton.dev/v1\nkind: TaskRun\nmetadata: {name: tr}\nspec: {taskRef: {name: x}, parms: []}\n", []string{"TaskRun tr", "parms"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "run.yaml")
+			os.WriteFile(file, []byte(c.doc), 0o644)
+			out := filepath.Join(dir, "out")
+			r := ss(t, "run", file, "--out", out, "--functionaries", filepath.Join(repo, "test", "e2e", "testdata", "runs", "functionaries.yaml"), "-q")
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			last := lines[len(lines)-1]
+			if r.code == 0 || !strings.HasPrefix(last, "stepseal: ") {
+				t.Fatalf("no one-line error:\n%s", r)
+			}
+			for _, w := range append(c.want, "run.yaml") {
+				if !strings.Contains(last, w) {
+					t.Errorf("error %q does not name %q", last, w)
+				}
+			}
+			if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
+				t.Errorf("bad input left %d entries in --out", len(entries))
+			}
+		})
+	}
+}
+
+// stepseal layout create takes a run file too: the layout of the run's
+// Pipeline, the same as stepseal run generates (step names, ConfigMap
+// rules), with the ignored objects named on stderr in one line.
+func TestLayoutCreateFromRunFile(t *testing.T) {
+	keys := t.TempDir()
+	genKeys(t, keys, "owner", "builder")
+	dir := filepath.Join(repo, "test", "e2e", "testdata", "runs")
+	fn, err := os.ReadFile(filepath.Join(dir, "functionaries.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	functionaries := filepath.Join(keys, "functionaries.yaml")
+	withKey := strings.Replace(string(fn), "  - name: builder\n", "  - name: builder\n    publicKey: builder.pub\n", 1)
+	if err := os.WriteFile(functionaries, []byte(withKey), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ file, step, stderr string }{
+		{"taskrun-secret.yaml", "secret-run.check", ""},
+		{"pipelinerun-rbac.yaml", "announce.say", "ignoring 3 object(s)"},
+	} {
+		out := filepath.Join(t.TempDir(), "root.layout")
+		r := ss(t, "layout", "create", "--pipeline", filepath.Join(dir, c.file), "--functionaries", functionaries,
+			"--owner-key", filepath.Join(keys, "owner.key"), "--out", out)
+		if r.code != 0 || !strings.Contains(r.stderr, c.stderr) {
+			t.Fatalf("layout create %s:\n%s", c.file, r)
+		}
+		if s := ss(t, "layout", "show", out); s.code != 0 || !strings.Contains(s.stdout, c.step) {
+			t.Errorf("layout of %s has no step %s:\n%s", c.file, c.step, s)
+		}
+	}
+}
