@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -107,6 +108,10 @@ func (p *parser) str() (string, error) {
 	start := p.pos
 	for p.pos < len(p.src) {
 		c := p.src[p.pos]
+		if plainByte[c] {
+			p.pos++
+			continue
+		}
 		switch {
 		case c == '"':
 			s := p.src[start:p.pos]
@@ -128,6 +133,15 @@ func (p *parser) str() (string, error) {
 	}
 	return "", p.errorf("unterminated string")
 }
+
+// plainByte marks the bytes a string holds as themselves with nothing to
+// check: printable ASCII other than '"' and '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func (p *parser) strSlow(start int) (string, error) {
 	b := make([]byte, 0, p.pos-start+16)
@@ -482,6 +496,10 @@ var errNotCanonical = errors.New("value cannot be canonicalized")
 // are escaped; every other byte is written as is.
 func appendCanonString(b []byte, s string) []byte {
 	b = append(b, '"')
+	if strings.IndexByte(s, '"') < 0 && strings.IndexByte(s, '\\') < 0 {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	last := 0
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == '"' || c == '\\' {
