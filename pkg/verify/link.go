@@ -476,10 +476,7 @@ func (p *parser) singleDigest() (digestSet, bool) {
 	if p.next() != '"' {
 		return fail()
 	}
-	i = p.pos + 1
-	for i < len(p.src) && isHexByte[p.src[i]] {
-		i++
-	}
+	i = skipHex(p.src, p.pos+1)
 	if i >= len(p.src) || p.src[i] != '"' || i == p.pos+1 {
 		return fail()
 	}
@@ -500,14 +497,28 @@ var isHexByte = func() (t [256]bool) {
 	return t
 }()
 
+// skipHex returns the index of the first byte at or after i in s that is
+// not a hex digit (len(s) if none).
+func skipHex(s string, i int) int {
+	for i+8 <= len(s) {
+		b := s[i : i+8]
+		if !(isHexByte[b[0]] && isHexByte[b[1]] && isHexByte[b[2]] && isHexByte[b[3]] &&
+			isHexByte[b[4]] && isHexByte[b[5]] && isHexByte[b[6]] && isHexByte[b[7]]) {
+			break
+		}
+		i += 8
+	}
+	for i < len(s) && isHexByte[s[i]] {
+		i++
+	}
+	return i
+}
+
 // hexStr reads a string that must be non-empty hex, with a fast path for
 // the usual unescaped spelling.
 func (p *parser) hexStr() (string, error) {
 	if p.next() == '"' {
-		i := p.pos + 1
-		for i < len(p.src) && isHexByte[p.src[i]] {
-			i++
-		}
+		i := skipHex(p.src, p.pos+1)
 		if i < len(p.src) && p.src[i] == '"' && i > p.pos+1 {
 			s := p.src[p.pos+1 : i]
 			p.pos = i + 1
