@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -44,14 +45,34 @@ func (p *parser) errorf(format string, args ...any) error {
 }
 
 func (p *parser) ws() {
-	for p.pos < len(p.src) {
-		switch p.src[p.pos] {
-		case ' ', '\t', '\n', '\r':
-			p.pos++
+	s, i := p.src, p.pos
+	for i < len(s) {
+		switch s[i] {
+		case ' ':
+			// Indentation: skip runs of spaces eight at a time.
+			for i+8 <= len(s) && load64(s, i) == spaces8 {
+				i += 8
+			}
+			for i < len(s) && s[i] == ' ' {
+				i++
+			}
+		case '\t', '\n', '\r':
+			i++
 		default:
+			p.pos = i
 			return
 		}
 	}
+	p.pos = i
+}
+
+const spaces8 = 0x2020202020202020
+
+// load64 is the little-endian uint64 of s[i:i+8] (one load on amd64 and arm64).
+func load64(s string, i int) uint64 {
+	b := s[i : i+8]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // next skips whitespace and returns the next byte without consuming it (0 at EOF).
@@ -107,6 +128,10 @@ func (p *parser) str() (string, error) {
 	start := p.pos
 	for p.pos < len(p.src) {
 		c := p.src[p.pos]
+		if plainByte[c] {
+			p.pos++
+			continue
+		}
 		switch {
 		case c == '"':
 			s := p.src[start:p.pos]
@@ -128,6 +153,15 @@ func (p *parser) str() (string, error) {
 	}
 	return "", p.errorf("unterminated string")
 }
+
+// plainByte marks the bytes a string holds as themselves with nothing to
+// check: printable ASCII other than '"' and '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func (p *parser) strSlow(start int) (string, error) {
 	b := make([]byte, 0, p.pos-start+16)
@@ -482,6 +516,10 @@ var errNotCanonical = errors.New("value cannot be canonicalized")
 // are escaped; every other byte is written as is.
 func appendCanonString(b []byte, s string) []byte {
 	b = append(b, '"')
+	if strings.IndexByte(s, '"') < 0 && strings.IndexByte(s, '\\') < 0 {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	last := 0
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == '"' || c == '\\' {

@@ -37,9 +37,10 @@ func (d digestSet) appendCanon(b []byte) []byte {
 	}
 	b = append(b, '{')
 	b = appendCanonString(b, d.alg)
-	b = append(b, ':')
-	b = appendCanonString(b, d.val)
-	return append(b, '}')
+	// val is hex (both parse paths check it): nothing to escape.
+	b = append(b, ':', '"')
+	b = append(b, d.val...)
+	return append(b, '"', '}')
 }
 
 // String is the canonical JSON of the set.
@@ -325,14 +326,25 @@ func parseArtifacts(p *parser, kind string) (artifacts, error) {
 		a.null = true
 		return a, nil
 	}
-	// Presize from the bytes left: an entry of a stepseal or in-toto link
-	// takes well over 100 bytes, and materials and products share the file.
-	a.raw = make([]artifact, 0, min((len(p.src)-p.pos)/256, 1<<16))
+	// Parse into a pooled scratch slice, then keep an exact-size copy: no
+	// guess at the count, no growth by doubling.
+	sp, _ := artifactScratch.Get().(*[]artifact)
+	if sp == nil {
+		sp = new([]artifact)
+	}
+	list := (*sp)[:0]
 	err := p.object(func(name string) error {
 		d, err := parseDigestSet(p, kind, name)
-		a.raw = append(a.raw, artifact{name: name, digest: d})
+		list = append(list, artifact{name: name, digest: d})
 		return err
 	})
+	if err == nil {
+		a.raw = make([]artifact, len(list))
+		copy(a.raw, list)
+	}
+	clear(list) // drop the references to the document before pooling
+	*sp = list[:0]
+	artifactScratch.Put(sp)
 	if err != nil {
 		return a, err
 	}
@@ -341,7 +353,7 @@ func parseArtifacts(p *parser, kind string) (artifacts, error) {
 	}
 	a.clean = a.raw
 	for i, x := range a.raw {
-		if path.Clean(x.name) != x.name {
+		if !isCleanPath(x.name) && path.Clean(x.name) != x.name {
 			c := make([]artifact, len(a.raw))
 			copy(c, a.raw)
 			for j := i; j < len(c); j++ {
@@ -355,6 +367,31 @@ func parseArtifacts(p *parser, kind string) (artifacts, error) {
 		}
 	}
 	return a, nil
+}
+
+// artifactScratch holds the slices parseArtifacts reads into.
+var artifactScratch sync.Pool
+
+// isCleanPath reports, without allocating, that path.Clean(s) == s for the
+// usual artifact name: non-empty, no empty element (no "//", no trailing
+// '/') other than a leading '/', and no "." or ".." element. False means
+// only "not sure": the caller then asks path.Clean.
+func isCleanPath(s string) bool {
+	if s == "" {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] != '/' {
+			continue
+		}
+		switch e := s[start:i]; {
+		case e == "" && i != 0, e == ".", e == "..":
+			return false
+		}
+		start = i + 1
+	}
+	return true
 }
 
 // parseDigestSet reads {"alg": "hex", ...}: at least one algorithm, each
@@ -439,10 +476,7 @@ func (p *parser) singleDigest() (digestSet, bool) {
 	if p.next() != '"' {
 		return fail()
 	}
-	i = p.pos + 1
-	for i < len(p.src) && isHexByte[p.src[i]] {
-		i++
-	}
+	i = skipHex(p.src, p.pos+1)
 	if i >= len(p.src) || p.src[i] != '"' || i == p.pos+1 {
 		return fail()
 	}
@@ -463,14 +497,28 @@ var isHexByte = func() (t [256]bool) {
 	return t
 }()
 
+// skipHex returns the index of the first byte at or after i in s that is
+// not a hex digit (len(s) if none).
+func skipHex(s string, i int) int {
+	for i+8 <= len(s) {
+		b := s[i : i+8]
+		if !(isHexByte[b[0]] && isHexByte[b[1]] && isHexByte[b[2]] && isHexByte[b[3]] &&
+			isHexByte[b[4]] && isHexByte[b[5]] && isHexByte[b[6]] && isHexByte[b[7]]) {
+			break
+		}
+		i += 8
+	}
+	for i < len(s) && isHexByte[s[i]] {
+		i++
+	}
+	return i
+}
+
 // hexStr reads a string that must be non-empty hex, with a fast path for
 // the usual unescaped spelling.
 func (p *parser) hexStr() (string, error) {
 	if p.next() == '"' {
-		i := p.pos + 1
-		for i < len(p.src) && isHexByte[p.src[i]] {
-			i++
-		}
+		i := skipHex(p.src, p.pos+1)
 		if i < len(p.src) && p.src[i] == '"' && i > p.pos+1 {
 			s := p.src[p.pos+1 : i]
 			p.pos = i + 1
