@@ -177,6 +177,7 @@ func prepare(ctx context.Context, spec *tekton.Spec, opts Options) (*runner, err
 		return nil, invalid("%v", err)
 	}
 	r.order = order
+	r.final = spec.Finally()
 	if err := r.preflight(ctx); err != nil {
 		return nil, err
 	}
