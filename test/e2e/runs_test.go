@@ -84,6 +84,17 @@ func TestRunFilesVerify(t *testing.T) {
 				t.Errorf("want one line naming the ignored objects, got %q", lines)
 			}
 		}},
+		{"pipelinerun-finally.yaml", []string{"fetch.checkout", "build.compile", "report.summarize", "announce.print"}, func(t *testing.T, out string, r result) {
+			// The finally tasks ran after the DAG and saw its status; the
+			// pipeline's result comes from one of them.
+			if !strings.Contains(r.stdout, "results: outcome=Succeeded") {
+				t.Errorf("no pipeline result from the finally task:\n%s", r.stdout)
+			}
+			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "source", "report.txt"))
+			if string(b) != "tasks: Succeeded; build: Succeeded (Succeeded)\n" {
+				t.Errorf("report.txt = %q", b)
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -208,5 +219,29 @@ func TestLayoutCreateFromRunFile(t *testing.T) {
 		if s := ss(t, "layout", "show", out); s.code != 0 || !strings.Contains(s.stdout, c.step) {
 			t.Errorf("layout of %s has no step %s:\n%s", c.file, c.step, s)
 		}
+	}
+}
+
+// A failing task does not stop the finally tasks: the report runs after the
+// build failed, sees it, and its link is signed; the task consuming the
+// failed build's result is skipped as Tekton skips it, and the run fails.
+func TestRunFileFinallyAfterFailure(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	r := ss(t, "run", filepath.Join("test", "e2e", "testdata", "runs", "pipelinerun-finally.yaml"), "--out", out, "-p", "fail=yes")
+	if r.code == 0 || !strings.Contains(r.stdout, "pipeline run failed") || !strings.Contains(r.stdout, "build.compile") {
+		t.Fatalf("the failed build did not fail the run:\n%s", r)
+	}
+	for _, s := range []string{"build.compile", "report.summarize"} {
+		linkFile(t, out, s)
+	}
+	if !strings.Contains(r.stdout, "announce skipped: Results were missing") {
+		t.Errorf("the consumer of the failed build's result was not skipped:\n%s", r.stdout)
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "source", "report.txt"))
+	if string(b) != "tasks: Failed; build: Failed (Failed)\n" {
+		t.Errorf("report.txt = %q", b)
+	}
+	if r := inTotoVerify(t, out); r.code == 0 {
+		t.Fatalf("in-toto-golang accepts a run whose build failed:\n%s", r)
 	}
 }
