@@ -1,7 +1,9 @@
 // Package localrun is stepseal's embedded default: it runs a Tekton v1
 // Pipeline on this host, without a cluster, and records what every step did.
 //
-// Substitution, parameter validation, result passing and when expressions are
+// Substitution, parameter validation, result passing, when expressions and
+// the finally tasks' view of the run ($(tasks.status), which finally tasks
+// are skipped) are
 // Tekton's own code (pipelinerun and taskrun resources); steps run as host
 // processes (the image is recorded, not pulled), workspaces are directories,
 // and each step's workspaces are hashed before and after it (pkg/artifact) so

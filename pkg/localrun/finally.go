@@ -74,6 +74,9 @@ func (r *runner) runFinally(ctx context.Context) error {
 	var first error
 	for _, rpt := range finals {
 		err := r.runFinalTask(ctx, facts, rpt)
+		if err != nil {
+			r.out.printf("stepseal: finally task %s failed: %v\n", rpt.PipelineTask.Name, err)
+		}
 		if err != nil && first == nil {
 			first = err
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -129,5 +130,31 @@ func TestFinallyTaskFails(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"build.compile", "later.package", "guarded.noop", "report.write", "consume.stamp"}, stepNames(rec)); diff != "" {
 		t.Errorf("steps (-want +got):\n%s", diff)
+	}
+}
+
+// timeouts.tasks ends the DAG but not the finally tasks, which run and are
+// bounded by timeouts.finally.
+func TestFinallyTimeouts(t *testing.T) {
+	tr := newTestRun(t)
+	start := time.Now()
+	rec, err := Run(context.Background(), load(t, "testdata/run-finally-timeout.yaml", ""), tr.opts)
+	var se *StepError
+	if !errors.Is(err, ErrTimeout) || !errors.As(err, &se) || se.Step != "slow.sleep" {
+		t.Fatalf("err = %v, want timeouts.tasks in slow.sleep", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("timeouts of 2s took %s", d)
+	}
+	b, _ := os.ReadFile(filepath.Join(tr.opts.WorkDir, "workspaces", "w", "report.txt"))
+	if string(b) != "Failed Failed\n" {
+		t.Errorf("report.txt = %q: the finally task did not run after timeouts.tasks", b)
+	}
+	steps := rec.AllSteps()
+	if len(steps) != 3 || steps[2].Name != "slow-cleanup.sleep" || !steps[2].TimedOut {
+		t.Errorf("steps = %+v, want slow-cleanup.sleep killed by timeouts.finally", steps)
+	}
+	if !strings.Contains(tr.out.String(), "finally task slow-cleanup failed: step slow-cleanup.sleep timed out") {
+		t.Errorf("the progress output does not report the finally task's timeout:\n%s", tr.out)
 	}
 }

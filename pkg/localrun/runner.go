@@ -2,6 +2,7 @@ package localrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -537,8 +538,9 @@ func (r *runner) run(ctx context.Context) (*run.Record, error) {
 		}
 		break
 	}
-	if err := r.runFinally(ctx); err != nil && failed == nil {
-		failed = err
+	if err := r.runFinally(ctx); err != nil {
+		// Both failures are the run's; errors.As finds the DAG's first.
+		failed = errors.Join(failed, err)
 	}
 	if failed != nil {
 		r.rec.FinishedAt = time.Now().UTC()
