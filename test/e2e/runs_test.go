@@ -245,3 +245,31 @@ func TestRunFileFinallyAfterFailure(t *testing.T) {
 		t.Fatalf("in-toto-golang accepts a run whose build failed:\n%s", r)
 	}
 }
+
+// A finally task that Tekton skips leaves no link, so its run does not
+// verify yet (skip records are a later part of issue 11): here the
+// announcement's when expression is false after a successful build.
+func TestRunFileFinallySkippedDoesNotVerify(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repo, "test", "e2e", "testdata", "runs", "pipelinerun-finally.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	skipped := strings.Replace(string(src), `values: ["Succeeded", "Completed"]`, `values: ["Failed"]`, 1)
+	if skipped == string(src) {
+		t.Fatal("the test's edit no longer applies")
+	}
+	file := filepath.Join(dir, "run.yaml")
+	os.WriteFile(file, []byte(skipped), 0o644)
+	fn, _ := os.ReadFile(filepath.Join(repo, "test", "e2e", "testdata", "runs", "functionaries.yaml"))
+	os.WriteFile(filepath.Join(dir, "functionaries.yaml"), fn, 0o644)
+	out := filepath.Join(dir, "out")
+	r := ss(t, "run", file, "--out", out, "-q")
+	if r.code == 0 || !strings.Contains(r.stdout, "announce skipped: When Expressions evaluated to false") ||
+		!strings.Contains(r.stdout, "VERIFICATION FAILED") || !strings.Contains(r.stdout, "announce.print") {
+		t.Fatalf("want the skip, then a verification failure naming announce.print:\n%s", r)
+	}
+	if r := inTotoVerify(t, out); r.code == 0 {
+		t.Fatalf("in-toto-golang accepts a run without the announce.print link:\n%s", r)
+	}
+}
