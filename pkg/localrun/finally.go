@@ -138,7 +138,7 @@ func (r *runner) runFinalTask(ctx context.Context, facts *prresources.PipelineRu
 	plan.tr.Status.Results = results
 	setCondition(plan.tr, err)
 	if err != nil {
-		r.status[name] = taskStatus{failed: true}
+		r.status[name] = taskStatus{}
 		return err
 	}
 	r.status[name] = taskStatus{}

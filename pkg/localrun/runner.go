@@ -43,8 +43,9 @@ type runner struct {
 	signers map[string][]signing.Signer // by step name
 
 	// deadline ends the run's tasks when the run declares timeouts
-	// (timeouts.pipeline, timeouts.tasks); runTimeout is the timeout that
-	// set it, for messages.
+	// (timeouts.pipeline, timeouts.tasks; for the finally tasks
+	// timeouts.pipeline and timeouts.finally); runTimeout is the timeout
+	// that set it, for messages.
 	deadline   time.Time
 	runTimeout string
 	// pipelineDeadline is timeouts.pipeline's alone: what bounds the
@@ -59,7 +60,6 @@ type runner struct {
 type taskStatus struct {
 	skipped bool
 	reason  v1.SkippingReason
-	failed  bool
 }
 
 // binding is one task workspace as a host directory.
@@ -658,7 +658,7 @@ func (r *runner) runPipelineTask(ctx context.Context, name string) error {
 		// $(tasks.status) and $(tasks.<t>.status) in finally tasks.
 		setCondition(plan.tr, err)
 		r.state = append(r.state, rpt)
-		r.status[name] = taskStatus{failed: true}
+		r.status[name] = taskStatus{}
 		return err
 	}
 	plan.tr.Status.Results = results
