@@ -209,6 +209,7 @@ func TestLayoutCreateFromRunFile(t *testing.T) {
 	for _, c := range []struct{ file, step, stderr string }{
 		{"taskrun-secret.yaml", "secret-run.check", ""},
 		{"pipelinerun-rbac.yaml", "announce.say", "ignoring 3 object(s)"},
+		{"pipelinerun-finally.yaml", "report.summarize", ""},
 	} {
 		out := filepath.Join(t.TempDir(), "root.layout")
 		r := ss(t, "layout", "create", "--pipeline", filepath.Join(dir, c.file), "--functionaries", functionaries,
