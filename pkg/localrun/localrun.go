@@ -125,9 +125,15 @@ func DefaultEnv() []string {
 // (products), the step runs as a host process, and its link is signed by
 // each of opts.Signers(step) and written to opts.LinkDir.
 //
+// Then the finally tasks run, in declaration order, whether the tasks
+// succeeded, failed or were skipped (see runFinally): a failed task stops
+// the tasks after it (skipped, "PipelineRun was stopping"), not the finally
+// tasks; a finally task that fails fails the run, after the others ran.
+//
 // On a failing step Run returns the record so far (including the failed
-// step, whose link is written) together with a *StepError. Invalid input is
-// reported with ErrInvalid before anything of the affected task runs.
+// step, whose link is written, and the finally tasks) together with a
+// *StepError. Invalid input is reported with ErrInvalid before anything of
+// the affected task runs; it stops the run without finally tasks.
 func Run(ctx context.Context, spec *tekton.Spec, opts Options) (*run.Record, error) {
 	r, err := prepare(ctx, spec, opts)
 	if err != nil {
@@ -177,6 +183,7 @@ func prepare(ctx context.Context, spec *tekton.Spec, opts Options) (*runner, err
 		return nil, invalid("%v", err)
 	}
 	r.order = order
+	r.final = spec.Finally()
 	if err := r.preflight(ctx); err != nil {
 		return nil, err
 	}

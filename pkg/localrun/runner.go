@@ -2,6 +2,7 @@ package localrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,8 +17,6 @@ import (
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"knative.dev/pkg/apis"
-	duckv1 "knative.dev/pkg/apis/duck/v1"
 	"knative.dev/pkg/kmeta"
 
 	"github.com/stepseal/stepseal/pkg/run"
@@ -39,14 +38,19 @@ type runner struct {
 	ps     *v1.PipelineSpec // after pipeline-level substitution
 	params map[string]string
 	order  []v1.PipelineTask
+	final  []v1.PipelineTask // finally tasks, in declaration order
 
 	signers map[string][]signing.Signer // by step name
 
 	// deadline ends the run's tasks when the run declares timeouts
-	// (timeouts.pipeline, timeouts.tasks); runTimeout is the timeout that
-	// set it, for messages.
+	// (timeouts.pipeline, timeouts.tasks; for the finally tasks
+	// timeouts.pipeline and timeouts.finally); runTimeout is the timeout
+	// that set it, for messages.
 	deadline   time.Time
 	runTimeout string
+	// pipelineDeadline is timeouts.pipeline's alone: what bounds the
+	// finally tasks besides timeouts.finally.
+	pipelineDeadline time.Time
 
 	rec    *run.Record
 	state  prresources.PipelineRunState
@@ -84,9 +88,11 @@ type taskPlan struct {
 }
 
 func (r *runner) pipelineTask(name string) *v1.PipelineTask {
-	for i := range r.ps.Tasks {
-		if r.ps.Tasks[i].Name == name {
-			return r.ps.Tasks[i].DeepCopy()
+	for _, pts := range [][]v1.PipelineTask{r.ps.Tasks, r.ps.Finally} {
+		for i := range pts {
+			if pts[i].Name == name {
+				return pts[i].DeepCopy()
+			}
 		}
 	}
 	return nil
@@ -120,7 +126,7 @@ func (r *runner) preflight(ctx context.Context) error {
 		r.wsDirs[b.Name] = filepath.Join(r.workDir, filepath.FromSlash(r.spec.WorkspaceDir(b.Name)))
 	}
 	r.signers = map[string][]signing.Signer{}
-	for _, o := range r.order {
+	for _, o := range append(append([]v1.PipelineTask(nil), r.order...), r.final...) {
 		pt := r.pipelineTask(o.Name)
 		if pt.IsMatrixed() {
 			return invalid("pipeline task %s: matrix is not supported by the local runner", pt.Name)
@@ -513,12 +519,33 @@ func (r *runner) run(ctx context.Context) (*run.Record, error) {
 	r.setDeadline(r.rec.StartedAt)
 	r.out.printf("stepseal: running pipeline %s locally (run %s), workspaces under %s\n", p.Name, r.runID, filepath.Join(r.workDir, "workspaces"))
 	r.out.printf("stepseal: images are recorded, not pulled: every step runs as a host process with this host's tools\n")
-	for _, o := range r.order {
-		if err := r.runPipelineTask(ctx, o.Name); err != nil {
+	var failed error
+	for i, o := range r.order {
+		err := r.runPipelineTask(ctx, o.Name)
+		if err == nil {
+			continue
+		}
+		if len(r.final) == 0 || !taskFailed(err) {
 			r.rec.FinishedAt = time.Now().UTC()
 			r.out.printf("stepseal: pipeline %s failed: %v\n", p.Name, err)
 			return r.rec, err
 		}
+		// As Tekton: the run stops scheduling tasks, and its finally tasks
+		// run once nothing is running.
+		failed = err
+		for _, rest := range r.order[i+1:] {
+			r.stoppingSkip(rest.Name)
+		}
+		break
+	}
+	if err := r.runFinally(ctx); err != nil {
+		// Both failures are the run's; errors.As finds the DAG's first.
+		failed = errors.Join(failed, err)
+	}
+	if failed != nil {
+		r.rec.FinishedAt = time.Now().UTC()
+		r.out.printf("stepseal: pipeline %s failed: %v\n", p.Name, failed)
+		return r.rec, failed
 	}
 	if err := r.pipelineResults(); err != nil {
 		r.rec.FinishedAt = time.Now().UTC()
@@ -529,14 +556,17 @@ func (r *runner) run(ctx context.Context) (*run.Record, error) {
 	return r.rec, nil
 }
 
-// setDeadline applies the run's timeouts.pipeline and timeouts.tasks (there
-// are no finally tasks, so both bound the tasks), counted from start; zero
-// means none, as in Tekton.
+// setDeadline applies the run's timeouts.pipeline and timeouts.tasks to the
+// tasks (finally tasks: see finallyDeadline), counted from start; zero means
+// none, as in Tekton.
 func (r *runner) setDeadline(start time.Time) {
 	if r.spec.Run == nil {
 		return
 	}
 	t := r.spec.Run.Timeouts
+	if t.Pipeline != nil && t.Pipeline.Duration > 0 {
+		r.pipelineDeadline = start.Add(t.Pipeline.Duration)
+	}
 	for _, x := range []struct {
 		name string
 		d    *metav1.Duration
@@ -621,13 +651,18 @@ func (r *runner) runPipelineTask(ctx context.Context, name string) error {
 		return err
 	}
 	results, err := r.runTask(ctx, plan)
+	rpt.TaskRunNames = []string{plan.tr.Name}
+	rpt.TaskRuns = []*v1.TaskRun{plan.tr}
 	if err != nil {
+		// The failed TaskRun as Tekton's status has it, for
+		// $(tasks.status) and $(tasks.<t>.status) in finally tasks.
+		setCondition(plan.tr, err)
+		r.state = append(r.state, rpt)
+		r.status[name] = taskStatus{}
 		return err
 	}
 	plan.tr.Status.Results = results
-	plan.tr.Status.Conditions = duckv1.Conditions{{Type: apis.ConditionSucceeded, Status: "True", Reason: v1.TaskRunReasonSuccessful.String()}}
-	rpt.TaskRunNames = []string{plan.tr.Name}
-	rpt.TaskRuns = []*v1.TaskRun{plan.tr}
+	setCondition(plan.tr, nil)
 	r.state = append(r.state, rpt)
 	r.status[name] = taskStatus{}
 	return nil
@@ -652,13 +687,9 @@ func (r *runner) pipelineResults() error {
 	if len(r.ps.Results) == 0 {
 		return nil
 	}
-	status := map[string]string{}
-	for _, o := range r.order {
-		s := v1.TaskRunReasonSuccessful.String()
-		if r.status[o.Name].skipped {
-			s = prresources.PipelineTaskStateNone
-		}
-		status[prresources.PipelineTaskStatusPrefix+o.Name+prresources.PipelineTaskStatusSuffix] = s
+	status, err := r.taskStatusMap()
+	if err != nil {
+		return err
 	}
 	res, err := prresources.ApplyTaskResultsToPipelineResults(r.ps.Results, r.state.GetTaskRunsResults(), nil, status)
 	if err != nil {

@@ -216,11 +216,10 @@ func (l *loader) resolve(ctx context.Context, p *v1.Pipeline, label string) (*Sp
 	if fe := p.Spec.Validate(ctx); fe != nil {
 		return nil, fmt.Errorf("%w: %s: %s: %v", ErrInvalid, path, label, oneLine(fe.Error()))
 	}
-	if len(p.Spec.Finally) > 0 {
-		return nil, fmt.Errorf("%w: %s: %s: finally tasks are not supported yet", ErrInvalid, path, p.Name)
-	}
 	s := &Spec{Path: l.path, Pipeline: p, Tasks: map[string]*v1.TaskSpec{}, TaskRefs: map[string]string{}}
-	for _, pt := range p.Spec.Tasks {
+	// Finally tasks are resolved like the others; Tekton's Validate has
+	// kept their names distinct from the DAG's.
+	for _, pt := range append(append([]v1.PipelineTask(nil), p.Spec.Tasks...), p.Spec.Finally...) {
 		switch {
 		case pt.TaskSpec != nil:
 			ts := pt.TaskSpec.TaskSpec
@@ -300,7 +299,15 @@ func (s *Spec) Order() ([]v1.PipelineTask, error) {
 	return out, nil
 }
 
-// Deps returns, for each pipeline task, the names of the tasks it directly depends on.
+// Finally returns the Pipeline's finally tasks in declaration order, the
+// order the local runner runs them in once every task of Order is done
+// (Tekton starts them together; none may depend on another).
+func (s *Spec) Finally() []v1.PipelineTask {
+	return append([]v1.PipelineTask(nil), s.Pipeline.Spec.Finally...)
+}
+
+// Deps returns, for each pipeline task of Order (finally tasks are not
+// among them), the names of the tasks it directly depends on.
 func (s *Spec) Deps() map[string][]string {
 	return v1.PipelineTaskList(s.Pipeline.Spec.Tasks).Deps()
 }

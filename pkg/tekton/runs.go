@@ -125,8 +125,6 @@ func (l *loader) fromPipelineRun(ctx context.Context, pr *v1.PipelineRun) (*Spec
 		return nil, fail("taskRunSpecs are not supported by the local runner yet")
 	case spec.TaskRunTemplate.PodTemplate != nil:
 		return nil, fail("taskRunTemplate.podTemplate: there is no Pod on this host")
-	case spec.Timeouts != nil && spec.Timeouts.Finally != nil:
-		return nil, fail("timeouts.finally: finally tasks are not supported yet")
 	}
 	if sa := spec.TaskRunTemplate.ServiceAccountName; sa != "" {
 		notes = append(notes, fmt.Sprintf("stepseal: PipelineRun %s: taskRunTemplate.serviceAccountName %s ignored: steps run as this host's user", name, sa))

@@ -362,3 +362,54 @@ func TestOptionalConfigMapAbsent(t *testing.T) {
 		t.Errorf("sources of all = %v, %v", fs, ok)
 	}
 }
+
+// A PipelineRun's finally tasks are resolved like its other tasks (a
+// taskRef among them), kept out of Order and Deps, and timeouts.finally is
+// the run's; Tekton's own validation still rejects what finally may not do.
+func TestFinally(t *testing.T) {
+	const run = `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: with-finally}
+spec:
+  timeouts: {pipeline: 1h, tasks: 50m, finally: 10m}
+  workspaces: [{name: ws, emptyDir: {}}]
+  pipelineSpec:
+    workspaces: [{name: ws}]
+    tasks:
+    - name: build
+      taskSpec:
+        results: [{name: v}]
+        steps: [{name: s, image: busybox, script: 'true'}]
+    finally:
+    - name: notify
+      taskRef: {name: greet}
+      params: [{name: who, value: $(tasks.build.status)}]
+      workspaces: [{name: out, workspace: ws}]
+`
+	dir := files(t, map[string]string{"run.yaml": run, "task.yaml": task})
+	s, err := Load(t.Context(), filepath.Join(dir, "run.yaml"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := s.Finally(); len(f) != 1 || f[0].Name != "notify" || s.TaskRefs["notify"] != "greet" || s.Tasks["notify"] == nil {
+		t.Fatalf("finally = %+v, refs %v", f, s.TaskRefs)
+	}
+	order, err := s.Order()
+	if err != nil || len(order) != 1 || order[0].Name != "build" {
+		t.Errorf("Order = %v, %v: want the DAG only", order, err)
+	}
+	if w := s.Workspaces(s.Finally()[0]); len(w) != 1 || w[0].PipelineWorkspace != "ws" {
+		t.Errorf("finally task's workspaces = %+v", w)
+	}
+	if d := s.Run.Timeouts.Finally; d == nil || d.Duration != 10*time.Minute {
+		t.Errorf("timeouts.finally = %v", d)
+	}
+
+	// A DAG task may not use a finally task's result: Tekton's Validate.
+	bad := strings.Replace(run, "        steps: [{name: s, image: busybox, script: 'true'}]\n    finally:",
+		"        steps: [{name: s, image: busybox, script: 'true'}]\n    - name: after\n      params: [{name: x, value: $(tasks.notify.results.v)}]\n      taskSpec:\n        params: [{name: x}]\n        steps: [{name: s, image: busybox, script: 'true'}]\n    finally:", 1)
+	dir = files(t, map[string]string{"run.yaml": bad, "task.yaml": task})
+	if _, err := Load(t.Context(), filepath.Join(dir, "run.yaml"), ""); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "with-finally") {
+		t.Errorf("a DAG task using a finally task's result: %v", err)
+	}
+}

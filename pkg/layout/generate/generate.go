@@ -23,7 +23,7 @@ import (
 //
 // The layout has one step per Task step, named "<pipelineTask>.<step>"
 // ("<pipelineTask>.unnamed-<i>" for a step without a name, as Tekton names
-// it), in spec.Order(). Its expected_command is the step's unsubstituted
+// it), in spec.Order(), then the finally tasks' (spec.Finally()). Its expected_command is the step's unsubstituted
 // command and args, or run.ScriptCommand of its script; in-toto only warns
 // when the executed command differs, since parameters are substituted at run
 // time.
@@ -34,7 +34,10 @@ import (
 // runAfter and result references) that binds W. Nearest means no other task
 // binding W lies between them: an ancestor of another candidate is dropped,
 // since the later task's products are what P sees. Tasks on parallel branches
-// are not each other's prev. Then, per W in name order:
+// are not each other's prev. A finally task's ancestors are all DAG tasks
+// (it runs after every one of them), so its prev for W is the last step of
+// each DAG task binding W that no other such task comes after; finally tasks
+// are not each other's prev, as Tekton runs them in parallel. Then, per W in name order:
 //
 //	materials, writable W:   MATCH W/** WITH PRODUCTS FROM p   (each p in prev)
 //	materials, read-only W:  MATCH W/** WITH PRODUCTS FROM S   (if prev is not empty)
@@ -218,7 +221,8 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 			}
 		}
 	}
-	for i, pt := range order {
+	dag := len(order)
+	for i, pt := range append(order, spec.Finally()...) {
 		t := &task{name: pt.Name, index: i, binds: map[string]bool{}}
 		ts := spec.Tasks[pt.Name]
 		if ts == nil {
@@ -273,6 +277,12 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 			}
 			t.deps = append(t.deps, dt)
 		}
+	}
+	// A finally task runs after every DAG task: all are its dependencies
+	// (prevTasks keeps the nearest that bind a workspace). Finally tasks
+	// are not each other's, as Tekton starts them together.
+	for _, f := range g.tasks[dag:] {
+		f.deps = append([]*task(nil), g.tasks[:dag]...)
 	}
 	// Tasks are in topological order, so every dependency's ancestors are
 	// known when a task is reached.
