@@ -33,22 +33,36 @@ type ImageAttacher interface {
 	Attach(ctx context.Context, image string, env *dsse.Envelope) error
 }
 
-// OCI is the "oci" backend's ImageAttacher: pkg/oci.Attest (cosign's .att
+// OCI is the "oci" backend's ImageAttacher: pkg/oci's Attest (cosign's .att
 // tag and an OCI 1.1 referrer), with the default keychain. Insecure allows
-// plain HTTP, which pkg/oci allows for loopback registries only (tests).
-type OCI struct{ Insecure bool }
+// plain HTTP, which pkg/oci allows for loopback registries only (tests). One
+// OCI is opened per reconcile and makes one oci.Client, on first use, for
+// every image it attaches to (connections and credentials reused).
+type OCI struct {
+	Insecure bool
+
+	once   sync.Once
+	client *oci.Client
+	err    error
+}
 
 // Attach implements ImageAttacher.
-func (a OCI) Attach(ctx context.Context, image string, env *dsse.Envelope) error {
-	var opts []oci.Option
-	if a.Insecure {
-		opts = append(opts, oci.WithInsecure())
+func (a *OCI) Attach(ctx context.Context, image string, env *dsse.Envelope) error {
+	a.once.Do(func() {
+		var opts []oci.Option
+		if a.Insecure {
+			opts = append(opts, oci.WithInsecure())
+		}
+		a.client, a.err = oci.New(opts...)
+	})
+	if a.err != nil {
+		return a.err
 	}
-	ref, err := oci.ParseDigest(image, opts...)
+	ref, err := a.client.ParseDigest(image)
 	if err != nil {
 		return err
 	}
-	return oci.Attest(ctx, ref, env, attest.PredicateSLSAProvenanceV1, opts...)
+	return a.client.Attest(ctx, ref, env, attest.PredicateSLSAProvenanceV1)
 }
 
 // Stores holds a process's open stores by directory, for the TaskRun and

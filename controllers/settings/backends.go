@@ -84,7 +84,7 @@ func BackendKinds() []BackendKind {
 				},
 			},
 			Open: func(_ context.Context, c *Config, _ *backends.Stores) (backends.Backend, error) {
-				return backends.Backend{Name: "oci", Images: backends.OCI{Insecure: c.OCIInsecure}}, nil
+				return backends.Backend{Name: "oci", Images: &backends.OCI{Insecure: c.OCIInsecure}}, nil
 			},
 		},
 	}

@@ -47,7 +47,7 @@ func TestReconcileAttachesProvenanceToImages(t *testing.T) {
 	})
 	f := newFixture(t, nil, tr)
 	f.Signing.OpenBackends = func(*settings.Config) ([]lifecycle.Backend, error) {
-		return []lifecycle.Backend{{Name: "test", Store: f.Store}, {Name: "oci", Images: backends.OCI{Insecure: true}}}, nil
+		return []lifecycle.Backend{{Name: "test", Store: f.Store}, {Name: "oci", Images: &backends.OCI{Insecure: true}}}, nil
 	}
 	if err := f.reconcile(tr); err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestReconcileImageAttachFailureRetries(t *testing.T) {
 	})
 	f := newFixture(t, map[string]string{settings.KeyMaxRetries: "5", settings.KeyRetryBaseDelay: "10ms"}, tr)
 	f.Signing.OpenBackends = func(*settings.Config) ([]lifecycle.Backend, error) {
-		return []lifecycle.Backend{{Name: "test", Store: f.Store}, {Name: "oci", Images: backends.OCI{Insecure: true}}}, nil
+		return []lifecycle.Backend{{Name: "test", Store: f.Store}, {Name: "oci", Images: &backends.OCI{Insecure: true}}}, nil
 	}
 	if ok, _ := controller.IsRequeueKey(f.reconcile(tr)); !ok {
 		t.Fatal("not retried")
