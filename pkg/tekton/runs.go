@@ -12,6 +12,7 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Run is what a PipelineRun or TaskRun file binds its Pipeline to: data the
@@ -329,6 +330,11 @@ func volumeFiles(data map[string][]byte, found bool, items []corev1.KeyToPath, d
 	var files []File
 	if len(items) == 0 {
 		for k, v := range data {
+			// Kubernetes refuses such keys; here they would name files
+			// outside the volume ("..", "a/../../b").
+			if errs := validation.IsConfigMapKey(k); len(errs) > 0 {
+				return nil, fmt.Errorf("key %q: %s", k, strings.Join(errs, "; "))
+			}
 			files = append(files, File{Path: k, Data: v, Mode: mode})
 		}
 	}

@@ -316,6 +316,8 @@ spec:
 		{"ConfigMap missing", inline + "  workspaces: [{name: w, configMap: {name: absent}}]\n", []string{`PipelineRun "r"`, `ConfigMap "absent"`, "not found"}},
 		{"ConfigMap key missing", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n---\n" + inline + "  workspaces: [{name: w, configMap: {name: c, items: [{key: z, path: z}]}}]\n", []string{`PipelineRun "r"`, `ConfigMap "c"`, `no key "z"`}},
 		{"Secret missing", inline + "  workspaces: [{name: w, secret: {secretName: absent}}]\n", []string{`PipelineRun "r"`, `Secret "absent"`}},
+		{"key escapes", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {../x: b}\n---\n" + inline + "  workspaces: [{name: w, configMap: {name: c}}]\n", []string{`ConfigMap "c"`, `key "../x"`}},
+		{"secret key escapes", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {..: b}\n---\n" + inline + "  workspaces: [{name: w, secret: {secretName: s}}]\n", []string{`Secret "s"`, `key ".."`}},
 		{"item path escapes", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n---\n" + inline + "  workspaces: [{name: w, configMap: {name: c, items: [{key: a, path: ../x}]}}]\n", []string{`ConfigMap "c"`, "../x"}},
 		{"subPath escapes", inline + "  workspaces: [{name: w, emptyDir: {}, subPath: ../up}]\n", []string{`PipelineRun "r"`, "../up"}},
 		{"projected", inline + "  workspaces: [{name: w, projected: {sources: [{configMap: {name: c}}]}}]\n", []string{`PipelineRun "r"`, `workspace "w"`, "only emptyDir"}},
