@@ -124,11 +124,7 @@ func (r *Kind) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *settings
 	targets := lifecycle.Targets(backends)
 	var previous seal.Previous
 	if hasFinalizer(tr) {
-		stores, names := make([]store.Store, len(targets)), make([]string, len(targets))
-		for i, t := range targets {
-			stores[i], names[i] = t.Store, t.Name
-		}
-		if previous, err = seal.LoadPrevious(ctx, rec.RunID, stores, names); err != nil {
+		if previous, err = seal.LoadPrevious(ctx, rec.RunID, targets); err != nil {
 			return 0, "", err
 		}
 	}

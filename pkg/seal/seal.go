@@ -25,19 +25,17 @@ type Previous struct {
 	m map[string]store.Entry
 }
 
-// LoadPrevious lists what stores already hold of run runID; where two
-// stores hold an entry of the same kind and name, the first store's wins.
-// name names each store in errors.
-func LoadPrevious(ctx context.Context, runID string, stores []store.Store, names []string) (Previous, error) {
+// LoadPrevious lists what targets already hold of run runID; where two
+// targets hold an entry of the same kind and name, the first one's wins.
+func LoadPrevious(ctx context.Context, runID string, targets []Target) (Previous, error) {
 	p := Previous{m: map[string]store.Entry{}}
-	for i, s := range stores {
-		es, err := s.List(ctx, store.Filter{RunID: runID})
+	for _, t := range targets {
+		if t.Store == nil {
+			continue
+		}
+		es, err := t.Store.List(ctx, store.Filter{RunID: runID})
 		if err != nil {
-			n := fmt.Sprint(i)
-			if i < len(names) {
-				n = names[i]
-			}
-			return Previous{}, fmt.Errorf("backend %s: listing run %s: %w", n, runID, err)
+			return Previous{}, fmt.Errorf("backend %s: listing run %s: %w", t.Name, runID, err)
 		}
 		for _, e := range es {
 			if _, ok := p.m[e.Kind+"/"+e.Name]; !ok {

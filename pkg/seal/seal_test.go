@@ -148,7 +148,7 @@ func TestRetryReusesWhatWasStored(t *testing.T) {
 	if _, err := seal.Put(ctx, []seal.Target{{Name: "tlog", Store: log}}, links[:1]); err != nil {
 		t.Fatal(err)
 	}
-	prev, err := seal.LoadPrevious(ctx, rec.RunID, []store.Store{log}, []string{"tlog"})
+	prev, err := seal.LoadPrevious(ctx, rec.RunID, []seal.Target{{Name: "tlog", Store: log}})
 	if err != nil {
 		t.Fatal(err)
 	}

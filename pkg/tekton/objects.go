@@ -254,29 +254,19 @@ func sameFile(a, b string) bool {
 // name): the run file and the tasks directory win over the files that only
 // share the run file's directory.
 func (o *objects) merge(other *objects) {
-	for n, p := range other.pipelines {
-		if _, ok := o.pipelines[n]; !ok {
-			o.pipelines[n], o.from["Pipeline/"+n] = p, other.from["Pipeline/"+n]
-		}
-	}
-	for n, t := range other.tasks {
-		if _, ok := o.tasks[n]; !ok {
-			o.tasks[n], o.from["Task/"+n] = t, other.from["Task/"+n]
-		}
-	}
-	for n, c := range other.configMaps {
-		if _, ok := o.configMaps[n]; !ok {
-			o.configMaps[n], o.from["ConfigMap/"+n] = c, other.from["ConfigMap/"+n]
-		}
-	}
-	for n, s := range other.secrets {
-		if _, ok := o.secrets[n]; !ok {
-			o.secrets[n], o.from["Secret/"+n] = s, other.from["Secret/"+n]
-		}
-	}
-	for n, c := range other.claims {
-		if _, ok := o.claims[n]; !ok {
-			o.claims[n], o.from["PersistentVolumeClaim/"+n] = c, other.from["PersistentVolumeClaim/"+n]
+	mergeKind(o, other, "Pipeline", o.pipelines, other.pipelines)
+	mergeKind(o, other, "Task", o.tasks, other.tasks)
+	mergeKind(o, other, "ConfigMap", o.configMaps, other.configMaps)
+	mergeKind(o, other, "Secret", o.secrets, other.secrets)
+	mergeKind(o, other, "PersistentVolumeClaim", o.claims, other.claims)
+}
+
+// mergeKind adds other's objects of one kind that o does not have, with
+// the file each came from.
+func mergeKind[T any](o, other *objects, kind string, dst, src map[string]T) {
+	for n, v := range src {
+		if _, ok := dst[n]; !ok {
+			dst[n], o.from[kind+"/"+n] = v, other.from[kind+"/"+n]
 		}
 	}
 }
