@@ -2,10 +2,9 @@ package seal
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	intoto "github.com/in-toto/attestation/go/v1"
 	"github.com/in-toto/in-toto-golang/in_toto"
@@ -125,7 +124,7 @@ func LinkEntry(rec *run.Record, name string, data []byte) (store.Entry, error) {
 func Digests(entries []store.Entry) run.Artifacts {
 	out := run.Artifacts{}
 	for _, e := range entries {
-		out[e.Name] = run.DigestSet{"sha256": hexSHA256(e.Data)}
+		out[e.Name] = run.DigestSet{"sha256": strings.TrimPrefix(store.Digest(e.Data), "sha256:")}
 	}
 	return out
 }
@@ -218,9 +217,4 @@ func ReusableStatement(prev store.Entry, st *intoto.Statement) ([]byte, bool) {
 		return nil, false
 	}
 	return prev.Data, true
-}
-
-func hexSHA256(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }
