@@ -35,11 +35,22 @@ const (
 	ByTimedOut   = "stepseal.dev/timed-out"
 	ByStdoutHash = "stdout-sha256"
 	ByStderrHash = "stderr-sha256"
+	// BySkip marks a skip record: the step did not run because the
+	// orchestrator skipped its task; its value is the run.Skip (reason,
+	// when expressions with resolved inputs, cascade parent). A skip
+	// record has no command and no return-value, and its materials and
+	// products are both the task's workspaces as they were when it was
+	// skipped (it changed nothing), so the artifact rules of the steps
+	// after it hold as they would after a run.
+	BySkip = "stepseal.dev/skip"
 )
 
 // Link builds the in-toto link of one step. runID and pipeline bind the link
 // to one run so it cannot be replayed into another.
 func Link(rec *run.Record, step run.Step) in_toto.Link {
+	if step.Skip != nil {
+		return skipLink(rec, step)
+	}
 	env := map[string]interface{}{
 		EnvRunID:      rec.RunID,
 		EnvPipeline:   rec.Pipeline,
@@ -114,4 +125,59 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// skipLink is the skip record of one step of a skipped task.
+func skipLink(rec *run.Record, step run.Step) in_toto.Link {
+	return in_toto.Link{
+		Type:       "link",
+		Name:       step.Name,
+		Materials:  toHashObjs(step.Materials),
+		Products:   toHashObjs(step.Products),
+		ByProducts: map[string]interface{}{BySkip: SkipValue(step.Skip)},
+		Command:    []string{},
+		Environment: map[string]interface{}{
+			EnvRunID:     rec.RunID,
+			EnvPipeline:  rec.Pipeline,
+			EnvStartedOn: step.StartedAt.UTC().Format(time.RFC3339Nano),
+		},
+	}
+}
+
+// SkipValue is s as the JSON value a skip record's byproducts carry
+// (strings, lists and booleans only: canonical JSON has no floats).
+func SkipValue(s *run.Skip) map[string]interface{} {
+	out := map[string]interface{}{"reason": s.Reason}
+	if s.Parent != "" {
+		out["parent"] = s.Parent
+	}
+	if len(s.When) > 0 {
+		list := make([]interface{}, len(s.When))
+		for i, w := range s.When {
+			m := map[string]interface{}{}
+			if w.CEL != "" {
+				m["cel"] = w.CEL
+				if w.CELResult != nil {
+					m["celResult"] = *w.CELResult
+				}
+			} else {
+				m["input"] = w.Input
+				m["operator"] = w.Operator
+				m["values"] = anyList(w.Values)
+				m["resolvedInput"] = w.ResolvedInput
+				m["resolvedValues"] = anyList(w.ResolvedValues)
+			}
+			list[i] = m
+		}
+		out["when"] = list
+	}
+	return out
+}
+
+func anyList(ss []string) []interface{} {
+	out := make([]interface{}, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }

@@ -341,7 +341,13 @@ func (r *runner) loadKeys() error {
 // signLayout is step 3: the layout generated from the Pipeline, signed by
 // the owner.
 func (r *runner) signLayout(ctx context.Context) error {
-	l, err := r.in.pipeline.Layout(r.in.functionaries, r.pubKeys, layout.Options{})
+	// The build platform key orchestrates the run: it signs the skip
+	// records of the tasks Tekton skips.
+	skipKey, err := signing.InTotoKey(r.signers[PublisherKey].Public())
+	if err != nil {
+		return err
+	}
+	l, err := r.in.pipeline.Layout(r.in.functionaries, r.pubKeys, layout.Options{SkipKey: &skipKey})
 	if err != nil {
 		return err
 	}
@@ -397,6 +403,7 @@ func (r *runner) execute(ctx context.Context) error {
 		WorkDir:           filepath.Join(r.opts.Out, "work"),
 		LinkDir:           r.linkDir,
 		Signers:           stepSigners,
+		SkipSigner:        r.signers[PublisherKey],
 		Exclude:           r.opts.Exclude,
 		Out:               r.w,
 		Quiet:             r.opts.Quiet,

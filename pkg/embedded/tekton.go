@@ -54,6 +54,7 @@ type RunOptions struct {
 	Params            map[string]string
 	WorkDir, LinkDir  string
 	Signers           func(step string) ([]signing.Signer, error)
+	SkipSigner        signing.Signer
 	Exclude           []string
 	Out               io.Writer
 	Quiet             bool

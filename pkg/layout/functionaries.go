@@ -89,6 +89,10 @@ type FunctionariesSpec struct {
 	// Expires is how long a generated layout is valid: a Go duration
 	// ("720h") or a number of days ("30d").
 	Expires string `json:"expires,omitempty"`
+	// SkipSigner names the functionary whose key signs the skip records
+	// of tasks Tekton skips (the orchestrator: in a cluster, stepseal's
+	// controller). Optional; `stepseal run` uses its build platform key.
+	SkipSigner string `json:"skipSigner,omitempty"`
 }
 
 // Functionary is a named party that performs steps.
@@ -172,6 +176,9 @@ func (f *Functionaries) validate() error {
 		if fn.PublicKey != "" && strings.ContainsRune(fn.PublicKey, 0) {
 			return fmt.Errorf("%s.publicKey: not a path", field)
 		}
+	}
+	if s.SkipSigner != "" && !declared[s.SkipSigner] {
+		return fmt.Errorf("spec.skipSigner: %q is not declared in spec.functionaries", s.SkipSigner)
 	}
 	if len(s.Steps) == 0 {
 		return errors.New("spec.steps: at least one entry is required (a step no entry matches cannot be performed)")

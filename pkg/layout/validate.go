@@ -21,6 +21,11 @@ type Options struct {
 	Expires time.Time
 	// Readme is the layout's free-text readme; empty gives a generated one.
 	Readme string
+	// SkipKey is the orchestrator's key, which signs the skip records of
+	// the tasks Tekton may skip (see attest.SkipRule). Nil means the
+	// Functionaries file's skipSigner; with neither, a skipped task's
+	// missing links cannot be excused and the run does not verify.
+	SkipKey *in_toto.Key
 }
 
 // Validate checks a layout with in-toto-golang's own validation (types, key
@@ -48,6 +53,9 @@ func Validate(l in_toto.Layout) error {
 		if !slices.ContainsFunc(l.Steps, func(s in_toto.Step) bool { return s.Name == name }) {
 			return fmt.Errorf("%w: readme: %s%s names a step the layout does not have", ErrLayout, attest.ReadmeOnErrorContinue, name)
 		}
+	}
+	if err := validateSkippable(l, d.Skippable); err != nil {
+		return err
 	}
 	for _, s := range l.Steps {
 		if len(s.PubKeys) == 0 && len(s.CertificateConstraints) == 0 {
@@ -98,4 +106,47 @@ func ruleSets(l in_toto.Layout) []ruleSet {
 		out = append(out, ruleSet{s.Name, append(append([][]string{}, s.ExpectedMaterials...), s.ExpectedProducts...)})
 	}
 	return out
+}
+
+// validateSkippable checks the skippable readme lines against the steps:
+// each names steps the layout has, whose pubkeys hold every key that may
+// sign a skip record, whose threshold the other keys can still meet; a
+// parent whose skip cascades must be skippable itself.
+func validateSkippable(l in_toto.Layout, rules []attest.SkipRule) error {
+	steps := map[string]in_toto.Step{}
+	for _, s := range l.Steps {
+		steps[s.Name] = s
+	}
+	tasks := map[string]bool{}
+	for _, r := range rules {
+		tasks[r.Task] = true
+	}
+	for _, r := range rules {
+		for _, p := range append(append([]string(nil), r.Parents...), r.ResultsFrom...) {
+			if !tasks[p] {
+				return fmt.Errorf("%w: readme: task %s: its skip may cascade from task %s, which has no skippable rule", ErrLayout, r.Task, p)
+			}
+		}
+		for _, name := range r.Steps {
+			s, ok := steps[name]
+			if !ok {
+				return fmt.Errorf("%w: readme: task %s: skippable step %s is not a step of the layout", ErrLayout, r.Task, name)
+			}
+			for _, k := range r.Keys {
+				if !slices.Contains(s.PubKeys, k) {
+					return fmt.Errorf("%w: readme: task %s: key %.8s may sign skip records but is not a key of step %s", ErrLayout, r.Task, k, name)
+				}
+			}
+			others := 0
+			for _, k := range s.PubKeys {
+				if !slices.Contains(r.SkipOnlyKeys, k) {
+					others++
+				}
+			}
+			if len(s.CertificateConstraints) == 0 && s.Threshold > others {
+				return fmt.Errorf("%w: step %s: threshold %d exceeds its %d functionary keys (the others only sign skip records)", ErrLayout, name, s.Threshold, others)
+			}
+		}
+	}
+	return nil
 }

@@ -91,21 +91,30 @@ func (r *runner) runFinally(ctx context.Context) error {
 
 func (r *runner) runFinalTask(ctx context.Context, facts *prresources.PipelineRunFacts, rpt *prresources.ResolvedPipelineTask) error {
 	name := rpt.PipelineTask.Name
-	skip := func(reason v1.SkippingReason, detail string) error {
+	skip := func(reason v1.SkippingReason, detail string, record *run.Skip) error {
 		r.status[name] = taskStatus{skipped: true, reason: reason}
 		r.rec.Tasks = append(r.rec.Tasks, run.Task{PipelineTask: name, TaskRef: r.spec.TaskRefs[name], Skipped: true, SkipReason: string(reason) + detail})
 		r.out.printf("--- %s skipped: %s%s\n", name, reason, detail)
-		return nil
+		return r.skipRecord(ctx, rpt.PipelineTask, record)
 	}
 	if !r.pipelineDeadline.IsZero() && !time.Now().Before(r.pipelineDeadline) {
-		return skip(v1.PipelineTimedOutSkip, "")
+		return skip(v1.PipelineTimedOutSkip, "", nil)
 	}
 	if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
-		return skip(v1.FinallyTimedOutSkip, "")
+		return skip(v1.FinallyTimedOutSkip, "", nil)
 	}
 	refs, _, err := prresources.ResolveResultRef(facts.State, rpt)
 	if err != nil {
-		return skip(v1.MissingResultsSkip, " ("+oneLine(err.Error())+")")
+		// A skip record only when the missing results are a skipped
+		// task's: a failed task's fail the run anyway.
+		var record *run.Skip
+		for _, ref := range v1.PipelineTaskResultRefs(rpt.PipelineTask) {
+			if r.status[ref.PipelineTask].skipped {
+				record = &run.Skip{Reason: string(v1.MissingResultsSkip), Parent: ref.PipelineTask}
+				break
+			}
+		}
+		return skip(v1.MissingResultsSkip, " ("+oneLine(err.Error())+")", record)
 	}
 	prresources.ApplyTaskResults(prresources.PipelineRunState{rpt}, refs)
 	for _, w := range rpt.PipelineTask.When {
@@ -120,10 +129,12 @@ func (r *runner) runFinalTask(ctx context.Context, facts *prresources.PipelineRu
 	}
 	if s := rpt.IsFinallySkipped(facts); s.IsSkipped {
 		detail := ""
+		var record *run.Skip
 		if s.SkippingReason == v1.WhenExpressionsSkip {
 			detail = " (" + describeWhen(rpt.PipelineTask.When) + ")"
+			record = whenSkip(r.writtenWhen(name), rpt.PipelineTask.When, rpt.EvaluatedCEL)
 		}
-		return skip(s.SkippingReason, detail)
+		return skip(s.SkippingReason, detail, record)
 	}
 	pt := rpt.PipelineTask
 	rpt.ResolvedTask = &trresources.ResolvedTask{TaskSpec: r.taskSpec(pt)}

@@ -75,6 +75,12 @@ type Options struct {
 	// before anything runs; an error or an empty list stops the run then.
 	// Nil: no links are written, only the record is returned.
 	Signers func(step string) ([]signing.Signer, error)
+	// SkipSigner is the orchestrator's key: it signs a skip record (see
+	// attest.BySkip) for each step of a task Tekton skips because its when
+	// expressions are false, a parent was skipped or results it needs are
+	// missing, so the layout's verifier can excuse its missing links. Nil:
+	// no skip records are written (a skipped task then does not verify).
+	SkipSigner signing.Signer
 	// Exclude holds artifact exclude patterns (in-toto-run semantics, see
 	// artifact.Options.Exclude) matched against "<workspace>/<path>".
 	Exclude []string

@@ -604,23 +604,24 @@ func formatResults(res map[string]string) string {
 func (r *runner) runPipelineTask(ctx context.Context, name string) error {
 	pt := r.pipelineTask(name)
 	rpt := &prresources.ResolvedPipelineTask{PipelineTask: pt}
-	skip := func(reason v1.SkippingReason, detail string) error {
+	skip := func(reason v1.SkippingReason, detail string, record *run.Skip) error {
 		r.status[name] = taskStatus{skipped: true, reason: reason}
 		r.state = append(r.state, rpt)
 		r.rec.Tasks = append(r.rec.Tasks, run.Task{PipelineTask: name, TaskRef: r.spec.TaskRefs[name], Skipped: true, SkipReason: string(reason) + detail})
 		r.out.printf("--- %s skipped: %s%s\n", name, reason, detail)
-		return nil
+		return r.skipRecord(ctx, pt, record)
 	}
 	deps := r.spec.Deps()[name]
 	sort.Strings(deps)
 	for _, d := range deps {
 		if s := r.status[d]; s.skipped && s.reason != v1.WhenExpressionsSkip {
-			return skip(v1.ParentTasksSkip, " ("+d+")")
+			return skip(v1.ParentTasksSkip, " ("+d+")", &run.Skip{Reason: string(v1.ParentTasksSkip), Parent: d})
 		}
 	}
 	for _, ref := range v1.PipelineTaskResultRefs(pt) {
 		if r.status[ref.PipelineTask].skipped {
-			return skip(v1.MissingResultsSkip, fmt.Sprintf(" (%s.%s: task %s was skipped)", ref.PipelineTask, ref.Result, ref.PipelineTask))
+			return skip(v1.MissingResultsSkip, fmt.Sprintf(" (%s.%s: task %s was skipped)", ref.PipelineTask, ref.Result, ref.PipelineTask),
+				&run.Skip{Reason: string(v1.MissingResultsSkip), Parent: ref.PipelineTask})
 		}
 	}
 	refs, _, err := prresources.ResolveResultRefs(r.state, prresources.PipelineRunState{rpt})
@@ -640,7 +641,7 @@ func (r *runner) runPipelineTask(ctx context.Context, name string) error {
 		return invalid("pipeline task %s: when expression: CEL: %v", name, err)
 	}
 	if !pt.When.AllowsExecution(rpt.EvaluatedCEL) {
-		return skip(v1.WhenExpressionsSkip, " ("+describeWhen(pt.When)+")")
+		return skip(v1.WhenExpressionsSkip, " ("+describeWhen(pt.When)+")", whenSkip(r.writtenWhen(name), pt.When, rpt.EvaluatedCEL))
 	}
 
 	ts := r.taskSpec(pt)

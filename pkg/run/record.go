@@ -61,6 +61,38 @@ type Task struct {
 	Results        map[string]string `json:"results,omitempty"`
 	Skipped        bool              `json:"skipped,omitempty"`
 	SkipReason     string            `json:"skipReason,omitempty"`
+	// Skip is what the orchestrator saw when it skipped the task, for the
+	// skip record of each of its steps (nil when the task ran, or was
+	// skipped for a reason no skip record is written for).
+	Skip *Skip `json:"skip,omitempty"`
+}
+
+// Skip is why the orchestrator (the local runner, the PipelineRun
+// controller) skipped a pipeline task, as a skip record carries it: Tekton's
+// reason, the task's when expressions with their resolved inputs, or the
+// parent whose skip cascaded.
+type Skip struct {
+	// Reason is Tekton's SkippingReason ("When Expressions evaluated to
+	// false", "Parent Tasks were skipped", "Results were missing").
+	Reason string `json:"reason"`
+	// When are the task's when expressions, for a when-expression skip.
+	When []When `json:"when,omitempty"`
+	// Parent is the skipped task whose skip cascaded (parent skipped,
+	// results missing).
+	Parent string `json:"parent,omitempty"`
+}
+
+// When is one when expression: as the Pipeline writes it (Input, Values)
+// and as the orchestrator resolved it (ResolvedInput, ResolvedValues). A
+// CEL expression has CEL set and its evaluated result in CELResult.
+type When struct {
+	Input          string   `json:"input,omitempty"`
+	Operator       string   `json:"operator,omitempty"`
+	Values         []string `json:"values,omitempty"`
+	CEL            string   `json:"cel,omitempty"`
+	ResolvedInput  string   `json:"resolvedInput,omitempty"`
+	ResolvedValues []string `json:"resolvedValues,omitempty"`
+	CELResult      *bool    `json:"celResult,omitempty"`
 }
 
 // Step is one executed container (Tekton step) of a Task.
@@ -89,6 +121,10 @@ type Step struct {
 	Stdout     DigestSet         `json:"stdout,omitempty"`
 	Stderr     DigestSet         `json:"stderr,omitempty"`
 	Results    map[string]string `json:"results,omitempty"`
+	// Skip is set on the steps of a skipped task: the step did not run,
+	// and its link is a skip record (attest.Link) signed by the
+	// orchestrator.
+	Skip *Skip `json:"skip,omitempty"`
 }
 
 // StepName joins a pipeline task and a step into the in-toto step name.

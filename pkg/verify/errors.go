@@ -58,6 +58,11 @@ var (
 	// ErrMalformed: a layout or link is not well-formed (JSON syntax,
 	// duplicate or unknown keys, wrong types, size cap, bad rules).
 	ErrMalformed error = &MalformedError{}
+	// ErrSkip: a skip record does not excuse its task's missing links: the
+	// layout does not let the task be skipped, the task also ran, the
+	// recorded when expressions are not the layout's or hold on the
+	// recorded inputs, or the cascade parent was not itself skipped.
+	ErrSkip error = &SkipError{}
 	// ErrUnsupported: the layout uses a feature this engine refuses on
 	// purpose (inspections, sublayouts, certificate-based functionaries,
 	// DSSE-wrapped metadata).
@@ -94,6 +99,7 @@ var reasons = map[string]*reject.Reason{
 	"output-artifact":  reject.ErrMismatch,
 	"malformed":        reject.ErrMalformed,
 	"unsupported":      reject.ErrUnsupported,
+	"skip":             reject.ErrMissing,
 }
 
 // stepped is implemented by failures that belong to one layout step.
@@ -186,9 +192,15 @@ type UnauthorizedError struct {
 	Step  string
 	File  string
 	KeyID string
+	// Reason, when set, says why the key is not authorized although the
+	// step lists it (it may sign only skip records, or only links of a run).
+	Reason string
 }
 
 func (e *UnauthorizedError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("step %q: link %s is signed by key %s: %s", e.Step, e.File, short(e.KeyID), e.Reason)
+	}
 	return fmt.Sprintf("step %q: link %s is signed by key %s, which the layout does not authorize for this step", e.Step, e.File, short(e.KeyID))
 }
 
@@ -487,3 +499,35 @@ func category(err error) string {
 	}
 	return "error"
 }
+
+// SkipError: a skip record (a link the orchestrator signs for a step of a
+// task Tekton skipped) that does not excuse the task's missing links.
+type SkipError struct {
+	Task  string
+	Step  string
+	File  string
+	KeyID string
+	// Reason says which check refused the skip.
+	Reason string
+}
+
+func (e *SkipError) Error() string {
+	at := fmt.Sprintf("task %q", e.Task)
+	if e.Step != "" {
+		at += fmt.Sprintf(" step %q", e.Step)
+	}
+	if e.File != "" {
+		at += fmt.Sprintf(": skip record %s", e.File)
+		if e.KeyID != "" {
+			at += fmt.Sprintf(" (key %s)", short(e.KeyID))
+		}
+	}
+	return fmt.Sprintf("%s: %s", at, e.Reason)
+}
+
+// Is matches ErrSkip and ErrVerification.
+func (e *SkipError) Is(target error) bool { return is[*SkipError](target) }
+
+// Category names the failure category.
+func (e *SkipError) Category() string { return "skip" }
+func (e *SkipError) stepName() string { return e.Step }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -193,6 +194,10 @@ type checkedLayout struct {
 	// Keys are the functionary keys, by key ID (recomputed from the key).
 	Keys     map[string]signing.Verifier
 	Warnings []string
+	// Skips are the layout's skippable tasks (attest.SkipRule), in readme
+	// order; skipOf maps each of their steps to its rule.
+	Skips  []attest.SkipRule
+	skipOf map[string]*attest.SkipRule
 }
 
 // compile checks what the layout says and compiles its rules. It refuses
@@ -292,6 +297,33 @@ func compile(pl *parsedLayout, file string) (*checkedLayout, []error) {
 			continue
 		}
 		cl.Steps[i].MayFail = true
+	}
+	cl.Skips = d.Skippable
+	cl.skipOf = map[string]*attest.SkipRule{}
+	tasks := map[string]bool{}
+	for i := range cl.Skips {
+		tasks[cl.Skips[i].Task] = true
+	}
+	for i := range cl.Skips {
+		r := &cl.Skips[i]
+		for _, p := range append(append([]string(nil), r.Parents...), r.ResultsFrom...) {
+			if !tasks[p] {
+				malformed("readme: skippable task %s: its skip may cascade from task %s, which has no skippable rule", r.Task, p)
+			}
+		}
+		for _, name := range r.Steps {
+			i, ok := cl.byName[name]
+			if !ok {
+				malformed("readme: skippable task %s: step %s is not a step of the layout", r.Task, name)
+				continue
+			}
+			for _, k := range r.Keys {
+				if !slices.Contains(cl.Steps[i].PubKeys, k) {
+					malformed("readme: skippable task %s: key %s may sign skip records but is not a key of step %s", r.Task, short(k), name)
+				}
+			}
+			cl.skipOf[name] = r
+		}
 	}
 	return cl, errs
 }

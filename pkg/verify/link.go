@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -10,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/run"
 )
 
 // signature is one entry of a Metablock's "signatures".
@@ -76,7 +79,11 @@ type parsedLink struct {
 	RunID       string
 	HasRunID    bool
 	// Result is what the link's byproducts say of the command's outcome.
-	Result     commandResult
+	Result commandResult
+	// Skip is set when the link is a skip record (byproducts carry
+	// attest.BySkip); SkipErr when that value does not decode.
+	Skip       *run.Skip
+	SkipErr    string
 	Signatures []signature
 	// Payload is the canonical JSON of "signed": the bytes the signatures cover.
 	Payload []byte
@@ -118,6 +125,27 @@ func readCommandResult(byproducts *jvalue, data []byte) commandResult {
 		r.TimedOut = !(v.kind == jBool && !v.b)
 	}
 	return r
+}
+
+// readSkip decodes the skip record mark of byproducts, strictly.
+func readSkip(byproducts *jvalue, data []byte) (*run.Skip, string) {
+	if byproducts.kind != jObj {
+		return nil, ""
+	}
+	v, ok := byproducts.member(attest.BySkip)
+	if !ok {
+		return nil, ""
+	}
+	var s run.Skip
+	dec := json.NewDecoder(bytes.NewReader(data[v.start:v.end]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Sprintf("byproducts %q: %v", attest.BySkip, err)
+	}
+	if s.Reason == "" {
+		return nil, fmt.Sprintf("byproducts %q: no reason", attest.BySkip)
+	}
+	return &s, ""
 }
 
 // Errors parseLink returns for metadata that is well-formed but not a link.
@@ -239,6 +267,7 @@ func parseLinkFrom(p *parser, data []byte) (*parsedLink, error) {
 		return nil, err
 	}
 	l.Result = readCommandResult(&byproducts, data)
+	l.Skip, l.SkipErr = readSkip(&byproducts, data)
 	if l.Payload, err = l.canonical(len(data), &byproducts, &environment); err != nil {
 		return nil, err
 	}

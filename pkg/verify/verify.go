@@ -70,6 +70,9 @@ type StepResult struct {
 	Links     []LinkResult `json:"links"`
 	Passed    bool         `json:"passed"`
 	Failures  []string     `json:"failures,omitempty"`
+	// Skipped is set when the step's task was skipped and its skip record
+	// excuses the missing links: Tekton's reason and what it rests on.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // LinkResult is one link file of a step.
@@ -79,6 +82,8 @@ type LinkResult struct {
 	// Valid: well-formed, signed by a key the layout authorizes for the
 	// step, and the signature verifies.
 	Valid bool `json:"valid"`
+	// SkipRecord: the link is a skip record, not a link of a run.
+	SkipRecord bool `json:"skipRecord,omitempty"`
 }
 
 type failureJSON struct {
@@ -132,7 +137,17 @@ func (v *Verdict) MarshalJSON() ([]byte, error) {
 //     names a layout step and its signed name is that step, that the key of
 //     its file name signed it, that the layout authorizes that key for the
 //     step, and that the signature verifies.
-//  5. Check each step's threshold of valid links from distinct keys.
+//     4a. Skip records (links the orchestrator signs for the steps of a
+//     task Tekton skipped): well-formed, for a task the layout's readme
+//     declares skippable (attest.SkipRule), signed by a key it lets sign
+//     skip records; a link of a run signed by a key the step lists only
+//     for skip records is refused.
+//     5a. Excuse each skipped task whose skip records hold (checkSkips): no
+//     link of a run, one record per step, a reason the layout allows whose
+//     when expressions are false on the recorded inputs or whose cascade
+//     parent was itself skipped.
+//  5. Check each step's threshold of valid links from distinct keys (a step
+//     excused in 5a needs none: its skip record stands in for its links).
 //  6. Check all valid links of a step report the same materials and products.
 //  7. Check all links come from one run: the same stepseal.dev/run-id, equal
 //     to opts.RunID when set.
@@ -174,6 +189,8 @@ func Layout(ctx context.Context, layout []byte, owners []signing.Verifier, links
 	if err := v.loadLinks(ctx); err != nil { // 4
 		return nil, err
 	}
+	v.checkSkipKeys()      // 4a
+	v.checkSkips()         // 5a
 	v.checkThresholds()    // 5
 	v.checkAgreement()     // 6
 	v.checkRunBinding()    // 7
@@ -204,6 +221,11 @@ type verification struct {
 	ref   map[string]*parsedLink
 	// runID is the run the links are checked against (step 7).
 	runID string
+	// excused maps each step of a skipped task whose skip record holds
+	// to that record (step 5a); claimed holds every step of a task with
+	// skip records, excused or not (its refusal is the failure to report).
+	excused map[string]*linkFile
+	claimed map[string]bool
 
 	failures []error
 	warnings []string
@@ -474,6 +496,9 @@ func (v *verification) checkThresholds() {
 		if f.Step == "" {
 			continue
 		}
+		if f.isSkip() {
+			continue // step 5a
+		}
 		count[f.Step]++
 		if f.Valid {
 			v.valid[f.Step] = append(v.valid[f.Step], f)
@@ -486,7 +511,13 @@ func (v *verification) checkThresholds() {
 		if len(valid) > 0 {
 			v.ref[st.Name] = valid[0].Link
 		}
+		if rec := v.excused[st.Name]; rec != nil {
+			v.ref[st.Name] = rec.Link
+			continue
+		}
 		switch {
+		case v.claimed[st.Name] && len(valid) == 0:
+			// A refused skip record: step 5a said why.
 		case count[st.Name] == 0:
 			v.fail(&MissingStepError{Step: st.Name, Keys: st.PubKeys})
 		case len(valid) < st.Threshold:
@@ -544,6 +575,9 @@ func (v *verification) checkRunBinding() {
 	var links []*linkFile
 	for _, st := range v.cl.Steps {
 		links = append(links, v.valid[st.Name]...)
+		if rec := v.excused[st.Name]; rec != nil {
+			links = append(links, rec)
+		}
 	}
 	want := v.opts.RunID
 	v.runID = want
@@ -710,14 +744,19 @@ func (v *verification) finish() (*Verdict, error) {
 		links := map[string][]LinkResult{}
 		for _, f := range v.files {
 			if f.Step != "" {
-				links[f.Step] = append(links[f.Step], LinkResult{File: f.Name, KeyID: f.KeyID, Valid: f.Valid})
+				links[f.Step] = append(links[f.Step], LinkResult{File: f.Name, KeyID: f.KeyID, Valid: f.Valid, SkipRecord: f.isSkip()})
 			}
 		}
 		for _, st := range v.cl.Steps {
-			verdict.Steps = append(verdict.Steps, StepResult{
+			sr := StepResult{
 				Name: st.Name, Threshold: st.Threshold, Links: links[st.Name],
 				Passed: len(byStep[st.Name]) == 0 && len(v.valid[st.Name]) >= st.Threshold, Failures: byStep[st.Name],
-			})
+			}
+			if rec := v.excused[st.Name]; rec != nil {
+				sr.Skipped = describeSkip(rec.Link.Skip)
+				sr.Passed = len(byStep[st.Name]) == 0
+			}
+			verdict.Steps = append(verdict.Steps, sr)
 		}
 	}
 	if verdict.Passed {

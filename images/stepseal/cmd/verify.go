@@ -125,6 +125,13 @@ func printVerdict(w io.Writer, v *verify.Verdict) {
 				valid++
 			}
 		}
+		if s.Skipped != "" {
+			if s.Passed {
+				mark = "skip"
+			}
+			fmt.Fprintf(w, "  %s %-32s skipped, signed skip record: %s\n", mark, s.Name, s.Skipped)
+			continue
+		}
 		fmt.Fprintf(w, "  %s %-32s %d/%d valid link(s), threshold %d\n", mark, s.Name, valid, len(s.Links), s.Threshold)
 	}
 	for _, wn := range v.Warnings {

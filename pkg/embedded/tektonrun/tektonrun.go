@@ -48,6 +48,7 @@ func (p pipelineSpec) Run(ctx context.Context, o embedded.RunOptions) (*run.Reco
 		WorkDir:           o.WorkDir,
 		LinkDir:           o.LinkDir,
 		Signers:           o.Signers,
+		SkipSigner:        o.SkipSigner,
 		Exclude:           o.Exclude,
 		Out:               o.Out,
 		Quiet:             o.Quiet,

@@ -2,6 +2,7 @@ package generate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -101,6 +102,9 @@ func FromPipeline(spec *tekton.Spec, f *layout.Functionaries, keys map[string]in
 	if len(mayFail) > 0 {
 		l.Readme = strings.TrimRight(l.Readme, "\n") + "\n" + attest.OnErrorContinueLines(mayFail)
 	}
+	if err := g.addSkipRules(spec, f, keys, opts, l); err != nil {
+		return nil, err
+	}
 	exp := opts.Expires
 	if exp.IsZero() {
 		exp = time.Now().Add(f.ExpiresIn())
@@ -124,6 +128,10 @@ func FromPipeline(spec *tekton.Spec, f *layout.Functionaries, keys map[string]in
 			st.ExpectedMaterials, st.ExpectedProducts = g.rules(t, i)
 			if name == outStep {
 				st.ExpectedProducts = append([][]string{{"REQUIRE", f.Spec.Output}}, st.ExpectedProducts...)
+			}
+			if sk := t.skipKey; sk != nil && !slices.Contains(st.PubKeys, sk.KeyID) {
+				st.PubKeys = append(st.PubKeys, sk.KeyID)
+				sort.Strings(st.PubKeys)
 			}
 			l.Steps = append(l.Steps, st)
 		}
@@ -200,6 +208,13 @@ type task struct {
 	// wsNames are the keys of binds, sorted.
 	wsNames []string
 	deps    []*task
+	// pt is the pipeline task as the Pipeline writes it.
+	pt v1.PipelineTask
+	// final: a finally task.
+	final bool
+	// skipKey is set when the task may be skipped: the key of its skip
+	// records, which its steps' pubkeys then include.
+	skipKey *in_toto.Key
 	// ancestors holds every task this one transitively depends on.
 	ancestors map[*task]bool
 }
@@ -223,7 +238,7 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 	}
 	dag := len(order)
 	for i, pt := range append(order, spec.Finally()...) {
-		t := &task{name: pt.Name, index: i, binds: map[string]bool{}}
+		t := &task{name: pt.Name, index: i, binds: map[string]bool{}, pt: pt, final: i >= dag}
 		ts := spec.Tasks[pt.Name]
 		if ts == nil {
 			return nil, fmt.Errorf("%w: %s: pipeline task %q has no resolved Task", layout.ErrLayout, spec.Path, pt.Name)
@@ -418,4 +433,85 @@ func (g *graph) outputStep(output string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%q: no task binds workspace %q writable, so no step can produce it", output, w)
+}
+
+// addSkipRules finds the tasks Tekton may skip and declares them in l's
+// readme (attest.SkipRule), with the orchestrator's key (opts.SkipKey, else
+// the Functionaries file's skipSigner) as the signer of their skip records.
+// A DAG task may be skipped when it has when expressions, when a dependency
+// may be skipped for another reason than its own when expressions ("Parent
+// Tasks were skipped"), or when it uses results of a task that may be
+// skipped ("Results were missing"); a finally task when it has when
+// expressions or uses such results. These are the rules of Tekton's
+// PipelineRun reconciler (a when-expression skip does not cascade to the
+// tasks that only runAfter the skipped one).
+func (g *graph) addSkipRules(spec *tekton.Spec, f *layout.Functionaries, keys map[string]in_toto.Key, opts layout.Options, l *in_toto.Layout) error {
+	key := opts.SkipKey
+	if key == nil && f.Spec.SkipSigner != "" {
+		k, ok := keys[f.Spec.SkipSigner]
+		if !ok {
+			return fmt.Errorf("%w: %s: spec.skipSigner: no public key for functionary %s", layout.ErrLayout, f.Path, f.Spec.SkipSigner)
+		}
+		key = &k
+	}
+	if key == nil {
+		return nil
+	}
+	if _, err := signing.VerifierFromInTotoKey(*key); err != nil {
+		return fmt.Errorf("%w: the key of skip records: %w", layout.ErrLayout, err)
+	}
+	canSkip := map[string]bool{} // may be skipped at all
+	cascade := map[string]bool{} // may be skipped for another reason than its when expressions
+	deps := spec.Deps()
+	var rules []attest.SkipRule
+	for _, t := range g.tasks {
+		r := attest.SkipRule{Task: t.name, Steps: t.steps, Keys: []string{key.KeyID}}
+		for _, ref := range v1.PipelineTaskResultRefs(&t.pt) {
+			if canSkip[ref.PipelineTask] && !slices.Contains(r.ResultsFrom, ref.PipelineTask) {
+				r.ResultsFrom = append(r.ResultsFrom, ref.PipelineTask)
+			}
+		}
+		if !t.final {
+			for _, d := range deps[t.name] {
+				if cascade[d] && !slices.Contains(r.Parents, d) {
+					r.Parents = append(r.Parents, d)
+				}
+			}
+		}
+		sort.Strings(r.ResultsFrom)
+		sort.Strings(r.Parents)
+		for _, w := range t.pt.When {
+			if w.CEL != "" {
+				r.When = append(r.When, run.When{CEL: w.CEL})
+				continue
+			}
+			r.When = append(r.When, run.When{Input: w.Input, Operator: string(w.Operator), Values: append([]string{}, w.Values...)})
+		}
+		cascade[t.name] = len(r.Parents) > 0 || len(r.ResultsFrom) > 0
+		canSkip[t.name] = cascade[t.name] || len(r.When) > 0
+		if !canSkip[t.name] {
+			continue
+		}
+		for _, s := range t.steps {
+			ids, _, err := stepKeys(f, keys, s)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(ids, key.KeyID) && !slices.Contains(r.SkipOnlyKeys, key.KeyID) {
+				r.SkipOnlyKeys = append(r.SkipOnlyKeys, key.KeyID)
+			}
+		}
+		t.skipKey = key
+		rules = append(rules, r)
+	}
+	if len(rules) == 0 {
+		return nil
+	}
+	lines, err := attest.SkippableLines(rules)
+	if err != nil {
+		return fmt.Errorf("%w: %w", layout.ErrLayout, err)
+	}
+	l.Readme = strings.TrimRight(l.Readme, "\n") + "\n" + lines
+	l.Keys[key.KeyID] = *key
+	return nil
 }
