@@ -31,8 +31,9 @@ func (f *linkFile) isSkip() bool {
 	return f.Link != nil && (f.Link.Skip != nil || f.Link.SkipErr != "")
 }
 
-// checkSkipKeys is step 4a, on each link whose signature verified: a skip
-// record must be well-formed, for a step the layout lets be skipped, signed
+// checkSkipKeys is step 4a, on each link whose signature verified (step 4
+// refused a skip record for a step the layout does not let be skipped): a
+// skip record must be well-formed, signed
 // by a key that may sign skip records; a link of a run must not be signed
 // by a key that may only sign skip records (in-toto-golang accepts both: it
 // knows no skip records).
@@ -46,11 +47,6 @@ func (v *verification) checkSkipKeys() {
 		case f.Link.SkipErr != "":
 			f.Valid = false
 			v.fail(&MalformedError{File: f.Name, Reason: f.Link.SkipErr})
-		case f.Link.Skip != nil && r == nil:
-			f.Valid = false
-			task, _, _ := run.SplitStepName(f.Step)
-			v.fail(&SkipError{Task: task, Step: f.Step, File: f.Name, KeyID: f.KeyID,
-				Reason: "the layout does not let this task be skipped (it has no when expressions and no task whose skip cascades to it)"})
 		case f.Link.Skip != nil && !slices.Contains(r.Keys, f.KeyID):
 			f.Valid = false
 			v.fail(&UnauthorizedError{Step: f.Step, File: f.Name, KeyID: f.KeyID,
@@ -136,6 +132,36 @@ func (v *verification) checkSkips() {
 		skipped[r.Task] = recs[0].Link.Skip.Reason
 		for s, f := range first {
 			v.excused[s] = f
+		}
+	}
+	// A task that ran although Tekton would have skipped it: a skip that
+	// cascades (its parent's, or the task whose results it uses) was
+	// claimed for a task that in truth ran — a link replaced by a skip
+	// record — or the orchestrator did not skip what it should have.
+	for i := range v.cl.Skips {
+		r := &v.cl.Skips[i]
+		var ran *linkFile
+		for _, s := range r.Steps {
+			for _, f := range byStep[s] {
+				if !f.isSkip() && ran == nil {
+					ran = f
+				}
+			}
+		}
+		if ran == nil {
+			continue
+		}
+		for _, p := range r.ResultsFrom {
+			if _, ok := skipped[p]; ok {
+				v.fail(&SkipError{Task: r.Task, Step: ran.Step, File: ran.Name, KeyID: ran.KeyID,
+					Reason: fmt.Sprintf("the task ran, but task %q, whose results it uses, was skipped: Tekton skips it (%s)", p, skipResults)})
+			}
+		}
+		for _, p := range r.Parents {
+			if reason, ok := skipped[p]; ok && reason != skipWhen {
+				v.fail(&SkipError{Task: r.Task, Step: ran.Step, File: ran.Name, KeyID: ran.KeyID,
+					Reason: fmt.Sprintf("the task ran, but its dependency %q was skipped (%s): Tekton skips it (%s)", p, reason, skipParent)})
+			}
 		}
 	}
 }

@@ -451,6 +451,12 @@ func (v *verification) loadLink(ctx context.Context, f *linkFile) {
 		bad(&SignatureError{Step: f.Step, File: f.Name, KeyID: short, Reason: "has no signature by the key its file name names"})
 		return
 	}
+	if l.Skip != nil && v.cl.skipOf[f.Step] == nil {
+		task, _, _ := run.SplitStepName(f.Step)
+		bad(&SkipError{Task: task, Step: f.Step, File: f.Name, KeyID: f.KeyID,
+			Reason: "the layout does not let this task be skipped (it has no when expressions and no task whose skip cascades to it)"})
+		return
+	}
 	st := &v.cl.Steps[v.cl.byName[f.Step]]
 	authorized := false
 	for _, id := range st.PubKeys {
