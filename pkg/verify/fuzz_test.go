@@ -60,6 +60,7 @@ func FuzzLink(f *testing.F) {
 	_ = json.Compact(&compact, links[name])
 	f.Add(compact.Bytes())
 	f.Add([]byte(`{"signed":{"_type":"link","name":"\ud800x","materials":{"a":{"sha256":"00"}},"products":null,"byproducts":{"n":-0},"command":null,"environment":{"k":[1e2,"\u00e9"]}},"signatures":[]}`))
+	f.Add([]byte(`{"signed":{"_type":"link","name":"fetch.copy","materials":{},"products":{},"byproducts":{"stepseal.dev/skip":{"reason":"When Expressions evaluated to false","when":[{"input":"$(params.a)","operator":"in","values":["x"],"resolvedInput":"y","resolvedValues":["x"]}]}},"command":[],"environment":{"stepseal.dev/run-id":"r"}},"signatures":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := parseLink(data)
 		if err == nil {
