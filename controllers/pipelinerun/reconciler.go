@@ -64,10 +64,13 @@ var (
 //  2. builds one run.Record of all children (taskrun.FromTaskRun each);
 //  3. finds every child's links and provenance in the first backend, and
 //     requires a link for every step of every child;
-//  4. signs SLSA v1 provenance of the run: the links are byproducts, the
-//     children's provenance envelopes too (media type MediaTypeProvenance),
-//     each with its sha256 digest; a retry reuses the stored bytes;
-//  5. Puts it into every backend; the lifecycle then annotates
+//  4. signs a skip record for each step of each task Tekton skipped
+//     (status.skippedTasks; see skipRecords), then SLSA v1 provenance of
+//     the run: the links and skip records are byproducts, the children's
+//     provenance envelopes too (media type MediaTypeProvenance), each with
+//     its sha256 digest; a retry reuses the stored bytes;
+//  5. Puts the skip records, then the provenance, into every backend; the
+//     lifecycle then annotates
 //     stepseal.dev/signed=true.
 //
 // Keys and backends are resolved the TaskRun controller's way, through the
@@ -289,28 +292,47 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 		}
 	}
 
+	// Skip records for the tasks Tekton skipped: stored with the run's
+	// provenance (before it), which names them among its links.
+	skips, err := r.skipRecords(ctx, pr, rec, signer, seal.PreviousOf(links...))
+	if err != nil {
+		return 0, "", err
+	}
+	for _, e := range skips {
+		if !slices.ContainsFunc(links, func(l store.Entry) bool { return l.Name == e.Name }) {
+			links = append(links, e)
+		}
+	}
+
 	byproducts, err := childProvenance(childProv)
 	if err != nil {
 		return 0, "", err
 	}
-	opts := attest.ProvenanceOptions{Subjects: subjects, BuilderID: cfg.BuilderID, Links: seal.Digests(links), Byproducts: byproducts}
+	// A run that declared no output and whose last step produced nothing
+	// (a test pipeline) still gets provenance: about its signed links and
+	// skip records, as the local runner's.
+	opts := attest.ProvenanceOptions{Subjects: subjects, BuilderID: cfg.BuilderID, Links: seal.Digests(links), Byproducts: byproducts, LinkSubjects: true}
 	st, err := attest.Provenance(rec, opts)
 	if err != nil {
 		// No child declared an output and the last step produced nothing:
 		// the children's signed links and provenance are stored, and there
 		// is nothing the run's provenance could be about.
 		logging.FromContext(ctx).Infow("no PipelineRun provenance: no subject", zap.Error(err))
-		return 0, "", nil
+		if len(skips) == 0 {
+			return 0, "", nil
+		}
+		logIndex, err := seal.Put(ctx, lifecycle.Targets(backends), skips)
+		return len(skips), logIndex, err
 	}
 	e, err := seal.Provenance(ctx, st, provName, runID, signer, seal.PreviousOf(previous...), false)
 	if err != nil {
 		return 0, "", err
 	}
 	// Image attachers are skipped: run-level provenance is not attached (yet).
-	if logIndex, err = seal.Put(ctx, lifecycle.Targets(backends), []store.Entry{e}); err != nil {
+	if logIndex, err = seal.Put(ctx, lifecycle.Targets(backends), append(skips, e)); err != nil {
 		return 0, "", err
 	}
-	return 1, logIndex, nil
+	return 1 + len(skips), logIndex, nil
 }
 
 // childProvenance describes each child's provenance envelope as a

@@ -59,6 +59,9 @@ type PipelineFinishOptions struct {
 	// Start is the run's start time; default: the earliest child start, else
 	// one second before now.
 	Start time.Time
+	// SkippedTasks are the pipeline tasks Tekton skipped
+	// (status.skippedTasks), with its reasons and resolved when expressions.
+	SkippedTasks []v1.SkippedTask
 }
 
 // FinishPipelineRun writes the status Tekton writes for a finished
@@ -128,9 +131,13 @@ func FinishedPipelineStatus(pr *v1.PipelineRun, o PipelineFinishOptions) (*v1.Pi
 		Type:   apis.ConditionSucceeded,
 		Status: corev1.ConditionTrue,
 		Reason: v1.PipelineRunReasonSuccessful.String(),
-		Message: fmt.Sprintf("Tasks Completed: %d (Failed: %d, Cancelled 0), Skipped: 0",
-			len(o.TaskRuns), failed),
+		// Tekton says Completed when a task was skipped.
+		Message: fmt.Sprintf("Tasks Completed: %d (Failed: %d, Cancelled 0), Skipped: %d",
+			len(o.TaskRuns), failed, len(o.SkippedTasks)),
 		LastTransitionTime: apis.VolatileTime{Inner: metav1.NewTime(end)},
+	}
+	if len(o.SkippedTasks) > 0 {
+		cond.Reason = v1.PipelineRunReasonCompleted.String()
 	}
 	if failed > 0 {
 		cond.Status, cond.Reason = corev1.ConditionFalse, v1.PipelineRunReasonFailed.String()
@@ -144,6 +151,7 @@ func FinishedPipelineStatus(pr *v1.PipelineRun, o PipelineFinishOptions) (*v1.Pi
 			Results:         o.Results,
 			PipelineSpec:    spec,
 			ChildReferences: children,
+			SkippedTasks:    o.SkippedTasks,
 		},
 	}, nil
 }

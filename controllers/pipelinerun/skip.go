@@ -1,0 +1,137 @@
+package pipelinerun
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/logging"
+
+	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/seal"
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/store"
+)
+
+// skipRecords signs a skip record (attest.BySkip) for every step of every
+// task in status.skippedTasks that Tekton skipped because its when
+// expressions were false, a parent was skipped or results it needs were
+// missing — the reasons a layout can excuse. The steps are those of the
+// task's spec in status.pipelineSpec (inline) or of the Task its taskRef
+// names in the run's namespace; when expressions as status.pipelineSpec
+// writes them (before parameter substitution) and as Tekton resolved them
+// (skippedTasks[].whenExpressions). The cascade parent is derived as
+// Tekton's reconciler decides it: the first dependency skipped for another
+// reason than its when expressions, or the first task whose results it
+// uses that was skipped. A skipped task whose steps cannot be named (a
+// Task from a remote resolver) gets no record and is logged: its run then
+// does not verify, which is the safe side. A retry reuses the records an
+// earlier attempt stored (prev).
+func (r *Kind) skipRecords(ctx context.Context, pr *v1.PipelineRun, rec *run.Record, signer signing.Signer, prev seal.Previous) ([]store.Entry, error) {
+	spec := pr.Status.PipelineSpec
+	if spec == nil || len(pr.Status.SkippedTasks) == 0 {
+		return nil, nil
+	}
+	skipped := map[string]v1.SkippingReason{}
+	for _, st := range pr.Status.SkippedTasks {
+		skipped[st.Name] = st.Reason
+	}
+	deps := v1.PipelineTaskList(spec.Tasks).Deps()
+	at := rec.FinishedAt
+	var out []store.Entry
+	for _, st := range pr.Status.SkippedTasks {
+		pt := findTask(spec, st.Name)
+		if pt == nil {
+			continue
+		}
+		skip := &run.Skip{Reason: string(st.Reason)}
+		switch st.Reason {
+		case v1.WhenExpressionsSkip:
+			if len(st.WhenExpressions) != len(pt.When) {
+				logging.FromContext(ctx).Warnw("no skip record: the skipped task's resolved when expressions do not match its written ones", "task", st.Name)
+				continue
+			}
+			for i, w := range pt.When {
+				if w.CEL != "" {
+					// Tekton does not record which CEL expression was
+					// false: no record, so the run does not verify.
+					skip = nil
+					break
+				}
+				res := st.WhenExpressions[i]
+				skip.When = append(skip.When, run.When{Input: w.Input, Operator: string(w.Operator), Values: append([]string{}, w.Values...),
+					ResolvedInput: res.Input, ResolvedValues: append([]string{}, res.Values...)})
+			}
+		case v1.ParentTasksSkip:
+			d := slices.Clone(deps[st.Name])
+			sort.Strings(d)
+			for _, p := range d {
+				if reason, ok := skipped[p]; ok && reason != v1.WhenExpressionsSkip {
+					skip.Parent = p
+					break
+				}
+			}
+		case v1.MissingResultsSkip:
+			for _, ref := range v1.PipelineTaskResultRefs(pt) {
+				if _, ok := skipped[ref.PipelineTask]; ok {
+					skip.Parent = ref.PipelineTask
+					break
+				}
+			}
+		default:
+			continue // the run stopped, timed out or was cancelled: nothing to excuse
+		}
+		if skip == nil || (st.Reason != v1.WhenExpressionsSkip && skip.Parent == "") {
+			logging.FromContext(ctx).Warnw("no skip record: the skip cannot be traced to its cause", "task", st.Name, "reason", st.Reason)
+			continue
+		}
+		steps, err := r.taskSteps(ctx, pr.Namespace, pt)
+		if err != nil {
+			logging.FromContext(ctx).Warnw("no skip record: the skipped task's steps cannot be named", "task", st.Name, "error", err)
+			continue
+		}
+		for i, s := range steps {
+			name := s.Name
+			if name == "" {
+				name = fmt.Sprintf("unnamed-%d", i)
+			}
+			e, err := seal.Link(ctx, rec, run.Step{Name: run.StepName(pt.Name, name), StartedAt: at, FinishedAt: at, Skip: skip}, signer, prev)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// findTask returns the pipeline task (DAG or finally) called name.
+func findTask(spec *v1.PipelineSpec, name string) *v1.PipelineTask {
+	for _, list := range [][]v1.PipelineTask{spec.Tasks, spec.Finally} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
+// taskSteps returns the steps of a pipeline task that never ran: its
+// inline spec, or the namespaced Task its taskRef names.
+func (r *Kind) taskSteps(ctx context.Context, namespace string, pt *v1.PipelineTask) ([]v1.Step, error) {
+	switch {
+	case pt.TaskSpec != nil:
+		return pt.TaskSpec.Steps, nil
+	case pt.TaskRef != nil && pt.TaskRef.Resolver == "" && pt.TaskRef.Name != "" && (pt.TaskRef.Kind == "" || pt.TaskRef.Kind == v1.NamespacedTaskKind):
+		t, err := r.Tekton.TektonV1().Tasks(namespace).Get(ctx, pt.TaskRef.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return t.Spec.Steps, nil
+	}
+	return nil, fmt.Errorf("pipeline task %s: its Task comes from a resolver or is not a namespaced Task", pt.Name)
+}
