@@ -84,4 +84,17 @@
 //     has no outcome to check.
 //   - Options.LayoutThreshold lets N of the given owner keys suffice;
 //     in-toto-golang always requires every key given.
+//   - Skip records (byproduct "stepseal.dev/skip"; see skip.go) stand in
+//     for the links of a task Tekton skipped only when the layout's signed
+//     readme declares the task skippable ("stepseal.dev/skippable: <json>",
+//     attest.SkipRule), the record is signed by a key the rule lists, every
+//     step of the task has one, the task has no link of a run, and its
+//     reason holds (when expressions the layout's and false on the recorded
+//     inputs; a cascade parent the rule names that was itself excused);
+//     a task that ran although a cascading skip was claimed is refused, and
+//     a key the layout lists only for skip records may sign nothing else
+//     (ErrSkip, ErrUnauthorized). in-toto-golang sees skip records as links
+//     by an authorized key, so it accepts all of these forgeries as long as
+//     their artifacts match; one skip record meets a threshold above 1 here,
+//     not there.
 package verify
