@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +95,18 @@ func TestRunFilesVerify(t *testing.T) {
 			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "source", "report.txt"))
 			if string(b) != "tasks: Succeeded; build: Succeeded (Succeeded)\n" {
 				t.Errorf("report.txt = %q", b)
+			}
+		}},
+		{"pipelinerun-stepactions.yaml", []string{"produce.write", "produce.hash", "produce.record", "check.verify"}, func(t *testing.T, out string, r result) {
+			// The task result came from the step result and reached the
+			// pipeline result; the later step read it.
+			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "source", "message.txt"))
+			if string(b) != "built with StepActions\n" {
+				t.Errorf("message.txt = %q: the step's params did not reach the v1alpha1 StepAction", b)
+			}
+			sum := sha256.Sum256(b)
+			if !strings.Contains(r.stdout, "results: digest="+hex.EncodeToString(sum[:])) {
+				t.Errorf("no pipeline result from the step result:\n%s", r.stdout)
 			}
 		}},
 	}

@@ -1,6 +1,7 @@
 package generate
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -228,13 +229,20 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 		if ts == nil {
 			return nil, fmt.Errorf("%w: %s: pipeline task %q has no resolved Task", layout.ErrLayout, spec.Path, pt.Name)
 		}
-		steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
+		// Steps that reference a StepAction are the StepAction's steps, as
+		// the local runner and Tekton's reconciler resolve them (without a
+		// TaskRun's params: the expected command is unsubstituted).
+		resolved, err := spec.ResolveSteps(context.Background(), pt.Name, ts, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", layout.ErrLayout, err)
+		}
+		steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, resolved)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: pipeline task %q: stepTemplate: %w", layout.ErrLayout, spec.Path, pt.Name, err)
 		}
 		for j, s := range steps {
 			if s.Ref != nil {
-				return nil, fmt.Errorf("%w: %s: pipeline task %q step %d: StepAction references are not supported", layout.ErrLayout, spec.Path, pt.Name, j)
+				return nil, fmt.Errorf("%w: %s: pipeline task %q step %d: StepAction reference not resolved", layout.ErrLayout, spec.Path, pt.Name, j)
 			}
 			name := s.Name
 			if name == "" {
