@@ -96,7 +96,9 @@ func (r *runner) pipelineTask(name string) *v1.PipelineTask {
 	for _, pts := range [][]v1.PipelineTask{r.ps.Tasks, r.ps.Finally} {
 		for i := range pts {
 			if pts[i].Name == name {
-				return pts[i].DeepCopy()
+				// $(context.pipelineTask.retries), as Tekton's reconciler
+				// substitutes it before it creates the TaskRun.
+				return prresources.ApplyPipelineTaskContexts(&pts[i], v1.PipelineRunStatus{}, &prresources.PipelineRunFacts{State: r.state})
 			}
 		}
 	}
@@ -136,10 +138,7 @@ func (r *runner) preflight(ctx context.Context) error {
 		if pt.IsMatrixed() {
 			return invalid("pipeline task %s: matrix is not supported by the local runner", pt.Name)
 		}
-		if pt.Retries > 0 {
-			r.out.printf("stepseal: note: pipeline task %s asks for %d retries; the local runner does not retry\n", pt.Name, pt.Retries)
-		}
-		plan, err := r.planTask(ctx, pt, r.taskSpec(pt), false)
+		plan, err := r.planTask(ctx, pt, r.taskSpec(pt), false, nil)
 		if err != nil {
 			return err
 		}
@@ -259,7 +258,7 @@ var tektonVar = regexp.MustCompile(`\$\((?:params|results|workspaces|context|tas
 // substitution the way its taskrun reconciler does (params, context, results,
 // workspaces), with host paths for results and workspaces. With final false,
 // references to other tasks' results may remain.
-func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskSpec, final bool) (*taskPlan, error) {
+func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskSpec, final bool, retries []v1.TaskRunStatus) (*taskPlan, error) {
 	name := pt.Name
 	if err := unsupportedTask(name, ts); err != nil {
 		return nil, err
@@ -275,6 +274,7 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	tr := &v1.TaskRun{}
 	tr.Name = trName
 	tr.UID = typesUID(r.runID + "-" + name)
+	tr.Status.RetriesStatus = retries // $(context.task.retry-count)
 	if pt.TaskSpec != nil {
 		tr.Spec.TaskSpec = ts
 	}
@@ -691,11 +691,10 @@ func (r *runner) runPipelineTask(ctx context.Context, name string) error {
 	ts := r.taskSpec(pt)
 	rpt.ResolvedTask = &trresources.ResolvedTask{TaskSpec: ts}
 	prresources.PropagateResults(rpt, r.state)
-	plan, err := r.planTask(ctx, pt, rpt.ResolvedTask.TaskSpec, true)
-	if err != nil {
+	plan, results, err := r.attempts(ctx, pt, rpt.ResolvedTask.TaskSpec)
+	if plan == nil {
 		return err
 	}
-	results, err := r.runTask(ctx, plan)
 	rpt.TaskRunNames = []string{plan.tr.Name}
 	rpt.TaskRuns = []*v1.TaskRun{plan.tr}
 	if err != nil {

@@ -109,6 +109,17 @@ func TestRunFilesVerify(t *testing.T) {
 				t.Errorf("no pipeline result from the step result:\n%s", r.stdout)
 			}
 		}},
+		{"pipelinerun-retries.yaml", []string{"fetch.checkout", "build.compile"}, func(t *testing.T, out string, r result) {
+			// The failed attempt's link is kept beside the last attempt's.
+			links, _ := filepath.Glob(filepath.Join(out, "links", "build.compile.*.attempt-1.link"))
+			if len(links) != 1 {
+				t.Errorf("the failed attempt's link: %v", links)
+			}
+			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "source", "attempts.log"))
+			if string(b) != "attempt 0 (retries allowed: 1)\nattempt 1 (retries allowed: 1)\n" {
+				t.Errorf("attempts.log = %q", b)
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

@@ -61,3 +61,21 @@ func TestStepActionSteps(t *testing.T) {
 		t.Errorf("produce.hash expected command = %q, want the v1beta1 StepAction's script", got)
 	}
 }
+
+// A task with retries starts over in what its failed attempt left: its
+// first step ALLOWs the workspace after the MATCH; its later steps and
+// tasks without retries keep the strict rules.
+func TestRetriedTaskRules(t *testing.T) {
+	l, _ := generate(t, "../../../test/e2e/testdata/runs/pipelinerun-retries.yaml", "../../../test/e2e/testdata/runs/functionaries.yaml")
+	if len(l.Steps) != 2 {
+		t.Fatalf("steps = %+v", l.Steps)
+	}
+	want := [][]string{{"DISALLOW", "*"}}
+	if d := cmp.Diff(want, l.Steps[0].ExpectedMaterials); d != "" {
+		t.Errorf("fetch.checkout materials (-want +got):\n%s", d)
+	}
+	want = [][]string{{"MATCH", "source/**", "WITH", "PRODUCTS", "FROM", "fetch.checkout"}, {"ALLOW", "source/**"}, {"DISALLOW", "*"}}
+	if d := cmp.Diff(want, l.Steps[1].ExpectedMaterials); d != "" {
+		t.Errorf("build.compile materials (-want +got):\n%s", d)
+	}
+}
