@@ -18,6 +18,7 @@ import (
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/kmeta"
 
@@ -98,7 +99,13 @@ func (r *runner) pipelineTask(name string) *v1.PipelineTask {
 			if pts[i].Name == name {
 				// $(context.pipelineTask.retries), as Tekton's reconciler
 				// substitutes it before it creates the TaskRun.
-				return prresources.ApplyPipelineTaskContexts(&pts[i], v1.PipelineRunStatus{}, &prresources.PipelineRunFacts{State: r.state})
+				pt := prresources.ApplyPipelineTaskContexts(&pts[i], v1.PipelineRunStatus{}, &prresources.PipelineRunFacts{State: r.state})
+				// A taskRunSpec's timeout overrides the pipeline task's, as
+				// Tekton's reconciler sets the TaskRun's.
+				if d := r.spec.Run.TaskRunSpec(name).Timeout; d != nil {
+					pt.Timeout = d
+				}
+				return pt
 			}
 		}
 	}
@@ -387,6 +394,15 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
 	if err != nil {
 		return nil, invalid("pipeline task %s: stepTemplate: %v", name, err)
+	}
+	// The run's podTemplate env (taskRunTemplate, the task's taskRunSpec, a
+	// TaskRun's), with the TaskRun's params substituted, after each step's
+	// own env, as Tekton's Pod builder appends it to every step container.
+	if tpl := r.spec.Run.TaskRunSpec(name).PodTemplate; tpl != nil && len(tpl.Env) > 0 {
+		tpl = trresources.ApplyPodTemplateReplacements(tpl, tr, ts.Params...)
+		for i := range steps {
+			steps[i].Env = append(append([]corev1.EnvVar(nil), steps[i].Env...), tpl.Env...)
+		}
 	}
 	for i, st := range steps {
 		if err := checkStep(name, stepName(st, i), st, final); err != nil {

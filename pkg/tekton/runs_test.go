@@ -325,10 +325,12 @@ spec:
 		{"item path escapes", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n---\n" + inline + "  workspaces: [{name: w, configMap: {name: c, items: [{key: a, path: ../x}]}}]\n", []string{`ConfigMap "c"`, "../x"}},
 		{"subPath escapes", inline + "  workspaces: [{name: w, emptyDir: {}, subPath: ../up}]\n", []string{`PipelineRun "r"`, "../up"}},
 		{"projected", inline + "  workspaces: [{name: w, projected: {sources: [{configMap: {name: c}}]}}]\n", []string{`PipelineRun "r"`, `workspace "w"`, "only emptyDir"}},
-		{"taskRunSpecs", inline + "  taskRunSpecs: [{pipelineTaskName: t, serviceAccountName: x}]\n", []string{`PipelineRun "r"`, "taskRunSpecs"}},
-		{"podTemplate", inline + "  taskRunTemplate: {podTemplate: {nodeSelector: {a: b}}}\n", []string{`PipelineRun "r"`, "podTemplate"}},
+		{"taskRunSpecs unknown task", inline + "  taskRunSpecs: [{pipelineTaskName: nope, serviceAccountName: x}]\n", []string{`PipelineRun "r"`, "taskRunSpecs[0]", `no task "nope"`}},
+		{"podTemplate securityContext", inline + "  taskRunTemplate: {podTemplate: {securityContext: {runAsUser: 1000}}}\n", []string{`PipelineRun "r"`, "taskRunTemplate.podTemplate", "securityContext"}},
+		{"taskRunSpecs podTemplate volumes", inline + "  taskRunSpecs: [{pipelineTaskName: t, podTemplate: {volumes: [{name: v, emptyDir: {}}]}}]\n", []string{`PipelineRun "r"`, "taskRunSpecs[0] (pipeline task t).podTemplate", "volumes"}},
+		{"podTemplate env valueFrom", inline + "  taskRunTemplate: {podTemplate: {env: [{name: A, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]}}\n", []string{`PipelineRun "r"`, "env A", "valueFrom"}},
+		{"TaskRun podTemplate hostAliases", strings.Replace(tr, "spec:\n", "spec:\n  podTemplate: {hostAliases: [{ip: 10.0.0.1, hostnames: [a]}]}\n", 1), []string{`TaskRun "tr"`, "spec.podTemplate", "hostAliases"}},
 		{"pending", inline + "  status: PipelineRunPending\n", []string{`PipelineRun "r"`, "PipelineRunPending"}},
-		{"TaskRun stepSpecs", strings.Replace(tr, "spec:\n", "spec:\n  stepSpecs: [{name: s, computeResources: {}}]\n", 1), []string{`TaskRun "tr"`, "stepSpecs"}},
 		{"TaskRun name not a task name", strings.Replace(tr, "name: tr}", "name: tr.v1}", 1), []string{"tr.v1", "named after it"}},
 	}
 	for _, c := range cases {
