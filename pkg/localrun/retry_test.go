@@ -107,3 +107,40 @@ func TestNoRetries(t *testing.T) {
 		}
 	}
 }
+
+// A TaskRun's retries are its one task's: two failures, then success.
+func TestTaskRunRetries(t *testing.T) {
+	const tr = `apiVersion: tekton.dev/v1
+kind: TaskRun
+metadata: {name: flaky-run}
+spec:
+  retries: 2
+  workspaces: [{name: w, emptyDir: {}}]
+  taskSpec:
+    workspaces: [{name: w}]
+    steps:
+    - name: try
+      image: busybox
+      script: |
+        echo x >> $(workspaces.w.path)/count
+        test "$(wc -l < $(workspaces.w.path)/count)" -ge 3
+`
+	file := filepath.Join(t.TempDir(), "tr.yaml")
+	if err := os.WriteFile(file, []byte(tr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := newTestRun(t)
+	rec, err := Run(context.Background(), load(t, file, ""), run.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task := findTask(t, rec, "flaky-run"); task.Attempts != 3 {
+		t.Errorf("attempts = %d, want 3", task.Attempts)
+	}
+	id, _ := run.signer.KeyID()
+	for _, name := range []string{seal.AttemptLinkName("flaky-run.try", id, 1), seal.AttemptLinkName("flaky-run.try", id, 2), seal.LinkName("flaky-run.try", id)} {
+		if _, err := os.Stat(filepath.Join(run.opts.LinkDir, name)); err != nil {
+			t.Errorf("link %s: %v", name, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package localrun
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,5 +44,45 @@ func TestStepActions(t *testing.T) {
 	}
 	if !strings.Contains(write.Script, "/tekton/steps/step-write/results/line") {
 		t.Errorf("greet.write script does not record the Pod path of its step result:\n%s", write.Script)
+	}
+}
+
+// A step that reads a step result the earlier step did not write fails
+// the task with ErrResult naming the task, the step and the reference,
+// before it runs (as Tekton's entrypoint fails it).
+func TestStepResultNotWritten(t *testing.T) {
+	const p = `apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata: {name: unwritten}
+spec:
+  tasks:
+  - name: t
+    taskSpec:
+      steps:
+      - name: first
+        image: busybox
+        results: [{name: r}]
+        script: 'true'
+      - name: second
+        image: busybox
+        command: [echo]
+        args: ["$(steps.first.results.r)"]
+`
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(file, []byte(p), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTestRun(t)
+	rec, err := Run(context.Background(), load(t, file, ""), tr.opts)
+	if !errors.Is(err, ErrResult) {
+		t.Fatalf("err = %v, want ErrResult", err)
+	}
+	for _, w := range []string{"pipeline task t step second", "$(steps.first.results.r)", "not written"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not name %q", err, w)
+		}
+	}
+	if steps := rec.AllSteps(); len(steps) != 1 || steps[0].Name != "t.first" {
+		t.Errorf("steps = %+v, want only t.first", steps)
 	}
 }
