@@ -64,12 +64,14 @@ type Spec struct {
 // Secrets its workspaces bind are looked up by name in the run file, then
 // among the documents of tasksDir (every *.yaml / *.yml file), then in the
 // other YAML files of the run file's directory (there only Pipelines,
-// Tasks, ConfigMaps, Secrets and PersistentVolumeClaims are read; other
-// documents are not the run's input and are skipped). A TaskRun runs as a
+// Tasks, StepActions, ConfigMaps, Secrets and PersistentVolumeClaims are
+// read; other documents are not the run's input and are skipped). The
+// StepActions the steps reference (tekton.dev/v1beta1, or v1alpha1
+// converted by Tekton) are looked up the same way, into Spec.StepActions. A TaskRun runs as a
 // one-task Pipeline: see fromTaskRun.
 //
 // Strict: documents with unknown fields, a Tekton kind of another version
-// than tekton.dev/v1, a kind of a group Kubernetes does not define, and
+// than tekton.dev/v1 (StepActions: v1beta1, v1alpha1), a kind of a group Kubernetes does not define, and
 // whatever Tekton's own Validate rejects are errors naming the object and
 // the file. Kubernetes objects a local run has no use for (RBAC,
 // ServiceAccounts, ...) are ignored, and one line of Notes says so.
