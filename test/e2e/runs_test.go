@@ -299,3 +299,27 @@ func TestRunFileFinallySkippedDoesNotVerify(t *testing.T) {
 		t.Fatalf("in-toto-golang accepts a run without the announce.print link:\n%s", r)
 	}
 }
+
+// The flaky task of pipelinerun-retries.yaml without retries fails the
+// run: no attempt links, and the failed step's link does not verify.
+func TestRunFileNoRetriesFails(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repo, "test", "e2e", "testdata", "runs", "pipelinerun-retries.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	doc := strings.Replace(string(src), "      retries: 1\n", "      retries: 0\n", 1)
+	if doc == string(src) {
+		t.Fatal("the test's edit no longer applies")
+	}
+	file := filepath.Join(dir, "run.yaml")
+	os.WriteFile(file, []byte(doc), 0o644)
+	out := filepath.Join(dir, "out")
+	r := ss(t, "run", file, "--out", out, "--functionaries", filepath.Join(repo, "test", "e2e", "testdata", "runs", "functionaries.yaml"), "-q")
+	if r.code == 0 || strings.Contains(r.stdout, "VERIFICATION PASSED") || !strings.Contains(r.stdout, "build.compile") {
+		t.Fatalf("the flaky task without retries passed:\n%s", r)
+	}
+	if m, _ := filepath.Glob(filepath.Join(out, "links", "*.attempt-*.link")); len(m) > 0 {
+		t.Errorf("attempt links without retries: %v", m)
+	}
+}
