@@ -17,6 +17,7 @@ import (
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/pod"
 
 	"github.com/stepseal/stepseal/pkg/artifact"
 	"github.com/stepseal/stepseal/pkg/record"
@@ -58,8 +59,10 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 	// (A scripts directory that cannot be removed makes writeScript fail,
 	// naming the step.)
 	os.RemoveAll(plan.scriptsDir)
-	if err := os.RemoveAll(plan.resultsDir); err != nil {
-		return nil, invalid("pipeline task %s: results directory: %v", name, err)
+	for _, d := range []string{plan.resultsDir, plan.stepsDir} {
+		if err := os.RemoveAll(d); err != nil {
+			return nil, invalid("pipeline task %s: results directory: %v", name, err)
+		}
 	}
 	if err := os.MkdirAll(plan.resultsDir, 0o755); err != nil {
 		return nil, invalid("pipeline task %s: results directory: %v", name, err)
@@ -86,6 +89,13 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 	ti := len(r.rec.Tasks) - 1
 	for i, st := range plan.steps {
 		sname := run.StepName(name, stepName(st, i))
+		if err := os.MkdirAll(stepResultsDir(plan.stepsDir, st, i), 0o755); err != nil {
+			return nil, invalid("step %s: step results directory: %v", sname, err)
+		}
+		st, err := substituteStepResults(st, plan.stepsDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w: pipeline task %s step %s: step result: %w", ErrResult, name, stepName(st, i), err)
+		}
 		if len(st.When) > 0 && !st.When.AllowsExecution(nil) {
 			r.out.printf("--- %s skipped: %s (%s)\n", sname, v1.WhenExpressionsSkip, describeWhen(st.When))
 			continue
@@ -435,6 +445,24 @@ func readResultFiles(dir string) (map[string][]byte, error) {
 	return out, nil
 }
 
+// taskResultFromStep reads the step result a task result's value names.
+// A step result that was not written leaves the task result absent.
+func taskResultFromStep(plan *taskPlan, res v1.TaskResult) ([]byte, bool, error) {
+	step, result, err := v1.ExtractStepResultName(res.Value.StringVal)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: pipeline task %s: result %s: %w", ErrResult, plan.pt.Name, res.Name, err)
+	}
+	files, err := readResultFiles(filepath.Join(plan.stepsDir, pod.StepName(step, 0), "results"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: pipeline task %s: result %s from step %s: %w", ErrResult, plan.pt.Name, res.Name, step, err)
+	}
+	b, ok := files[result]
+	return b, ok, nil
+}
+
 func changedResults(before, after map[string][]byte) map[string]string {
 	var out map[string]string
 	for k, v := range after {
@@ -460,6 +488,14 @@ func readResults(plan *taskPlan) ([]v1.TaskRunResult, error) {
 	var out []v1.TaskRunResult
 	for _, res := range plan.ts.Results {
 		b, ok := files[res.Name]
+		if res.Value != nil && stepResultRef.MatchString(res.Value.StringVal) {
+			// value: $(steps.<s>.results.<r>): the step's result, as
+			// Tekton's Pod status code copies it into the task result.
+			b, ok, err = taskResultFromStep(plan, res)
+			if err != nil {
+				return nil, err
+			}
+		}
 		if !ok {
 			continue
 		}

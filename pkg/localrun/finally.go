@@ -139,11 +139,10 @@ func (r *runner) runFinalTask(ctx context.Context, facts *prresources.PipelineRu
 	pt := rpt.PipelineTask
 	rpt.ResolvedTask = &trresources.ResolvedTask{TaskSpec: r.taskSpec(pt)}
 	prresources.PropagateResults(rpt, facts.State)
-	plan, err := r.planTask(ctx, pt, rpt.ResolvedTask.TaskSpec, true)
-	if err != nil {
+	plan, results, err := r.attempts(ctx, pt, rpt.ResolvedTask.TaskSpec)
+	if plan == nil {
 		return err
 	}
-	results, err := r.runTask(ctx, plan)
 	rpt.TaskRunNames = []string{plan.tr.Name}
 	rpt.TaskRuns = []*v1.TaskRun{plan.tr}
 	plan.tr.Status.Results = results

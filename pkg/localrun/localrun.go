@@ -67,8 +67,10 @@ type Options struct {
 	// in place and named in the progress output.
 	WorkDir string
 	// LinkDir receives one signed link per step and signer,
-	// "<step>.<keyid[:8]>.link" (0644, written atomically). Required when
-	// Signers is set.
+	// "<step>.<keyid[:8]>.link" (0644, written atomically); the steps of a
+	// retried task's failed attempts keep theirs as
+	// seal.AttemptLinkName(step, keyID, attempt). Required when Signers is
+	// set.
 	LinkDir string
 	// Signers returns the keys that sign a step's link (one link each): the
 	// functionaries the layout assigns to the step. Called for every step
@@ -130,6 +132,9 @@ func DefaultEnv() []string {
 // every step the task's workspaces are hashed before (materials) and after
 // (products), the step runs as a host process, and its link is signed by
 // each of opts.Signers(step) and written to opts.LinkDir.
+//
+// A task with retries that fails runs again from its first step, up to
+// its retries (see attempts); the record holds its last attempt.
 //
 // Then the finally tasks run, in declaration order, whether the tasks
 // succeeded, failed or were skipped (see runFinally): a failed task stops

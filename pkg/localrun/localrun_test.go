@@ -443,6 +443,7 @@ func TestBadInput(t *testing.T) {
 			}
 		}, []string{"step guarded.produce", "no functionary"}},
 		{"no link dir", "when.yaml", nil, func(t *testing.T, o *Options) { o.LinkDir = "" }, []string{"no link directory"}},
+		{"StepAction param not given", "stepaction-bad.yaml", nil, nil, []string{`pipeline task "greet"`, "StepAction", `"hello"`, "who"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tr := newTestRun(t)

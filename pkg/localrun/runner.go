@@ -13,9 +13,12 @@ import (
 
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/container"
+	"github.com/tektoncd/pipeline/pkg/pod"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/kmeta"
 
@@ -80,6 +83,9 @@ type taskPlan struct {
 	bindings   []binding
 	resultsDir string
 	scriptsDir string
+	// stepsDir holds a directory per step, "step-<name>/results/", for
+	// its step results, as /tekton/steps in a Pod.
+	stepsDir string
 	// podPaths rewrites this task's host paths (workspace directories,
 	// results and scripts) to the paths the step would see in a Tekton
 	// Pod, for what its link records: host directories are neither
@@ -91,7 +97,15 @@ func (r *runner) pipelineTask(name string) *v1.PipelineTask {
 	for _, pts := range [][]v1.PipelineTask{r.ps.Tasks, r.ps.Finally} {
 		for i := range pts {
 			if pts[i].Name == name {
-				return pts[i].DeepCopy()
+				// $(context.pipelineTask.retries), as Tekton's reconciler
+				// substitutes it before it creates the TaskRun.
+				pt := prresources.ApplyPipelineTaskContexts(&pts[i], v1.PipelineRunStatus{}, &prresources.PipelineRunFacts{State: r.state})
+				// A taskRunSpec's timeout overrides the pipeline task's, as
+				// Tekton's reconciler sets the TaskRun's.
+				if d := r.spec.Run.TaskRunSpec(name).Timeout; d != nil {
+					pt.Timeout = d
+				}
+				return pt
 			}
 		}
 	}
@@ -131,10 +145,7 @@ func (r *runner) preflight(ctx context.Context) error {
 		if pt.IsMatrixed() {
 			return invalid("pipeline task %s: matrix is not supported by the local runner", pt.Name)
 		}
-		if pt.Retries > 0 {
-			r.out.printf("stepseal: note: pipeline task %s asks for %d retries; the local runner does not retry\n", pt.Name, pt.Retries)
-		}
-		plan, err := r.planTask(ctx, pt, r.taskSpec(pt), false)
+		plan, err := r.planTask(ctx, pt, r.taskSpec(pt), false, nil)
 		if err != nil {
 			return err
 		}
@@ -254,9 +265,9 @@ var tektonVar = regexp.MustCompile(`\$\((?:params|results|workspaces|context|tas
 // substitution the way its taskrun reconciler does (params, context, results,
 // workspaces), with host paths for results and workspaces. With final false,
 // references to other tasks' results may remain.
-func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskSpec, final bool) (*taskPlan, error) {
+func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskSpec, final bool, retries []v1.TaskRunStatus) (*taskPlan, error) {
 	name := pt.Name
-	if err := unsupported(name, ts); err != nil {
+	if err := unsupportedTask(name, ts); err != nil {
 		return nil, err
 	}
 	trName := kmeta.ChildName(r.pr.Name, "-"+name) // as Tekton names TaskRuns
@@ -265,10 +276,12 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 		taskRef:    r.spec.TaskRefs[name],
 		resultsDir: filepath.Join(r.workDir, "results", trName),
 		scriptsDir: filepath.Join(r.workDir, "scripts", trName),
+		stepsDir:   filepath.Join(r.workDir, "steps", trName),
 	}
 	tr := &v1.TaskRun{}
 	tr.Name = trName
 	tr.UID = typesUID(r.runID + "-" + name)
+	tr.Status.RetriesStatus = retries // $(context.task.retry-count)
 	if pt.TaskSpec != nil {
 		tr.Spec.TaskSpec = ts
 	}
@@ -331,6 +344,19 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 		return nil, err
 	}
 	tr.Spec.Params = given
+	// As Tekton's TaskRun reconciler, before any substitution: steps that
+	// reference a StepAction become that StepAction's step, the step's
+	// params (with the TaskRun's substituted into them) applied.
+	if tekton.HasStepRefs(ts) {
+		steps, err := r.spec.ResolveSteps(ctx, name, ts, tr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		ts.Steps = steps
+	}
+	if err := unsupportedSteps(name, ts); err != nil {
+		return nil, err
+	}
 	if final {
 		if err := trresources.ValidateParamArrayIndex(ts, pt.Params); err != nil {
 			return nil, invalid("pipeline task %s: %v", name, err)
@@ -345,7 +371,7 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	ts = trresources.ApplyContexts(ts, taskName, tr)
 	ts = trresources.ApplyReplacements(ts, resultPaths(ts.Results, plan.resultsDir), map[string][]string{}, map[string]map[string]string{})
 	hostDecls := make([]v1.WorkspaceDeclaration, len(decls))
-	pairs := [][2]string{{plan.resultsDir, pipeline.DefaultResultPath}, {plan.scriptsDir, pipeline.ScriptDir}}
+	pairs := [][2]string{{plan.resultsDir, pipeline.DefaultResultPath}, {plan.scriptsDir, pipeline.ScriptDir}, {plan.stepsDir, pipeline.StepsDir}}
 	for i, d := range decls {
 		hostDecls[i] = d
 		hostDecls[i].MountPath = ""
@@ -359,11 +385,24 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	plan.podPaths = podPathReplacer(pairs)
 	ts.Workspaces = hostDecls
 	ts = trresources.ApplyWorkspaces(ctx, ts, hostDecls, tr.Spec.Workspaces, workspace.CreateVolumes(tr.Spec.Workspaces))
+	for i := range ts.Steps {
+		// $(step.results.<r>.path), as Tekton's ApplyResults, on the host.
+		container.ApplyStepReplacements(&ts.Steps[i], stepResultPaths(ts.Steps[i], i, plan.stepsDir), map[string][]string{})
+	}
 	tr.Spec.TaskSpec = nil
 
 	steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
 	if err != nil {
 		return nil, invalid("pipeline task %s: stepTemplate: %v", name, err)
+	}
+	// The run's podTemplate env (taskRunTemplate, the task's taskRunSpec, a
+	// TaskRun's), with the TaskRun's params substituted, after each step's
+	// own env, as Tekton's Pod builder appends it to every step container.
+	if tpl := r.spec.Run.TaskRunSpec(name).PodTemplate; tpl != nil && len(tpl.Env) > 0 {
+		tpl = trresources.ApplyPodTemplateReplacements(tpl, tr, ts.Params...)
+		for i := range steps {
+			steps[i].Env = append(append([]corev1.EnvVar(nil), steps[i].Env...), tpl.Env...)
+		}
 	}
 	for i, st := range steps {
 		if err := checkStep(name, stepName(st, i), st, final); err != nil {
@@ -433,20 +472,39 @@ func resultPaths(results []v1.TaskResult, dir string) map[string]string {
 	return out
 }
 
-func unsupported(pt string, ts *v1.TaskSpec) error {
+// stepResultPaths maps $(step.results.X.path) in all of Tekton's spellings
+// to the host directory of step i's results (stepsDir/step-<name>/results),
+// as Tekton's ApplyResults maps them to /tekton/steps/step-<name>/results.
+func stepResultPaths(st v1.Step, i int, stepsDir string) map[string]string {
+	out := map[string]string{}
+	for _, res := range st.Results {
+		p := filepath.Join(stepsDir, pod.StepName(st.Name, i), "results", res.Name)
+		for _, pattern := range []string{"step.results.%s.path", "step.results[%q].path", "step.results['%s'].path"} {
+			out[fmt.Sprintf(pattern, res.Name)] = p
+		}
+	}
+	return out
+}
+
+// unsupportedTask refuses what the local runner cannot do for a whole task.
+func unsupportedTask(pt string, ts *v1.TaskSpec) error {
 	switch {
 	case len(ts.Sidecars) > 0:
 		return invalid("pipeline task %s: sidecars are not supported by the local runner", pt)
 	case len(ts.Volumes) > 0:
 		return invalid("pipeline task %s: volumes are not supported by the local runner (use workspaces)", pt)
 	}
+	return nil
+}
+
+// unsupportedSteps refuses what the local runner cannot do in a step, once
+// StepActions are resolved into the steps.
+func unsupportedSteps(pt string, ts *v1.TaskSpec) error {
 	for i, st := range ts.Steps {
 		name := stepName(st, i)
 		switch {
 		case st.Ref != nil:
-			return invalid("pipeline task %s step %s: StepActions (ref) are not supported by the local runner", pt, name)
-		case len(st.Results) > 0:
-			return invalid("pipeline task %s step %s: step results are not supported by the local runner", pt, name)
+			return invalid("pipeline task %s step %s: StepAction ref %q was not resolved", pt, name, st.Ref.Name)
 		case len(st.Workspaces) > 0:
 			return invalid("pipeline task %s step %s: per-step workspaces are not supported by the local runner", pt, name)
 		case len(st.VolumeMounts) > 0 || len(st.VolumeDevices) > 0:
@@ -495,6 +553,9 @@ func checkStep(pt, name string, st v1.Step, final bool) error {
 			for _, ref := range tektonVar.FindAllString(v, -1) {
 				if !final && strings.HasPrefix(ref, "$(tasks.") {
 					continue
+				}
+				if stepResultRef.MatchString(ref) && (strings.HasPrefix(k, "env ") || k == "command" || k == "args" || k == "when") {
+					continue // substituted when the step starts, as Tekton's entrypoint does
 				}
 				return invalid("pipeline task %s step %s: %s: cannot resolve %s", pt, name, k, ref)
 			}
@@ -647,11 +708,10 @@ func (r *runner) runPipelineTask(ctx context.Context, name string) error {
 	ts := r.taskSpec(pt)
 	rpt.ResolvedTask = &trresources.ResolvedTask{TaskSpec: ts}
 	prresources.PropagateResults(rpt, r.state)
-	plan, err := r.planTask(ctx, pt, rpt.ResolvedTask.TaskSpec, true)
-	if err != nil {
+	plan, results, err := r.attempts(ctx, pt, rpt.ResolvedTask.TaskSpec)
+	if plan == nil {
 		return err
 	}
-	results, err := r.runTask(ctx, plan)
 	rpt.TaskRunNames = []string{plan.tr.Name}
 	rpt.TaskRuns = []*v1.TaskRun{plan.tr}
 	if err != nil {

@@ -61,6 +61,10 @@ type Task struct {
 	Results        map[string]string `json:"results,omitempty"`
 	Skipped        bool              `json:"skipped,omitempty"`
 	SkipReason     string            `json:"skipReason,omitempty"`
+	// Attempts is how many times the task ran: 1 + the retries it took
+	// (pipeline task or TaskRun retries); Steps are the last attempt's.
+	// Zero for a task that did not run.
+	Attempts int `json:"attempts,omitempty"`
 	// Skip is what the orchestrator saw when it skipped the task, for the
 	// skip record of each of its steps (nil when the task ran, or was
 	// skipped for a reason no skip record is written for).

@@ -2,6 +2,7 @@ package seal
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -46,6 +47,42 @@ func ParseLinkName(name string) (step, keyIDPrefix string, ok bool) {
 		return "", "", false
 	}
 	return stem[:i-1], short, true
+}
+
+// attemptInfix separates a link name's key ID prefix from the attempt
+// number in AttemptLinkName.
+const attemptInfix = ".attempt-"
+
+// AttemptLinkName is the name of the link of a step of a task attempt that
+// failed and was retried, signed by keyID:
+// "<step>.<keyid[:8]>.attempt-<n>.link" (n from 1). The last attempt's
+// links keep LinkName, so layouts verify it; these names are neither taken
+// by ParseLinkName nor matched by in-toto-golang's "<step>.????????.link"
+// glob, so verifiers leave earlier attempts aside.
+func AttemptLinkName(step, keyID string, attempt int) string {
+	return fmt.Sprintf("%s.%.8s%s%d.link", step, keyID, attemptInfix, attempt)
+}
+
+// ParseAttemptLinkName splits a name AttemptLinkName builds into the step,
+// the key ID prefix and the attempt number.
+func ParseAttemptLinkName(name string) (step, keyIDPrefix string, attempt int, ok bool) {
+	stem, ok := strings.CutSuffix(name, ".link")
+	if !ok {
+		return "", "", 0, false
+	}
+	i := strings.LastIndex(stem, attemptInfix)
+	if i < 0 {
+		return "", "", 0, false
+	}
+	n, err := strconv.Atoi(stem[i+len(attemptInfix):])
+	if err != nil || n < 1 || strconv.Itoa(n) != stem[i+len(attemptInfix):] {
+		return "", "", 0, false
+	}
+	step, keyIDPrefix, ok = ParseLinkName(stem[:i] + ".link")
+	if !ok {
+		return "", "", 0, false
+	}
+	return step, keyIDPrefix, n, true
 }
 
 // IsLinkOf reports whether name is a link of step.

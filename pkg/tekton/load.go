@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 
@@ -36,6 +37,10 @@ type Spec struct {
 	Tasks map[string]*v1.TaskSpec
 	// TaskRefs maps a pipeline task name to the referenced Task's name, if any.
 	TaskRefs map[string]string
+	// StepActions are the StepActions the tasks' steps reference (ref.name),
+	// by name, as tekton.dev/v1beta1 (a v1alpha1 one converted by Tekton);
+	// ResolveSteps merges them into the steps.
+	StepActions map[string]*v1beta1.StepAction
 	// Run is what a PipelineRun or TaskRun file says about the run: its
 	// params, workspace bindings, timeouts and the files its ConfigMap and
 	// Secret workspaces hold. Nil for a Pipeline file.
@@ -59,12 +64,14 @@ type Spec struct {
 // Secrets its workspaces bind are looked up by name in the run file, then
 // among the documents of tasksDir (every *.yaml / *.yml file), then in the
 // other YAML files of the run file's directory (there only Pipelines,
-// Tasks, ConfigMaps, Secrets and PersistentVolumeClaims are read; other
-// documents are not the run's input and are skipped). A TaskRun runs as a
+// Tasks, StepActions, ConfigMaps, Secrets and PersistentVolumeClaims are
+// read; other documents are not the run's input and are skipped). The
+// StepActions the steps reference (tekton.dev/v1beta1, or v1alpha1
+// converted by Tekton) are looked up the same way, into Spec.StepActions. A TaskRun runs as a
 // one-task Pipeline: see fromTaskRun.
 //
 // Strict: documents with unknown fields, a Tekton kind of another version
-// than tekton.dev/v1, a kind of a group Kubernetes does not define, and
+// than tekton.dev/v1 (StepActions: v1beta1, v1alpha1), a kind of a group Kubernetes does not define, and
 // whatever Tekton's own Validate rejects are errors naming the object and
 // the file. Kubernetes objects a local run has no use for (RBAC,
 // ServiceAccounts, ...) are ignored, and one line of Notes says so.
@@ -216,7 +223,7 @@ func (l *loader) resolve(ctx context.Context, p *v1.Pipeline, label string) (*Sp
 	if fe := p.Spec.Validate(ctx); fe != nil {
 		return nil, fmt.Errorf("%w: %s: %s: %v", ErrInvalid, path, label, oneLine(fe.Error()))
 	}
-	s := &Spec{Path: l.path, Pipeline: p, Tasks: map[string]*v1.TaskSpec{}, TaskRefs: map[string]string{}}
+	s := &Spec{Path: l.path, Pipeline: p, Tasks: map[string]*v1.TaskSpec{}, TaskRefs: map[string]string{}, StepActions: map[string]*v1beta1.StepAction{}}
 	// Finally tasks are resolved like the others; Tekton's Validate has
 	// kept their names distinct from the DAG's.
 	for _, pt := range append(append([]v1.PipelineTask(nil), p.Spec.Tasks...), p.Spec.Finally...) {
@@ -241,8 +248,38 @@ func (l *loader) resolve(ctx context.Context, p *v1.Pipeline, label string) (*Sp
 		if len(s.Tasks[pt.Name].Steps) == 0 {
 			return nil, fmt.Errorf("%w: %s: %s: pipeline task %q has no steps", ErrInvalid, path, label, pt.Name)
 		}
+		if err := l.stepActions(ctx, s, pt.Name, s.Tasks[pt.Name], path, label); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// stepActions looks up the StepActions the steps of pipeline task pt
+// reference, as Tasks are looked up, into s.StepActions. A ref with a
+// resolver (remote resolution) is refused.
+func (l *loader) stepActions(ctx context.Context, s *Spec, pt string, ts *v1.TaskSpec, path, label string) error {
+	for i, st := range ts.Steps {
+		if st.Ref == nil {
+			continue
+		}
+		name := st.Name
+		if name == "" {
+			name = fmt.Sprintf("unnamed-%d", i)
+		}
+		if r := st.Ref.Resolver; r != "" {
+			return fmt.Errorf("%w: %s: %s: pipeline task %q step %q: StepAction ref with resolver %q (remote resolution) is not supported by the local runner", ErrInvalid, path, label, pt, name, r)
+		}
+		sa, ok, err := lookup(ctx, l, func() map[string]*v1beta1.StepAction { return l.objs.stepActions }, "StepAction", st.Ref.Name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: %s: %s: pipeline task %q step %q references StepAction %q, which is not in %s", ErrInvalid, path, label, pt, name, st.Ref.Name, l.where())
+		}
+		s.StepActions[st.Ref.Name] = sa
+	}
+	return nil
 }
 
 func readDocs(path string) ([][]byte, error) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1alpha1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -19,8 +21,11 @@ import (
 // name. Each remembers the file it came from, for error messages and
 // provenance.
 type objects struct {
-	pipelines    map[string]*v1.Pipeline
-	tasks        map[string]*v1.Task
+	pipelines map[string]*v1.Pipeline
+	tasks     map[string]*v1.Task
+	// stepActions are tekton.dev/v1beta1 StepActions, v1alpha1 ones
+	// converted with Tekton's conversion.
+	stepActions  map[string]*v1beta1.StepAction
 	pipelineRuns []*v1.PipelineRun
 	taskRuns     []*v1.TaskRun
 	configMaps   map[string]*corev1.ConfigMap
@@ -36,13 +41,14 @@ type objects struct {
 func newObjects() *objects {
 	return &objects{
 		pipelines: map[string]*v1.Pipeline{}, tasks: map[string]*v1.Task{},
-		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
+		stepActions: map[string]*v1beta1.StepAction{},
+		configMaps:  map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
 		claims: map[string]*corev1.PersistentVolumeClaim{}, from: map[string]string{},
 	}
 }
 
 // tektonGroup is the API group of Tekton's Pipeline kinds; only its v1
-// version is read.
+// version is read, and StepActions, whose versions are v1beta1 and v1alpha1.
 const tektonGroup = "tekton.dev"
 
 // readFile adds every document of path. Strict: a document that does not
@@ -64,7 +70,7 @@ func (o *objects) readFile(ctx context.Context, path string) error {
 }
 
 // readSibling adds the Pipelines, Tasks, ConfigMaps, Secrets and
-// PersistentVolumeClaims of a file that merely shares the run file's
+// PersistentVolumeClaims (and StepActions) of a file that merely shares the run file's
 // directory: every other document, and a file that is not YAML at all, is
 // not an input of the run and is skipped; the kinds it does use are read as
 // strictly as in readFile.
@@ -120,8 +126,14 @@ func (o *objects) add(ctx context.Context, doc []byte, path string, sibling bool
 	}
 	what := meta.Kind + " " + meta.name()
 	if gv.Group == tektonGroup {
+		if meta.Kind == "StepAction" && (gv.Version == "v1beta1" || gv.Version == "v1alpha1") {
+			return o.addStepAction(ctx, doc, path, meta, gv.Version)
+		}
 		if sibling && (gv.Version != "v1" || (meta.Kind != "Pipeline" && meta.Kind != "Task")) {
 			return nil
+		}
+		if meta.Kind == "StepAction" {
+			return fmt.Errorf("%w: %s: %s has apiVersion %q, StepActions are read in tekton.dev/v1beta1 and tekton.dev/v1alpha1", ErrInvalid, path, what, meta.APIVersion)
 		}
 		if gv.Version != "v1" {
 			return fmt.Errorf("%w: %s: %s has apiVersion %q, only tekton.dev/v1 is supported", ErrInvalid, path, what, meta.APIVersion)
@@ -186,6 +198,35 @@ func (o *objects) addTekton(ctx context.Context, doc []byte, path string, meta t
 	if meta.Metadata.Name != "" {
 		o.from[key] = path
 	}
+	return nil
+}
+
+// addStepAction reads a StepAction: tekton.dev/v1beta1, or v1alpha1
+// converted to v1beta1 with Tekton's own conversion (as the apiserver
+// serves it to the TaskRun reconciler), defaulted and validated by Tekton.
+func (o *objects) addStepAction(ctx context.Context, doc []byte, path string, meta typeMeta, version string) error {
+	key := "StepAction/" + meta.Metadata.Name
+	if prev, dup := o.from[key]; dup {
+		return fmt.Errorf("%w: %s: StepAction %q defined twice (also in %s)", ErrInvalid, path, meta.Metadata.Name, prev)
+	}
+	var sa v1beta1.StepAction
+	if version == "v1alpha1" {
+		var old v1alpha1.StepAction
+		if err := yaml.UnmarshalStrict(doc, &old); err != nil {
+			return fmt.Errorf("%w: %s: StepAction %s: %v", ErrInvalid, path, meta.name(), oneLine(err.Error()))
+		}
+		if err := old.ConvertTo(ctx, &sa); err != nil {
+			return fmt.Errorf("%w: %s: StepAction %s: converting v1alpha1 to v1beta1: %v", ErrInvalid, path, meta.name(), err)
+		}
+	} else if err := yaml.UnmarshalStrict(doc, &sa); err != nil {
+		return fmt.Errorf("%w: %s: StepAction %s: %v", ErrInvalid, path, meta.name(), oneLine(err.Error()))
+	}
+	sa.SetDefaults(ctx)
+	if fe := sa.Validate(ctx); fe != nil {
+		return fmt.Errorf("%w: %s: StepAction %q: %v", ErrInvalid, path, sa.Name, oneLine(fe.Error()))
+	}
+	o.stepActions[sa.Name] = &sa
+	o.from[key] = path
 	return nil
 }
 
@@ -256,6 +297,7 @@ func sameFile(a, b string) bool {
 func (o *objects) merge(other *objects) {
 	mergeKind(o, other, "Pipeline", o.pipelines, other.pipelines)
 	mergeKind(o, other, "Task", o.tasks, other.tasks)
+	mergeKind(o, other, "StepAction", o.stepActions, other.stepActions)
 	mergeKind(o, other, "ConfigMap", o.configMaps, other.configMaps)
 	mergeKind(o, other, "Secret", o.secrets, other.secrets)
 	mergeKind(o, other, "PersistentVolumeClaim", o.claims, other.claims)

@@ -36,6 +36,12 @@ type Run struct {
 	// Secret to the files Kubernetes would mount there (keys, or items with
 	// their paths; the binding's subPath applied), sorted by path.
 	Sources map[string][]File
+	// TaskRunTemplate and TaskRunSpecs are the PipelineRun's (a TaskRun's
+	// podTemplate and serviceAccountName are its template; its stepSpecs,
+	// sidecarSpecs and computeResources its one task's spec), checked by
+	// the loader; TaskRunSpec merges them as Tekton does.
+	TaskRunTemplate v1.PipelineTaskRunTemplate
+	TaskRunSpecs    []v1.PipelineTaskRunSpec
 }
 
 // File is one file of a ConfigMap or Secret workspace.
@@ -122,13 +128,6 @@ func (l *loader) fromPipelineRun(ctx context.Context, pr *v1.PipelineRun) (*Spec
 	switch {
 	case spec.Status != "":
 		return nil, fail("spec.status %q: a pending or cancelled run has nothing to run", spec.Status)
-	case len(spec.TaskRunSpecs) > 0:
-		return nil, fail("taskRunSpecs are not supported by the local runner yet")
-	case spec.TaskRunTemplate.PodTemplate != nil:
-		return nil, fail("taskRunTemplate.podTemplate: there is no Pod on this host")
-	}
-	if sa := spec.TaskRunTemplate.ServiceAccountName; sa != "" {
-		notes = append(notes, fmt.Sprintf("stepseal: PipelineRun %s: taskRunTemplate.serviceAccountName %s ignored: steps run as this host's user", name, sa))
 	}
 	var p *v1.Pipeline
 	label := ""
@@ -152,9 +151,13 @@ func (l *loader) fromPipelineRun(ctx context.Context, pr *v1.PipelineRun) (*Spec
 	if err != nil {
 		return nil, err
 	}
-	run := &Run{Kind: "PipelineRun", Name: name, Params: spec.Params, Workspaces: spec.Workspaces}
+	run := &Run{Kind: "PipelineRun", Name: name, Params: spec.Params, Workspaces: spec.Workspaces,
+		TaskRunTemplate: spec.TaskRunTemplate, TaskRunSpecs: spec.TaskRunSpecs}
 	if spec.Timeouts != nil {
 		run.Timeouts = *spec.Timeouts
+	}
+	if notes, err = taskRunSpecs("PipelineRun "+name, run, s.Tasks, fail); err != nil {
+		return nil, err
 	}
 	if err := l.bindings(ctx, run, fail); err != nil {
 		return nil, err
@@ -188,14 +191,6 @@ func (l *loader) fromTaskRun(ctx context.Context, tr *v1.TaskRun) (*Spec, error)
 		return nil, fail("spec.status %q: a cancelled run has nothing to run", spec.Status)
 	case spec.Debug != nil:
 		return nil, fail("debug is not supported by the local runner")
-	case len(spec.StepSpecs) > 0 || len(spec.SidecarSpecs) > 0 || spec.ComputeResources != nil:
-		return nil, fail("stepSpecs, sidecarSpecs and computeResources are not supported by the local runner")
-	case spec.PodTemplate != nil:
-		return nil, fail("podTemplate: there is no Pod on this host")
-	}
-	var notes []string
-	if sa := spec.ServiceAccountName; sa != "" {
-		notes = append(notes, fmt.Sprintf("stepseal: TaskRun %s: serviceAccountName %s ignored: steps run as this host's user", name, sa))
 	}
 	pt := v1.PipelineTask{Name: name, Timeout: spec.Timeout, Retries: spec.Retries}
 	var ts *v1.TaskSpec
@@ -241,7 +236,15 @@ func (l *loader) fromTaskRun(ctx context.Context, tr *v1.TaskRun) (*Spec, error)
 	if err != nil {
 		return nil, err
 	}
-	run := &Run{Kind: "TaskRun", Name: name, Params: spec.Params, Workspaces: spec.Workspaces}
+	run := &Run{Kind: "TaskRun", Name: name, Params: spec.Params, Workspaces: spec.Workspaces,
+		TaskRunTemplate: v1.PipelineTaskRunTemplate{PodTemplate: spec.PodTemplate, ServiceAccountName: spec.ServiceAccountName}}
+	if len(spec.StepSpecs) > 0 || len(spec.SidecarSpecs) > 0 || spec.ComputeResources != nil {
+		run.TaskRunSpecs = []v1.PipelineTaskRunSpec{{PipelineTaskName: name, StepSpecs: spec.StepSpecs, SidecarSpecs: spec.SidecarSpecs, ComputeResources: spec.ComputeResources}}
+	}
+	notes, err := taskRunSpecs("TaskRun "+name, run, s.Tasks, fail)
+	if err != nil {
+		return nil, err
+	}
 	if err := l.bindings(ctx, run, fail); err != nil {
 		return nil, err
 	}

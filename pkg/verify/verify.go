@@ -360,6 +360,12 @@ func (v *verification) loadLinks(ctx context.Context) error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
+		// A retried task's failed attempts keep their links under
+		// seal.AttemptLinkName: evidence, not part of the run the layout
+		// verifies (in-toto-golang's link glob leaves them aside too).
+		if _, _, _, earlier := seal.ParseAttemptLinkName(n); earlier {
+			continue
+		}
 		if strings.HasSuffix(n, ".link") {
 			v.files = append(v.files, &linkFile{Name: n})
 		}

@@ -123,7 +123,7 @@ func copyDir(t *testing.T, src string) string {
 
 func linkFile(t *testing.T, dir, step string) string {
 	t.Helper()
-	m, _ := filepath.Glob(filepath.Join(dir, "links", step+".*.link"))
+	m, _ := filepath.Glob(filepath.Join(dir, "links", step+".????????.link"))
 	if len(m) != 1 {
 		t.Fatalf("want one link for %s, found %v", step, m)
 	}

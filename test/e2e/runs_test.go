@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +95,29 @@ func TestRunFilesVerify(t *testing.T) {
 			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "source", "report.txt"))
 			if string(b) != "tasks: Succeeded; build: Succeeded (Succeeded)\n" {
 				t.Errorf("report.txt = %q", b)
+			}
+		}},
+		{"pipelinerun-stepactions.yaml", []string{"produce.write", "produce.hash", "produce.record", "check.verify"}, func(t *testing.T, out string, r result) {
+			// The task result came from the step result and reached the
+			// pipeline result; the later step read it.
+			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "source", "message.txt"))
+			if string(b) != "built with StepActions\n" {
+				t.Errorf("message.txt = %q: the step's params did not reach the v1alpha1 StepAction", b)
+			}
+			sum := sha256.Sum256(b)
+			if !strings.Contains(r.stdout, "results: digest="+hex.EncodeToString(sum[:])) {
+				t.Errorf("no pipeline result from the step result:\n%s", r.stdout)
+			}
+		}},
+		{"pipelinerun-retries.yaml", []string{"fetch.checkout", "build.compile"}, func(t *testing.T, out string, r result) {
+			// The failed attempt's link is kept beside the last attempt's.
+			links, _ := filepath.Glob(filepath.Join(out, "links", "build.compile.*.attempt-1.link"))
+			if len(links) != 1 {
+				t.Errorf("the failed attempt's link: %v", links)
+			}
+			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "source", "attempts.log"))
+			if string(b) != "attempt 0 (retries allowed: 1)\nattempt 1 (retries allowed: 1)\n" {
+				t.Errorf("attempts.log = %q", b)
 			}
 		}},
 	}
@@ -271,5 +296,29 @@ func TestRunFileFinallySkippedVerifies(t *testing.T) {
 	}
 	if r := inTotoVerify(t, out); r.code != 0 {
 		t.Fatalf("in-toto-golang rejects the run with a skip record for announce.print:\n%s", r)
+	}
+}
+
+// The flaky task of pipelinerun-retries.yaml without retries fails the
+// run: no attempt links, and the failed step's link does not verify.
+func TestRunFileNoRetriesFails(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repo, "test", "e2e", "testdata", "runs", "pipelinerun-retries.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	doc := strings.Replace(string(src), "      retries: 1\n", "      retries: 0\n", 1)
+	if doc == string(src) {
+		t.Fatal("the test's edit no longer applies")
+	}
+	file := filepath.Join(dir, "run.yaml")
+	os.WriteFile(file, []byte(doc), 0o644)
+	out := filepath.Join(dir, "out")
+	r := ss(t, "run", file, "--out", out, "--functionaries", filepath.Join(repo, "test", "e2e", "testdata", "runs", "functionaries.yaml"), "-q")
+	if r.code == 0 || strings.Contains(r.stdout, "VERIFICATION PASSED") || !strings.Contains(r.stdout, "build.compile") {
+		t.Fatalf("the flaky task without retries passed:\n%s", r)
+	}
+	if m, _ := filepath.Glob(filepath.Join(out, "links", "*.attempt-*.link")); len(m) > 0 {
+		t.Errorf("attempt links without retries: %v", m)
 	}
 }

@@ -1,6 +1,7 @@
 package generate
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -62,6 +63,12 @@ import (
 // Kubernetes mounts it) and starts with the files the run file gives it: at
 // its first touch the materials ALLOW each of those files by name, and the
 // products MATCH W/** WITH MATERIALS FROM S (nothing created or changed).
+//
+// A task that may be retried (retries > 0) starts over in the workspaces
+// its failed attempt wrote to, as Tekton does not reset them: its first
+// step's materials end, for each writable W, with ALLOW W/** after the
+// MATCH rules (the failed attempts' links keep what they did; the layout
+// verifies the last attempt).
 //
 // When f declares an output "<W>/<path>", the last step (in order) of the last
 // task binding W writable starts its products with REQUIRE <W>/<path>.
@@ -203,6 +210,9 @@ type task struct {
 	commands [][]string
 	// mayFail are the steps with onError: continue.
 	mayFail []string
+	// retried: the task may be retried (retries > 0), so its first step
+	// may find what a failed attempt left in its workspaces.
+	retried bool
 	// binds maps a pipeline workspace to true when the task may write it.
 	binds map[string]bool
 	// wsNames are the keys of binds, sorted.
@@ -238,18 +248,25 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 	}
 	dag := len(order)
 	for i, pt := range append(order, spec.Finally()...) {
-		t := &task{name: pt.Name, index: i, binds: map[string]bool{}, pt: pt, final: i >= dag}
+		t := &task{name: pt.Name, index: i, binds: map[string]bool{}, pt: pt, final: i >= dag, retried: pt.Retries > 0}
 		ts := spec.Tasks[pt.Name]
 		if ts == nil {
 			return nil, fmt.Errorf("%w: %s: pipeline task %q has no resolved Task", layout.ErrLayout, spec.Path, pt.Name)
 		}
-		steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
+		// Steps that reference a StepAction are the StepAction's steps, as
+		// the local runner and Tekton's reconciler resolve them (without a
+		// TaskRun's params: the expected command is unsubstituted).
+		resolved, err := spec.ResolveSteps(context.Background(), pt.Name, ts, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", layout.ErrLayout, err)
+		}
+		steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, resolved)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: pipeline task %q: stepTemplate: %w", layout.ErrLayout, spec.Path, pt.Name, err)
 		}
 		for j, s := range steps {
 			if s.Ref != nil {
-				return nil, fmt.Errorf("%w: %s: pipeline task %q step %d: StepAction references are not supported", layout.ErrLayout, spec.Path, pt.Name, j)
+				return nil, fmt.Errorf("%w: %s: pipeline task %q step %d: StepAction reference not resolved", layout.ErrLayout, spec.Path, pt.Name, j)
 			}
 			name := s.Name
 			if name == "" {
@@ -384,6 +401,12 @@ func (g *graph) rules(t *task, i int) (materials, products [][]string) {
 		if t.binds[w] {
 			for _, p := range prev {
 				materials = append(materials, matchProducts(pattern, p))
+			}
+			if i == 0 && t.retried {
+				// A retry starts in the workspaces a failed attempt wrote
+				// to (Tekton does not reset them); those files are in the
+				// failed attempt's links, not a layout step's products.
+				materials = append(materials, []string{"ALLOW", pattern})
 			}
 			products = append(products, []string{"ALLOW", pattern})
 			continue

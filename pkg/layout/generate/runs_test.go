@@ -1,6 +1,7 @@
 package generate
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -38,5 +39,43 @@ func TestTaskRunStepNames(t *testing.T) {
 	want := [][]string{{"ALLOW", "credentials/token"}, {"ALLOW", "credentials/user"}, {"DISALLOW", "*"}}
 	if d := cmp.Diff(want, l.Steps[0].ExpectedMaterials); d != "" {
 		t.Errorf("materials (-want +got):\n%s", d)
+	}
+}
+
+// Steps that reference StepActions are the StepActions' steps in the
+// layout: the command and script come from the StepAction, so the layout
+// and the local runner's links agree.
+func TestStepActionSteps(t *testing.T) {
+	l, _ := generate(t, "../../../test/e2e/testdata/runs/pipelinerun-stepactions.yaml", "../../../test/e2e/testdata/runs/functionaries.yaml")
+	var names []string
+	for _, s := range l.Steps {
+		names = append(names, s.Name)
+	}
+	if d := cmp.Diff([]string{"produce.write", "produce.hash", "produce.record", "check.verify"}, names); d != "" {
+		t.Fatalf("steps (-want +got):\n%s", d)
+	}
+	if got := l.Steps[0].ExpectedCommand; len(got) != 5 || got[0] != "sh" || got[1] != "-c" {
+		t.Errorf("produce.write expected command = %q, want the v1alpha1 StepAction's command and args", got)
+	}
+	if got := l.Steps[1].ExpectedCommand; len(got) != 3 || got[0] != "/bin/sh" || !strings.Contains(got[2], "sum") {
+		t.Errorf("produce.hash expected command = %q, want the v1beta1 StepAction's script", got)
+	}
+}
+
+// A task with retries starts over in what its failed attempt left: its
+// first step ALLOWs the workspace after the MATCH; its later steps and
+// tasks without retries keep the strict rules.
+func TestRetriedTaskRules(t *testing.T) {
+	l, _ := generate(t, "../../../test/e2e/testdata/runs/pipelinerun-retries.yaml", "../../../test/e2e/testdata/runs/functionaries.yaml")
+	if len(l.Steps) != 2 {
+		t.Fatalf("steps = %+v", l.Steps)
+	}
+	want := [][]string{{"DISALLOW", "*"}}
+	if d := cmp.Diff(want, l.Steps[0].ExpectedMaterials); d != "" {
+		t.Errorf("fetch.checkout materials (-want +got):\n%s", d)
+	}
+	want = [][]string{{"MATCH", "source/**", "WITH", "PRODUCTS", "FROM", "fetch.checkout"}, {"ALLOW", "source/**"}, {"DISALLOW", "*"}}
+	if d := cmp.Diff(want, l.Steps[1].ExpectedMaterials); d != "" {
+		t.Errorf("build.compile materials (-want +got):\n%s", d)
 	}
 }
