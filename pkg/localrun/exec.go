@@ -12,11 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	tknpod "github.com/tektoncd/pipeline/pkg/pod"
 
 	"github.com/stepseal/stepseal/pkg/artifact"
 	"github.com/stepseal/stepseal/pkg/record"
@@ -58,6 +60,9 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 	// (A scripts directory that cannot be removed makes writeScript fail,
 	// naming the step.)
 	os.RemoveAll(plan.scriptsDir)
+	if err := os.RemoveAll(plan.stepsDir); err != nil {
+		return nil, invalid("pipeline task %s: steps directory: %v", name, err)
+	}
 	if err := os.RemoveAll(plan.resultsDir); err != nil {
 		return nil, invalid("pipeline task %s: results directory: %v", name, err)
 	}
@@ -93,6 +98,11 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 		step, err := r.runStep(ctx, taskCtx, taskTimeout, plan, st, scripts[i], sname)
 		if step != nil {
 			r.rec.Tasks[ti].Steps = append(r.rec.Tasks[ti].Steps, *step)
+			// As Tekton's entrypoint: the exit code, for later steps'
+			// $(steps.step-<name>.exitCode.path).
+			if werr := writeExitCode(plan.stepsDir, tknpod.StepName(st.Name, i), step.ExitCode); werr != nil && err == nil {
+				return nil, fmt.Errorf("pipeline task %s step %s: exitCode: %w", name, stepName(st, i), werr)
+			}
 		}
 		var se *StepError
 		if errors.As(err, &se) && st.OnError == v1.Continue && !errors.Is(se.Err, ErrTimeout) && ctx.Err() == nil && taskCtx.Err() == nil {
@@ -114,6 +124,16 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 		}
 	}
 	return results, nil
+}
+
+// writeExitCode writes a step's exit code where Tekton's entrypoint
+// writes it: <steps>/<step-name>/exitCode, the number without a newline.
+func writeExitCode(stepsDir, step string, code int) error {
+	dir := filepath.Join(stepsDir, step)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "exitCode"), []byte(strconv.Itoa(code)), 0o644)
 }
 
 func writeScript(dir string, i int, name, script string) (string, error) {

@@ -794,3 +794,20 @@ func TestRunFileOptionalWorkspaceUnbound(t *testing.T) {
 		t.Errorf("an unbound workspace got a directory: %v", err)
 	}
 }
+
+// $(steps.step-<name>.exitCode.path) is the file Tekton's entrypoint
+// writes a step's exit code to; the link records the Pod's path.
+func TestStepExitCodePath(t *testing.T) {
+	tr := newTestRun(t)
+	rec, err := Run(context.Background(), load(t, "testdata/exitcode.yaml", ""), tr.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(tr.opts.WorkDir, "workspaces", "w", "codes"))
+	if err != nil || string(b) != "7 2\n" {
+		t.Errorf("codes = %q, %v; want the earlier steps' exit codes", b, err)
+	}
+	if s := findStep(t, rec, "t.report"); !strings.Contains(s.Script, "/tekton/steps/step-lint/exitCode") || strings.Contains(s.Script, tr.opts.WorkDir) {
+		t.Errorf("recorded script %q: want the Pod's path, not the host's", s.Script)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
+	tknpod "github.com/tektoncd/pipeline/pkg/pod"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,6 +81,9 @@ type taskPlan struct {
 	bindings   []binding
 	resultsDir string
 	scriptsDir string
+	// stepsDir holds a directory per step, as Tekton's /tekton/steps:
+	// step-<name>/exitCode once the step ended.
+	stepsDir string
 	// podPaths rewrites this task's host paths (workspace directories,
 	// results and scripts) to the paths the step would see in a Tekton
 	// Pod, for what its link records: host directories are neither
@@ -265,6 +269,7 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 		taskRef:    r.spec.TaskRefs[name],
 		resultsDir: filepath.Join(r.workDir, "results", trName),
 		scriptsDir: filepath.Join(r.workDir, "scripts", trName),
+		stepsDir:   filepath.Join(r.workDir, "steps", trName),
 	}
 	tr := &v1.TaskRun{}
 	tr.Name = trName
@@ -344,8 +349,9 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	ts = trresources.ApplyParameters(ts, tr, ts.Params...)
 	ts = trresources.ApplyContexts(ts, taskName, tr)
 	ts = trresources.ApplyReplacements(ts, resultPaths(ts.Results, plan.resultsDir), map[string][]string{}, map[string]map[string]string{})
+	ts = trresources.ApplyReplacements(ts, exitCodePaths(ts.Steps, plan.stepsDir), map[string][]string{}, map[string]map[string]string{})
 	hostDecls := make([]v1.WorkspaceDeclaration, len(decls))
-	pairs := [][2]string{{plan.resultsDir, pipeline.DefaultResultPath}, {plan.scriptsDir, pipeline.ScriptDir}}
+	pairs := [][2]string{{plan.resultsDir, pipeline.DefaultResultPath}, {plan.scriptsDir, pipeline.ScriptDir}, {plan.stepsDir, pipeline.StepsDir}}
 	for i, d := range decls {
 		hostDecls[i] = d
 		hostDecls[i].MountPath = ""
@@ -429,6 +435,18 @@ func resultPaths(results []v1.TaskResult, dir string) map[string]string {
 		for _, pattern := range []string{"results.%s.path", "results[%q].path", "results['%s'].path"} {
 			out[fmt.Sprintf(pattern, res.Name)] = p
 		}
+	}
+	return out
+}
+
+// exitCodePaths maps $(steps.step-<name>.exitCode.path) (unnamed steps:
+// step-unnamed-<index>) to the step's exitCode file under dir, as Tekton's
+// ApplyStepExitCodePath does with /tekton/steps.
+func exitCodePaths(steps []v1.Step, dir string) map[string]string {
+	out := map[string]string{}
+	for i, st := range steps {
+		n := tknpod.StepName(st.Name, i)
+		out[fmt.Sprintf("steps.%s.exitCode.path", n)] = filepath.Join(dir, n, "exitCode")
 	}
 	return out
 }
