@@ -13,8 +13,8 @@ import (
 
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	tknpod "github.com/tektoncd/pipeline/pkg/pod"
+	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
