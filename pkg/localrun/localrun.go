@@ -219,6 +219,12 @@ func (r *runner) preparePipelineRun() error {
 	pr.Name = p.Name + "-" + shortID(r.runID)
 	pr.UID = typesUID(r.runID)
 	if run := r.spec.Run; run != nil {
+		// A PipelineRun file's name and namespace, as $(context.pipelineRun.*)
+		// shows them on a cluster; a generateName gets the run ID's suffix.
+		if run.Kind == "PipelineRun" && !run.Generated {
+			pr.Name = run.Name
+		}
+		pr.Namespace = run.Namespace
 		// A run file's params, overridden and extended by the caller's.
 		pr.Spec.Params = mergeParams(run.Params, params)
 		pr.Spec.Workspaces = append([]v1.WorkspaceBinding(nil), run.Workspaces...)

@@ -811,3 +811,25 @@ func TestStepExitCodePath(t *testing.T) {
 		t.Errorf("recorded script %q: want the Pod's path, not the host's", s.Script)
 	}
 }
+
+// A run file's names are what $(context…) shows on a cluster: the
+// PipelineRun's metadata.name and namespace, Tekton's TaskRun name for its
+// tasks, a TaskRun file's own name; $(context.pipelineTask.retries) is the
+// pipeline task's retries.
+func TestRunFileContext(t *testing.T) {
+	for _, c := range []struct{ file, want string }{
+		{"run-context.yaml", "ctx-run team-a ctx-run-t 3\n"},
+		{"run-context-taskrun.yaml", "ctx-taskrun ctx-taskrun\n"},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			tr := newTestRun(t)
+			if _, err := Run(context.Background(), load(t, "testdata/"+c.file, ""), tr.opts); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(tr.opts.WorkDir, "workspaces", "w", "ctx"))
+			if err != nil || string(b) != c.want {
+				t.Errorf("ctx = %q, %v; want %q", b, err, c.want)
+			}
+		})
+	}
+}

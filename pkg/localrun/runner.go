@@ -260,10 +260,20 @@ var tektonVar = regexp.MustCompile(`\$\((?:params|results|workspaces|context|tas
 // references to other tasks' results may remain.
 func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskSpec, final bool) (*taskPlan, error) {
 	name := pt.Name
+	// $(context.pipelineTask.retries) in the task's params, as Tekton's
+	// reconciler substitutes it before it creates the TaskRun.
+	pt = prresources.ApplyPipelineTaskContexts(pt, v1.PipelineRunStatus{}, &prresources.PipelineRunFacts{})
 	if err := unsupported(name, ts); err != nil {
 		return nil, err
 	}
 	trName := kmeta.ChildName(r.pr.Name, "-"+name) // as Tekton names TaskRuns
+	if run := r.spec.Run; run != nil && run.Kind == "TaskRun" {
+		// A TaskRun file's one task is the TaskRun itself.
+		trName = run.Name
+		if run.Generated {
+			trName += "-" + shortID(r.runID)
+		}
+	}
 	plan := &taskPlan{
 		pt:         pt,
 		taskRef:    r.spec.TaskRefs[name],

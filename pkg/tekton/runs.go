@@ -22,6 +22,12 @@ type Run struct {
 	// Kind is "PipelineRun" or "TaskRun"; Name is the run's metadata.name
 	// (its generateName without the trailing "-" when it has no name).
 	Kind, Name string
+	// Generated is true when the run has only a generateName (the
+	// apiserver would add a random suffix to Name); Namespace is its
+	// metadata.namespace, "default" when it has none (where kubectl
+	// creates it without -n).
+	Generated bool
+	Namespace string
 	// Params are the run's params, as typed in the file.
 	Params v1.Params
 	// Workspaces are the run's workspace bindings of the Pipeline's
@@ -95,6 +101,13 @@ func objectName(m metav1.ObjectMeta) string {
 	return strings.TrimSuffix(m.GenerateName, "-")
 }
 
+func namespace(m metav1.ObjectMeta) string {
+	if m.Namespace != "" {
+		return m.Namespace
+	}
+	return metav1.NamespaceDefault
+}
+
 // nameGenerated gives an object with only a generateName the name the
 // apiserver would before Tekton validates it (a 5-character suffix).
 func nameGenerated(m *metav1.ObjectMeta) {
@@ -152,7 +165,7 @@ func (l *loader) fromPipelineRun(ctx context.Context, pr *v1.PipelineRun) (*Spec
 	if err != nil {
 		return nil, err
 	}
-	run := &Run{Kind: "PipelineRun", Name: name, Params: spec.Params, Workspaces: spec.Workspaces}
+	run := &Run{Kind: "PipelineRun", Name: name, Generated: pr.Name == "", Namespace: namespace(pr.ObjectMeta), Params: spec.Params, Workspaces: spec.Workspaces}
 	if spec.Timeouts != nil {
 		run.Timeouts = *spec.Timeouts
 	}
@@ -241,7 +254,7 @@ func (l *loader) fromTaskRun(ctx context.Context, tr *v1.TaskRun) (*Spec, error)
 	if err != nil {
 		return nil, err
 	}
-	run := &Run{Kind: "TaskRun", Name: name, Params: spec.Params, Workspaces: spec.Workspaces}
+	run := &Run{Kind: "TaskRun", Name: name, Generated: tr.Name == "", Namespace: namespace(tr.ObjectMeta), Params: spec.Params, Workspaces: spec.Workspaces}
 	if err := l.bindings(ctx, run, fail); err != nil {
 		return nil, err
 	}
