@@ -164,6 +164,20 @@ func TestRunFilesVerify(t *testing.T) {
 				t.Errorf("no pipeline result:\n%s", r.stdout)
 			}
 		}},
+		{"pipelinerun-projected.yaml", []string{"fetch-the-recipe.fetch-and-write", "print-the-recipe.print-secrets"}, func(t *testing.T, out string, r result) {
+			// The Secret's key and the ConfigMap's item side by side, read-only.
+			for _, f := range []string{"password", "recipe.txt"} {
+				fi, err := os.Stat(filepath.Join(out, "work", "workspaces", "data-store", f))
+				if err != nil || fi.Mode().Perm() != 0o444 {
+					t.Errorf("data-store/%s: %v, %v; want it read-only", f, fi, err)
+				}
+			}
+			wantFile(t, out, "workspaces/data-store/password", "hunter2")
+			wantFile(t, out, "workspaces/out/first-line.txt", "1. Heat oven to 325 degrees F\n")
+			if _, err := os.Stat(filepath.Join(out, "work", "claims", "projected-task-storage", "recipe.txt")); err != nil {
+				t.Errorf("the recipe was not copied to the claim: %v", err)
+			}
+		}},
 		{"taskrun-taskref.yaml", []string{"array-default.unnamed-0", "array-default.unnamed-1", "array-default.last"}, func(t *testing.T, out string, r result) {
 			wantFile(t, out, "workspaces/out/echo.txt", "baz qux quux\nfoo bar\ndone\n")
 		}},
@@ -286,6 +300,32 @@ func TestRunFileConfigMapChangeRejected(t *testing.T) {
 	}
 	if r := inTotoVerify(t, out); r.code == 0 {
 		t.Fatalf("in-toto-golang accepts a changed ConfigMap workspace:\n%s", r)
+	}
+}
+
+// A step that writes into a projected workspace fails verification, as
+// for a ConfigMap workspace: the layout allows exactly its files.
+func TestRunFileProjectedChangeRejected(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repo, "test", "e2e", "testdata", "runs", "pipelinerun-projected.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bad := strings.Replace(string(src), "cp $(workspaces.secure-store.path)/recipe.txt $(workspaces.filedrop.path)", "cp $(workspaces.secure-store.path)/recipe.txt $(workspaces.filedrop.path); echo extra > $(workspaces.secure-store.path)/added.txt", 1)
+	if bad == string(src) {
+		t.Fatal("the test's edit no longer applies")
+	}
+	file := filepath.Join(dir, "run.yaml")
+	os.WriteFile(file, []byte(bad), 0o644)
+	fn, _ := os.ReadFile(filepath.Join(repo, "test", "e2e", "testdata", "runs", "functionaries.yaml"))
+	os.WriteFile(filepath.Join(dir, "functionaries.yaml"), fn, 0o644)
+	out := filepath.Join(dir, "out")
+	r := ss(t, "run", file, "--out", out, "-q")
+	if r.code == 0 || !strings.Contains(r.stdout, "VERIFICATION FAILED") || !strings.Contains(r.stdout, "data-store/added.txt") {
+		t.Fatalf("a file added to a projected workspace passed:\n%s", r)
+	}
+	if r := inTotoVerify(t, out); r.code == 0 {
+		t.Fatalf("in-toto-golang accepts a changed projected workspace:\n%s", r)
 	}
 }
 
