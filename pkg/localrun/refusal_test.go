@@ -54,6 +54,7 @@ spec:
 		{"CEL task when", "    runAfter: [first]\n", "    runAfter: [first]\n    when: [{cel: \"'a' == 'a'\"}]\n", []string{`Pipeline "refused"`, "CEL", "tasks[1].when[0]"}},
 		{"matrix", "    runAfter: [first]\n", "    runAfter: [first]\n    matrix: {params: [{name: os, value: [linux, darwin]}]}\n", []string{"pipeline task build", "matrix"}},
 		{"matrix in finally", "  - name: build\n", "  - name: build\n", []string{"pipeline task report", "matrix"}},
+		{"undeclared result", "    runAfter: [first]\n", "    runAfter: [first]\n    params: [{name: d, value: $(tasks.first.results.digest)}]\n", []string{"InvalidTaskResultReference", `pipeline task "build"`, `"digest" is not a named result returned by pipeline task "first"`}},
 		{"unresolvable variable", "        script: 'true'\n", "        script: 'echo $(credentials.path)'\n", []string{"pipeline task build step compile", "cannot resolve $(credentials.path)"}},
 		{"no command", "        script: 'true'\n", "        args: [x]\n", []string{"pipeline task build step compile", "no command or script"}},
 	}

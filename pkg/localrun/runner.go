@@ -129,6 +129,9 @@ func (r *runner) preflight(ctx context.Context) error {
 	for _, b := range r.pr.Spec.Workspaces {
 		r.wsDirs[b.Name] = filepath.Join(r.workDir, filepath.FromSlash(r.spec.WorkspaceDir(b.Name)))
 	}
+	if err := r.validateResultRefs(); err != nil {
+		return err
+	}
 	r.signers = map[string][]signing.Signer{}
 	for _, o := range append(append([]v1.PipelineTask(nil), r.order...), r.final...) {
 		pt := r.pipelineTask(o.Name)
@@ -156,6 +159,31 @@ func (r *runner) preflight(ctx context.Context) error {
 			}
 			r.signers[name] = ss
 		}
+	}
+	return nil
+}
+
+// validateResultRefs does what Tekton's reconciler does before the first
+// TaskRun: every result a task, finally task or pipeline result refers to
+// is declared by the task it names (ValidatePipelineTaskResults,
+// ValidatePipelineResults), with their reasons and messages.
+func (r *runner) validateResultRefs() error {
+	var state prresources.PipelineRunState
+	for _, pts := range [][]v1.PipelineTask{r.ps.Tasks, r.ps.Finally} {
+		for i := range pts {
+			pt := pts[i].DeepCopy()
+			state = append(state, &prresources.ResolvedPipelineTask{PipelineTask: pt, ResolvedTask: &trresources.ResolvedTask{TaskSpec: r.taskSpec(pt)}})
+		}
+	}
+	what := "pipeline " + r.spec.Pipeline.Name
+	if run := r.spec.Run; run != nil {
+		what = fmt.Sprintf("%s: %s %q (pipeline %s)", r.spec.Path, run.Kind, run.Name, r.spec.Pipeline.Name)
+	}
+	if err := prresources.ValidatePipelineTaskResults(state); err != nil {
+		return invalid("%s: %s: %v", what, v1.PipelineRunReasonInvalidTaskResultReference, err)
+	}
+	if err := prresources.ValidatePipelineResults(r.ps, state); err != nil {
+		return invalid("%s: %s: %v", what, v1.PipelineRunReasonInvalidPipelineResultReference, err)
 	}
 	return nil
 }
