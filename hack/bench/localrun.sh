@@ -86,10 +86,22 @@ for n in owner publisher builder; do
 done
 echo "$TASKS tasks, $steps steps"
 
-# Checks once that both produce the same files.
-bin/stepseal run "$pr" --keys "$work/keys" --out "$work/check" -q >"$work/check.log" 2>&1 ||
+# Checks once that both produce the same files; this run's progress lines
+# are timestamped (ms since start) for the phase breakdown below.
+now() { echo "${EPOCHREALTIME/./}"; } # µs, without a fork
+start=$(now)
+bin/stepseal run "$pr" --keys "$work/keys" --out "$work/check" 2>&1 |
+	while IFS= read -r l; do echo "$((($(now) - start) / 1000)) $l"; done >"$work/check.log" ||
 	{ cat "$work/check.log"; echo "FAIL: stepseal run of the generated pipeline" >&2; exit 1; }
+total=$((($(now) - start) / 1000))
 grep -q "VERIFICATION PASSED" "$work/check.log" || { cat "$work/check.log"; echo "FAIL: not verified" >&2; exit 1; }
+at() { awk -v p="$1" 'index($0, p) {print $1; exit}' "$work/check.log"; }
+t1=$(at "stepseal: running pipeline")
+t2=$(at "pipeline bench-chain succeeded")
+t3=$(at "transparency log ")
+t4=$(at "verifying ")
+echo "phases of one run (ms): start, load, keys, layout $t1; execute $((t2 - t1)) ($steps steps, a signed link each);" \
+	"seal into the transparency log $((t3 - t2)); verify $((total - t4)); total $total"
 mkdir -p "$work/base"
 for f in "$work"/scripts/*.sh; do WS="$work/base" sh -e "$f"; done
 diff -r "$work/check/work/workspaces/shared" "$work/base" >/dev/null ||
