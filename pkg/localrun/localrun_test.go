@@ -820,6 +820,7 @@ func TestRunFileContext(t *testing.T) {
 	for _, c := range []struct{ file, want string }{
 		{"run-context.yaml", "ctx-run team-a ctx-run-t 3\n"},
 		{"run-context-taskrun.yaml", "ctx-taskrun ctx-taskrun\n"},
+		{"run-context-generated.yaml", "gen-run-test-run default gen-run-test-run-t other-name\n"},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			tr := newTestRun(t)

@@ -56,6 +56,9 @@ spec:
 		{"matrix in finally", "  - name: build\n", "  - name: build\n", []string{"pipeline task report", "matrix"}},
 		{"undeclared result", "    runAfter: [first]\n", "    runAfter: [first]\n    params: [{name: d, value: $(tasks.first.results.digest)}]\n", []string{"InvalidTaskResultReference", `pipeline task "build"`, `"digest" is not a named result returned by pipeline task "first"`}},
 		{"unresolvable variable", "        script: 'true'\n", "        script: 'echo $(credentials.path)'\n", []string{"pipeline task build step compile", "cannot resolve $(credentials.path)"}},
+		// Tekton spells a step's exit code path $(steps.step-<name>.exitCode.path)
+		// and leaves any other spelling unsubstituted.
+		{"exitCode path without step-", "        script: 'true'\n", "        script: 'cat $(steps.compile.exitCode.path)'\n", []string{"pipeline task build step compile", "cannot resolve $(steps.compile.exitCode.path)"}},
 		{"no command", "        script: 'true'\n", "        args: [x]\n", []string{"pipeline task build step compile", "no command or script"}},
 	}
 	for _, c := range cases {

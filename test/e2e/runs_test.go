@@ -388,6 +388,7 @@ func TestLayoutCreateFromRunFile(t *testing.T) {
 		{"taskrun-secret.yaml", "secret-run.check", ""},
 		{"pipelinerun-rbac.yaml", "announce.say", "ignoring 3 object(s)"},
 		{"pipelinerun-finally.yaml", "report.summarize", ""},
+		{"pipelinerun-projected.yaml", "fetch-the-recipe.fetch-and-write", ""},
 	} {
 		out := filepath.Join(t.TempDir(), "root.layout")
 		r := ss(t, "layout", "create", "--pipeline", filepath.Join(dir, c.file), "--functionaries", functionaries,
