@@ -44,6 +44,7 @@ release:
 bench:
 	./hack/bench/verify.sh
 	./hack/bench/hash.sh
+	./hack/bench/localrun.sh
 
 clean:
 	rm -rf bin out

@@ -12,12 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"github.com/tektoncd/pipeline/pkg/pod"
+	tknpod "github.com/tektoncd/pipeline/pkg/pod"
 
 	"github.com/stepseal/stepseal/pkg/artifact"
 	"github.com/stepseal/stepseal/pkg/record"
@@ -59,10 +60,11 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 	// (A scripts directory that cannot be removed makes writeScript fail,
 	// naming the step.)
 	os.RemoveAll(plan.scriptsDir)
-	for _, d := range []string{plan.resultsDir, plan.stepsDir} {
-		if err := os.RemoveAll(d); err != nil {
-			return nil, invalid("pipeline task %s: results directory: %v", name, err)
-		}
+	if err := os.RemoveAll(plan.stepsDir); err != nil {
+		return nil, invalid("pipeline task %s: steps directory: %v", name, err)
+	}
+	if err := os.RemoveAll(plan.resultsDir); err != nil {
+		return nil, invalid("pipeline task %s: results directory: %v", name, err)
 	}
 	if err := os.MkdirAll(plan.resultsDir, 0o755); err != nil {
 		return nil, invalid("pipeline task %s: results directory: %v", name, err)
@@ -103,6 +105,11 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 		step, err := r.runStep(ctx, taskCtx, taskTimeout, plan, st, scripts[i], sname)
 		if step != nil {
 			r.rec.Tasks[ti].Steps = append(r.rec.Tasks[ti].Steps, *step)
+			// As Tekton's entrypoint: the exit code, for later steps'
+			// $(steps.step-<name>.exitCode.path).
+			if werr := writeExitCode(plan.stepsDir, tknpod.StepName(st.Name, i), step.ExitCode); werr != nil && err == nil {
+				return nil, fmt.Errorf("pipeline task %s step %s: exitCode: %w", name, stepName(st, i), werr)
+			}
 		}
 		var se *StepError
 		if errors.As(err, &se) && st.OnError == v1.Continue && !errors.Is(se.Err, ErrTimeout) && ctx.Err() == nil && taskCtx.Err() == nil {
@@ -124,6 +131,16 @@ func (r *runner) runTask(ctx context.Context, plan *taskPlan) ([]v1.TaskRunResul
 		}
 	}
 	return results, nil
+}
+
+// writeExitCode writes a step's exit code where Tekton's entrypoint
+// writes it: <steps>/<step-name>/exitCode, the number without a newline.
+func writeExitCode(stepsDir, step string, code int) error {
+	dir := filepath.Join(stepsDir, step)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "exitCode"), []byte(strconv.Itoa(code)), 0o644)
 }
 
 func writeScript(dir string, i int, name, script string) (string, error) {
@@ -452,7 +469,7 @@ func taskResultFromStep(plan *taskPlan, res v1.TaskResult) ([]byte, bool, error)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: pipeline task %s: result %s: %w", ErrResult, plan.pt.Name, res.Name, err)
 	}
-	files, err := readResultFiles(filepath.Join(plan.stepsDir, pod.StepName(step, 0), "results"))
+	files, err := readResultFiles(filepath.Join(plan.stepsDir, tknpod.StepName(step, 0), "results"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false, nil
 	}

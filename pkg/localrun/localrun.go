@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stepseal/stepseal/pkg/record"
 	"github.com/stepseal/stepseal/pkg/reject"
@@ -228,8 +229,18 @@ func (r *runner) preparePipelineRun() error {
 	}
 	pr := &v1.PipelineRun{}
 	pr.Name = p.Name + "-" + shortID(r.runID)
+	pr.Namespace = metav1.NamespaceDefault
 	pr.UID = typesUID(r.runID)
 	if run := r.spec.Run; run != nil {
+		// A PipelineRun file's name and namespace, as $(context.pipelineRun.*)
+		// shows them on a cluster; a generateName gets the run ID's suffix.
+		if run.Kind == "PipelineRun" {
+			pr.Name = run.Name
+			if run.Generated {
+				pr.Name += "-" + shortID(r.runID)
+			}
+		}
+		pr.Namespace = run.Namespace
 		// A run file's params, overridden and extended by the caller's.
 		pr.Spec.Params = mergeParams(run.Params, params)
 		pr.Spec.Workspaces = append([]v1.WorkspaceBinding(nil), run.Workspaces...)

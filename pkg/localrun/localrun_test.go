@@ -795,3 +795,43 @@ func TestRunFileOptionalWorkspaceUnbound(t *testing.T) {
 		t.Errorf("an unbound workspace got a directory: %v", err)
 	}
 }
+
+// $(steps.step-<name>.exitCode.path) is the file Tekton's entrypoint
+// writes a step's exit code to; the link records the Pod's path.
+func TestStepExitCodePath(t *testing.T) {
+	tr := newTestRun(t)
+	rec, err := Run(context.Background(), load(t, "testdata/exitcode.yaml", ""), tr.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(tr.opts.WorkDir, "workspaces", "w", "codes"))
+	if err != nil || string(b) != "7 2\n" {
+		t.Errorf("codes = %q, %v; want the earlier steps' exit codes", b, err)
+	}
+	if s := findStep(t, rec, "t.report"); !strings.Contains(s.Script, "/tekton/steps/step-lint/exitCode") || strings.Contains(s.Script, tr.opts.WorkDir) {
+		t.Errorf("recorded script %q: want the Pod's path, not the host's", s.Script)
+	}
+}
+
+// A run file's names are what $(context…) shows on a cluster: the
+// PipelineRun's metadata.name and namespace, Tekton's TaskRun name for its
+// tasks, a TaskRun file's own name; $(context.pipelineTask.retries) is the
+// pipeline task's retries.
+func TestRunFileContext(t *testing.T) {
+	for _, c := range []struct{ file, want string }{
+		{"run-context.yaml", "ctx-run team-a ctx-run-t 3\n"},
+		{"run-context-taskrun.yaml", "ctx-taskrun ctx-taskrun\n"},
+		{"run-context-generated.yaml", "gen-run-test-run default gen-run-test-run-t other-name\n"},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			tr := newTestRun(t)
+			if _, err := Run(context.Background(), load(t, "testdata/"+c.file, ""), tr.opts); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(tr.opts.WorkDir, "workspaces", "w", "ctx"))
+			if err != nil || string(b) != c.want {
+				t.Errorf("ctx = %q, %v; want %q", b, err, c.want)
+			}
+		})
+	}
+}

@@ -14,7 +14,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/container"
-	"github.com/tektoncd/pipeline/pkg/pod"
+	tknpod "github.com/tektoncd/pipeline/pkg/pod"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
@@ -83,8 +83,9 @@ type taskPlan struct {
 	bindings   []binding
 	resultsDir string
 	scriptsDir string
-	// stepsDir holds a directory per step, "step-<name>/results/", for
-	// its step results, as /tekton/steps in a Pod.
+	// stepsDir holds a directory per step, as Tekton's /tekton/steps:
+	// step-<name>/results/ for its step results, step-<name>/exitCode once
+	// the step ended.
 	stepsDir string
 	// podPaths rewrites this task's host paths (workspace directories,
 	// results and scripts) to the paths the step would see in a Tekton
@@ -139,6 +140,9 @@ func (r *runner) preflight(ctx context.Context) error {
 	for _, b := range r.pr.Spec.Workspaces {
 		r.wsDirs[b.Name] = filepath.Join(r.workDir, filepath.FromSlash(r.spec.WorkspaceDir(b.Name)))
 	}
+	if err := r.validateResultRefs(); err != nil {
+		return err
+	}
 	r.signers = map[string][]signing.Signer{}
 	for _, o := range append(append([]v1.PipelineTask(nil), r.order...), r.final...) {
 		pt := r.pipelineTask(o.Name)
@@ -163,6 +167,31 @@ func (r *runner) preflight(ctx context.Context) error {
 			}
 			r.signers[name] = ss
 		}
+	}
+	return nil
+}
+
+// validateResultRefs does what Tekton's reconciler does before the first
+// TaskRun: every result a task, finally task or pipeline result refers to
+// is declared by the task it names (ValidatePipelineTaskResults,
+// ValidatePipelineResults), with their reasons and messages.
+func (r *runner) validateResultRefs() error {
+	var state prresources.PipelineRunState
+	for _, pts := range [][]v1.PipelineTask{r.ps.Tasks, r.ps.Finally} {
+		for i := range pts {
+			pt := pts[i].DeepCopy()
+			state = append(state, &prresources.ResolvedPipelineTask{PipelineTask: pt, ResolvedTask: &trresources.ResolvedTask{TaskSpec: r.taskSpec(pt)}})
+		}
+	}
+	what := "pipeline " + r.spec.Pipeline.Name
+	if run := r.spec.Run; run != nil {
+		what = fmt.Sprintf("%s: %s %q (pipeline %s)", r.spec.Path, run.Kind, run.Name, r.spec.Pipeline.Name)
+	}
+	if err := prresources.ValidatePipelineTaskResults(state); err != nil {
+		return invalid("%s: %s: %v", what, v1.PipelineRunReasonInvalidTaskResultReference, err)
+	}
+	if err := prresources.ValidatePipelineResults(r.ps, state); err != nil {
+		return invalid("%s: %s: %v", what, v1.PipelineRunReasonInvalidPipelineResultReference, err)
 	}
 	return nil
 }
@@ -267,10 +296,20 @@ var tektonVar = regexp.MustCompile(`\$\((?:params|results|workspaces|context|tas
 // references to other tasks' results may remain.
 func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskSpec, final bool, retries []v1.TaskRunStatus) (*taskPlan, error) {
 	name := pt.Name
+	// $(context.pipelineTask.retries) in the task's params, as Tekton's
+	// reconciler substitutes it before it creates the TaskRun.
+	pt = prresources.ApplyPipelineTaskContexts(pt, v1.PipelineRunStatus{}, &prresources.PipelineRunFacts{})
 	if err := unsupportedTask(name, ts); err != nil {
 		return nil, err
 	}
 	trName := kmeta.ChildName(r.pr.Name, "-"+name) // as Tekton names TaskRuns
+	if run := r.spec.Run; run != nil && run.Kind == "TaskRun" {
+		// A TaskRun file's one task is the TaskRun itself.
+		trName = run.Name
+		if run.Generated {
+			trName += "-" + shortID(r.runID)
+		}
+	}
 	plan := &taskPlan{
 		pt:         pt,
 		taskRef:    r.spec.TaskRefs[name],
@@ -370,6 +409,7 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	ts = trresources.ApplyParameters(ts, tr, ts.Params...)
 	ts = trresources.ApplyContexts(ts, taskName, tr)
 	ts = trresources.ApplyReplacements(ts, resultPaths(ts.Results, plan.resultsDir), map[string][]string{}, map[string]map[string]string{})
+	ts = trresources.ApplyReplacements(ts, exitCodePaths(ts.Steps, plan.stepsDir), map[string][]string{}, map[string]map[string]string{})
 	hostDecls := make([]v1.WorkspaceDeclaration, len(decls))
 	pairs := [][2]string{{plan.resultsDir, pipeline.DefaultResultPath}, {plan.scriptsDir, pipeline.ScriptDir}, {plan.stepsDir, pipeline.StepsDir}}
 	for i, d := range decls {
@@ -478,10 +518,22 @@ func resultPaths(results []v1.TaskResult, dir string) map[string]string {
 func stepResultPaths(st v1.Step, i int, stepsDir string) map[string]string {
 	out := map[string]string{}
 	for _, res := range st.Results {
-		p := filepath.Join(stepsDir, pod.StepName(st.Name, i), "results", res.Name)
+		p := filepath.Join(stepsDir, tknpod.StepName(st.Name, i), "results", res.Name)
 		for _, pattern := range []string{"step.results.%s.path", "step.results[%q].path", "step.results['%s'].path"} {
 			out[fmt.Sprintf(pattern, res.Name)] = p
 		}
+	}
+	return out
+}
+
+// exitCodePaths maps $(steps.step-<name>.exitCode.path) (unnamed steps:
+// step-unnamed-<index>) to the step's exitCode file under dir, as Tekton's
+// ApplyStepExitCodePath does with /tekton/steps.
+func exitCodePaths(steps []v1.Step, dir string) map[string]string {
+	out := map[string]string{}
+	for i, st := range steps {
+		n := tknpod.StepName(st.Name, i)
+		out[fmt.Sprintf("steps.%s.exitCode.path", n)] = filepath.Join(dir, n, "exitCode")
 	}
 	return out
 }

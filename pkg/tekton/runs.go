@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -22,6 +23,12 @@ type Run struct {
 	// Kind is "PipelineRun" or "TaskRun"; Name is the run's metadata.name
 	// (its generateName without the trailing "-" when it has no name).
 	Kind, Name string
+	// Generated is true when the run has only a generateName (the
+	// apiserver would add a random suffix to Name); Namespace is its
+	// metadata.namespace, "default" when it has none (where kubectl
+	// creates it without -n).
+	Generated bool
+	Namespace string
 	// Params are the run's params, as typed in the file.
 	Params v1.Params
 	// Workspaces are the run's workspace bindings of the Pipeline's
@@ -32,8 +39,8 @@ type Run struct {
 	// applied (a local run has no cluster-wide default). A TaskRun's
 	// timeout is its pipeline task's timeout.
 	Timeouts v1.TimeoutFields
-	// Sources maps each pipeline workspace the run binds to a ConfigMap or
-	// Secret to the files Kubernetes would mount there (keys, or items with
+	// Sources maps each pipeline workspace the run binds to a ConfigMap,
+	// Secret or projected volume to the files Kubernetes would mount there (keys, or items with
 	// their paths; the binding's subPath applied), sorted by path.
 	Sources map[string][]File
 	// TaskRunTemplate and TaskRunSpecs are the PipelineRun's (a TaskRun's
@@ -68,15 +75,16 @@ func (r *Run) Binding(w string) (v1.WorkspaceBinding, bool) {
 }
 
 // ReadOnly reports whether the run binds pipeline workspace w to a volume
-// Kubernetes always mounts read-only (a ConfigMap or a Secret).
+// Kubernetes always mounts read-only (a ConfigMap, a Secret, or a projected
+// volume of them).
 func (r *Run) ReadOnly(w string) bool {
 	b, ok := r.Binding(w)
-	return ok && (b.ConfigMap != nil || b.Secret != nil)
+	return ok && (b.ConfigMap != nil || b.Secret != nil || b.Projected != nil)
 }
 
 // WorkspaceDir is where pipeline workspace w lives, relative to the run's
 // work directory: "workspaces/<w>" (emptyDir, volumeClaimTemplate,
-// ConfigMap, Secret, or no run), "claims/<claimName>" for a
+// ConfigMap, Secret, projected, or no run), "claims/<claimName>" for a
 // persistentVolumeClaim (workspaces bound to the same claim share it),
 // followed by the run binding's subPath.
 func (s *Spec) WorkspaceDir(w string) string {
@@ -88,7 +96,7 @@ func (s *Spec) WorkspaceDir(w string) string {
 	if b.PersistentVolumeClaim != nil {
 		dir = path.Join("claims", b.PersistentVolumeClaim.ClaimName)
 	}
-	if b.SubPath != "" && b.ConfigMap == nil && b.Secret == nil {
+	if b.SubPath != "" && b.ConfigMap == nil && b.Secret == nil && b.Projected == nil {
 		dir = path.Join(dir, b.SubPath)
 	}
 	return dir
@@ -99,6 +107,13 @@ func objectName(m metav1.ObjectMeta) string {
 		return m.Name
 	}
 	return strings.TrimSuffix(m.GenerateName, "-")
+}
+
+func namespace(m metav1.ObjectMeta) string {
+	if m.Namespace != "" {
+		return m.Namespace
+	}
+	return metav1.NamespaceDefault
 }
 
 // nameGenerated gives an object with only a generateName the name the
@@ -151,7 +166,7 @@ func (l *loader) fromPipelineRun(ctx context.Context, pr *v1.PipelineRun) (*Spec
 	if err != nil {
 		return nil, err
 	}
-	run := &Run{Kind: "PipelineRun", Name: name, Params: spec.Params, Workspaces: spec.Workspaces,
+	run := &Run{Kind: "PipelineRun", Name: name, Generated: pr.Name == "", Namespace: namespace(pr.ObjectMeta), Params: spec.Params, Workspaces: spec.Workspaces,
 		TaskRunTemplate: spec.TaskRunTemplate, TaskRunSpecs: spec.TaskRunSpecs}
 	if spec.Timeouts != nil {
 		run.Timeouts = *spec.Timeouts
@@ -236,7 +251,7 @@ func (l *loader) fromTaskRun(ctx context.Context, tr *v1.TaskRun) (*Spec, error)
 	if err != nil {
 		return nil, err
 	}
-	run := &Run{Kind: "TaskRun", Name: name, Params: spec.Params, Workspaces: spec.Workspaces,
+	run := &Run{Kind: "TaskRun", Name: name, Generated: tr.Name == "", Namespace: namespace(tr.ObjectMeta), Params: spec.Params, Workspaces: spec.Workspaces,
 		TaskRunTemplate: v1.PipelineTaskRunTemplate{PodTemplate: spec.PodTemplate, ServiceAccountName: spec.ServiceAccountName}}
 	if len(spec.StepSpecs) > 0 || len(spec.SidecarSpecs) > 0 || spec.ComputeResources != nil {
 		run.TaskRunSpecs = []v1.PipelineTaskRunSpec{{PipelineTaskName: name, StepSpecs: spec.StepSpecs, SidecarSpecs: spec.SidecarSpecs, ComputeResources: spec.ComputeResources}}
@@ -267,18 +282,9 @@ func (l *loader) bindings(ctx context.Context, run *Run, fail func(string, ...an
 				return fail("workspace %q: persistentVolumeClaim.claimName %q is not a claim name", b.Name, c)
 			}
 		case b.ConfigMap != nil:
-			cm, ok, err := lookup(ctx, l, func() map[string]*corev1.ConfigMap { return l.objs.configMaps }, "ConfigMap", b.ConfigMap.Name)
+			data, ok, err := l.configMapData(ctx, b.ConfigMap.Name)
 			if err != nil {
 				return err
-			}
-			data := map[string][]byte{}
-			if ok {
-				for k, v := range cm.Data {
-					data[k] = []byte(v)
-				}
-				for k, v := range cm.BinaryData {
-					data[k] = v
-				}
 			}
 			if !ok && (b.ConfigMap.Optional == nil || !*b.ConfigMap.Optional) {
 				return fail("workspace %q: ConfigMap %q not found in %s", b.Name, b.ConfigMap.Name, l.where())
@@ -289,18 +295,9 @@ func (l *loader) bindings(ctx context.Context, run *Run, fail func(string, ...an
 			}
 			run.Sources[b.Name] = files
 		case b.Secret != nil:
-			sec, ok, err := lookup(ctx, l, func() map[string]*corev1.Secret { return l.objs.secrets }, "Secret", b.Secret.SecretName)
+			data, ok, err := l.secretData(ctx, b.Secret.SecretName)
 			if err != nil {
 				return err
-			}
-			data := map[string][]byte{}
-			if ok {
-				for k, v := range sec.Data {
-					data[k] = v
-				}
-				for k, v := range sec.StringData { // as the apiserver merges it
-					data[k] = []byte(v)
-				}
 			}
 			if !ok && (b.Secret.Optional == nil || !*b.Secret.Optional) {
 				return fail("workspace %q: Secret %q not found in %s", b.Name, b.Secret.SecretName, l.where())
@@ -310,11 +307,123 @@ func (l *loader) bindings(ctx context.Context, run *Run, fail func(string, ...an
 				return fail("workspace %q: Secret %q %v", b.Name, b.Secret.SecretName, err)
 			}
 			run.Sources[b.Name] = files
+		case b.Projected != nil:
+			files, err := l.projectedFiles(ctx, b, fail)
+			if err != nil {
+				return err
+			}
+			run.Sources[b.Name] = files
+		case b.CSI != nil:
+			// A CSI driver's volume (secrets from a vault, images, …) is
+			// whatever the driver mounts; nothing on this host reproduces it.
+			return fail("workspace %q: csi (driver %q) is not supported by the local runner: a CSI driver's volume cannot be reproduced on this host", b.Name, b.CSI.Driver)
 		default:
-			return fail("workspace %q: only emptyDir, configMap, secret, persistentVolumeClaim and volumeClaimTemplate bindings are supported by the local runner", b.Name)
+			return fail("workspace %q: only emptyDir, configMap, secret, projected (configMap and secret sources), persistentVolumeClaim and volumeClaimTemplate bindings are supported by the local runner", b.Name)
 		}
 	}
 	return nil
+}
+
+// configMapData is a ConfigMap's data and binaryData by key; ok is false
+// when there is no such ConfigMap.
+func (l *loader) configMapData(ctx context.Context, name string) (map[string][]byte, bool, error) {
+	cm, ok, err := lookup(ctx, l, func() map[string]*corev1.ConfigMap { return l.objs.configMaps }, "ConfigMap", name)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	data := map[string][]byte{}
+	for k, v := range cm.Data {
+		data[k] = []byte(v)
+	}
+	for k, v := range cm.BinaryData {
+		data[k] = v
+	}
+	return data, true, nil
+}
+
+// secretData is a Secret's data and stringData by key; ok is false when
+// there is no such Secret.
+func (l *loader) secretData(ctx context.Context, name string) (map[string][]byte, bool, error) {
+	sec, ok, err := lookup(ctx, l, func() map[string]*corev1.Secret { return l.objs.secrets }, "Secret", name)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	data := map[string][]byte{}
+	for k, v := range sec.Data {
+		data[k] = v
+	}
+	for k, v := range sec.StringData { // as the apiserver merges it
+		data[k] = []byte(v)
+	}
+	return data, true, nil
+}
+
+// projectedFiles is what Kubernetes mounts of a projected volume whose
+// sources are ConfigMaps and Secrets: each source's files as a configMap
+// or secret volume of its own would have them (its items and their modes,
+// the projected volume's defaultMode), side by side in one directory; two
+// sources naming the same path are an error, as the apiserver's
+// validation has it. Other sources (downwardAPI, serviceAccountToken,
+// clusterTrustBundle, podCertificate) describe a Pod on a cluster and are
+// refused.
+func (l *loader) projectedFiles(ctx context.Context, b v1.WorkspaceBinding, fail func(string, ...any) error) ([]File, error) {
+	var files []File
+	from := map[string]string{}
+	for i, src := range b.Projected.Sources {
+		var (
+			what, name string
+			data       map[string][]byte
+			ok         bool
+			items      []corev1.KeyToPath
+			optional   *bool
+			err        error
+		)
+		switch {
+		case src.ConfigMap != nil:
+			what, name, items, optional = "ConfigMap", src.ConfigMap.Name, src.ConfigMap.Items, src.ConfigMap.Optional
+			data, ok, err = l.configMapData(ctx, name)
+		case src.Secret != nil:
+			what, name, items, optional = "Secret", src.Secret.Name, src.Secret.Items, src.Secret.Optional
+			data, ok, err = l.secretData(ctx, name)
+		default:
+			return nil, fail("workspace %q: projected source %d: %s is not supported by the local runner: it describes a Pod on a cluster (only configMap and secret sources are)", b.Name, i, projectedKind(src))
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !ok && (optional == nil || !*optional) {
+			return nil, fail("workspace %q: projected %s %q not found in %s", b.Name, what, name, l.where())
+		}
+		fs, err := volumeFiles(data, ok, items, b.Projected.DefaultMode, optional, b.SubPath)
+		if err != nil {
+			return nil, fail("workspace %q: projected %s %q %v", b.Name, what, name, err)
+		}
+		for _, f := range fs {
+			src := what + " " + strconv.Quote(name)
+			if prev, dup := from[f.Path]; dup {
+				return nil, fail("workspace %q: projected %s and %s both give the file %q", b.Name, prev, src, f.Path)
+			}
+			from[f.Path] = src
+			files = append(files, f)
+		}
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	return files, nil
+}
+
+// projectedKind names a projected volume source's kind as its field does.
+func projectedKind(src corev1.VolumeProjection) string {
+	switch {
+	case src.DownwardAPI != nil:
+		return "downwardAPI"
+	case src.ServiceAccountToken != nil:
+		return "serviceAccountToken"
+	case src.ClusterTrustBundle != nil:
+		return "clusterTrustBundle"
+	case src.PodCertificate != nil:
+		return "podCertificate"
+	}
+	return "an empty source"
 }
 
 // volumeFiles is what Kubernetes mounts of a ConfigMap or Secret volume:

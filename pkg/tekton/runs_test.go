@@ -248,6 +248,29 @@ func TestWorkspaceSources(t *testing.T) {
 	}
 }
 
+// A projected workspace of ConfigMap and Secret sources is their files side
+// by side, as separate configMap and secret workspaces would have them
+// (items, item modes, the projected defaultMode, optional sources), read-only
+// like them, the binding's subPath applied.
+func TestWorkspaceProjected(t *testing.T) {
+	run := strings.Replace(cmRun, "  - {name: all, configMap: {name: cfg}}\n",
+		"  - {name: all, projected: {defaultMode: 0640, sources: [{configMap: {name: cfg, items: [{key: a.txt, path: conf/a.txt}, {key: c.bin, path: c.bin, mode: 0500}]}}, {secret: {name: creds}}, {configMap: {name: absent, optional: true}}]}}\n", 1)
+	dir := files(t, map[string]string{"run.yaml": run})
+	s := load(t, dir, "run.yaml", "")
+	want := []File{{"c.bin", []byte{0, 1}, 0o500}, {"conf/a.txt", []byte("alpha"), 0o440}, {"token", []byte("s3cr3t"), 0o440}, {"user", []byte("robot"), 0o440}}
+	if got := s.Run.Sources["all"]; !reflect.DeepEqual(got, want) {
+		t.Errorf("projected sources = %v\nwant %v", got, want)
+	}
+	if !s.Run.ReadOnly("all") || s.WorkspaceDir("all") != "workspaces/all" {
+		t.Errorf("projected workspace: read-only %v, dir %s", s.Run.ReadOnly("all"), s.WorkspaceDir("all"))
+	}
+	sub := strings.Replace(run, "{name: all, projected:", "{name: all, subPath: conf, projected:", 1)
+	s = load(t, files(t, map[string]string{"run.yaml": sub}), "run.yaml", "")
+	if fs := s.Run.Sources["all"]; len(fs) != 1 || fs[0].Path != "a.txt" || s.WorkspaceDir("all") != "workspaces/all" {
+		t.Errorf("projected with subPath conf: %v in %s", fs, s.WorkspaceDir("all"))
+	}
+}
+
 // A run's subPath into a ConfigMap mounts only what lies under it.
 func TestWorkspaceSourceSubPath(t *testing.T) {
 	run := strings.Replace(cmRun, "{name: some, configMap:", "{name: some, subPath: deep, configMap:", 1)
@@ -324,12 +347,23 @@ spec:
 		{"secret key escapes", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {..: b}\n---\n" + inline + "  workspaces: [{name: w, secret: {secretName: s}}]\n", []string{`Secret "s"`, `key ".."`}},
 		{"item path escapes", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n---\n" + inline + "  workspaces: [{name: w, configMap: {name: c, items: [{key: a, path: ../x}]}}]\n", []string{`ConfigMap "c"`, "../x"}},
 		{"subPath escapes", inline + "  workspaces: [{name: w, emptyDir: {}, subPath: ../up}]\n", []string{`PipelineRun "r"`, "../up"}},
-		{"projected", inline + "  workspaces: [{name: w, projected: {sources: [{configMap: {name: c}}]}}]\n", []string{`PipelineRun "r"`, `workspace "w"`, "only emptyDir"}},
 		{"taskRunSpecs unknown task", inline + "  taskRunSpecs: [{pipelineTaskName: nope, serviceAccountName: x}]\n", []string{`PipelineRun "r"`, "taskRunSpecs[0]", `no task "nope"`}},
 		{"podTemplate securityContext", inline + "  taskRunTemplate: {podTemplate: {securityContext: {runAsUser: 1000}}}\n", []string{`PipelineRun "r"`, "taskRunTemplate.podTemplate", "securityContext"}},
 		{"taskRunSpecs podTemplate volumes", inline + "  taskRunSpecs: [{pipelineTaskName: t, podTemplate: {volumes: [{name: v, emptyDir: {}}]}}]\n", []string{`PipelineRun "r"`, "taskRunSpecs[0] (pipeline task t).podTemplate", "volumes"}},
 		{"podTemplate env valueFrom", inline + "  taskRunTemplate: {podTemplate: {env: [{name: A, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]}}\n", []string{`PipelineRun "r"`, "env A", "valueFrom"}},
 		{"TaskRun podTemplate hostAliases", strings.Replace(tr, "spec:\n", "spec:\n  podTemplate: {hostAliases: [{ip: 10.0.0.1, hostnames: [a]}]}\n", 1), []string{`TaskRun "tr"`, "spec.podTemplate", "hostAliases"}},
+		{"projected ConfigMap missing", inline + "  workspaces: [{name: w, projected: {sources: [{configMap: {name: c}}]}}]\n", []string{`PipelineRun "r"`, `workspace "w"`, `projected ConfigMap "c" not found`}},
+		{"projected downwardAPI", inline + "  workspaces: [{name: w, projected: {sources: [{downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}]}}]\n", []string{`PipelineRun "r"`, `workspace "w"`, "downwardAPI is not supported"}},
+		{"projected serviceAccountToken", inline + "  workspaces: [{name: w, projected: {sources: [{serviceAccountToken: {path: token}}]}}]\n", []string{`PipelineRun "r"`, `workspace "w"`, "serviceAccountToken is not supported"}},
+		{"projected clusterTrustBundle", inline + "  workspaces: [{name: w, projected: {sources: [{clusterTrustBundle: {name: b, path: ca.pem}}]}}]\n", []string{`PipelineRun "r"`, `workspace "w"`, "clusterTrustBundle is not supported"}},
+		{"projected duplicate path", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {a: b}\n---\n" + inline + "  workspaces: [{name: w, projected: {sources: [{configMap: {name: c}}, {secret: {name: s}}]}}]\n", []string{`workspace "w"`, `ConfigMap "c" and Secret "s" both give the file "a"`}},
+		{"csi", inline + "  workspaces: [{name: w, csi: {driver: secrets-store.csi.k8s.io}}]\n", []string{`PipelineRun "r"`, `workspace "w"`, "csi", "secrets-store.csi.k8s.io", "not supported"}},
+		{"TaskRun csi", strings.Replace(tr, "spec:\n", "spec:\n  workspaces: [{name: w, csi: {driver: d}}]\n", 1), []string{`TaskRun "tr"`, `workspace "w"`, "csi"}},
+		{"pipeline task resolver", strings.Replace(inline, "      taskSpec:\n        workspaces: [{name: w}]\n        steps: [{name: s, image: busybox, script: 'true'}]\n", "      taskRef: {resolver: git, params: [{name: url, value: https://example.com/t.git}]}\n", 1), []string{`PipelineRun "r"`, `pipeline task "t"`, "no resolvers"}},
+		{"pipelineRef bundle resolver", "apiVersion: tekton.dev/v1\nkind: PipelineRun\nmetadata: {name: r}\nspec: {pipelineRef: {resolver: bundles, params: [{name: bundle, value: example.com/p:1}]}}\n", []string{`PipelineRun "r"`, "pipelineRef", "no bundles"}},
+		{"TaskRun resolver", "apiVersion: tekton.dev/v1\nkind: TaskRun\nmetadata: {name: tr}\nspec: {taskRef: {resolver: hub, params: [{name: name, value: git-clone}]}}\n", []string{`TaskRun "tr"`, "taskRef", "no resolvers"}},
+		{"TaskRun debug", strings.Replace(tr, "spec:\n", "spec:\n  debug: {breakpoints: {onFailure: enabled}}\n", 1), []string{`TaskRun "tr"`, "debug"}},
+		{"TaskRun cancelled", strings.Replace(tr, "spec:\n", "spec:\n  status: TaskRunCancelled\n", 1), []string{`TaskRun "tr"`, "TaskRunCancelled"}},
 		{"pending", inline + "  status: PipelineRunPending\n", []string{`PipelineRun "r"`, "PipelineRunPending"}},
 		{"TaskRun name not a task name", strings.Replace(tr, "name: tr}", "name: tr.v1}", 1), []string{"tr.v1", "named after it"}},
 	}

@@ -106,3 +106,217 @@ func TestWrongPasswordCosignKey(t *testing.T) {
 		t.Fatal("a layout was written")
 	}
 }
+
+// Bad PipelineRun files, each refused through the real binary with the
+// error Tekton itself gives (its validation's or reconciler's text), naming
+// the run and what is wrong, before anything runs: non-zero exit, one line,
+// and no --out directory at all.
+func TestBadInputRunFiles(t *testing.T) {
+	const task = "      taskSpec:\n        steps: [{name: s, image: busybox, script: 'true'}]\n"
+	cases := []struct {
+		name, doc string
+		want      []string
+	}{
+		{"missing Task", `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: missing-task-run}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: build
+      taskRef: {name: golang-build}
+`, []string{`PipelineRun "missing-task-run"`, `pipeline task "build"`, `Task "golang-build"`}},
+		// The reconciler's ValidateParamTypesMatching for a referenced
+		// Pipeline; Tekton's Validate of the run for an inline one.
+		{"array given for string", `apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata: {name: clone-pipeline}
+spec:
+  params: [{name: revision, type: string}]
+  tasks:
+  - name: clone
+    params: [{name: revision, value: $(params.revision)}]
+    taskSpec:
+      params: [{name: revision}]
+      steps: [{name: s, image: busybox, script: 'echo $(params.revision)'}]
+---
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: wrong-type-run}
+spec:
+  pipelineRef: {name: clone-pipeline}
+  params: [{name: revision, value: [main, dev]}]
+`, []string{`PipelineRun "wrong-type-run"`, "parameters have inconsistent types", "revision"}},
+		{"array given for string, inline", `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: wrong-type-run}
+spec:
+  params: [{name: revision, value: [main, dev]}]
+  pipelineSpec:
+    params: [{name: revision, type: string}]
+    tasks:
+    - name: clone
+      params: [{name: revision, value: $(params.revision)}]
+      taskSpec:
+        params: [{name: revision}]
+        steps: [{name: s, image: busybox, script: 'echo $(params.revision)'}]
+`, []string{`PipelineRun "wrong-type-run"`, `variable type invalid in "$(params.revision)"`}},
+		// A result the later task needs that its task never declares (so
+		// never writes): the reconciler's check before the first TaskRun.
+		{"result never written", `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: result-run}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: produce
+      taskSpec:
+        results: [{name: checksum}]
+        steps: [{name: s, image: busybox, script: 'echo no digest here'}]
+    - name: consume
+      params: [{name: digest, value: $(tasks.produce.results.digest)}]
+      taskSpec:
+        params: [{name: digest}]
+        steps: [{name: s, image: busybox, script: 'echo $(params.digest)'}]
+`, []string{`PipelineRun "result-run"`, "InvalidTaskResultReference", `pipeline task "consume"`, `"digest" is not a named result returned by pipeline task "produce"`}},
+		{"pipeline result never written", `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: result-run}
+spec:
+  pipelineSpec:
+    results: [{name: digest, value: $(tasks.produce.results.digest)}]
+    tasks:
+    - name: produce
+` + task, []string{`PipelineRun "result-run"`, "InvalidPipelineResultReference", `invalid pipeline result "digest"`}},
+		{"cyclic runAfter", `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: cycle-run}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: a
+      runAfter: [c]
+` + task + `    - name: b
+      runAfter: [a]
+` + task + `    - name: c
+      runAfter: [b]
+` + task, []string{`PipelineRun "cycle-run"`, "cycle detected", `task "a" depends on "c"`}},
+		{"workspace bound to nothing", `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: unbound-run}
+spec:
+  pipelineSpec:
+    workspaces: [{name: source}]
+    tasks:
+    - name: t
+      workspaces: [{name: src, workspace: source}]
+      taskSpec:
+        workspaces: [{name: src}]
+        steps: [{name: s, image: busybox, script: 'true'}]
+`, []string{`PipelineRun "unbound-run"`, `pipeline requires workspace with name "source" be provided by pipelinerun`}},
+		// The layout must say before the run whether a step may fail.
+		{"onError from a param", `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: onerror-run}
+spec:
+  params: [{name: CONTINUE, value: continue}]
+  pipelineSpec:
+    params: [{name: CONTINUE}]
+    tasks:
+    - name: task1
+      params: [{name: CONTINUE, value: $(params.CONTINUE)}]
+      taskSpec:
+        params: [{name: CONTINUE}]
+        steps: [{name: exit-with-1, image: alpine, onError: $(params.CONTINUE), script: 'exit 1'}]
+`, []string{`pipeline task "task1" step "exit-with-1"`, `onError "$(params.CONTINUE)"`}},
+		{"projected downwardAPI", `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: projected-run}
+spec:
+  workspaces:
+  - name: info
+    projected:
+      sources:
+      - downwardAPI:
+          items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]
+  pipelineSpec:
+    workspaces: [{name: info}]
+    tasks:
+    - name: t
+      workspaces: [{name: info, workspace: info}]
+      taskSpec:
+        workspaces: [{name: info}]
+        steps: [{name: s, image: busybox, script: 'true'}]
+`, []string{`PipelineRun "projected-run"`, `workspace "info"`, "downwardAPI is not supported"}},
+		{"csi", `apiVersion: tekton.dev/v1
+kind: TaskRun
+metadata: {name: csi-run}
+spec:
+  workspaces:
+  - name: secrets
+    csi: {driver: secrets-store.csi.k8s.io, readOnly: true}
+  taskSpec:
+    workspaces: [{name: secrets}]
+    steps: [{name: s, image: busybox, script: 'true'}]
+`, []string{`TaskRun "csi-run"`, `workspace "secrets"`, "csi", "not supported"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "run.yaml")
+			if err := os.WriteFile(file, []byte(c.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "out")
+			r := ss(t, "run", file, "--out", out, "--functionaries", filepath.Join(repo, "test", "e2e", "testdata", "runs", "functionaries.yaml"), "-q")
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			last := lines[len(lines)-1]
+			if r.code == 0 || !strings.HasPrefix(last, "stepseal: ") {
+				t.Fatalf("no one-line error:\n%s", r)
+			}
+			for _, w := range append(c.want, "run.yaml") {
+				if !strings.Contains(last, w) {
+					t.Errorf("error %q does not name %q", last, w)
+				}
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("bad input created --out (%v)", err)
+			}
+		})
+	}
+}
+
+// A result the Task declares but does not write is found missing only
+// after its task ran: the consumer fails with Tekton's message, the run
+// fails, and what ran stays signed in --out (its link), failing
+// verification for the consumer's missing link.
+func TestRunFileResultNotWritten(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "run.yaml")
+	doc := `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: result-run}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: produce
+      taskSpec:
+        results: [{name: digest}]
+        steps: [{name: s, image: busybox, script: 'echo not writing the result'}]
+    - name: consume
+      params: [{name: digest, value: $(tasks.produce.results.digest)}]
+      taskSpec:
+        params: [{name: digest}]
+        steps: [{name: s, image: busybox, script: 'echo $(params.digest)'}]
+`
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	r := ss(t, "run", file, "--out", out, "--functionaries", filepath.Join(repo, "test", "e2e", "testdata", "runs", "functionaries.yaml"), "-q")
+	if r.code == 0 || !strings.Contains(r.stdout, "pipeline task consume: Invalid task result reference: Could not find result with name digest for pipeline task produce") ||
+		!strings.Contains(r.stdout, "VERIFICATION FAILED") {
+		t.Fatalf("want Tekton's missing-result error and a failed verification:\n%s", r)
+	}
+	linkFile(t, out, "produce.s")
+}

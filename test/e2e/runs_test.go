@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,16 @@ func runFile(t *testing.T, file string, extra ...string) (string, result) {
 	return out, r
 }
 
+// wantFile checks a file of the run's work directory (rel is
+// slash-separated, under --out/work).
+func wantFile(t *testing.T, out, rel, want string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "work", filepath.FromSlash(rel)))
+	if err != nil || string(b) != want {
+		t.Errorf("%s = %q, %v; want %q", rel, b, err, want)
+	}
+}
+
 // The corpus of PipelineRun and TaskRun files, written as Tekton's
 // documentation writes them: each runs, verifies with stepseal, and
 // in-toto-golang's verify agrees.
@@ -31,6 +42,147 @@ func TestRunFilesVerify(t *testing.T) {
 		steps []string
 		check func(t *testing.T, out string, r result)
 	}{
+		// Rows of the corpus files named after Tekton's examples; each check
+		// asserts the feature happened, not only that the run verified.
+		{"pipelinerun-array-params.yaml", []string{"plan.list", "plan.flags", "plan.targets", "build.build"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/out/platforms.txt", "linux/amd64\nlinux/arm64\ndarwin/arm64\n")
+			wantFile(t, out, "workspaces/out/flags.txt", "2 flags: -trimpath -v\nsecond: linux/arm64\n")
+			wantFile(t, out, "workspaces/out/built.txt", "built linux-amd64-bin\nbuilt darwin-arm64-bin\nfirst: linux-amd64-bin\n")
+		}},
+		{"pipelinerun-object-params.yaml", []string{"task1.write-result", "task2.echo-params"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/out/param.txt", "url=abc.com commit=sha123\n")
+			wantFile(t, out, "workspaces/out/echo.txt", "foo=abc.com bar=sha123 bar-only=sha123\n")
+		}},
+		{"pipelinerun-implicit-params.yaml", []string{"echo-hello.echo", "echo-who.echo", "echo-hello-finally.echo"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/out/hello.txt", "Pipeline Hello World!\nwho: tekton\nAnd Finally ... Pipeline Hello World!\n")
+		}},
+		{"pipelinerun-param-precedence.yaml", []string{"echo-hello.echo", "echo-pipeline.echo", "echo-hello-finally.echo"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/out/task.txt", "Task Hello World!\n")
+			wantFile(t, out, "workspaces/out/pipeline.txt", "Pipeline Hello World!\n")
+			wantFile(t, out, "workspaces/out/finally.txt", "And finally.. Finally Hello World!\n")
+		}},
+		{"pipelinerun-results.yaml", []string{"sum.add", "multiply.product", "report.write"}, func(t *testing.T, out string, r result) {
+			if !strings.Contains(r.stdout, `results: both=["12","20"] product=20 report={"product":"20","sum":"12"} sum=12`) {
+				t.Errorf("pipeline results of every type missing:\n%s", r.stdout)
+			}
+			wantFile(t, out, "workspaces/out/report.txt", "sum=12 product=20\n")
+		}},
+		{"pipelinerun-when.yaml", []string{"create-file.write-new-stuff", "check-file.check", "deploy.deploy"}, func(t *testing.T, out string, r result) {
+			if strings.Contains(r.stdout, "skipped") {
+				t.Errorf("a task or step was skipped:\n%s", r.stdout)
+			}
+			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "source", "checked.txt"))
+			if !strings.HasPrefix(string(b), "checked on guarded-pr-") {
+				t.Errorf("checked.txt = %q: want the generated PipelineRun name", b)
+			}
+			wantFile(t, out, "workspaces/source/deployed.txt", "deployed to staging\n")
+		}},
+		{"pipelinerun-ignore-step-error.yaml", []string{"task1.exit-with-1", "task1.write-a-result", "task1.unnamed-2", "task1.read-exit-codes", "task2.exit-with-255", "task2.verify-a-task-result"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/ws/exit-codes.txt", "exit-with-1: 1\nwrite-a-result: 11\nunnamed-2: 3\n")
+			wantFile(t, out, "workspaces/ws/verified.txt", "task1-result: 123; exit-with-255: 255\n")
+			if got := readJSON(t, linkFile(t, out, "task1.write-a-result")); !strings.Contains(fmt.Sprint(got), "return-value:11") {
+				t.Errorf("the link does not record the step's exit code 11: %v", got)
+			}
+		}},
+		{"taskrun-steptemplate.yaml", []string{"steptemplate-env-merge.foo", "steptemplate-env-merge.bar"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/out/env.txt", "FOO=foo QUX=original\nBAR=bar QUX=override\n")
+		}},
+		{"pipelinerun-context.yaml", []string{"task1.print-uid", "task1.print-names", "task1.print-retries"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/out/names.txt", "Task name: context-run-task1\nTaskRun name: context-run-task1\n"+
+				"Pipeline name from params: context-run\nPipelineRun name from params: context-run\n"+
+				"PipelineRun name from pipeline defaults: pipelinerun: context-run\nPipelineRun namespace from params: ci\n")
+			wantFile(t, out, "workspaces/out/retries.txt", "PipelineTask retries from params: 2\n")
+			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "out", "uids.txt"))
+			if lines := strings.Split(string(b), "\n"); len(lines) < 2 || !strings.HasPrefix(lines[1], "PipelineRun UID from params: local-") {
+				t.Errorf("uids.txt = %q", b)
+			}
+		}},
+		{"taskrun-context.yaml", []string{"context-taskrun.print"}, func(t *testing.T, out string, r result) {
+			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "out", "context.txt"))
+			if !strings.HasPrefix(string(b), "task=print-context taskRun=context-taskrun\n") {
+				t.Errorf("context.txt = %q", b)
+			}
+		}},
+		{"pipelinerun-timeouts.yaml", []string{"quick.sleep", "after.check"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/out/quick.txt", "slept within 30s\n")
+			wantFile(t, out, "workspaces/out/after.txt", "done within 2m\n")
+		}},
+		{"pipelinerun-pvc-subpaths.yaml", []string{"writer-1.write", "writer-2.write", "read-all.read-1", "read-all.read-2"}, func(t *testing.T, out string, r result) {
+			// The run's subPath (builds) and each task's (dir-1, dir-2).
+			wantFile(t, out, "claims/shared-task-storage/builds/dir-1/foo", "stuff-1\n")
+			wantFile(t, out, "claims/shared-task-storage/builds/dir-2/foo", "stuff-2\n")
+		}},
+		{"taskrun-configmap.yaml", []string{"configmap.secret"}, func(t *testing.T, out string, r result) {
+			fi, err := os.Stat(filepath.Join(out, "work", "workspaces", "custom", "conf", "my.data"))
+			if err != nil || fi.Mode().Perm() != 0o400 {
+				t.Errorf("the item at its path with its mode: %v, %v", fi, err)
+			}
+			wantFile(t, out, "workspaces/out/copy.data", "tasks are my jam")
+		}},
+		{"pipelinerun-secret.yaml", []string{"check.check", "list.list"}, func(t *testing.T, out string, r result) {
+			fi, err := os.Stat(filepath.Join(out, "work", "workspaces", "creds", "token"))
+			if err != nil || fi.Mode().Perm() != 0o400 {
+				t.Errorf("token with defaultMode 0400: %v, %v", fi, err)
+			}
+			wantFile(t, out, "workspaces/out/checked.txt", "token of robot is present\n")
+			wantFile(t, out, "workspaces/out/keys.txt", "token\nuser\n")
+		}},
+		{"pipelinerun-optional-workspaces.yaml", []string{"print-motd.unnamed-0", "use-cache.check"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/out/motd.txt", "Message from message_1: Hello, good morning!\nMessage from message_2: Hello, good evening!\n")
+			wantFile(t, out, "workspaces/out/cache.txt", "no cache bound\n")
+			if _, err := os.Stat(filepath.Join(out, "work", "workspaces", "cache")); !os.IsNotExist(err) {
+				t.Errorf("the unbound workspace got a directory: %v", err)
+			}
+		}},
+		{"taskrun-optional-workspace.yaml", []string{"optional-workspaces.check-workspaces"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/output/bound.txt", "source-code unbound, path ''\n")
+		}},
+		{"taskrun-workspace-readonly.yaml", []string{"workspaces-readonly.write-allowed", "workspaces-readonly.read-only"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/write-allowed/sub/written.txt", "hello\n")
+			wantFile(t, out, "workspaces/write-allowed/sub/where.txt", "write-allowed/sub\n")
+			wantFile(t, out, "workspaces/write-allowed/read.txt", "read-only workspace is readonly-claim, empty\n")
+			if _, err := os.Stat(filepath.Join(out, "work", "claims", "readonly-claim")); err != nil {
+				t.Errorf("the claim's directory: %v", err)
+			}
+		}},
+		{"pipelinerun-fan-out-in.yaml", []string{"prepare.write", "upper.convert", "reverse.convert", "count.count", "collect.join"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/source/joined.txt", "alpha\tALPHA\tgamma\nbeta\tBETA\tbeta\ngamma\tGAMMA\talpha\n2 branches: 3+3 lines\n")
+			// collect ran last, after all three branches.
+			if i, j := strings.Index(r.stdout, "==> count.count"), strings.Index(r.stdout, "==> collect.join"); i < 0 || j < i {
+				t.Errorf("collect did not run after the branches:\n%s", r.stdout)
+			}
+		}},
+		{"pipelinerun-finally-status.yaml", []string{"task1.hello", "task2.success", "task3.verify-dag-task-status", "task4.verify-aggregate-tasks-status"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/out/tasks.txt", "task1=Succeeded task2=Succeeded\n")
+			wantFile(t, out, "workspaces/out/aggregate/status.txt", "aggregate=Succeeded\n")
+		}},
+		{"pipelinerun-taskref-beside.yaml", []string{"clone.clone", "describe.print"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/shared/CHECKOUT", "checked out v1.2.3\n")
+			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "shared", "context.txt"))
+			if !strings.HasPrefix(string(b), "task=print-context taskRun=taskref-beside-run-describe\n") {
+				t.Errorf("the Task beside the file did not run as describe: context.txt = %q", b)
+			}
+			if !strings.Contains(r.stdout, "results: commit=") {
+				t.Errorf("no pipeline result:\n%s", r.stdout)
+			}
+		}},
+		{"pipelinerun-projected.yaml", []string{"fetch-the-recipe.fetch-and-write", "print-the-recipe.print-secrets"}, func(t *testing.T, out string, r result) {
+			// The Secret's key and the ConfigMap's item side by side, read-only.
+			for _, f := range []string{"password", "recipe.txt"} {
+				fi, err := os.Stat(filepath.Join(out, "work", "workspaces", "data-store", f))
+				if err != nil || fi.Mode().Perm() != 0o444 {
+					t.Errorf("data-store/%s: %v, %v; want it read-only", f, fi, err)
+				}
+			}
+			wantFile(t, out, "workspaces/data-store/password", "hunter2")
+			wantFile(t, out, "workspaces/out/first-line.txt", "1. Heat oven to 325 degrees F\n")
+			if _, err := os.Stat(filepath.Join(out, "work", "claims", "projected-task-storage", "recipe.txt")); err != nil {
+				t.Errorf("the recipe was not copied to the claim: %v", err)
+			}
+		}},
+		{"taskrun-taskref.yaml", []string{"array-default.unnamed-0", "array-default.unnamed-1", "array-default.last"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/out/echo.txt", "baz qux quux\nfoo bar\ndone\n")
+		}},
 		{"pipelinerun-inline.yaml", []string{"compose.write", "shout.upper"}, func(t *testing.T, out string, r result) {
 			// generateName only: the inline Pipeline is named after it.
 			if !strings.Contains(r.stdout, "pipeline inline-greeting succeeded") {
@@ -176,6 +328,32 @@ func TestRunFileConfigMapChangeRejected(t *testing.T) {
 	}
 }
 
+// A step that writes into a projected workspace fails verification, as
+// for a ConfigMap workspace: the layout allows exactly its files.
+func TestRunFileProjectedChangeRejected(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repo, "test", "e2e", "testdata", "runs", "pipelinerun-projected.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bad := strings.Replace(string(src), "cp $(workspaces.secure-store.path)/recipe.txt $(workspaces.filedrop.path)", "cp $(workspaces.secure-store.path)/recipe.txt $(workspaces.filedrop.path); echo extra > $(workspaces.secure-store.path)/added.txt", 1)
+	if bad == string(src) {
+		t.Fatal("the test's edit no longer applies")
+	}
+	file := filepath.Join(dir, "run.yaml")
+	os.WriteFile(file, []byte(bad), 0o644)
+	fn, _ := os.ReadFile(filepath.Join(repo, "test", "e2e", "testdata", "runs", "functionaries.yaml"))
+	os.WriteFile(filepath.Join(dir, "functionaries.yaml"), fn, 0o644)
+	out := filepath.Join(dir, "out")
+	r := ss(t, "run", file, "--out", out, "-q")
+	if r.code == 0 || !strings.Contains(r.stdout, "VERIFICATION FAILED") || !strings.Contains(r.stdout, "data-store/added.txt") {
+		t.Fatalf("a file added to a projected workspace passed:\n%s", r)
+	}
+	if r := inTotoVerify(t, out); r.code == 0 {
+		t.Fatalf("in-toto-golang accepts a changed projected workspace:\n%s", r)
+	}
+}
+
 // Bad run files: a one-line error naming the object and the file, and
 // nothing in --out.
 func TestRunFileBadInput(t *testing.T) {
@@ -235,6 +413,7 @@ func TestLayoutCreateFromRunFile(t *testing.T) {
 		{"taskrun-secret.yaml", "secret-run.check", ""},
 		{"pipelinerun-rbac.yaml", "announce.say", "ignoring 3 object(s)"},
 		{"pipelinerun-finally.yaml", "report.summarize", ""},
+		{"pipelinerun-projected.yaml", "fetch-the-recipe.fetch-and-write", ""},
 	} {
 		out := filepath.Join(t.TempDir(), "root.layout")
 		r := ss(t, "layout", "create", "--pipeline", filepath.Join(dir, c.file), "--functionaries", functionaries,
