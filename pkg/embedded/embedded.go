@@ -347,7 +347,10 @@ func (r *runner) signLayout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := r.in.pipeline.Layout(r.in.functionaries, r.pubKeys, layout.Options{SkipKey: &skipKey})
+	// The run's ID is chosen now, so the layout's expected commands are
+	// the ones this run's links will record.
+	r.runID = newRunID()
+	l, err := r.in.pipeline.Layout(r.in.functionaries, r.pubKeys, layout.Options{SkipKey: &skipKey, Params: r.opts.Params, RunID: r.runID})
 	if err != nil {
 		return err
 	}
@@ -380,7 +383,9 @@ var errInvalidRun = errors.New("invalid run")
 
 // execute is step 4.
 func (r *runner) execute(ctx context.Context) error {
-	r.runID = newRunID()
+	if r.runID == "" {
+		r.runID = newRunID()
+	}
 	r.linkDir = filepath.Join(r.opts.Out, "links")
 	if err := os.MkdirAll(r.linkDir, 0o755); err != nil {
 		return err

@@ -26,6 +26,16 @@ type Options struct {
 	// Functionaries file's skipSigner; with neither, a skipped task's
 	// missing links cannot be excused and the run does not verify.
 	SkipKey *in_toto.Key
+	// Params are the params the run will get (-p), RunID its ID when it is
+	// known: with them the generator can give the commands after Tekton's
+	// substitution (Commands).
+	Params map[string]string
+	RunID  string
+	// Commands, when set, are the expected command of each step (by step
+	// name) instead of the command the Task writes, unsubstituted: the
+	// commands the links will record, as far as they are known before the
+	// run. in-toto only warns when a link's command differs.
+	Commands map[string][]string
 }
 
 // Validate checks a layout with in-toto-golang's own validation (types, key

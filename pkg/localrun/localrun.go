@@ -98,6 +98,8 @@ type Options struct {
 	// Env is the host environment passed to every step, before the step's
 	// own env; nil: DefaultEnv().
 	Env []string
+	// commandsOnly: prepare plans the tasks for Commands and stops there.
+	commandsOnly bool
 	// DefaultWorkingDir is where a step starts when it declares no
 	// workingDir, and what a relative workingDir is relative to; empty: the
 	// current directory. The CLI passes the pipeline file's directory.
@@ -199,10 +201,33 @@ func prepare(ctx context.Context, spec *tekton.Spec, opts Options) (*runner, err
 	if err := r.preflight(ctx); err != nil {
 		return nil, err
 	}
+	if r.opts.commandsOnly {
+		return r, nil
+	}
 	if err := r.prepareDirs(); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// Commands returns, for every step of spec ("<pipelineTask>.<step>"), the
+// command its link will record when spec runs with opts: Tekton's
+// substitution of what is known before the run (the run's and opts'
+// params, defaults, context — the run ID included — workspace, result and
+// step paths as a Pod sees them), applied with the same code the run uses.
+// What only the run knows (other tasks' results, $(tasks.status), step
+// results) is left as the planning leaves it, so those steps' links will
+// differ. Nothing is written or executed; opts' signers and directories
+// are ignored. The layout generator takes these as expected commands, so a
+// clean run gives in-toto-golang no command warnings.
+func Commands(ctx context.Context, spec *tekton.Spec, opts Options) (map[string][]string, error) {
+	opts.Signers, opts.SkipSigner, opts.LinkDir, opts.Out = nil, nil, "", nil
+	opts.commandsOnly = true
+	r, err := prepare(ctx, spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	return r.commands, nil
 }
 
 func absOrCwd(dir string) (string, error) {

@@ -44,6 +44,8 @@ type runner struct {
 	final  []v1.PipelineTask // finally tasks, in declaration order
 
 	signers map[string][]signing.Signer // by step name
+	// commands are the steps' commands as planned before the run (Commands).
+	commands map[string][]string
 
 	// deadline ends the run's tasks when the run declares timeouts
 	// (timeouts.pipeline, timeouts.tasks; for the finally tasks
@@ -144,6 +146,7 @@ func (r *runner) preflight(ctx context.Context) error {
 		return err
 	}
 	r.signers = map[string][]signing.Signer{}
+	r.commands = map[string][]string{}
 	for _, o := range append(append([]v1.PipelineTask(nil), r.order...), r.final...) {
 		pt := r.pipelineTask(o.Name)
 		if pt.IsMatrixed() {
@@ -155,6 +158,7 @@ func (r *runner) preflight(ctx context.Context) error {
 		}
 		for i, st := range plan.steps {
 			name := run.StepName(pt.Name, stepName(st, i))
+			r.commands[name] = plannedCommand(plan, st)
 			if r.opts.Signers == nil {
 				continue
 			}
@@ -487,6 +491,11 @@ func placeholders(ts *v1.TaskSpec, all, kept v1.Params) v1.Params {
 		v := v1.ParamValue{Type: s.Type, ArrayVal: []string{}}
 		if v.Type == "" {
 			v.Type = v1.ParamTypeString
+		}
+		if v.Type == v1.ParamTypeString {
+			// The reference itself, so a planned command shows what it
+			// waits on (Commands).
+			v.StringVal = p.Value.StringVal
 		}
 		if v.Type == v1.ParamTypeObject {
 			v.ObjectVal = map[string]string{}
@@ -827,4 +836,14 @@ func podPathReplacer(pairs [][2]string) *strings.Replacer {
 		oldnew = append(oldnew, p[0], p[1])
 	}
 	return strings.NewReplacer(oldnew...)
+}
+
+// plannedCommand is the command step st of plan will record in its link
+// (run.Step.ExecutedCommand with Pod paths), as planned.
+func plannedCommand(plan *taskPlan, st v1.Step) []string {
+	pod := plan.podPaths.Replace
+	if st.Script != "" {
+		return run.ScriptCommand(pod(st.Script))
+	}
+	return append(podAll(pod, st.Command), podAll(pod, st.Args)...)
 }

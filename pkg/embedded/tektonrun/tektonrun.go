@@ -39,6 +39,15 @@ func (p pipelineSpec) Sources() []string { return p.spec.Files }
 func (p pipelineSpec) WorkspaceDir(w string) string { return p.spec.WorkspaceDir(w) }
 
 func (p pipelineSpec) Layout(f *layout.Functionaries, keys map[string]in_toto.Key, opts layout.Options) (*in_toto.Layout, error) {
+	if opts.Commands == nil {
+		// The commands the links will record, as far as the run's params
+		// and ID tell: then a clean run gives in-toto no command warnings.
+		// A Pipeline that cannot be planned without the run's input (a
+		// required param not given) keeps the commands as written.
+		if cmds, err := localrun.Commands(context.Background(), p.spec, localrun.Options{Params: opts.Params, RunID: opts.RunID}); err == nil {
+			opts.Commands = cmds
+		}
+	}
 	return generate.FromPipeline(p.spec, f, keys, opts)
 }
 

@@ -25,10 +25,12 @@ import (
 //
 // The layout has one step per Task step, named "<pipelineTask>.<step>"
 // ("<pipelineTask>.unnamed-<i>" for a step without a name, as Tekton names
-// it), in spec.Order(), then the finally tasks' (spec.Finally()). Its expected_command is the step's unsubstituted
-// command and args, or run.ScriptCommand of its script; in-toto only warns
-// when the executed command differs, since parameters are substituted at run
-// time.
+// it), in spec.Order(), then the finally tasks' (spec.Finally()). Its
+// expected_command is opts.Commands[step] when given (the command after
+// Tekton's substitution of what is known before the run, see
+// localrun.Commands), else the step's unsubstituted command and args, or
+// run.ScriptCommand of its script; in-toto only warns when the executed
+// command differs.
 //
 // Artifact rules follow the workspaces. For step S of pipeline task P and each
 // pipeline workspace W that P binds, prev(S, W) is the previous step of P, or,
@@ -127,6 +129,9 @@ func FromPipeline(spec *tekton.Spec, f *layout.Functionaries, keys map[string]in
 				Type:            "step",
 				ExpectedCommand: t.commands[i],
 				SupplyChainItem: in_toto.SupplyChainItem{Name: name},
+			}
+			if c, ok := opts.Commands[name]; ok {
+				st.ExpectedCommand = append([]string{}, c...)
 			}
 			st.PubKeys, st.Threshold, err = stepKeys(f, keys, name)
 			if err != nil {
