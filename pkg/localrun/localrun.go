@@ -149,6 +149,7 @@ func DefaultEnv() []string {
 // *StepError. Invalid input is reported with ErrInvalid before anything of
 // the affected task runs; it stops the run without finally tasks.
 func Run(ctx context.Context, spec *tekton.Spec, opts Options) (*run.Record, error) {
+	ctx = spec.Context(ctx) // the run file's Tekton feature flags
 	r, err := prepare(ctx, spec, opts)
 	if err != nil {
 		return nil, err
@@ -223,7 +224,7 @@ func prepare(ctx context.Context, spec *tekton.Spec, opts Options) (*runner, err
 func Commands(ctx context.Context, spec *tekton.Spec, opts Options) (map[string][]string, error) {
 	opts.Signers, opts.SkipSigner, opts.LinkDir, opts.Out = nil, nil, "", nil
 	opts.commandsOnly = true
-	r, err := prepare(ctx, spec, opts)
+	r, err := prepare(spec.Context(ctx), spec, opts)
 	if err != nil {
 		return nil, err
 	}

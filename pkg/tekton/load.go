@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tektoncd/pipeline/pkg/apis/config"
+
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
@@ -52,6 +54,19 @@ type Spec struct {
 	// Files are the files the run, the Pipeline, its Tasks and the objects
 	// its workspaces bind were read from, sorted: the run's definition.
 	Files []string
+	// Config is Tekton's configuration with the feature flags of the run
+	// file's tekton-pipelines/feature-flags ConfigMap; nil: Tekton's
+	// defaults. Context puts it on a context.
+	Config *config.Config
+}
+
+// Context returns ctx with s.Config attached (Tekton's config.ToContext),
+// so Tekton's validation and reconciler code see the run's feature flags.
+func (s *Spec) Context(ctx context.Context) context.Context {
+	if s == nil || s.Config == nil {
+		return ctx
+	}
+	return config.ToContext(ctx, s.Config)
 }
 
 // Load reads a Tekton file: a Pipeline, a PipelineRun or a TaskRun, in a
@@ -76,6 +91,10 @@ type Spec struct {
 // the file. Kubernetes objects a local run has no use for (RBAC,
 // ServiceAccounts, ...) are ignored, and one line of Notes says so.
 func Load(ctx context.Context, path, tasksDir string) (*Spec, error) {
+	ctx, flagsNote, err := withFeatureFlags(ctx, path)
+	if err != nil {
+		return nil, err
+	}
 	l := &loader{path: path, tasksDir: tasksDir, objs: newObjects(), used: map[string]bool{path: true}}
 	if err := l.objs.readFile(ctx, path); err != nil {
 		return nil, err
@@ -105,7 +124,6 @@ func Load(ctx context.Context, path, tasksDir string) (*Spec, error) {
 		}
 	}
 	var s *Spec
-	var err error
 	switch {
 	case len(prs)+len(trs) > 1:
 		var names []string
@@ -132,6 +150,10 @@ func Load(ctx context.Context, path, tasksDir string) (*Spec, error) {
 	}
 	if len(l.objs.ignored) > 0 {
 		s.Notes = append([]string{fmt.Sprintf("stepseal: ignoring %d object(s) a local run has no use for: %s", len(l.objs.ignored), strings.Join(l.objs.ignored, ", "))}, s.Notes...)
+	}
+	if flagsNote != "" {
+		s.Notes = append([]string{flagsNote}, s.Notes...)
+		s.Config = config.FromContextOrDefaults(ctx)
 	}
 	for f := range l.used {
 		s.Files = append(s.Files, f)

@@ -273,6 +273,20 @@ func TestRunFilesVerify(t *testing.T) {
 				t.Errorf("attempts.log = %q", b)
 			}
 		}},
+		{"pipelinerun-cel-when.yaml", []string{"test.run", "release.tag", "preview.deploy"}, func(t *testing.T, out string, r result) {
+			// The file's Tekton feature-flags ConfigMap enables CEL.
+			ws := filepath.Join(out, "work", "workspaces", "out")
+			if _, err := os.Stat(filepath.Join(ws, "release.txt")); err == nil {
+				t.Error("release ran although its CEL expression is false")
+			}
+			if b, _ := os.ReadFile(filepath.Join(ws, "preview.txt")); string(b) != "preview of feature/login\n" {
+				t.Errorf("preview.txt = %q", b)
+			}
+			if !strings.Contains(r.stdout, "Tekton feature flags from ConfigMap tekton-pipelines/feature-flags") ||
+				!strings.Contains(r.stdout, `skip release.tag`) {
+				t.Errorf("the flags or the excused CEL skip are not reported:\n%s", r.stdout)
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
