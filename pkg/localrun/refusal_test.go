@@ -52,6 +52,7 @@ spec:
 		{"env valueFrom", "        script: 'true'\n", "        script: 'true'\n        env: [{name: TOKEN, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n", []string{"pipeline task build step compile", "env TOKEN", "valueFrom"}},
 		{"CEL step when", "        script: 'true'\n", "        script: 'true'\n        when: [{cel: \"'a' == 'a'\"}]\n", []string{`Pipeline "refused"`, "CEL", "tasks[1].taskSpec.steps[0].when[0]"}},
 		{"CEL task when", "    runAfter: [first]\n", "    runAfter: [first]\n    when: [{cel: \"'a' == 'a'\"}]\n", []string{`Pipeline "refused"`, "CEL", "tasks[1].when[0]"}},
+		{"pipeline task onError", "    runAfter: [first]\n", "    runAfter: [first]\n    onError: continue\n", []string{"pipeline task build", "onError: continue on a pipeline task"}},
 		{"matrix", "    runAfter: [first]\n", "    runAfter: [first]\n    matrix: {params: [{name: os, value: [linux, darwin]}]}\n", []string{"pipeline task build", "matrix"}},
 		{"matrix in finally", "  - name: build\n", "  - name: build\n", []string{"pipeline task report", "matrix"}},
 		{"undeclared result", "    runAfter: [first]\n", "    runAfter: [first]\n    params: [{name: d, value: $(tasks.first.results.digest)}]\n", []string{"InvalidTaskResultReference", `pipeline task "build"`, `"digest" is not a named result returned by pipeline task "first"`}},

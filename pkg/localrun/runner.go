@@ -152,6 +152,11 @@ func (r *runner) preflight(ctx context.Context) error {
 		if pt.IsMatrixed() {
 			return invalid("pipeline task %s: matrix is not supported by the local runner", pt.Name)
 		}
+		if pt.OnError == v1.PipelineTaskContinue {
+			// Tekton would go on after the task failed; the steps after the
+			// failed one leave no link a layout could accept.
+			return invalid("pipeline task %s: onError: continue on a pipeline task is not supported by the local runner (a failed task's later steps leave no link)", pt.Name)
+		}
 		plan, err := r.planTask(ctx, pt, r.taskSpec(pt), false, nil)
 		if err != nil {
 			return err
