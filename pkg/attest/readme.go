@@ -62,6 +62,9 @@ type SkipRule struct {
 	// ResultsFrom are the tasks whose results this one uses: their skip
 	// skips it as "Results were missing".
 	ResultsFrom []string `json:"resultsFrom,omitempty"`
+	// Finally: a finally task (its when expressions may read
+	// $(tasks.status), which the verifier derives from the DAG tasks).
+	Finally bool `json:"finally,omitempty"`
 }
 
 // SkippableLines returns the readme lines declaring rules, one per task in

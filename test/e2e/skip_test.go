@@ -203,6 +203,15 @@ func TestSkipRecordAttacks(t *testing.T) {
 			os.Remove(linkFile(t, dir, "audit.record"))
 			forge(t, dir, "publisher", "audit.record", body)
 		}, "skip", []string{"audit", `names task "notify", which was not skipped`}, false},
+		{"skip record misstating $(tasks.status)", no, func(t *testing.T, dir string) {
+			// deploy, notify and audit were skipped, so Tekton gives the
+			// finally task "Completed", not "Succeeded".
+			body := signedBody(t, dir, "rollback.undo")
+			when := body["byproducts"].(map[string]any)["stepseal.dev/skip"].(map[string]any)["when"].([]any)[0].(map[string]any)
+			when["resolvedInput"] = "Succeeded"
+			os.Remove(linkFile(t, dir, "rollback.undo"))
+			forge(t, dir, "publisher", "rollback.undo", body)
+		}, "skip", []string{"rollback", `$(tasks.status) is recorded as "Succeeded", but the links show "Completed"`}, false},
 		{"a link of a run signed by the key that only signs skip records", yes, func(t *testing.T, dir string) {
 			body := signedBody(t, dir, "deploy.push")
 			os.Remove(linkFile(t, dir, "deploy.push"))

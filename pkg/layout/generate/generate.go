@@ -493,7 +493,7 @@ func (g *graph) addSkipRules(spec *tekton.Spec, f *layout.Functionaries, keys ma
 	deps := spec.Deps()
 	var rules []attest.SkipRule
 	for _, t := range g.tasks {
-		r := attest.SkipRule{Task: t.name, Steps: t.steps, Keys: []string{key.KeyID}}
+		r := attest.SkipRule{Task: t.name, Steps: t.steps, Keys: []string{key.KeyID}, Finally: t.final}
 		for _, ref := range v1.PipelineTaskResultRefs(&t.pt) {
 			if canSkip[ref.PipelineTask] && !slices.Contains(r.ResultsFrom, ref.PipelineTask) {
 				r.ResultsFrom = append(r.ResultsFrom, ref.PipelineTask)
