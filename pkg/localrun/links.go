@@ -23,16 +23,20 @@ func (r *runner) writeLinks(ctx context.Context, step *run.Step) error {
 	return err
 }
 
-// skipRecord records why task pt was skipped and, with a SkipSigner, signs
+// skipRecord records why task pt was skipped (run.Task.Skip) and, with a
+// SkipSigner, signs
 // a skip record for each of its steps: its materials and products are the
 // task's workspaces as they are now (the task changed nothing), so the
 // rules of the steps after it hold as after a run. A nil skip (a reason no
 // record excuses) records nothing more.
 func (r *runner) skipRecord(ctx context.Context, pt *v1.PipelineTask, skip *run.Skip) error {
-	if skip == nil || r.opts.SkipSigner == nil || r.opts.LinkDir == "" {
+	if skip == nil {
 		return nil
 	}
 	r.rec.Tasks[len(r.rec.Tasks)-1].Skip = skip
+	if r.opts.SkipSigner == nil || r.opts.LinkDir == "" {
+		return nil
+	}
 	ts := r.taskSpec(pt)
 	if ts == nil {
 		return nil
