@@ -50,7 +50,7 @@ func Put(ctx context.Context, targets []Target, entries []store.Entry) (string, 
 			return i, nil
 		}
 		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(8)
+		g.SetLimit(64)
 		for _, e := range entries[:len(entries)-1] {
 			g.Go(func() error { _, err := put(gctx, e); return err })
 		}
