@@ -334,6 +334,18 @@ func TestRunFilesVerify(t *testing.T) {
 				t.Errorf("t2's materials do not cover the propagated workspace: %s", m)
 			}
 		}},
+		{"pipelinerun-different-subpaths.yaml", []string{"writer-1.write", "writer-2.write", "read-all.read-1", "read-all.read-2", "read-one.read"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/ws/both.txt", "bar-1\nbar-2\n")
+			// The chain is per subPath region: dir-1 is tied to writer-1
+			// although writer-2 (dir-2 only) ran in between.
+			rules := layoutRules(t, out)
+			if m := rules["read-all.read-1"].materials; m != "MATCH ws/dir-1/** WITH PRODUCTS FROM writer-1.write\nMATCH ws/dir-2/** WITH PRODUCTS FROM writer-2.write\nDISALLOW *" {
+				t.Errorf("read-all.read-1 materials:\n%s", m)
+			}
+			if p := rules["read-one.read"].products; p != "MATCH ws/dir-1/** WITH PRODUCTS FROM writer-1.write\nDISALLOW *" {
+				t.Errorf("read-one.read products:\n%s", p)
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
