@@ -141,10 +141,10 @@ func TestSubPathRegionAttacks(t *testing.T) {
 		t.Fatalf("honest regions run rejected: in-toto-golang %v; stepseal %v", a, b)
 	}
 	for _, c := range []struct {
-		name  string
-		l     *in_toto.Layout
-		f     *layout.Functionaries
-		run   map[string]stepIO
+		name string
+		l    *in_toto.Layout
+		f    *layout.Functionaries
+		run  map[string]stepIO
 		// inToto and ours are substrings of each verifier's error: the
 		// step, the artifact list and the rule that rejected it.
 		inToto, ours []string
