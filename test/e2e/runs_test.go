@@ -309,6 +309,19 @@ func TestRunFilesVerify(t *testing.T) {
 			if string(b) != "attempt 0 (retries allowed: 1)\nattempt 1 (retries allowed: 1)\n" {
 				t.Errorf("attempts.log = %q", b)
 			}
+			// It is stored in the run's log (layout, three links,
+			// provenance) and named in the provenance.
+			lv := ss(t, "log", "verify", "--log", filepath.Join(out, "store"), "--key", filepath.Join(out, "log.pub"), "-o", "json")
+			if lv.code != 0 || !strings.Contains(lv.stdout, `"entriesVerified": 5`) {
+				t.Errorf("log verify: want 5 entries:\n%s", lv)
+			}
+			if len(links) == 1 {
+				prov, _ := os.ReadFile(filepath.Join(out, "provenance.json"))
+				var env struct{ Payload []byte }
+				if err := json.Unmarshal(prov, &env); err != nil || !strings.Contains(string(env.Payload), `"name":"`+filepath.Base(links[0])+`"`) {
+					t.Errorf("provenance.json does not name %s: %v\n%s", filepath.Base(links[0]), err, env.Payload)
+				}
+			}
 		}},
 		{"pipelinerun-propagated-workspaces.yaml", []string{"fetch-secure-data.fetch-and-write-secure", "print-the-recipe.print-secrets"}, func(t *testing.T, out string, r result) {
 			// Workspaces neither the inline Pipeline declares nor its
