@@ -494,7 +494,14 @@ func (g *graph) prevRules(t *task, i int, w, r string, strict bool) [][]string {
 		return [][]string{matchProducts(pattern(w, r), t.steps[i-1])}
 	}
 	srcs := g.prevTasks(t, w, r)
-	sort.SliceStable(srcs, func(a, b int) bool { return depth(srcs[a].sub) > depth(srcs[b].sub) })
+	// Narrowest parts first, each part's candidates together (in task
+	// order), so a part is closed only after all its MATCH rules.
+	sort.SliceStable(srcs, func(a, b int) bool {
+		if da, db := depth(srcs[a].sub), depth(srcs[b].sub); da != db {
+			return da > db
+		}
+		return srcs[a].sub < srcs[b].sub
+	})
 	var rules [][]string
 	for k := 0; k < len(srcs); {
 		sub := srcs[k].sub

@@ -63,6 +63,17 @@ func TestSubPathRegionShadowing(t *testing.T) {
 	if d := cmp.Diff([][]string{matchIn("ws/dir-1/**", "init.s"), disallow}, rulesOf(l)["w1.s"][0]); d != "" {
 		t.Errorf("w1.s materials: its region of what init left (-want +got):\n%s", d)
 	}
+	// Two parallel writers of dir-1 and one of dir-2 after init: each
+	// region's MATCH rules together, then its DISALLOW.
+	l, _ = generate(t, "testdata/subpath-interleaved.yaml", runsFunctionaries)
+	want = [][]string{
+		matchIn("ws/dir-1/**", "a.s"), matchIn("ws/dir-1/**", "c.s"), {"DISALLOW", "ws/dir-1/**"},
+		matchIn("ws/dir-2/**", "b.s"), {"DISALLOW", "ws/dir-2/**"},
+		match("ws", "init.s"), disallow,
+	}
+	if d := cmp.Diff(want, rulesOf(l)["read.s"][1]); d != "" {
+		t.Errorf("interleaved: read.s products (-want +got):\n%s", d)
+	}
 	l, _ = generate(t, "testdata/subpath-regions-parallel.yaml", runsFunctionaries)
 	want = [][]string{matchIn("ws/dir-1/**", "w1.s"), match("ws", "init.s"), disallow}
 	if d := cmp.Diff(want, rulesOf(l)["read.s"][1]); d != "" {
