@@ -85,17 +85,21 @@ type Published struct {
 // Report is what one run did. RunErr, VerifyErr and PublishErr are its
 // outcome: a Report with none of them passed.
 type Report struct {
-	RunID      string          `json:"runID"`
-	Pipeline   string          `json:"pipeline"`
-	Out        string          `json:"out"`
-	Layout     string          `json:"layout"`
-	Links      []string        `json:"links"`
-	Provenance string          `json:"provenance,omitempty"`
-	Output     string          `json:"output,omitempty"`
-	RunError   string          `json:"runError,omitempty"`
-	Verdict    *verify.Verdict `json:"verdict,omitempty"`
-	Published  *Published      `json:"published,omitempty"`
-	Log        *LogReport      `json:"log,omitempty"`
+	RunID    string   `json:"runID"`
+	Pipeline string   `json:"pipeline"`
+	Out      string   `json:"out"`
+	Layout   string   `json:"layout"`
+	Links    []string `json:"links"`
+	// AttemptLinks are the links of retried tasks' failed attempts
+	// (seal.AttemptLinkName): stored in the log and named in the
+	// provenance with the others, left aside by verification.
+	AttemptLinks []string        `json:"attemptLinks,omitempty"`
+	Provenance   string          `json:"provenance,omitempty"`
+	Output       string          `json:"output,omitempty"`
+	RunError     string          `json:"runError,omitempty"`
+	Verdict      *verify.Verdict `json:"verdict,omitempty"`
+	Published    *Published      `json:"published,omitempty"`
+	Log          *LogReport      `json:"log,omitempty"`
 
 	// OutputName is the declared output (workspace/path), if any.
 	OutputName string `json:"-"`
@@ -418,11 +422,11 @@ func (r *runner) execute(ctx context.Context) error {
 	r.rec = rec
 	r.report = &Report{RunID: r.runID, Pipeline: r.in.pipeline.Name(), Out: r.opts.Out,
 		Layout: filepath.Join(r.opts.Out, seal.LayoutName), OutputName: f.Spec.Output, RunErr: runErr}
-	links, err := linkNames(r.linkDir)
+	links, attempts, err := linkNames(r.linkDir)
 	if err != nil {
 		return err
 	}
-	r.report.Links = links
+	r.report.Links, r.report.AttemptLinks = links, attempts
 	if runErr != nil && errors.Is(runErr, ErrInvalidRun) && len(links) == 0 {
 		return errInvalidRun
 	}
@@ -454,6 +458,17 @@ func (r *runner) seal(ctx context.Context, st *tlogstore.Store) error {
 			return err
 		}
 		e.RunID = r.runID
+		entries = append(entries, e)
+	}
+	for _, n := range r.report.AttemptLinks {
+		data, err := os.ReadFile(filepath.Join(r.linkDir, n))
+		if err != nil {
+			return err
+		}
+		e, err := seal.AttemptLinkEntry(r.runID, n, data)
+		if err != nil {
+			return err
+		}
 		entries = append(entries, e)
 	}
 	if _, err := seal.Put(ctx, targets, entries); err != nil {
@@ -614,17 +629,22 @@ func sortedNames(m map[string]in_toto.Key) []string {
 	return out
 }
 
-// linkNames returns the link file names of dir, sorted.
-func linkNames(dir string) ([]string, error) {
+// linkNames returns the link file names of dir and, apart, those of failed
+// attempts (seal.AttemptLinkName), each sorted.
+func linkNames(dir string) (links, attempts []string, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var names []string
 	for _, e := range entries {
-		if _, _, ok := seal.ParseLinkName(e.Name()); ok && !e.IsDir() {
-			names = append(names, e.Name())
+		if e.IsDir() {
+			continue
+		}
+		if _, _, _, ok := seal.ParseAttemptLinkName(e.Name()); ok {
+			attempts = append(attempts, e.Name())
+		} else if _, _, ok := seal.ParseLinkName(e.Name()); ok {
+			links = append(links, e.Name())
 		}
 	}
-	return names, nil
+	return links, attempts, nil
 }

@@ -12,6 +12,9 @@ import (
 	"github.com/stepseal/stepseal/pkg/embedded"
 	"github.com/stepseal/stepseal/pkg/embedded/tektonrun"
 	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/tlogstore"
+	"github.com/stepseal/stepseal/pkg/tlog"
 	"github.com/stepseal/stepseal/pkg/verify"
 )
 
@@ -262,5 +265,74 @@ spec:
 		if !strings.Contains(string(env.Payload), filepath.ToSlash(filepath.Join(dir, f))) {
 			t.Errorf("provenance does not name %s:\n%s", f, env.Payload)
 		}
+	}
+}
+
+// A task that fails once and is retried: its failed attempt's link is
+// stored in the run's log (kind link, the run's ID, the attempt's products
+// as subjects) and named in the provenance beside the other links, while
+// verification checks the last attempt.
+func TestRunStoresAttemptLinks(t *testing.T) {
+	dir := t.TempDir()
+	retried := strings.Replace(pipeline, "  - name: pack\n    runAfter: [make]\n", "  - name: pack\n    runAfter: [make]\n    retries: 1\n", 1)
+	retried = strings.Replace(retried, "%s", `if [ ! -e $(workspaces.dist.path)/tried ]; then echo once > $(workspaces.dist.path)/tried; exit 1; fi`, 1)
+	for name, content := range map[string]string{"pipeline.yaml": retried, "functionaries.yaml": functionaries} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	var progress strings.Builder
+	rep, err := embedded.Run(context.Background(), embedded.Options{Tekton: tektonrun.Tekton{}, Path: dir, Out: out, Quiet: true, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Passed() || len(rep.AttemptLinks) != 1 || !strings.HasPrefix(rep.AttemptLinks[0], "pack.tar.") || !strings.HasSuffix(rep.AttemptLinks[0], ".attempt-1.link") {
+		t.Fatalf("report %+v\n%s", rep, progress.String())
+	}
+	attempt := rep.AttemptLinks[0]
+	if len(rep.Links) != 2 || len(rep.Log.Entries) != 5 {
+		t.Fatalf("links %v, log %+v: want 2 links, and layout, 3 links and provenance in the log", rep.Links, rep.Log.Entries)
+	}
+	logged := false
+	for _, e := range rep.Log.Entries {
+		logged = logged || (e.Kind == "link" && e.Name == attempt)
+	}
+	if !logged {
+		t.Errorf("the attempt link is not in the log: %+v", rep.Log.Entries)
+	}
+	key, err := tlog.ReadKey(filepath.Join(out, "log-key", "log.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := tlogstore.Open(context.Background(), filepath.Join(out, "store"), key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	es, err := st.List(context.Background(), store.Filter{Kind: store.KindLink, RunID: rep.RunID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects []string
+	for _, e := range es {
+		if e.Name == attempt {
+			subjects = e.Subjects
+		}
+	}
+	// The failed attempt produced dist/tried (and src/a.txt, unchanged).
+	if len(subjects) != 2 {
+		t.Errorf("attempt link subjects %v, want its two products", subjects)
+	}
+	prov, err := os.ReadFile(filepath.Join(out, "provenance.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct{ Payload []byte }
+	if err := json.Unmarshal(prov, &env); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(env.Payload), `"name":"`+attempt+`"`) {
+		t.Errorf("provenance does not name %s:\n%s", attempt, env.Payload)
 	}
 }

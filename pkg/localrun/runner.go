@@ -17,6 +17,7 @@ import (
 	tknpod "github.com/tektoncd/pipeline/pkg/pod"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
+	"github.com/tektoncd/pipeline/pkg/reconciler/volumeclaim"
 	"github.com/tektoncd/pipeline/pkg/workspace"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -252,16 +253,38 @@ func (r *runner) prepareDirs() error {
 
 // taskBinding is the TaskRun workspace binding Tekton's reconciler derives
 // from the run's binding of pipeline workspace pw: the same volume source
-// (so $(workspaces.<w>.claim) names a persistentVolumeClaim's claim), a
-// volumeClaimTemplate or a Pipeline file's workspace as an emptyDir.
-func (r *runner) taskBinding(name, pw, subPath string) v1.WorkspaceBinding {
+// (so $(workspaces.<w>.claim) names a persistentVolumeClaim's claim); for a
+// volumeClaimTemplate, the persistentVolumeClaim Tekton creates from it,
+// named by Tekton's volumeclaim.GeneratePVCNameFromWorkspaceBinding with
+// the run as its owner (the PipelineRun, or a TaskRun file's TaskRun tr:
+// their UIDs are the run ID's); a Pipeline file's workspace as an emptyDir.
+func (r *runner) taskBinding(name, pw, subPath string, tr *v1.TaskRun) v1.WorkspaceBinding {
 	b, ok := r.spec.Run.Binding(pw)
-	if !ok || b.VolumeClaimTemplate != nil {
+	if !ok {
 		return emptyDirBinding(name, subPath)
+	}
+	if b.VolumeClaimTemplate != nil {
+		owner := *kmeta.NewControllerRef(r.pr)
+		if r.spec.Run.Kind == "TaskRun" {
+			owner = *kmeta.NewControllerRef(tr)
+		}
+		return v1.WorkspaceBinding{Name: name, SubPath: subPath, PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
+			ClaimName: volumeclaim.GeneratePVCNameFromWorkspaceBinding(b.VolumeClaimTemplate.Name, b, owner),
+		}}
 	}
 	b = *b.DeepCopy()
 	b.Name, b.SubPath = name, subPath
 	return b
+}
+
+// declared reports whether the Pipeline declares workspace w.
+func (r *runner) declared(w string) bool {
+	for _, d := range r.ps.Workspaces {
+		if d.Name == w {
+			return true
+		}
+	}
+	return false
 }
 
 // optionalWorkspace reports whether the Pipeline declares w optional.
@@ -333,9 +356,9 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 	if pt.TaskSpec != nil {
 		tr.Spec.TaskSpec = ts
 	}
-	readOnly := map[string]bool{}
+	readOnly, optional := map[string]bool{}, map[string]bool{}
 	for _, d := range ts.Workspaces {
-		readOnly[d.Name] = d.ReadOnly
+		readOnly[d.Name], optional[d.Name] = d.ReadOnly, d.Optional
 	}
 	for _, b := range pt.Workspaces {
 		pw := b.Workspace
@@ -343,11 +366,17 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 			pw = b.Name
 		}
 		root, ok := r.wsDirs[pw]
-		if !ok && r.optionalWorkspace(pw) {
+		if !ok && (r.optionalWorkspace(pw) || optional[b.Name]) {
 			continue // an optional workspace the run leaves unbound, as Tekton omits it
 		}
+		if !ok && !r.declared(pw) {
+			// Tekton's reconciler's words, also for a workspace the
+			// inline taskSpec uses without its pipeline task binding it
+			// (propagated), which the run does not bind.
+			return nil, invalid("pipeline task %s: expected workspace %q to be provided by pipelinerun for pipeline task %q (the Pipeline does not declare it)", name, pw, name)
+		}
 		if !ok {
-			return nil, invalid("pipeline task %s: workspace %q is bound to pipeline workspace %q, which the Pipeline does not declare", name, b.Name, pw)
+			return nil, invalid("pipeline task %s: expected workspace %q to be provided by pipelinerun for pipeline task %q", name, pw, name)
 		}
 		sub := b.SubPath
 		if sub != "" && (!filepath.IsLocal(sub) || tektonVar.MatchString(sub)) {
@@ -359,7 +388,7 @@ func (r *runner) planTask(ctx context.Context, pt *v1.PipelineTask, ts *v1.TaskS
 			bd.prefix = pw + "/" + filepath.ToSlash(filepath.Clean(sub))
 		}
 		plan.bindings = append(plan.bindings, bd)
-		tr.Spec.Workspaces = append(tr.Spec.Workspaces, r.taskBinding(b.Name, pw, sub))
+		tr.Spec.Workspaces = append(tr.Spec.Workspaces, r.taskBinding(b.Name, pw, sub, tr))
 	}
 	// As Tekton's taskrun reconciler: an inline taskSpec may use workspaces
 	// it does not declare (propagated); a referenced Task may not.

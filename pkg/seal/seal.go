@@ -119,6 +119,31 @@ func LinkEntry(rec *run.Record, name string, data []byte) (store.Entry, error) {
 	return e, nil
 }
 
+// AttemptLinkEntry is the store entry of the link of a failed, retried
+// attempt of a step (name must be an AttemptLinkName), for run runID: kind
+// link, like the step's last link. The record holds only a task's last
+// attempt, so the subjects are that attempt's products as its own signed
+// link lists them (none when it lists none or cannot be read as a link).
+func AttemptLinkEntry(runID, name string, data []byte) (store.Entry, error) {
+	if _, _, _, ok := ParseAttemptLinkName(name); !ok {
+		return store.Entry{}, fmt.Errorf("%q is not an attempt link name (<step>.<keyid[:8]>.attempt-<n>.link)", name)
+	}
+	e := store.Entry{Kind: store.KindLink, Name: name, RunID: runID, Data: data}
+	var mb struct {
+		Signed struct {
+			Products map[string]map[string]string `json:"products"`
+		} `json:"signed"`
+	}
+	if json.Unmarshal(data, &mb) == nil {
+		products := run.Artifacts{}
+		for n, d := range mb.Signed.Products {
+			products[n] = run.DigestSet(d)
+		}
+		e.Subjects = SHA256Subjects(products)
+	}
+	return e, nil
+}
+
 // Digests returns the name and sha256 of every entry, as provenance takes
 // its links (attest.ProvenanceOptions.Links).
 func Digests(entries []store.Entry) run.Artifacts {

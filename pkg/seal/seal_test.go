@@ -224,3 +224,20 @@ func TestLinkEntry(t *testing.T) {
 		t.Fatal("a non-link name was accepted")
 	}
 }
+
+// A failed attempt's link is a link entry of the run; its subjects are the
+// products its own link lists (the record holds only the last attempt).
+func TestAttemptLinkEntry(t *testing.T) {
+	data := []byte(`{"signed":{"_type":"link","name":"build.pack","products":{"dist/a":{"sha256":"` + strings.Repeat("d", 64) + `"}}},"signatures":[]}`)
+	name := seal.AttemptLinkName("build.pack", "12345678abcdef", 1)
+	e, err := seal.AttemptLinkEntry("run-1", name, data)
+	if err != nil || e.Kind != store.KindLink || e.Name != name || e.RunID != "run-1" || len(e.Subjects) != 1 || e.Subjects[0] != "sha256:"+strings.Repeat("d", 64) {
+		t.Fatalf("%+v %v", e, err)
+	}
+	if e, err := seal.AttemptLinkEntry("run-1", name, []byte("not json")); err != nil || len(e.Subjects) != 0 {
+		t.Fatalf("unreadable link: %+v %v, want no subjects", e, err)
+	}
+	if _, err := seal.AttemptLinkEntry("run-1", "build.pack.12345678.link", data); err == nil {
+		t.Fatal("a last attempt's link name was accepted as an attempt's")
+	}
+}

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
+	"github.com/tektoncd/pipeline/pkg/workspace"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/stepseal/stepseal/internal/limited"
@@ -245,6 +246,9 @@ func (l *loader) resolve(ctx context.Context, p *v1.Pipeline, label string) (*Sp
 	if fe := p.Spec.Validate(ctx); fe != nil {
 		return nil, fmt.Errorf("%w: %s: %s: %v", ErrInvalid, path, label, oneLine(fe.Error()))
 	}
+	if err := propagateWorkspaces(p); err != nil {
+		return nil, fmt.Errorf("%w: %s: %s: %w", ErrInvalid, path, label, err)
+	}
 	s := &Spec{Path: l.path, Pipeline: p, Tasks: map[string]*v1.TaskSpec{}, TaskRefs: map[string]string{}, StepActions: map[string]*v1beta1.StepAction{}}
 	// Finally tasks are resolved like the others; Tekton's Validate has
 	// kept their names distinct from the DAG's.
@@ -400,4 +404,37 @@ func (s *Spec) Workspaces(pt v1.PipelineTask) []WorkspaceBinding {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PipelineWorkspace < out[j].PipelineWorkspace })
 	return out
+}
+
+// propagateWorkspaces does what Tekton's PipelineRun reconciler does before
+// it creates the TaskRun of a pipeline task with an inline taskSpec
+// (propagated workspaces, on by default in tekton.dev/v1): every workspace
+// the taskSpec's steps, sidecars or stepTemplate use
+// (workspace.FindWorkspacesUsedByTask) that the pipeline task does not bind
+// becomes a binding of the pipeline workspace of the same name. It is done
+// once, here, so the runner and the layout generator see the same
+// bindings. The bindings are added in name order (Tekton's order is a map's).
+func propagateWorkspaces(p *v1.Pipeline) error {
+	for _, pts := range [][]v1.PipelineTask{p.Spec.Tasks, p.Spec.Finally} {
+		for i := range pts {
+			pt := &pts[i]
+			if pt.TaskSpec == nil {
+				continue
+			}
+			used, err := workspace.FindWorkspacesUsedByTask(pt.TaskSpec.TaskSpec)
+			if err != nil {
+				return fmt.Errorf("pipeline task %q: propagated workspaces: %w", pt.Name, err)
+			}
+			bound := map[string]bool{}
+			for _, b := range pt.Workspaces {
+				bound[b.Name] = true
+			}
+			for _, w := range used.List() {
+				if !bound[w] {
+					pt.Workspaces = append(pt.Workspaces, v1.WorkspacePipelineTaskBinding{Name: w})
+				}
+			}
+		}
+	}
+	return nil
 }

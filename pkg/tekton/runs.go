@@ -171,6 +171,9 @@ func (l *loader) fromPipelineRun(ctx context.Context, pr *v1.PipelineRun) (*Spec
 	if spec.Timeouts != nil {
 		run.Timeouts = *spec.Timeouts
 	}
+	if spec.PipelineSpec != nil {
+		declareRunWorkspaces(s.Pipeline, spec.Workspaces)
+	}
 	if notes, err = taskRunSpecs("PipelineRun "+name, run, s.Tasks, fail); err != nil {
 		return nil, err
 	}
@@ -179,6 +182,34 @@ func (l *loader) fromPipelineRun(ctx context.Context, pr *v1.PipelineRun) (*Spec
 	}
 	s.Run, s.Notes = run, notes
 	return s, nil
+}
+
+// declareRunWorkspaces declares in an inline pipelineSpec the workspaces
+// its tasks use that the PipelineRun binds but the spec does not declare:
+// Tekton binds a pipeline task's workspaces to the PipelineRun's bindings
+// by name, declared or not (propagated workspaces), and the runner and the
+// layout generator then treat them as any declared workspace.
+func declareRunWorkspaces(p *v1.Pipeline, bindings []v1.WorkspaceBinding) {
+	declared := map[string]bool{}
+	for _, d := range p.Spec.Workspaces {
+		declared[d.Name] = true
+	}
+	used := map[string]bool{}
+	for _, pt := range append(append([]v1.PipelineTask(nil), p.Spec.Tasks...), p.Spec.Finally...) {
+		for _, b := range pt.Workspaces {
+			w := b.Workspace
+			if w == "" {
+				w = b.Name
+			}
+			used[w] = true
+		}
+	}
+	for _, b := range bindings {
+		if used[b.Name] && !declared[b.Name] {
+			p.Spec.Workspaces = append(p.Spec.Workspaces, v1.PipelineWorkspaceDeclaration{Name: b.Name})
+			declared[b.Name] = true
+		}
+	}
 }
 
 // fromTaskRun turns a TaskRun into the one-task Pipeline Tekton's
@@ -239,12 +270,25 @@ func (l *loader) fromTaskRun(ctx context.Context, tr *v1.TaskRun) (*Spec, error)
 	for _, b := range spec.Workspaces {
 		bound[b.Name] = true
 	}
+	declared := map[string]bool{}
 	for _, w := range ts.Workspaces {
+		declared[w.Name] = true
 		if w.Optional && !bound[w.Name] {
 			continue
 		}
 		p.Spec.Workspaces = append(p.Spec.Workspaces, v1.PipelineWorkspaceDeclaration{Name: w.Name, Optional: w.Optional})
 		pt.Workspaces = append(pt.Workspaces, v1.WorkspacePipelineTaskBinding{Name: w.Name, Workspace: w.Name})
+	}
+	if spec.TaskSpec != nil {
+		// An inline taskSpec may use workspaces the TaskRun binds without
+		// declaring them: Tekton's TaskRun reconciler propagates them.
+		for _, b := range spec.Workspaces {
+			if !declared[b.Name] {
+				declared[b.Name] = true
+				p.Spec.Workspaces = append(p.Spec.Workspaces, v1.PipelineWorkspaceDeclaration{Name: b.Name})
+				pt.Workspaces = append(pt.Workspaces, v1.WorkspacePipelineTaskBinding{Name: b.Name, Workspace: b.Name})
+			}
+		}
 	}
 	p.Spec.Tasks = []v1.PipelineTask{pt}
 	s, err := l.resolve(ctx, p, fmt.Sprintf("TaskRun %q (run as a one-task pipeline whose task is named after it)", name))

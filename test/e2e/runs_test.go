@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,42 @@ func runFile(t *testing.T, file string, extra ...string) (string, result) {
 		t.Fatalf("stepseal run %s:\n%s", file, r)
 	}
 	return out, r
+}
+
+// stepRules are a layout step's artifact rules, one rule a line.
+type stepRules struct{ materials, products string }
+
+// layoutRules reads the run's root.layout: each step's artifact rules.
+func layoutRules(t *testing.T, out string) map[string]stepRules {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "root.layout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l struct {
+		Signed struct {
+			Steps []struct {
+				Name      string     `json:"name"`
+				Materials [][]string `json:"expected_materials"`
+				Products  [][]string `json:"expected_products"`
+			} `json:"steps"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(b, &l); err != nil {
+		t.Fatal(err)
+	}
+	lines := func(rules [][]string) string {
+		var out []string
+		for _, r := range rules {
+			out = append(out, strings.Join(r, " "))
+		}
+		return strings.Join(out, "\n")
+	}
+	m := map[string]stepRules{}
+	for _, s := range l.Signed.Steps {
+		m[s.Name] = stepRules{lines(s.Materials), lines(s.Products)}
+	}
+	return m
 }
 
 // wantFile checks a file of the run's work directory (rel is
@@ -271,6 +308,55 @@ func TestRunFilesVerify(t *testing.T) {
 			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "source", "attempts.log"))
 			if string(b) != "attempt 0 (retries allowed: 1)\nattempt 1 (retries allowed: 1)\n" {
 				t.Errorf("attempts.log = %q", b)
+			}
+			// It is stored in the run's log (layout, three links,
+			// provenance) and named in the provenance.
+			lv := ss(t, "log", "verify", "--log", filepath.Join(out, "store"), "--key", filepath.Join(out, "log.pub"), "-o", "json")
+			if lv.code != 0 || !strings.Contains(lv.stdout, `"entriesVerified": 5`) {
+				t.Errorf("log verify: want 5 entries:\n%s", lv)
+			}
+			if len(links) == 1 {
+				prov, _ := os.ReadFile(filepath.Join(out, "provenance.json"))
+				var env struct{ Payload []byte }
+				if err := json.Unmarshal(prov, &env); err != nil || !strings.Contains(string(env.Payload), `"name":"`+filepath.Base(links[0])+`"`) {
+					t.Errorf("provenance.json does not name %s: %v\n%s", filepath.Base(links[0]), err, env.Payload)
+				}
+			}
+		}},
+		{"pipelinerun-propagated-workspaces.yaml", []string{"fetch-secure-data.fetch-and-write-secure", "print-the-recipe.print-secrets"}, func(t *testing.T, out string, r result) {
+			// Workspaces neither the inline Pipeline declares nor its
+			// tasks bind reached the steps, and the layout's rules cover
+			// them: the second task's materials are the first's products.
+			wantFile(t, out, "workspaces/shared-data/first-line.txt", "1. Heat oven to 325 degrees F\n")
+			b, _ := os.ReadFile(filepath.Join(out, "work", "workspaces", "shared-data", "claim.txt"))
+			if !regexp.MustCompile(`^pvc-[0-9a-f]{10}\n$`).Match(b) {
+				t.Errorf("$(workspaces.shared-data.claim) = %q, want the PVC Tekton creates from the volumeClaimTemplate", b)
+			}
+			rules := layoutRules(t, out)
+			if m := rules["print-the-recipe.print-secrets"].materials; !strings.Contains(m, "MATCH shared-data/** WITH PRODUCTS FROM fetch-secure-data.fetch-and-write-secure") {
+				t.Errorf("the second task's materials do not cover the propagated workspace: %s", m)
+			}
+			if m := rules["fetch-secure-data.fetch-and-write-secure"].materials; !strings.Contains(m, "ALLOW password-vault/password") {
+				t.Errorf("the first task's materials do not name the Secret's file: %s", m)
+			}
+		}},
+		{"pipelinerun-propagated-workspaces-in-pipelines.yaml", []string{"t1.write", "t2.unnamed-0", "t2.list"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/shared-data/t1.txt", "written by t1\n")
+			wantFile(t, out, "workspaces/shared-data/listing.txt", "listing.txt\nt1.txt\n")
+			if m := layoutRules(t, out)["t2.unnamed-0"].materials; !strings.Contains(m, "MATCH shared-data/** WITH PRODUCTS FROM t1.write") {
+				t.Errorf("t2's materials do not cover the propagated workspace: %s", m)
+			}
+		}},
+		{"pipelinerun-different-subpaths.yaml", []string{"writer-1.write", "writer-2.write", "read-all.read-1", "read-all.read-2", "read-one.read"}, func(t *testing.T, out string, r result) {
+			wantFile(t, out, "workspaces/ws/both.txt", "bar-1\nbar-2\n")
+			// The chain is per subPath region: dir-1 is tied to writer-1
+			// although writer-2 (dir-2 only) ran in between.
+			rules := layoutRules(t, out)
+			if m := rules["read-all.read-1"].materials; m != "MATCH ws/dir-1/** WITH PRODUCTS FROM writer-1.write\nMATCH ws/dir-2/** WITH PRODUCTS FROM writer-2.write\nDISALLOW *" {
+				t.Errorf("read-all.read-1 materials:\n%s", m)
+			}
+			if p := rules["read-one.read"].products; p != "MATCH ws/dir-1/** WITH PRODUCTS FROM writer-1.write\nDISALLOW *" {
+				t.Errorf("read-one.read products:\n%s", p)
 			}
 		}},
 		{"pipelinerun-cel-when.yaml", []string{"test.run", "release.tag", "preview.deploy"}, func(t *testing.T, out string, r result) {

@@ -3,6 +3,8 @@ package generate
 import (
 	"context"
 	"fmt"
+	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -32,28 +34,44 @@ import (
 // run.ScriptCommand of its script; in-toto only warns when the executed
 // command differs.
 //
-// Artifact rules follow the workspaces. For step S of pipeline task P and each
-// pipeline workspace W that P binds, prev(S, W) is the previous step of P, or,
-// for P's first step, the last step of each nearest ancestor task (through
-// runAfter and result references) that binds W. Nearest means no other task
-// binding W lies between them: an ancestor of another candidate is dropped,
-// since the later task's products are what P sees. Tasks on parallel branches
-// are not each other's prev. A finally task's ancestors are all DAG tasks
-// (it runs after every one of them), so its prev for W is the last step of
-// each DAG task binding W that no other such task comes after; finally tasks
-// are not each other's prev, as Tekton runs them in parallel. Then, per W in name order:
+// Artifact rules follow the workspaces, region by region. A pipeline task P
+// that binds pipeline workspace W sees a region R of it: the whole of W, or,
+// when every binding of W in P has a subPath, the subPath (the deepest
+// directory holding them all when they differ; the whole of W when a
+// subPath is a parameter, known only at run time). Its pattern pat(R) is
+// W/** or W/<R>/**, the names the runner records for P's files there.
 //
-//	materials, writable W:   MATCH W/** WITH PRODUCTS FROM p   (each p in prev)
-//	materials, read-only W:  MATCH W/** WITH PRODUCTS FROM S   (if prev is not empty)
-//	products, writable W:    ALLOW W/**
-//	products, read-only W:   MATCH W/** WITH PRODUCTS FROM p   (each p in prev)
+// For step S of P, prev(S, W) is the previous step of P, matched on pat(R),
+// or, for P's first step, the last step of each nearest ancestor task
+// (through runAfter and result references) that binds a region of W
+// overlapping R, matched on the part of R it saw. Nearest means no other
+// such task lies between them: the walk back stops at a task whose region
+// covers R and goes on past one that saw only part of R (writers of
+// disjoint subPaths, one after the other, are all prev of a reader of the
+// whole W), and a candidate is dropped when a later one (a task it is an
+// ancestor of) saw all it saw of R, since the later task's products are
+// what P sees there. Tasks on parallel branches are not each other's prev.
+// The MATCH rules go narrowest part first; a part is closed with
+// DISALLOW W/<part>/** after its rules when every candidate that saw more
+// than it is an ancestor of one that saw it (so a file there cannot be
+// passed off as an older task's version). A finally task's ancestors are
+// all DAG tasks (it runs after every one of them); finally tasks are not
+// each other's prev, as Tekton runs them in parallel. Then, per W in name
+// order:
 //
-// and both lists end with DISALLOW *. A first touch of W (empty prev) so
-// requires W to be empty in the materials. For a read-only W, every material
-// must be a product of the step itself with the same digest, and every product
-// one of prev's: a file the step modifies, creates or deletes is rejected. A Task workspace is read-only
-// when the Task declares it readOnly and every binding of W in P is.
-// SubPaths are not narrowed: rules cover the whole pipeline workspace.
+//	materials, writable W:   the prev rules                        (MATCH … WITH PRODUCTS FROM p)
+//	materials, read-only W:  MATCH pat(R) WITH PRODUCTS FROM S     (if prev is not empty)
+//	products, writable W:    ALLOW pat(R)
+//	products, read-only W:   the prev rules
+//
+// and both lists end with DISALLOW *. Without subPaths every region is the
+// whole of W and the prev rules are MATCH W/** WITH PRODUCTS FROM p, each p
+// in prev. A first touch of R (empty prev) so requires it to be empty in the
+// materials. For a read-only W, every material must be a product of the step
+// itself with the same digest, and every product one of prev's: a file the
+// step modifies, creates or deletes is rejected. A Task workspace is
+// read-only when the Task declares it readOnly and every binding of W in P
+// is.
 //
 // in-toto's MATCH only ties what a step reports to what prev produced; it
 // cannot demand that every file prev produced is still there. So a file
@@ -73,7 +91,8 @@ import (
 // verifies the last attempt).
 //
 // When f declares an output "<W>/<path>", the last step (in order) of the last
-// task binding W writable starts its products with REQUIRE <W>/<path>.
+// task binding W writable, in a region holding <path>, starts its products
+// with REQUIRE <W>/<path>.
 func FromPipeline(spec *tekton.Spec, f *layout.Functionaries, keys map[string]in_toto.Key, opts layout.Options) (*in_toto.Layout, error) {
 	if spec == nil || spec.Pipeline == nil || f == nil {
 		return nil, fmt.Errorf("%w: a pipeline and a functionaries file are required", layout.ErrLayout)
@@ -220,6 +239,10 @@ type task struct {
 	retried bool
 	// binds maps a pipeline workspace to true when the task may write it.
 	binds map[string]bool
+	// region maps a pipeline workspace the task binds to the part of it the
+	// task sees: "" for the whole workspace, else the subPath its
+	// bindings share (see taskRegion).
+	region map[string]string
 	// wsNames are the keys of binds, sorted.
 	wsNames []string
 	deps    []*task
@@ -253,7 +276,7 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 	}
 	dag := len(order)
 	for i, pt := range append(order, spec.Finally()...) {
-		t := &task{name: pt.Name, index: i, binds: map[string]bool{}, pt: pt, final: i >= dag, retried: pt.Retries > 0}
+		t := &task{name: pt.Name, index: i, binds: map[string]bool{}, region: map[string]string{}, pt: pt, final: i >= dag, retried: pt.Retries > 0}
 		ts := spec.Tasks[pt.Name]
 		if ts == nil {
 			return nil, fmt.Errorf("%w: %s: pipeline task %q has no resolved Task", layout.ErrLayout, spec.Path, pt.Name)
@@ -289,11 +312,16 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 				return nil, fmt.Errorf("%w: %s: pipeline task %q step %q: onError %q: only %q or %q can be written into a layout (not a parameter)", layout.ErrLayout, spec.Path, pt.Name, name, s.OnError, v1.Continue, v1.StopAndFail)
 			}
 		}
+		subs := map[string][]string{}
 		for _, b := range spec.Workspaces(pt) {
 			// Several task workspaces may share one pipeline workspace: the
 			// task may write it if any binding may.
 			writable, seen := t.binds[b.PipelineWorkspace]
 			t.binds[b.PipelineWorkspace] = (seen && writable) || !b.ReadOnly
+			subs[b.PipelineWorkspace] = append(subs[b.PipelineWorkspace], b.SubPath)
+		}
+		for w, ss := range subs {
+			t.region[w] = taskRegion(ss)
 		}
 		for w := range t.binds {
 			t.wsNames = append(t.wsNames, w)
@@ -348,8 +376,79 @@ func expectedCommand(s v1.Step) []string {
 	return append(out, s.Args...)
 }
 
-// prevTasks returns the nearest ancestors of t that bind w, in order.
-func (g *graph) prevTasks(t *task, w string) []*task {
+// taskRegion is the region of a pipeline workspace a task's bindings of
+// it (with subPaths subs) see: the whole workspace ("") when one binding
+// has no subPath or its subPath is not a plain relative path (a parameter,
+// substituted only at run time), else the deepest directory holding every
+// subPath (the subPath itself when there is one).
+func taskRegion(subs []string) string {
+	var out string
+	for i, s := range subs {
+		if s == "" || strings.Contains(s, "$(") || !filepath.IsLocal(s) {
+			return ""
+		}
+		s = path.Clean(filepath.ToSlash(s))
+		if i == 0 {
+			out = s
+			continue
+		}
+		for !within(s, out) {
+			if out = path.Dir(out); out == "." {
+				return ""
+			}
+		}
+	}
+	return out
+}
+
+// within reports whether region a lies inside region b ("" is the whole
+// workspace).
+func within(a, b string) bool {
+	return b == "" || a == b || strings.HasPrefix(a, b+"/")
+}
+
+// overlap reports whether regions a and b share files.
+func overlap(a, b string) bool { return within(a, b) || within(b, a) }
+
+// intersect is the region a and b share, for overlapping regions.
+func intersect(a, b string) string {
+	if within(a, b) {
+		return a
+	}
+	return b
+}
+
+// pattern is the artifact pattern of region sub of workspace w.
+func pattern(w, sub string) string {
+	if sub == "" {
+		return w + "/**"
+	}
+	return w + "/" + sub + "/**"
+}
+
+// depth is the number of path elements of a region ("" has none).
+func depth(sub string) int {
+	if sub == "" {
+		return 0
+	}
+	return strings.Count(sub, "/") + 1
+}
+
+// source is one task that left files in a region a step sees: the part of
+// the step's region it saw (sub) and its last step.
+type source struct {
+	task *task
+	sub  string
+}
+
+// prevTasks returns the nearest ancestors of t that bind a region of w
+// overlapping r, each with the part of r it saw, in order. A walk back
+// through the dependencies stops at a task whose region covers r; a task
+// that saw only part of r is a candidate and the walk goes on past it, to
+// the tasks that left the rest. A candidate is dropped when a later
+// candidate (one it is an ancestor of) saw all of what it saw of r, since
+// the later task's products are what t sees there.
+func (g *graph) prevTasks(t *task, w, r string) []source {
 	cands := map[*task]bool{}
 	visited := map[*task]bool{}
 	var walk func(*task)
@@ -359,41 +458,89 @@ func (g *graph) prevTasks(t *task, w string) []*task {
 				continue
 			}
 			visited[d] = true
-			if _, binds := d.binds[w]; binds {
+			if sub, binds := d.region[w]; binds && overlap(sub, r) {
 				cands[d] = true
-				continue
+				if within(r, sub) {
+					continue
+				}
 			}
 			walk(d)
 		}
 	}
 	walk(t)
-	var out []*task
+	var out []source
 	for c := range cands {
+		seen := intersect(c.region[w], r)
 		shadowed := false
 		for o := range cands {
-			if o != c && o.ancestors[c] {
+			if o != c && o.ancestors[c] && within(seen, o.region[w]) {
 				shadowed = true
 				break
 			}
 		}
 		if !shadowed {
-			out = append(out, c)
+			out = append(out, source{task: c, sub: seen})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].index < out[j].index })
+	sort.Slice(out, func(i, j int) bool { return out[i].task.index < out[j].task.index })
 	return out
 }
 
-// prevSteps is prev(S, W) for step i of t.
-func (g *graph) prevSteps(t *task, i int, w string) []string {
+// prevRules are the rules tying what step i of t sees of region r of w to
+// the products of the steps that left it (prev): the previous step of t,
+// or, for t's first step, the last step of each task prevTasks returns,
+// matched on the part of r it saw, narrowest parts first. When every
+// candidate that saw more than such a part is an ancestor of a candidate
+// that saw that part, the part is closed with DISALLOW after its MATCH
+// rules (unless strict is false): a file there that is not what those
+// candidates produced cannot be passed off as an older candidate's.
+func (g *graph) prevRules(t *task, i int, w, r string, strict bool) [][]string {
 	if i > 0 {
-		return []string{t.steps[i-1]}
+		return [][]string{matchProducts(pattern(w, r), t.steps[i-1])}
 	}
-	var out []string
-	for _, p := range g.prevTasks(t, w) {
-		out = append(out, p.steps[len(p.steps)-1])
+	srcs := g.prevTasks(t, w, r)
+	// Narrowest parts first, each part's candidates together (in task
+	// order), so a part is closed only after all its MATCH rules.
+	sort.SliceStable(srcs, func(a, b int) bool {
+		if da, db := depth(srcs[a].sub), depth(srcs[b].sub); da != db {
+			return da > db
+		}
+		return srcs[a].sub < srcs[b].sub
+	})
+	var rules [][]string
+	for k := 0; k < len(srcs); {
+		sub := srcs[k].sub
+		var group []*task
+		for ; k < len(srcs) && srcs[k].sub == sub; k++ {
+			group = append(group, srcs[k].task)
+			rules = append(rules, matchProducts(pattern(w, sub), srcs[k].task.steps[len(srcs[k].task.steps)-1]))
+		}
+		if !strict || sub == r {
+			continue
+		}
+		closed, broader := true, false
+		for _, o := range srcs[k:] {
+			if o.sub == sub || !within(sub, o.sub) {
+				continue
+			}
+			broader = true
+			after := false
+			for _, c := range group {
+				if c.ancestors[o.task] {
+					after = true
+					break
+				}
+			}
+			if !after {
+				closed = false
+				break
+			}
+		}
+		if closed && broader {
+			rules = append(rules, []string{"DISALLOW", pattern(w, sub)})
+		}
 	}
-	return out
+	return rules
 }
 
 // rules returns the expected materials and products of step i of t.
@@ -401,36 +548,37 @@ func (g *graph) rules(t *task, i int) (materials, products [][]string) {
 	self := t.steps[i]
 	materials, products = [][]string{}, [][]string{}
 	for _, w := range t.wsNames {
-		pattern := w + "/**"
-		prev := g.prevSteps(t, i, w)
+		r := t.region[w]
+		pat := pattern(w, r)
 		if t.binds[w] {
-			for _, p := range prev {
-				materials = append(materials, matchProducts(pattern, p))
-			}
+			// A retry starts in the workspaces a failed attempt wrote to, so
+			// no part is closed (the ALLOW below takes what is left).
+			materials = append(materials, g.prevRules(t, i, w, r, !(i == 0 && t.retried))...)
 			if i == 0 && t.retried {
 				// A retry starts in the workspaces a failed attempt wrote
 				// to (Tekton does not reset them); those files are in the
 				// failed attempt's links, not a layout step's products.
-				materials = append(materials, []string{"ALLOW", pattern})
+				materials = append(materials, []string{"ALLOW", pat})
 			}
-			products = append(products, []string{"ALLOW", pattern})
+			products = append(products, []string{"ALLOW", pat})
 			continue
 		}
+		prev := g.prevRules(t, i, w, r, true)
 		if len(prev) > 0 {
-			materials = append(materials, matchProducts(pattern, self))
+			materials = append(materials, matchProducts(pat, self))
 		}
-		for _, p := range prev {
-			products = append(products, matchProducts(pattern, p))
-		}
+		products = append(products, prev...)
 		if files := g.sources[w]; len(prev) == 0 && len(files) > 0 {
 			// The first touch of a ConfigMap or Secret workspace: it starts
 			// with exactly the files the run file gives it (by name; their
 			// content is in the run file the provenance names), and the
 			// step leaves them as they were.
 			for _, f := range files {
-				materials = append(materials, []string{"ALLOW", f})
+				if within(strings.TrimPrefix(f, w+"/"), r) {
+					materials = append(materials, []string{"ALLOW", f})
+				}
 			}
-			products = append(products, []string{"MATCH", pattern, "WITH", "MATERIALS", "FROM", self})
+			products = append(products, []string{"MATCH", pat, "WITH", "MATERIALS", "FROM", self})
 		}
 	}
 	materials = append(materials, []string{"DISALLOW", "*"})
@@ -456,7 +604,7 @@ func (g *graph) outputStep(output string) (string, error) {
 		return "", fmt.Errorf("%q: the Pipeline declares no workspace %q", output, w)
 	}
 	for i := len(g.tasks) - 1; i >= 0; i-- {
-		if t := g.tasks[i]; t.binds[w] {
+		if t := g.tasks[i]; t.binds[w] && within(strings.TrimPrefix(output, w+"/"), t.region[w]) {
 			return t.steps[len(t.steps)-1], nil
 		}
 	}
