@@ -48,7 +48,7 @@ type Bounds struct {
 func DefaultBounds() Bounds { return Bounds{Root: 731 * day, Targets: 366 * day} }
 
 // config is repo.json, beside the metadata directory.
-type config struct {
+type repoConfig struct {
 	ExpirySeconds struct {
 		Root      int64 `json:"root"`
 		Targets   int64 `json:"targets"`
@@ -61,13 +61,13 @@ type config struct {
 	} `json:"maxExpirySeconds"`
 }
 
-func (c *config) expiry() Expiry {
+func (c *repoConfig) expiry() Expiry {
 	s := func(n int64) time.Duration { return time.Duration(n) * time.Second }
 	e := c.ExpirySeconds
 	return Expiry{Root: s(e.Root), Targets: s(e.Targets), Snapshot: s(e.Snapshot), Timestamp: s(e.Timestamp)}
 }
 
-func (c *config) bounds() Bounds {
+func (c *repoConfig) bounds() Bounds {
 	return Bounds{Root: time.Duration(c.MaxExpirySeconds.Root) * time.Second, Targets: time.Duration(c.MaxExpirySeconds.Targets) * time.Second}
 }
 
@@ -106,7 +106,7 @@ type OpenOptions struct {
 // publisher) writes snapshot and timestamp.
 type Repo struct {
 	dir    string
-	cfg    config
+	cfg    repoConfig
 	online signing.Signer
 	now    func() time.Time
 	st     *state
@@ -192,7 +192,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Repo, error) {
 	if e.Root > b.Root || e.Targets > b.Targets {
 		return nil, errors.New("expiry longer than its bound")
 	}
-	var cfg config
+	var cfg repoConfig
 	cfg.ExpirySeconds.Root, cfg.ExpirySeconds.Targets = int64(e.Root/time.Second), int64(e.Targets/time.Second)
 	cfg.ExpirySeconds.Snapshot, cfg.ExpirySeconds.Timestamp = int64(e.Snapshot/time.Second), int64(e.Timestamp/time.Second)
 	cfg.MaxExpirySeconds.Root, cfg.MaxExpirySeconds.Targets = int64(b.Root/time.Second), int64(b.Targets/time.Second)
