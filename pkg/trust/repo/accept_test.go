@@ -76,7 +76,9 @@ func TestAcceptRefusals(t *testing.T) {
 			sig := m["signatures"].([]any)[0].(map[string]any)
 			sig["sig"] = strings.Repeat("00", 64)
 		}), ErrThreshold, "payments", "", ""},
-		{"content changed after signing", rawEdit(t, valid, func(m map[string]any) { signed(m)["expires"] = time.Now().Add(48 * time.Hour).UTC().Format(time.RFC3339) }), ErrThreshold, "payments", "", ""},
+		{"content changed after signing", rawEdit(t, valid, func(m map[string]any) {
+			signed(m)["expires"] = time.Now().Add(48 * time.Hour).UTC().Format(time.RFC3339)
+		}), ErrThreshold, "payments", "", ""},
 		{"version not bumped", craft(t, f, "payments", func(md *metadata.Metadata[metadata.TargetsType]) { md.Signed.Version-- }, f.dev), ErrVersion, "payments", "", ""},
 		{"current version replayed", currentBytes, ErrVersion, "payments", "", ""},
 		{"target outside paths", craft(t, f, "payments", func(md *metadata.Metadata[metadata.TargetsType]) {

@@ -61,6 +61,16 @@ type repoConfig struct {
 	} `json:"maxExpirySeconds"`
 }
 
+func newConfig(e Expiry, b Bounds) repoConfig {
+	var cfg repoConfig
+	cfg.ExpirySeconds.Root, cfg.ExpirySeconds.Targets = int64(e.Root/time.Second), int64(e.Targets/time.Second)
+	cfg.ExpirySeconds.Snapshot, cfg.ExpirySeconds.Timestamp = int64(e.Snapshot/time.Second), int64(e.Timestamp/time.Second)
+	cfg.MaxExpirySeconds.Root, cfg.MaxExpirySeconds.Targets = int64(b.Root/time.Second), int64(b.Targets/time.Second)
+	return cfg
+}
+
+func defaultConfig() repoConfig { return newConfig(DefaultExpiry(), DefaultBounds()) }
+
 func (c *repoConfig) expiry() Expiry {
 	s := func(n int64) time.Duration { return time.Duration(n) * time.Second }
 	e := c.ExpirySeconds
@@ -192,10 +202,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Repo, error) {
 	if e.Root > b.Root || e.Targets > b.Targets {
 		return nil, errors.New("expiry longer than its bound")
 	}
-	var cfg repoConfig
-	cfg.ExpirySeconds.Root, cfg.ExpirySeconds.Targets = int64(e.Root/time.Second), int64(e.Targets/time.Second)
-	cfg.ExpirySeconds.Snapshot, cfg.ExpirySeconds.Timestamp = int64(e.Snapshot/time.Second), int64(e.Timestamp/time.Second)
-	cfg.MaxExpirySeconds.Root, cfg.MaxExpirySeconds.Targets = int64(b.Root/time.Second), int64(b.Targets/time.Second)
+	cfg := newConfig(e, b)
 
 	t := now()
 	root := metadata.Root(expires(t, e.Root))
@@ -279,11 +286,17 @@ func Open(dir string, o OpenOptions) (*Repo, error) {
 		r.now = time.Now
 	}
 	cb, err := os.ReadFile(filepath.Join(dir, configFile))
-	if err != nil {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		// A published copy (Publish's destination) has no repo.json: a
+		// developer signs a release against it with the default expiries.
+		r.cfg = defaultConfig()
+	case err != nil:
 		return nil, &Error{Kind: ErrNotRepo, Detail: err.Error()}
-	}
-	if err := json.Unmarshal(cb, &r.cfg); err != nil || r.cfg.ExpirySeconds.Timestamp <= 0 || r.cfg.MaxExpirySeconds.Targets <= 0 {
-		return nil, &Error{Kind: ErrNotRepo, Detail: configFile + " is damaged"}
+	default:
+		if err := json.Unmarshal(cb, &r.cfg); err != nil || r.cfg.ExpirySeconds.Timestamp <= 0 || r.cfg.MaxExpirySeconds.Targets <= 0 {
+			return nil, &Error{Kind: ErrNotRepo, Detail: configFile + " is damaged"}
+		}
 	}
 	st, err := loadState(filepath.Join(dir, MetadataDir))
 	if err != nil {
