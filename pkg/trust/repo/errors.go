@@ -101,7 +101,3 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Kind }
-
-func refuse(kind error, role string, version int64, format string, args ...any) *Error {
-	return &Error{Kind: kind, Role: role, Version: version, Detail: fmt.Sprintf(format, args...)}
-}
