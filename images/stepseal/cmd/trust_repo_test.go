@@ -85,3 +85,57 @@ func TestTrustRepoWorkflow(t *testing.T) {
 		t.Fatalf("serve 0.0.0.0: %v", err)
 	}
 }
+
+// TestTrustRotateAndRootCeremony runs the README's rotation and root
+// ceremony through the CLI.
+func TestTrustRotateAndRootCeremony(t *testing.T) {
+	keys := t.TempDir()
+	for _, n := range []string{"root", "root2", "targets", "online", "alice", "alice2"} {
+		k, err := signing.Generate(signing.ED25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := signing.WriteKeyPair(keys, n, k, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(n string) string { return filepath.Join(keys, n) }
+	dir, tmp := filepath.Join(t.TempDir(), "repo"), t.TempDir()
+	p := func(n string) string { return filepath.Join(tmp, n) }
+	online := key("online.key")
+	mustCLI(t, "trust", "init", dir, "--root-key", key("root.key"), "--targets-key", key("targets.key"), "--online-key", online)
+	mustCLI(t, "trust", "delegate", dir, "--role", "payments", "--path", "oci/registry.example.com/payments/*",
+		"--key", key("alice.pub"), "--sign-key", key("targets.key"), "--out", p("d.json"))
+	mustCLI(t, "trust", "accept", dir, p("d.json"), "--online-key", online)
+	mustCLI(t, "trust", "sign", dir, "--role", "payments", "--path", "oci/registry.example.com/payments/api:v1",
+		"--sha256", strings.Repeat("ab", 32), "--length", "1234", "--key", key("alice.key"), "--out", p("r.json"))
+	mustCLI(t, "trust", "accept", dir, p("r.json"), "--online-key", online)
+
+	mustCLI(t, "trust", "rotate", dir, "--role", "payments", "--old", key("alice.pub"), "--new", key("alice2.pub"),
+		"--sign-key", key("targets.key"), "--out", p("rot.json"))
+	mustCLI(t, "trust", "sign", dir, "--role", "payments", "--key", key("alice2.key"), "--out", p("resign.json"))
+	out := mustCLI(t, "trust", "accept", dir, p("resign.json"), p("rot.json"), "--online-key", online)
+	if strings.Contains(out, "warning") {
+		t.Fatalf("rotation left a role unverifiable: %s", out)
+	}
+
+	mustCLI(t, "trust", "rotate", dir, "--root", "--add-key", "root="+key("root2.pub"), "--remove-key", "root="+key("root.pub"),
+		"--sign-key", key("root2.key"), "--out", p("root.json"))
+	if _, err := runCLI(t, "trust", "accept", dir, p("root.json"), "--online-key", online); !errors.Is(err, repo.ErrThreshold) {
+		t.Fatalf("root signed by the new key only: %v", err)
+	}
+	mustCLI(t, "trust", "sign", "--proposal", p("root.json"), "--key", key("root.key"), "--out", p("root.json"))
+	out = mustCLI(t, "trust", "accept", dir, p("root.json"), "--online-key", online)
+	if !strings.Contains(out, "accepted root v2") {
+		t.Fatalf("root ceremony: %s", out)
+	}
+
+	// Revoking the role's only key is refused (rotate instead); nothing written.
+	_, err := runCLI(t, "trust", "revoke", dir, "--role", "payments", "--key", key("alice2.pub"), "--sign-key", key("targets.key"), "--out", p("rev.json"))
+	if !errors.Is(err, repo.ErrDelegation) {
+		t.Fatalf("revoking the last key: %v", err)
+	}
+	if _, err := os.Stat(p("rev.json")); !os.IsNotExist(err) {
+		t.Fatal("a refused revoke wrote its proposal")
+	}
+}

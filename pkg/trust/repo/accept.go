@@ -308,16 +308,23 @@ func (r *Repo) Accept(ctx context.Context, proposals ...[]byte) (*Change, error)
 		idx[k] = len(props)
 		props = append(props, prop{h, b})
 	}
-	// Root first, then the top-level targets, then the rest as given: a
-	// delegator's proposal must come before its delegate's.
+	// Root first, then by depth in the current delegation tree (roles not
+	// yet delegated last, in the order given): a delegator's proposal is
+	// checked before its delegate's, which may need the keys it brings.
 	rank := func(h header) int {
-		switch h.Role {
-		case RoleRoot:
+		if h.Role == RoleRoot {
 			return 0
-		case RoleTargets:
-			return 1
 		}
-		return 2
+		x := h.Role
+		for d := 1; d <= len(r.st.roles)+1; d++ {
+			if x == RoleTargets {
+				return d
+			}
+			if x = r.st.parentOf(x); x == "" {
+				break
+			}
+		}
+		return len(r.st.roles) + 2
 	}
 	sort.SliceStable(props, func(i, j int) bool { return rank(props[i].h) < rank(props[j].h) })
 	st := r.st.clone()
