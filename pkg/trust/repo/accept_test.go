@@ -248,3 +248,59 @@ func FuzzAccept(f *testing.F) {
 		sameTree(t, before, tree(t, fx.dir))
 	})
 }
+
+func addDelegation(t testing.TB, name string, key signing.Signer, paths ...string) func(*metadata.Metadata[metadata.TargetsType]) {
+	return func(md *metadata.Metadata[metadata.TargetsType]) {
+		k, err := TUFKey(key.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := mustID(t, key)
+		if md.Signed.Delegations == nil {
+			md.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}}
+		}
+		md.Signed.Delegations.Keys[id] = k
+		md.Signed.Delegations.Roles = append(md.Signed.Delegations.Roles, metadata.DelegatedRole{Name: name, KeyIDs: []string{id}, Threshold: 1, Terminating: true, Paths: paths})
+	}
+}
+
+// TestAcceptDelegationRefusals: the delegation rules hold at the gate too,
+// for proposals built without Delegate.
+func TestAcceptDelegationRefusals(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	web := newKey(t, signing.ED25519)
+	f.accept(t, craft(t, f, "payments", addDelegation(t, "payments-web", web, payPattern), f.dev))
+	f.accept(t, craft(t, f, RoleTargets, addDelegation(t, "billing", web, "oci/registry.example.com/billing/*"), f.targets))
+	cases := []struct {
+		name     string
+		proposal []byte
+		kind     error
+		role     string
+		conflict string
+	}{
+		{"diamond", craft(t, f, "billing", addDelegation(t, "payments-web", web, "oci/registry.example.com/billing/*"), web), ErrDiamond, "payments-web", "role payments"},
+		{"diamond on a top-level delegation", craft(t, f, "billing", addDelegation(t, "payments", web, "oci/registry.example.com/billing/*"), web), ErrDiamond, "payments", "role targets"},
+		{"cycle", craft(t, f, "payments-web", addDelegation(t, "payments", web, payPattern), web), ErrCycle, "payments", "role payments-web"},
+		{"self delegation", craft(t, f, "billing", addDelegation(t, "billing", web, "oci/registry.example.com/billing/*"), web), ErrCycle, "billing", "role billing"},
+		{"delegating the top-level targets", craft(t, f, "billing", addDelegation(t, "targets", web, "oci/registry.example.com/billing/*"), web), ErrRoleName, "targets", ""},
+		{"sub-delegation outside the parent's paths", craft(t, f, "billing", addDelegation(t, "billing-x", web, payPattern), web), ErrOutsidePaths, "billing-x", "billing's paths"},
+		{"overlapping siblings in one proposal", craft(t, f, "billing", func(md *metadata.Metadata[metadata.TargetsType]) {
+			addDelegation(t, "billing-a", web, "oci/registry.example.com/billing/*")(md)
+			addDelegation(t, "billing-b", web, "oci/registry.example.com/billing/api:v1")(md)
+		}, web), ErrOverlap, "billing-b", `role billing-a pattern "oci/registry.example.com/billing/*"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := tree(t, f.dir)
+			_, err := f.repo.Accept(ctx, c.proposal)
+			wantRefusal(t, err, c.kind)
+			var e *Error
+			errors.As(err, &e)
+			if e.Role != c.role || !strings.Contains(e.Conflict, c.conflict) {
+				t.Fatalf("error names role %q conflict %q, want %q %q: %v", e.Role, e.Conflict, c.role, c.conflict, err)
+			}
+			sameTree(t, before, tree(t, f.dir))
+		})
+	}
+}

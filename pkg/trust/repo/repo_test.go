@@ -197,6 +197,19 @@ func lookup(t *testing.T, u *updater.Updater, path string) *metadata.TargetFiles
 // finds the release.
 func TestEndToEndGoTUFUpdater(t *testing.T) {
 	f := newFixture(t)
+	ctx := context.Background()
+	// A sub-team under payments, two levels down, releases too.
+	web := newKey(t, signing.ECDSA)
+	p, err := f.repo.Delegate(ctx, Delegation{Parent: "payments", Name: "payments-web", Paths: []string{payPattern}, Keys: pubs(web)}, f.dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.accept(t, p)
+	p, err = f.repo.Release(ctx, "payments-web", "oci/registry.example.com/payments/web:v2", Target{SHA256: f.digest, Length: 99}, web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.accept(t, p)
 	url, pub := f.serve(t)
 	root1, err := os.ReadFile(filepath.Join(pub, MetadataDir, "1.root.json"))
 	if err != nil {
@@ -222,7 +235,10 @@ func TestEndToEndGoTUFUpdater(t *testing.T) {
 	if d := time.Until(tm.Timestamp.Signed.Expires); d > 25*time.Hour || d < 23*time.Hour {
 		t.Fatalf("timestamp expires in %v", d)
 	}
-	// A path nobody released, and one outside every delegation.
+	if ti, err := u.GetTargetInfo("oci/registry.example.com/payments/web:v2"); err != nil || ti.Length != 99 {
+		t.Fatalf("sub-team's release: %v %v", ti, err)
+	}
+	// A path nobody released.
 	if _, err := u.GetTargetInfo("oci/registry.example.com/payments/web:v1"); err == nil {
 		t.Fatal("found an unreleased target")
 	}
@@ -309,6 +325,28 @@ func TestRevokeKeyKeepsRoleAndRecordsIt(t *testing.T) {
 	if rec["keyid"] != devID || rec["role"] != "billing" || rec["version"].(float64) != float64(f.repo.st.roles[RoleTargets].Signed.Version) {
 		t.Fatalf("revocation record %v", rec)
 	}
+	// go-tuf's updater refuses the role signed only by the revoked key.
+	url, pub := f.serve(t)
+	root1, _ := os.ReadFile(filepath.Join(pub, MetadataDir, "1.root.json"))
+	u := newUpdater(t, url, root1, t.TempDir())
+	if err := u.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.GetTargetInfo("oci/registry.example.com/billing/api:v2"); !errors.Is(err, &metadata.ErrUnsignedMetadata{}) {
+		t.Fatalf("client after revocation: %v, want ErrUnsignedMetadata", err)
+	}
+	// The team re-signs with the remaining key: available again.
+	resigned, err := f.repo.Release(ctx, "billing", "", Target{}, dev2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch := f.accept(t, resigned); len(ch.Unverifiable) != 0 {
+		t.Fatalf("still unverifiable: %v", ch.Unverifiable)
+	}
+	if _, err := f.repo.Publish(ctx, pub); err != nil {
+		t.Fatal(err)
+	}
+	lookup(t, newUpdater(t, url, root1, t.TempDir()), "oci/registry.example.com/billing/api:v2")
 	// Revoking the last key is refused.
 	id2, _ := KeyID(dev2.Public())
 	_, err = f.repo.RevokeKey(ctx, "billing", id2, "", f.targets)
