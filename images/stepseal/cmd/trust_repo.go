@@ -112,7 +112,8 @@ func newTrustInit(ro *rootOptions) *cobra.Command {
 		Long: `Create a TUF repository in DIR: root v1 (consistent snapshots) listing the
 root keys (all sign it), the targets keys and the online key (snapshot and
 timestamp), an empty targets v1, snapshot and timestamp v1. Keys are private
-key files (cosign keys take COSIGN_PASSWORD) or KMS URIs; generate files with
+key files (cosign keys take COSIGN_PASSWORD), or KMS URIs in a binary that
+links the sigstore KMS provider; generate files with
 ` + "`stepseal keys generate`" + `. No private key is written.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
