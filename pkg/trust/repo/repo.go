@@ -200,7 +200,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Repo, error) {
 		b.Targets = o.Bounds.Targets
 	}
 	if e.Root > b.Root || e.Targets > b.Targets {
-		return nil, errors.New("expiry longer than its bound")
+		return nil, &Error{Kind: ErrExpiryTooFar, Detail: fmt.Sprintf("root expiry %s (bound %s), targets expiry %s (bound %s)", e.Root, b.Root, e.Targets, b.Targets)}
 	}
 	cfg := newConfig(e, b)
 

@@ -3,6 +3,9 @@ package repo
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -485,4 +488,47 @@ func TestDelegateRefusals(t *testing.T) {
 			sameTree(t, before, tree(t, f.dir))
 		})
 	}
+}
+
+// TestInitRefusals: bad input writes nothing.
+func TestInitRefusals(t *testing.T) {
+	ctx := context.Background()
+	k := newKey(t, signing.ED25519)
+	ecP384 := newP384(t)
+	for name, o := range map[string]InitOptions{
+		"root threshold above keys":  {RootSigners: []signing.Signer{k}, RootThreshold: 2, TargetsSigners: []signing.Signer{k}, Online: k},
+		"no online key":              {RootSigners: []signing.Signer{k}, TargetsSigners: []signing.Signer{k}},
+		"P-384 online key":           {RootSigners: []signing.Signer{k}, TargetsSigners: []signing.Signer{k}, Online: ecP384},
+		"expiry beyond its bound":    {RootSigners: []signing.Signer{k}, TargetsSigners: []signing.Signer{k}, Online: k, Expiry: Expiry{Targets: 400 * day}},
+		"targets threshold negative": {RootSigners: []signing.Signer{k}, TargetsSigners: []signing.Signer{k}, TargetsThreshold: -1, Online: k},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, err := Init(ctx, dir, o); err == nil {
+				t.Fatal("accepted")
+			}
+			if n := len(tree(t, dir)); n != 0 {
+				t.Fatalf("%d files written", n)
+			}
+		})
+	}
+	f := newFixture(t)
+	before := tree(t, f.dir)
+	if _, err := Init(ctx, f.dir, InitOptions{RootSigners: []signing.Signer{k}, TargetsSigners: []signing.Signer{k}, Online: k}); err == nil {
+		t.Fatal("re-initialized an existing repository")
+	}
+	sameTree(t, before, tree(t, f.dir))
+}
+
+func newP384(t testing.TB) signing.Signer {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := signing.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
