@@ -304,3 +304,29 @@ func TestAcceptDelegationRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestAcceptRefusesAStaleRepo: two publishers opened the repository; the
+// second to write is refused (ErrStale) instead of signing the same
+// snapshot version without the first's change.
+func TestAcceptRefusesAStaleRepo(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	r1, err := Open(f.dir, OpenOptions{Online: f.online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(f.dir, OpenOptions{Online: f.online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := craft(t, f, "payments", nil, f.dev)
+	if _, err := r1.Accept(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, f.dir)
+	_, err = r2.Tick(ctx)
+	if !errors.Is(err, ErrStale) {
+		t.Fatalf("got %v, want ErrStale", err)
+	}
+	sameTree(t, before, tree(t, f.dir))
+}

@@ -57,6 +57,9 @@ var (
 	ErrOnlineKey = reject.Sentinel(reject.ErrUnauthorized, "online key not trusted by root")
 	// ErrNotRepo: the directory holds no (or a damaged) repository.
 	ErrNotRepo = reject.Sentinel(reject.ErrMissing, "not a stepseal TUF repository")
+	// ErrStale: another Accept or Tick wrote the repository after this Repo
+	// was opened; open it again and retry (the proposals are unaffected).
+	ErrStale = reject.Sentinel(reject.ErrUnavailable, "repository changed since it was opened")
 	// ErrPublished: a published versioned file differs from the repository's
 	// file of the same name (versioned files are immutable).
 	ErrPublished = reject.Sentinel(reject.ErrMismatch, "published metadata differs")

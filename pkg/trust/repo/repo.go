@@ -404,6 +404,27 @@ func (r *Repo) commit(ctx context.Context, st *state, rootChanged bool, changed 
 			return nil, &Error{Kind: ErrOnlineKey, Role: role, Key: onlineID, Detail: "root must list the online key with threshold 1"}
 		}
 	}
+	// One writer at a time, and only over the state this Repo read: a second
+	// publisher that opened the repository before the first one wrote would
+	// otherwise sign the same snapshot version without the first's changes.
+	lf, err := os.OpenFile(filepath.Join(r.dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer lf.Close()
+	if err := lockFile(lf); err != nil {
+		return nil, err
+	}
+	if st.timestamp != nil {
+		b, err := os.ReadFile(r.metaPath("timestamp.json"))
+		if err != nil {
+			return nil, &Error{Kind: ErrStale, Detail: err.Error()}
+		}
+		h, err := parseStrict(b)
+		if err != nil || h.Version != st.timestamp.Signed.Version {
+			return nil, &Error{Kind: ErrStale, Role: RoleTimestamp, Version: h.Version, Detail: fmt.Sprintf("opened at timestamp v%d", st.timestamp.Signed.Version)}
+		}
+	}
 	t := r.now()
 	e := r.cfg.expiry()
 	snap := metadata.Snapshot(expires(t, e.Snapshot))
