@@ -110,6 +110,10 @@ func TestAcceptRefusals(t *testing.T) {
 		{"null delegations", rawEdit(t, valid, func(m map[string]any) { signed(m)["delegations"] = nil }), ErrMalformed, "", "", ""},
 		{"spec_version 2", rawEdit(t, valid, func(m map[string]any) { signed(m)["spec_version"] = "2.0.0" }), ErrUnsupported, "", "", ""},
 		{"spec_version garbage", rawEdit(t, valid, func(m map[string]any) { signed(m)["spec_version"] = "garbage" }), ErrUnsupported, "", "", ""},
+		{"expiry with nanoseconds", craft(t, f, "payments", func(md *metadata.Metadata[metadata.TargetsType]) {
+			md.Signed.Expires = md.Signed.Expires.Add(time.Millisecond)
+		}, f.dev), ErrMalformed, "", "", ""},
+		{"expiry with an offset", rawEdit(t, valid, func(m map[string]any) { signed(m)["expires"] = "2030-01-01T00:00:00+02:00" }), ErrMalformed, "", "", ""},
 		{"fractional version", rawEdit(t, valid, func(m map[string]any) { signed(m)["version"] = 2.5 }), ErrMalformed, "", "", ""},
 		{"extra top-level field", rawEdit(t, valid, func(m map[string]any) { m["x"] = 1 }), ErrMalformed, "", "", ""},
 		{"snapshot proposed", rawEdit(t, valid, func(m map[string]any) { signed(m)["_type"] = "snapshot"; delete(signed(m), RoleField) }), ErrUnsupported, "snapshot", "", ""},

@@ -26,6 +26,10 @@ const RevocationsField = "x-stepseal-revocations"
 
 var specVersionRE = regexp.MustCompile(`^1\.[0-9]{1,4}(\.[0-9]{1,4})?$`)
 
+// expiresRE is the spec's expiry format: whole seconds, UTC (go-tuf would
+// write and accept nanoseconds, which other clients refuse).
+var expiresRE = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$`)
+
 // header is what strict parsing learns before go-tuf sees the bytes.
 type header struct {
 	Type    string
@@ -36,7 +40,8 @@ type header struct {
 // parseStrict checks raw metadata bytes before go-tuf parses them (go-tuf
 // v2.4.2 panics on some nulls and accepts any spec_version): size cap, valid
 // UTF-8 JSON, exactly "signed" and "signatures", no null outside "custom",
-// spec_version 1.x, a known _type, an integral version >= 1.
+// spec_version 1.x, a known _type, an integral version >= 1, an expiry in
+// whole seconds UTC.
 func parseStrict(b []byte) (header, error) {
 	var h header
 	if len(b) > MaxMetadataSize {
@@ -73,6 +78,9 @@ func parseStrict(b []byte) (header, error) {
 	sv, _ := signed["spec_version"].(string)
 	if !specVersionRE.MatchString(sv) {
 		return h, &Error{Kind: ErrUnsupported, Detail: fmt.Sprintf("spec_version %q, want 1.x", sv)}
+	}
+	if e, _ := signed["expires"].(string); !expiresRE.MatchString(e) {
+		return h, &Error{Kind: ErrMalformed, Detail: fmt.Sprintf("expires %q, want YYYY-MM-DDTHH:MM:SSZ", e)}
 	}
 	n, ok := signed["version"].(json.Number)
 	if !ok {
