@@ -277,9 +277,11 @@ func unverifiable(s *state) []string {
 // timestamp. It takes one or more proposals (signed role metadata, from
 // Delegate, Release, RotateKey, RevokeKey, RotateRoot; co-signed copies of one
 // proposal are merged first) and accepts all of them or none. Each must
-// parse strictly (size cap, no null, spec_version 1.x), be signed by the
-// threshold of its role's current delegation (for a delegator's proposal
-// listed first in the same call, the delegation it brings), bump the version,
+// parse strictly (size cap, no null, spec_version 1.x, whole-second UTC
+// expiry), be signed only by keys of its role's current delegation and by its
+// threshold (proposals are checked root first, then by delegation depth, so a
+// delegate's proposal may use the keys its delegator's brings in the same
+// call), bump the version,
 // keep every target inside the role's delegated paths with sha256 and length,
 // expire within bounds, and keep stepseal's delegation rules. Then snapshot
 // and timestamp are re-signed with the online key and everything is written
