@@ -1,0 +1,155 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stepseal/stepseal/pkg/signing"
+)
+
+// Publish copies the repository's metadata to dst/metadata/ in the order a
+// client reading at any moment needs: every root version, then the role
+// files, then the snapshots, then timestamp.json last; each file by atomic
+// rename. Versioned files are immutable: one already published with other
+// content is refused (ErrPublished) before anything is copied. Unchanged
+// files are skipped. It returns the names written.
+func (r *Repo) Publish(ctx context.Context, dst string) ([]string, error) {
+	src := filepath.Join(r.dir, MetadataDir)
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return nil, err
+	}
+	type file struct {
+		name    string
+		rank    int
+		version int64
+	}
+	var files []file
+	for _, e := range entries {
+		n := e.Name()
+		if !e.Type().IsRegular() || strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".json") {
+			continue
+		}
+		if n == "timestamp.json" {
+			files = append(files, file{n, 3, 0})
+			continue
+		}
+		v, rest, ok := strings.Cut(n, ".")
+		ver, err := strconv.ParseInt(v, 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		rank := 1
+		switch rest {
+		case "root.json":
+			rank = 0
+		case "snapshot.json":
+			rank = 2
+		}
+		files = append(files, file{n, rank, ver})
+	}
+	sort.Slice(files, func(i, j int) bool {
+		if files[i].rank != files[j].rank {
+			return files[i].rank < files[j].rank
+		}
+		if files[i].version != files[j].version {
+			return files[i].version < files[j].version
+		}
+		return files[i].name < files[j].name
+	})
+	out := filepath.Join(dst, MetadataDir)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, err
+	}
+	data := map[string][]byte{}
+	var todo []string
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(src, f.name))
+		if err != nil {
+			return nil, err
+		}
+		old, err := os.ReadFile(filepath.Join(out, f.name))
+		switch {
+		case err == nil && bytes.Equal(old, b):
+			continue
+		case err == nil && f.name != "timestamp.json":
+			return nil, &Error{Kind: ErrPublished, Path: filepath.Join(out, f.name), Detail: "a published version is never rewritten"}
+		case err != nil && !errors.Is(err, os.ErrNotExist):
+			return nil, err
+		}
+		data[f.name] = b
+		todo = append(todo, f.name)
+	}
+	for _, n := range todo {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := signing.WriteFileAtomic(filepath.Join(out, n), data[n], 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return todo, nil
+}
+
+// ErrRemoteListen: Serve was asked to listen beyond loopback without
+// AllowRemote.
+var ErrRemoteListen = errors.New("refusing to listen on a non-loopback address without allowing it")
+
+// CheckListenAddr refuses an address that is not loopback (127.0.0.0/8, ::1,
+// localhost) unless allowRemote: a TUF repository is public data, but serving
+// it to the network should be a decision.
+func CheckListenAddr(addr string, allowRemote bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	if allowRemote || host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrRemoteListen, addr)
+}
+
+// Handler serves a published tree (dst of Publish) read-only, without
+// directory listings: clients use <base>/metadata as their metadata URL.
+func Handler(dir string) http.Handler {
+	fs := http.FileServer(http.Dir(dir))
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if strings.HasSuffix(req.URL.Path, "/") {
+			http.NotFound(w, req)
+			return
+		}
+		fs.ServeHTTP(w, req)
+	})
+}
+
+// Serve serves dir on l until ctx ends.
+func Serve(ctx context.Context, l net.Listener, dir string) error {
+	srv := &http.Server{Handler: Handler(dir), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
