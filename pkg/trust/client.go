@@ -1,0 +1,455 @@
+package trust
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+)
+
+// ClientOptions configure a Client.
+type ClientOptions struct {
+	// Source is the base URL of the repository's metadata
+	// (<Source>/timestamp.json, <Source>/<v>.root.json, …).
+	Source string
+	// CacheDir holds the trusted metadata between runs. Its root.json IS
+	// the trusted root; it is created with mode 0700 if missing.
+	CacheDir string
+	// BootstrapRoot is a root.json used only when CacheDir has none. A
+	// cached root is never replaced by it (that would allow rolling the
+	// client back to an older root whose keys an attacker holds).
+	BootstrapRoot []byte
+	// Now is the clock expiry is checked against; time.Now if nil.
+	Now func() time.Time
+	// FileTimeout bounds each download (default 30 s). The whole Refresh
+	// is bounded by the caller's ctx.
+	FileTimeout time.Duration
+	// MaxRoleSize caps snapshot.json, targets.json and each delegated role
+	// (default DefaultMaxRoleSize), whatever length the snapshot claims.
+	MaxRoleSize int64
+	// MaxRoles caps the delegated roles loaded per Refresh (default 10 000);
+	// MaxDepth the length of a delegation chain (default 16).
+	MaxRoles, MaxDepth int
+	// HTTPClient sends the requests (default: a fresh client, never
+	// http.DefaultClient).
+	HTTPClient *http.Client
+}
+
+// Client is stepseal's TUF client. Refresh verifies the repository's
+// metadata with go-tuf and swaps an immutable verified state that Resolve,
+// VerifyArtifact and Status read; all methods are safe for concurrent use.
+type Client struct {
+	o     ClientOptions
+	mu    sync.Mutex // serializes Refresh
+	state atomic.Pointer[state]
+
+	smu         sync.Mutex
+	lastRefresh time.Time
+	lastErr     error
+}
+
+// state is one verified view of the repository. Never mutated once stored.
+type state struct {
+	root      *metadata.Metadata[metadata.RootType]
+	timestamp *metadata.Metadata[metadata.TimestampType]
+	snapshot  *metadata.Metadata[metadata.SnapshotType]
+	roles     map[string]*loadedRole // "targets" and every delegated role loaded
+	// refused are roles no resolution may pass through (diamonds, names
+	// outside the rule, limits, roles that failed verification).
+	refused map[string]error
+	// cycles are delegation edges (parent→child) back to an ancestor.
+	cycles  map[[2]string]error
+	refTime time.Time
+}
+
+type loadedRole struct {
+	md     *metadata.Metadata[metadata.TargetsType]
+	parent string // "root" for targets
+	raw    []byte
+}
+
+// NewClient checks o and prepares CacheDir. It does not go to the network.
+func NewClient(ctx context.Context, o ClientOptions) (*Client, error) {
+	if o.Source == "" || o.CacheDir == "" {
+		return nil, errors.New("trust: Source and CacheDir are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.FileTimeout <= 0 {
+		o.FileTimeout = 30 * time.Second
+	}
+	if o.MaxRoleSize <= 0 {
+		o.MaxRoleSize = DefaultMaxRoleSize
+	}
+	if o.MaxRoles <= 0 {
+		o.MaxRoles = 10_000
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = 16
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{}
+	}
+	if err := os.MkdirAll(o.CacheDir, 0o700); err != nil {
+		return nil, &Error{Category: ErrUnavailable, Detail: "cache directory", Err: err}
+	}
+	if _, err := os.Stat(filepath.Join(o.CacheDir, "root.json")); errors.Is(err, fs.ErrNotExist) && len(o.BootstrapRoot) == 0 {
+		return nil, errors.New("trust: the cache has no root.json and no BootstrapRoot was given")
+	}
+	return &Client{o: o}, nil
+}
+
+// safely runs f, turning a panic of go-tuf into ErrMalformed: the second
+// line of defence behind checkMetadata.
+func safely(role string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &Error{Category: ErrMalformed, Role: role, Detail: fmt.Sprintf("go-tuf panicked: %v", r)}
+		}
+	}()
+	return f()
+}
+
+// Refresh runs TUF's client workflow against Source: a new go-tuf Updater
+// in a staging directory seeded with the cached files that pass the guard,
+// (1) root versions one by one from the trusted root, (2) timestamp,
+// (3) snapshot, (4) top-level targets, then (5) every delegated role,
+// checking stepseal's delegation rules. Only when all of that verifies are
+// the files written to CacheDir and the new state swapped in; on error the
+// cache and the state are unchanged.
+func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	before := c.state.Load()
+	if before == nil {
+		before = c.cachedVersions()
+	}
+	st, f, err := c.refresh(ctx)
+	if err == nil {
+		err = c.commit(st)
+	}
+	c.smu.Lock()
+	c.lastRefresh, c.lastErr = c.o.Now(), err
+	c.smu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	c.state.Store(st)
+	return diff(before, st, f), nil
+}
+
+func (c *Client) refresh(ctx context.Context) (*state, *fetcher, error) {
+	rootPath := filepath.Join(c.o.CacheDir, "root.json")
+	rootBytes, err := os.ReadFile(rootPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		rootBytes = c.o.BootstrapRoot
+		if err := checkMetadata("root", rootBytes, maxRootSize); err != nil {
+			return nil, nil, err
+		}
+	case err != nil:
+		return nil, nil, &Error{Category: ErrUnavailable, Role: "root", Detail: "cannot read the cached root", Err: err}
+	default:
+		if err := checkMetadata("root", rootBytes, maxRootSize); err != nil {
+			// Never fall back to the bootstrap root: that is a rollback.
+			return nil, nil, &Error{Category: ErrUnavailable, Role: "root", Detail: "the cached trusted root " + rootPath + " is corrupt; restore it or remove the cache to bootstrap again", Err: err}
+		}
+	}
+	staging, err := os.MkdirTemp(c.o.CacheDir, ".refresh-")
+	if err != nil {
+		return nil, nil, &Error{Category: ErrUnavailable, Detail: "cache directory", Err: err}
+	}
+	defer os.RemoveAll(staging)
+	for _, role := range []string{"timestamp", "snapshot", "targets"} {
+		// A cached file that fails the guard is left out: go-tuf then
+		// downloads it again, as it does for a cached file that no longer
+		// verifies.
+		if data, err := os.ReadFile(filepath.Join(c.o.CacheDir, role+".json")); err == nil && checkMetadata(role, data, maxSizeOf(role, c.o.MaxRoleSize)) == nil {
+			if err := os.WriteFile(filepath.Join(staging, role+".json"), data, 0o600); err != nil {
+				return nil, nil, &Error{Category: ErrUnavailable, Detail: "staging directory", Err: err}
+			}
+		}
+	}
+	f := &fetcher{ctx: ctx, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}}
+	cfg, err := config.New(c.o.Source, rootBytes)
+	if err != nil {
+		return nil, nil, &Error{Category: ErrUnavailable, Detail: "source URL", Err: err}
+	}
+	cfg.LocalMetadataDir, cfg.LocalTargetsDir = staging, staging
+	cfg.Fetcher = f
+	cfg.SnapshotMaxLength, cfg.TargetsMaxLength = c.o.MaxRoleSize, c.o.MaxRoleSize
+	var u *updater.Updater
+	if err := safely("root", func() (err error) { u, err = updater.New(cfg); return err }); err != nil {
+		return nil, nil, classify(err, "root")
+	}
+	refTime := c.o.Now()
+	u.UnsafeSetRefTime(refTime)
+	if err := safely("", u.Refresh); err != nil {
+		return nil, nil, c.classifyRefresh(ctx, err, f)
+	}
+	trusted := u.GetTrustedMetadataSet()
+	st := &state{
+		root: trusted.Root, timestamp: trusted.Timestamp, snapshot: trusted.Snapshot,
+		roles:   map[string]*loadedRole{},
+		refused: map[string]error{}, cycles: map[[2]string]error{}, refTime: refTime,
+	}
+	raw := map[string][]byte{}
+	for _, role := range []string{"root", "timestamp", "snapshot", "targets"} {
+		if raw[role], err = os.ReadFile(filepath.Join(staging, role+".json")); err != nil {
+			return nil, nil, &Error{Category: ErrUnavailable, Role: role, Detail: "staging directory", Err: err}
+		}
+	}
+	st.roles["targets"] = &loadedRole{md: trusted.Targets["targets"], parent: "root", raw: raw["targets"]}
+	st.roles["root"] = &loadedRole{raw: raw["root"]}
+	st.roles["timestamp"] = &loadedRole{raw: raw["timestamp"]}
+	st.roles["snapshot"] = &loadedRole{raw: raw["snapshot"]}
+	if err := c.loadDelegations(ctx, &trusted, f, st); err != nil {
+		return nil, nil, err
+	}
+	return st, f, nil
+}
+
+// classifyRefresh names the role go-tuf's error is about: the message when
+// it says, else the last file fetched.
+func (c *Client) classifyRefresh(ctx context.Context, err error, f *fetcher) error {
+	if ctx.Err() != nil {
+		var te *Error
+		if !errors.As(err, &te) {
+			return &Error{Category: ErrTimeout, Detail: "the refresh's deadline passed", Err: err}
+		}
+	}
+	role := ""
+	msg := err.Error()
+	for _, r := range []string{"root", "timestamp", "snapshot", "targets"} {
+		if strings.Contains(msg, r) {
+			role = r
+			break
+		}
+	}
+	return classify(err, role)
+}
+
+// loadDelegations loads every delegated role in pre-order from the
+// top-level targets, and records stepseal's delegation rules: a role
+// delegated twice (diamond) or under a name outside ValidRoleName is
+// refused, an edge back to an ancestor is a cycle. A role that fails to
+// verify is refused (resolutions through it fail with its error) rather
+// than failing every other team's role; a timeout fails the refresh.
+func (c *Client) loadDelegations(ctx context.Context, trusted *trustedmetadata.TrustedMetadata, f *fetcher, st *state) error {
+	parents := map[string]string{"targets": "root"}
+	loaded := 0
+	var visit func(role string, chain []string) error
+	visit = func(role string, chain []string) error {
+		md := st.roles[role].md
+		if md.Signed.Delegations == nil {
+			return nil
+		}
+		for _, dr := range md.Signed.Delegations.Roles {
+			child := dr.Name
+			switch {
+			case contains(chain, child):
+				st.cycles[[2]string{role, child}] = &Error{Category: ErrDelegationCycle, Role: child,
+					Detail: fmt.Sprintf("%s delegates back to %s (chain %s)", role, child, strings.Join(append(chain, child), " → "))}
+				continue
+			case !ValidRoleName(child):
+				st.refused[child] = &Error{Category: ErrUnsupported, Role: child,
+					Detail: fmt.Sprintf("delegated by %s under a name outside [a-z0-9][a-z0-9-]{0,62} or reserved", role)}
+				continue
+			case parents[child] != "":
+				st.refused[child] = &Error{Category: ErrDiamondDelegation, Role: child,
+					Detail: fmt.Sprintf("delegated by both %s and %s", parents[child], role)}
+				continue
+			}
+			parents[child] = role
+			if len(chain) >= c.o.MaxDepth || loaded >= c.o.MaxRoles {
+				st.refused[child] = &Error{Category: ErrDelegationLimit, Role: child,
+					Detail: fmt.Sprintf("beyond %d roles or a chain of %d", c.o.MaxRoles, c.o.MaxDepth)}
+				continue
+			}
+			loaded++
+			lr, err := c.loadRole(ctx, trusted, f, st, child, role)
+			if err != nil {
+				var te *Error
+				if errors.As(err, &te) && (te.Category == ErrTimeout || ctx.Err() != nil) {
+					return err
+				}
+				st.refused[child] = err
+				continue
+			}
+			st.roles[child] = lr
+			if err := visit(child, append(chain[:len(chain):len(chain)], child)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return visit("targets", []string{"targets"})
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// loadRole verifies role (delegated by parent) from the cache if it is the
+// version the snapshot names, else from Source, with go-tuf's
+// UpdateDelegatedTargets (threshold of the delegator's keys, version and
+// hashes from the snapshot, expiry).
+func (c *Client) loadRole(ctx context.Context, trusted *trustedmetadata.TrustedMetadata, f *fetcher, st *state, role, parent string) (*loadedRole, error) {
+	meta, ok := st.snapshot.Signed.Meta[role+".json"]
+	if !ok || meta == nil {
+		return nil, &Error{Category: ErrMixAndMatch, Role: role, Detail: fmt.Sprintf("delegated by %s but not in snapshot v%d", parent, st.snapshot.Signed.Version)}
+	}
+	update := func(data []byte) (*metadata.Metadata[metadata.TargetsType], error) {
+		var md *metadata.Metadata[metadata.TargetsType]
+		err := safely(role, func() (err error) { md, err = trusted.UpdateDelegatedTargets(data, role, parent); return err })
+		return md, err
+	}
+	if data, err := os.ReadFile(filepath.Join(c.o.CacheDir, role+".json")); err == nil && checkMetadata(role, data, c.o.MaxRoleSize) == nil {
+		if md, err := update(data); err == nil {
+			return &loadedRole{md: md, parent: parent, raw: data}, nil
+		}
+	}
+	length := meta.Length
+	if length > c.o.MaxRoleSize {
+		return nil, &Error{Category: ErrTooLarge, Role: role, Version: meta.Version, Detail: fmt.Sprintf("snapshot gives %d bytes, more than the cap of %d", length, c.o.MaxRoleSize)}
+	}
+	name := role + ".json"
+	if st.root.Signed.ConsistentSnapshot {
+		name = strconv.FormatInt(meta.Version, 10) + "." + name
+	}
+	data, err := f.DownloadFile(strings.TrimSuffix(c.o.Source, "/")+"/"+name, length, 0)
+	if err != nil {
+		return nil, classify(err, role)
+	}
+	md, err := update(data)
+	if err != nil {
+		e := classify(err, role)
+		var te *Error
+		if errors.As(e, &te) && te.Version == 0 {
+			te.Version = meta.Version
+			if te.Category == ErrUnsigned {
+				te.KeyIDs = delegatedKeyIDs(st.roles[parent].md, role)
+				te.Detail = "not signed by a threshold of the keys " + parent + " delegates it to"
+			}
+		}
+		return nil, e
+	}
+	return &loadedRole{md: md, parent: parent, raw: data}, nil
+}
+
+func delegatedKeyIDs(parent *metadata.Metadata[metadata.TargetsType], role string) []string {
+	if parent == nil || parent.Signed.Delegations == nil {
+		return nil
+	}
+	for _, dr := range parent.Signed.Delegations.Roles {
+		if dr.Name == role {
+			return dr.KeyIDs
+		}
+	}
+	return nil
+}
+
+// commit writes st's files into CacheDir, root first (so that a crash
+// leaves files the cached root can judge), each by temporary file, fsync
+// and rename.
+func (c *Client) commit(st *state) error {
+	names := []string{"root", "timestamp", "snapshot", "targets"}
+	var rest []string
+	for name := range st.roles {
+		if !topLevelRoles[name] {
+			rest = append(rest, name)
+		}
+	}
+	sort.Strings(rest)
+	for _, name := range append(names, rest...) {
+		if err := writeFileAtomic(filepath.Join(c.o.CacheDir, name+".json"), st.roles[name].raw); err != nil {
+			return &Error{Category: ErrUnavailable, Role: name, Detail: "writing the cache", Err: err}
+		}
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// cachedVersions reads the versions of the files in CacheDir (verified
+// when they were written) so that the first Refresh of a process can say
+// what changed since the last run. Best effort: unreadable files count as
+// absent.
+func (c *Client) cachedVersions() *state {
+	st := &state{roles: map[string]*loadedRole{}}
+	read := func(role string) []byte {
+		data, err := os.ReadFile(filepath.Join(c.o.CacheDir, role+".json"))
+		if err != nil || checkMetadata(role, data, maxSizeOf(role, c.o.MaxRoleSize)) != nil {
+			return nil
+		}
+		return data
+	}
+	_ = safely("", func() error {
+		if data := read("root"); data != nil {
+			st.root, _ = (&metadata.Metadata[metadata.RootType]{}).FromBytes(data)
+		}
+		if data := read("timestamp"); data != nil {
+			st.timestamp, _ = (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(data)
+		}
+		if data := read("snapshot"); data != nil {
+			st.snapshot, _ = (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(data)
+		}
+		if data := read("targets"); data != nil {
+			if md, err := (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(data); err == nil {
+				st.roles["targets"] = &loadedRole{md: md}
+			}
+		}
+		return nil
+	})
+	return st
+}
+
+// rawJSON returns a target's custom field.
+func rawJSON(m *json.RawMessage) json.RawMessage {
+	if m == nil {
+		return nil
+	}
+	return *m
+}
