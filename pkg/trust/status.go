@@ -75,7 +75,7 @@ func diff(before, after *state, f *fetcher) *Changes {
 		}
 	}
 	for name, m := range after.snapshot.Signed.Meta {
-		if name == "targets.json" || old[name] == m.Version {
+		if topLevelRoles[strings.TrimSuffix(name, ".json")] || old[name] == m.Version {
 			continue
 		}
 		ch.Roles = append(ch.Roles, RoleChange{Role: strings.TrimSuffix(name, ".json"), VersionChange: VersionChange{old[name], m.Version}})
