@@ -49,7 +49,7 @@ func mustRefresh(t *testing.T, c *Client) *Changes {
 
 // paymentsRepo: targets delegates images/payments/* to payments
 // (terminating), which lists images/payments/api.
-func paymentsRepo(t *testing.T) (*sim, string) {
+func paymentsRepo(t testing.TB) (*sim, string) {
 	s := newSim(t)
 	s.delegate("targets", "payments", []string{"images/payments/*"}, true, 1, 1)
 	sum := s.addTarget("payments", "images/payments/api", []byte("api v1"))
