@@ -27,7 +27,7 @@ func newTrust(ro *rootOptions) *cobra.Command {
 
 // trustClientFlags are the flags every client command shares.
 type trustClientFlags struct {
-	source, cache, root string
+	source, cache, root  string
 	timeout, fileTimeout time.Duration
 }
 
