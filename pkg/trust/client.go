@@ -201,7 +201,7 @@ func (c *Client) refresh(ctx context.Context) (*state, *fetcher, error) {
 	refTime := c.o.Now()
 	u.UnsafeSetRefTime(refTime)
 	if err := safely("", u.Refresh); err != nil {
-		return nil, nil, c.classifyRefresh(ctx, err, f)
+		return nil, nil, c.classifyRefresh(ctx, err, u)
 	}
 	trusted := u.GetTrustedMetadataSet()
 	st := &state{
@@ -225,9 +225,10 @@ func (c *Client) refresh(ctx context.Context) (*state, *fetcher, error) {
 	return st, f, nil
 }
 
-// classifyRefresh names the role go-tuf's error is about: the message when
-// it says, else the last file fetched.
-func (c *Client) classifyRefresh(ctx context.Context, err error, f *fetcher) error {
+// classifyRefresh names the role go-tuf's error is about (its message
+// says), the TUF key IDs that should have signed it, and what to do about
+// a timestamp rollback.
+func (c *Client) classifyRefresh(ctx context.Context, err error, u *updater.Updater) error {
 	if ctx.Err() != nil {
 		var te *Error
 		if !errors.As(err, &te) {
@@ -242,7 +243,22 @@ func (c *Client) classifyRefresh(ctx context.Context, err error, f *fetcher) err
 			break
 		}
 	}
-	return classify(err, role)
+	e := classify(err, role)
+	te, ok := e.(*Error)
+	if !ok || te.Role == "" || !topLevelRoles[te.Role] {
+		return e
+	}
+	trusted := u.GetTrustedMetadataSet()
+	switch {
+	case te.Category == ErrUnsigned && len(te.KeyIDs) == 0 && trusted.Root != nil:
+		if r := trusted.Root.Signed.Roles[te.Role]; r != nil {
+			te.KeyIDs = r.KeyIDs
+			te.Detail = fmt.Sprintf("needs %d of the keys root v%d names", r.Threshold, trusted.Root.Signed.Version)
+		}
+	case te.Category == ErrRollback && te.Role == "timestamp":
+		te.Detail = "older than the trusted timestamp; if the repository really restarted lower, its timestamp key was used to fast-forward and must be rotated in root"
+	}
+	return te
 }
 
 // loadDelegations loads every delegated role in pre-order from the
