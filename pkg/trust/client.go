@@ -75,6 +75,9 @@ type state struct {
 	// cycles are delegation edges (parent→child) back to an ancestor.
 	cycles  map[[2]string]error
 	refTime time.Time
+	// signedBy memoizes, per role, the TUF key IDs whose signatures verify
+	// (computed on the first Resolve that needs it).
+	signedBy sync.Map
 }
 
 type loadedRole struct {

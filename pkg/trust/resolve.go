@@ -126,8 +126,20 @@ func (st *state) resolution(path, role string, chain []string, tf *metadata.Targ
 		Role: role, RoleVersion: lr.md.Signed.Version, RoleExpires: lr.md.Signed.Expires,
 		Chain: append([]string(nil), chain...),
 	}
-	keys, ids, threshold := st.delegation(role)
-	r.Threshold = threshold
+	_, _, r.Threshold = st.delegation(role)
+	r.SignedBy = append([]string(nil), st.signers(role)...)
+	return r, nil
+}
+
+// signers returns the TUF key IDs, among those role is delegated to, whose
+// signatures over its metadata verify, sorted.
+func (st *state) signers(role string) []string {
+	if ids, ok := st.signedBy.Load(role); ok {
+		return ids.([]string)
+	}
+	lr := st.roles[role]
+	keys, ids, _ := st.delegation(role)
+	var signed []string
 	for _, id := range ids {
 		k, ok := keys[id]
 		if !ok {
@@ -137,11 +149,12 @@ func (st *state) resolution(path, role string, chain []string, tf *metadata.Targ
 		one.Signed.Keys = map[string]*metadata.Key{id: k}
 		one.Signed.Roles = map[string]*metadata.Role{"r": {KeyIDs: []string{id}, Threshold: 1}}
 		if safely(role, func() error { return one.VerifyDelegate("r", lr.md) }) == nil {
-			r.SignedBy = append(r.SignedBy, id)
+			signed = append(signed, id)
 		}
 	}
-	sort.Strings(r.SignedBy)
-	return r, nil
+	sort.Strings(signed)
+	st.signedBy.Store(role, signed)
+	return signed
 }
 
 // delegation returns the keys, key IDs and threshold role is delegated with.
