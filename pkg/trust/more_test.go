@@ -1,0 +1,113 @@
+package trust
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+func TestRootVersionSkip(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	dir := t.TempDir()
+	c := s.clientFor(t, dir)
+	mustRefresh(t, c)
+	// 2.root.json whose content is version 3.
+	s.root.Signed.Version = 3
+	s.rootSigners = s.signers["root"]
+	data := sign(t, s.root, s.rootSigners)
+	s.set("2.root.json", data)
+	refreshFails(t, c, dir, ErrMixAndMatch)
+}
+
+func TestExpiredIntermediateRootAccepted(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	dir := t.TempDir()
+	c := s.clientFor(t, dir)
+	mustRefresh(t, c)
+	// Root v2 already expired, v3 valid: the walk goes through v2.
+	s.rotateRoot()
+	s.root.Signed.Expires = time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	s.publishRoot()
+	s.rotateRoot()
+	s.root.Signed.Expires = s.expires
+	s.publishRoot()
+	s.publishTimestamp()
+	ch := mustRefresh(t, c)
+	if ch.Root.To != 3 || len(ch.Roots) != 2 {
+		t.Errorf("changes %+v", ch)
+	}
+}
+
+func TestWrongType(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	dir := t.TempDir()
+	c := s.clientFor(t, dir)
+	mustRefresh(t, c)
+	s.set("timestamp.json", s.get("2.snapshot.json"))
+	refreshFails(t, c, dir, ErrMalformed)
+}
+
+func TestTargetWithoutSHA256(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	s.addTarget("payments", "images/payments/md5", []byte("x"))
+	tf := s.targets["payments"].Signed.Targets["images/payments/md5"]
+	tf.Hashes = metadata.Hashes{"md5": []byte("0123456789abcdef")}
+	s.targets["payments"].Signed.Targets["images/payments/md5"] = tf
+	s.bump("payments")
+	s.publish()
+	c := s.clientFor(t, t.TempDir())
+	mustRefresh(t, c)
+	_, err := c.Resolve(ctx, "images/payments/md5")
+	wantErr(t, err, ErrUnsupported)
+}
+
+func TestDelegationLimits(t *testing.T) {
+	s := newSim(t)
+	parent := "targets"
+	for i := 0; i < 5; i++ {
+		name := "level-" + string(rune('a'+i))
+		s.delegate(parent, name, []string{"deep/*"}, true, 1, 1)
+		parent = name
+	}
+	s.addTarget(parent, "deep/x", []byte("x"))
+	s.bump("targets")
+	s.publish()
+	c := s.clientFor(t, t.TempDir(), func(o *ClientOptions) { o.MaxDepth = 3 })
+	mustRefresh(t, c)
+	_, err := c.Resolve(ctx, "deep/x")
+	wantErr(t, err, ErrDelegationLimit)
+	c = s.clientFor(t, t.TempDir(), func(o *ClientOptions) { o.MaxRoles = 2 })
+	mustRefresh(t, c)
+	_, err = c.Resolve(ctx, "deep/x")
+	wantErr(t, err, ErrDelegationLimit)
+	c = s.clientFor(t, t.TempDir())
+	mustRefresh(t, c)
+	r, err := c.Resolve(ctx, "deep/x")
+	if err != nil || len(r.Chain) != 6 {
+		t.Fatalf("%+v %v", r, err)
+	}
+}
+
+func TestRotatedOutKeySignsNewVersion(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	c := s.clientFor(t, t.TempDir())
+	mustRefresh(t, c)
+	// targets v3 replaces payments' key; the old key then signs payments v2.
+	old := s.signers["payments"]
+	d := s.targets["targets"].Signed.Delegations
+	delete(d.Keys, old[0].id)
+	k := newKey(t)
+	d.Keys[k.id] = k.key
+	d.Roles[0].KeyIDs = []string{k.id}
+	s.bump("targets")
+	s.bump("payments")
+	s.publish() // payments still signed by the old key
+	mustRefresh(t, c)
+	_, err := c.Resolve(ctx, "images/payments/api")
+	wantErr(t, err, ErrUnsigned)
+	if !strings.Contains(err.Error(), k.id) {
+		t.Errorf("does not name the key now expected: %v", err)
+	}
+}
