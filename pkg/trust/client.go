@@ -390,8 +390,8 @@ func delegatedKeyIDs(parent *metadata.Metadata[metadata.TargetsType], role strin
 }
 
 // commit writes st's files into CacheDir, root first (so that a crash
-// leaves files the cached root can judge), each by temporary file, fsync
-// and rename.
+// leaves files the cached root can judge), each by temporary file and
+// rename.
 func (c *Client) commit(st *state) error {
 	names := []string{"root", "timestamp", "snapshot", "targets"}
 	var rest []string
@@ -402,14 +402,17 @@ func (c *Client) commit(st *state) error {
 	}
 	sort.Strings(rest)
 	for _, name := range append(names, rest...) {
-		if err := writeFileAtomic(filepath.Join(c.o.CacheDir, name+".json"), st.roles[name].raw); err != nil {
+		// Only root.json is synced: it cannot be fetched again if lost,
+		// while any other file that a crash truncates fails the guard or
+		// go-tuf's checks at the next refresh and is downloaded again.
+		if err := writeFileAtomic(filepath.Join(c.o.CacheDir, name+".json"), st.roles[name].raw, name == "root"); err != nil {
 			return &Error{Category: ErrUnavailable, Role: name, Detail: "writing the cache", Err: err}
 		}
 	}
 	return nil
 }
 
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(path string, data []byte, sync bool) error {
 	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
 		return nil
 	}
@@ -422,9 +425,11 @@ func writeFileAtomic(path string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err

@@ -691,12 +691,12 @@ func TestCorruptCache(t *testing.T) {
 	c := s.clientFor(t, dir)
 	mustRefresh(t, c)
 	// A corrupt cached timestamp is ignored and downloaded again.
-	if err := writeFileAtomic(dir+"/timestamp.json", []byte(`{"signed":`)); err != nil {
+	if err := writeFileAtomic(dir+"/timestamp.json", []byte(`{"signed":`), false); err != nil {
 		t.Fatal(err)
 	}
 	mustRefresh(t, c)
 	// A corrupt cached root is refused: no silent fallback to the bootstrap root.
-	if err := writeFileAtomic(dir+"/root.json", []byte(`{"signed": null}`)); err != nil {
+	if err := writeFileAtomic(dir+"/root.json", []byte(`{"signed": null}`), false); err != nil {
 		t.Fatal(err)
 	}
 	_, err := c.Refresh(ctx)
