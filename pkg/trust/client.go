@@ -174,6 +174,7 @@ func (c *Client) refresh(ctx context.Context) (*state, *fetcher, error) {
 			return nil, nil, &Error{Category: ErrUnavailable, Role: "root", Detail: "the cached trusted root " + rootPath + " is corrupt; restore it or remove the cache to bootstrap again", Err: err}
 		}
 	}
+	removeStale(c.o.CacheDir)
 	staging, err := os.MkdirTemp(c.o.CacheDir, ".refresh-")
 	if err != nil {
 		return nil, nil, &Error{Category: ErrUnavailable, Detail: "cache directory", Err: err}
@@ -410,6 +411,24 @@ func (c *Client) commit(st *state) error {
 		}
 	}
 	return nil
+}
+
+// removeStale removes staging directories and temporary files that a
+// process killed during a refresh left behind, an hour or more ago (a
+// refresh of another process sharing the cache may be using newer ones).
+func removeStale(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".refresh-") && !strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 func writeFileAtomic(path string, data []byte, sync bool) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -695,6 +696,19 @@ func TestCorruptCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustRefresh(t, c)
+	// A staging directory a killed refresh left an hour ago is removed.
+	stale := dir + "/.refresh-killed"
+	if err := os.Mkdir(stale, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	mustRefresh(t, c)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale staging directory kept: %v", err)
+	}
 	// A corrupt cached root is refused: no silent fallback to the bootstrap root.
 	if err := writeFileAtomic(dir+"/root.json", []byte(`{"signed": null}`), false); err != nil {
 		t.Fatal(err)
