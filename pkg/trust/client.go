@@ -223,7 +223,7 @@ func (c *Client) refresh(ctx context.Context) (*state, *fetcher, error) {
 	st.roles["root"] = &loadedRole{raw: raw["root"]}
 	st.roles["timestamp"] = &loadedRole{raw: raw["timestamp"]}
 	st.roles["snapshot"] = &loadedRole{raw: raw["snapshot"]}
-	if err := c.loadDelegations(ctx, &trusted, f, st); err != nil {
+	if err := c.loadDelegations(ctx, &trusted, f, st, c.state.Load()); err != nil {
 		return nil, nil, err
 	}
 	return st, f, nil
@@ -271,7 +271,7 @@ func (c *Client) classifyRefresh(ctx context.Context, err error, u *updater.Upda
 // refused, an edge back to an ancestor is a cycle. A role that fails to
 // verify is refused (resolutions through it fail with its error) rather
 // than failing every other team's role; a timeout fails the refresh.
-func (c *Client) loadDelegations(ctx context.Context, trusted *trustedmetadata.TrustedMetadata, f *fetcher, st *state) error {
+func (c *Client) loadDelegations(ctx context.Context, trusted *trustedmetadata.TrustedMetadata, f *fetcher, st, prev *state) error {
 	parents := map[string]string{"targets": "root"}
 	loaded := 0
 	var visit func(role string, chain []string) error
@@ -303,7 +303,7 @@ func (c *Client) loadDelegations(ctx context.Context, trusted *trustedmetadata.T
 				continue
 			}
 			loaded++
-			lr, err := c.loadRole(ctx, trusted, f, st, child, role)
+			lr, err := c.loadRole(ctx, trusted, f, st, prev, child, role)
 			if err != nil {
 				var te *Error
 				if errors.As(err, &te) && (te.Category == ErrTimeout || ctx.Err() != nil) {
@@ -335,10 +335,14 @@ func contains(s []string, v string) bool {
 // version the snapshot names, else from Source, with go-tuf's
 // UpdateDelegatedTargets (threshold of the delegator's keys, version and
 // hashes from the snapshot, expiry).
-func (c *Client) loadRole(ctx context.Context, trusted *trustedmetadata.TrustedMetadata, f *fetcher, st *state, role, parent string) (*loadedRole, error) {
+func (c *Client) loadRole(ctx context.Context, trusted *trustedmetadata.TrustedMetadata, f *fetcher, st, prev *state, role, parent string) (*loadedRole, error) {
 	meta, ok := st.snapshot.Signed.Meta[role+".json"]
 	if !ok || meta == nil {
 		return nil, &Error{Category: ErrMixAndMatch, Role: role, Detail: fmt.Sprintf("delegated by %s but not in snapshot v%d", parent, st.snapshot.Signed.Version)}
+	}
+	if lr := reusable(prev, st, role, parent, meta); lr != nil {
+		trusted.Targets[role] = lr.md
+		return lr, nil
 	}
 	update := func(data []byte) (*metadata.Metadata[metadata.TargetsType], error) {
 		var md *metadata.Metadata[metadata.TargetsType]
@@ -376,6 +380,59 @@ func (c *Client) loadRole(ctx context.Context, trusted *trustedmetadata.TrustedM
 		return nil, e
 	}
 	return &loadedRole{md: md, parent: parent, raw: data}, nil
+}
+
+// reusable returns role as this process verified it in the previous state
+// when verifying it again would give the same result: the snapshot names
+// the same version, length and hashes, the delegator delegates it with the
+// same keys and threshold, and it has not expired since. A long-running
+// verifier then pays, per refresh, only for the roles that changed.
+func reusable(prev, st *state, role, parent string, meta *metadata.MetaFiles) *loadedRole {
+	if prev == nil {
+		return nil
+	}
+	old, ok := prev.roles[role]
+	if !ok || old.md == nil || old.parent != parent || old.md.Signed.Version != meta.Version || old.md.Signed.IsExpired(st.refTime) {
+		return nil
+	}
+	if safely(role, func() error { return meta.VerifyLengthHashes(old.raw) }) != nil {
+		return nil
+	}
+	was, is := prev.roles[parent], st.roles[parent]
+	if was == nil || was.md == nil || is == nil || is.md == nil || !sameDelegation(was.md, is.md, role) {
+		return nil
+	}
+	return &loadedRole{md: old.md, parent: parent, raw: old.raw}
+}
+
+// sameDelegation reports whether a and b delegate role with the same key
+// IDs, keys and threshold.
+func sameDelegation(a, b *metadata.Metadata[metadata.TargetsType], role string) bool {
+	find := func(md *metadata.Metadata[metadata.TargetsType]) *metadata.DelegatedRole {
+		if md.Signed.Delegations == nil {
+			return nil
+		}
+		for i := range md.Signed.Delegations.Roles {
+			if md.Signed.Delegations.Roles[i].Name == role {
+				return &md.Signed.Delegations.Roles[i]
+			}
+		}
+		return nil
+	}
+	da, db := find(a), find(b)
+	if da == nil || db == nil || da.Threshold != db.Threshold || len(da.KeyIDs) != len(db.KeyIDs) {
+		return false
+	}
+	for i, id := range da.KeyIDs {
+		if db.KeyIDs[i] != id {
+			return false
+		}
+		ka, kb := a.Signed.Delegations.Keys[id], b.Signed.Delegations.Keys[id]
+		if ka == nil || kb == nil || ka.Type != kb.Type || ka.Scheme != kb.Scheme || ka.Value.PublicKey != kb.Value.PublicKey {
+			return false
+		}
+	}
+	return true
 }
 
 func delegatedKeyIDs(parent *metadata.Metadata[metadata.TargetsType], role string) []string {

@@ -111,3 +111,39 @@ func TestRotatedOutKeySignsNewVersion(t *testing.T) {
 		t.Errorf("does not name the key now expected: %v", err)
 	}
 }
+
+// A role verified in an earlier refresh of the process is reused only
+// while its delegation and bytes are the same and it has not expired.
+func TestVerifiedRoleReuse(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	now := time.Now()
+	c := s.clientFor(t, t.TempDir(), func(o *ClientOptions) { o.Now = func() time.Time { return now } })
+	mustRefresh(t, c)
+	// targets re-delegates payments to a new key; payments' bytes stay.
+	d := s.targets["targets"].Signed.Delegations
+	k := newKey(t)
+	delete(d.Keys, s.signers["payments"][0].id)
+	d.Keys[k.id] = k.key
+	d.Roles[0].KeyIDs = []string{k.id}
+	s.bump("targets")
+	s.publish()
+	mustRefresh(t, c)
+	_, err := c.Resolve(ctx, "images/payments/api")
+	wantErr(t, err, ErrUnsigned)
+
+	// Expiry passes between two refreshes of one process.
+	s2, _ := paymentsRepo(t)
+	s2.bump("payments")
+	s2.targets["payments"].Signed.Expires = time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	s2.publish()
+	c2 := s2.clientFor(t, t.TempDir(), func(o *ClientOptions) { o.Now = func() time.Time { return now } })
+	mustRefresh(t, c2)
+	if _, err := c2.Resolve(ctx, "images/payments/api"); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Hour)
+	s2.publishTimestamp()
+	mustRefresh(t, c2)
+	_, err = c2.Resolve(ctx, "images/payments/api")
+	wantErr(t, err, ErrFreeze)
+}
