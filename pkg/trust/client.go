@@ -143,7 +143,7 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	if before == nil {
 		before = c.cachedVersions()
 	}
-	st, f, err := c.refresh(ctx)
+	st, f, err := c.refresh(ctx, false)
 	if err == nil {
 		err = c.commit(st)
 	}
@@ -157,10 +157,33 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	return diff(before, st, f), nil
 }
 
-func (c *Client) refresh(ctx context.Context) (*state, *fetcher, error) {
+// LoadCache makes the metadata in CacheDir the client's state without
+// going to the network, when the client has no state yet: go-tuf verifies
+// the cached files (signatures, versions, expiry at Now) against the cached
+// root, and the delegated roles from the cache are checked as Refresh
+// does; a role missing from the cache is refused as ErrUnavailable. The
+// cache is not written. For a process that must answer before, or
+// without, a successful Refresh.
+func (c *Client) LoadCache(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state.Load() != nil {
+		return nil
+	}
+	st, _, err := c.refresh(ctx, true)
+	if err != nil {
+		return err
+	}
+	c.state.Store(st)
+	return nil
+}
+
+func (c *Client) refresh(ctx context.Context, offline bool) (*state, *fetcher, error) {
 	rootPath := filepath.Join(c.o.CacheDir, "root.json")
 	rootBytes, err := os.ReadFile(rootPath)
 	switch {
+	case errors.Is(err, fs.ErrNotExist) && offline:
+		return nil, nil, &Error{Category: ErrUnavailable, Role: "root", Detail: "the cache has no trusted root"}
 	case errors.Is(err, fs.ErrNotExist):
 		rootBytes = c.o.BootstrapRoot
 		if err := checkMetadata("root", rootBytes, maxRootSize); err != nil {
@@ -190,13 +213,14 @@ func (c *Client) refresh(ctx context.Context) (*state, *fetcher, error) {
 			}
 		}
 	}
-	f := &fetcher{ctx: ctx, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}}
+	f := &fetcher{ctx: ctx, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: offline}
 	cfg, err := config.New(c.o.Source, rootBytes)
 	if err != nil {
 		return nil, nil, &Error{Category: ErrUnavailable, Detail: "source URL", Err: err}
 	}
 	cfg.LocalMetadataDir, cfg.LocalTargetsDir = staging, staging
 	cfg.Fetcher = f
+	cfg.UnsafeLocalMode = offline
 	cfg.SnapshotMaxLength, cfg.TargetsMaxLength = c.o.MaxRoleSize, c.o.MaxRoleSize
 	var u *updater.Updater
 	if err := safely("root", func() (err error) { u, err = updater.New(cfg); return err }); err != nil {

@@ -27,6 +27,8 @@ type fetcher struct {
 	client  *http.Client
 	timeout time.Duration
 	maxRole int64
+	// offline refuses every download (Client.LoadCache).
+	offline bool
 
 	mu       sync.Mutex
 	roots    map[int64][]byte
@@ -38,6 +40,9 @@ type fetcher struct {
 // by go-tuf v2.4.2's updater (always 0); the fetcher's own timeout applies.
 func (f *fetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
 	role, version := roleOfURL(urlPath)
+	if f.offline {
+		return nil, &Error{Category: ErrUnavailable, Role: role, Detail: "not in the cache, and loading the cache does not go to the network"}
+	}
 	if c := maxSizeOf(role, f.maxRole); maxLength <= 0 || maxLength > c {
 		maxLength = c
 	}

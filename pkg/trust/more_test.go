@@ -1,6 +1,9 @@
 package trust
 
 import (
+	"errors"
+	"maps"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -146,4 +149,38 @@ func TestVerifiedRoleReuse(t *testing.T) {
 	mustRefresh(t, c2)
 	_, err = c2.Resolve(ctx, "images/payments/api")
 	wantErr(t, err, ErrFreeze)
+}
+
+func TestLoadCache(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	s.delegate("targets", "billing", []string{"images/billing/*"}, true, 1, 1)
+	s.addTarget("billing", "images/billing/x", []byte("x"))
+	s.bump("targets")
+	s.publish()
+	dir := t.TempDir()
+	c := s.clientFor(t, dir)
+	if err := c.LoadCache(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("LoadCache of an empty cache: %v", err)
+	}
+	mustRefresh(t, c)
+	if err := os.Remove(dir + "/billing.json"); err != nil {
+		t.Fatal(err)
+	}
+	before := cacheState(t, dir)
+	s.srv.Close() // no network from here on
+	c = s.clientFor(t, dir)
+	if err := c.LoadCache(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Resolve(ctx, "images/payments/api"); err != nil || r.Role != "payments" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	_, err := c.Resolve(ctx, "images/billing/x")
+	wantErr(t, err, ErrUnavailable)
+	if after := cacheState(t, dir); !maps.Equal(before, after) {
+		t.Errorf("cache changed")
+	}
+	// An expired cache does not load.
+	late := s.clientFor(t, dir, func(o *ClientOptions) { o.Now = func() time.Time { return time.Now().Add(2 * 365 * 24 * time.Hour) } })
+	wantErr(t, late.LoadCache(ctx), ErrFreeze)
 }

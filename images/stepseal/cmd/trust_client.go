@@ -29,6 +29,7 @@ func newTrust(ro *rootOptions) *cobra.Command {
 type trustClientFlags struct {
 	source, cache, root  string
 	timeout, fileTimeout time.Duration
+	offline              bool
 }
 
 func (f *trustClientFlags) add(c *cobra.Command) {
@@ -37,6 +38,7 @@ func (f *trustClientFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.root, "root", "", "root.json to bootstrap from, used only when the cache has none")
 	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on the whole refresh")
 	c.Flags().DurationVar(&f.fileTimeout, "file-timeout", 30*time.Second, "bound on each download")
+	c.Flags().BoolVar(&f.offline, "offline", false, "do not refresh: verify and use the cache as it is")
 }
 
 func defaultTrustCache() string {
@@ -46,10 +48,14 @@ func defaultTrustCache() string {
 	return ""
 }
 
-// refresh builds the client and refreshes it within --timeout.
+// refresh builds the client and refreshes it within --timeout; with
+// --offline it loads the cache instead.
 func (f *trustClientFlags) refresh(ctx context.Context) (*trust.Client, *trust.Changes, error) {
-	if f.source == "" || f.cache == "" {
+	if f.cache == "" || (f.source == "" && !f.offline) {
 		return nil, nil, fmt.Errorf("--source and --cache are required")
+	}
+	if f.source == "" {
+		f.source = "http://offline.invalid"
 	}
 	o := trust.ClientOptions{Source: f.source, CacheDir: f.cache, FileTimeout: f.fileTimeout}
 	if f.root != "" {
@@ -62,6 +68,9 @@ func (f *trustClientFlags) refresh(ctx context.Context) (*trust.Client, *trust.C
 	c, err := trust.NewClient(ctx, o)
 	if err != nil {
 		return nil, nil, err
+	}
+	if f.offline {
+		return c, nil, c.LoadCache(ctx)
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
@@ -86,12 +95,17 @@ rotations, timestamp, snapshot, targets and every delegated role), then print
 what changed, the version, expiry, keys (TUF key IDs) and delegated paths of
 every role, roles refused by stepseal's delegation rules, and warnings for
 metadata expiring within 7 days. On a failed refresh the cache is unchanged;
-the error is printed and the exit status is 1.`,
+the error is printed with what the cache still trusts, and the exit status is
+1. With --offline, only the cache is verified and shown.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ch, err := f.refresh(cmd.Context())
 			if c == nil {
 				return err
+			}
+			if err != nil && !f.offline {
+				// Say what is still trusted: the cache, verified offline.
+				_ = c.LoadCache(cmd.Context())
 			}
 			rep := trustStatusReport{Status: c.Status(cmd.Context()), Changes: ch}
 			if err != nil {
