@@ -184,3 +184,31 @@ func TestLoadCache(t *testing.T) {
 	late := s.clientFor(t, dir, func(o *ClientOptions) { o.Now = func() time.Time { return time.Now().Add(2 * 365 * 24 * time.Hour) } })
 	wantErr(t, late.LoadCache(ctx), ErrFreeze)
 }
+
+func TestChangesNameDelegationChanges(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	dir := t.TempDir()
+	mustRefresh(t, s.clientFor(t, dir))
+	d := s.targets["targets"].Signed.Delegations
+	old := s.signers["payments"][0]
+	k := newKey(t)
+	delete(d.Keys, old.id)
+	d.Keys[k.id] = k.key
+	d.Roles[0].KeyIDs = []string{k.id}
+	d.Roles[0].Paths = []string{"images/payments/*", "layouts/payments.layout"}
+	s.signers["payments"] = []*testKey{k}
+	s.delegate("targets", "billing", []string{"images/billing/*"}, true, 1, 1)
+	s.bump("targets")
+	s.bump("payments")
+	s.publish()
+	// A new process: the changes are against the cache.
+	ch := mustRefresh(t, s.clientFor(t, dir))
+	var got []string
+	for _, c := range ch.Delegations {
+		got = append(got, c.Role+" "+c.Change+" "+c.KeyID)
+	}
+	want := []string{"billing added ", "payments key-added " + k.id, "payments key-removed " + old.id, "payments paths "}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("delegation changes\n%v\nwant\n%v", got, want)
+	}
+}

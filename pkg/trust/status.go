@@ -29,6 +29,17 @@ type KeyChange struct {
 	Change string `json:"change"` // "added" or "removed"
 }
 
+// DelegationChange is a change in how a delegator delegates a role: the
+// role "added" or "removed", a TUF key ID "key-added" or "key-removed", or
+// its "threshold" or "paths" changed (Detail says from what to what).
+type DelegationChange struct {
+	Delegator string `json:"delegator"`
+	Role      string `json:"role"`
+	Change    string `json:"change"`
+	KeyID     string `json:"keyId,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+}
+
 // Changes says what a Refresh changed in the trusted state.
 type Changes struct {
 	Updated   bool          `json:"updated"`
@@ -40,6 +51,10 @@ type Changes struct {
 	Roots []int64      `json:"roots,omitempty"`
 	Roles []RoleChange `json:"roles,omitempty"`
 	Keys  []KeyChange  `json:"keys,omitempty"`
+	// Delegations are the changes in the delegations of the roles trusted
+	// both before and after (for a process's first refresh: the top-level
+	// targets as cached).
+	Delegations []DelegationChange `json:"delegations,omitempty"`
 	// Refused are the roles no resolution may pass through, and why.
 	Refused  map[string]string `json:"refused,omitempty"`
 	Requests int               `json:"requests"`
@@ -100,10 +115,68 @@ func diff(before, after *state, f *fetcher) *Changes {
 			return a.Role+a.Change+a.KeyID < b.Role+b.Change+b.KeyID
 		})
 	}
+	for name, b := range before.roles {
+		if a := after.roles[name]; b.md != nil && a != nil && a.md != nil {
+			ch.Delegations = append(ch.Delegations, delegationChanges(name, b.md, a.md)...)
+		}
+	}
+	sort.Slice(ch.Delegations, func(i, j int) bool {
+		a, b := ch.Delegations[i], ch.Delegations[j]
+		return a.Delegator+"\x00"+a.Role+"\x00"+a.Change+a.KeyID < b.Delegator+"\x00"+b.Role+"\x00"+b.Change+b.KeyID
+	})
 	ch.Refused = refusedReasons(after)
 	ch.Updated = ch.Root.From != ch.Root.To || ch.Timestamp.From != ch.Timestamp.To || ch.Snapshot.From != ch.Snapshot.To ||
 		ch.Targets.From != ch.Targets.To || len(ch.Roles) > 0
 	return ch
+}
+
+func delegationChanges(delegator string, before, after *metadata.Metadata[metadata.TargetsType]) []DelegationChange {
+	roles := func(md *metadata.Metadata[metadata.TargetsType]) map[string]metadata.DelegatedRole {
+		m := map[string]metadata.DelegatedRole{}
+		if md.Signed.Delegations != nil {
+			for _, r := range md.Signed.Delegations.Roles {
+				m[r.Name] = r
+			}
+		}
+		return m
+	}
+	was, is := roles(before), roles(after)
+	var out []DelegationChange
+	add := func(role, change, keyID, detail string) {
+		out = append(out, DelegationChange{Delegator: delegator, Role: role, Change: change, KeyID: keyID, Detail: detail})
+	}
+	for name, a := range is {
+		b, ok := was[name]
+		if !ok {
+			add(name, "added", "", strings.Join(a.Paths, " "))
+			continue
+		}
+		ids := map[string]bool{}
+		for _, id := range b.KeyIDs {
+			ids[id] = true
+		}
+		for _, id := range a.KeyIDs {
+			if !ids[id] {
+				add(name, "key-added", id, "")
+			}
+			delete(ids, id)
+		}
+		for id := range ids {
+			add(name, "key-removed", id, fmt.Sprintf("in %s v%d", delegator, after.Signed.Version))
+		}
+		if a.Threshold != b.Threshold {
+			add(name, "threshold", "", fmt.Sprintf("%d → %d", b.Threshold, a.Threshold))
+		}
+		if strings.Join(a.Paths, " ") != strings.Join(b.Paths, " ") || strings.Join(a.PathHashPrefixes, " ") != strings.Join(b.PathHashPrefixes, " ") {
+			add(name, "paths", "", strings.Join(append(b.Paths, b.PathHashPrefixes...), " ")+" → "+strings.Join(append(a.Paths, a.PathHashPrefixes...), " "))
+		}
+	}
+	for name := range was {
+		if _, ok := is[name]; !ok {
+			add(name, "removed", "", "")
+		}
+	}
+	return out
 }
 
 func rootV(m *metadata.Metadata[metadata.RootType]) int64    { return m.Signed.Version }

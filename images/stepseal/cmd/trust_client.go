@@ -142,6 +142,9 @@ func printTrustStatus(w io.Writer, rep trustStatusReport) {
 			for _, k := range ch.Keys {
 				fmt.Fprintf(w, "        %s key %s %s\n", k.Role, k.KeyID, k.Change)
 			}
+			for _, d := range ch.Delegations {
+				fmt.Fprintf(w, "        %s → %s: %s %s %s\n", d.Delegator, d.Role, d.Change, d.KeyID, d.Detail)
+			}
 		}
 	}
 	if !s.Trusted {
