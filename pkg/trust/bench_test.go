@@ -42,3 +42,13 @@ func BenchmarkGoTUFParse(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkCheckJSON(b *testing.B) {
+	data := benchRole(b)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if err := checkJSON(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

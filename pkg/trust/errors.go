@@ -3,6 +3,7 @@ package trust
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"regexp"
 	"strings"
 
@@ -177,6 +178,9 @@ func classify(err error, role string) error {
 		}
 	case isTimeout(err):
 		cat = ErrTimeout
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		// A cache file missing or unreadable (LoadCache, staging).
+		cat = ErrUnavailable
 	}
 	return &Error{Category: cat, Role: role, Err: err}
 }

@@ -162,6 +162,11 @@ func TestLoadCache(t *testing.T) {
 	if err := c.LoadCache(ctx); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("LoadCache of an empty cache: %v", err)
 	}
+	// A cache holding a root only (a first refresh that failed later).
+	if err := writeFileAtomic(dir+"/root.json", s.get("1.root.json"), false); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, c.LoadCache(ctx), ErrUnavailable)
 	mustRefresh(t, c)
 	if err := os.Remove(dir + "/billing.json"); err != nil {
 		t.Fatal(err)
