@@ -399,6 +399,9 @@ func (c *Client) loadRole(ctx context.Context, trusted *trustedmetadata.TrustedM
 			if te.Category == ErrUnsigned {
 				te.KeyIDs = delegatedKeyIDs(st.roles[parent].md, role)
 				te.Detail = "not signed by a threshold of the keys " + parent + " delegates it to"
+				if why := c.revokedSigners(prev, st, data, role, parent); why != "" {
+					te.Detail += "; " + why
+				}
 			}
 		}
 		return nil, e
@@ -457,6 +460,46 @@ func sameDelegation(a, b *metadata.Metadata[metadata.TargetsType], role string) 
 		}
 	}
 	return true
+}
+
+// revokedSigners names the keys that signed role's data and that parent
+// delegated role to before (in this process's previous state, else in the
+// cache) but no longer does: a revoked or rotated-out key still signing.
+func (c *Client) revokedSigners(prev, st *state, data []byte, role, parent string) string {
+	var before *metadata.Metadata[metadata.TargetsType]
+	if prev != nil && prev.roles[parent] != nil {
+		before = prev.roles[parent].md
+	} else if cached, err := os.ReadFile(filepath.Join(c.o.CacheDir, parent+".json")); err == nil && checkMetadata(parent, cached, c.o.MaxRoleSize) == nil {
+		_ = safely(parent, func() (err error) {
+			before, err = (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(cached)
+			return err
+		})
+	}
+	if before == nil {
+		return ""
+	}
+	var env mdEnvelope
+	if json.Unmarshal(data, &env) != nil || env.Signatures == nil {
+		return ""
+	}
+	now, was := map[string]bool{}, map[string]bool{}
+	for _, id := range delegatedKeyIDs(st.roles[parent].md, role) {
+		now[id] = true
+	}
+	for _, id := range delegatedKeyIDs(before, role) {
+		was[id] = true
+	}
+	var revoked []string
+	for _, sig := range *env.Signatures {
+		if id := *sig.KeyID; was[id] && !now[id] {
+			revoked = append(revoked, id)
+		}
+	}
+	if len(revoked) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("signed by %s, removed from %s's delegation of %s in %s v%d (trusted before at v%d)",
+		strings.Join(revoked, ", "), parent, role, parent, st.roles[parent].md.Signed.Version, before.Signed.Version)
 }
 
 func delegatedKeyIDs(parent *metadata.Metadata[metadata.TargetsType], role string) []string {

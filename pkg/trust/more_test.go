@@ -113,6 +113,9 @@ func TestRotatedOutKeySignsNewVersion(t *testing.T) {
 	if !strings.Contains(err.Error(), k.id) {
 		t.Errorf("does not name the key now expected: %v", err)
 	}
+	if !strings.Contains(err.Error(), "signed by "+old[0].id+", removed from targets's delegation of payments in targets v3 (trusted before at v2)") {
+		t.Errorf("does not name the revoked key: %v", err)
+	}
 }
 
 // A role verified in an earlier refresh of the process is reused only
