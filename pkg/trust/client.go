@@ -20,6 +20,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/stepseal/stepseal/pkg/reject"
 )
 
 // ClientOptions configure a Client.
@@ -27,6 +29,10 @@ type ClientOptions struct {
 	// Source is the base URL of the repository's metadata
 	// (<Source>/timestamp.json, <Source>/<v>.root.json, …).
 	Source string
+	// Mirrors are tried in order, each for a whole refresh, when a refresh
+	// from Source fails: like Source, they are not trusted, only what they
+	// serve once it verifies.
+	Mirrors []string
 	// CacheDir holds the trusted metadata between runs. Its root.json IS
 	// the trusted root; it is created with mode 0700 if missing.
 	CacheDir string
@@ -143,8 +149,23 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	if before == nil {
 		before = c.cachedVersions()
 	}
-	st, f, err := c.refresh(ctx, false)
-	if err == nil {
+	var st *state
+	var f *fetcher
+	var errs []error
+	for _, src := range append([]string{c.o.Source}, c.o.Mirrors...) {
+		var err error
+		if st, f, err = c.refresh(ctx, src, false); err == nil {
+			break
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	var err error
+	if st == nil {
+		err = firstRefusal(errs)
+	} else {
 		err = c.commit(st)
 	}
 	c.smu.Lock()
@@ -170,7 +191,7 @@ func (c *Client) LoadCache(ctx context.Context) error {
 	if c.state.Load() != nil {
 		return nil
 	}
-	st, _, err := c.refresh(ctx, true)
+	st, _, err := c.refresh(ctx, c.o.Source, true)
 	if err != nil {
 		return err
 	}
@@ -178,7 +199,19 @@ func (c *Client) LoadCache(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) refresh(ctx context.Context, offline bool) (*state, *fetcher, error) {
+// firstRefusal returns, of the errors of the sources tried, the first that
+// is a refusal (a source serving something that does not verify says more
+// than one that cannot be reached), else the first.
+func firstRefusal(errs []error) error {
+	for _, err := range errs {
+		if errors.Is(err, reject.ErrRefused) {
+			return err
+		}
+	}
+	return errs[0]
+}
+
+func (c *Client) refresh(ctx context.Context, source string, offline bool) (*state, *fetcher, error) {
 	rootPath := filepath.Join(c.o.CacheDir, "root.json")
 	rootBytes, err := os.ReadFile(rootPath)
 	switch {
@@ -213,8 +246,8 @@ func (c *Client) refresh(ctx context.Context, offline bool) (*state, *fetcher, e
 			}
 		}
 	}
-	f := &fetcher{ctx: ctx, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: offline}
-	cfg, err := config.New(c.o.Source, rootBytes)
+	f := &fetcher{ctx: ctx, source: source, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: offline}
+	cfg, err := config.New(source, rootBytes)
 	if err != nil {
 		return nil, nil, &Error{Category: ErrUnavailable, Detail: "source URL", Err: err}
 	}
@@ -386,7 +419,7 @@ func (c *Client) loadRole(ctx context.Context, trusted *trustedmetadata.TrustedM
 	if st.root.Signed.ConsistentSnapshot {
 		name = strconv.FormatInt(meta.Version, 10) + "." + name
 	}
-	data, err := f.DownloadFile(strings.TrimSuffix(c.o.Source, "/")+"/"+name, length, 0)
+	data, err := f.DownloadFile(strings.TrimSuffix(f.source, "/")+"/"+name, length, 0)
 	if err != nil {
 		return nil, classify(err, role)
 	}

@@ -24,6 +24,7 @@ import (
 // downloaded (go-tuf keeps only the last one) and bytes and requests spent.
 type fetcher struct {
 	ctx     context.Context
+	source  string
 	client  *http.Client
 	timeout time.Duration
 	maxRole int64

@@ -3,6 +3,8 @@ package trust
 import (
 	"errors"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -219,4 +221,28 @@ func TestChangesNameDelegationChanges(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("delegation changes\n%v\nwant\n%v", got, want)
 	}
+}
+
+func TestMirrors(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	garbage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/timestamp.json") {
+			w.Write([]byte(`{"signed": {}, "signatures": []}`))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer garbage.Close()
+	down := "http://127.0.0.1:1/metadata"
+	dir := t.TempDir()
+	// A malicious mirror first, then the good one: accepted from the good one.
+	c := s.clientFor(t, dir, func(o *ClientOptions) { o.Source, o.Mirrors = garbage.URL+"/metadata", []string{down, s.url()} })
+	mustRefresh(t, c)
+	if _, err := c.Resolve(ctx, "images/payments/api"); err != nil {
+		t.Fatal(err)
+	}
+	// All fail: the refusal is reported, not the unreachable mirror.
+	s.publishTimestamp()
+	c = s.clientFor(t, dir, func(o *ClientOptions) { o.Source, o.Mirrors = down, []string{garbage.URL + "/metadata"} })
+	refreshFails(t, c, dir, ErrMalformed)
 }

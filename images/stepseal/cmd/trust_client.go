@@ -30,6 +30,7 @@ type trustClientFlags struct {
 	source, cache, root  string
 	timeout, fileTimeout time.Duration
 	offline              bool
+	mirrors              []string
 }
 
 func (f *trustClientFlags) add(c *cobra.Command) {
@@ -39,6 +40,7 @@ func (f *trustClientFlags) add(c *cobra.Command) {
 	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on the whole refresh")
 	c.Flags().DurationVar(&f.fileTimeout, "file-timeout", 30*time.Second, "bound on each download")
 	c.Flags().BoolVar(&f.offline, "offline", false, "do not refresh: verify and use the cache as it is")
+	c.Flags().StringArrayVar(&f.mirrors, "mirror", nil, "metadata URL tried, in order, when the refresh from --source fails (repeatable)")
 }
 
 func defaultTrustCache() string {
@@ -57,7 +59,7 @@ func (f *trustClientFlags) refresh(ctx context.Context) (*trust.Client, *trust.C
 	if f.source == "" {
 		f.source = "http://offline.invalid"
 	}
-	o := trust.ClientOptions{Source: f.source, CacheDir: f.cache, FileTimeout: f.fileTimeout}
+	o := trust.ClientOptions{Source: f.source, Mirrors: f.mirrors, CacheDir: f.cache, FileTimeout: f.fileTimeout}
 	if f.root != "" {
 		data, err := os.ReadFile(f.root)
 		if err != nil {
