@@ -42,8 +42,16 @@ func ValidRoleName(name string) bool { return roleNameRE.MatchString(name) && !t
 // permits them and real repositories use them) but never null.
 type (
 	mdEnvelope struct {
-		Signed     *json.RawMessage `json:"signed"`
-		Signatures *[]mdSignature   `json:"signatures"`
+		Signed     *mdSigned      `json:"signed"`
+		Signatures *[]mdSignature `json:"signatures"`
+	}
+	// mdSigned is the union of the four roles' fields (no name is used by
+	// two roles with different types), decoded in one pass.
+	mdSigned struct {
+		mdCommon
+		mdRoot
+		mdMetaRole
+		mdTargets
 	}
 	mdSignature struct {
 		KeyID *string `json:"keyid"`
@@ -154,11 +162,7 @@ func checkMetadata(role string, data []byte, maxSize int64) error {
 			return malformed(role, "signature by %s is not hex", *s.KeyID)
 		}
 	}
-	signed := []byte(*env.Signed)
-	var c mdCommon
-	if err := json.Unmarshal(signed, &c); err != nil {
-		return malformed(role, "%v", err)
-	}
+	c := env.Signed.mdCommon
 	if c.Type == nil || c.SpecVersion == nil || c.Version == nil || c.Expires == nil {
 		return malformed(role, "_type, spec_version, version and expires are required")
 	}
@@ -177,13 +181,13 @@ func checkMetadata(role string, data []byte, maxSize int64) error {
 	var err error
 	switch *c.Type {
 	case "root":
-		err = checkRoot(signed)
+		err = checkRoot(&env.Signed.mdRoot)
 	case "timestamp":
-		err = checkMeta(signed, true)
+		err = checkMeta(&env.Signed.mdMetaRole, true)
 	case "snapshot":
-		err = checkMeta(signed, false)
+		err = checkMeta(&env.Signed.mdMetaRole, false)
 	case "targets":
-		err = checkTargets(signed)
+		err = checkTargets(&env.Signed.mdTargets)
 	}
 	if err != nil {
 		var te *Error
@@ -324,11 +328,7 @@ func checkRoleKeys(name string, keyIDs *[]string, threshold *int64, keys map[str
 	return nil
 }
 
-func checkRoot(signed []byte) error {
-	var r mdRoot
-	if err := json.Unmarshal(signed, &r); err != nil {
-		return err
-	}
+func checkRoot(r *mdRoot) error {
 	if r.ConsistentSnapshot == nil || r.Keys == nil || r.Roles == nil {
 		return errors.New("consistent_snapshot, keys and roles are required")
 	}
@@ -365,11 +365,7 @@ func checkHashes(h *map[string]string, required bool) error {
 	return nil
 }
 
-func checkMeta(signed []byte, timestamp bool) error {
-	var m mdMetaRole
-	if err := json.Unmarshal(signed, &m); err != nil {
-		return err
-	}
+func checkMeta(m *mdMetaRole, timestamp bool) error {
 	if m.Meta == nil {
 		return errors.New("meta is required")
 	}
@@ -400,11 +396,7 @@ func checkMeta(signed []byte, timestamp bool) error {
 	return nil
 }
 
-func checkTargets(signed []byte) error {
-	var t mdTargets
-	if err := json.Unmarshal(signed, &t); err != nil {
-		return err
-	}
+func checkTargets(t *mdTargets) error {
 	if t.Targets == nil {
 		return errors.New("targets is required")
 	}
