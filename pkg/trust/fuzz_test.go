@@ -1,10 +1,15 @@
 package trust
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
@@ -125,4 +130,94 @@ func TestGoTUFPanicsWithoutGuard(t *testing.T) {
 		err := checkMetadata("targets", []byte(in), DefaultMaxRoleSize)
 		wantErr(t, err, ErrMalformed)
 	}
+}
+
+// refCheckJSON is the json.Decoder-based walk checkJSON replaced, kept as
+// the reference FuzzCheckJSON compares it with. It refuses invalid UTF-8, a byte order mark, trailing data,
+// duplicate object keys, excessive nesting and null outside "custom".
+func refCheckJSON(data []byte) error {
+	if !utf8.Valid(data) {
+		return errors.New("invalid UTF-8")
+	}
+	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+		return errors.New("byte order mark")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := walkJSON(dec, "", 0, false); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+func walkJSON(dec *json.Decoder, at string, depth int, custom bool) error {
+	if depth > maxJSONDepth {
+		return fmt.Errorf("nested deeper than %d at %s", maxJSONDepth, at)
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("invalid JSON at %s: %v", where(at), err)
+	}
+	switch t := tok.(type) {
+	case nil:
+		if !custom {
+			return fmt.Errorf("null at %s", where(at))
+		}
+	case json.Delim:
+		switch t {
+		case '{':
+			keys := map[string]bool{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return fmt.Errorf("invalid JSON at %s: %v", where(at), err)
+				}
+				k, _ := kt.(string)
+				if keys[k] {
+					return fmt.Errorf("duplicate key %q at %s", k, where(at))
+				}
+				keys[k] = true
+				if err := walkJSON(dec, at+"."+k, depth+1, custom || k == "custom"); err != nil {
+					return err
+				}
+			}
+		case '[':
+			for i := 0; dec.More(); i++ {
+				if err := walkJSON(dec, fmt.Sprintf("%s[%d]", at, i), depth+1, custom); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return fmt.Errorf("invalid JSON at %s: %v", where(at), err)
+		}
+	}
+	return nil
+}
+
+func where(at string) string {
+	if at == "" {
+		return "top level"
+	}
+	return strings.TrimPrefix(at, ".")
+}
+
+// FuzzCheckJSON: the one-pass checkJSON and the json.Decoder walk accept
+// and refuse the same inputs.
+func FuzzCheckJSON(f *testing.F) {
+	for _, seed := range []string{`{}`, `{"a":null}`, `{"custom":{"x":null}}`, `{"a":1,"a":2}`, `{"a\u0041":1,"aA":2}`,
+		`[null]`, `{"targets":{"x":{"custom":[null,{"y":null}]},"y":null}}`, `{"a":"\"null\"","b":[1,2,{"c":true}]}`,
+		strings.Repeat("[", 70) + strings.Repeat("]", 70), strings.Repeat("[", 64) + "1" + strings.Repeat("]", 64),
+		strings.Repeat("[", 65) + "1" + strings.Repeat("]", 65), `{} {}`, ` {"a" : [ 1 , -2.5e3 , "x" ] } `, "\xef\xbb\xbf{}", `{"a":1}x`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, want := checkJSON(data), refCheckJSON(data)
+		if (got == nil) != (want == nil) {
+			t.Fatalf("checkJSON: %v, reference: %v", got, want)
+		}
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -204,8 +203,18 @@ func malformed(role, format string, args ...any) *Error {
 	return newErr(ErrMalformed, role, format, args...)
 }
 
-// checkJSON refuses invalid UTF-8, a byte order mark, trailing data,
-// duplicate object keys, excessive nesting and null outside "custom".
+func endsLiteral(b byte) bool {
+	switch b {
+	case ',', ']', '}', ' ', '\t', '\n', '\r':
+		return true
+	}
+	return false
+}
+
+// checkJSON refuses invalid UTF-8, a byte order mark, invalid JSON (and
+// data after the value), duplicate object keys, nesting deeper than
+// maxJSONDepth and null outside "custom". One pass over bytes json.Valid
+// accepted; FuzzCheckJSON compares it with a json.Decoder-based walk.
 func checkJSON(data []byte) error {
 	if !utf8.Valid(data) {
 		return errors.New("invalid UTF-8")
@@ -213,67 +222,94 @@ func checkJSON(data []byte) error {
 	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
 		return errors.New("byte order mark")
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := walkJSON(dec, "", 0, false); err != nil {
-		return err
+	if !json.Valid(data) {
+		var v any
+		return fmt.Errorf("invalid JSON: %v", json.Unmarshal(data, &v))
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the JSON value")
+	type frame struct {
+		obj       bool
+		custom    bool            // the container is inside a custom value
+		keys      map[string]bool // an object's keys so far
+		expectKey bool
+		valCustom bool // an object's next value is inside a custom value
+		key       string
+	}
+	var stack []*frame
+	inCustom := func() bool {
+		if len(stack) == 0 {
+			return false
+		}
+		if top := stack[len(stack)-1]; top.obj {
+			return top.valCustom
+		} else {
+			return top.custom
+		}
+	}
+	where := func() string {
+		if len(stack) == 0 || !stack[len(stack)-1].obj {
+			return fmt.Sprintf("depth %d", len(stack))
+		}
+		return fmt.Sprintf("key %q", stack[len(stack)-1].key)
+	}
+	for i := 0; i < len(data); {
+		switch c := data[i]; c {
+		case ' ', '\t', '\n', '\r', ':':
+			i++
+		case ',':
+			if top := stack[len(stack)-1]; top.obj {
+				top.expectKey = true
+			}
+			i++
+		case '{', '[':
+			if len(stack) > maxJSONDepth {
+				return fmt.Errorf("nested deeper than %d", maxJSONDepth)
+			}
+			stack = append(stack, &frame{obj: c == '{', custom: inCustom(), expectKey: c == '{'})
+			if c == '{' {
+				stack[len(stack)-1].keys = map[string]bool{}
+			}
+			i++
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+			i++
+		case '"':
+			j := i + 1
+			for data[j] != '"' {
+				if data[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			j++
+			if top := stack; len(top) > 0 && top[len(top)-1].obj && top[len(top)-1].expectKey {
+				f := top[len(top)-1]
+				k := string(data[i+1 : j-1])
+				if bytes.IndexByte(data[i+1:j-1], '\\') >= 0 {
+					if err := json.Unmarshal(data[i:j], &k); err != nil {
+						return fmt.Errorf("invalid key: %v", err)
+					}
+				}
+				if f.keys[k] {
+					return fmt.Errorf("duplicate key %q", k)
+				}
+				f.keys[k], f.expectKey, f.key, f.valCustom = true, false, k, f.custom || k == "custom"
+			} else if len(stack) > maxJSONDepth {
+				return fmt.Errorf("nested deeper than %d", maxJSONDepth)
+			}
+			i = j
+		default: // a number, true, false or null
+			if len(stack) > maxJSONDepth {
+				return fmt.Errorf("nested deeper than %d", maxJSONDepth)
+			}
+			if c == 'n' && !inCustom() {
+				return fmt.Errorf("null at %s", where())
+			}
+			for i < len(data) && !endsLiteral(data[i]) {
+				i++
+			}
+		}
 	}
 	return nil
-}
-
-func walkJSON(dec *json.Decoder, at string, depth int, custom bool) error {
-	if depth > maxJSONDepth {
-		return fmt.Errorf("nested deeper than %d at %s", maxJSONDepth, at)
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("invalid JSON at %s: %v", where(at), err)
-	}
-	switch t := tok.(type) {
-	case nil:
-		if !custom {
-			return fmt.Errorf("null at %s", where(at))
-		}
-	case json.Delim:
-		switch t {
-		case '{':
-			keys := map[string]bool{}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return fmt.Errorf("invalid JSON at %s: %v", where(at), err)
-				}
-				k, _ := kt.(string)
-				if keys[k] {
-					return fmt.Errorf("duplicate key %q at %s", k, where(at))
-				}
-				keys[k] = true
-				if err := walkJSON(dec, at+"."+k, depth+1, custom || k == "custom"); err != nil {
-					return err
-				}
-			}
-		case '[':
-			for i := 0; dec.More(); i++ {
-				if err := walkJSON(dec, fmt.Sprintf("%s[%d]", at, i), depth+1, custom); err != nil {
-					return err
-				}
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return fmt.Errorf("invalid JSON at %s: %v", where(at), err)
-		}
-	}
-	return nil
-}
-
-func where(at string) string {
-	if at == "" {
-		return "top level"
-	}
-	return strings.TrimPrefix(at, ".")
 }
 
 func checkKeys(keys map[string]mdKey) error {
