@@ -2,15 +2,12 @@ package cmd
 
 import "github.com/spf13/cobra"
 
-// trustCommands are the subcommands of `stepseal trust`. Files that add
-// some register them from an init function (trust_repo.go: the repository
-// side), so each side adds its commands without editing this file.
-var trustCommands []func(*rootOptions) *cobra.Command
-
+// newTrust is `stepseal trust`: the repository side (trust_repo.go: init,
+// delegate, sign, rotate, revoke, accept, publish, serve) and the client
+// (trust_client.go: status, resolve).
 func newTrust(ro *rootOptions) *cobra.Command {
 	c := &cobra.Command{Use: "trust", Short: "TUF trust: the repository that delegates artifacts to teams, and its clients"}
-	for _, f := range trustCommands {
-		c.AddCommand(f(ro))
-	}
+	c.AddCommand(newTrustInit(ro), newTrustDelegate(ro), newTrustSign(ro), newTrustRotate(ro), newTrustRevoke(ro),
+		newTrustAccept(ro), newTrustPublish(ro), newTrustServe(ro), newTrustStatus(ro), newTrustResolve(ro))
 	return c
 }

@@ -18,11 +18,6 @@ import (
 	"github.com/stepseal/stepseal/pkg/trust/repo"
 )
 
-func init() {
-	trustCommands = append(trustCommands, newTrustInit, newTrustDelegate, newTrustSign, newTrustRotate,
-		newTrustRevoke, newTrustAccept, newTrustPublish, newTrustServe)
-}
-
 // trustSigner loads a private key file (cosign keys take COSIGN_PASSWORD or
 // a prompt) or a KMS key URI.
 func trustSigner(ctx context.Context, ref string) (signing.Signer, error) {

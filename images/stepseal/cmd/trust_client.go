@@ -1,0 +1,198 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stepseal/stepseal/pkg/trust"
+)
+
+// trustClientFlags are the flags every client command shares.
+type trustClientFlags struct {
+	source, cache, root  string
+	timeout, fileTimeout time.Duration
+	offline              bool
+	mirrors              []string
+}
+
+func (f *trustClientFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.source, "source", "", "base URL of the repository's metadata (required)")
+	c.Flags().StringVar(&f.cache, "cache", defaultTrustCache(), "directory of the trusted metadata; its root.json is the trusted root")
+	c.Flags().StringVar(&f.root, "root", "", "root.json to bootstrap from, used only when the cache has none")
+	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on the whole refresh")
+	c.Flags().DurationVar(&f.fileTimeout, "file-timeout", 30*time.Second, "bound on each download")
+	c.Flags().BoolVar(&f.offline, "offline", false, "do not refresh: verify and use the cache as it is")
+	c.Flags().StringArrayVar(&f.mirrors, "mirror", nil, "metadata URL tried, in order, when the refresh from --source fails (repeatable)")
+}
+
+func defaultTrustCache() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "stepseal", "trust")
+	}
+	return ""
+}
+
+// refresh builds the client and refreshes it within --timeout; with
+// --offline it loads the cache instead.
+func (f *trustClientFlags) refresh(ctx context.Context) (*trust.Client, *trust.Changes, error) {
+	if f.cache == "" || (f.source == "" && !f.offline) {
+		return nil, nil, fmt.Errorf("--source and --cache are required")
+	}
+	if f.source == "" {
+		f.source = "http://offline.invalid"
+	}
+	o := trust.ClientOptions{Source: f.source, Mirrors: f.mirrors, CacheDir: f.cache, FileTimeout: f.fileTimeout}
+	if f.root != "" {
+		data, err := os.ReadFile(f.root)
+		if err != nil {
+			return nil, nil, err
+		}
+		o.BootstrapRoot = data
+	}
+	c, err := trust.NewClient(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.offline {
+		return c, nil, c.LoadCache(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	ch, err := c.Refresh(ctx)
+	return c, ch, err
+}
+
+// trustStatusReport is what `stepseal trust status` prints.
+type trustStatusReport struct {
+	Status  *trust.Status  `json:"status"`
+	Changes *trust.Changes `json:"changes,omitempty"`
+	Error   string         `json:"error,omitempty"`
+}
+
+func newTrustStatus(ro *rootOptions) *cobra.Command {
+	var f trustClientFlags
+	c := &cobra.Command{
+		Use:   "status --source URL [--cache DIR] [--root ROOT.json]",
+		Short: "Refresh the trusted TUF metadata and say what changed, what is trusted and what expires soon",
+		Long: `Refresh the TUF metadata from --source into --cache (verifying root
+rotations, timestamp, snapshot, targets and every delegated role), then print
+what changed, the version, expiry, keys (TUF key IDs) and delegated paths of
+every role, roles refused by stepseal's delegation rules, and warnings for
+metadata expiring within 7 days. On a failed refresh the cache is unchanged;
+the error is printed with what the cache still trusts, and the exit status is
+1. With --offline, only the cache is verified and shown.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ch, err := f.refresh(cmd.Context())
+			if c == nil {
+				return err
+			}
+			if err != nil && !f.offline {
+				// Say what is still trusted: the cache, verified offline.
+				_ = c.LoadCache(cmd.Context())
+			}
+			rep := trustStatusReport{Status: c.Status(cmd.Context()), Changes: ch}
+			if err != nil {
+				rep.Error = err.Error()
+			}
+			if perr := ro.print(cmd.OutOrStdout(), rep, func(w io.Writer) { printTrustStatus(w, rep) }); perr != nil {
+				return perr
+			}
+			if err != nil {
+				return reportedError{err}
+			}
+			return nil
+		},
+	}
+	f.add(c)
+	return c
+}
+
+func printTrustStatus(w io.Writer, rep trustStatusReport) {
+	s := rep.Status
+	fmt.Fprintf(w, "source  %s\ncache   %s\n", s.Source, s.CacheDir)
+	if rep.Error != "" {
+		fmt.Fprintf(w, "refresh FAILED: %s\n", rep.Error)
+	}
+	if ch := rep.Changes; ch != nil {
+		if !ch.Updated {
+			fmt.Fprintf(w, "refresh no new metadata (%d requests, %d bytes)\n", ch.Requests, ch.Bytes)
+		} else {
+			fmt.Fprintf(w, "refresh root v%d→v%d, timestamp v%d→v%d, snapshot v%d→v%d, targets v%d→v%d (%d requests, %d bytes)\n",
+				ch.Root.From, ch.Root.To, ch.Timestamp.From, ch.Timestamp.To, ch.Snapshot.From, ch.Snapshot.To, ch.Targets.From, ch.Targets.To, ch.Requests, ch.Bytes)
+			for _, r := range ch.Roles {
+				fmt.Fprintf(w, "        role %s v%d→v%d\n", r.Role, r.From, r.To)
+			}
+			for _, k := range ch.Keys {
+				fmt.Fprintf(w, "        %s key %s %s\n", k.Role, k.KeyID, k.Change)
+			}
+			for _, d := range ch.Delegations {
+				fmt.Fprintf(w, "        %s → %s: %s %s %s\n", d.Delegator, d.Role, d.Change, d.KeyID, d.Detail)
+			}
+		}
+	}
+	if !s.Trusted {
+		fmt.Fprintln(w, "no verified metadata")
+	}
+	for _, r := range s.Roles {
+		parent := ""
+		if r.Parent != "" && r.Parent != "root" {
+			parent = " (delegated by " + r.Parent + ")"
+		}
+		fmt.Fprintf(w, "%-12s v%-5d expires %s  %d of %d keys%s\n", r.Role, r.Version, r.Expires.UTC().Format(time.RFC3339), r.Threshold, len(r.KeyIDs), parent)
+		if len(r.Paths) > 0 {
+			fmt.Fprintf(w, "             paths %s, %d targets\n", strings.Join(r.Paths, " "), r.Targets)
+		}
+	}
+	for _, warn := range s.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+}
+
+func newTrustResolve(ro *rootOptions) *cobra.Command {
+	var f trustClientFlags
+	var sha string
+	var size int64
+	c := &cobra.Command{
+		Use:   "resolve PATH --source URL [--cache DIR] [--sha256 HEX --size N]",
+		Short: "Refresh, then say which TUF role vouches for PATH, through which delegations, signed by which keys",
+		Long: `Refresh the TUF metadata (as trust status does), then resolve PATH: the
+role that lists it, its version, the delegation chain from the top-level
+targets, the TUF key IDs whose signatures verify, and the sha256 and length it
+vouches for. With --sha256 and --size, also check that an artifact of that
+digest and size is the one vouched for. A path matched by two sibling
+delegations, a role delegated twice or in a cycle, is refused.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := f.refresh(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var r *trust.Resolution
+			if sha != "" || cmd.Flags().Changed("size") {
+				r, err = c.VerifyArtifact(cmd.Context(), args[0], sha, size)
+			} else {
+				r, err = c.Resolve(cmd.Context(), args[0])
+			}
+			if err != nil {
+				return err
+			}
+			return ro.print(cmd.OutOrStdout(), r, func(w io.Writer) {
+				fmt.Fprintf(w, "%s\n  sha256  %s\n  length  %d\n  role    %s v%d (expires %s)\n  chain   %s\n  signed  %d of threshold %d: %s (TUF key IDs)\n",
+					r.Path, r.SHA256, r.Length, r.Role, r.RoleVersion, r.RoleExpires.UTC().Format(time.RFC3339),
+					strings.Join(r.Chain, " → "), len(r.SignedBy), r.Threshold, strings.Join(r.SignedBy, ", "))
+			})
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&sha, "sha256", "", "expected sha256 (hex) of the artifact")
+	c.Flags().Int64Var(&size, "size", 0, "expected size in bytes of the artifact")
+	return c
+}

@@ -1,0 +1,655 @@
+package trust
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/stepseal/stepseal/pkg/reject"
+)
+
+// ClientOptions configure a Client.
+type ClientOptions struct {
+	// Source is the base URL of the repository's metadata
+	// (<Source>/timestamp.json, <Source>/<v>.root.json, …).
+	Source string
+	// Mirrors are tried in order, each for a whole refresh, when a refresh
+	// from Source fails: like Source, they are not trusted, only what they
+	// serve once it verifies.
+	Mirrors []string
+	// CacheDir holds the trusted metadata between runs. Its root.json IS
+	// the trusted root; it is created with mode 0700 if missing.
+	CacheDir string
+	// BootstrapRoot is a root.json used only when CacheDir has none. A
+	// cached root is never replaced by it (that would allow rolling the
+	// client back to an older root whose keys an attacker holds).
+	BootstrapRoot []byte
+	// Now is the clock expiry is checked against; time.Now if nil.
+	Now func() time.Time
+	// FileTimeout bounds each download (default 30 s). The whole Refresh
+	// is bounded by the caller's ctx.
+	FileTimeout time.Duration
+	// MaxRoleSize caps snapshot.json, targets.json and each delegated role
+	// (default DefaultMaxRoleSize), whatever length the snapshot claims.
+	MaxRoleSize int64
+	// MaxRoles caps the delegated roles loaded per Refresh (default 10 000);
+	// MaxDepth the length of a delegation chain (default 16).
+	MaxRoles, MaxDepth int
+	// HTTPClient sends the requests (default: a fresh client, never
+	// http.DefaultClient).
+	HTTPClient *http.Client
+}
+
+// Client is stepseal's TUF client. Refresh verifies the repository's
+// metadata with go-tuf and swaps an immutable verified state that Resolve,
+// VerifyArtifact and Status read; all methods are safe for concurrent use.
+type Client struct {
+	o     ClientOptions
+	mu    sync.Mutex // serializes Refresh
+	state atomic.Pointer[state]
+
+	smu         sync.Mutex
+	lastRefresh time.Time
+	lastErr     error
+}
+
+// state is one verified view of the repository. Never mutated once stored.
+type state struct {
+	root      *metadata.Metadata[metadata.RootType]
+	timestamp *metadata.Metadata[metadata.TimestampType]
+	snapshot  *metadata.Metadata[metadata.SnapshotType]
+	roles     map[string]*loadedRole // "targets" and every delegated role loaded
+	// refused are roles no resolution may pass through (diamonds, names
+	// outside the rule, limits, roles that failed verification).
+	refused map[string]error
+	// cycles are delegation edges (parent→child) back to an ancestor.
+	cycles  map[[2]string]error
+	refTime time.Time
+	// signedBy memoizes, per role, the TUF key IDs whose signatures verify
+	// (computed on the first Resolve that needs it).
+	signedBy sync.Map
+}
+
+type loadedRole struct {
+	md     *metadata.Metadata[metadata.TargetsType]
+	parent string // "root" for targets
+	raw    []byte
+}
+
+// NewClient checks o and prepares CacheDir. It does not go to the network.
+func NewClient(ctx context.Context, o ClientOptions) (*Client, error) {
+	if o.Source == "" || o.CacheDir == "" {
+		return nil, errors.New("trust: Source and CacheDir are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.FileTimeout <= 0 {
+		o.FileTimeout = 30 * time.Second
+	}
+	if o.MaxRoleSize <= 0 {
+		o.MaxRoleSize = DefaultMaxRoleSize
+	}
+	if o.MaxRoles <= 0 {
+		o.MaxRoles = 10_000
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = 16
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{}
+	}
+	if err := os.MkdirAll(o.CacheDir, 0o700); err != nil {
+		return nil, &Error{Category: ErrUnavailable, Detail: "cache directory", Err: err}
+	}
+	if _, err := os.Stat(filepath.Join(o.CacheDir, "root.json")); errors.Is(err, fs.ErrNotExist) && len(o.BootstrapRoot) == 0 {
+		return nil, errors.New("trust: the cache has no root.json and no BootstrapRoot was given")
+	}
+	return &Client{o: o}, nil
+}
+
+// safely runs f, turning a panic of go-tuf into ErrMalformed: the second
+// line of defence behind checkMetadata.
+func safely(role string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &Error{Category: ErrMalformed, Role: role, Detail: fmt.Sprintf("go-tuf panicked: %v", r)}
+		}
+	}()
+	return f()
+}
+
+// Refresh runs TUF's client workflow against Source: a new go-tuf Updater
+// in a staging directory seeded with the cached files that pass the guard,
+// (1) root versions one by one from the trusted root, (2) timestamp,
+// (3) snapshot, (4) top-level targets, then (5) every delegated role,
+// checking stepseal's delegation rules. Only when all of that verifies are
+// the files written to CacheDir and the new state swapped in; on error the
+// cache and the state are unchanged.
+func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	before := c.state.Load()
+	if before == nil {
+		before = c.cachedVersions()
+	}
+	var st *state
+	var f *fetcher
+	var errs []error
+	for _, src := range append([]string{c.o.Source}, c.o.Mirrors...) {
+		var err error
+		if st, f, err = c.refresh(ctx, src, false); err == nil {
+			break
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	var err error
+	if st == nil {
+		err = firstRefusal(errs)
+	} else {
+		err = c.commit(st)
+	}
+	c.smu.Lock()
+	c.lastRefresh, c.lastErr = c.o.Now(), err
+	c.smu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	c.state.Store(st)
+	return diff(before, st, f), nil
+}
+
+// LoadCache makes the metadata in CacheDir the client's state without
+// going to the network, when the client has no state yet: go-tuf verifies
+// the cached files (signatures, versions, expiry at Now) against the cached
+// root, and the delegated roles from the cache are checked as Refresh
+// does; a role missing from the cache is refused as ErrUnavailable. The
+// cache is not written. For a process that must answer before, or
+// without, a successful Refresh.
+func (c *Client) LoadCache(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state.Load() != nil {
+		return nil
+	}
+	st, _, err := c.refresh(ctx, c.o.Source, true)
+	if err != nil {
+		return err
+	}
+	c.state.Store(st)
+	return nil
+}
+
+// firstRefusal returns, of the errors of the sources tried, the first that
+// is a refusal (a source serving something that does not verify says more
+// than one that cannot be reached), else the first.
+func firstRefusal(errs []error) error {
+	for _, err := range errs {
+		if errors.Is(err, reject.ErrRefused) {
+			return err
+		}
+	}
+	return errs[0]
+}
+
+func (c *Client) refresh(ctx context.Context, source string, offline bool) (*state, *fetcher, error) {
+	rootPath := filepath.Join(c.o.CacheDir, "root.json")
+	rootBytes, err := os.ReadFile(rootPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && offline:
+		return nil, nil, &Error{Category: ErrUnavailable, Role: "root", Detail: "the cache has no trusted root"}
+	case errors.Is(err, fs.ErrNotExist):
+		rootBytes = c.o.BootstrapRoot
+		if err := checkMetadata("root", rootBytes, maxRootSize); err != nil {
+			return nil, nil, err
+		}
+	case err != nil:
+		return nil, nil, &Error{Category: ErrUnavailable, Role: "root", Detail: "cannot read the cached root", Err: err}
+	default:
+		if err := checkMetadata("root", rootBytes, maxRootSize); err != nil {
+			// Never fall back to the bootstrap root: that is a rollback.
+			return nil, nil, &Error{Category: ErrUnavailable, Role: "root", Detail: "the cached trusted root " + rootPath + " is corrupt; restore it or remove the cache to bootstrap again", Err: err}
+		}
+	}
+	removeStale(c.o.CacheDir)
+	staging, err := os.MkdirTemp(c.o.CacheDir, ".refresh-")
+	if err != nil {
+		return nil, nil, &Error{Category: ErrUnavailable, Detail: "cache directory", Err: err}
+	}
+	defer os.RemoveAll(staging)
+	for _, role := range []string{"timestamp", "snapshot", "targets"} {
+		// A cached file that fails the guard is left out: go-tuf then
+		// downloads it again, as it does for a cached file that no longer
+		// verifies.
+		if data, err := os.ReadFile(filepath.Join(c.o.CacheDir, role+".json")); err == nil && checkMetadata(role, data, maxSizeOf(role, c.o.MaxRoleSize)) == nil {
+			if err := os.WriteFile(filepath.Join(staging, role+".json"), data, 0o600); err != nil {
+				return nil, nil, &Error{Category: ErrUnavailable, Detail: "staging directory", Err: err}
+			}
+		}
+	}
+	f := &fetcher{ctx: ctx, source: source, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: offline}
+	cfg, err := config.New(source, rootBytes)
+	if err != nil {
+		return nil, nil, &Error{Category: ErrUnavailable, Detail: "source URL", Err: err}
+	}
+	cfg.LocalMetadataDir, cfg.LocalTargetsDir = staging, staging
+	cfg.Fetcher = f
+	cfg.UnsafeLocalMode = offline
+	cfg.SnapshotMaxLength, cfg.TargetsMaxLength = c.o.MaxRoleSize, c.o.MaxRoleSize
+	var u *updater.Updater
+	if err := safely("root", func() (err error) { u, err = updater.New(cfg); return err }); err != nil {
+		return nil, nil, classify(err, "root")
+	}
+	refTime := c.o.Now()
+	u.UnsafeSetRefTime(refTime)
+	if err := safely("", u.Refresh); err != nil {
+		return nil, nil, c.classifyRefresh(ctx, err, u)
+	}
+	trusted := u.GetTrustedMetadataSet()
+	st := &state{
+		root: trusted.Root, timestamp: trusted.Timestamp, snapshot: trusted.Snapshot,
+		roles:   map[string]*loadedRole{},
+		refused: map[string]error{}, cycles: map[[2]string]error{}, refTime: refTime,
+	}
+	raw := map[string][]byte{}
+	for _, role := range []string{"root", "timestamp", "snapshot", "targets"} {
+		if raw[role], err = os.ReadFile(filepath.Join(staging, role+".json")); err != nil {
+			return nil, nil, &Error{Category: ErrUnavailable, Role: role, Detail: "staging directory", Err: err}
+		}
+	}
+	st.roles["targets"] = &loadedRole{md: trusted.Targets["targets"], parent: "root", raw: raw["targets"]}
+	st.roles["root"] = &loadedRole{raw: raw["root"]}
+	st.roles["timestamp"] = &loadedRole{raw: raw["timestamp"]}
+	st.roles["snapshot"] = &loadedRole{raw: raw["snapshot"]}
+	if err := c.loadDelegations(ctx, &trusted, f, st, c.state.Load()); err != nil {
+		return nil, nil, err
+	}
+	return st, f, nil
+}
+
+// classifyRefresh names the role go-tuf's error is about (its message
+// says), the TUF key IDs that should have signed it, and what to do about
+// a timestamp rollback.
+func (c *Client) classifyRefresh(ctx context.Context, err error, u *updater.Updater) error {
+	if ctx.Err() != nil {
+		var te *Error
+		if !errors.As(err, &te) {
+			return &Error{Category: ErrTimeout, Detail: "the refresh's deadline passed", Err: err}
+		}
+	}
+	role := ""
+	msg := err.Error()
+	for _, r := range []string{"root", "timestamp", "snapshot", "targets"} {
+		if strings.Contains(msg, r) {
+			role = r
+			break
+		}
+	}
+	e := classify(err, role)
+	te, ok := e.(*Error)
+	if !ok || te.Role == "" || !topLevelRoles[te.Role] {
+		return e
+	}
+	trusted := u.GetTrustedMetadataSet()
+	switch {
+	case te.Category == ErrUnsigned && len(te.KeyIDs) == 0 && trusted.Root != nil:
+		if r := trusted.Root.Signed.Roles[te.Role]; r != nil {
+			te.KeyIDs = r.KeyIDs
+			te.Detail = fmt.Sprintf("needs %d of the keys root v%d names", r.Threshold, trusted.Root.Signed.Version)
+		}
+	case te.Category == ErrRollback && te.Role == "timestamp":
+		te.Detail = "older than the trusted timestamp; if the repository really restarted lower, its timestamp key was used to fast-forward and must be rotated in root"
+	}
+	return te
+}
+
+// loadDelegations loads every delegated role in pre-order from the
+// top-level targets, and records stepseal's delegation rules: a role
+// delegated twice (diamond) or under a name outside ValidRoleName is
+// refused, an edge back to an ancestor is a cycle. A role that fails to
+// verify is refused (resolutions through it fail with its error) rather
+// than failing every other team's role; a timeout fails the refresh.
+func (c *Client) loadDelegations(ctx context.Context, trusted *trustedmetadata.TrustedMetadata, f *fetcher, st, prev *state) error {
+	parents := map[string]string{"targets": "root"}
+	loaded := 0
+	var visit func(role string, chain []string) error
+	visit = func(role string, chain []string) error {
+		md := st.roles[role].md
+		if md.Signed.Delegations == nil {
+			return nil
+		}
+		for _, dr := range md.Signed.Delegations.Roles {
+			child := dr.Name
+			switch {
+			case contains(chain, child):
+				st.cycles[[2]string{role, child}] = &Error{Category: ErrDelegationCycle, Role: child,
+					Detail: fmt.Sprintf("%s delegates back to %s (chain %s)", role, child, strings.Join(append(chain, child), " → "))}
+				continue
+			case !ValidRoleName(child):
+				st.refused[child] = &Error{Category: ErrUnsupported, Role: child,
+					Detail: fmt.Sprintf("delegated by %s under a name outside [a-z0-9][a-z0-9-]{0,62} or reserved", role)}
+				continue
+			case parents[child] != "":
+				st.refused[child] = &Error{Category: ErrDiamondDelegation, Role: child,
+					Detail: fmt.Sprintf("delegated by both %s and %s", parents[child], role)}
+				continue
+			}
+			parents[child] = role
+			if len(chain) >= c.o.MaxDepth || loaded >= c.o.MaxRoles {
+				st.refused[child] = &Error{Category: ErrDelegationLimit, Role: child,
+					Detail: fmt.Sprintf("beyond %d roles or a chain of %d", c.o.MaxRoles, c.o.MaxDepth)}
+				continue
+			}
+			loaded++
+			lr, err := c.loadRole(ctx, trusted, f, st, prev, child, role)
+			if err != nil {
+				var te *Error
+				if errors.As(err, &te) && (te.Category == ErrTimeout || ctx.Err() != nil) {
+					return err
+				}
+				st.refused[child] = err
+				continue
+			}
+			st.roles[child] = lr
+			if err := visit(child, append(chain[:len(chain):len(chain)], child)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return visit("targets", []string{"targets"})
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// loadRole verifies role (delegated by parent) from the cache if it is the
+// version the snapshot names, else from Source, with go-tuf's
+// UpdateDelegatedTargets (threshold of the delegator's keys, version and
+// hashes from the snapshot, expiry).
+func (c *Client) loadRole(ctx context.Context, trusted *trustedmetadata.TrustedMetadata, f *fetcher, st, prev *state, role, parent string) (*loadedRole, error) {
+	meta, ok := st.snapshot.Signed.Meta[role+".json"]
+	if !ok || meta == nil {
+		return nil, &Error{Category: ErrMixAndMatch, Role: role, Detail: fmt.Sprintf("delegated by %s but not in snapshot v%d", parent, st.snapshot.Signed.Version)}
+	}
+	if lr := reusable(prev, st, role, parent, meta); lr != nil {
+		trusted.Targets[role] = lr.md
+		return lr, nil
+	}
+	update := func(data []byte) (*metadata.Metadata[metadata.TargetsType], error) {
+		var md *metadata.Metadata[metadata.TargetsType]
+		err := safely(role, func() (err error) { md, err = trusted.UpdateDelegatedTargets(data, role, parent); return err })
+		return md, err
+	}
+	if data, err := os.ReadFile(filepath.Join(c.o.CacheDir, role+".json")); err == nil && checkMetadata(role, data, c.o.MaxRoleSize) == nil {
+		if md, err := update(data); err == nil {
+			return &loadedRole{md: md, parent: parent, raw: data}, nil
+		}
+	}
+	length := meta.Length
+	if length > c.o.MaxRoleSize {
+		return nil, &Error{Category: ErrTooLarge, Role: role, Version: meta.Version, Detail: fmt.Sprintf("snapshot gives %d bytes, more than the cap of %d", length, c.o.MaxRoleSize)}
+	}
+	name := role + ".json"
+	if st.root.Signed.ConsistentSnapshot {
+		name = strconv.FormatInt(meta.Version, 10) + "." + name
+	}
+	data, err := f.DownloadFile(strings.TrimSuffix(f.source, "/")+"/"+name, length, 0)
+	if err != nil {
+		return nil, classify(err, role)
+	}
+	md, err := update(data)
+	if err != nil {
+		e := classify(err, role)
+		var te *Error
+		if errors.As(e, &te) && te.Version == 0 {
+			te.Version = meta.Version
+			if te.Category == ErrUnsigned {
+				te.KeyIDs = delegatedKeyIDs(st.roles[parent].md, role)
+				te.Detail = "not signed by a threshold of the keys " + parent + " delegates it to"
+				if why := c.revokedSigners(prev, st, data, role, parent); why != "" {
+					te.Detail += "; " + why
+				}
+			}
+		}
+		return nil, e
+	}
+	return &loadedRole{md: md, parent: parent, raw: data}, nil
+}
+
+// reusable returns role as this process verified it in the previous state
+// when verifying it again would give the same result: the snapshot names
+// the same version, length and hashes, the delegator delegates it with the
+// same keys and threshold, and it has not expired since. A long-running
+// verifier then pays, per refresh, only for the roles that changed.
+func reusable(prev, st *state, role, parent string, meta *metadata.MetaFiles) *loadedRole {
+	if prev == nil {
+		return nil
+	}
+	old, ok := prev.roles[role]
+	if !ok || old.md == nil || old.parent != parent || old.md.Signed.Version != meta.Version || old.md.Signed.IsExpired(st.refTime) {
+		return nil
+	}
+	if safely(role, func() error { return meta.VerifyLengthHashes(old.raw) }) != nil {
+		return nil
+	}
+	was, is := prev.roles[parent], st.roles[parent]
+	if was == nil || was.md == nil || is == nil || is.md == nil || !sameDelegation(was.md, is.md, role) {
+		return nil
+	}
+	return &loadedRole{md: old.md, parent: parent, raw: old.raw}
+}
+
+// sameDelegation reports whether a and b delegate role with the same key
+// IDs, keys and threshold.
+func sameDelegation(a, b *metadata.Metadata[metadata.TargetsType], role string) bool {
+	find := func(md *metadata.Metadata[metadata.TargetsType]) *metadata.DelegatedRole {
+		if md.Signed.Delegations == nil {
+			return nil
+		}
+		for i := range md.Signed.Delegations.Roles {
+			if md.Signed.Delegations.Roles[i].Name == role {
+				return &md.Signed.Delegations.Roles[i]
+			}
+		}
+		return nil
+	}
+	da, db := find(a), find(b)
+	if da == nil || db == nil || da.Threshold != db.Threshold || len(da.KeyIDs) != len(db.KeyIDs) {
+		return false
+	}
+	for i, id := range da.KeyIDs {
+		if db.KeyIDs[i] != id {
+			return false
+		}
+		ka, kb := a.Signed.Delegations.Keys[id], b.Signed.Delegations.Keys[id]
+		if ka == nil || kb == nil || ka.Type != kb.Type || ka.Scheme != kb.Scheme || ka.Value.PublicKey != kb.Value.PublicKey {
+			return false
+		}
+	}
+	return true
+}
+
+// revokedSigners names the keys that signed role's data and that parent
+// delegated role to before (in this process's previous state, else in the
+// cache) but no longer does: a revoked or rotated-out key still signing.
+func (c *Client) revokedSigners(prev, st *state, data []byte, role, parent string) string {
+	var before *metadata.Metadata[metadata.TargetsType]
+	if prev != nil && prev.roles[parent] != nil {
+		before = prev.roles[parent].md
+	} else if cached, err := os.ReadFile(filepath.Join(c.o.CacheDir, parent+".json")); err == nil && checkMetadata(parent, cached, c.o.MaxRoleSize) == nil {
+		_ = safely(parent, func() (err error) {
+			before, err = (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(cached)
+			return err
+		})
+	}
+	if before == nil {
+		return ""
+	}
+	var env mdEnvelope
+	if json.Unmarshal(data, &env) != nil || env.Signatures == nil {
+		return ""
+	}
+	now, was := map[string]bool{}, map[string]bool{}
+	for _, id := range delegatedKeyIDs(st.roles[parent].md, role) {
+		now[id] = true
+	}
+	for _, id := range delegatedKeyIDs(before, role) {
+		was[id] = true
+	}
+	var revoked []string
+	for _, sig := range *env.Signatures {
+		if id := *sig.KeyID; was[id] && !now[id] {
+			revoked = append(revoked, id)
+		}
+	}
+	if len(revoked) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("signed by %s, removed from %s's delegation of %s in %s v%d (trusted before at v%d)",
+		strings.Join(revoked, ", "), parent, role, parent, st.roles[parent].md.Signed.Version, before.Signed.Version)
+}
+
+func delegatedKeyIDs(parent *metadata.Metadata[metadata.TargetsType], role string) []string {
+	if parent == nil || parent.Signed.Delegations == nil {
+		return nil
+	}
+	for _, dr := range parent.Signed.Delegations.Roles {
+		if dr.Name == role {
+			return dr.KeyIDs
+		}
+	}
+	return nil
+}
+
+// commit writes st's files into CacheDir, root first (so that a crash
+// leaves files the cached root can judge), each by temporary file and
+// rename.
+func (c *Client) commit(st *state) error {
+	names := []string{"root", "timestamp", "snapshot", "targets"}
+	var rest []string
+	for name := range st.roles {
+		if !topLevelRoles[name] {
+			rest = append(rest, name)
+		}
+	}
+	sort.Strings(rest)
+	for _, name := range append(names, rest...) {
+		// Only root.json is synced: it cannot be fetched again if lost,
+		// while any other file that a crash truncates fails the guard or
+		// go-tuf's checks at the next refresh and is downloaded again.
+		if err := writeFileAtomic(filepath.Join(c.o.CacheDir, name+".json"), st.roles[name].raw, name == "root"); err != nil {
+			return &Error{Category: ErrUnavailable, Role: name, Detail: "writing the cache", Err: err}
+		}
+	}
+	return nil
+}
+
+// removeStale removes staging directories and temporary files that a
+// process killed during a refresh left behind, an hour or more ago (a
+// refresh of another process sharing the cache may be using newer ones).
+func removeStale(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".refresh-") && !strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+func writeFileAtomic(path string, data []byte, sync bool) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// cachedVersions reads the versions of the files in CacheDir (verified
+// when they were written) so that the first Refresh of a process can say
+// what changed since the last run. Best effort: unreadable files count as
+// absent.
+func (c *Client) cachedVersions() *state {
+	st := &state{roles: map[string]*loadedRole{}}
+	read := func(role string) []byte {
+		data, err := os.ReadFile(filepath.Join(c.o.CacheDir, role+".json"))
+		if err != nil || checkMetadata(role, data, maxSizeOf(role, c.o.MaxRoleSize)) != nil {
+			return nil
+		}
+		return data
+	}
+	_ = safely("", func() error {
+		if data := read("root"); data != nil {
+			st.root, _ = (&metadata.Metadata[metadata.RootType]{}).FromBytes(data)
+		}
+		if data := read("timestamp"); data != nil {
+			st.timestamp, _ = (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(data)
+		}
+		if data := read("snapshot"); data != nil {
+			st.snapshot, _ = (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(data)
+		}
+		if data := read("targets"); data != nil {
+			if md, err := (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(data); err == nil {
+				st.roles["targets"] = &loadedRole{md: md}
+			}
+		}
+		return nil
+	})
+	return st
+}
+
+// rawJSON returns a target's custom field.
+func rawJSON(m *json.RawMessage) json.RawMessage {
+	if m == nil {
+		return nil
+	}
+	return *m
+}

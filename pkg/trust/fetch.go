@@ -1,0 +1,132 @@
+package trust
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// fetcher implements go-tuf's fetcher.Fetcher for one Refresh: it carries
+// the refresh's ctx (go-tuf's interface has none), bounds every file by a
+// timeout and a size cap, and runs the guard (checkMetadata) on every
+// metadata file before go-tuf parses it. It records the root versions it
+// downloaded (go-tuf keeps only the last one) and bytes and requests spent.
+type fetcher struct {
+	ctx     context.Context
+	source  string
+	client  *http.Client
+	timeout time.Duration
+	maxRole int64
+	// offline refuses every download (Client.LoadCache).
+	offline bool
+
+	mu       sync.Mutex
+	roots    map[int64][]byte
+	requests int
+	bytes    int64
+}
+
+// DownloadFile implements fetcher.Fetcher. The duration argument is unused
+// by go-tuf v2.4.2's updater (always 0); the fetcher's own timeout applies.
+func (f *fetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
+	role, version := roleOfURL(urlPath)
+	if f.offline {
+		return nil, &Error{Category: ErrUnavailable, Role: role, Detail: "not in the cache, and loading the cache does not go to the network"}
+	}
+	if c := maxSizeOf(role, f.maxRole); maxLength <= 0 || maxLength > c {
+		maxLength = c
+	}
+	data, err := f.get(urlPath, role, maxLength)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMetadata(role, data, maxLength); err != nil {
+		return nil, err
+	}
+	if role == "root" && version > 0 {
+		f.mu.Lock()
+		f.roots[version] = data
+		f.mu.Unlock()
+	}
+	return data, nil
+}
+
+func (f *fetcher) get(urlPath, role string, maxLength int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(f.ctx, f.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, urlPath, nil)
+	if err != nil {
+		return nil, &Error{Category: ErrUnavailable, Role: role, Err: err}
+	}
+	f.mu.Lock()
+	f.requests++
+	f.mu.Unlock()
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, f.netErr(ctx, role, urlPath, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// go-tuf ends its root loop on this error with status 404.
+		return nil, &metadata.ErrDownloadHTTP{StatusCode: resp.StatusCode, URL: urlPath}
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxLength+1))
+	f.mu.Lock()
+	f.bytes += int64(len(data))
+	f.mu.Unlock()
+	if err != nil {
+		return nil, f.netErr(ctx, role, urlPath, err)
+	}
+	if int64(len(data)) > maxLength {
+		return nil, &Error{Category: ErrTooLarge, Role: role, Detail: fmt.Sprintf("%s is longer than %d bytes", urlPath, maxLength),
+			Err: &metadata.ErrDownloadLengthMismatch{Msg: "download exceeds maximum length"}}
+	}
+	return data, nil
+}
+
+func (f *fetcher) netErr(ctx context.Context, role, urlPath string, err error) error {
+	if ctx.Err() != nil || isTimeout(err) {
+		why := fmt.Sprintf("%s: no complete answer within %s", urlPath, f.timeout)
+		if f.ctx.Err() != nil {
+			why = fmt.Sprintf("%s: the refresh's deadline passed", urlPath)
+		}
+		return &Error{Category: ErrTimeout, Role: role, Detail: why, Err: err}
+	}
+	return &Error{Category: ErrUnavailable, Role: role, Detail: urlPath, Err: err}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// roleOfURL returns the role and version a metadata URL names:
+// ".../3.root.json" → ("root", 3), ".../timestamp.json" → ("timestamp", 0).
+func roleOfURL(u string) (string, int64) {
+	base := path.Base(u)
+	if p, err := url.Parse(u); err == nil {
+		base = path.Base(p.Path)
+	}
+	base = strings.TrimSuffix(base, ".json")
+	var version int64
+	if v, rest, ok := strings.Cut(base, "."); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			version, base = n, rest
+		}
+	}
+	if r, err := url.PathUnescape(base); err == nil {
+		base = r
+	}
+	return base, version
+}

@@ -1,0 +1,191 @@
+package trust
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// Resolution says which role vouches for a target path, and for what.
+type Resolution struct {
+	Path   string          `json:"path"`
+	SHA256 string          `json:"sha256"`
+	Length int64           `json:"length"`
+	Custom json.RawMessage `json:"custom,omitempty"`
+	// Role is the role whose metadata lists the path, at RoleVersion.
+	Role        string    `json:"role"`
+	RoleVersion int64     `json:"roleVersion"`
+	RoleExpires time.Time `json:"roleExpires"`
+	// Chain is the delegation chain from the top-level targets to Role.
+	Chain []string `json:"chain"`
+	// SignedBy are the TUF key IDs (sha256 of the canonical key) whose
+	// signatures over Role's metadata verify, among the keys its delegator
+	// names. Not in-toto key IDs.
+	SignedBy  []string `json:"signedBy"`
+	Threshold int      `json:"threshold"`
+}
+
+// Resolve finds the role that vouches for path in the verified state. It
+// walks the delegations as TUF's pre-order search does, with stepseal's
+// rules: at each level at most one delegation may match the path
+// (ErrAmbiguousDelegation otherwise), and no role on the way may be
+// refused (diamond, cycle, bad name, failed verification).
+func (c *Client) Resolve(ctx context.Context, path string) (*Resolution, error) {
+	st := c.state.Load()
+	if st == nil {
+		return nil, &Error{Category: ErrUnavailable, Path: path, Detail: "no verified metadata yet: Refresh first"}
+	}
+	if path == "" || strings.ContainsRune(path, 0) {
+		return nil, &Error{Category: ErrMalformed, Path: path, Detail: "empty target path or NUL in it"}
+	}
+	role, chain := "targets", []string{"targets"}
+	for {
+		lr := st.roles[role]
+		if tf, ok := lr.md.Signed.Targets[path]; ok && tf != nil {
+			return st.resolution(path, role, chain, tf)
+		}
+		var matches []string
+		if d := lr.md.Signed.Delegations; d != nil {
+			for i := range d.Roles {
+				var ok bool
+				err := safely(role, func() (err error) { ok, err = d.Roles[i].IsDelegatedPath(path); return err })
+				if err != nil {
+					return nil, &Error{Category: ErrMalformed, Role: role, Path: path, Detail: "delegation " + d.Roles[i].Name + " has a bad pattern", Err: err}
+				}
+				if ok {
+					matches = append(matches, d.Roles[i].Name)
+				}
+			}
+		}
+		switch {
+		case len(matches) == 0:
+			return nil, st.notFound(path, chain)
+		case len(matches) > 1:
+			return nil, &Error{Category: ErrAmbiguousDelegation, Role: role, Version: lr.md.Signed.Version, Path: path,
+				Detail: fmt.Sprintf("delegations %s all match it; exactly one may", strings.Join(matches, ", "))}
+		}
+		child := matches[0]
+		if err := st.cycles[[2]string{role, child}]; err != nil {
+			return nil, withPath(err, path)
+		}
+		if err := st.refused[child]; err != nil {
+			return nil, withPath(err, path)
+		}
+		if _, ok := st.roles[child]; !ok {
+			return nil, &Error{Category: ErrUnavailable, Role: child, Path: path, Detail: "role not loaded"}
+		}
+		role, chain = child, append(chain, child)
+	}
+}
+
+func withPath(err error, path string) error {
+	if te, ok := err.(*Error); ok {
+		cp := *te
+		cp.Path = path
+		return &cp
+	}
+	return err
+}
+
+// notFound says which of the causes go-tuf folds into "target not found"
+// it is: another role lists the path without being delegated it
+// (ErrNotDelegated), or no role lists it (ErrNotListed).
+func (st *state) notFound(path string, chain []string) error {
+	last := chain[len(chain)-1]
+	var listers []string
+	for name, lr := range st.roles {
+		if lr.md == nil || contains(chain, name) {
+			continue
+		}
+		if _, ok := lr.md.Signed.Targets[path]; ok {
+			listers = append(listers, name)
+		}
+	}
+	sort.Strings(listers)
+	if len(listers) > 0 {
+		return &Error{Category: ErrNotDelegated, Role: listers[0], Version: st.roles[listers[0]].md.Signed.Version, Path: path,
+			Detail: fmt.Sprintf("listed by %s, which is not delegated it (the delegation chain for it ends at %s)", strings.Join(listers, ", "), strings.Join(chain, " → "))}
+	}
+	return &Error{Category: ErrNotListed, Role: last, Version: st.roles[last].md.Signed.Version, Path: path,
+		Detail: fmt.Sprintf("no role lists it (delegation chain %s)", strings.Join(chain, " → "))}
+}
+
+func (st *state) resolution(path, role string, chain []string, tf *metadata.TargetFiles) (*Resolution, error) {
+	lr := st.roles[role]
+	sha, ok := tf.Hashes["sha256"]
+	if !ok {
+		return nil, &Error{Category: ErrUnsupported, Role: role, Version: lr.md.Signed.Version, Path: path, Detail: "the target has no sha256 hash"}
+	}
+	r := &Resolution{
+		Path: path, SHA256: strings.ToLower(sha.String()), Length: tf.Length, Custom: rawJSON(tf.Custom),
+		Role: role, RoleVersion: lr.md.Signed.Version, RoleExpires: lr.md.Signed.Expires,
+		Chain: append([]string(nil), chain...),
+	}
+	_, _, r.Threshold = st.delegation(role)
+	r.SignedBy = append([]string(nil), st.signers(role)...)
+	return r, nil
+}
+
+// signers returns the TUF key IDs, among those role is delegated to, whose
+// signatures over its metadata verify, sorted.
+func (st *state) signers(role string) []string {
+	if ids, ok := st.signedBy.Load(role); ok {
+		return ids.([]string)
+	}
+	lr := st.roles[role]
+	keys, ids, _ := st.delegation(role)
+	var signed []string
+	for _, id := range ids {
+		k, ok := keys[id]
+		if !ok {
+			continue
+		}
+		one := metadata.Root()
+		one.Signed.Keys = map[string]*metadata.Key{id: k}
+		one.Signed.Roles = map[string]*metadata.Role{"r": {KeyIDs: []string{id}, Threshold: 1}}
+		if safely(role, func() error { return one.VerifyDelegate("r", lr.md) }) == nil {
+			signed = append(signed, id)
+		}
+	}
+	sort.Strings(signed)
+	st.signedBy.Store(role, signed)
+	return signed
+}
+
+// delegation returns the keys, key IDs and threshold role is delegated with.
+func (st *state) delegation(role string) (map[string]*metadata.Key, []string, int) {
+	if role == "targets" {
+		r := st.root.Signed.Roles["targets"]
+		return st.root.Signed.Keys, r.KeyIDs, r.Threshold
+	}
+	p := st.roles[st.roles[role].parent].md
+	for _, dr := range p.Signed.Delegations.Roles {
+		if dr.Name == role {
+			return p.Signed.Delegations.Keys, dr.KeyIDs, dr.Threshold
+		}
+	}
+	return nil, nil, 0
+}
+
+// VerifyArtifact resolves path and checks that an artifact of the given
+// sha256 (hex) and size is the one its role vouches for.
+func (c *Client) VerifyArtifact(ctx context.Context, path, sha256 string, size int64) (*Resolution, error) {
+	r, err := c.Resolve(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.EqualFold(r.SHA256, sha256) {
+		return r, &Error{Category: ErrDigestMismatch, Role: r.Role, Version: r.RoleVersion, Path: path,
+			Detail: fmt.Sprintf("sha256 %s, but the role vouches for %s", strings.ToLower(sha256), r.SHA256)}
+	}
+	if size != r.Length {
+		return r, &Error{Category: ErrDigestMismatch, Role: r.Role, Version: r.RoleVersion, Path: path,
+			Detail: fmt.Sprintf("size %d, but the role vouches for %d bytes", size, r.Length)}
+	}
+	return r, nil
+}

@@ -1,0 +1,299 @@
+package trust
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// VersionChange is a role's version before and after a Refresh (0: none).
+type VersionChange struct {
+	From int64 `json:"from"`
+	To   int64 `json:"to"`
+}
+
+// RoleChange is a delegated role whose version in the snapshot changed.
+type RoleChange struct {
+	Role string `json:"role"`
+	VersionChange
+}
+
+// KeyChange is a TUF key ID added to or removed from a top-level role.
+type KeyChange struct {
+	Role   string `json:"role"`
+	KeyID  string `json:"keyId"`
+	Change string `json:"change"` // "added" or "removed"
+}
+
+// DelegationChange is a change in how a delegator delegates a role: the
+// role "added" or "removed", a TUF key ID "key-added" or "key-removed", or
+// its "threshold" or "paths" changed (Detail says from what to what).
+type DelegationChange struct {
+	Delegator string `json:"delegator"`
+	Role      string `json:"role"`
+	Change    string `json:"change"`
+	KeyID     string `json:"keyId,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+// Changes says what a Refresh changed in the trusted state.
+type Changes struct {
+	Updated   bool          `json:"updated"`
+	Root      VersionChange `json:"root"`
+	Timestamp VersionChange `json:"timestamp"`
+	Snapshot  VersionChange `json:"snapshot"`
+	Targets   VersionChange `json:"targets"`
+	// Roots are the root versions downloaded and verified, in order.
+	Roots []int64      `json:"roots,omitempty"`
+	Roles []RoleChange `json:"roles,omitempty"`
+	Keys  []KeyChange  `json:"keys,omitempty"`
+	// Delegations are the changes in the delegations of the roles trusted
+	// both before and after (for a process's first refresh: the top-level
+	// targets as cached).
+	Delegations []DelegationChange `json:"delegations,omitempty"`
+	// Refused are the roles no resolution may pass through, and why.
+	Refused  map[string]string `json:"refused,omitempty"`
+	Requests int               `json:"requests"`
+	Bytes    int64             `json:"bytes"`
+}
+
+func version[T metadata.Roles](md *metadata.Metadata[T], v func(*metadata.Metadata[T]) int64) int64 {
+	if md == nil {
+		return 0
+	}
+	return v(md)
+}
+
+func diff(before, after *state, f *fetcher) *Changes {
+	ch := &Changes{
+		Root:      VersionChange{version(before.root, rootV), after.root.Signed.Version},
+		Timestamp: VersionChange{version(before.timestamp, tsV), after.timestamp.Signed.Version},
+		Snapshot:  VersionChange{version(before.snapshot, snV), after.snapshot.Signed.Version},
+		Requests:  f.requests, Bytes: f.bytes,
+	}
+	if t := before.roles["targets"]; t != nil && t.md != nil {
+		ch.Targets.From = t.md.Signed.Version
+	}
+	ch.Targets.To = after.roles["targets"].md.Signed.Version
+	for v := range f.roots {
+		ch.Roots = append(ch.Roots, v)
+	}
+	sort.Slice(ch.Roots, func(i, j int) bool { return ch.Roots[i] < ch.Roots[j] })
+	old := map[string]int64{}
+	if before.snapshot != nil {
+		for name, m := range before.snapshot.Signed.Meta {
+			old[name] = m.Version
+		}
+	}
+	for name, m := range after.snapshot.Signed.Meta {
+		if topLevelRoles[strings.TrimSuffix(name, ".json")] || old[name] == m.Version {
+			continue
+		}
+		ch.Roles = append(ch.Roles, RoleChange{Role: strings.TrimSuffix(name, ".json"), VersionChange: VersionChange{old[name], m.Version}})
+	}
+	sort.Slice(ch.Roles, func(i, j int) bool { return ch.Roles[i].Role < ch.Roles[j].Role })
+	if before.root != nil {
+		for _, role := range []string{"root", "timestamp", "snapshot", "targets"} {
+			was, is := keySet(before.root, role), keySet(after.root, role)
+			for id := range is {
+				if !was[id] {
+					ch.Keys = append(ch.Keys, KeyChange{Role: role, KeyID: id, Change: "added"})
+				}
+			}
+			for id := range was {
+				if !is[id] {
+					ch.Keys = append(ch.Keys, KeyChange{Role: role, KeyID: id, Change: "removed"})
+				}
+			}
+		}
+		sort.Slice(ch.Keys, func(i, j int) bool {
+			a, b := ch.Keys[i], ch.Keys[j]
+			return a.Role+a.Change+a.KeyID < b.Role+b.Change+b.KeyID
+		})
+	}
+	for name, b := range before.roles {
+		if a := after.roles[name]; b.md != nil && a != nil && a.md != nil {
+			ch.Delegations = append(ch.Delegations, delegationChanges(name, b.md, a.md)...)
+		}
+	}
+	sort.Slice(ch.Delegations, func(i, j int) bool {
+		a, b := ch.Delegations[i], ch.Delegations[j]
+		return a.Delegator+"\x00"+a.Role+"\x00"+a.Change+a.KeyID < b.Delegator+"\x00"+b.Role+"\x00"+b.Change+b.KeyID
+	})
+	ch.Refused = refusedReasons(after)
+	ch.Updated = ch.Root.From != ch.Root.To || ch.Timestamp.From != ch.Timestamp.To || ch.Snapshot.From != ch.Snapshot.To ||
+		ch.Targets.From != ch.Targets.To || len(ch.Roles) > 0
+	return ch
+}
+
+func delegationChanges(delegator string, before, after *metadata.Metadata[metadata.TargetsType]) []DelegationChange {
+	roles := func(md *metadata.Metadata[metadata.TargetsType]) map[string]metadata.DelegatedRole {
+		m := map[string]metadata.DelegatedRole{}
+		if md.Signed.Delegations != nil {
+			for _, r := range md.Signed.Delegations.Roles {
+				m[r.Name] = r
+			}
+		}
+		return m
+	}
+	was, is := roles(before), roles(after)
+	var out []DelegationChange
+	add := func(role, change, keyID, detail string) {
+		out = append(out, DelegationChange{Delegator: delegator, Role: role, Change: change, KeyID: keyID, Detail: detail})
+	}
+	for name, a := range is {
+		b, ok := was[name]
+		if !ok {
+			add(name, "added", "", strings.Join(a.Paths, " "))
+			continue
+		}
+		ids := map[string]bool{}
+		for _, id := range b.KeyIDs {
+			ids[id] = true
+		}
+		for _, id := range a.KeyIDs {
+			if !ids[id] {
+				add(name, "key-added", id, "")
+			}
+			delete(ids, id)
+		}
+		for id := range ids {
+			add(name, "key-removed", id, fmt.Sprintf("in %s v%d", delegator, after.Signed.Version))
+		}
+		if a.Threshold != b.Threshold {
+			add(name, "threshold", "", fmt.Sprintf("%d → %d", b.Threshold, a.Threshold))
+		}
+		if strings.Join(a.Paths, " ") != strings.Join(b.Paths, " ") || strings.Join(a.PathHashPrefixes, " ") != strings.Join(b.PathHashPrefixes, " ") {
+			add(name, "paths", "", strings.Join(append(b.Paths, b.PathHashPrefixes...), " ")+" → "+strings.Join(append(a.Paths, a.PathHashPrefixes...), " "))
+		}
+	}
+	for name := range was {
+		if _, ok := is[name]; !ok {
+			add(name, "removed", "", "")
+		}
+	}
+	return out
+}
+
+func rootV(m *metadata.Metadata[metadata.RootType]) int64    { return m.Signed.Version }
+func tsV(m *metadata.Metadata[metadata.TimestampType]) int64 { return m.Signed.Version }
+func snV(m *metadata.Metadata[metadata.SnapshotType]) int64  { return m.Signed.Version }
+
+func keySet(root *metadata.Metadata[metadata.RootType], role string) map[string]bool {
+	set := map[string]bool{}
+	if r := root.Signed.Roles[role]; r != nil {
+		for _, id := range r.KeyIDs {
+			set[id] = true
+		}
+	}
+	return set
+}
+
+func refusedReasons(st *state) map[string]string {
+	if len(st.refused)+len(st.cycles) == 0 {
+		return nil
+	}
+	m := map[string]string{}
+	for role, err := range st.refused {
+		m[role] = err.Error()
+	}
+	for e, err := range st.cycles {
+		m[e[0]+"→"+e[1]] = err.Error()
+	}
+	return m
+}
+
+// RoleStatus is one trusted role's version and expiry.
+type RoleStatus struct {
+	Role      string    `json:"role"`
+	Version   int64     `json:"version"`
+	Expires   time.Time `json:"expires"`
+	Parent    string    `json:"parent,omitempty"`
+	Threshold int       `json:"threshold,omitempty"`
+	// KeyIDs are TUF key IDs.
+	KeyIDs      []string `json:"keyIds,omitempty"`
+	Paths       []string `json:"paths,omitempty"`
+	Terminating bool     `json:"terminating,omitempty"`
+	Targets     int      `json:"targets"`
+}
+
+// Status is what the client trusts now, for `stepseal trust status`.
+type Status struct {
+	Source      string       `json:"source"`
+	CacheDir    string       `json:"cacheDir"`
+	LastRefresh time.Time    `json:"lastRefresh,omitzero"`
+	LastError   string       `json:"lastError,omitempty"`
+	Trusted     bool         `json:"trusted"`
+	Roles       []RoleStatus `json:"roles,omitempty"`
+	// Refused are the roles no resolution may pass through, and why.
+	Refused  map[string]string `json:"refused,omitempty"`
+	Warnings []string          `json:"warnings,omitempty"`
+}
+
+// ExpiryWarning is how close to its expiry a role is reported.
+const ExpiryWarning = 7 * 24 * time.Hour
+
+// Status reports the verified state: top-level and delegated roles with
+// versions, expiries, keys, the last refresh and its error, refused roles,
+// and warnings for roles expiring within ExpiryWarning.
+func (c *Client) Status(ctx context.Context) *Status {
+	s := &Status{Source: c.o.Source, CacheDir: c.o.CacheDir}
+	c.smu.Lock()
+	s.LastRefresh = c.lastRefresh
+	if c.lastErr != nil {
+		s.LastError = c.lastErr.Error()
+	}
+	c.smu.Unlock()
+	st := c.state.Load()
+	if st == nil {
+		s.Warnings = append(s.Warnings, "no verified metadata: refresh has not succeeded")
+		return s
+	}
+	s.Trusted = true
+	top := func(role string, v int64, exp time.Time) {
+		r := st.root.Signed.Roles[role]
+		s.Roles = append(s.Roles, RoleStatus{Role: role, Version: v, Expires: exp, Parent: "root", Threshold: r.Threshold, KeyIDs: r.KeyIDs})
+	}
+	top("root", st.root.Signed.Version, st.root.Signed.Expires)
+	top("timestamp", st.timestamp.Signed.Version, st.timestamp.Signed.Expires)
+	top("snapshot", st.snapshot.Signed.Version, st.snapshot.Signed.Expires)
+	t := st.roles["targets"].md
+	top("targets", t.Signed.Version, t.Signed.Expires)
+	s.Roles[len(s.Roles)-1].Targets = len(t.Signed.Targets)
+	var names []string
+	for name := range st.roles {
+		if !topLevelRoles[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		lr := st.roles[name]
+		rs := RoleStatus{Role: name, Version: lr.md.Signed.Version, Expires: lr.md.Signed.Expires, Parent: lr.parent, Targets: len(lr.md.Signed.Targets)}
+		for _, dr := range st.roles[lr.parent].md.Signed.Delegations.Roles {
+			if dr.Name == name {
+				rs.Threshold, rs.KeyIDs, rs.Paths, rs.Terminating = dr.Threshold, dr.KeyIDs, append(dr.Paths, dr.PathHashPrefixes...), dr.Terminating
+			}
+		}
+		s.Roles = append(s.Roles, rs)
+	}
+	now := c.o.Now()
+	for _, r := range s.Roles {
+		switch left := r.Expires.Sub(now); {
+		case left <= 0:
+			s.Warnings = append(s.Warnings, fmt.Sprintf("%s v%d expired at %s", r.Role, r.Version, r.Expires.UTC().Format(time.RFC3339)))
+		case left < ExpiryWarning:
+			s.Warnings = append(s.Warnings, fmt.Sprintf("%s v%d expires in %s (%s)", r.Role, r.Version, left.Round(time.Minute), r.Expires.UTC().Format(time.RFC3339)))
+		}
+	}
+	s.Refused = refusedReasons(st)
+	for role, why := range s.Refused {
+		s.Warnings = append(s.Warnings, "refused "+role+": "+why)
+	}
+	sort.Strings(s.Warnings)
+	return s
+}
