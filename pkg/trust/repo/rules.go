@@ -2,8 +2,9 @@ package repo
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
+
+	"github.com/stepseal/stepseal/pkg/trust"
 )
 
 // Top-level role names: never a delegated role's name.
@@ -14,8 +15,6 @@ const (
 	RoleTimestamp = "timestamp"
 )
 
-var roleNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
 // CheckRoleName refuses a delegated role name outside [a-z0-9][a-z0-9-]{0,62}
 // or one of the four top-level names: such names are file-, URL- and
 // OCI-tag-safe, so a role's file name never needs escaping.
@@ -24,7 +23,7 @@ func CheckRoleName(name string) error {
 	case RoleRoot, RoleTargets, RoleSnapshot, RoleTimestamp:
 		return &Error{Kind: ErrRoleName, Role: name, Detail: "reserved for a top-level role"}
 	}
-	if !roleNameRE.MatchString(name) {
+	if !trust.ValidRoleName(name) { // the client's rule, checked again there
 		return &Error{Kind: ErrRoleName, Role: name, Detail: "want [a-z0-9][a-z0-9-]{0,62}"}
 	}
 	return nil
