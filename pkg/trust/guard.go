@@ -194,6 +194,10 @@ func checkMetadata(role string, data []byte, maxSize int64) error {
 			te.Role, te.Version = role, *c.Version
 			return te
 		}
+		var rk *RoleKeysError
+		if errors.As(err, &rk) {
+			return &Error{Category: ErrMalformed, Role: role, Version: *c.Version, Err: err}
+		}
 		return &Error{Category: ErrMalformed, Role: role, Version: *c.Version, Detail: err.Error()}
 	}
 	return nil
@@ -346,18 +350,18 @@ func checkKeys(keys map[string]mdKey) error {
 
 func checkRoleKeys(name string, keyIDs *[]string, threshold *int64, keys map[string]mdKey) error {
 	if keyIDs == nil || threshold == nil {
-		return fmt.Errorf("role %s: keyids and threshold are required", name)
+		return &RoleKeysError{Role: name, Detail: "keyids and threshold are required"}
 	}
 	if *threshold < 1 || *threshold > int64(len(*keyIDs)) {
-		return fmt.Errorf("role %s: threshold %d with %d keys", name, *threshold, len(*keyIDs))
+		return &RoleKeysError{Role: name, Detail: fmt.Sprintf("threshold %d with %d keys", *threshold, len(*keyIDs))}
 	}
 	ids := map[string]bool{}
 	for _, id := range *keyIDs {
 		if _, ok := keys[id]; !ok {
-			return fmt.Errorf("role %s: key %s is not in keys", name, id)
+			return &RoleKeysError{Role: name, Key: id, Detail: "key is not in keys"}
 		}
 		if ids[id] {
-			return fmt.Errorf("role %s: key %s listed twice", name, id)
+			return &RoleKeysError{Role: name, Key: id, Detail: "key listed twice"}
 		}
 		ids[id] = true
 	}

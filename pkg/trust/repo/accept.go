@@ -294,7 +294,7 @@ func (r *Repo) Accept(ctx context.Context, proposals ...[]byte) (*Change, error)
 	var props []prop
 	idx := map[string]int{}
 	for _, b := range proposals {
-		h, err := parseStrict(b)
+		h, err := parseStrict(b, true)
 		if err != nil {
 			return nil, err
 		}
@@ -448,7 +448,7 @@ func (r *Repo) acceptRoot(st *state, b []byte) error {
 
 // canonicalSigned is the canonical JSON the signatures cover.
 func canonicalSigned(b []byte) ([]byte, header, error) {
-	h, err := parseStrict(b)
+	h, err := parseStrict(b, true)
 	if err != nil {
 		return nil, h, err
 	}

@@ -300,7 +300,7 @@ func (r *Repo) RevokeKey(ctx context.Context, role, keyID, reason string, signer
 // SignProposal adds signer's signature to a proposal (a co-signer's step).
 // The signed content is unchanged; a key that already signed is refused.
 func SignProposal(ctx context.Context, proposal []byte, s signing.Signer) ([]byte, error) {
-	h, err := parseStrict(proposal)
+	h, err := parseStrict(proposal, true)
 	if err != nil {
 		return nil, err
 	}

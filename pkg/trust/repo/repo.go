@@ -311,7 +311,7 @@ func readMeta(dir, name string) ([]byte, header, error) {
 	if err != nil {
 		return nil, header{}, &Error{Kind: ErrNotRepo, Detail: err.Error()}
 	}
-	h, err := parseStrict(b)
+	h, err := parseStrict(b, false)
 	if err != nil {
 		return nil, h, fmt.Errorf("%s: %w", name, err)
 	}
@@ -420,7 +420,7 @@ func (r *Repo) commit(ctx context.Context, st *state, rootChanged bool, changed 
 		if err != nil {
 			return nil, &Error{Kind: ErrStale, Detail: err.Error()}
 		}
-		h, err := parseStrict(b)
+		h, err := parseStrict(b, false)
 		if err != nil || h.Version != st.timestamp.Signed.Version {
 			return nil, &Error{Kind: ErrStale, Role: RoleTimestamp, Version: h.Version, Detail: fmt.Sprintf("opened at timestamp v%d", st.timestamp.Signed.Version)}
 		}

@@ -3,11 +3,13 @@ package repo
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
-	"unicode/utf8"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/stepseal/stepseal/pkg/trust"
 )
 
 // MaxMetadataSize caps every metadata file the repository reads: a
@@ -38,17 +40,23 @@ type header struct {
 }
 
 // parseStrict checks raw metadata bytes before go-tuf parses them (go-tuf
-// v2.4.2 panics on some nulls and accepts any spec_version): size cap, valid
-// UTF-8 JSON, exactly "signed" and "signatures", no null outside "custom",
-// spec_version 1.x, a known _type, an integral version >= 1, an expiry in
-// whole seconds UTC.
-func parseStrict(b []byte) (header, error) {
+// v2.4.2 panics on some nulls and accepts any spec_version), with the
+// client's guard (trust.CheckJSON, trust.CheckMetadata: one strict-JSON rule
+// for the repository and its clients) and the repository's own rules: size
+// cap, valid UTF-8 JSON without duplicate keys, null outside "custom" or a
+// byte order mark, exactly "signed" and "signatures", spec_version 1.x, a
+// known _type, an integral version in [1, 2^53], an expiry in whole
+// seconds UTC, the role field of a targets file, then the client's
+// structural checks of the role's fields. A proposal (proposal true) of
+// snapshot or timestamp is refused as ErrUnsupported: the publisher signs
+// those.
+func parseStrict(b []byte, proposal bool) (header, error) {
 	var h header
 	if len(b) > MaxMetadataSize {
 		return h, &Error{Kind: ErrTooLarge, Detail: fmt.Sprintf("%d bytes, cap %d", len(b), MaxMetadataSize)}
 	}
-	if !utf8.Valid(b) || !json.Valid(b) {
-		return h, &Error{Kind: ErrMalformed, Detail: "not valid UTF-8 JSON"}
+	if err := trust.CheckJSON(b); err != nil {
+		return h, &Error{Kind: ErrMalformed, Detail: err.Error()}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -58,9 +66,6 @@ func parseStrict(b []byte) (header, error) {
 	}
 	if len(top) != 2 || top["signed"] == nil || top["signatures"] == nil {
 		return h, &Error{Kind: ErrMalformed, Detail: `want exactly "signed" and "signatures"`}
-	}
-	if p := findNull(top, ""); p != "" {
-		return h, &Error{Kind: ErrMalformed, Detail: "null at " + p}
 	}
 	signed, ok := top["signed"].(map[string]any)
 	if !ok {
@@ -107,32 +112,42 @@ func parseStrict(b []byte) (header, error) {
 	if h.Role == "" {
 		return h, &Error{Kind: ErrMalformed, Version: v, Detail: "targets metadata without " + RoleField}
 	}
+	if proposal && h.Type != RoleTargets && h.Type != RoleRoot {
+		return h, &Error{Kind: ErrUnsupported, Role: h.Role, Version: v, Detail: "snapshot and timestamp are signed by the publisher, not proposed"}
+	}
+	if err := trust.CheckMetadata(h.Type, b, MaxMetadataSize); err != nil {
+		return h, fromGuard(err, v)
+	}
 	return h, nil
 }
 
-// findNull returns the JSON path of the first null outside "custom" values,
-// or "".
-func findNull(v any, path string) string {
-	switch x := v.(type) {
-	case nil:
-		return path
-	case map[string]any:
-		for k, e := range x {
-			if k == "custom" {
-				continue
-			}
-			if p := findNull(e, path+"."+k); p != "" {
-				return p
-			}
-		}
-	case []any:
-		for i, e := range x {
-			if p := findNull(e, fmt.Sprintf("%s[%d]", path, i)); p != "" {
-				return p
-			}
-		}
+// fromGuard maps an error of the client's guard onto the repository's
+// kinds: a role's keys or threshold → ErrDelegation naming that role (and
+// key), two signatures by one key → ErrProposal, a role delegated twice by
+// one delegator → ErrDiamond, too large, unsupported and everything else
+// (malformed) → the same kind here.
+func fromGuard(err error, version int64) error {
+	var rk *trust.RoleKeysError
+	if errors.As(err, &rk) {
+		return &Error{Kind: ErrDelegation, Role: rk.Role, Key: rk.Key, Detail: rk.Detail}
 	}
-	return ""
+	kind := ErrMalformed
+	switch {
+	case errors.Is(err, trust.ErrTooLarge):
+		kind = ErrTooLarge
+	case errors.Is(err, trust.ErrUnsupported):
+		kind = ErrUnsupported
+	case errors.Is(err, trust.ErrUnsigned):
+		kind = ErrProposal
+	case errors.Is(err, trust.ErrDiamondDelegation):
+		kind = ErrDiamond
+	}
+	e := &Error{Kind: kind, Version: version, Detail: err.Error()}
+	var te *trust.Error
+	if errors.As(err, &te) && len(te.KeyIDs) == 1 {
+		e.Key = te.KeyIDs[0]
+	}
+	return e
 }
 
 // decode parses checked bytes with go-tuf, turning its panics into
