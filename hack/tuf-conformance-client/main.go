@@ -227,7 +227,11 @@ func downloadOne(ctx context.Context, c *trust.Client, hc *http.Client, o option
 	if err != nil {
 		return err
 	}
-	local := filepath.Join(o.targetDir, url.PathEscape(name))
+	file := url.PathEscape(name)
+	if file == "." || file == ".." || strings.HasPrefix(file, ".tmp-") {
+		return fmt.Errorf("target path %q cannot be stored as a file name", name)
+	}
+	local := filepath.Join(o.targetDir, file)
 	if data, err := os.ReadFile(local); err == nil {
 		sum := sha256.Sum256(data)
 		if _, err := c.VerifyArtifact(ctx, name, hex.EncodeToString(sum[:]), int64(len(data))); err == nil {
