@@ -458,3 +458,63 @@ func flipSig(data []byte) []byte {
 	}
 	return out
 }
+
+// TestConformanceMisc ports smaller cases of the suite: a timestamp of
+// the trusted version with other content is ignored (the trusted one
+// stays); a snapshot naming a lower top-level targets version is a
+// rollback; unknown fields in every top-level role are accepted (the
+// signature covers them); a snapshot without targets.json is malformed.
+func TestConformanceMisc(t *testing.T) {
+	t.Run("timestamp of the trusted version, other content", func(t *testing.T) {
+		s := newSim(t)
+		dir := t.TempDir()
+		c := s.clientFor(t, dir)
+		mustRefresh(t, c)
+		before := cacheState(t, dir)["timestamp.json"]
+		s.timestamp.Signed.Expires = s.timestamp.Signed.Expires.Add(time.Hour)
+		s.set("timestamp.json", sign(t, s.timestamp, s.signers["timestamp"]))
+		mustRefresh(t, c)
+		if cacheState(t, dir)["timestamp.json"] != before {
+			t.Fatal("the cached timestamp was replaced by one of the same version")
+		}
+	})
+	t.Run("top-level targets version rollback in a new snapshot", func(t *testing.T) {
+		s := newSim(t)
+		s.bump("targets")
+		s.publish()
+		dir := t.TempDir()
+		c := s.clientFor(t, dir)
+		mustRefresh(t, c)
+		s.snapshot.Signed.Meta["targets.json"] = metaOf(1, s.get("1.targets.json"))
+		s.publishSnapshot()
+		refusedFor(t, c, dir, ErrRollback, "targets")
+	})
+	t.Run("unknown fields accepted", func(t *testing.T) {
+		s := newSim(t)
+		dir := t.TempDir()
+		c := s.clientFor(t, dir)
+		mustRefresh(t, c)
+		custom := map[string]any{"x-vendor": map[string]any{"a": []any{1.0, "b"}}}
+		s.rotateRoot()
+		s.root.Signed.UnrecognizedFields = custom
+		s.publishRoot()
+		s.timestamp.Signed.UnrecognizedFields = custom
+		s.snapshot.Signed.UnrecognizedFields = custom
+		s.targets["targets"].Signed.UnrecognizedFields = custom
+		s.bump("targets")
+		s.publish()
+		mustRefresh(t, c)
+		if got := cachedVersion(t, dir, "root"); got != 2 {
+			t.Fatalf("cached root v%d, want v2", got)
+		}
+	})
+	t.Run("snapshot without targets.json", func(t *testing.T) {
+		s := newSim(t)
+		dir := t.TempDir()
+		c := s.clientFor(t, dir)
+		mustRefresh(t, c)
+		delete(s.snapshot.Signed.Meta, "targets.json")
+		s.publishSnapshot()
+		refusedFor(t, c, dir, ErrMalformed, "snapshot")
+	})
+}
