@@ -4,10 +4,15 @@ GOBIN := $(shell go env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 FUZZTIME ?= 10s
 
-.PHONY: demo test build deps lint unit fuzz bench clean release
+.PHONY: demo test build deps lint unit fuzz bench clean release tuf-conformance-client
 
 build:
 	go build -o bin/ ./images/stepseal ./images/stepseal-tekton
+
+## tuf-conformance-client: the TUF conformance suite's client-under-test on
+## pkg/trust (README, "TUF conformance suite").
+tuf-conformance-client:
+	go build -o bin/ ./hack/tuf-conformance-client
 
 ## demo: build the CLI and run examples/go-build on this host (no cluster),
 ## ending with the verification verdict.
