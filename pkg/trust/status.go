@@ -233,7 +233,11 @@ type Status struct {
 	Trusted     bool      `json:"trusted"`
 	// AllLoaded says whether Roles are every delegated role (LoadAll ran
 	// on this state) or only those lookups have loaded so far.
-	AllLoaded bool         `json:"allLoaded"`
+	AllLoaded bool `json:"allLoaded"`
+	// Delegated is the number of delegated roles the snapshot names,
+	// Loaded those loaded and verified so far.
+	Delegated int          `json:"delegated"`
+	Loaded    int          `json:"loaded"`
 	Roles     []RoleStatus `json:"roles,omitempty"`
 	// Refused are the roles no resolution may pass through, and why.
 	Refused  map[string]string `json:"refused,omitempty"`
@@ -275,6 +279,11 @@ func (c *Client) Status(ctx context.Context) *Status {
 	st.lmu.Lock()
 	s.AllLoaded = st.all
 	st.lmu.Unlock()
+	for name := range st.snapshot.Signed.Meta {
+		if !topLevelRoles[strings.TrimSuffix(name, ".json")] {
+			s.Delegated++
+		}
+	}
 	var names []string
 	for name := range roles {
 		if !topLevelRoles[name] {
@@ -291,6 +300,7 @@ func (c *Client) Status(ctx context.Context) *Status {
 			}
 		}
 		s.Roles = append(s.Roles, rs)
+		s.Loaded++
 	}
 	now := c.o.Now()
 	for _, r := range s.Roles {

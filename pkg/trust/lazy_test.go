@@ -1,0 +1,80 @@
+package trust
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// TestLazyConcurrent resolves paths in many roles from many goroutines
+// while refreshes swap states: every answer is right, each role is fetched
+// at most once per state, and a release invalidates the loaded role.
+func TestLazyConcurrent(t *testing.T) {
+	s := newSim(t)
+	const n = 12
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("team-%02d", i)
+		s.delegate("targets", name, []string{"t" + fmt.Sprint(i) + "/*"}, true, 1, 1)
+		s.addTarget(name, fmt.Sprintf("t%d/x", i), []byte(name))
+	}
+	s.bump("targets")
+	s.publish()
+	c := s.clientFor(t, t.TempDir())
+	mustRefresh(t, c)
+	s.mu.Lock()
+	s.requests = nil
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for k := 0; k < 3*n; k++ {
+				i := (g + k) % n
+				r, err := c.Resolve(ctx, fmt.Sprintf("t%d/x", i))
+				if err != nil || r.Role != fmt.Sprintf("team-%02d", i) || len(r.SignedBy) != 1 {
+					t.Errorf("%+v %v", r, err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	s.mu.Lock()
+	if len(s.requests) != n {
+		t.Errorf("%d roles loaded with requests %v", n, s.requests)
+	}
+	s.mu.Unlock()
+	if st := c.Status(ctx); st.Loaded != n || st.Delegated != n || st.AllLoaded {
+		t.Errorf("status %+v", st)
+	}
+
+	// A release of one role while lookups run: after the refresh, the new
+	// version is the one resolved.
+	s.bump("team-03")
+	s.addTarget("team-03", "t3/y", []byte("y"))
+	s.publish()
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < n; k++ {
+				if _, err := c.Resolve(ctx, fmt.Sprintf("t%d/x", k)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	mustRefresh(t, c)
+	wg.Wait()
+	if r, err := c.Resolve(ctx, "t3/y"); err != nil || r.RoleVersion != 2 {
+		t.Errorf("%+v %v", r, err)
+	}
+	if err := c.LoadAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status(ctx); st.Loaded != n || !st.AllLoaded {
+		t.Errorf("status after LoadAll %+v", st)
+	}
+}
