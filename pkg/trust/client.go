@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -188,8 +189,9 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	before := c.state.Load()
+	var cached map[string][]byte
 	if before == nil {
-		before = c.cachedVersions()
+		cached = c.cachedFiles()
 	}
 	var st *state
 	var f *fetcher
@@ -217,6 +219,9 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 		return nil, err
 	}
 	c.state.Store(st)
+	if before == nil {
+		before = cachedVersions(cached, st)
+	}
 	return diff(before, st, f), nil
 }
 
@@ -739,37 +744,50 @@ func writeFileAtomic(path string, data []byte, sync bool) error {
 	return os.Rename(f.Name(), path)
 }
 
-// cachedVersions reads the versions of the files in CacheDir (verified
-// when they were written) so that the first Refresh of a process can say
-// what changed since the last run. Best effort: unreadable files count as
+// cachedFiles reads the top-level files in CacheDir (verified when they
+// were written) so that the first Refresh of a process can say what
+// changed since the last run. Best effort: unreadable files count as
 // absent.
-func (c *Client) cachedVersions() *state {
-	st := &state{roles: map[string]*loadedRole{}}
-	read := func(role string) []byte {
+func (c *Client) cachedFiles() map[string][]byte {
+	m := map[string][]byte{}
+	for _, role := range []string{"root", "timestamp", "snapshot", "targets"} {
 		data, err := os.ReadFile(filepath.Join(c.o.CacheDir, role+".json"))
-		if err != nil || checkMetadata(role, data, maxSizeOf(role, c.o.MaxRoleSize)) != nil {
-			return nil
+		if err == nil && checkMetadata(role, data, maxSizeOf(role, c.o.MaxRoleSize)) == nil {
+			m[role] = data
 		}
-		return data
 	}
+	return m
+}
+
+// cachedVersions parses the files cachedFiles read, as the state before
+// st; a file identical to st's is not parsed again (the snapshot and
+// targets of a warm cache are the bulk of the bytes).
+func cachedVersions(cached map[string][]byte, st *state) *state {
+	before := &state{roles: map[string]*loadedRole{}}
+	now := st.rolesCopy()
+	same := func(role string) bool { return now[role] != nil && bytes.Equal(cached[role], now[role].raw) }
 	_ = safely("", func() error {
-		if data := read("root"); data != nil {
-			st.root, _ = (&metadata.Metadata[metadata.RootType]{}).FromBytes(data)
+		if data := cached["root"]; data != nil {
+			before.root, _ = (&metadata.Metadata[metadata.RootType]{}).FromBytes(data)
 		}
-		if data := read("timestamp"); data != nil {
-			st.timestamp, _ = (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(data)
+		if data := cached["timestamp"]; data != nil {
+			before.timestamp, _ = (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(data)
 		}
-		if data := read("snapshot"); data != nil {
-			st.snapshot, _ = (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(data)
+		if same("snapshot") {
+			before.snapshot = st.snapshot
+		} else if data := cached["snapshot"]; data != nil {
+			before.snapshot, _ = (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(data)
 		}
-		if data := read("targets"); data != nil {
+		if same("targets") {
+			before.roles["targets"] = &loadedRole{md: now["targets"].md}
+		} else if data := cached["targets"]; data != nil {
 			if md, err := (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(data); err == nil {
-				st.roles["targets"] = &loadedRole{md: md}
+				before.roles["targets"] = &loadedRole{md: md}
 			}
 		}
 		return nil
 	})
-	return st
+	return before
 }
 
 // rawJSON returns a target's custom field.
