@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // TestLazyConcurrent resolves paths in many roles from many goroutines
@@ -77,4 +79,22 @@ func TestLazyConcurrent(t *testing.T) {
 	if st := c.Status(ctx); st.Loaded != n || !st.AllLoaded {
 		t.Errorf("status after LoadAll %+v", st)
 	}
+}
+
+// FuzzMayMatch checks that the prefilter never drops a delegation go-tuf
+// would match.
+func FuzzMayMatch(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"images/payments/*", "images/payments/api"}, {"images/*/x", "images/a/x"}, {"a/[bc]/d", "a/b/d"},
+		{`a/\*`, "a/*"}, {"?x", "yx"}, {"images/pay", "images/payments"}, {"", ""}, {"a/b", "a/b"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, path string) {
+		dr := &metadata.DelegatedRole{Name: "r", Paths: []string{pattern}}
+		ok, err := dr.IsDelegatedPath(path)
+		if err == nil && ok && !mayMatch(dr, path) {
+			t.Fatalf("%q matches %q but mayMatch is false", pattern, path)
+		}
+	})
 }
