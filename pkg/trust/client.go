@@ -430,7 +430,8 @@ func (c *Client) loadAll(ctx context.Context, st *state) error {
 // if child was reached before through another delegator (diamond: among
 // the roles this state has loaded; LoadAll loads them all), beyond
 // MaxDepth or MaxRoles, or if child does not verify. Refusals are
-// remembered for the state; timeouts are not.
+// remembered for the state; timeouts and an unreachable repository are
+// not.
 func (c *Client) step(ctx context.Context, st *state, parent, child string, chain []string) (*loadedRole, error) {
 	if contains(chain, child) {
 		err := &Error{Category: ErrDelegationCycle, Role: child,
@@ -482,8 +483,10 @@ func (c *Client) step(ctx context.Context, st *state, parent, child string, chai
 	f := &fetcher{ctx: ctx, source: st.source, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: st.offline}
 	lr, err := c.loadRole(ctx, f, st, child, parent)
 	if err != nil {
-		var te *Error
-		if ctx.Err() != nil || (errors.As(err, &te) && te.Category == ErrTimeout) {
+		// A repository that could not be reached (timeout, network, a
+		// server error) is tried again by the next lookup; a refusal is
+		// remembered for the state.
+		if ctx.Err() != nil || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnavailable) {
 			return nil, err
 		}
 		st.mu.Lock()

@@ -2,6 +2,9 @@ package trust
 
 import (
 	"fmt"
+	"maps"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -97,4 +100,59 @@ func FuzzMayMatch(f *testing.F) {
 			t.Fatalf("%q matches %q but mayMatch is false", pattern, path)
 		}
 	})
+}
+
+// TestLazyTransientFailure: a role the repository fails to serve once is
+// not remembered as refused: the next lookup loads it.
+func TestLazyTransientFailure(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	dir := t.TempDir()
+	c := s.clientFor(t, dir)
+	mustRefresh(t, c)
+	before := cacheState(t, dir)
+	s.mu.Lock()
+	s.intercept = func(name string, w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(name, "payments.json") {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	s.mu.Unlock()
+	_, err := c.Resolve(ctx, "images/payments/api")
+	wantErr(t, err, ErrUnavailable)
+	if after := cacheState(t, dir); !maps.Equal(before, after) {
+		t.Error("cache changed by a failed lookup")
+	}
+	s.mu.Lock()
+	s.intercept = nil
+	s.mu.Unlock()
+	if r, err := c.Resolve(ctx, "images/payments/api"); err != nil || r.Role != "payments" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	// A refusal (tampered bytes) is remembered: no second download.
+	s.bump("payments")
+	s.publish()
+	mustRefresh(t, c)
+	name := ""
+	for n := range s.files {
+		if strings.HasSuffix(n, ".payments.json") && strings.HasPrefix(n, "2.") {
+			name = n
+		}
+	}
+	good := s.get(name)
+	s.set(name, []byte(strings.Replace(string(good), `"version": 2`, `"version": 2 `, 1)+" "))
+	_, err = c.Resolve(ctx, "images/payments/api")
+	if err == nil {
+		t.Fatal("tampered role accepted")
+	}
+	s.mu.Lock()
+	s.requests = nil
+	s.mu.Unlock()
+	_, err2 := c.Resolve(ctx, "images/payments/api")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err2 == nil || len(s.requests) != 0 {
+		t.Errorf("refusal not remembered: %v, requests %v", err2, s.requests)
+	}
 }
