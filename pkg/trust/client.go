@@ -218,11 +218,23 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.state.Store(st)
 	if before == nil {
-		before = cachedVersions(cached, st)
+		before, cached = cachedVersions(cached, st), nil
 	}
+	dropTopLevelRaw(st)
+	c.state.Store(st)
 	return diff(before, st, f), nil
+}
+
+// dropTopLevelRaw lets the bytes of the top-level files go once they are
+// in the cache (only delegated roles' bytes are compared again, by
+// reusable), before st is published.
+func dropTopLevelRaw(st *state) {
+	for role := range topLevelRoles {
+		if lr := st.roles[role]; lr != nil {
+			st.roles[role] = &loadedRole{md: lr.md, parent: lr.parent}
+		}
+	}
 }
 
 // LoadCache makes the metadata in CacheDir the client's state without
@@ -242,6 +254,7 @@ func (c *Client) LoadCache(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	dropTopLevelRaw(st)
 	c.state.Store(st)
 	return nil
 }
