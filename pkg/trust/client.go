@@ -49,7 +49,8 @@ type ClientOptions struct {
 	// MaxRoleSize caps snapshot.json, targets.json and each delegated role
 	// (default DefaultMaxRoleSize), whatever length the snapshot claims.
 	MaxRoleSize int64
-	// MaxRoles caps the delegated roles loaded per Refresh (default 10 000);
+	// MaxRoles caps the delegated roles loaded under one refresh's
+	// snapshot, by lookups and LoadAll together (default 10 000);
 	// MaxDepth the length of a delegation chain (default 16).
 	MaxRoles, MaxDepth int
 	// HTTPClient sends the requests (default: a fresh client, never
@@ -181,10 +182,10 @@ func safely(role string, f func() error) (err error) {
 // Refresh runs TUF's client workflow against Source: a new go-tuf Updater
 // in a staging directory seeded with the cached files that pass the guard,
 // (1) root versions one by one from the trusted root, (2) timestamp,
-// (3) snapshot, (4) top-level targets, then (5) every delegated role,
-// checking stepseal's delegation rules. Only when all of that verifies are
+// (3) snapshot, (4) top-level targets. Only when all of that verifies are
 // the files written to CacheDir and the new state swapped in; on error the
-// cache and the state are unchanged.
+// cache and the state are unchanged. Delegated roles are loaded by the
+// lookups that need them (Resolve) or by LoadAll, under the new state.
 func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -240,9 +241,9 @@ func dropTopLevelRaw(st *state) {
 // LoadCache makes the metadata in CacheDir the client's state without
 // going to the network, when the client has no state yet: go-tuf verifies
 // the cached files (signatures, versions, expiry at Now) against the cached
-// root, and the delegated roles from the cache are checked as Refresh
-// does; a role missing from the cache is refused as ErrUnavailable. The
-// cache is not written. For a process that must answer before, or
+// root; delegated roles are then loaded from the cache only, by lookups
+// and LoadAll, and checked as after a Refresh (a role missing from the
+// cache is ErrUnavailable). The cache is not written. For a process that must answer before, or
 // without, a successful Refresh.
 func (c *Client) LoadCache(ctx context.Context) error {
 	c.mu.Lock()

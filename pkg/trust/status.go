@@ -51,11 +51,13 @@ type Changes struct {
 	Roots []int64      `json:"roots,omitempty"`
 	Roles []RoleChange `json:"roles,omitempty"`
 	Keys  []KeyChange  `json:"keys,omitempty"`
-	// Delegations are the changes in the delegations of the roles trusted
-	// both before and after (for a process's first refresh: the top-level
-	// targets as cached).
+	// Delegations are the changes in the delegations of the top-level
+	// targets (a refresh loads no delegated role; for a process's first
+	// refresh, against the targets as cached).
 	Delegations []DelegationChange `json:"delegations,omitempty"`
-	// Refused are the roles no resolution may pass through, and why.
+	// Refused are the roles no resolution may pass through, and why: at
+	// a refresh, none yet (roles are refused as lookups or LoadAll load
+	// them; Status reports them).
 	Refused  map[string]string `json:"refused,omitempty"`
 	Requests int               `json:"requests"`
 	Bytes    int64             `json:"bytes"`
