@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,7 +49,8 @@ type ClientOptions struct {
 	// MaxRoleSize caps snapshot.json, targets.json and each delegated role
 	// (default DefaultMaxRoleSize), whatever length the snapshot claims.
 	MaxRoleSize int64
-	// MaxRoles caps the delegated roles loaded per Refresh (default 10 000);
+	// MaxRoles caps the delegated roles loaded under one refresh's
+	// snapshot, by lookups and LoadAll together (default 10 000);
 	// MaxDepth the length of a delegation chain (default 16).
 	MaxRoles, MaxDepth int
 	// HTTPClient sends the requests (default: a fresh client, never
@@ -69,21 +71,63 @@ type Client struct {
 	lastErr     error
 }
 
-// state is one verified view of the repository. Never mutated once stored.
+// state is one verified view of the repository: root, timestamp, snapshot
+// and top-level targets are fixed when it is stored; delegated roles are
+// loaded into it lazily (Resolve, LoadAll), each verified against this
+// state's snapshot, so a Refresh (a new state) invalidates them all.
 type state struct {
 	root      *metadata.Metadata[metadata.RootType]
 	timestamp *metadata.Metadata[metadata.TimestampType]
 	snapshot  *metadata.Metadata[metadata.SnapshotType]
-	roles     map[string]*loadedRole // "targets" and every delegated role loaded
+	refTime   time.Time
+
+	// source is where this state was verified from (Source or a mirror):
+	// delegated roles are fetched from it. offline: from the cache only.
+	source  string
+	offline bool
+	// prev are the roles verified in the previous state, reused when the
+	// snapshot names the same version, length and hashes (reusable).
+	prev map[string]*loadedRole
+
+	// lmu serializes the loading of delegated roles: go-tuf's trusted set
+	// (trusted) is not safe for concurrent use.
+	lmu     sync.Mutex
+	trusted *trustedmetadata.TrustedMetadata
+	// all is set once LoadAll walked the whole delegation tree.
+	all bool
+
+	// mu guards the maps below; they only grow.
+	mu    sync.RWMutex
+	roles map[string]*loadedRole // "targets" and the delegated roles loaded
+	// parents are the delegator through which each delegated role was
+	// first reached (a second one is a diamond).
+	parents map[string]string
+	loaded  int
 	// refused are roles no resolution may pass through (diamonds, names
 	// outside the rule, limits, roles that failed verification).
 	refused map[string]error
 	// cycles are delegation edges (parent→child) back to an ancestor.
-	cycles  map[[2]string]error
-	refTime time.Time
+	cycles map[[2]string]error
 	// signedBy memoizes, per role, the TUF key IDs whose signatures verify
 	// (computed on the first Resolve that needs it).
 	signedBy sync.Map
+}
+
+func (st *state) role(name string) *loadedRole {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.roles[name]
+}
+
+// rolesCopy returns a copy of the roles loaded so far.
+func (st *state) rolesCopy() map[string]*loadedRole {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	m := make(map[string]*loadedRole, len(st.roles))
+	for k, v := range st.roles {
+		m[k] = v
+	}
+	return m
 }
 
 type loadedRole struct {
@@ -138,16 +182,17 @@ func safely(role string, f func() error) (err error) {
 // Refresh runs TUF's client workflow against Source: a new go-tuf Updater
 // in a staging directory seeded with the cached files that pass the guard,
 // (1) root versions one by one from the trusted root, (2) timestamp,
-// (3) snapshot, (4) top-level targets, then (5) every delegated role,
-// checking stepseal's delegation rules. Only when all of that verifies are
+// (3) snapshot, (4) top-level targets. Only when all of that verifies are
 // the files written to CacheDir and the new state swapped in; on error the
-// cache and the state are unchanged.
+// cache and the state are unchanged. Delegated roles are loaded by the
+// lookups that need them (Resolve) or by LoadAll, under the new state.
 func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	before := c.state.Load()
+	var cached map[string][]byte
 	if before == nil {
-		before = c.cachedVersions()
+		cached = c.cachedFiles()
 	}
 	var st *state
 	var f *fetcher
@@ -174,16 +219,31 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	if err != nil {
 		return nil, err
 	}
+	if before == nil {
+		before, cached = cachedVersions(cached, st), nil
+	}
+	dropTopLevelRaw(st)
 	c.state.Store(st)
 	return diff(before, st, f), nil
+}
+
+// dropTopLevelRaw lets the bytes of the top-level files go once they are
+// in the cache (only delegated roles' bytes are compared again, by
+// reusable), before st is published.
+func dropTopLevelRaw(st *state) {
+	for role := range topLevelRoles {
+		if lr := st.roles[role]; lr != nil {
+			st.roles[role] = &loadedRole{md: lr.md, parent: lr.parent}
+		}
+	}
 }
 
 // LoadCache makes the metadata in CacheDir the client's state without
 // going to the network, when the client has no state yet: go-tuf verifies
 // the cached files (signatures, versions, expiry at Now) against the cached
-// root, and the delegated roles from the cache are checked as Refresh
-// does; a role missing from the cache is refused as ErrUnavailable. The
-// cache is not written. For a process that must answer before, or
+// root; delegated roles are then loaded from the cache only, by lookups
+// and LoadAll, and checked as after a Refresh (a role missing from the
+// cache is ErrUnavailable). The cache is not written. For a process that must answer before, or
 // without, a successful Refresh.
 func (c *Client) LoadCache(ctx context.Context) error {
 	c.mu.Lock()
@@ -195,6 +255,7 @@ func (c *Client) LoadCache(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	dropTopLevelRaw(st)
 	c.state.Store(st)
 	return nil
 }
@@ -267,8 +328,12 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 	trusted := u.GetTrustedMetadataSet()
 	st := &state{
 		root: trusted.Root, timestamp: trusted.Timestamp, snapshot: trusted.Snapshot,
-		roles:   map[string]*loadedRole{},
+		roles: map[string]*loadedRole{}, parents: map[string]string{"targets": "root"},
 		refused: map[string]error{}, cycles: map[[2]string]error{}, refTime: refTime,
+		source: source, offline: offline, trusted: &trusted,
+	}
+	if prev := c.state.Load(); prev != nil {
+		st.prev = prev.rolesCopy()
 	}
 	raw := map[string][]byte{}
 	for _, role := range []string{"root", "timestamp", "snapshot", "targets"} {
@@ -280,9 +345,6 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 	st.roles["root"] = &loadedRole{raw: raw["root"]}
 	st.roles["timestamp"] = &loadedRole{raw: raw["timestamp"]}
 	st.roles["snapshot"] = &loadedRole{raw: raw["snapshot"]}
-	if err := c.loadDelegations(ctx, &trusted, f, st, c.state.Load()); err != nil {
-		return nil, nil, err
-	}
 	return st, f, nil
 }
 
@@ -322,61 +384,137 @@ func (c *Client) classifyRefresh(ctx context.Context, err error, u *updater.Upda
 	return te
 }
 
-// loadDelegations loads every delegated role in pre-order from the
-// top-level targets, and records stepseal's delegation rules: a role
-// delegated twice (diamond) or under a name outside ValidRoleName is
-// refused, an edge back to an ancestor is a cycle. A role that fails to
-// verify is refused (resolutions through it fail with its error) rather
-// than failing every other team's role; a timeout fails the refresh.
-func (c *Client) loadDelegations(ctx context.Context, trusted *trustedmetadata.TrustedMetadata, f *fetcher, st, prev *state) error {
-	parents := map[string]string{"targets": "root"}
-	loaded := 0
+// LoadAll loads and verifies every delegated role of the current state,
+// in pre-order from the top-level targets, and checks stepseal's
+// delegation rules over the whole tree: a role delegated by two roles
+// (diamond) is refused even when a lookup would only have visited one of
+// them, and a path listed by a role that is not delegated it is told
+// apart from a path no role lists. Resolve loads only the roles on a
+// path's way; LoadAll is the full check, for `trust status --all`. A role
+// that fails to verify is refused (resolutions through it fail with its
+// error) rather than failing the others; a timeout stops the walk and is
+// returned.
+func (c *Client) LoadAll(ctx context.Context) error {
+	st := c.state.Load()
+	if st == nil {
+		return &Error{Category: ErrUnavailable, Detail: "no verified metadata yet: Refresh first"}
+	}
+	return c.loadAll(ctx, st)
+}
+
+func (c *Client) loadAll(ctx context.Context, st *state) error {
+	st.lmu.Lock()
+	done := st.all
+	st.lmu.Unlock()
+	if done {
+		return nil
+	}
 	var visit func(role string, chain []string) error
 	visit = func(role string, chain []string) error {
-		md := st.roles[role].md
+		md := st.role(role).md
 		if md.Signed.Delegations == nil {
 			return nil
 		}
 		for _, dr := range md.Signed.Delegations.Roles {
-			child := dr.Name
-			switch {
-			case contains(chain, child):
-				st.cycles[[2]string{role, child}] = &Error{Category: ErrDelegationCycle, Role: child,
-					Detail: fmt.Sprintf("%s delegates back to %s (chain %s)", role, child, strings.Join(append(chain, child), " → "))}
-				continue
-			case !ValidRoleName(child):
-				st.refused[child] = &Error{Category: ErrUnsupported, Role: child,
-					Detail: fmt.Sprintf("delegated by %s under a name outside [a-z0-9][a-z0-9-]{0,62} or reserved", role)}
-				continue
-			case parents[child] != "":
-				st.refused[child] = &Error{Category: ErrDiamondDelegation, Role: child,
-					Detail: fmt.Sprintf("delegated by both %s and %s", parents[child], role)}
-				continue
-			}
-			parents[child] = role
-			if len(chain) >= c.o.MaxDepth || loaded >= c.o.MaxRoles {
-				st.refused[child] = &Error{Category: ErrDelegationLimit, Role: child,
-					Detail: fmt.Sprintf("beyond %d roles or a chain of %d", c.o.MaxRoles, c.o.MaxDepth)}
-				continue
-			}
-			loaded++
-			lr, err := c.loadRole(ctx, trusted, f, st, prev, child, role)
-			if err != nil {
-				var te *Error
-				if errors.As(err, &te) && (te.Category == ErrTimeout || ctx.Err() != nil) {
+			if _, err := c.step(ctx, st, role, dr.Name, chain); err != nil {
+				if isTimeout(err) || ctx.Err() != nil {
 					return err
 				}
-				st.refused[child] = err
 				continue
 			}
-			st.roles[child] = lr
-			if err := visit(child, append(chain[:len(chain):len(chain)], child)); err != nil {
+			if err := visit(dr.Name, append(chain[:len(chain):len(chain)], dr.Name)); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return visit("targets", []string{"targets"})
+	if err := visit("targets", []string{"targets"}); err != nil {
+		return err
+	}
+	st.lmu.Lock()
+	st.all = true
+	st.lmu.Unlock()
+	return nil
+}
+
+// step goes from role parent, reached through chain, to its delegated role
+// child, applying stepseal's delegation rules to that edge, and returns
+// child verified (loaded now, or earlier in this state). The edge is
+// refused if child is on chain (cycle), if child's name breaks the rule,
+// if child was reached before through another delegator (diamond: among
+// the roles this state has loaded; LoadAll loads them all), beyond
+// MaxDepth or MaxRoles, or if child does not verify. Refusals are
+// remembered for the state; timeouts and an unreachable repository are
+// not.
+func (c *Client) step(ctx context.Context, st *state, parent, child string, chain []string) (*loadedRole, error) {
+	if contains(chain, child) {
+		err := &Error{Category: ErrDelegationCycle, Role: child,
+			Detail: fmt.Sprintf("%s delegates back to %s (chain %s)", parent, child, strings.Join(append(chain[:len(chain):len(chain)], child), " → "))}
+		st.mu.Lock()
+		st.cycles[[2]string{parent, child}] = err
+		st.mu.Unlock()
+		return nil, err
+	}
+	st.mu.RLock()
+	lr, p, refused := st.roles[child], st.parents[child], st.refused[child]
+	st.mu.RUnlock()
+	if refused == nil && lr != nil && p == parent {
+		return lr, nil
+	}
+	st.lmu.Lock()
+	defer st.lmu.Unlock()
+	refuse := func(err error) (*loadedRole, error) {
+		st.mu.Lock()
+		st.refused[child] = err
+		st.mu.Unlock()
+		return nil, err
+	}
+	st.mu.RLock()
+	lr, p, refused = st.roles[child], st.parents[child], st.refused[child]
+	loaded := st.loaded
+	st.mu.RUnlock()
+	switch {
+	case !ValidRoleName(child):
+		return refuse(&Error{Category: ErrUnsupported, Role: child,
+			Detail: fmt.Sprintf("delegated by %s under a name outside [a-z0-9][a-z0-9-]{0,62} or reserved", parent)})
+	case p != "" && p != parent:
+		if te, ok := refused.(*Error); ok && te.Category == ErrDiamondDelegation {
+			return nil, refused
+		}
+		return refuse(&Error{Category: ErrDiamondDelegation, Role: child,
+			Detail: fmt.Sprintf("delegated by both %s and %s", p, parent)})
+	case refused != nil:
+		return nil, refused
+	case lr != nil:
+		return lr, nil
+	case len(chain) >= c.o.MaxDepth || loaded >= c.o.MaxRoles:
+		st.mu.Lock()
+		st.parents[child] = parent
+		st.mu.Unlock()
+		return refuse(&Error{Category: ErrDelegationLimit, Role: child,
+			Detail: fmt.Sprintf("beyond %d roles or a chain of %d", c.o.MaxRoles, c.o.MaxDepth)})
+	}
+	f := &fetcher{ctx: ctx, source: st.source, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: st.offline}
+	lr, err := c.loadRole(ctx, f, st, child, parent)
+	if err != nil {
+		// A repository that could not be reached (timeout, network, a
+		// server error) is tried again by the next lookup; a refusal is
+		// remembered for the state.
+		if ctx.Err() != nil || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnavailable) {
+			return nil, err
+		}
+		st.mu.Lock()
+		st.parents[child] = parent
+		st.loaded++
+		st.mu.Unlock()
+		return refuse(err)
+	}
+	st.mu.Lock()
+	st.parents[child] = parent
+	st.loaded++
+	st.roles[child] = lr
+	st.mu.Unlock()
+	return lr, nil
 }
 
 func contains(s []string, v string) bool {
@@ -388,16 +526,20 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-// loadRole verifies role (delegated by parent) from the cache if it is the
-// version the snapshot names, else from Source, with go-tuf's
-// UpdateDelegatedTargets (threshold of the delegator's keys, version and
-// hashes from the snapshot, expiry).
-func (c *Client) loadRole(ctx context.Context, trusted *trustedmetadata.TrustedMetadata, f *fetcher, st, prev *state, role, parent string) (*loadedRole, error) {
+// loadRole verifies role (delegated by parent) with go-tuf's
+// UpdateDelegatedTargets (threshold of the delegator's keys, version,
+// length and hashes from the snapshot, expiry at the refresh's time): the
+// copy this process verified in the previous state when the snapshot
+// names the same file, else the cached file if it is the version the
+// snapshot names, else from the state's source (then written to the
+// cache). Every byte passes the guard first. Called with st.lmu held.
+func (c *Client) loadRole(ctx context.Context, f *fetcher, st *state, role, parent string) (*loadedRole, error) {
+	trusted := st.trusted
 	meta, ok := st.snapshot.Signed.Meta[role+".json"]
 	if !ok || meta == nil {
 		return nil, &Error{Category: ErrMixAndMatch, Role: role, Detail: fmt.Sprintf("delegated by %s but not in snapshot v%d", parent, st.snapshot.Signed.Version)}
 	}
-	if lr := reusable(prev, st, role, parent, meta); lr != nil {
+	if lr := reusable(st, role, parent, meta); lr != nil {
 		trusted.Targets[role] = lr.md
 		return lr, nil
 	}
@@ -430,15 +572,19 @@ func (c *Client) loadRole(ctx context.Context, trusted *trustedmetadata.TrustedM
 		if errors.As(e, &te) && te.Version == 0 {
 			te.Version = meta.Version
 			if te.Category == ErrUnsigned {
-				te.KeyIDs = delegatedKeyIDs(st.roles[parent].md, role)
+				te.KeyIDs = delegatedKeyIDs(st.role(parent).md, role)
 				te.Detail = "not signed by a threshold of the keys " + parent + " delegates it to"
-				if why := c.revokedSigners(prev, st, data, role, parent); why != "" {
+				if why := c.revokedSigners(st, data, role, parent); why != "" {
 					te.Detail += "; " + why
 				}
 			}
 		}
 		return nil, e
 	}
+	// Verified against the trusted snapshot: cache it for the next
+	// process (best effort; the cache's snapshot may have moved on, and a
+	// file of another version is simply downloaded again).
+	_ = writeFileAtomic(filepath.Join(c.o.CacheDir, role+".json"), data, false)
 	return &loadedRole{md: md, parent: parent, raw: data}, nil
 }
 
@@ -447,18 +593,19 @@ func (c *Client) loadRole(ctx context.Context, trusted *trustedmetadata.TrustedM
 // the same version, length and hashes, the delegator delegates it with the
 // same keys and threshold, and it has not expired since. A long-running
 // verifier then pays, per refresh, only for the roles that changed.
-func reusable(prev, st *state, role, parent string, meta *metadata.MetaFiles) *loadedRole {
+func reusable(st *state, role, parent string, meta *metadata.MetaFiles) *loadedRole {
+	prev := st.prev
 	if prev == nil {
 		return nil
 	}
-	old, ok := prev.roles[role]
+	old, ok := prev[role]
 	if !ok || old.md == nil || old.parent != parent || old.md.Signed.Version != meta.Version || old.md.Signed.IsExpired(st.refTime) {
 		return nil
 	}
 	if safely(role, func() error { return meta.VerifyLengthHashes(old.raw) }) != nil {
 		return nil
 	}
-	was, is := prev.roles[parent], st.roles[parent]
+	was, is := prev[parent], st.role(parent)
 	if was == nil || was.md == nil || is == nil || is.md == nil || !sameDelegation(was.md, is.md, role) {
 		return nil
 	}
@@ -498,10 +645,10 @@ func sameDelegation(a, b *metadata.Metadata[metadata.TargetsType], role string) 
 // revokedSigners names the keys that signed role's data and that parent
 // delegated role to before (in this process's previous state, else in the
 // cache) but no longer does: a revoked or rotated-out key still signing.
-func (c *Client) revokedSigners(prev, st *state, data []byte, role, parent string) string {
+func (c *Client) revokedSigners(st *state, data []byte, role, parent string) string {
 	var before *metadata.Metadata[metadata.TargetsType]
-	if prev != nil && prev.roles[parent] != nil {
-		before = prev.roles[parent].md
+	if p := st.prev[parent]; p != nil && p.md != nil {
+		before = p.md
 	} else if cached, err := os.ReadFile(filepath.Join(c.o.CacheDir, parent+".json")); err == nil && checkMetadata(parent, cached, c.o.MaxRoleSize) == nil {
 		_ = safely(parent, func() (err error) {
 			before, err = (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(cached)
@@ -516,7 +663,8 @@ func (c *Client) revokedSigners(prev, st *state, data []byte, role, parent strin
 		return ""
 	}
 	now, was := map[string]bool{}, map[string]bool{}
-	for _, id := range delegatedKeyIDs(st.roles[parent].md, role) {
+	cur := st.role(parent).md
+	for _, id := range delegatedKeyIDs(cur, role) {
 		now[id] = true
 	}
 	for _, id := range delegatedKeyIDs(before, role) {
@@ -532,7 +680,7 @@ func (c *Client) revokedSigners(prev, st *state, data []byte, role, parent strin
 		return ""
 	}
 	return fmt.Sprintf("signed by %s, removed from %s's delegation of %s in %s v%d (trusted before at v%d)",
-		strings.Join(revoked, ", "), parent, role, parent, st.roles[parent].md.Signed.Version, before.Signed.Version)
+		strings.Join(revoked, ", "), parent, role, parent, cur.Signed.Version, before.Signed.Version)
 }
 
 func delegatedKeyIDs(parent *metadata.Metadata[metadata.TargetsType], role string) []string {
@@ -613,37 +761,50 @@ func writeFileAtomic(path string, data []byte, sync bool) error {
 	return os.Rename(f.Name(), path)
 }
 
-// cachedVersions reads the versions of the files in CacheDir (verified
-// when they were written) so that the first Refresh of a process can say
-// what changed since the last run. Best effort: unreadable files count as
+// cachedFiles reads the top-level files in CacheDir (verified when they
+// were written) so that the first Refresh of a process can say what
+// changed since the last run. Best effort: unreadable files count as
 // absent.
-func (c *Client) cachedVersions() *state {
-	st := &state{roles: map[string]*loadedRole{}}
-	read := func(role string) []byte {
+func (c *Client) cachedFiles() map[string][]byte {
+	m := map[string][]byte{}
+	for _, role := range []string{"root", "timestamp", "snapshot", "targets"} {
 		data, err := os.ReadFile(filepath.Join(c.o.CacheDir, role+".json"))
-		if err != nil || checkMetadata(role, data, maxSizeOf(role, c.o.MaxRoleSize)) != nil {
-			return nil
+		if err == nil && checkMetadata(role, data, maxSizeOf(role, c.o.MaxRoleSize)) == nil {
+			m[role] = data
 		}
-		return data
 	}
+	return m
+}
+
+// cachedVersions parses the files cachedFiles read, as the state before
+// st; a file identical to st's is not parsed again (the snapshot and
+// targets of a warm cache are the bulk of the bytes).
+func cachedVersions(cached map[string][]byte, st *state) *state {
+	before := &state{roles: map[string]*loadedRole{}}
+	now := st.rolesCopy()
+	same := func(role string) bool { return now[role] != nil && bytes.Equal(cached[role], now[role].raw) }
 	_ = safely("", func() error {
-		if data := read("root"); data != nil {
-			st.root, _ = (&metadata.Metadata[metadata.RootType]{}).FromBytes(data)
+		if data := cached["root"]; data != nil {
+			before.root, _ = (&metadata.Metadata[metadata.RootType]{}).FromBytes(data)
 		}
-		if data := read("timestamp"); data != nil {
-			st.timestamp, _ = (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(data)
+		if data := cached["timestamp"]; data != nil {
+			before.timestamp, _ = (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(data)
 		}
-		if data := read("snapshot"); data != nil {
-			st.snapshot, _ = (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(data)
+		if same("snapshot") {
+			before.snapshot = st.snapshot
+		} else if data := cached["snapshot"]; data != nil {
+			before.snapshot, _ = (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(data)
 		}
-		if data := read("targets"); data != nil {
+		if same("targets") {
+			before.roles["targets"] = &loadedRole{md: now["targets"].md}
+		} else if data := cached["targets"]; data != nil {
 			if md, err := (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(data); err == nil {
-				st.roles["targets"] = &loadedRole{md: md}
+				before.roles["targets"] = &loadedRole{md: md}
 			}
 		}
 		return nil
 	})
-	return st
+	return before
 }
 
 // rawJSON returns a target's custom field.

@@ -101,14 +101,29 @@ func TestRefreshResolveVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A developer release: timestamp, snapshot and that role only.
+	// A developer release: the refresh asks for the next root, timestamp
+	// and snapshot; the role itself is loaded by the first lookup in it.
 	s.bump("payments")
 	s.addTarget("payments", "images/payments/web", []byte("web"))
 	s.publish()
 	ch = mustRefresh(t, c2)
-	if len(ch.Roles) != 1 || ch.Roles[0].Role != "payments" || ch.Roles[0].To != 2 || ch.Requests != 4 {
+	if len(ch.Roles) != 1 || ch.Roles[0].Role != "payments" || ch.Roles[0].To != 2 || ch.Requests != 3 {
 		t.Errorf("release: %+v", ch)
 	}
+	if st := c2.Status(ctx); len(st.Roles) != 4 || st.AllLoaded {
+		t.Errorf("status before a lookup: %+v", st)
+	}
+	s.mu.Lock()
+	s.requests = nil
+	s.mu.Unlock()
+	if r, err := c2.Resolve(ctx, "images/payments/web"); err != nil || r.RoleVersion != 2 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	s.mu.Lock()
+	if len(s.requests) != 1 {
+		t.Errorf("lookup after a release: requests %v", s.requests)
+	}
+	s.mu.Unlock()
 	st := c2.Status(ctx)
 	if !st.Trusted || len(st.Roles) != 5 || st.Roles[4].Role != "payments" || st.Roles[4].Version != 2 {
 		t.Errorf("status %+v", st)
@@ -280,14 +295,20 @@ func TestExpiredDeveloperRole(t *testing.T) {
 	s.targets["payments"].Signed.Expires = time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
 	s.publish()
 	c := s.clientFor(t, t.TempDir())
-	ch := mustRefresh(t, c)
-	if _, ok := ch.Refused["payments"]; !ok {
-		t.Errorf("payments not reported refused: %+v", ch)
-	}
+	mustRefresh(t, c)
 	_, err := c.Resolve(ctx, "images/payments/api")
 	wantErr(t, err, ErrFreeze)
-	if st := c.Status(ctx); len(st.Warnings) == 0 {
-		t.Error("no warning in status")
+	if st := c.Status(ctx); len(st.Warnings) == 0 || st.Refused["payments"] == "" {
+		t.Errorf("payments not reported refused in status: %+v", st)
+	}
+	// The full load (trust status --all) reports it too, from a fresh client.
+	c = s.clientFor(t, t.TempDir())
+	mustRefresh(t, c)
+	if err := c.LoadAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status(ctx); !st.AllLoaded || st.Refused["payments"] == "" {
+		t.Errorf("payments not reported refused by the full load: %+v", st)
 	}
 }
 
@@ -496,10 +517,24 @@ func TestNotDelegated(t *testing.T) {
 	s.publish()
 	c := s.clientFor(t, t.TempDir())
 	mustRefresh(t, c)
+	// Lazily, a role not on the path's way is not loaded: the path is
+	// refused as not listed.
 	_, err := c.Resolve(ctx, "images/billing/x")
-	wantErr(t, err, ErrNotDelegated)
-	if !strings.Contains(err.Error(), `"payments"`) || !strings.Contains(err.Error(), "targets → billing") {
-		t.Errorf("message: %v", err)
+	wantErr(t, err, ErrNotListed)
+	// Once payments is loaded (a lookup in it, or the full load), the
+	// refusal names it.
+	for i, load := range []func() error{
+		func() error { _, err := c.Resolve(ctx, "images/payments/api"); return err },
+		func() error { c = s.clientFor(t, t.TempDir()); mustRefresh(t, c); return c.LoadAll(ctx) },
+	} {
+		if err := load(); err != nil {
+			t.Fatal(i, err)
+		}
+		_, err = c.Resolve(ctx, "images/billing/x")
+		wantErr(t, err, ErrNotDelegated)
+		if !strings.Contains(err.Error(), `"payments"`) || !strings.Contains(err.Error(), "targets → billing") {
+			t.Errorf("message: %v", err)
+		}
 	}
 }
 
@@ -539,13 +574,34 @@ func TestDiamondAndCycle(t *testing.T) {
 	s.bump("targets")
 	s.publish()
 	dir := t.TempDir()
+	// The full load refuses the diamond for every path through it.
 	c := s.clientFor(t, dir)
 	mustRefresh(t, c)
+	if err := c.LoadAll(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []string{"shared/x", "b/x"} {
 		_, err := c.Resolve(ctx, p)
 		wantErr(t, err, ErrDiamondDelegation)
 	}
 	_, err := c.Resolve(ctx, "loop/x")
+	wantErr(t, err, ErrDelegationCycle)
+	if r, err := c.Resolve(ctx, "a/ok"); err != nil || r.Role != "team-a" {
+		t.Errorf("%+v %v", r, err)
+	}
+	// Lazily, the diamond is refused once both delegations have been
+	// walked, and from then on for every path through it; a cycle on the
+	// path is always refused.
+	c = s.clientFor(t, t.TempDir())
+	mustRefresh(t, c)
+	if r, err := c.Resolve(ctx, "shared/x"); err != nil || r.Role != "release" {
+		t.Errorf("%+v %v", r, err)
+	}
+	for _, p := range []string{"b/x", "shared/x"} {
+		_, err := c.Resolve(ctx, p)
+		wantErr(t, err, ErrDiamondDelegation)
+	}
+	_, err = c.Resolve(ctx, "loop/x")
 	wantErr(t, err, ErrDelegationCycle)
 	if r, err := c.Resolve(ctx, "a/ok"); err != nil || r.Role != "team-a" {
 		t.Errorf("%+v %v", r, err)

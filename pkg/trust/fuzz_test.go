@@ -22,7 +22,8 @@ var fuzzRoles = []string{"root", "timestamp", "snapshot", "targets", "payments"}
 // through must not panic go-tuf), then a timestamp re-signed with the
 // repository's real key through go-tuf's trusted set (go-tuf panics after
 // the signature check on a timestamp without snapshot meta), then a full
-// Refresh with the bytes served in place of a role's file. Nothing may
+// Refresh, a lookup (loading payments lazily) and LoadAll with the bytes
+// served in place of a role's file. Nothing may
 // panic, and every error must be one of this package's.
 func FuzzLoad(f *testing.F) {
 	s, _ := paymentsRepo(f)
@@ -69,6 +70,10 @@ func FuzzLoad(f *testing.F) {
 		if _, err := c.Resolve(ctx, "images/payments/api"); err != nil && !errors.Is(err, ErrTrust) {
 			t.Fatalf("untyped resolve error: %v", err)
 		}
+		if err := c.LoadAll(ctx); err != nil && !errors.Is(err, ErrTrust) {
+			t.Fatalf("untyped LoadAll error: %v", err)
+		}
+		c.Status(ctx)
 	})
 }
 

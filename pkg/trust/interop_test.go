@@ -53,8 +53,11 @@ func TestInteropRealRepositories(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("changes %+v", ch)
-			if _, ok := ch.Refused[tc.refused]; tc.refused != "" && !ok {
-				t.Errorf("%s not refused: %v", tc.refused, ch.Refused)
+			if err := c.LoadAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := c.Status(ctx).Refused[tc.refused]; tc.refused != "" && !ok {
+				t.Errorf("%s not refused: %v", tc.refused, c.Status(ctx).Refused)
 			}
 			path := read("targetpath")
 			r, err := c.Resolve(ctx, path)

@@ -173,6 +173,12 @@ func TestLoadCache(t *testing.T) {
 	}
 	wantErr(t, c.LoadCache(ctx), ErrUnavailable)
 	mustRefresh(t, c)
+	// Lookups load (and cache) the roles on their way.
+	for _, p := range []string{"images/payments/api", "images/billing/x"} {
+		if _, err := c.Resolve(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.Remove(dir + "/billing.json"); err != nil {
 		t.Fatal(err)
 	}

@@ -51,11 +51,13 @@ type Changes struct {
 	Roots []int64      `json:"roots,omitempty"`
 	Roles []RoleChange `json:"roles,omitempty"`
 	Keys  []KeyChange  `json:"keys,omitempty"`
-	// Delegations are the changes in the delegations of the roles trusted
-	// both before and after (for a process's first refresh: the top-level
-	// targets as cached).
+	// Delegations are the changes in the delegations of the top-level
+	// targets (a refresh loads no delegated role; for a process's first
+	// refresh, against the targets as cached).
 	Delegations []DelegationChange `json:"delegations,omitempty"`
-	// Refused are the roles no resolution may pass through, and why.
+	// Refused are the roles no resolution may pass through, and why: at
+	// a refresh, none yet (roles are refused as lookups or LoadAll load
+	// them; Status reports them).
 	Refused  map[string]string `json:"refused,omitempty"`
 	Requests int               `json:"requests"`
 	Bytes    int64             `json:"bytes"`
@@ -75,10 +77,11 @@ func diff(before, after *state, f *fetcher) *Changes {
 		Snapshot:  VersionChange{version(before.snapshot, snV), after.snapshot.Signed.Version},
 		Requests:  f.requests, Bytes: f.bytes,
 	}
-	if t := before.roles["targets"]; t != nil && t.md != nil {
+	beforeRoles, afterRoles := before.rolesCopy(), after.rolesCopy()
+	if t := beforeRoles["targets"]; t != nil && t.md != nil {
 		ch.Targets.From = t.md.Signed.Version
 	}
-	ch.Targets.To = after.roles["targets"].md.Signed.Version
+	ch.Targets.To = afterRoles["targets"].md.Signed.Version
 	for v := range f.roots {
 		ch.Roots = append(ch.Roots, v)
 	}
@@ -115,8 +118,8 @@ func diff(before, after *state, f *fetcher) *Changes {
 			return a.Role+a.Change+a.KeyID < b.Role+b.Change+b.KeyID
 		})
 	}
-	for name, b := range before.roles {
-		if a := after.roles[name]; b.md != nil && a != nil && a.md != nil {
+	for name, b := range beforeRoles {
+		if a := afterRoles[name]; b.md != nil && a != nil && a.md != nil {
 			ch.Delegations = append(ch.Delegations, delegationChanges(name, b.md, a.md)...)
 		}
 	}
@@ -194,6 +197,8 @@ func keySet(root *metadata.Metadata[metadata.RootType], role string) map[string]
 }
 
 func refusedReasons(st *state) map[string]string {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
 	if len(st.refused)+len(st.cycles) == 0 {
 		return nil
 	}
@@ -223,12 +228,19 @@ type RoleStatus struct {
 
 // Status is what the client trusts now, for `stepseal trust status`.
 type Status struct {
-	Source      string       `json:"source"`
-	CacheDir    string       `json:"cacheDir"`
-	LastRefresh time.Time    `json:"lastRefresh,omitzero"`
-	LastError   string       `json:"lastError,omitempty"`
-	Trusted     bool         `json:"trusted"`
-	Roles       []RoleStatus `json:"roles,omitempty"`
+	Source      string    `json:"source"`
+	CacheDir    string    `json:"cacheDir"`
+	LastRefresh time.Time `json:"lastRefresh,omitzero"`
+	LastError   string    `json:"lastError,omitempty"`
+	Trusted     bool      `json:"trusted"`
+	// AllLoaded says whether Roles are every delegated role (LoadAll ran
+	// on this state) or only those lookups have loaded so far.
+	AllLoaded bool `json:"allLoaded"`
+	// Delegated is the number of delegated roles the snapshot names,
+	// Loaded those loaded and verified so far.
+	Delegated int          `json:"delegated"`
+	Loaded    int          `json:"loaded"`
+	Roles     []RoleStatus `json:"roles,omitempty"`
 	// Refused are the roles no resolution may pass through, and why.
 	Refused  map[string]string `json:"refused,omitempty"`
 	Warnings []string          `json:"warnings,omitempty"`
@@ -237,7 +249,8 @@ type Status struct {
 // ExpiryWarning is how close to its expiry a role is reported.
 const ExpiryWarning = 7 * 24 * time.Hour
 
-// Status reports the verified state: top-level and delegated roles with
+// Status reports the verified state: the top-level roles and the
+// delegated roles loaded so far (all of them after LoadAll) with
 // versions, expiries, keys, the last refresh and its error, refused roles,
 // and warnings for roles expiring within ExpiryWarning.
 func (c *Client) Status(ctx context.Context) *Status {
@@ -261,25 +274,35 @@ func (c *Client) Status(ctx context.Context) *Status {
 	top("root", st.root.Signed.Version, st.root.Signed.Expires)
 	top("timestamp", st.timestamp.Signed.Version, st.timestamp.Signed.Expires)
 	top("snapshot", st.snapshot.Signed.Version, st.snapshot.Signed.Expires)
-	t := st.roles["targets"].md
+	roles := st.rolesCopy()
+	t := roles["targets"].md
 	top("targets", t.Signed.Version, t.Signed.Expires)
 	s.Roles[len(s.Roles)-1].Targets = len(t.Signed.Targets)
+	st.lmu.Lock()
+	s.AllLoaded = st.all
+	st.lmu.Unlock()
+	for name := range st.snapshot.Signed.Meta {
+		if !topLevelRoles[strings.TrimSuffix(name, ".json")] {
+			s.Delegated++
+		}
+	}
 	var names []string
-	for name := range st.roles {
+	for name := range roles {
 		if !topLevelRoles[name] {
 			names = append(names, name)
 		}
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		lr := st.roles[name]
+		lr := roles[name]
 		rs := RoleStatus{Role: name, Version: lr.md.Signed.Version, Expires: lr.md.Signed.Expires, Parent: lr.parent, Targets: len(lr.md.Signed.Targets)}
-		for _, dr := range st.roles[lr.parent].md.Signed.Delegations.Roles {
+		for _, dr := range roles[lr.parent].md.Signed.Delegations.Roles {
 			if dr.Name == name {
 				rs.Threshold, rs.KeyIDs, rs.Paths, rs.Terminating = dr.Threshold, dr.KeyIDs, append(dr.Paths, dr.PathHashPrefixes...), dr.Terminating
 			}
 		}
 		s.Roles = append(s.Roles, rs)
+		s.Loaded++
 	}
 	now := c.o.Now()
 	for _, r := range s.Roles {

@@ -18,7 +18,7 @@ func TestTrustStatusAndResolve(t *testing.T) {
 	cache := t.TempDir()
 	flags := []string{"--source", srv.URL + "/metadata", "--cache", cache}
 
-	r := ss(t, append([]string{"trust", "status", "--root", filepath.Join(base, "initial_root.json"), "-o", "json"}, flags...)...)
+	r := ss(t, append([]string{"trust", "status", "--all", "--root", filepath.Join(base, "initial_root.json"), "-o", "json"}, flags...)...)
 	if r.code != 0 {
 		t.Fatal(r)
 	}
@@ -42,8 +42,13 @@ func TestTrustStatusAndResolve(t *testing.T) {
 	}
 
 	// The second run uses the cache (no --root) and finds nothing new.
-	r = ss(t, append([]string{"trust", "status"}, flags...)...)
+	r = ss(t, append([]string{"trust", "status", "--all"}, flags...)...)
 	if r.code != 0 || !strings.Contains(r.stdout, "no new metadata") || !strings.Contains(r.stdout, "delegatedrole") {
+		t.Fatal(r)
+	}
+	// Without --all, delegated roles are loaded by lookups only.
+	r = ss(t, append([]string{"trust", "status"}, flags...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "no new metadata") || strings.Contains(r.stdout, "delegatedrole") || !strings.Contains(r.stdout, "delegated roles: 0 of 1 loaded") {
 		t.Fatal(r)
 	}
 

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -78,14 +79,19 @@ type trustStatusReport struct {
 
 func newTrustStatus(ro *rootOptions) *cobra.Command {
 	var f trustClientFlags
+	var all bool
 	c := &cobra.Command{
-		Use:   "status --source URL [--cache DIR] [--root ROOT.json]",
+		Use:   "status --source URL [--cache DIR] [--root ROOT.json] [--all]",
 		Short: "Refresh the trusted TUF metadata and say what changed, what is trusted and what expires soon",
 		Long: `Refresh the TUF metadata from --source into --cache (verifying root
-rotations, timestamp, snapshot, targets and every delegated role), then print
-what changed, the version, expiry, keys (TUF key IDs) and delegated paths of
-every role, roles refused by stepseal's delegation rules, and warnings for
-metadata expiring within 7 days. On a failed refresh the cache is unchanged;
+rotations, timestamp, snapshot and top-level targets; delegated roles are
+loaded by the lookups that need them), then print what changed, the version,
+expiry, keys (TUF key IDs) and delegated paths of every role loaded, roles
+refused by stepseal's delegation rules, and warnings for metadata expiring
+within 7 days. With --all, every delegated role is loaded and verified first,
+and stepseal's delegation rules are checked over the whole tree (a role
+delegated by two roles, a path listed by a role not delegated it), which a
+lookup checks only on its way. On a failed refresh the cache is unchanged;
 the error is printed with what the cache still trusts, and the exit status is
 1. With --offline, only the cache is verified and shown.`,
 		Args: cobra.NoArgs,
@@ -97,6 +103,14 @@ the error is printed with what the cache still trusts, and the exit status is
 			if err != nil && !f.offline {
 				// Say what is still trusted: the cache, verified offline.
 				_ = c.LoadCache(cmd.Context())
+			}
+			if all {
+				ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+				lerr := c.LoadAll(ctx)
+				cancel()
+				if err == nil && lerr != nil && !errors.Is(lerr, trust.ErrUnavailable) {
+					err = lerr
+				}
 			}
 			rep := trustStatusReport{Status: c.Status(cmd.Context()), Changes: ch}
 			if err != nil {
@@ -112,6 +126,7 @@ the error is printed with what the cache still trusts, and the exit status is
 		},
 	}
 	f.add(c)
+	c.Flags().BoolVar(&all, "all", false, "load and verify every delegated role, and check the delegation rules over the whole tree")
 	return c
 }
 
@@ -150,6 +165,9 @@ func printTrustStatus(w io.Writer, rep trustStatusReport) {
 		if len(r.Paths) > 0 {
 			fmt.Fprintf(w, "             paths %s, %d targets\n", strings.Join(r.Paths, " "), r.Targets)
 		}
+	}
+	if s.Trusted && !s.AllLoaded {
+		fmt.Fprintf(w, "delegated roles: %d of %d loaded (by lookups); --all loads and checks them all\n", s.Loaded, s.Delegated)
 	}
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)
