@@ -323,7 +323,7 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 	refTime := c.o.Now()
 	u.UnsafeSetRefTime(refTime)
 	if err := safely("", u.Refresh); err != nil {
-		return nil, nil, c.classifyRefresh(ctx, err, u)
+		return nil, nil, c.classifyRefresh(ctx, err, u, f)
 	}
 	trusted := u.GetTrustedMetadataSet()
 	st := &state{
@@ -349,9 +349,10 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 }
 
 // classifyRefresh names the role go-tuf's error is about (its message
-// says), the TUF key IDs that should have signed it, and what to do about
+// says; when it names none, the role of the file the fetcher handed go-tuf
+// last), the TUF key IDs that should have signed it, and what to do about
 // a timestamp rollback.
-func (c *Client) classifyRefresh(ctx context.Context, err error, u *updater.Updater) error {
+func (c *Client) classifyRefresh(ctx context.Context, err error, u *updater.Updater, f *fetcher) error {
 	if ctx.Err() != nil {
 		var te *Error
 		if !errors.As(err, &te) {
@@ -365,6 +366,9 @@ func (c *Client) classifyRefresh(ctx context.Context, err error, u *updater.Upda
 			role = r
 			break
 		}
+	}
+	if role == "" && f != nil && topLevelRoles[f.lastRole()] {
+		role = f.lastRole()
 	}
 	e := classify(err, role)
 	te, ok := e.(*Error)

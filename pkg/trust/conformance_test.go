@@ -386,16 +386,15 @@ func TestConformanceTopLevelMismatches(t *testing.T) {
 		name, role string
 		edit       func(s *sim)
 	}{
-		// Where the role is "", go-tuf's message names no role, and the client
-		// takes the role from it: the refusal names none (a gap of the
-		// client's error message, not of the verdict).
-		{"snapshot version other than the timestamp's", "", func(s *sim) {
+		// go-tuf's message names no role for some of these: the client
+		// names the role of the file it handed go-tuf last.
+		{"snapshot version other than the timestamp's", "snapshot", func(s *sim) {
 			v := s.snapshot.Signed.Version
 			s.set(fmt.Sprintf("%d.snapshot.json", v+1), s.get(fmt.Sprintf("%d.snapshot.json", v)))
 			s.timestamp.Signed.Meta["snapshot.json"] = &metadata.MetaFiles{Version: v + 1}
 			s.publishTimestamp()
 		}},
-		{"snapshot bytes other than the timestamp's hash", "", func(s *sim) {
+		{"snapshot bytes other than the timestamp's hash", "snapshot", func(s *sim) {
 			s.publishSnapshot()
 			name := fmt.Sprintf("%d.snapshot.json", s.snapshot.Signed.Version)
 			s.set(name, flipSig(s.get(name)))
@@ -406,7 +405,7 @@ func TestConformanceTopLevelMismatches(t *testing.T) {
 			s.snapshot.Signed.Meta["targets.json"] = &metadata.MetaFiles{Version: v + 1}
 			s.publishSnapshot()
 		}},
-		{"targets bytes other than the snapshot's hash", "", func(s *sim) {
+		{"targets bytes other than the snapshot's hash", "targets", func(s *sim) {
 			s.bump("targets")
 			s.publish()
 			name := fmt.Sprintf("%d.targets.json", s.targets["targets"].Signed.Version)

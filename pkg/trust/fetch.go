@@ -35,6 +35,17 @@ type fetcher struct {
 	roots    map[int64][]byte
 	requests int
 	bytes    int64
+	// last is the role of the last file handed to go-tuf: when go-tuf's
+	// error names no role (a version or hash other than the one the
+	// timestamp or snapshot names), it is about that file.
+	last string
+}
+
+// lastRole returns the role of the last file handed to go-tuf.
+func (f *fetcher) lastRole() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last
 }
 
 // DownloadFile implements fetcher.Fetcher. The duration argument is unused
@@ -54,11 +65,12 @@ func (f *fetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration)
 	if err := checkMetadata(role, data, maxLength); err != nil {
 		return nil, err
 	}
+	f.mu.Lock()
+	f.last = role
 	if role == "root" && version > 0 {
-		f.mu.Lock()
 		f.roots[version] = data
-		f.mu.Unlock()
 	}
+	f.mu.Unlock()
 	return data, nil
 }
 
