@@ -1,12 +1,14 @@
 package trust
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -154,5 +156,24 @@ func TestLazyTransientFailure(t *testing.T) {
 	defer s.mu.Unlock()
 	if err2 == nil || len(s.requests) != 0 {
 		t.Errorf("refusal not remembered: %v, requests %v", err2, s.requests)
+	}
+}
+
+// A long-running verifier refuses metadata that expired after the refresh
+// that verified it (a freeze), naming the role, until a refresh brings
+// newer metadata.
+func TestResolveRefusesMetadataExpiredSinceRefresh(t *testing.T) {
+	s, sum := paymentsRepo(t)
+	now := time.Now()
+	c := s.clientFor(t, t.TempDir(), func(o *ClientOptions) { o.Now = func() time.Time { return now } })
+	mustRefresh(t, c)
+	if _, err := c.VerifyArtifact(ctx, "images/payments/api", sum, int64(len("api v1"))); err != nil {
+		t.Fatal(err)
+	}
+	now = s.expires.Add(time.Second)
+	_, err := c.VerifyArtifact(ctx, "images/payments/api", sum, int64(len("api v1")))
+	var te *Error
+	if !errors.Is(err, ErrFreeze) || !errors.As(err, &te) || te.Role == "" || !strings.Contains(err.Error(), "refresh first") {
+		t.Fatalf("want ErrFreeze naming the expired role, got %v", err)
 	}
 }

@@ -47,9 +47,25 @@ func (c *Client) Resolve(ctx context.Context, path string) (*Resolution, error) 
 	if path == "" || strings.ContainsRune(path, 0) {
 		return nil, &Error{Category: ErrMalformed, Path: path, Detail: "empty target path or NUL in it"}
 	}
+	// Verified at the last refresh is not enough for a long-running
+	// verifier: metadata that has expired since is refused at lookup
+	// (a freeze), until a refresh brings newer metadata.
+	now := c.o.Now()
+	if exp := st.timestamp.Signed.Expires; !exp.After(now) {
+		return nil, &Error{Category: ErrFreeze, Role: "timestamp", Version: st.timestamp.Signed.Version, Path: path,
+			Detail: "expired at " + exp.UTC().Format(time.RFC3339) + " since the last refresh; refresh first"}
+	}
+	if exp := st.snapshot.Signed.Expires; !exp.After(now) {
+		return nil, &Error{Category: ErrFreeze, Role: "snapshot", Version: st.snapshot.Signed.Version, Path: path,
+			Detail: "expired at " + exp.UTC().Format(time.RFC3339) + " since the last refresh; refresh first"}
+	}
 	role, chain := "targets", []string{"targets"}
 	lr := st.role(role)
 	for {
+		if exp := lr.md.Signed.Expires; !exp.After(now) {
+			return nil, &Error{Category: ErrFreeze, Role: role, Version: lr.md.Signed.Version, Path: path,
+				Detail: "expired at " + exp.UTC().Format(time.RFC3339) + " since it was verified; refresh first"}
+		}
 		if tf, ok := lr.md.Signed.Targets[path]; ok && tf != nil {
 			return st.resolution(path, role, chain, tf)
 		}
