@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rsa"
 	"fmt"
 	"io"
 
@@ -42,12 +43,18 @@ func (t *tufSigner) SignMessage(r io.Reader, _ ...signature.SignOption) ([]byte,
 	return t.s.Sign(t.ctx, data)
 }
 
+// MinRSABits is the smallest RSA key a role may have.
+const MinRSABits = 2048
+
 // TUFKey returns a public key as TUF metadata. It refuses ECDSA curves other
 // than P-256: go-tuf v2.4.2 labels every ECDSA key ecdsa-sha2-nistp256 and
 // verifies with SHA-256, while stepseal signs P-384 with SHA-384.
 func TUFKey(pub crypto.PublicKey) (*metadata.Key, error) {
 	if k, ok := pub.(*ecdsa.PublicKey); ok && k.Curve != elliptic.P256() {
 		return nil, &Error{Kind: ErrUnsupported, Detail: fmt.Sprintf("ECDSA curve %s: TUF roles take ed25519, ECDSA P-256 or RSA keys", k.Curve.Params().Name)}
+	}
+	if k, ok := pub.(*rsa.PublicKey); ok && k.N.BitLen() < MinRSABits {
+		return nil, &Error{Kind: ErrUnsupported, Detail: fmt.Sprintf("RSA key of %d bits: TUF roles take RSA keys of at least %d bits", k.N.BitLen(), MinRSABits)}
 	}
 	k, err := metadata.KeyFromPublicKey(pub)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -531,4 +532,29 @@ func newP384(t testing.TB) signing.Signer {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Keys a role may not have are refused before anything is proposed: an
+// ECDSA curve go-tuf would verify with the wrong hash, a short RSA key.
+func TestTUFKeyRefusesWeakOrMislabelledKeys(t *testing.T) {
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, pub := range map[string]crypto.PublicKey{"P-384": &p384.PublicKey, "RSA-1024": &rsa1024.PublicKey} {
+		if _, err := TUFKey(pub); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: want ErrUnsupported, got %v", name, err)
+		}
+	}
+	rsa2048, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := TUFKey(&rsa2048.PublicKey); err != nil {
+		t.Errorf("RSA-2048: %v", err)
+	}
 }
