@@ -216,7 +216,7 @@ func FuzzCheckJSON(f *testing.F) {
 	for _, seed := range []string{`{}`, `{"a":null}`, `{"custom":{"x":null}}`, `{"a":1,"a":2}`, `{"a\u0041":1,"aA":2}`,
 		`[null]`, `{"targets":{"x":{"custom":[null,{"y":null}]},"y":null}}`, `{"a":"\"null\"","b":[1,2,{"c":true}]}`,
 		strings.Repeat("[", 70) + strings.Repeat("]", 70), strings.Repeat("[", 64) + "1" + strings.Repeat("]", 64),
-		strings.Repeat("[", 65) + "1" + strings.Repeat("]", 65), `{} {}`, ` {"a" : [ 1 , -2.5e3 , "x" ] } `, "\xef\xbb\xbf{}", `{"a":1}x`} {
+		strings.Repeat("[", 65) + "1" + strings.Repeat("]", 65), `{} {}`, ` {"a" : [ 1 , -2.5e3 , "x" ] } `, "\xef\xbb\xbf{}", `{"a":1}x`, manyKeys(20, -1), manyKeys(20, 3), manyKeys(20, 17), `[` + manyKeys(17, 16) + `,` + manyKeys(40, -1) + `]`} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -225,4 +225,57 @@ func FuzzCheckJSON(f *testing.F) {
 			t.Fatalf("checkJSON: %v, reference: %v", got, want)
 		}
 	})
+}
+
+// FuzzGuardOrder: checkMetadata, which lets json.Unmarshal's validity check
+// stand for checkJSON's json.Valid, refuses everything checkJSON refuses,
+// with checkJSON's error, before any error of the typed decode.
+func FuzzGuardOrder(f *testing.F) {
+	s, _ := paymentsRepo(f)
+	for i, name := range []string{"1.root.json", "timestamp.json", "2.snapshot.json", "2.targets.json", "1.payments.json"} {
+		good := s.get(name)
+		f.Add(uint8(i), good)
+		f.Add(uint8(i), good[:len(good)/2])
+	}
+	f.Add(uint8(3), []byte(`{"signed":{"_type":"targets","version":"x","targets":{"a":null}},"signatures":[],"signatures":[]}`))
+	f.Add(uint8(3), []byte(`{"signed":{"_type":"targets","version":"x","targets":{"a":null}},"signatures":[]}`))
+	f.Add(uint8(3), []byte(`{"signed":{"_type":7,"version":"x"},"signatures":[]} x`))
+	f.Fuzz(func(t *testing.T, kind uint8, data []byte) {
+		role := fuzzRoles[int(kind)%len(fuzzRoles)]
+		if int64(len(data)) > DefaultMaxRoleSize {
+			return
+		}
+		got := checkMetadata(role, data, DefaultMaxRoleSize)
+		if err := checkJSON(data); err != nil {
+			want := &Error{Category: ErrMalformed, Role: role, Detail: err.Error()}
+			if got == nil || got.Error() != want.Error() {
+				t.Fatalf("checkMetadata: %v, checkJSON: %v", got, want)
+			}
+			return
+		}
+		// Past checkJSON both are the same code, whose message may name
+		// whichever faulty map entry it meets first: compare refusals.
+		if want := checkMetadata(role, data, DefaultMaxRoleSize); (got == nil) != (want == nil) {
+			t.Fatalf("checkMetadata: %v, then %v", got, want)
+		}
+	})
+}
+
+// manyKeys is an object of n keys k0…k(n-1), the last one a copy of key
+// dup when dup >= 0: past smallObject keys scanJSON uses a map.
+func manyKeys(n, dup int) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		k := i
+		if i == n-1 && dup >= 0 {
+			k = dup
+		}
+		fmt.Fprintf(&b, `"k%d":{"k%d":%d}`, k, i, i)
+	}
+	b.WriteString("}")
+	return b.String()
 }

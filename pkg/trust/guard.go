@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -138,12 +139,24 @@ func checkMetadata(role string, data []byte, maxSize int64) error {
 	if int64(len(data)) > maxSize {
 		return &Error{Category: ErrTooLarge, Role: role, Detail: fmt.Sprintf("%d bytes, more than the cap of %d", len(data), maxSize)}
 	}
-	if err := checkJSON(data); err != nil {
+	// One validity pass, not two: json.Unmarshal checks the whole input
+	// before it decodes, so when it succeeds the bytes are valid JSON and
+	// scanJSON needs no json.Valid of its own. The errors are checkJSON's,
+	// in checkJSON's order (FuzzGuardOrder compares with that order).
+	if err := checkText(data); err != nil {
 		return &Error{Category: ErrMalformed, Role: role, Detail: err.Error()}
 	}
 	var env mdEnvelope
-	if err := json.Unmarshal(data, &env); err != nil {
-		return malformed(role, "%v", err)
+	uerr := json.Unmarshal(data, &env)
+	if uerr != nil && !json.Valid(data) {
+		var v any
+		return &Error{Category: ErrMalformed, Role: role, Detail: fmt.Sprintf("invalid JSON: %v", json.Unmarshal(data, &v))}
+	}
+	if err := scanJSON(data); err != nil {
+		return &Error{Category: ErrMalformed, Role: role, Detail: err.Error()}
+	}
+	if uerr != nil {
+		return malformed(role, "%v", uerr)
 	}
 	if env.Signed == nil || env.Signatures == nil {
 		return malformed(role, "signed and signatures are required")
@@ -220,30 +233,55 @@ func endsLiteral(b byte) bool {
 // maxJSONDepth and null outside "custom". One pass over bytes json.Valid
 // accepted; FuzzCheckJSON compares it with a json.Decoder-based walk.
 func checkJSON(data []byte) error {
+	if err := checkText(data); err != nil {
+		return err
+	}
+	if !json.Valid(data) {
+		var v any
+		return fmt.Errorf("invalid JSON: %v", json.Unmarshal(data, &v))
+	}
+	return scanJSON(data)
+}
+
+// checkText refuses invalid UTF-8 and a byte order mark.
+func checkText(data []byte) error {
 	if !utf8.Valid(data) {
 		return errors.New("invalid UTF-8")
 	}
 	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
 		return errors.New("byte order mark")
 	}
-	if !json.Valid(data) {
-		var v any
-		return fmt.Errorf("invalid JSON: %v", json.Unmarshal(data, &v))
-	}
-	type frame struct {
-		obj       bool
-		custom    bool            // the container is inside a custom value
-		keys      map[string]bool // an object's keys so far
-		expectKey bool
-		valCustom bool // an object's next value is inside a custom value
-		key       string
-	}
-	var stack []*frame
+	return nil
+}
+
+// smallObject is how many keys an object may have before scanJSON looks
+// its keys up in a map rather than comparing them one by one.
+const smallObject = 16
+
+// scanFrame is an open object or array of scanJSON.
+type scanFrame struct {
+	obj       bool
+	custom    bool // the container is inside a custom value
+	expectKey bool
+	valCustom bool   // an object's next value is inside a custom value
+	key       []byte // an object's current key, unescaped
+	keysFrom  int    // where an object's keys start in scanJSON's keys
+	set       map[string]struct{}
+}
+
+// scanJSON is checkJSON's walk over bytes known to be valid JSON (the
+// caller has checked with json.Valid or a successful json.Unmarshal): no
+// duplicate keys, depth at most maxJSONDepth, no null outside "custom".
+// Keys are compared as subslices of data (unescaped ones apart); only
+// objects of more than smallObject keys allocate, a map.
+func scanJSON(data []byte) error {
+	var stack []scanFrame
+	var keys [][]byte // the keys of the open small objects, outermost first
 	inCustom := func() bool {
 		if len(stack) == 0 {
 			return false
 		}
-		if top := stack[len(stack)-1]; top.obj {
+		if top := &stack[len(stack)-1]; top.obj {
 			return top.valCustom
 		} else {
 			return top.custom
@@ -253,14 +291,14 @@ func checkJSON(data []byte) error {
 		if len(stack) == 0 || !stack[len(stack)-1].obj {
 			return fmt.Sprintf("depth %d", len(stack))
 		}
-		return fmt.Sprintf("key %q", stack[len(stack)-1].key)
+		return fmt.Sprintf("key %q", string(stack[len(stack)-1].key))
 	}
 	for i := 0; i < len(data); {
 		switch c := data[i]; c {
 		case ' ', '\t', '\n', '\r', ':':
 			i++
 		case ',':
-			if top := stack[len(stack)-1]; top.obj {
+			if top := &stack[len(stack)-1]; top.obj {
 				top.expectKey = true
 			}
 			i++
@@ -268,12 +306,10 @@ func checkJSON(data []byte) error {
 			if len(stack) > maxJSONDepth {
 				return fmt.Errorf("nested deeper than %d", maxJSONDepth)
 			}
-			stack = append(stack, &frame{obj: c == '{', custom: inCustom(), expectKey: c == '{'})
-			if c == '{' {
-				stack[len(stack)-1].keys = map[string]bool{}
-			}
+			stack = append(stack, scanFrame{obj: c == '{', custom: inCustom(), expectKey: c == '{', keysFrom: len(keys)})
 			i++
 		case '}', ']':
+			keys = keys[:stack[len(stack)-1].keysFrom]
 			stack = stack[:len(stack)-1]
 			i++
 		case '"':
@@ -285,18 +321,37 @@ func checkJSON(data []byte) error {
 				j++
 			}
 			j++
-			if top := stack; len(top) > 0 && top[len(top)-1].obj && top[len(top)-1].expectKey {
-				f := top[len(top)-1]
-				k := string(data[i+1 : j-1])
-				if bytes.IndexByte(data[i+1:j-1], '\\') >= 0 {
-					if err := json.Unmarshal(data[i:j], &k); err != nil {
+			if len(stack) > 0 && stack[len(stack)-1].obj && stack[len(stack)-1].expectKey {
+				f := &stack[len(stack)-1]
+				k := data[i+1 : j-1]
+				if bytes.IndexByte(k, '\\') >= 0 {
+					var s string
+					if err := json.Unmarshal(data[i:j], &s); err != nil {
 						return fmt.Errorf("invalid key: %v", err)
 					}
+					k = []byte(s)
 				}
-				if f.keys[k] {
-					return fmt.Errorf("duplicate key %q", k)
+				if f.set != nil {
+					if _, dup := f.set[string(k)]; dup {
+						return fmt.Errorf("duplicate key %q", string(k))
+					}
+					f.set[string(k)] = struct{}{}
+				} else {
+					for _, o := range keys[f.keysFrom:] {
+						if bytes.Equal(o, k) {
+							return fmt.Errorf("duplicate key %q", string(k))
+						}
+					}
+					keys = append(keys, k)
+					if len(keys)-f.keysFrom > smallObject {
+						f.set = make(map[string]struct{}, 2*smallObject)
+						for _, o := range keys[f.keysFrom:] {
+							f.set[string(o)] = struct{}{}
+						}
+						keys = keys[:f.keysFrom]
+					}
 				}
-				f.keys[k], f.expectKey, f.key, f.valCustom = true, false, k, f.custom || k == "custom"
+				f.expectKey, f.key, f.valCustom = false, k, f.custom || string(k) == "custom"
 			} else if len(stack) > maxJSONDepth {
 				return fmt.Errorf("nested deeper than %d", maxJSONDepth)
 			}
@@ -355,15 +410,22 @@ func checkRoleKeys(name string, keyIDs *[]string, threshold *int64, keys map[str
 	if *threshold < 1 || *threshold > int64(len(*keyIDs)) {
 		return &RoleKeysError{Role: name, Detail: fmt.Sprintf("threshold %d with %d keys", *threshold, len(*keyIDs))}
 	}
-	ids := map[string]bool{}
-	for _, id := range *keyIDs {
+	var ids map[string]bool // only for long lists: short ones are compared one by one
+	if len(*keyIDs) > smallObject {
+		ids = make(map[string]bool, len(*keyIDs))
+	}
+	for i, id := range *keyIDs {
 		if _, ok := keys[id]; !ok {
 			return &RoleKeysError{Role: name, Key: id, Detail: "key is not in keys"}
 		}
-		if ids[id] {
+		if ids != nil {
+			if ids[id] {
+				return &RoleKeysError{Role: name, Key: id, Detail: "key listed twice"}
+			}
+			ids[id] = true
+		} else if slices.Contains((*keyIDs)[:i], id) {
 			return &RoleKeysError{Role: name, Key: id, Detail: "key listed twice"}
 		}
-		ids[id] = true
 	}
 	return nil
 }
