@@ -14,6 +14,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/tekton"
 )
 
 // skipRecords signs a skip record (attest.BySkip) for every step of every
@@ -50,21 +51,9 @@ func (r *Kind) skipRecords(ctx context.Context, pr *v1.PipelineRun, rec *run.Rec
 		skip := &run.Skip{Reason: string(st.Reason)}
 		switch st.Reason {
 		case v1.WhenExpressionsSkip:
-			if len(st.WhenExpressions) != len(pt.When) {
-				logging.FromContext(ctx).Warnw("no skip record: the skipped task's resolved when expressions do not match its written ones", "task", st.Name)
-				continue
-			}
-			for i, w := range pt.When {
-				if w.CEL != "" {
-					// Tekton does not record which CEL expression was
-					// false: no record, so the run does not verify.
-					skip = nil
-					break
-				}
-				res := st.WhenExpressions[i]
-				skip.When = append(skip.When, run.When{Input: w.Input, Operator: string(w.Operator), Values: append([]string{}, w.Values...),
-					ResolvedInput: res.Input, ResolvedValues: append([]string{}, res.Values...)})
-			}
+			// Tekton does not record which CEL expression was false: no
+			// record then (WhenSkip is nil), so the run does not verify.
+			skip = tekton.WhenSkip(pt.When, st.WhenExpressions, nil)
 		case v1.ParentTasksSkip:
 			d := slices.Clone(deps[st.Name])
 			sort.Strings(d)

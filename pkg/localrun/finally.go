@@ -14,6 +14,7 @@ import (
 	duckv1 "knative.dev/pkg/apis/duck/v1"
 
 	"github.com/stepseal/stepseal/pkg/run"
+	"github.com/stepseal/stepseal/pkg/tekton"
 )
 
 // taskFailed reports whether err is a task's failure, after which Tekton
@@ -132,7 +133,7 @@ func (r *runner) runFinalTask(ctx context.Context, facts *prresources.PipelineRu
 		var record *run.Skip
 		if s.SkippingReason == v1.WhenExpressionsSkip {
 			detail = " (" + describeWhen(rpt.PipelineTask.When) + ")"
-			record = whenSkip(r.writtenWhen(name), rpt.PipelineTask.When, rpt.EvaluatedCEL)
+			record = tekton.WhenSkip(r.writtenWhen(name), rpt.PipelineTask.When, rpt.EvaluatedCEL)
 		}
 		return skip(s.SkippingReason, detail, record)
 	}

@@ -81,31 +81,6 @@ func (r *runner) skipRecord(ctx context.Context, pt *v1.PipelineTask, skip *run.
 	return nil
 }
 
-// whenSkip is the Skip of a task whose when expressions are false: the
-// expressions as the Pipeline writes them (written), and as resolved here
-// (resolved, with CEL results), in order.
-func whenSkip(written, resolved v1.WhenExpressions, cel map[string]bool) *run.Skip {
-	if len(written) != len(resolved) {
-		return nil
-	}
-	s := &run.Skip{Reason: string(v1.WhenExpressionsSkip)}
-	for i, w := range written {
-		if w.CEL != "" {
-			b, ok := cel[resolved[i].CEL]
-			if !ok {
-				return nil
-			}
-			s.When = append(s.When, run.When{CEL: w.CEL, CELResult: &b})
-			continue
-		}
-		s.When = append(s.When, run.When{
-			Input: w.Input, Operator: string(w.Operator), Values: append([]string{}, w.Values...),
-			ResolvedInput: resolved[i].Input, ResolvedValues: append([]string{}, resolved[i].Values...),
-		})
-	}
-	return s
-}
-
 // writtenWhen returns pipeline task name's when expressions as the
 // Pipeline writes them, before any substitution.
 func (r *runner) writtenWhen(name string) v1.WhenExpressions {

@@ -797,7 +797,7 @@ func (r *runner) runPipelineTask(ctx context.Context, name string) error {
 		return invalid("pipeline task %s: when expression: CEL: %v", name, err)
 	}
 	if !pt.When.AllowsExecution(rpt.EvaluatedCEL) {
-		return skip(v1.WhenExpressionsSkip, " ("+describeWhen(pt.When)+")", whenSkip(r.writtenWhen(name), pt.When, rpt.EvaluatedCEL))
+		return skip(v1.WhenExpressionsSkip, " ("+describeWhen(pt.When)+")", tekton.WhenSkip(r.writtenWhen(name), pt.When, rpt.EvaluatedCEL))
 	}
 
 	ts := r.taskSpec(pt)

@@ -656,13 +656,7 @@ func (g *graph) addSkipRules(spec *tekton.Spec, f *layout.Functionaries, keys ma
 		}
 		sort.Strings(r.ResultsFrom)
 		sort.Strings(r.Parents)
-		for _, w := range t.pt.When {
-			if w.CEL != "" {
-				r.When = append(r.When, run.When{CEL: w.CEL})
-				continue
-			}
-			r.When = append(r.When, run.When{Input: w.Input, Operator: string(w.Operator), Values: append([]string{}, w.Values...)})
-		}
+		r.When = tekton.When(t.pt.When)
 		cascade[t.name] = len(r.Parents) > 0 || len(r.ResultsFrom) > 0
 		canSkip[t.name] = cascade[t.name] || len(r.When) > 0
 		if !canSkip[t.name] {
