@@ -92,6 +92,27 @@ func (c *Client) Resolve(ctx context.Context, ref name.Reference) (name.Digest, 
 	return ref.Context().Digest(desc.Digest.String()), nil
 }
 
+// Describe returns the digest and size of the manifest a reference
+// currently points to (what a TUF target of an OCI artifact binds).
+func (c *Client) Describe(ctx context.Context, ref name.Reference) (name.Digest, int64, error) {
+	ref, err := bind(ref, c.o)
+	if err != nil {
+		return name.Digest{}, 0, err
+	}
+	desc, err := remote.Head(ref, c.remoteOptions(ctx)...)
+	if err == nil && desc.Size <= 0 {
+		// A registry that does not say the size on HEAD: read the manifest.
+		var d *remote.Descriptor
+		if d, err = remote.Get(ref, c.remoteOptions(ctx)...); err == nil {
+			desc = &d.Descriptor
+		}
+	}
+	if err != nil {
+		return name.Digest{}, 0, fmt.Errorf("resolving %s: %w", ref, registryError(ref.Context().RegistryStr(), err))
+	}
+	return ref.Context().Digest(desc.Digest.String()), desc.Size, nil
+}
+
 // Pull is Client.Pull with a Client made of opts.
 func Pull(ctx context.Context, ref name.Reference, opts ...Option) (v1.Image, error) {
 	c, err := New(opts...)

@@ -56,6 +56,13 @@ type ClientOptions struct {
 	// HTTPClient sends the requests (default: a fresh client, never
 	// http.DefaultClient).
 	HTTPClient *http.Client
+	// TargetsURL is the base URL of the target files Fetch downloads
+	// (default: Source's sibling "targets", <base>/metadata →
+	// <base>/targets, as `stepseal trust publish` lays them out).
+	TargetsURL string
+	// MaxTargetSize caps a target file Fetch downloads (default
+	// DefaultMaxTargetSize).
+	MaxTargetSize int64
 }
 
 // Client is stepseal's TUF client. Refresh verifies the repository's
@@ -149,6 +156,9 @@ func NewClient(ctx context.Context, o ClientOptions) (*Client, error) {
 	}
 	if o.MaxRoleSize <= 0 {
 		o.MaxRoleSize = DefaultMaxRoleSize
+	}
+	if o.MaxTargetSize <= 0 {
+		o.MaxTargetSize = DefaultMaxTargetSize
 	}
 	if o.MaxRoles <= 0 {
 		o.MaxRoles = 10_000
@@ -650,6 +660,9 @@ func sameDelegation(a, b *metadata.Metadata[metadata.TargetsType], role string) 
 // delegated role to before (in this process's previous state, else in the
 // cache) but no longer does: a revoked or rotated-out key still signing.
 func (c *Client) revokedSigners(st *state, data []byte, role, parent string) string {
+	if why := recordedRevocations(st.role(parent).md, data, role, parent); why != "" {
+		return why
+	}
 	var before *metadata.Metadata[metadata.TargetsType]
 	if p := st.prev[parent]; p != nil && p.md != nil {
 		before = p.md
@@ -685,6 +698,61 @@ func (c *Client) revokedSigners(st *state, data []byte, role, parent string) str
 	}
 	return fmt.Sprintf("signed by %s, removed from %s's delegation of %s in %s v%d (trusted before at v%d)",
 		strings.Join(revoked, ", "), parent, role, parent, cur.Signed.Version, before.Signed.Version)
+}
+
+// RevocationsField is the signed field in which `stepseal trust revoke`
+// records, in the delegator, which key of which role was revoked in which
+// of its versions (repo.RevocationsField; the repository package imports
+// this one).
+const RevocationsField = "x-stepseal-revocations"
+
+// recordedRevocations names the keys that signed role's data and that the
+// delegator's signed revocation records say were revoked: what lets a
+// client that never trusted the key say why it is refused.
+func recordedRevocations(parent *metadata.Metadata[metadata.TargetsType], data []byte, role, parentName string) string {
+	if parent == nil {
+		return ""
+	}
+	list, ok := parent.Signed.UnrecognizedFields[RevocationsField].([]any)
+	if !ok {
+		return ""
+	}
+	var env mdEnvelope
+	if json.Unmarshal(data, &env) != nil || env.Signatures == nil {
+		return ""
+	}
+	signed := map[string]bool{}
+	for _, sig := range *env.Signatures {
+		if sig.KeyID != nil {
+			signed[*sig.KeyID] = true
+		}
+	}
+	current := map[string]bool{}
+	for _, id := range delegatedKeyIDs(parent, role) {
+		current[id] = true
+	}
+	var out []string
+	for _, item := range list {
+		rec, ok := item.(map[string]any)
+		if !ok {
+			continue
+		}
+		r, _ := rec["role"].(string)
+		id, _ := rec["keyid"].(string)
+		v, _ := rec["version"].(float64)
+		if r != role || !signed[id] || current[id] {
+			continue
+		}
+		msg := fmt.Sprintf("signed by %s, revoked from %s in %s v%d", id, role, parentName, int64(v))
+		if date, _ := rec["date"].(string); date != "" {
+			msg += " on " + date
+		}
+		if reason, _ := rec["reason"].(string); reason != "" {
+			msg += fmt.Sprintf(" (%q)", reason)
+		}
+		out = append(out, msg)
+	}
+	return strings.Join(out, "; ")
 }
 
 func delegatedKeyIDs(parent *metadata.Metadata[metadata.TargetsType], role string) []string {

@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -90,10 +91,26 @@ func (f *fetcher) get(urlPath, role string, maxLength int64) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		status := resp.StatusCode
+		if role == "root" && status == http.StatusForbidden {
+			// Object stores (S3, GCS without list permission) answer 403
+			// for an object that does not exist; go-tuf ends its root loop
+			// only on 404 and would fail every refresh. Taking 403 for "no
+			// newer root" gives a mirror no more power than withholding the
+			// file: the client keeps the root it trusts.
+			status = http.StatusNotFound
+		}
 		// go-tuf ends its root loop on this error with status 404.
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: resp.StatusCode, URL: urlPath}
+		return nil, &metadata.ErrDownloadHTTP{StatusCode: status, URL: urlPath}
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxLength+1))
+	// Read into a buffer of the announced size when it is within the cap:
+	// io.ReadAll's doubling would allocate about twice a large role.
+	buf := bytes.NewBuffer(nil)
+	if n := resp.ContentLength; n > 0 && n <= maxLength {
+		buf.Grow(int(n) + 1)
+	}
+	_, err = io.Copy(buf, io.LimitReader(resp.Body, maxLength+1))
+	data := buf.Bytes()
 	f.mu.Lock()
 	f.bytes += int64(len(data))
 	f.mu.Unlock()

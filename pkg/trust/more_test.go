@@ -252,3 +252,37 @@ func TestMirrors(t *testing.T) {
 	c = s.clientFor(t, dir, func(o *ClientOptions) { o.Source, o.Mirrors = down, []string{garbage.URL + "/metadata"} })
 	refreshFails(t, c, dir, ErrMalformed)
 }
+
+// TestForbiddenForMissingRoot: an object store answers 403 for a root
+// version that does not exist; the refresh treats it as the end of the
+// root chain (go-tuf alone fails every refresh), and a rotation behind
+// such a store still reaches the client. A 403 for any other file is
+// still an error.
+func TestForbiddenForMissingRoot(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	dir := t.TempDir()
+	c := s.clientFor(t, dir)
+	s.setIntercept(func(name string, w http.ResponseWriter, r *http.Request) bool {
+		if s.get(name) == nil {
+			http.Error(w, "AccessDenied", http.StatusForbidden)
+			return true
+		}
+		return false
+	})
+	mustRefresh(t, c)
+	s.rotateRoot()
+	s.publishRoot()
+	s.publish()
+	ch := mustRefresh(t, c)
+	if ch.Root.To != ch.Root.From+1 {
+		t.Errorf("root after a rotation behind a 403 store: %+v", ch.Root)
+	}
+	s.setIntercept(func(name string, w http.ResponseWriter, r *http.Request) bool {
+		if name == "timestamp.json" {
+			http.Error(w, "AccessDenied", http.StatusForbidden)
+			return true
+		}
+		return false
+	})
+	refreshFails(t, c, dir, ErrUnavailable)
+}

@@ -12,12 +12,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/trust"
 )
 
 // trustClientFlags are the flags every client command shares.
 type trustClientFlags struct {
 	source, cache, root  string
+	targets              string
 	timeout, fileTimeout time.Duration
 	offline              bool
 	mirrors              []string
@@ -30,6 +32,7 @@ func (f *trustClientFlags) add(c *cobra.Command) {
 	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on the whole refresh")
 	c.Flags().DurationVar(&f.fileTimeout, "file-timeout", 30*time.Second, "bound on each download")
 	c.Flags().BoolVar(&f.offline, "offline", false, "do not refresh: verify and use the cache as it is")
+	c.Flags().StringVar(&f.targets, "targets", "", "base URL of the target files (default: --source's sibling targets/)")
 	c.Flags().StringArrayVar(&f.mirrors, "mirror", nil, "metadata URL tried, in order, when the refresh from --source fails (repeatable)")
 }
 
@@ -49,7 +52,7 @@ func (f *trustClientFlags) refresh(ctx context.Context) (*trust.Client, *trust.C
 	if f.source == "" {
 		f.source = "http://offline.invalid"
 	}
-	o := trust.ClientOptions{Source: f.source, Mirrors: f.mirrors, CacheDir: f.cache, FileTimeout: f.fileTimeout}
+	o := trust.ClientOptions{Source: f.source, Mirrors: f.mirrors, CacheDir: f.cache, FileTimeout: f.fileTimeout, TargetsURL: f.targets}
 	if f.root != "" {
 		data, err := os.ReadFile(f.root)
 		if err != nil {
@@ -212,5 +215,63 @@ delegations, a role delegated twice or in a cycle, is refused.`,
 	f.add(c)
 	c.Flags().StringVar(&sha, "sha256", "", "expected sha256 (hex) of the artifact")
 	c.Flags().Int64Var(&size, "size", 0, "expected size in bytes of the artifact")
+	return c
+}
+
+// trustFetchReport is what `stepseal trust fetch` prints.
+type trustFetchReport struct {
+	*trust.Resolution
+	Out    string `json:"out"`
+	URL    string `json:"url,omitempty"`
+	Cached bool   `json:"cached"`
+}
+
+func newTrustFetch(ro *rootOptions) *cobra.Command {
+	var f trustClientFlags
+	var out string
+	c := &cobra.Command{
+		Use:   "fetch PATH --source URL --out FILE",
+		Short: "Refresh, then download the target file PATH, checked against the role that vouches for it",
+		Long: `Refresh the TUF metadata, resolve PATH as trust resolve does, and download
+its file (from --targets, by default the metadata URL's sibling targets/,
+named <sha256>.<name> under consistent snapshots). The file is written to
+--out only when its length and sha256 are the ones the role signed; a copy is
+kept in the cache (targets/<sha256>), so a later fetch, --offline included,
+does not download it again. Files above 16 MiB are refused before download.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("--out is required (- for standard output)")
+			}
+			c, _, err := f.refresh(cmd.Context())
+			if err != nil {
+				return err
+			}
+			t, err := c.Fetch(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if out == "-" {
+				_, err := cmd.OutOrStdout().Write(t.Data)
+				return err
+			}
+			if err := signing.WriteFileAtomic(out, t.Data, 0o644); err != nil {
+				return err
+			}
+			rep := trustFetchReport{Resolution: t.Resolution, Out: out, Cached: t.Cached}
+			if !t.Cached {
+				rep.URL = c.TargetURL(t.Resolution)
+			}
+			return ro.print(cmd.OutOrStdout(), rep, func(w io.Writer) {
+				from := "downloaded"
+				if t.Cached {
+					from = "from the cache"
+				}
+				fmt.Fprintf(w, "%s: %d bytes, sha256 %s, %s, vouched for by %s v%d → %s\n", t.Path, t.Length, t.SHA256, from, t.Role, t.RoleVersion, out)
+			})
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&out, "out", "", "file to write (- for standard output)")
 	return c
 }

@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -12,9 +13,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/trust"
 	"github.com/stepseal/stepseal/pkg/trust/repo"
 )
 
@@ -213,17 +216,21 @@ not overlap; a role has one parent; no cycles; names [a-z0-9][a-z0-9-]{0,62}.`,
 }
 
 func newTrustSign(ro *rootOptions) *cobra.Command {
-	var role, path, sha, proposal, out, remove string
+	var role, path, sha, proposal, out, remove, file, image string
 	var length int64
 	var keys []string
+	var reg registryFlags
 	c := &cobra.Command{
-		Use:   "sign DIR --role ROLE --path PATH --sha256 HEX --length N --key KEY --out FILE",
+		Use:   "sign DIR --role ROLE (--path PATH (--file FILE | --sha256 HEX --length N) | --image REF) --key KEY --out FILE",
 		Short: "Sign a release into your role (offline), or co-sign a proposal",
 		Long: `Propose ROLE's next version with PATH bound to its sha256 and length, signed
-with your key. For an OCI artifact the path is oci/<registry>/<repository>:<tag>
-and the digest and length are its manifest's. DIR is the repository or any
-published copy of it. Without --path the role's targets are re-signed at the
-next version (after a key rotation); --remove PATH drops a target.
+with your key. --file FILE takes them from a file (a layout, a policy, a key;
+the publisher then hosts the file with 'trust accept --target-file PATH=FILE').
+--image REF asks the registry for the manifest's digest and size and names the
+target oci/<registry>/<repository>:<tag> (unless --path says otherwise); without
+a registry, give --sha256 and --length of the manifest. DIR is the repository
+or any published copy of it. Without --path the role's targets are re-signed at
+the next version (after a key rotation); --remove PATH drops a target.
 With --proposal FILE, add your signature to an existing proposal (co-signing
 for a threshold above 1); the publisher merges the copies.`,
 		Args: cobra.RangeArgs(0, 1),
@@ -262,7 +269,10 @@ for a threshold above 1); the publisher merges the copies.`,
 			if remove != "" {
 				b, err = r.Remove(ctx, role, remove, ss...)
 			} else {
-				b, err = r.Release(ctx, role, path, repo.Target{SHA256: strings.TrimPrefix(sha, "sha256:"), Length: length}, ss...)
+				if path, sha, length, err = releaseTarget(ctx, &reg, path, sha, length, file, image); err != nil {
+					return err
+				}
+				b, err = r.Release(ctx, role, path, repo.Target{SHA256: sha, Length: length}, ss...)
 			}
 			if err != nil {
 				return err
@@ -275,11 +285,58 @@ for a threshold above 1); the publisher merges the copies.`,
 	f.StringVar(&path, "path", "", "target path (oci/<registry>/<repository>:<tag>, layouts/<name>.layout, ...)")
 	f.StringVar(&sha, "sha256", "", "the target's sha256 (hex, sha256: prefix allowed)")
 	f.Int64Var(&length, "length", 0, "the target's length in bytes (an OCI manifest's size)")
+	f.StringVar(&file, "file", "", "the target's file: its sha256 and length are computed")
+	f.StringVar(&image, "image", "", "an OCI image or artifact reference: the manifest's digest and size are asked of the registry")
 	f.StringVar(&remove, "remove", "", "target path to remove")
 	f.StringArrayVar(&keys, "key", nil, "your private key file or KMS URI (repeatable)")
 	f.StringVar(&proposal, "proposal", "", "co-sign this proposal file")
 	f.StringVar(&out, "out", "", "proposal file to write")
+	reg.add(c)
 	return c
+}
+
+// releaseTarget is the path, sha256 and length a release binds: given, or
+// from --file, or from the registry for --image.
+func releaseTarget(ctx context.Context, reg *registryFlags, path, sha string, length int64, file, image string) (string, string, int64, error) {
+	sources := 0
+	for _, set := range []bool{sha != "" || length != 0, file != "", image != ""} {
+		if set {
+			sources++
+		}
+	}
+	if sources > 1 {
+		return "", "", 0, fmt.Errorf("give one of --sha256/--length, --file and --image")
+	}
+	switch {
+	case file != "":
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", "", 0, err
+		}
+		sum := sha256.Sum256(data)
+		return path, hex.EncodeToString(sum[:]), int64(len(data)), nil
+	case image != "":
+		c, err := reg.client()
+		if err != nil {
+			return "", "", 0, err
+		}
+		ref, err := c.ParseReference(image)
+		if err != nil {
+			return "", "", 0, err
+		}
+		d, size, err := c.Describe(ctx, ref)
+		if err != nil {
+			return "", "", 0, err
+		}
+		if path == "" {
+			path = "oci/" + ref.Context().RegistryStr() + "/" + ref.Context().RepositoryStr() + ":" + ref.Identifier()
+			if _, isDigest := ref.(name.Digest); isDigest {
+				path = "oci/" + ref.Context().RegistryStr() + "/" + ref.Context().RepositoryStr() + "@" + ref.Identifier()
+			}
+		}
+		return path, strings.TrimPrefix(d.DigestStr(), "sha256:"), size, nil
+	}
+	return path, strings.TrimPrefix(sha, "sha256:"), length, nil
 }
 
 func proposalRole(b []byte) string {
@@ -427,19 +484,54 @@ metadata no longer meets the threshold, clients refuse it until it is re-signed.
 	return c
 }
 
+// trustAcceptReport is what `stepseal trust accept` prints.
+type trustAcceptReport struct {
+	*repo.Change
+	TargetFiles []string `json:"targetFiles,omitempty"`
+}
+
 func newTrustAccept(ro *rootOptions) *cobra.Command {
 	var online string
+	var files []string
 	c := &cobra.Command{
-		Use:   "accept DIR [PROPOSAL...] --online-key KEY",
+		Use:   "accept DIR [PROPOSAL...] --online-key KEY [--target-file PATH=FILE...]",
 		Short: "The publisher's gate: check proposals, then re-sign snapshot and timestamp",
 		Long: `Accept proposals — all or none. Each must parse strictly, be signed by the
 threshold of its role's current delegation, bump the version, keep its targets
 inside its delegated paths and expire within bounds; copies of one proposal
 signed by different co-signers are merged. Then snapshot and timestamp are
 re-signed with the online key. Without proposals, only snapshot and timestamp
-are re-signed (run it well within the timestamp's expiry).`,
+are re-signed (run it well within the timestamp's expiry).
+--target-file PATH=FILE hosts FILE as target PATH's file (published under
+targets/), after the proposals are accepted, only if a role then lists PATH
+with FILE's sha256 and length; with --target-file and no proposal, nothing is
+re-signed and no online key is needed.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			hosted := map[string][]byte{}
+			var order []string
+			for _, tf := range files {
+				p, file, ok := strings.Cut(tf, "=")
+				if !ok || p == "" || file == "" {
+					return fmt.Errorf("--target-file %q: want PATH=FILE", tf)
+				}
+				data, err := readCapped(file, trust.DefaultMaxTargetSize)
+				if err != nil {
+					return err
+				}
+				if len(data) > trust.DefaultMaxTargetSize {
+					return fmt.Errorf("--target-file %s: larger than the %d bytes clients fetch", file, trust.DefaultMaxTargetSize)
+				}
+				hosted[p] = data
+				order = append(order, p)
+			}
+			if len(args) == 1 && len(files) > 0 {
+				r, err := repo.Open(args[0], repo.OpenOptions{})
+				if err != nil {
+					return err
+				}
+				return hostTargets(cmd, ro, r, &repo.Change{}, hosted, order)
+			}
 			if online == "" {
 				return fmt.Errorf("--online-key is required")
 			}
@@ -468,19 +560,42 @@ are re-signed (run it well within the timestamp's expiry).`,
 			if err != nil {
 				return err
 			}
-			return ro.print(cmd.OutOrStdout(), ch, func(w io.Writer) {
-				for _, rv := range ch.Roles {
-					fmt.Fprintf(w, "accepted %s v%d\n", rv.Role, rv.Version)
-				}
-				fmt.Fprintf(w, "signed snapshot v%d, timestamp v%d\n", ch.Snapshot, ch.Timestamp)
-				for _, u := range ch.Unverifiable {
-					fmt.Fprintf(w, "warning: %s's current metadata no longer meets its delegation: clients refuse it until it is re-signed\n", u)
-				}
-			})
+			return hostTargets(cmd, ro, r, ch, hosted, order)
 		},
 	}
 	c.Flags().StringVar(&online, "online-key", "", "snapshot and timestamp key: file or KMS URI")
+	c.Flags().StringArrayVar(&files, "target-file", nil, "PATH=FILE: host FILE as the file of target PATH (repeatable)")
 	return c
+}
+
+// hostTargets adds the target files to the repository after ch (the
+// accepted change, empty when only files are added) and prints the report.
+func hostTargets(cmd *cobra.Command, ro *rootOptions, r *repo.Repo, ch *repo.Change, files map[string][]byte, order []string) error {
+	rep := trustAcceptReport{Change: ch}
+	var err error
+	for _, p := range order {
+		if err = r.AddTargetFile(p, files[p]); err != nil {
+			break
+		}
+		rep.TargetFiles = append(rep.TargetFiles, p)
+	}
+	if perr := ro.print(cmd.OutOrStdout(), rep, func(w io.Writer) {
+		for _, rv := range ch.Roles {
+			fmt.Fprintf(w, "accepted %s v%d\n", rv.Role, rv.Version)
+		}
+		if ch.Snapshot > 0 {
+			fmt.Fprintf(w, "signed snapshot v%d, timestamp v%d\n", ch.Snapshot, ch.Timestamp)
+		}
+		for _, u := range ch.Unverifiable {
+			fmt.Fprintf(w, "warning: %s's current metadata no longer meets its delegation: clients refuse it until it is re-signed\n", u)
+		}
+		for _, p := range rep.TargetFiles {
+			fmt.Fprintf(w, "hosting %s\n", p)
+		}
+	}); perr != nil {
+		return perr
+	}
+	return err
 }
 
 // readCapped reads a file of at most max bytes (one more is read to tell).

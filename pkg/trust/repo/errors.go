@@ -60,6 +60,9 @@ var (
 	// ErrStale: another Accept or Tick wrote the repository after this Repo
 	// was opened; open it again and retry (the proposals are unaffected).
 	ErrStale = reject.Sentinel(reject.ErrUnavailable, "repository changed since it was opened")
+	// ErrNotListed: a target file that no role lists with its sha256 and
+	// length (the repository hosts only files its metadata vouches for).
+	ErrNotListed = reject.Sentinel(reject.ErrMissing, "target file not listed")
 	// ErrPublished: a published versioned file differs from the repository's
 	// file of the same name (versioned files are immutable).
 	ErrPublished = reject.Sentinel(reject.ErrMismatch, "published metadata differs")

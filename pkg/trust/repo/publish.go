@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -22,7 +23,9 @@ import (
 // files, then the snapshots, then timestamp.json last; each file by atomic
 // rename. Versioned files are immutable: one already published with other
 // content is refused (ErrPublished) before anything is copied. Unchanged
-// files are skipped. It returns the names written.
+// files are skipped. The target files the repository hosts (TargetsDir)
+// that the current metadata lists are copied to dst/targets/ before any
+// metadata. It returns the names written, relative to dst.
 func (r *Repo) Publish(ctx context.Context, dst string) ([]string, error) {
 	src := filepath.Join(r.dir, MetadataDir)
 	entries, err := os.ReadDir(src)
@@ -90,6 +93,11 @@ func (r *Repo) Publish(ctx context.Context, dst string) ([]string, error) {
 		data[f.name] = b
 		todo = append(todo, f.name)
 	}
+	// Target files first: a client that sees the new metadata finds them.
+	targets, err := r.publishTargets(dst)
+	if err != nil {
+		return nil, err
+	}
 	for _, n := range todo {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -98,7 +106,11 @@ func (r *Repo) Publish(ctx context.Context, dst string) ([]string, error) {
 			return nil, err
 		}
 	}
-	return todo, nil
+	written := targets
+	for _, n := range todo {
+		written = append(written, path.Join(MetadataDir, n))
+	}
+	return written, nil
 }
 
 // ErrRemoteListen: Serve was asked to listen beyond loopback without

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/trust"
 )
 
 const (
@@ -338,6 +340,20 @@ func TestRevokeKeyKeepsRoleAndRecordsIt(t *testing.T) {
 	}
 	if _, err := u.GetTargetInfo("oci/registry.example.com/billing/api:v2"); !errors.Is(err, &metadata.ErrUnsignedMetadata{}) {
 		t.Fatalf("client after revocation: %v, want ErrUnsignedMetadata", err)
+	}
+	// stepseal's client, fresh (it never trusted the key), says from the
+	// signed record which key was revoked, in which version, and why.
+	c, err := trust.NewClient(ctx, trust.ClientOptions{Source: url, CacheDir: t.TempDir(), BootstrapRoot: root1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Resolve(ctx, "oci/registry.example.com/billing/api:v2")
+	want := fmt.Sprintf("signed by %s, revoked from billing in targets v%d on ", devID, f.repo.st.roles[RoleTargets].Signed.Version)
+	if !errors.Is(err, trust.ErrUnsigned) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `("laptop lost")`) {
+		t.Fatalf("fresh client after revocation: %v, want ErrUnsigned with %q", err, want)
 	}
 	// The team re-signs with the remaining key: available again.
 	resigned, err := f.repo.Release(ctx, "billing", "", Target{}, dev2)

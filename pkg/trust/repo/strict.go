@@ -24,7 +24,7 @@ const RoleField = "x-stepseal-role"
 
 // RevocationsField is the signed field of a delegating role that records
 // revoked keys, so clients can say which key was revoked in which version.
-const RevocationsField = "x-stepseal-revocations"
+const RevocationsField = trust.RevocationsField
 
 var specVersionRE = regexp.MustCompile(`^1\.[0-9]{1,4}(\.[0-9]{1,4})?$`)
 
