@@ -3,6 +3,12 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/json"
 	"errors"
 	"os"
@@ -137,5 +143,42 @@ func TestTrustRotateAndRootCeremony(t *testing.T) {
 	}
 	if _, err := os.Stat(p("rev.json")); !os.IsNotExist(err) {
 		t.Fatal("a refused revoke wrote its proposal")
+	}
+}
+
+// TestTrustInitRefusesBadKeyFiles: a key file of a type or size TUF roles
+// do not take, or that is not a key at all (a raw ed25519 seed), is refused
+// with the reason and nothing is written.
+func TestTrustInitRefusesBadKeyFiles(t *testing.T) {
+	keys := t.TempDir()
+	good, err := signing.Generate(signing.ED25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := signing.WriteKeyPair(keys, "good", good, nil); err != nil {
+		t.Fatal(err)
+	}
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	p384der, _ := x509.MarshalPKCS8PrivateKey(p384)
+	files := map[string][]byte{
+		"p384.key":    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p384der}),
+		"rsa1024.key": pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsa1024)}),
+		"seed.key":    bytes.Repeat([]byte{7}, 32),
+	}
+	for name, data := range files {
+		path := filepath.Join(keys, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "repo")
+		_, err := runCLI(t, "trust", "init", dir, "--root-key", path, "--targets-key", filepath.Join(keys, "good.key"), "--online-key", filepath.Join(keys, "good.key"))
+		if err == nil {
+			t.Fatalf("%s: accepted", name)
+		}
+		t.Logf("%s: %v", name, err)
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("%s: refused init wrote %s", name, dir)
+		}
 	}
 }
