@@ -95,6 +95,11 @@ type state struct {
 	// prev are the roles verified in the previous state, reused when the
 	// snapshot names the same version, length and hashes (reusable).
 	prev map[string]*loadedRole
+	// cached are the top-level files the cache held when this state's
+	// refresh began (read and guarded once, for staging), so that a
+	// process's first Refresh can say what changed since the last run;
+	// dropped once used.
+	cached map[string][]byte
 
 	// lmu serializes the loading of delegated roles: go-tuf's trusted set
 	// (trusted) is not safe for concurrent use.
@@ -200,10 +205,6 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	before := c.state.Load()
-	var cached map[string][]byte
-	if before == nil {
-		cached = c.cachedFiles()
-	}
 	var st *state
 	var f *fetcher
 	var errs []error
@@ -230,8 +231,9 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 		return nil, err
 	}
 	if before == nil {
-		before, cached = cachedVersions(cached, st), nil
+		before = cachedVersions(st.cached, st)
 	}
+	st.cached = nil
 	dropTopLevelRaw(st)
 	c.state.Store(st)
 	return diff(before, st, f), nil
@@ -265,6 +267,7 @@ func (c *Client) LoadCache(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	st.cached = nil
 	dropTopLevelRaw(st)
 	c.state.Store(st)
 	return nil
@@ -285,6 +288,10 @@ func firstRefusal(errs []error) error {
 func (c *Client) refresh(ctx context.Context, source string, offline bool) (*state, *fetcher, error) {
 	rootPath := filepath.Join(c.o.CacheDir, "root.json")
 	rootBytes, err := os.ReadFile(rootPath)
+	cached := map[string][]byte{}
+	if err == nil {
+		cached["root"] = rootBytes
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && offline:
 		return nil, nil, &Error{Category: ErrUnavailable, Role: "root", Detail: "the cache has no trusted root"}
@@ -315,6 +322,7 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 			if err := os.WriteFile(filepath.Join(staging, role+".json"), data, 0o600); err != nil {
 				return nil, nil, &Error{Category: ErrUnavailable, Detail: "staging directory", Err: err}
 			}
+			cached[role] = data
 		}
 	}
 	f := &fetcher{ctx: ctx, source: source, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: offline}
@@ -340,7 +348,7 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 		root: trusted.Root, timestamp: trusted.Timestamp, snapshot: trusted.Snapshot,
 		roles: map[string]*loadedRole{}, parents: map[string]string{"targets": "root"},
 		refused: map[string]error{}, cycles: map[[2]string]error{}, refTime: refTime,
-		source: source, offline: offline, trusted: &trusted,
+		source: source, offline: offline, trusted: &trusted, cached: cached,
 	}
 	if prev := c.state.Load(); prev != nil {
 		st.prev = prev.rolesCopy()
@@ -833,22 +841,7 @@ func writeFileAtomic(path string, data []byte, sync bool) error {
 	return os.Rename(f.Name(), path)
 }
 
-// cachedFiles reads the top-level files in CacheDir (verified when they
-// were written) so that the first Refresh of a process can say what
-// changed since the last run. Best effort: unreadable files count as
-// absent.
-func (c *Client) cachedFiles() map[string][]byte {
-	m := map[string][]byte{}
-	for _, role := range []string{"root", "timestamp", "snapshot", "targets"} {
-		data, err := os.ReadFile(filepath.Join(c.o.CacheDir, role+".json"))
-		if err == nil && checkMetadata(role, data, maxSizeOf(role, c.o.MaxRoleSize)) == nil {
-			m[role] = data
-		}
-	}
-	return m
-}
-
-// cachedVersions parses the files cachedFiles read, as the state before
+// cachedVersions parses the cached top-level files (state.cached), as the state before
 // st; a file identical to st's is not parsed again (the snapshot and
 // targets of a warm cache are the bulk of the bytes).
 func cachedVersions(cached map[string][]byte, st *state) *state {
