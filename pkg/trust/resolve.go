@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"crypto"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,6 +29,12 @@ type Resolution struct {
 	// names. Not in-toto key IDs.
 	SignedBy  []string `json:"signedBy"`
 	Threshold int      `json:"threshold"`
+	// KeyIDs are the TUF key IDs Role is delegated to, Keys their public
+	// keys (same order): the keys that may sign for Role's paths, which
+	// is what a consumer of a target (a layout's owners, a policy's
+	// owners) takes as that target's signers.
+	KeyIDs []string           `json:"keyIds"`
+	Keys   []crypto.PublicKey `json:"-"`
 }
 
 // Resolve finds the role that vouches for path in the verified state. It
@@ -167,8 +174,22 @@ func (st *state) resolution(path, role string, chain []string, tf *metadata.Targ
 		Role: role, RoleVersion: lr.md.Signed.Version, RoleExpires: lr.md.Signed.Expires,
 		Chain: append([]string(nil), chain...),
 	}
-	_, _, r.Threshold = st.delegation(role)
+	keys, ids, threshold := st.delegation(role)
+	r.Threshold = threshold
 	r.SignedBy = append([]string(nil), st.signers(role)...)
+	for _, id := range ids {
+		k, ok := keys[id]
+		if !ok {
+			continue
+		}
+		var pub crypto.PublicKey
+		err := safely(role, func() (err error) { pub, err = k.ToPublicKey(); return err })
+		if err != nil {
+			return nil, &Error{Category: ErrUnsupported, Role: role, Version: lr.md.Signed.Version, Path: path, KeyIDs: []string{id}, Detail: "a key the role is delegated to cannot be used", Err: err}
+		}
+		r.KeyIDs = append(r.KeyIDs, id)
+		r.Keys = append(r.Keys, pub)
+	}
 	return r, nil
 }
 

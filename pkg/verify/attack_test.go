@@ -108,7 +108,7 @@ func TestAttacks(t *testing.T) {
 		name:   "layout signed by a non-owner",
 		mutate: func(c *chain) { c.owners = []string{"mallory"} },
 		want:   ErrLayoutSignature,
-		words:  []string{"owner key " + id("owner"), "no signature by this key"},
+		words:  []string{"owner in-toto key " + id("owner"), "no signature by this key"},
 	}, {
 		name: "layout modified after signing",
 		mutate: func(c *chain) {
@@ -118,7 +118,7 @@ func TestAttacks(t *testing.T) {
 			}
 		},
 		want:  ErrLayoutSignature,
-		words: []string{"owner key " + id("owner"), "does not verify"},
+		words: []string{"owner in-toto key " + id("owner"), "does not verify"},
 	}, {
 		name: "link modified after signing",
 		mutate: func(c *chain) {

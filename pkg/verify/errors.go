@@ -130,15 +130,22 @@ func (e *VerificationError) Category() string { return "verification" }
 // LayoutSignatureError: the layout's signature by an owner key is missing or
 // invalid, or too few owners signed.
 type LayoutSignatureError struct {
+	// Layout names the layout (a file, or a TUF target and its role).
+	Layout string
+	// KeyID is the owner's in-toto key ID.
 	KeyID  string
 	Reason string
 }
 
 func (e *LayoutSignatureError) Error() string {
-	if e.KeyID == "" {
-		return "layout signature: " + e.Reason
+	of := ""
+	if e.Layout != "" && e.Layout != "layout" {
+		of = " of " + e.Layout
 	}
-	return fmt.Sprintf("layout signature by owner key %s: %s", short(e.KeyID), e.Reason)
+	if e.KeyID == "" {
+		return "layout signature" + of + ": " + e.Reason
+	}
+	return fmt.Sprintf("layout signature%s by owner in-toto key %s: %s", of, short(e.KeyID), e.Reason)
 }
 
 // Is matches ErrLayoutSignature, signing.ErrSignature and ErrVerification.

@@ -263,7 +263,7 @@ func (v *verification) verifyLayoutSignatures(ctx context.Context, data []byte) 
 	}
 	v.pl = pl
 	if len(v.owners) == 0 {
-		v.fail(&LayoutSignatureError{Reason: "no owner key given"})
+		v.fail(&LayoutSignatureError{Layout: v.file, Reason: "no owner key given"})
 		return false
 	}
 	// Owners are identified by key ID; the same key given twice counts once.
@@ -272,7 +272,7 @@ func (v *verification) verifyLayoutSignatures(ctx context.Context, data []byte) 
 	for _, o := range v.owners {
 		id, err := o.KeyID()
 		if err != nil {
-			v.fail(&LayoutSignatureError{Reason: fmt.Sprintf("owner key: %v", err)})
+			v.fail(&LayoutSignatureError{Layout: v.file, Reason: fmt.Sprintf("owner key: %v", err)})
 			return false
 		}
 		if _, dup := owners[id]; !dup {
@@ -288,7 +288,7 @@ func (v *verification) verifyLayoutSignatures(ctx context.Context, data []byte) 
 	var bad []error
 	for _, id := range ids {
 		if err := verifySig(ctx, owners[id], id, pl.Signatures, pl.Payload); err != "" {
-			bad = append(bad, &LayoutSignatureError{KeyID: id, Reason: err})
+			bad = append(bad, &LayoutSignatureError{Layout: v.file, KeyID: id, Reason: err})
 			continue
 		}
 		good++
@@ -304,7 +304,7 @@ func (v *verification) verifyLayoutSignatures(ctx context.Context, data []byte) 
 	}
 	v.fail(bad...)
 	if v.opts.LayoutThreshold > 0 {
-		v.fail(&LayoutSignatureError{Reason: fmt.Sprintf("%d of %d owner keys signed the layout validly, %d required", good, len(ids), need)})
+		v.fail(&LayoutSignatureError{Layout: v.file, Reason: fmt.Sprintf("%d of %d owner keys signed the layout validly, %d required", good, len(ids), need)})
 	}
 	return false
 }

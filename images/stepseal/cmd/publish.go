@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"crypto"
 	"errors"
 	"fmt"
@@ -64,9 +65,18 @@ type policyFlags struct {
 	keys      []string
 	threshold int
 	state     string
+	// trust, when enabled, is where the policy (and, for pull, the
+	// publisher's key and the image's digest) comes from: path names a TUF
+	// target.
+	trust trustSourceFlags
+	cmd   *cobra.Command
+	// from describes the TUF target the policy was taken from.
+	from string
 }
 
 func (p *policyFlags) add(c *cobra.Command) {
+	p.cmd = c
+	p.trust.add(c)
 	c.Flags().StringVar(&p.path, "platform-policy", "", "platform policy: which platforms may decrypt which artifact")
 	c.Flags().StringArrayVar(&p.keys, "policy-key", nil, "public key of a policy owner: the policy must be a DSSE envelope signed by it (repeatable)")
 	c.Flags().IntVar(&p.threshold, "policy-threshold", 0, "owner signatures the policy needs (default 1)")
@@ -75,9 +85,24 @@ func (p *policyFlags) add(c *cobra.Command) {
 
 // load reads the policy (publish.LoadPolicy: a signed one is checked
 // against, and then recorded in, the state directory).
-func (p *policyFlags) load() (*policy.Policy, error) {
+func (p *policyFlags) load(ctx context.Context) (*policy.Policy, error) {
 	if p.path == "" {
 		return nil, fmt.Errorf("--platform-policy is required")
+	}
+	if p.trust.enabled() {
+		if err := p.trust.refuse(p.cmd, "policy-key", "policy-threshold", "state"); err != nil {
+			return nil, err
+		}
+		root, err := p.trust.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		pol, d, err := root.Policy(ctx, p.path)
+		if err != nil {
+			return nil, err
+		}
+		p.from = d.Describe()
+		return pol, nil
 	}
 	keys, err := loadVerifiers(p.keys)
 	if err != nil {
@@ -164,7 +189,7 @@ stepseal.dev/reissued-from so its signature stays verifiable.`,
 			if err != nil {
 				return err
 			}
-			pol, err := pf.load()
+			pol, err := pf.load(ctx)
 			if err != nil {
 				return err
 			}
@@ -184,6 +209,18 @@ stepseal.dev/reissued-from so its signature stays verifiable.`,
 			if len(attestKeys) > 0 {
 				attKeys = nil
 				for _, p := range attestKeys {
+					if pf.trust.enabled() {
+						root, err := pf.trust.open(ctx)
+						if err != nil {
+							return err
+						}
+						pub, d, err := root.Key(ctx, p)
+						if err != nil {
+							return err
+						}
+						attKeys = append(attKeys, oci.StatementKey{Name: d.Describe(), Public: pub})
+						continue
+					}
 					v, err := signing.LoadVerifier(p)
 					if err != nil {
 						return err
@@ -222,7 +259,7 @@ stepseal.dev/reissued-from so its signature stays verifiable.`,
 	pf.add(c)
 	c.Flags().StringVar(&keyPath, "key", "", "private key to sign with (PEM or cosign-encrypted)")
 	c.Flags().StringArrayVar(&attest, "attest", nil, "DSSE envelope to attach as an attestation (repeatable)")
-	c.Flags().StringArrayVar(&attestKeys, "attest-key", nil, "public key an --attest envelope must be signed with (repeatable; default: the public key of --key)")
+	c.Flags().StringArrayVar(&attestKeys, "attest-key", nil, "public key an --attest envelope must be signed with (repeatable; default: the public key of --key; with --trust: a TUF key target)")
 	return c
 }
 
@@ -233,6 +270,8 @@ type pullReport struct {
 	Signatures []string `json:"signatures"`
 	Encrypted  bool     `json:"encrypted"`
 	Recipients []string `json:"recipients,omitempty"`
+	// Trust says which TUF role vouched for the tag's digest (--trust).
+	Trust string `json:"trust,omitempty"`
 }
 
 // recipientLines are recipients as the pull and run reports list them.
@@ -273,13 +312,35 @@ image layout. Nothing is written unless every check passed.`,
 			if err != nil {
 				return err
 			}
-			v, err := signing.LoadVerifier(pubPath)
-			if err != nil {
-				return err
+			var pub crypto.PublicKey
+			var vouched string
+			if pf.trust.enabled() {
+				// The tag's digest and the publisher's key from TUF; the
+				// registry's answer for the tag must be what TUF vouches for.
+				root, err := pf.trust.open(ctx)
+				if err != nil {
+					return err
+				}
+				d, res, err := root.Image(ctx, c, ref)
+				if err != nil {
+					return err
+				}
+				vouched = fmt.Sprintf("TUF role %s v%d vouches for %s", res.Role, res.RoleVersion, d.DigestStr())
+				k, _, err := root.Key(ctx, pubPath)
+				if err != nil {
+					return err
+				}
+				pub, ref = k, d
+			} else {
+				v, err := signing.LoadVerifier(pubPath)
+				if err != nil {
+					return err
+				}
+				pub = v.Public()
 			}
 			var pol *policy.Policy
 			if pf.path != "" {
-				if pol, err = pf.load(); err != nil {
+				if pol, err = pf.load(ctx); err != nil {
 					return err
 				}
 			}
@@ -289,15 +350,18 @@ image layout. Nothing is written unless every check passed.`,
 					return err
 				}
 			}
-			pulled, err := publish.Pull(ctx, c, ref, publish.PullOptions{CheckOptions: publish.CheckOptions{Key: v.Public(), Policy: pol}, DecryptionKey: dec})
+			pulled, err := publish.Pull(ctx, c, ref, publish.PullOptions{CheckOptions: publish.CheckOptions{Key: pub, Policy: pol}, DecryptionKey: dec})
 			if err != nil {
 				return err
 			}
 			if err := pulled.Save(out); err != nil {
 				return err
 			}
-			r := pullReport{Ref: ref.String(), Digest: pulled.Digest.String(), Out: out, Signatures: pulled.Signatures, Encrypted: pulled.Encrypted, Recipients: recipientLines(pulled.Recipients)}
+			r := pullReport{Ref: args[0], Digest: pulled.Digest.String(), Out: out, Signatures: pulled.Signatures, Encrypted: pulled.Encrypted, Recipients: recipientLines(pulled.Recipients), Trust: vouched}
 			return ro.print(cmd.OutOrStdout(), r, func(w io.Writer) {
+				if vouched != "" {
+					fmt.Fprintf(w, "%s\n", vouched)
+				}
 				state := "not encrypted"
 				if r.Encrypted {
 					state = fmt.Sprintf("decrypted (recipients match policy %q)", pol.Name)
@@ -309,7 +373,7 @@ image layout. Nothing is written unless every check passed.`,
 	rf.add(c)
 	pf.add(c)
 	c.Flags().StringVar(&out, "out", "", "where to write the artifact (must not exist)")
-	c.Flags().StringVar(&pubPath, "key", "", "public key the artifact must be signed with")
+	c.Flags().StringVar(&pubPath, "key", "", "public key the artifact must be signed with (with --trust: a TUF key target, keys/<name>.pub or a short name)")
 	c.Flags().StringVar(&decPath, "decryption-key", "", "this platform's private key (PEM or JWK)")
 	return c
 }
@@ -352,7 +416,7 @@ func newCryptRecipients(ro *rootOptions) *cobra.Command {
 			}
 			var pol *policy.Policy
 			if pf.path != "" {
-				if pol, err = pf.load(); err != nil {
+				if pol, err = pf.load(ctx); err != nil {
 					return err
 				}
 			}
@@ -448,7 +512,7 @@ the registry unless --keep-old.`,
 			if !ok {
 				return fmt.Errorf("rotate needs a tag to move, %s has none", ref)
 			}
-			pol, err := pf.load()
+			pol, err := pf.load(ctx)
 			if err != nil {
 				return err
 			}

@@ -19,28 +19,56 @@ func newVerify(ro *rootOptions) *cobra.Command {
 	var layoutPath, linksDir, runID string
 	var layoutKeys, artifacts []string
 	var threshold int
+	var tf trustSourceFlags
 	c := &cobra.Command{
-		Use:   "verify --layout FILE --layout-key KEY... --links DIR [--artifact URI=FILE...]",
+		Use:   "verify (--layout FILE --layout-key KEY... | --trust URL --layout NAME) --links DIR [--artifact URI=FILE...]",
 		Short: "Verify links against a signed in-toto layout; name every failure",
 		Long: `Verify a supply chain: the layout's owner signatures, its expiry, every
 step's links (signatures by authorized keys, thresholds), that all links come
 from one run, the artifact rules, and optionally the delivered artifacts.
-Exit status 0 only when everything passed.`,
+Exit status 0 only when everything passed.
+With --trust, the layout is the TUF target --layout names (layouts/<name>.layout,
+or just <name>), and its owners are the keys of the TUF role that vouches for
+it, with that role's threshold: no local layout or key file is read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if layoutPath == "" || linksDir == "" || len(layoutKeys) == 0 {
-				return fmt.Errorf("--layout, --layout-key and --links are required")
+			var data []byte
+			var owners []signing.Verifier
+			layoutName := layoutPath
+			if tf.enabled() {
+				if layoutPath == "" || linksDir == "" {
+					return fmt.Errorf("--layout (a TUF target) and --links are required")
+				}
+				if err := tf.refuse(cmd, "layout-key", "layout-threshold"); err != nil {
+					return err
+				}
+				root, err := tf.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				d, err := root.Layout(cmd.Context(), layoutPath)
+				if err != nil {
+					return err
+				}
+				if owners, threshold, err = d.Owners(); err != nil {
+					return err
+				}
+				data, layoutName = d.Data, d.Describe()
+				verifyGC()
+			} else {
+				if layoutPath == "" || linksDir == "" || len(layoutKeys) == 0 {
+					return fmt.Errorf("--layout, --layout-key and --links are required (or --trust URL and --layout NAME)")
+				}
+				verifyGC()
+				var err error
+				if data, err = verify.ReadFile(layoutPath); err != nil {
+					return err
+				}
+				if owners, err = loadVerifiers(layoutKeys); err != nil {
+					return err
+				}
 			}
-			verifyGC()
-			data, err := verify.ReadFile(layoutPath)
-			if err != nil {
-				return err
-			}
-			owners, err := loadVerifiers(layoutKeys)
-			if err != nil {
-				return err
-			}
-			opts := verify.Options{LayoutThreshold: threshold, RunID: runID, LayoutName: layoutPath}
+			opts := verify.Options{LayoutThreshold: threshold, RunID: runID, LayoutName: layoutName}
 			if len(artifacts) > 0 {
 				opts.Artifacts = map[string]run.DigestSet{}
 				for _, a := range artifacts {
@@ -76,7 +104,8 @@ Exit status 0 only when everything passed.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&layoutPath, "layout", "", "signed in-toto layout (root.layout)")
+	c.Flags().StringVar(&layoutPath, "layout", "", "signed in-toto layout (root.layout); with --trust, the TUF target (layouts/<name>.layout or <name>)")
+	tf.add(c)
 	c.Flags().StringArrayVar(&layoutKeys, "layout-key", nil, "public key of a layout owner (repeatable)")
 	c.Flags().IntVar(&threshold, "layout-threshold", 0, "owner signatures required (default: every --layout-key, as in-toto)")
 	c.Flags().StringVar(&linksDir, "links", "", "directory of <step>.<keyid8>.link files")
