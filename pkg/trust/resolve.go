@@ -1,8 +1,8 @@
 package trust
 
 import (
-	"crypto"
 	"context"
+	"crypto"
 	"encoding/json"
 	"fmt"
 	"sort"
