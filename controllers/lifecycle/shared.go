@@ -26,6 +26,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/backends"
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/controllers/trustwatch"
 )
 
 // Shared is what the controllers of one process share, made once by the
@@ -51,7 +52,13 @@ type Shared struct {
 	config    *settings.Store
 	secrets   coreinformers.SecretInformer
 	metrics   *metrics.Recorder
+	trust     *trustwatch.Watcher
 }
+
+// Trust is the process's TUF trust watcher (nil before the first
+// controller was set up); its Root is nil while no repository is
+// configured or nothing verified yet.
+func (s *Shared) Trust() *trustwatch.Watcher { return s.trust }
 
 // NewShared returns an empty Shared.
 func NewShared() *Shared { return &Shared{} }
@@ -117,6 +124,16 @@ func (s *Shared) Common(ctx context.Context, cmw configmap.Watcher, name string)
 			logger.Fatalw("creating metrics", "error", err)
 		}
 		s.metrics = rec
+		// The TUF trust root (trust.* keys): refreshed on an interval,
+		// Events on stepseal-config, metrics; idle while unconfigured.
+		tw, err := trustwatch.New(trustwatch.Options{Config: s.config.Load, Recorder: recorder,
+			Object: &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: settings.ConfigMapName, Namespace: ns}},
+			Logger: logger.Named("trust"), Meter: otel.GetMeterProvider()})
+		if err != nil {
+			logger.Fatalw("creating the trust watcher", "error", err)
+		}
+		s.trust = tw
+		go tw.Run(ctx)
 		go inf.Run(ctx.Done())
 	})
 	return Common{Logger: logger, Namespace: s.namespace, Recorder: recorder, Config: s.config, Secrets: s.secrets, Metrics: s.metrics, shared: s}

@@ -98,6 +98,8 @@ type Config struct {
 	RetryMaxDelay  time.Duration
 	BuilderID      string
 	OCIInsecure    bool
+	// Trust is where the TUF trust root comes from (trust.* keys).
+	Trust Trust
 }
 
 // Defaults is the Config of an empty or absent ConfigMap.
@@ -112,6 +114,7 @@ func Defaults() *Config {
 		RetryBaseDelay: time.Second,
 		RetryMaxDelay:  5 * time.Minute,
 		BuilderID:      "https://stepseal.dev/controller",
+		Trust:          defaultTrust(),
 	}
 }
 
@@ -191,7 +194,11 @@ func Parse(data map[string]string) (*Config, error) {
 			}
 			c.BuilderID = v
 		default:
-			if set, ok := backendSetting(k); ok {
+			if ok, msg := trustSetting(c, k, v); ok {
+				if msg != "" {
+					errs = append(errs, fmt.Sprintf("%s: %s", k, msg))
+				}
+			} else if set, ok := backendSetting(k); ok {
 				if msg := set(c, v); msg != "" {
 					errs = append(errs, fmt.Sprintf("%s: %s", k, msg))
 				}

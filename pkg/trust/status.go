@@ -30,7 +30,10 @@ type KeyChange struct {
 }
 
 // DelegationChange is a change in how a delegator delegates a role: the
-// role "added" or "removed", a TUF key ID "key-added" or "key-removed", or
+// role "added" or "removed", a TUF key ID "key-added", "key-removed" or
+// "key-revoked" (removed with a signed revocation record; Detail gives the
+// delegator's version and the reason; a rotation is a key-added and a
+// key-removed in one version), or
 // its "threshold" or "paths" changed (Detail says from what to what).
 type DelegationChange struct {
 	Delegator string `json:"delegator"`
@@ -164,7 +167,16 @@ func delegationChanges(delegator string, before, after *metadata.Metadata[metada
 			}
 			delete(ids, id)
 		}
+		revoked := revocationReasons(after, name)
 		for id := range ids {
+			if reason, ok := revoked[id]; ok {
+				detail := fmt.Sprintf("in %s v%d", delegator, after.Signed.Version)
+				if reason != "" {
+					detail += ": " + reason
+				}
+				add(name, "key-revoked", id, detail)
+				continue
+			}
 			add(name, "key-removed", id, fmt.Sprintf("in %s v%d", delegator, after.Signed.Version))
 		}
 		if a.Threshold != b.Threshold {
@@ -177,6 +189,22 @@ func delegationChanges(delegator string, before, after *metadata.Metadata[metada
 	for name := range was {
 		if _, ok := is[name]; !ok {
 			add(name, "removed", "", "")
+		}
+	}
+	return out
+}
+
+// revocationReasons maps the TUF key IDs the delegator's signed
+// revocation records name for role to the reason given.
+func revocationReasons(delegator *metadata.Metadata[metadata.TargetsType], role string) map[string]string {
+	out := map[string]string{}
+	list, _ := delegator.Signed.UnrecognizedFields[RevocationsField].([]any)
+	for _, item := range list {
+		rec, _ := item.(map[string]any)
+		if r, _ := rec["role"].(string); r == role {
+			if id, _ := rec["keyid"].(string); id != "" {
+				out[id], _ = rec["reason"].(string)
+			}
 		}
 	}
 	return out

@@ -1,0 +1,20 @@
+// Package trustwatch keeps the controller's TUF trust root fresh and tells
+// the cluster what changed: it refreshes the repository stepseal-config's
+// trust.* keys name on an interval, and records
+//
+//   - Kubernetes Events on the stepseal-config ConfigMap: TrustUpdated
+//     (versions that moved), TrustKeyRevoked (a key removed from a role or
+//     from a top-level role, with the revocation's reason when the
+//     delegator recorded one, and the paths it affected), TrustExpiringSoon
+//     (a role expiring within trust.expiry-warning, once per role version)
+//     and TrustRefreshFailed (the error, and until when the last trusted
+//     state still holds);
+//   - metrics: stepseal_trust_expiry_seconds{role} (seconds until each
+//     loaded role expires) and stepseal_trust_refresh_failures_total.
+//
+// When a refresh fails the last verified state stays in force until it
+// expires (pkg/trust refuses expired metadata at lookup time), so a
+// repository that is down does not stop the controller at once, and the
+// Events say so. The cache directory holds the trusted root; trust.root
+// bootstraps it on first use only.
+package trustwatch

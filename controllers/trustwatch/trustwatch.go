@@ -1,0 +1,270 @@
+package trustwatch
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/pkg/trust"
+	"github.com/stepseal/stepseal/pkg/trustroot"
+)
+
+// Event reasons.
+const (
+	ReasonUpdated      = "TrustUpdated"
+	ReasonKeyRevoked   = "TrustKeyRevoked"
+	ReasonExpiringSoon = "TrustExpiringSoon"
+	ReasonFailed       = "TrustRefreshFailed"
+)
+
+// Instrument names (OpenTelemetry; the Prometheus exporter adds the unit
+// and _total suffixes).
+const (
+	NameExpiry   = "stepseal.trust.expiry"
+	NameFailures = "stepseal.trust.refresh.failures"
+)
+
+// Options configure a Watcher.
+type Options struct {
+	// Config returns the current stepseal-config (read at every tick, so
+	// trust.* changes apply without a restart).
+	Config func() *settings.Config
+	// Recorder and Object: where Events go (the stepseal-config ConfigMap).
+	Recorder record.EventRecorder
+	Object   runtime.Object
+	Logger   *zap.SugaredLogger
+	Meter    metric.MeterProvider
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
+// Watcher refreshes the trust root and reports changes. Root is safe for
+// concurrent use with Run.
+type Watcher struct {
+	o        Options
+	failures metric.Int64Counter
+
+	mu     sync.Mutex
+	client *trust.Client
+	key    string // the trust.* settings client was made for
+	warned map[string]bool
+}
+
+// New returns a Watcher; its instruments are registered on o.Meter.
+func New(o Options) (*Watcher, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop().Sugar()
+	}
+	if o.Meter == nil {
+		o.Meter = noop.NewMeterProvider()
+	}
+	w := &Watcher{o: o, warned: map[string]bool{}}
+	m := o.Meter.Meter("github.com/stepseal/stepseal/controllers/trustwatch")
+	var err error
+	if w.failures, err = m.Int64Counter(NameFailures, metric.WithDescription("TUF refreshes that failed"), metric.WithUnit("{refresh}")); err != nil {
+		return nil, err
+	}
+	_, err = m.Float64ObservableGauge(NameExpiry, metric.WithDescription("Seconds until each trusted TUF role expires (negative: expired)"), metric.WithUnit("s"),
+		metric.WithFloat64Callback(func(ctx context.Context, obs metric.Float64Observer) error {
+			c := w.current()
+			if c == nil {
+				return nil
+			}
+			now := w.o.Now()
+			for _, r := range c.Status(ctx).Roles {
+				obs.Observe(r.Expires.Sub(now).Seconds(), metric.WithAttributes(attribute.String("role", r.Role)))
+			}
+			return nil
+		}))
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Watcher) current() *trust.Client {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.client
+}
+
+// Root is the trust root as last verified (nil before any state could be
+// verified, or when no repository is configured).
+func (w *Watcher) Root() *trustroot.Root {
+	c := w.current()
+	if c == nil || !c.Status(context.Background()).Trusted {
+		return nil
+	}
+	return trustroot.New(c)
+}
+
+// Run refreshes at once and then every trust.refresh-interval until ctx
+// ends.
+func (w *Watcher) Run(ctx context.Context) {
+	for {
+		if err := w.Refresh(ctx); err != nil {
+			w.o.Logger.Warnw("TUF refresh failed", "error", err)
+		}
+		interval := w.o.Config().Trust.Interval
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// Refresh runs one refresh and records its Events and metrics. With no
+// trust.url it does nothing.
+func (w *Watcher) Refresh(ctx context.Context) error {
+	cfg := w.o.Config().Trust
+	if !cfg.Enabled() {
+		return nil
+	}
+	c, err := w.clientFor(ctx, cfg)
+	if err != nil {
+		w.fail(ctx, cfg, nil, err)
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, max(cfg.Interval, time.Minute))
+	defer cancel()
+	ch, err := c.Refresh(rctx)
+	if err != nil {
+		w.fail(ctx, cfg, c, err)
+		return err
+	}
+	w.report(ctx, cfg, c, ch)
+	return nil
+}
+
+// clientFor returns the client for the current settings, made anew (and
+// its cache loaded, so the last trusted state holds while the repository
+// is down) when they changed.
+func (w *Watcher) clientFor(ctx context.Context, cfg settings.Trust) (*trust.Client, error) {
+	key := strings.Join([]string{cfg.URL, cfg.Root, cfg.CacheDir}, "\x00")
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.client != nil && w.key == key {
+		return w.client, nil
+	}
+	o := trust.ClientOptions{Source: cfg.URL, CacheDir: cfg.CacheDir, Now: w.o.Now}
+	if cfg.Root != "" {
+		root := []byte(cfg.Root)
+		if !strings.HasPrefix(cfg.Root, "{") {
+			var err error
+			if root, err = os.ReadFile(cfg.Root); err != nil {
+				return nil, fmt.Errorf("%s: %w", settings.KeyTrustRoot, err)
+			}
+		}
+		o.BootstrapRoot = root
+	}
+	c, err := trust.NewClient(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	// Best effort: a cache that does not verify (none yet, or expired) is
+	// simply not trusted; the refresh decides.
+	_ = c.LoadCache(ctx)
+	w.client, w.key = c, key
+	w.warned = map[string]bool{}
+	return c, nil
+}
+
+func (w *Watcher) event(typ, reason, msg string) {
+	if w.o.Recorder != nil && w.o.Object != nil {
+		w.o.Recorder.Event(w.o.Object, typ, reason, msg)
+	}
+	w.o.Logger.Infow(msg, "reason", reason)
+}
+
+func (w *Watcher) fail(ctx context.Context, cfg settings.Trust, c *trust.Client, err error) {
+	w.failures.Add(ctx, 1)
+	msg := fmt.Sprintf("refreshing TUF metadata from %s failed: %v", cfg.URL, err)
+	if c != nil {
+		if st := c.Status(ctx); st.Trusted {
+			msg += "; the last verified state stays in force until it expires (" + earliestExpiry(st, w.o.Now()) + ")"
+		} else {
+			msg += "; nothing is trusted yet"
+		}
+	}
+	w.event(corev1.EventTypeWarning, ReasonFailed, msg)
+}
+
+// earliestExpiry names the role of st that expires first.
+func earliestExpiry(st *trust.Status, now time.Time) string {
+	var first *trust.RoleStatus
+	for i := range st.Roles {
+		if first == nil || st.Roles[i].Expires.Before(first.Expires) {
+			first = &st.Roles[i]
+		}
+	}
+	if first == nil {
+		return "unknown"
+	}
+	return fmt.Sprintf("%s v%d expires %s, in %s", first.Role, first.Version, first.Expires.UTC().Format(time.RFC3339), first.Expires.Sub(now).Round(time.Second))
+}
+
+func (w *Watcher) report(ctx context.Context, cfg settings.Trust, c *trust.Client, ch *trust.Changes) {
+	if ch.Updated {
+		var parts []string
+		add := func(role string, v trust.VersionChange) {
+			if v.From != v.To {
+				parts = append(parts, fmt.Sprintf("%s v%d → v%d", role, v.From, v.To))
+			}
+		}
+		add("root", ch.Root)
+		add("targets", ch.Targets)
+		for _, r := range ch.Roles {
+			add(r.Role, r.VersionChange)
+		}
+		add("snapshot", ch.Snapshot)
+		add("timestamp", ch.Timestamp)
+		w.event(corev1.EventTypeNormal, ReasonUpdated, "TUF metadata updated from "+cfg.URL+": "+strings.Join(parts, ", "))
+	}
+	for _, k := range ch.Keys {
+		if k.Change == "removed" {
+			w.event(corev1.EventTypeWarning, ReasonKeyRevoked, fmt.Sprintf("TUF key %s removed from top-level role %s in root v%d", k.KeyID, k.Role, ch.Root.To))
+		}
+	}
+	st := c.Status(ctx)
+	paths := map[string]string{}
+	for _, r := range st.Roles {
+		paths[r.Role] = strings.Join(r.Paths, " ")
+	}
+	for _, d := range ch.Delegations {
+		switch d.Change {
+		case "key-revoked", "key-removed":
+			msg := fmt.Sprintf("TUF key %s %s from role %s by %s %s", d.KeyID, strings.TrimPrefix(d.Change, "key-"), d.Role, d.Delegator, d.Detail)
+			if p := paths[d.Role]; p != "" {
+				msg += "; affects " + p
+			}
+			w.event(corev1.EventTypeWarning, ReasonKeyRevoked, msg)
+		}
+	}
+	now := w.o.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range st.Roles {
+		left := r.Expires.Sub(now)
+		k := fmt.Sprintf("%s/%d", r.Role, r.Version)
+		if left < cfg.ExpiryWarning && !w.warned[k] {
+			w.warned[k] = true
+			w.event(corev1.EventTypeWarning, ReasonExpiringSoon, fmt.Sprintf("TUF role %s v%d expires %s, in %s: re-sign it before then, or every verifier refuses it", r.Role, r.Version, r.Expires.UTC().Format(time.RFC3339), left.Round(time.Second)))
+		}
+	}
+}
