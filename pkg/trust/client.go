@@ -22,6 +22,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
+	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/reject"
 )
 
@@ -63,6 +64,9 @@ type ClientOptions struct {
 	// MaxTargetSize caps a target file Fetch downloads (default
 	// DefaultMaxTargetSize).
 	MaxTargetSize int64
+	// Registry reads an oci:// Source (default: a client that takes the
+	// usual docker credentials and speaks HTTPS only).
+	Registry *oci.Client
 }
 
 // Client is stepseal's TUF client. Refresh verifies the repository's
@@ -325,7 +329,7 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 			cached[role] = data
 		}
 	}
-	f := &fetcher{ctx: ctx, source: source, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: offline}
+	f := &fetcher{ctx: ctx, source: source, client: c.o.HTTPClient, reg: c.o.Registry, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: offline}
 	cfg, err := config.New(source, rootBytes)
 	if err != nil {
 		return nil, nil, &Error{Category: ErrUnavailable, Detail: "source URL", Err: err}
@@ -516,7 +520,7 @@ func (c *Client) step(ctx context.Context, st *state, parent, child string, chai
 		return refuse(&Error{Category: ErrDelegationLimit, Role: child,
 			Detail: fmt.Sprintf("beyond %d roles or a chain of %d", c.o.MaxRoles, c.o.MaxDepth)})
 	}
-	f := &fetcher{ctx: ctx, source: st.source, client: c.o.HTTPClient, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: st.offline}
+	f := &fetcher{ctx: ctx, source: st.source, client: c.o.HTTPClient, reg: c.o.Registry, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}, offline: st.offline}
 	lr, err := c.loadRole(ctx, f, st, child, parent)
 	if err != nil {
 		// A repository that could not be reached (timeout, network, a

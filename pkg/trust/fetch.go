@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/stepseal/stepseal/pkg/oci"
 )
 
 // fetcher implements go-tuf's fetcher.Fetcher for one Refresh: it carries
@@ -27,6 +29,7 @@ type fetcher struct {
 	ctx     context.Context
 	source  string
 	client  *http.Client
+	reg     *oci.Client // for an oci:// source
 	timeout time.Duration
 	maxRole int64
 	// offline refuses every download (Client.LoadCache).
@@ -78,6 +81,9 @@ func (f *fetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration)
 func (f *fetcher) get(urlPath, role string, maxLength int64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(f.ctx, f.timeout)
 	defer cancel()
+	if IsOCI(urlPath) {
+		return f.getOCI(ctx, urlPath, role, maxLength)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, urlPath, nil)
 	if err != nil {
 		return nil, &Error{Category: ErrUnavailable, Role: role, Err: err}

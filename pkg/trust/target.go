@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/stepseal/stepseal/pkg/oci"
 )
 
 // DefaultMaxTargetSize caps a target file Fetch downloads (layouts,
@@ -33,6 +36,9 @@ type Target struct {
 // (TUF's consistent targets), else as the path itself.
 func (c *Client) TargetURL(r *Resolution) string {
 	base := strings.TrimSuffix(c.targetsURL(), "/")
+	if IsOCI(base) {
+		return base + "/" + TargetTag(r.SHA256)
+	}
 	st := c.state.Load()
 	if st != nil && st.root != nil && st.root.Signed.ConsistentSnapshot {
 		dir, name := path.Split(r.Path)
@@ -49,6 +55,9 @@ func (c *Client) targetsURL() string {
 		return c.o.TargetsURL
 	}
 	src := strings.TrimSuffix(c.o.Source, "/")
+	if IsOCI(src) {
+		return src // target files are artifacts of the same repository
+	}
 	if i := strings.LastIndex(src, "/"); i >= 0 {
 		return src[:i] + "/targets"
 	}
@@ -111,6 +120,9 @@ func matches(data []byte, r *Resolution) bool {
 func (c *Client) download(ctx context.Context, u, p string, r *Resolution) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.FileTimeout)
 	defer cancel()
+	if IsOCI(u) {
+		return c.downloadOCI(ctx, u, p, r)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, &Error{Category: ErrUnavailable, Role: r.Role, Path: p, Detail: "target URL", Err: err}
@@ -140,4 +152,28 @@ func targetNetErr(ctx context.Context, r *Resolution, p string, err error) error
 		return &Error{Category: ErrTimeout, Role: r.Role, Version: r.RoleVersion, Path: p, Detail: "target file", Err: err}
 	}
 	return &Error{Category: ErrUnavailable, Role: r.Role, Version: r.RoleVersion, Path: p, Detail: "target file", Err: err}
+}
+
+func (c *Client) downloadOCI(ctx context.Context, u, p string, r *Resolution) ([]byte, error) {
+	tag, err := ociTag(u)
+	if err != nil {
+		return nil, &Error{Category: ErrUnavailable, Role: r.Role, Path: p, Detail: "targets URL", Err: err}
+	}
+	reg := c.o.Registry
+	if reg == nil {
+		if reg, err = oci.New(oci.WithProgress(nil)); err != nil {
+			return nil, &Error{Category: ErrUnavailable, Role: r.Role, Path: p, Err: err}
+		}
+	}
+	data, _, err := reg.FetchBytes(ctx, tag, r.Length)
+	switch {
+	case err == nil:
+		return data, nil
+	case errors.Is(err, oci.ErrTooLarge):
+		return nil, &Error{Category: ErrTooLarge, Role: r.Role, Version: r.RoleVersion, Path: p,
+			Detail: fmt.Sprintf("%s is longer than the %d bytes the role vouches for", u, r.Length), Err: err}
+	case errors.Is(err, oci.ErrBlobDigest), errors.Is(err, oci.ErrArtifact):
+		return nil, &Error{Category: ErrDigestMismatch, Role: r.Role, Version: r.RoleVersion, Path: p, Detail: u, Err: err}
+	}
+	return nil, targetNetErr(ctx, r, p, err)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/trust"
 )
@@ -22,6 +23,7 @@ type trustClientFlags struct {
 	targets              string
 	timeout, fileTimeout time.Duration
 	offline              bool
+	insecure             bool
 	mirrors              []string
 }
 
@@ -32,6 +34,7 @@ func (f *trustClientFlags) add(c *cobra.Command) {
 	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on the whole refresh")
 	c.Flags().DurationVar(&f.fileTimeout, "file-timeout", 30*time.Second, "bound on each download")
 	c.Flags().BoolVar(&f.offline, "offline", false, "do not refresh: verify and use the cache as it is")
+	c.Flags().BoolVar(&f.insecure, "insecure", false, "plain HTTP to an oci:// source on a loopback registry")
 	c.Flags().StringVar(&f.targets, "targets", "", "base URL of the target files (default: --source's sibling targets/)")
 	c.Flags().StringArrayVar(&f.mirrors, "mirror", nil, "metadata URL tried, in order, when the refresh from --source fails (repeatable)")
 }
@@ -59,6 +62,13 @@ func (f *trustClientFlags) refresh(ctx context.Context) (*trust.Client, *trust.C
 			return nil, nil, err
 		}
 		o.BootstrapRoot = data
+	}
+	if f.insecure {
+		reg, err := oci.New(oci.WithInsecure(), oci.WithProgress(nil))
+		if err != nil {
+			return nil, nil, err
+		}
+		o.Registry = reg
 	}
 	c, err := trust.NewClient(ctx, o)
 	if err != nil {

@@ -618,17 +618,35 @@ type trustPublishReport struct {
 }
 
 func newTrustPublish(ro *rootOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "publish DIR DST",
-		Short: "Copy the repository's metadata to DST/metadata (roots, roles, snapshot, then timestamp)",
-		Args:  cobra.ExactArgs(2),
+	var reg registryFlags
+	c := &cobra.Command{
+		Use:   "publish DIR DST|oci://REGISTRY/REPOSITORY [--insecure]",
+		Short: "Publish the repository: hosted target files, then metadata (roots, roles, snapshot, timestamp last)",
+		Long: `Copy the repository to DST (DST/targets, then DST/metadata), for trust serve
+or any static web server; or push it to an OCI repository (oci://registry/repo):
+each metadata file a one-layer artifact tagged with its file name, each hosted
+target file one tagged target.<sha256>, timestamp.json last. Clients take the
+same oci:// reference as their --source. A published version is never
+rewritten.`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := repo.Open(args[0], repo.OpenOptions{})
 			if err != nil {
 				return err
 			}
-			written, err := r.Publish(cmd.Context(), args[1])
-			if err != nil {
+			var written []string
+			where := args[1] + "/"
+			if trust.IsOCI(args[1]) {
+				c, err := reg.client()
+				if err != nil {
+					return err
+				}
+				written, err = r.PublishOCI(cmd.Context(), c, args[1])
+				if err != nil {
+					return err
+				}
+				where = args[1]
+			} else if written, err = r.Publish(cmd.Context(), args[1]); err != nil {
 				return err
 			}
 			rep := trustPublishReport{Destination: args[1], Written: written}
@@ -636,10 +654,12 @@ func newTrustPublish(ro *rootOptions) *cobra.Command {
 				rep.Written = []string{}
 			}
 			return ro.print(cmd.OutOrStdout(), rep, func(w io.Writer) {
-				fmt.Fprintf(w, "published %d files to %s/%s\n", len(written), args[1], repo.MetadataDir)
+				fmt.Fprintf(w, "published %d files to %s\n", len(written), where)
 			})
 		},
 	}
+	reg.add(c)
+	return c
 }
 
 func newTrustServe(ro *rootOptions) *cobra.Command {

@@ -15,7 +15,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/trust"
 )
 
 // Publish copies the repository's metadata to dst/metadata/ in the order a
@@ -27,8 +32,61 @@ import (
 // that the current metadata lists are copied to dst/targets/ before any
 // metadata. It returns the names written, relative to dst.
 func (r *Repo) Publish(ctx context.Context, dst string) ([]string, error) {
+	if strings.HasPrefix(dst, trust.OCIScheme) {
+		return nil, fmt.Errorf("%s: publish to a registry with PublishOCI", dst)
+	}
 	src := filepath.Join(r.dir, MetadataDir)
-	entries, err := os.ReadDir(src)
+	names, err := r.metadataFiles()
+	if err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dst, MetadataDir)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, err
+	}
+	data := map[string][]byte{}
+	var todo []string
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(src, n))
+		if err != nil {
+			return nil, err
+		}
+		old, err := os.ReadFile(filepath.Join(out, n))
+		switch {
+		case err == nil && bytes.Equal(old, b):
+			continue
+		case err == nil && n != "timestamp.json":
+			return nil, &Error{Kind: ErrPublished, Path: filepath.Join(out, n), Detail: "a published version is never rewritten"}
+		case err != nil && !errors.Is(err, os.ErrNotExist):
+			return nil, err
+		}
+		data[n] = b
+		todo = append(todo, n)
+	}
+	// Target files first: a client that sees the new metadata finds them.
+	targets, err := r.publishTargets(dst)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range todo {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := signing.WriteFileAtomic(filepath.Join(out, n), data[n], 0o644); err != nil {
+			return nil, err
+		}
+	}
+	written := targets
+	for _, n := range todo {
+		written = append(written, path.Join(MetadataDir, n))
+	}
+	return written, nil
+}
+
+// metadataFiles are the repository's metadata file names in the order a
+// reader needs them: roots, role files, snapshots, timestamp.json.
+func (r *Repo) metadataFiles() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(r.dir, MetadataDir))
 	if err != nil {
 		return nil, err
 	}
@@ -70,47 +128,88 @@ func (r *Repo) Publish(ctx context.Context, dst string) ([]string, error) {
 		}
 		return files[i].name < files[j].name
 	})
-	out := filepath.Join(dst, MetadataDir)
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, err
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.name
 	}
-	data := map[string][]byte{}
-	var todo []string
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(src, f.name))
+	return names, nil
+}
+
+// PublishOCI publishes the repository to an OCI repository
+// (oci://<registry>/<repository>, the form clients take as their source):
+// each hosted target file still listed as a one-layer artifact tagged
+// target.<sha256>, then each metadata file tagged with its name, in the
+// order Publish writes them (timestamp.json last). A versioned tag that
+// already holds other content is ErrPublished, checked for every file
+// before anything is pushed; unchanged tags are skipped. It returns the
+// tags pushed.
+func (r *Repo) PublishOCI(ctx context.Context, c *oci.Client, dst string) ([]string, error) {
+	repoRef := strings.TrimSuffix(strings.TrimPrefix(dst, trust.OCIScheme), "/")
+	type item struct {
+		tag  name.Tag
+		data []byte
+		img  v1.Image
+	}
+	var items []item
+	add := func(tag string, data []byte) error {
+		t, err := name.NewTag(repoRef+":"+tag, name.StrictValidation)
+		if err != nil {
+			return fmt.Errorf("%s: %w", dst, err)
+		}
+		img, err := oci.BytesArtifact(data, trust.ArtifactType, trust.LayerType, tag)
+		if err != nil {
+			return err
+		}
+		items = append(items, item{t, data, img})
+		return nil
+	}
+	for _, f := range r.hostedTargets() {
+		data, err := os.ReadFile(f.file)
 		if err != nil {
 			return nil, err
 		}
-		old, err := os.ReadFile(filepath.Join(out, f.name))
-		switch {
-		case err == nil && bytes.Equal(old, b):
-			continue
-		case err == nil && f.name != "timestamp.json":
-			return nil, &Error{Kind: ErrPublished, Path: filepath.Join(out, f.name), Detail: "a published version is never rewritten"}
-		case err != nil && !errors.Is(err, os.ErrNotExist):
+		if err := add(trust.TargetTag(f.sha), data); err != nil {
 			return nil, err
 		}
-		data[f.name] = b
-		todo = append(todo, f.name)
 	}
-	// Target files first: a client that sees the new metadata finds them.
-	targets, err := r.publishTargets(dst)
+	names, err := r.metadataFiles()
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range todo {
-		if err := ctx.Err(); err != nil {
+	for _, n := range names {
+		data, err := os.ReadFile(filepath.Join(r.dir, MetadataDir, n))
+		if err != nil {
 			return nil, err
 		}
-		if err := signing.WriteFileAtomic(filepath.Join(out, n), data[n], 0o644); err != nil {
+		if err := add(n, data); err != nil {
 			return nil, err
 		}
 	}
-	written := targets
-	for _, n := range todo {
-		written = append(written, path.Join(MetadataDir, n))
+	var todo []item
+	for _, it := range items {
+		want, err := it.img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		have, err := c.Resolve(ctx, it.tag)
+		switch {
+		case err == nil && have.DigestStr() == want.String():
+			continue
+		case err == nil && it.tag.TagStr() != "timestamp.json":
+			return nil, &Error{Kind: ErrPublished, Path: it.tag.String(), Detail: "a published version is never rewritten"}
+		case err != nil && !errors.Is(err, oci.ErrNotFound):
+			return nil, err
+		}
+		todo = append(todo, it)
 	}
-	return written, nil
+	var pushed []string
+	for _, it := range todo {
+		if _, err := c.Push(ctx, it.img, it.tag); err != nil {
+			return pushed, err
+		}
+		pushed = append(pushed, it.tag.TagStr())
+	}
+	return pushed, nil
 }
 
 // ErrRemoteListen: Serve was asked to listen beyond loopback without

@@ -68,6 +68,40 @@ func (r *Repo) AddTargetFile(p string, data []byte) error {
 	return &Error{Kind: ErrNotListed, Path: p, Detail: detail}
 }
 
+// hostedTarget is a target file the repository hosts and still lists.
+type hostedTarget struct {
+	name, file, sha string
+}
+
+// hostedTargets are the files under TargetsDir that a role of the current
+// state lists, sorted by name.
+func (r *Repo) hostedTargets() []hostedTarget {
+	seen := map[string]bool{}
+	var out []hostedTarget
+	for _, md := range r.st.roles {
+		if md == nil {
+			continue
+		}
+		for p, tf := range md.Signed.Targets {
+			if tf == nil {
+				continue
+			}
+			sha := hex.EncodeToString(tf.Hashes["sha256"])
+			n := TargetFileName(p, sha)
+			file := filepath.Join(r.dir, TargetsDir, filepath.FromSlash(n))
+			if seen[n] {
+				continue
+			}
+			if _, err := os.Stat(file); err == nil {
+				seen[n] = true
+				out = append(out, hostedTarget{name: n, file: file, sha: sha})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
 // publishTargets copies the target files still listed by the current
 // state to dst/TargetsDir, each by atomic rename; a file already there
 // with other bytes is an error (content addresses never change).
