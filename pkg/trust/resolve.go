@@ -251,3 +251,39 @@ func (c *Client) VerifyArtifact(ctx context.Context, path, sha256 string, size i
 	}
 	return r, nil
 }
+
+// Targets loads every delegated role (LoadAll) and resolves every target
+// path under prefix that a role lists: the resolutions, sorted by path,
+// and for each path that does not resolve (listed by a role not delegated
+// it, shadowed, refused) the error Resolve gives.
+func (c *Client) Targets(ctx context.Context, prefix string) ([]*Resolution, []error, error) {
+	if err := c.LoadAll(ctx); err != nil {
+		return nil, nil, err
+	}
+	st := c.state.Load()
+	seen := map[string]bool{}
+	var paths []string
+	for _, lr := range st.rolesCopy() {
+		if lr.md == nil {
+			continue
+		}
+		for p := range lr.md.Signed.Targets {
+			if strings.HasPrefix(p, prefix) && !seen[p] {
+				seen[p] = true
+				paths = append(paths, p)
+			}
+		}
+	}
+	sort.Strings(paths)
+	var out []*Resolution
+	var errs []error
+	for _, p := range paths {
+		r, err := c.Resolve(ctx, p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, errs, nil
+}

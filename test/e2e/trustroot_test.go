@@ -233,3 +233,76 @@ func TestPullTakesDigestAndPublisherFromTUF(t *testing.T) {
 		t.Fatalf("pull after the publisher key was withdrawn: %s", r)
 	}
 }
+
+// TestPlatformRevocationThroughTUF: a platform removed from the policy
+// through TUF — trust status --recipients lists the released artifact
+// still encrypted to it; crypt rotate --trust re-encrypts it to the
+// current policy; once the new digest is released the audit is clean, and
+// the removed platform can no longer decrypt what TUF vouches for.
+func TestPlatformRevocationThroughTUF(t *testing.T) {
+	e := newPubEnv(t)
+	out := goBuild(t)
+	tr := newTrustRepo(t)
+	tmp := t.TempDir()
+	p := func(n string) string { return filepath.Join(tmp, n) }
+	owner := filepath.Join(out, "keys", "owner.key")
+	tr.ok(t, "trust", "delegate", tr.dir, "--role", "build", "--path", "keys/publisher.pub", "--path", "policies/platforms.policy",
+		"--path", "oci/"+e.host+"/demo/*", "--key", filepath.Join(out, "keys", "owner.pub"), "--sign-key", tr.key("targets.key"), "--out", p("d.json"))
+	tr.accept(t, []string{p("d.json")})
+	release := func(file, target string) {
+		t.Helper()
+		tr.ok(t, "trust", "sign", tr.dir, "--role", "build", "--path", target, "--file", file, "--key", owner, "--out", p("r.json"))
+		tr.accept(t, []string{p("r.json")}, target+"="+file)
+	}
+	tr.ok(t, "policy", "sign", e.policy, "--key", owner, "--out", p("v1.policy"))
+	release(p("v1.policy"), "policies/platforms.policy")
+	release(e.signerPub, "keys/publisher.pub")
+
+	// Published with the policy TUF vouches for, then released.
+	ref := e.host + "/demo/app:v1"
+	os.WriteFile(p("app.txt"), []byte("secret app"), 0o644)
+	if r := ss(t, append([]string{"publish", p("app.txt"), ref, "--key", e.signer, "--platform-policy", "platforms", "--insecure"}, tr.flags()...)...); r.code != 0 {
+		t.Fatalf("publish --trust: %s", r)
+	}
+	tr.ok(t, "trust", "sign", tr.dir, "--role", "build", "--image", ref, "--insecure", "--key", owner, "--out", p("i.json"))
+	tr.accept(t, []string{p("i.json")})
+	status := func() result {
+		return ss(t, "trust", "status", "--source", tr.url, "--cache", tr.cache, "--root", filepath.Join(tr.site, "metadata", "1.root.json"), "--recipients", "platforms", "--insecure")
+	}
+	if r := status(); r.code != 0 || !strings.Contains(r.stdout, "encrypted to exactly prod-eu, prod-us") {
+		t.Fatalf("audit before the revocation: %s", r)
+	}
+
+	// prod-us is removed from the demo rule, through TUF.
+	v2 := e.writePolicy(t, "policy-v2.yaml", 2, "[prod-eu]")
+	tr.ok(t, "policy", "sign", v2, "--key", owner, "--out", p("v2.policy"))
+	release(p("v2.policy"), "policies/platforms.policy")
+	r := status()
+	if r.code == 0 || !strings.Contains(r.stdout, "STALE oci/"+e.host+"/demo/app:v1") || !strings.Contains(r.stdout, "released artifacts encrypted to other platforms") {
+		t.Fatalf("audit after removing prod-us: %s", r)
+	}
+
+	// Re-encrypted to the current policy (from TUF), then released.
+	if r := ss(t, append([]string{"crypt", "rotate", ref, "--key", e.signer, "--decryption-key", e.key["prod-eu"], "--platform-policy", "platforms", "--insecure"}, tr.flags()...)...); r.code != 0 {
+		t.Fatalf("crypt rotate --trust: %s", r)
+	}
+	// Until the new digest is released, TUF vouches for the old one: pull
+	// refuses the moved tag.
+	pull := func(dst, key string) result {
+		return ss(t, append([]string{"pull", ref, "--out", dst, "--key", "publisher", "--platform-policy", "platforms", "--decryption-key", key, "--insecure"}, tr.flags()...)...)
+	}
+	if r := pull(p("x"), e.key["prod-eu"]); r.code == 0 || !strings.Contains(r.stderr, "digest mismatch") {
+		t.Fatalf("pull before the new release: %s", r)
+	}
+	tr.ok(t, "trust", "sign", tr.dir, "--role", "build", "--image", ref, "--insecure", "--key", owner, "--out", p("i2.json"))
+	tr.accept(t, []string{p("i2.json")})
+	if r := status(); r.code != 0 || !strings.Contains(r.stdout, "encrypted to exactly prod-eu\n") {
+		t.Fatalf("audit after rotate and release: %s", r)
+	}
+	if r := pull(p("eu"), e.key["prod-eu"]); r.code != 0 {
+		t.Fatalf("prod-eu pull: %s", r)
+	}
+	if r := pull(p("us"), e.key["prod-us"]); r.code == 0 {
+		t.Fatalf("the removed platform decrypted the new release: %s", r)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/trust"
+	"github.com/stepseal/stepseal/pkg/trustroot"
 )
 
 // trustClientFlags are the flags every client command shares.
@@ -88,13 +89,22 @@ type trustStatusReport struct {
 	Status  *trust.Status  `json:"status"`
 	Changes *trust.Changes `json:"changes,omitempty"`
 	Error   string         `json:"error,omitempty"`
+	// Released are the released artifacts checked against --recipients'
+	// policy (Policy, at PolicyVersion).
+	Policy        string               `json:"policy,omitempty"`
+	PolicyVersion int64                `json:"policyVersion,omitempty"`
+	Released      []trustroot.Released `json:"released,omitempty"`
+	Refused       []string             `json:"refusedTargets,omitempty"`
+	// Stale says which released artifacts' recipients differ from it.
+	Stale string `json:"stale,omitempty"`
 }
 
 func newTrustStatus(ro *rootOptions) *cobra.Command {
 	var f trustClientFlags
 	var all bool
+	var recipients string
 	c := &cobra.Command{
-		Use:   "status --source URL [--cache DIR] [--root ROOT.json] [--all]",
+		Use:   "status --source URL [--cache DIR] [--root ROOT.json] [--all] [--recipients POLICY]",
 		Short: "Refresh the trusted TUF metadata and say what changed, what is trusted and what expires soon",
 		Long: `Refresh the TUF metadata from --source into --cache (verifying root
 rotations, timestamp, snapshot and top-level targets; delegated roles are
@@ -106,7 +116,14 @@ and stepseal's delegation rules are checked over the whole tree (a role
 delegated by two roles, a path listed by a role not delegated it), which a
 lookup checks only on its way. On a failed refresh the cache is unchanged;
 the error is printed with what the cache still trusts, and the exit status is
-1. With --offline, only the cache is verified and shown.`,
+1. With --offline, only the cache is verified and shown.
+With --recipients POLICY (a platform policy TUF vouches for: policies/<name>.policy
+or its short name), every released artifact TUF vouches for
+(oci/<registry>/<repository>:<tag>) is checked against it: who can decrypt the
+vouched digest, and whether that is exactly the rule's platforms. After a
+platform is removed from the policy, it lists the artifacts still encrypted to
+it (exit status 1); re-encrypt each with stepseal crypt rotate and release the
+new digest.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ch, err := f.refresh(cmd.Context())
@@ -125,9 +142,19 @@ the error is printed with what the cache still trusts, and the exit status is
 					err = lerr
 				}
 			}
-			rep := trustStatusReport{Status: c.Status(cmd.Context()), Changes: ch}
+			rep := trustStatusReport{Changes: ch}
+			var stale error
+			if recipients != "" && err == nil {
+				if stale = auditRecipients(cmd.Context(), c, &f, recipients, &rep); stale != nil && !errors.Is(stale, trustroot.ErrStaleRecipients) {
+					err, stale = stale, nil
+				}
+			}
+			rep.Status = c.Status(cmd.Context())
 			if err != nil {
 				rep.Error = err.Error()
+			} else if stale != nil {
+				rep.Stale = stale.Error()
+				err = stale
 			}
 			if perr := ro.print(cmd.OutOrStdout(), rep, func(w io.Writer) { printTrustStatus(w, rep) }); perr != nil {
 				return perr
@@ -140,10 +167,39 @@ the error is printed with what the cache still trusts, and the exit status is
 	}
 	f.add(c)
 	c.Flags().BoolVar(&all, "all", false, "load and verify every delegated role, and check the delegation rules over the whole tree")
+	c.Flags().StringVar(&recipients, "recipients", "", "check every released artifact's recipients against this platform policy (a TUF target)")
 	return c
 }
 
+// auditRecipients fills rep with the released artifacts checked against
+// the policy, and returns trustroot.ErrStaleRecipients when any differs.
+func auditRecipients(ctx context.Context, c *trust.Client, f *trustClientFlags, name string, rep *trustStatusReport) error {
+	root := trustroot.New(c)
+	pol, _, err := root.Policy(ctx, name)
+	if err != nil {
+		return err
+	}
+	opts := []oci.Option{oci.WithProgress(nil)}
+	if f.insecure {
+		opts = append(opts, oci.WithInsecure())
+	}
+	reg, err := oci.New(opts...)
+	if err != nil {
+		return err
+	}
+	rel, refused, err := root.AuditRecipients(ctx, reg, pol)
+	if err != nil {
+		return err
+	}
+	rep.Policy, rep.PolicyVersion, rep.Released = pol.Name, pol.Version, rel
+	for _, e := range refused {
+		rep.Refused = append(rep.Refused, e.Error())
+	}
+	return trustroot.StaleError(pol, trustroot.Stale(rel))
+}
+
 func printTrustStatus(w io.Writer, rep trustStatusReport) {
+	defer printReleased(w, rep)
 	s := rep.Status
 	fmt.Fprintf(w, "source  %s\ncache   %s\n", s.Source, s.CacheDir)
 	if rep.Error != "" {
@@ -284,4 +340,33 @@ does not download it again. Files above 16 MiB are refused before download.`,
 	f.add(c)
 	c.Flags().StringVar(&out, "out", "", "file to write (- for standard output)")
 	return c
+}
+
+func printReleased(w io.Writer, rep trustStatusReport) {
+	if rep.Policy == "" {
+		return
+	}
+	fmt.Fprintf(w, "released artifacts against policy %q version %d:\n", rep.Policy, rep.PolicyVersion)
+	for _, r := range rep.Released {
+		switch {
+		case r.Error != "":
+			fmt.Fprintf(w, "  ?    %s: could not check: %s\n", r.Path, r.Error)
+		case r.Mismatch != "":
+			fmt.Fprintf(w, "  STALE %s (%s, %s v%d): %s", r.Path, r.Ref, r.Role, r.RoleVersion, r.Mismatch)
+			if len(r.UnknownKeys) > 0 {
+				fmt.Fprintf(w, "; keys of no platform of the policy: %s", strings.Join(r.UnknownKeys, ", "))
+			}
+			fmt.Fprintln(w, "; re-encrypt with stepseal crypt rotate, then release the new digest")
+		case r.Encrypted:
+			fmt.Fprintf(w, "  ok   %s: encrypted to exactly %s\n", r.Path, strings.Join(r.Platforms, ", "))
+		default:
+			fmt.Fprintf(w, "  ok   %s: not encrypted, as its rule says\n", r.Path)
+		}
+	}
+	for _, e := range rep.Refused {
+		fmt.Fprintf(w, "  refused by TUF: %s\n", e)
+	}
+	if rep.Stale != "" {
+		fmt.Fprintf(w, "%s\n", rep.Stale)
+	}
 }
