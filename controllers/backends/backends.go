@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
@@ -14,6 +15,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/dirstore"
+	"github.com/stepseal/stepseal/pkg/store/pgstore"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
@@ -74,6 +76,10 @@ type Stores struct {
 	mu   sync.Mutex
 	dirs map[string]*dirstore.Store
 	logs map[string]*tlogstore.Store
+	// pgLogs are the logs of postgres stores by directory, pgs the stores
+	// by DSN file and log directory.
+	pgLogs map[string]*tlog.Log
+	pgs    map[[2]string]*pgstore.Store
 }
 
 // Dir opens (once per Stores) the directory store at path.
@@ -103,18 +109,10 @@ func (o *Stores) Log(ctx context.Context, dir, keyFile, origin string) (*tlogsto
 	if s, ok := o.logs[dir]; ok {
 		return s, nil
 	}
-	if keyFile == "" {
-		keyFile = filepath.Join(dir, "log.key")
-		if _, err := os.Stat(keyFile); os.IsNotExist(err) {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, err
-			}
-			if _, err := tlog.WriteKeyFiles(keyFile, filepath.Join(dir, "log.pub"), origin); err != nil {
-				return nil, err
-			}
-		}
+	if _, ok := o.pgLogs[filepath.Join(dir, "log")]; ok {
+		return nil, fmt.Errorf("the log in %s is the postgres backend's: one process appends to a log through one handle", dir)
 	}
-	key, err := tlog.ReadKey(keyFile)
+	key, err := logKey(dir, keyFile, origin)
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +125,76 @@ func (o *Stores) Log(ctx context.Context, dir, keyFile, origin string) (*tlogsto
 		o.logs = map[string]*tlogstore.Store{}
 	}
 	o.logs[dir] = s
+	return s, nil
+}
+
+// logKey reads keyFile, or dir/log.key, generated on first use (0600, its
+// public half in dir/log.pub) for a log named origin.
+func logKey(dir, keyFile, origin string) (tlog.Key, error) {
+	if keyFile == "" {
+		keyFile = filepath.Join(dir, "log.key")
+		if _, err := os.Stat(keyFile); os.IsNotExist(err) {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return tlog.Key{}, err
+			}
+			if _, err := tlog.WriteKeyFiles(keyFile, filepath.Join(dir, "log.pub"), origin); err != nil {
+				return tlog.Key{}, err
+			}
+		}
+	}
+	return tlog.ReadKey(keyFile)
+}
+
+// Postgres opens (once per Stores, DSN file and log directory) the
+// PostgreSQL store whose connection string is in dsnFile (a key of a
+// mounted Secret: never the ConfigMap), bound to the transparency log in
+// dir/log (opened once per directory; key as Log's). Every replica sharing
+// the database must append to the same log with the same key: the log is
+// the single sequencer (Tessera's POSIX driver on a volume the replicas
+// share; its fcntl locks serialise appenders in separate processes).
+// Errors name the file, never its content.
+func (o *Stores) Postgres(ctx context.Context, dsnFile, dir, keyFile, origin string) (*pgstore.Store, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	id := [2]string{dsnFile, dir}
+	if s, ok := o.pgs[id]; ok {
+		return s, nil
+	}
+	if _, ok := o.logs[dir]; ok {
+		return nil, fmt.Errorf("the log in %s is the tlog backend's: give the postgres backend its own log directory", dir)
+	}
+	raw, err := os.ReadFile(dsnFile)
+	if err != nil {
+		return nil, fmt.Errorf("connection string: %w", err)
+	}
+	dsn := strings.TrimSpace(string(raw))
+	if dsn == "" {
+		return nil, fmt.Errorf("connection string file %s is empty", dsnFile)
+	}
+	logDir := filepath.Join(dir, "log")
+	l, ok := o.pgLogs[logDir]
+	if !ok {
+		key, err := logKey(dir, keyFile, origin)
+		if err != nil {
+			return nil, err
+		}
+		// The log outlives the reconcile that opened it: not ctx's deadline.
+		if l, err = tlog.Open(context.WithoutCancel(ctx), logDir, key, nil); err != nil {
+			return nil, err
+		}
+		if o.pgLogs == nil {
+			o.pgLogs = map[string]*tlog.Log{}
+		}
+		o.pgLogs[logDir] = l
+	}
+	s, err := pgstore.Open(ctx, dsn, l, nil)
+	if err != nil {
+		return nil, fmt.Errorf("connection string from %s: %w", dsnFile, err)
+	}
+	if o.pgs == nil {
+		o.pgs = map[[2]string]*pgstore.Store{}
+	}
+	o.pgs[id] = s
 	return s, nil
 }
 
@@ -150,6 +218,14 @@ func (o *Stores) Close(ctx context.Context) error {
 	for dir, s := range o.logs {
 		closeAll("tlog", dir, s)
 	}
-	o.dirs, o.logs = nil, nil
+	for id, s := range o.pgs {
+		closeAll("postgres", id[0], s)
+	}
+	for dir, l := range o.pgLogs {
+		if err := l.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("closing the postgres backend's log %s: %w", dir, err))
+		}
+	}
+	o.dirs, o.logs, o.pgs, o.pgLogs = nil, nil, nil, nil
 	return errors.Join(errs...)
 }
