@@ -536,3 +536,18 @@ func (s *Store) page(ctx context.Context, f store.Filter, after string, limit in
 	}
 	return rs, nil
 }
+
+// ReadOnly is a Log that only reads and verifies, with the log's public
+// key (a tlog.Client over the log's directory or URL): for verifiers and
+// auditors reading the store, which never append. Its Append fails.
+func ReadOnly(c *tlog.Client) Log { return readOnly{c} }
+
+type readOnly struct{ c *tlog.Client }
+
+func (r readOnly) Append(context.Context, []byte) (uint64, error) {
+	return 0, errors.New("pgstore: the store was opened read-only (no log to append to)")
+}
+
+func (r readOnly) Checkpoint(ctx context.Context) (tlog.Checkpoint, error) { return r.c.Checkpoint(ctx) }
+
+func (r readOnly) Client() *tlog.Client { return r.c }
