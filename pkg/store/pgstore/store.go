@@ -214,7 +214,10 @@ func (s *Store) PutIndexed(ctx context.Context, e store.Entry) (digest string, i
 			}
 		}
 		if len(added) == 0 {
-			return e.Digest, uint64(old), tx.Commit(ctx)
+			if err := tx.Commit(ctx); err != nil {
+				return "", 0, s.dbErr(ctx, "put "+e.Digest+": commit", err)
+			}
+			return e.Digest, uint64(old), nil
 		}
 		for h := range haveSet {
 			e.Subjects = append(e.Subjects, h)
@@ -548,6 +551,8 @@ func (r readOnly) Append(context.Context, []byte) (uint64, error) {
 	return 0, errors.New("pgstore: the store was opened read-only (no log to append to)")
 }
 
-func (r readOnly) Checkpoint(ctx context.Context) (tlog.Checkpoint, error) { return r.c.Checkpoint(ctx) }
+func (r readOnly) Checkpoint(ctx context.Context) (tlog.Checkpoint, error) {
+	return r.c.Checkpoint(ctx)
+}
 
 func (r readOnly) Client() *tlog.Client { return r.c }
