@@ -23,6 +23,9 @@ import (
 var srv *pgtest.Server
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childMain())
+	}
 	os.Exit(func() int {
 		if bin := pgtest.Bin(); bin != "" {
 			s, err := pgtest.New(bin, pgtest.Options{})
@@ -55,6 +58,7 @@ func server(t testing.TB) *pgtest.Server {
 type fixture struct {
 	dsn    string
 	logDir string
+	skey   string
 	key    tlog.Key
 	log    *tlog.Log
 	db     string
@@ -70,7 +74,7 @@ func newFixture(t testing.TB, s *pgtest.Server) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{dsn: s.NewDatabase(t), logDir: filepath.Join(t.TempDir(), "log"), key: key}
+	f := &fixture{dsn: s.NewDatabase(t), logDir: filepath.Join(t.TempDir(), "log"), skey: skey, key: key}
 	f.db = dbName(f.dsn)
 	f.log = f.openLog(t)
 	return f
@@ -411,5 +415,36 @@ func TestPasswordNeverInErrors(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %v", name, err)
+	}
+}
+
+// TestLargeEntry: a document of 1 MiB with 5 000 subjects (a subject list
+// too large for the log record, which then binds it by count and digest) is
+// stored, found by its last subject and verified; dropping one subject row
+// is caught.
+func TestLargeEntry(t *testing.T) {
+	s := server(t)
+	f := newFixture(t, s)
+	st := f.open(t, f.log)
+	ctx := context.Background()
+	subjects := make([]string, 5000)
+	for i := range subjects {
+		subjects[i] = subject(i)
+	}
+	data := make([]byte, 1<<20)
+	copy(data, "big link")
+	d, err := st.Put(ctx, store.Entry{Kind: store.KindLink, Name: "big.step", Data: data, Subjects: subjects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Get(ctx, subject(4999))
+	if err != nil || len(got) != 1 || len(got[0].Subjects) != 5000 || len(got[0].Data) != 1<<20 {
+		t.Fatalf("Get = %d entries, %v", len(got), err)
+	}
+	if err := s.Exec(ctx, f.db, fmt.Sprintf(`DELETE FROM stepseal_subjects WHERE subject = '\x%064x'`, 1234)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Fetch(ctx, d); !errors.Is(err, pgstore.ErrRowMismatch) || !strings.Contains(err.Error(), "subjects (4999 in the database, 5000 in the log)") {
+		t.Fatalf("Fetch after a subject row was deleted: %v", err)
 	}
 }
