@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,23 +43,8 @@ func TestTwoReplicasPostgres(t *testing.T) {
 	kubeconfig := serviceAccountKubeconfig(t, s.cluster, s.kube)
 	dir := t.TempDir()
 
-	dsn := pg.NewDatabase(t)
-	dsnFile := filepath.Join(dir, "dsn")
-	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logDir := filepath.Join(dir, "pglog")
-	key, err := tlog.WriteKeyFiles(filepath.Join(dir, "log.key"), filepath.Join(dir, "log.pub"), "stepseal.dev/pg-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	configure(t, s.kube, map[string]string{
-		settings.KeyBackends:          settings.BackendPostgres,
-		settings.KeyPostgresDSNFile:   dsnFile,
-		settings.KeyPostgresLogDir:    logDir,
-		settings.KeyPostgresLogKey:    filepath.Join(dir, "log.key"),
-		settings.KeyPostgresLogOrigin: "stepseal.dev/pg-test",
-	})
+	pgb := configurePostgres(t, s, pg, pg.NewDatabase(t), dir, nil)
+	dsn, logDir, key := pgb.dsn, pgb.logDir, pgb.key
 
 	a := startController(t, bin, kubeconfig, dir, "replica-a")
 	waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) { return sameHolder(holders) })
@@ -138,4 +124,120 @@ func TestTwoReplicasPostgres(t *testing.T) {
 		}
 	}
 	t.Logf("%d TaskRuns: %d rows, %d log entries, all verified", n, len(all), cp.Size)
+}
+
+type pgBackend struct {
+	dsn    string
+	logDir string
+	key    tlog.Key
+}
+
+// configurePostgres points stepseal-config at the postgres backend: the DSN
+// in a file (as a mounted Secret gives it), the log in dir/pglog with a key
+// made here, extra settings on top.
+func configurePostgres(t *testing.T, s *setup, pg *pgtest.Server, dsn, dir string, extra map[string]string) pgBackend {
+	t.Helper()
+	dsnFile := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logDir := filepath.Join(dir, "pglog")
+	key, err := tlog.WriteKeyFiles(filepath.Join(dir, "log.key"), filepath.Join(dir, "log.pub"), "stepseal.dev/pg-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := map[string]string{
+		settings.KeyBackends:          settings.BackendPostgres,
+		settings.KeyPostgresDSNFile:   dsnFile,
+		settings.KeyPostgresLogDir:    logDir,
+		settings.KeyPostgresLogKey:    filepath.Join(dir, "log.key"),
+		settings.KeyPostgresLogOrigin: "stepseal.dev/pg-test",
+	}
+	for k, v := range extra {
+		data[k] = v
+	}
+	configure(t, s.kube, data)
+	return pgBackend{dsn: dsn, logDir: logDir, key: key}
+}
+
+// TestPostgresOutageController stops PostgreSQL for 8 s while TaskRuns
+// finish: none is marked signed meanwhile (the controller retries), all are
+// signed and stored exactly once after the restart, and neither the
+// controller's log nor any annotation shows the database password.
+func TestPostgresOutageController(t *testing.T) {
+	s := setUp(t)
+	pg := pgtest.Start(t, pgtest.Options{TCP: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := s.cluster.Namespace(t)
+	bin := buildController(t)
+	kubeconfig := serviceAccountKubeconfig(t, s.cluster, s.kube)
+	dir := t.TempDir()
+	pg.NewDatabase(t)
+	pgb := configurePostgres(t, s, pg, pg.TCPDSN("t1"), dir, map[string]string{settings.KeyMaxRetries: "10000"})
+	ctrl := startController(t, bin, kubeconfig, dir, "replica")
+
+	tw := kubetest.WatchSigned(ctx, t, s.tekton, ns)
+	const before, during = 10, 10
+	for i := range before {
+		if _, err := finishTaskRun(ctx, s.tekton, ns, fmt.Sprintf("before-%03d", i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, before)
+
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range during {
+		if _, err := finishTaskRun(ctx, s.tekton, ns, fmt.Sprintf("during-%03d", i), before+i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(8 * time.Second)
+	if got := tw.SignedCount(); got != before {
+		t.Errorf("%d TaskRuns signed while PostgreSQL was down, want %d", got, before)
+	}
+	list, err := s.tekton.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range list.Items {
+		if v := tr.Annotations[annotations.Signed]; strings.HasPrefix(tr.Name, "during") && v != "" {
+			t.Errorf("%s annotated signed=%q while PostgreSQL was down", tr.Name, v)
+		}
+	}
+	if !bytes.Contains(ctrl.output(t), []byte("will retry")) {
+		t.Errorf("the controller logged no retry while PostgreSQL was down")
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, before+during)
+	t.Logf("%d TaskRuns signed %v after PostgreSQL came back", during, time.Since(restarted).Round(time.Millisecond))
+
+	client := tlog.NewClient(filepath.Join(pgb.logDir, "log"), pgb.key.Verifier)
+	st, err := pgstore.Open(ctx, pgb.dsn, pgstore.ReadOnly(client), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	verifyEntries(ctx, t, s.tekton, ns, st, s.key.pub)
+	tw.ExactlyOnce(ctx, t, s.tekton, ns, before+during)
+
+	if bytes.Contains(ctrl.output(t), []byte(pg.Password)) {
+		t.Errorf("the controller's log shows the database password")
+	}
+	list, err = s.tekton.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range list.Items {
+		for k, v := range tr.Annotations {
+			if strings.Contains(v, pg.Password) {
+				t.Errorf("%s: annotation %s shows the database password", tr.Name, k)
+			}
+		}
+	}
 }
