@@ -124,7 +124,8 @@ type IndexedPutter interface {
 // page at a time (pkg/store/pgstore), so a caller walking a large store
 // holds one page: ListPage returns up to limit entries passing f with a
 // digest greater than after (empty: from the start), ordered by digest, and
-// next, the after of the following page ("" when this page is the last).
+// next, the after of the following page: "" once a page comes back short (a
+// full last page is followed by an empty one).
 type Pager interface {
 	ListPage(ctx context.Context, f Filter, after string, limit int) (page []Entry, next string, err error)
 }
