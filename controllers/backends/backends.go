@@ -2,6 +2,7 @@ package backends
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -79,7 +80,7 @@ type Stores struct {
 	// pgLogs are the logs of postgres stores by directory, pgs the stores
 	// by DSN file and log directory.
 	pgLogs map[string]*tlog.Log
-	pgs    map[[2]string]*pgstore.Store
+	pgs    map[[2]string]pgOpen
 }
 
 // Dir opens (once per Stores) the directory store at path.
@@ -145,7 +146,8 @@ func logKey(dir, keyFile, origin string) (tlog.Key, error) {
 	return tlog.ReadKey(keyFile)
 }
 
-// Postgres opens (once per Stores, DSN file and log directory) the
+// Postgres opens (once per Stores, DSN file, log directory and content of
+// the file) the
 // PostgreSQL store whose connection string is in dsnFile (a key of a
 // mounted Secret: never the ConfigMap), bound to the transparency log in
 // dir/log (opened once per directory; key as Log's). Every replica sharing
@@ -154,15 +156,8 @@ func logKey(dir, keyFile, origin string) (tlog.Key, error) {
 // share; its fcntl locks serialise appenders in separate processes).
 // Errors name the file, never its content.
 func (o *Stores) Postgres(ctx context.Context, dsnFile, dir, keyFile, origin string) (*pgstore.Store, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	id := [2]string{dsnFile, dir}
-	if s, ok := o.pgs[id]; ok {
-		return s, nil
-	}
-	if _, ok := o.logs[dir]; ok {
-		return nil, fmt.Errorf("the log in %s is the tlog backend's: give the postgres backend its own log directory", dir)
-	}
+	// Read on every call: a rotated Secret (a new password) reaches the
+	// mounted file, and the next reconcile connects with it.
 	raw, err := os.ReadFile(dsnFile)
 	if err != nil {
 		return nil, fmt.Errorf("connection string: %w", err)
@@ -170,6 +165,17 @@ func (o *Stores) Postgres(ctx context.Context, dsnFile, dir, keyFile, origin str
 	dsn := strings.TrimSpace(string(raw))
 	if dsn == "" {
 		return nil, fmt.Errorf("connection string file %s is empty", dsnFile)
+	}
+	sum := sha256.Sum256([]byte(dsn))
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	id := [2]string{dsnFile, dir}
+	old, had := o.pgs[id]
+	if had && old.dsn == sum {
+		return old.s, nil
+	}
+	if _, ok := o.logs[dir]; ok {
+		return nil, fmt.Errorf("the log in %s is the tlog backend's: give the postgres backend its own log directory", dir)
 	}
 	logDir := filepath.Join(dir, "log")
 	l, ok := o.pgLogs[logDir]
@@ -192,10 +198,21 @@ func (o *Stores) Postgres(ctx context.Context, dsnFile, dir, keyFile, origin str
 		return nil, fmt.Errorf("connection string from %s: %w", dsnFile, err)
 	}
 	if o.pgs == nil {
-		o.pgs = map[[2]string]*pgstore.Store{}
+		o.pgs = map[[2]string]pgOpen{}
 	}
-	o.pgs[id] = s
+	o.pgs[id] = pgOpen{s: s, dsn: sum}
+	if had {
+		// Puts under way finish on the old pool (Close waits for them);
+		// later ones on it fail ErrUnavailable and are retried.
+		go old.s.Close(context.WithoutCancel(ctx)) //nolint:errcheck // pgstore's Close returns nil
+	}
 	return s, nil
+}
+
+// pgOpen is an open postgres store and the digest of its connection string.
+type pgOpen struct {
+	s   *pgstore.Store
+	dsn [sha256.Size]byte
 }
 
 // Close closes every open store that holds resources (store.Closer: a
@@ -218,8 +235,8 @@ func (o *Stores) Close(ctx context.Context) error {
 	for dir, s := range o.logs {
 		closeAll("tlog", dir, s)
 	}
-	for id, s := range o.pgs {
-		closeAll("postgres", id[0], s)
+	for id, p := range o.pgs {
+		closeAll("postgres", id[0], p.s)
 	}
 	for dir, l := range o.pgLogs {
 		if err := l.Close(ctx); err != nil {

@@ -40,6 +40,19 @@ func TestPostgresBackend(t *testing.T) {
 		t.Fatalf("tlog backend on the postgres backend's log: %v", err)
 	}
 
+	// A rotated Secret: the file changes, the next open connects anew (here
+	// to another database) and the old store is closed.
+	if err := os.WriteFile(dsnFile, []byte(srv.NewDatabase(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := o.Postgres(ctx, dsnFile, logDir, "", "stepseal.dev/test")
+	if err != nil || rotated == s {
+		t.Fatalf("after the file changed: %p, %v; want a new store", rotated, err)
+	}
+	if _, err := rotated.Fetch(ctx, d); err == nil {
+		t.Fatal("the rotated store reads the old database")
+	}
+
 	bad := filepath.Join(dir, "bad")
 	const secret = "s3cret-Pa55word"
 	if err := os.WriteFile(bad, []byte("postgres://stepseal:"+secret+"@127.0.0.1:1/x?connect_timeout=1"), 0o600); err != nil {
