@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -42,7 +43,8 @@ var _ Log = (*tlog.Log)(nil)
 // Options tune a Store. The zero value is usable.
 type Options struct {
 	// MaxConns bounds the connection pool (default 32, or the DSN's
-	// pool_max_conns). A Put holds a connection while its record is
+	// pool_max_conns). Connecting times out after the DSN's
+	// connect_timeout, 10 s when it has none. A Put holds a connection while its record is
 	// appended to the log (about one checkpoint interval), so writers
 	// beyond MaxConns wait.
 	MaxConns int32
@@ -96,6 +98,11 @@ func Open(ctx context.Context, dsn string, l Log, opts *Options) (*Store, error)
 	s := &Store{log: l, pageSize: o.PageSize, secret: cfg.ConnConfig.Password}
 	if s.pageSize <= 0 {
 		s.pageSize = 256
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// libpq waits forever by default; a database that is not answering
+		// is ErrUnavailable, and the caller retries.
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
 	switch {
 	case o.MaxConns > 0:
