@@ -73,8 +73,7 @@ func TestTwoReplicasPostgres(t *testing.T) {
 	create("b", 40)
 	second := time.Since(start)
 	n := int(created.Load())
-	// The reconciler's "signed" line is the one with "entries".
-	signedBy := func(p *controllerProc) int { return bytes.Count(p.output(t), []byte(`"entries":`)) }
+	signedBy := func(p *controllerProc) int { return countSigned(t, p) }
 	t.Logf("40 TaskRuns signed by replica-a in %v (%d signed lines), 40 by replica-b in %v (%d) after a's SIGKILL",
 		first.Round(time.Millisecond), signedBy(a), second.Round(time.Millisecond), signedBy(b))
 	if signedBy(a) == 0 || signedBy(b) == 0 {
@@ -124,6 +123,12 @@ func TestTwoReplicasPostgres(t *testing.T) {
 		}
 	}
 	t.Logf("%d TaskRuns: %d rows, %d log entries, all verified", n, len(all), cp.Size)
+}
+
+// countSigned counts the TaskRuns and PipelineRuns p logged as signed (the
+// reconciler's "signed" line is the one with "entries").
+func countSigned(t *testing.T, p *controllerProc) int {
+	return bytes.Count(p.output(t), []byte(`"entries":`))
 }
 
 type pgBackend struct {
