@@ -193,10 +193,19 @@ func (o *Stores) Postgres(ctx context.Context, dsnFile, dir, keyFile, origin str
 		}
 		o.pgLogs[logDir] = l
 	}
+	// Connecting can take up to the connect timeout: not under the lock,
+	// which every backend of every reconcile takes.
+	o.mu.Unlock()
 	s, err := pgstore.Open(ctx, dsn, l, nil)
+	o.mu.Lock()
 	if err != nil {
 		return nil, fmt.Errorf("connection string from %s: %w", dsnFile, err)
 	}
+	if cur, ok := o.pgs[id]; ok && cur.dsn == sum {
+		_ = s.Close(ctx) // another reconcile opened it meanwhile
+		return cur.s, nil
+	}
+	old, had = o.pgs[id]
 	if o.pgs == nil {
 		o.pgs = map[[2]string]pgOpen{}
 	}

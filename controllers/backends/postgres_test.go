@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stepseal/stepseal/pkg/store"
@@ -25,9 +26,29 @@ func TestPostgresBackend(t *testing.T) {
 	var o Stores
 	defer o.Close(ctx)
 	logDir := filepath.Join(dir, "pglog")
+	// Reconciles opening it at once (outside the lock) end with one store.
+	opened := make([]any, 8)
+	var wg sync.WaitGroup
+	for i := range opened {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := o.Postgres(ctx, dsnFile, logDir, "", "stepseal.dev/test")
+			if err != nil {
+				t.Error(err)
+			}
+			opened[i] = s
+		}()
+	}
+	wg.Wait()
 	s, err := o.Postgres(ctx, dsnFile, logDir, "", "stepseal.dev/test")
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i, got := range opened {
+		if got != any(s) {
+			t.Fatalf("concurrent open %d got another store", i)
+		}
 	}
 	if again, err := o.Postgres(ctx, dsnFile, logDir, "", "stepseal.dev/test"); err != nil || again != s {
 		t.Fatalf("second open: %p, %v; want the same store %p", again, err, s)
