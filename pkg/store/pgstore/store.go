@@ -240,6 +240,13 @@ func (s *Store) PutIndexed(ctx context.Context, e store.Entry) (digest string, i
 	}
 	i, err := s.log.Append(ctx, leaf)
 	if err != nil {
+		if ctx.Err() != nil {
+			return "", 0, ctx.Err()
+		}
+		if reject.Of(err) == nil {
+			// The log could not take it (I/O, a log shut down): no verdict.
+			err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
 		return "", 0, fmt.Errorf("pgstore: put %s %q: %w", e.Kind, e.Name, err)
 	}
 	if exists {

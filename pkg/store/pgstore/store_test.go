@@ -448,3 +448,22 @@ func TestLargeEntry(t *testing.T) {
 		t.Fatalf("Fetch after a subject row was deleted: %v", err)
 	}
 }
+
+// TestLogClosed: a log that cannot take the record makes Put
+// ErrUnavailable (no verdict) and stores no row.
+func TestLogClosed(t *testing.T) {
+	s := server(t)
+	f := newFixture(t, s)
+	st := f.open(t, f.log)
+	ctx := context.Background()
+	if err := f.log.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := st.Put(ctx, store.Entry{Kind: store.KindLink, Name: "a.b", Data: []byte("x")})
+	if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, reject.ErrUnableToCheck) {
+		t.Fatalf("Put with the log closed: %v, want store.ErrUnavailable", err)
+	}
+	if all, err := st.List(ctx, store.Filter{}); err != nil || len(all) != 0 {
+		t.Fatalf("List after the failed Put: %d entries, %v", len(all), err)
+	}
+}
