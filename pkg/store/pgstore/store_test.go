@@ -29,14 +29,15 @@ func TestMain(m *testing.M) {
 	os.Exit(func() int {
 		if bin := pgtest.Bin(); bin != "" {
 			s, err := pgtest.New(bin, pgtest.Options{})
-			if err == nil {
-				err = s.Start()
-			}
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
 			defer s.Close()
+			if err := s.Start(); err != nil {
+				fmt.Fprintln(os.Stderr, err, "\n", s.LogTail(4096))
+				return 1
+			}
 			srv = s
 		}
 		return m.Run()

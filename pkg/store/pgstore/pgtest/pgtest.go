@@ -120,11 +120,16 @@ func (s *Server) Close() error {
 
 // New creates (initdb) a cluster with the binaries in bin, not started.
 // The caller removes Dir when done.
-func New(bin string, opts Options) (*Server, error) {
+func New(bin string, opts Options) (_ *Server, err error) {
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	pw := make([]byte, 12)
 	if _, err := rand.Read(pw); err != nil {
 		return nil, err
