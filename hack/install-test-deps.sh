@@ -37,6 +37,9 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v gzip >/dev/null || need_apt+=(gzip)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
+# PostgreSQL's server binaries for pkg/store/pgstore's tests (pgtest finds
+# them under /usr/lib/postgresql/*/bin; it runs initdb and pg_ctl itself).
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need_apt+=(postgresql)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} with apt-get" >&2
   SUDO=""

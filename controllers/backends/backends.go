@@ -2,10 +2,12 @@ package backends
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
@@ -14,6 +16,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/dirstore"
+	"github.com/stepseal/stepseal/pkg/store/pgstore"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
@@ -74,6 +77,10 @@ type Stores struct {
 	mu   sync.Mutex
 	dirs map[string]*dirstore.Store
 	logs map[string]*tlogstore.Store
+	// pgLogs are the logs of postgres stores by directory, pgs the stores
+	// by DSN file and log directory.
+	pgLogs map[string]*tlog.Log
+	pgs    map[[2]string]pgOpen
 }
 
 // Dir opens (once per Stores) the directory store at path.
@@ -103,18 +110,10 @@ func (o *Stores) Log(ctx context.Context, dir, keyFile, origin string) (*tlogsto
 	if s, ok := o.logs[dir]; ok {
 		return s, nil
 	}
-	if keyFile == "" {
-		keyFile = filepath.Join(dir, "log.key")
-		if _, err := os.Stat(keyFile); os.IsNotExist(err) {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, err
-			}
-			if _, err := tlog.WriteKeyFiles(keyFile, filepath.Join(dir, "log.pub"), origin); err != nil {
-				return nil, err
-			}
-		}
+	if _, ok := o.pgLogs[filepath.Join(dir, "log")]; ok {
+		return nil, fmt.Errorf("the log in %s is the postgres backend's: one process appends to a log through one handle", dir)
 	}
-	key, err := tlog.ReadKey(keyFile)
+	key, err := logKey(dir, keyFile, origin)
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +127,101 @@ func (o *Stores) Log(ctx context.Context, dir, keyFile, origin string) (*tlogsto
 	}
 	o.logs[dir] = s
 	return s, nil
+}
+
+// logKey reads keyFile, or dir/log.key, generated on first use (0600, its
+// public half in dir/log.pub) for a log named origin.
+func logKey(dir, keyFile, origin string) (tlog.Key, error) {
+	if keyFile == "" {
+		keyFile = filepath.Join(dir, "log.key")
+		if _, err := os.Stat(keyFile); os.IsNotExist(err) {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return tlog.Key{}, err
+			}
+			if _, err := tlog.WriteKeyFiles(keyFile, filepath.Join(dir, "log.pub"), origin); err != nil {
+				return tlog.Key{}, err
+			}
+		}
+	}
+	return tlog.ReadKey(keyFile)
+}
+
+// Postgres opens (once per Stores, DSN file, log directory and content of
+// the file) the
+// PostgreSQL store whose connection string is in dsnFile (a key of a
+// mounted Secret: never the ConfigMap), bound to the transparency log in
+// dir/log (opened once per directory; key as Log's). Every replica sharing
+// the database must append to the same log with the same key: the log is
+// the single sequencer (Tessera's POSIX driver on a volume the replicas
+// share; its fcntl locks serialise appenders in separate processes).
+// Errors name the file, never its content.
+func (o *Stores) Postgres(ctx context.Context, dsnFile, dir, keyFile, origin string) (*pgstore.Store, error) {
+	// Read on every call: a rotated Secret (a new password) reaches the
+	// mounted file, and the next reconcile connects with it.
+	raw, err := os.ReadFile(dsnFile)
+	if err != nil {
+		return nil, fmt.Errorf("connection string: %w", err)
+	}
+	dsn := strings.TrimSpace(string(raw))
+	if dsn == "" {
+		return nil, fmt.Errorf("connection string file %s is empty", dsnFile)
+	}
+	sum := sha256.Sum256([]byte(dsn))
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	id := [2]string{dsnFile, dir}
+	old, had := o.pgs[id]
+	if had && old.dsn == sum {
+		return old.s, nil
+	}
+	if _, ok := o.logs[dir]; ok {
+		return nil, fmt.Errorf("the log in %s is the tlog backend's: give the postgres backend its own log directory", dir)
+	}
+	logDir := filepath.Join(dir, "log")
+	l, ok := o.pgLogs[logDir]
+	if !ok {
+		key, err := logKey(dir, keyFile, origin)
+		if err != nil {
+			return nil, err
+		}
+		// The log outlives the reconcile that opened it: not ctx's deadline.
+		if l, err = tlog.Open(context.WithoutCancel(ctx), logDir, key, nil); err != nil {
+			return nil, err
+		}
+		if o.pgLogs == nil {
+			o.pgLogs = map[string]*tlog.Log{}
+		}
+		o.pgLogs[logDir] = l
+	}
+	// Connecting can take up to the connect timeout: not under the lock,
+	// which every backend of every reconcile takes.
+	o.mu.Unlock()
+	s, err := pgstore.Open(ctx, dsn, l, nil)
+	o.mu.Lock()
+	if err != nil {
+		return nil, fmt.Errorf("connection string from %s: %w", dsnFile, err)
+	}
+	if cur, ok := o.pgs[id]; ok && cur.dsn == sum {
+		_ = s.Close(ctx) // another reconcile opened it meanwhile
+		return cur.s, nil
+	}
+	old, had = o.pgs[id]
+	if o.pgs == nil {
+		o.pgs = map[[2]string]pgOpen{}
+	}
+	o.pgs[id] = pgOpen{s: s, dsn: sum}
+	if had {
+		// Puts under way finish on the old pool (Close waits for them);
+		// later ones on it fail ErrUnavailable and are retried.
+		go old.s.Close(context.WithoutCancel(ctx)) //nolint:errcheck // pgstore's Close returns nil
+	}
+	return s, nil
+}
+
+// pgOpen is an open postgres store and the digest of its connection string.
+type pgOpen struct {
+	s   *pgstore.Store
+	dsn [sha256.Size]byte
 }
 
 // Close closes every open store that holds resources (store.Closer: a
@@ -150,6 +244,14 @@ func (o *Stores) Close(ctx context.Context) error {
 	for dir, s := range o.logs {
 		closeAll("tlog", dir, s)
 	}
-	o.dirs, o.logs = nil, nil
+	for id, p := range o.pgs {
+		closeAll("postgres", id[0], p.s)
+	}
+	for dir, l := range o.pgLogs {
+		if err := l.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("closing the postgres backend's log %s: %w", dir, err))
+		}
+	}
+	o.dirs, o.logs, o.pgs, o.pgLogs = nil, nil, nil, nil
 	return errors.Join(errs...)
 }

@@ -385,15 +385,21 @@ func finishTaskRun(ctx context.Context, tekton versioned.Interface, ns, name str
 // verified link per step and one verified provenance; nothing else for it.
 func verifyStore(ctx context.Context, t *testing.T, tekton versioned.Interface, ns, dir string, pub crypto.PublicKey) {
 	t.Helper()
-	list, err := tekton.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ds, err := dirstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := ds.List(ctx, store.Filter{})
+	verifyEntries(ctx, t, tekton, ns, ds, pub)
+}
+
+// verifyEntries checks st as verifyStore checks the dir store.
+func verifyEntries(ctx context.Context, t *testing.T, tekton versioned.Interface, ns string, st store.Store, pub crypto.PublicKey) {
+	t.Helper()
+	list, err := tekton.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := st.List(ctx, store.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}

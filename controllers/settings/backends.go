@@ -71,6 +71,37 @@ func BackendKinds() []BackendKind {
 			},
 		},
 		{
+			Name:   BackendPostgres,
+			Stores: true,
+			Settings: map[string]func(*Config, string) string{
+				// The value is a path; still, never echo it (a DSN pasted
+				// here by mistake would reach logs and Events).
+				KeyPostgresDSNFile: func(c *Config, v string) string {
+					c.PostgresDSNFile = v
+					if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, " =@\n") {
+						return "not an absolute file path (value not shown: it may be a connection string; put that in a Secret and name the mounted file here)"
+					}
+					return ""
+				},
+				KeyPostgresLogDir: absolutePath(func(c *Config, v string) { c.PostgresLogDir = v }),
+				KeyPostgresLogKey: absolutePath(func(c *Config, v string) { c.PostgresLogKey = v }),
+				KeyPostgresLogOrigin: func(c *Config, v string) string {
+					c.PostgresLogOrigin = v
+					if v == "" || strings.ContainsAny(v, " +\n\t") {
+						return fmt.Sprintf("%q is not a log name (no spaces or '+')", v)
+					}
+					return ""
+				},
+			},
+			Open: func(ctx context.Context, c *Config, stores *backends.Stores) (backends.Backend, error) {
+				ps, err := stores.Postgres(ctx, c.PostgresDSNFile, c.PostgresLogDir, c.PostgresLogKey, c.PostgresLogOrigin)
+				if err != nil {
+					return backends.Backend{}, fmt.Errorf("backend postgres: %w", err)
+				}
+				return backends.Backend{Name: "postgres", Store: ps}, nil
+			},
+		},
+		{
 			Name:           BackendOCI,
 			AttachesImages: true,
 			Settings: map[string]func(*Config, string) string{

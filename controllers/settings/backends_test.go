@@ -49,7 +49,7 @@ func TestBackendKinds(t *testing.T) {
 			t.Errorf("LookupBackend(%q) = %q, %v", k.Name, got.Name, ok)
 		}
 	}
-	if want := []string{BackendDir, BackendTLog, BackendOCI}; !slices.Equal(names, want) {
+	if want := []string{BackendDir, BackendTLog, BackendPostgres, BackendOCI}; !slices.Equal(names, want) {
 		t.Errorf("backends %v, want %v", names, want)
 	}
 	if _, ok := LookupBackend("s3"); ok {
@@ -98,4 +98,34 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted backends %v: none stores", c.Backends)
 		}
 	})
+}
+
+// The postgres backend's connection string stays out of the ConfigMap: a
+// DSN where the file's path goes is refused without being echoed, and a
+// "storage.postgres.dsn" key is unknown (named, its value not shown).
+func TestPostgresDSNNotInConfigMap(t *testing.T) {
+	const secret = "s3cret-Pa55word"
+	for _, data := range []map[string]string{
+		{KeyBackends: BackendPostgres, KeyPostgresDSNFile: "postgres://stepseal:" + secret + "@db:5432/stepseal"},
+		{KeyBackends: BackendPostgres, KeyPostgresDSNFile: "host=db password=" + secret},
+		{KeyBackends: BackendPostgres, "storage.postgres.dsn": "host=db password=" + secret},
+	} {
+		_, err := Parse(data)
+		if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("Parse(%v): %v, want ErrInvalid", data, err)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	}
+	c, err := Parse(map[string]string{KeyBackends: "dir," + BackendPostgres, KeyPostgresDSNFile: "/etc/db/dsn", KeyPostgresLogDir: "/var/lib/stepseal/shared-log"})
+	if err != nil || c.PostgresDSNFile != "/etc/db/dsn" || c.PostgresLogDir != "/var/lib/stepseal/shared-log" {
+		t.Fatalf("Parse = %+v, %v", c, err)
+	}
+	// The tlog and postgres backends cannot share a log directory: one
+	// process appends to a log through one handle.
+	_, err = Parse(map[string]string{KeyBackends: BackendTLog + "," + BackendPostgres, KeyTLogDir: "/var/lib/x", KeyPostgresLogDir: "/var/lib/x"})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "logs of their own") {
+		t.Fatalf("tlog and postgres on one log directory: %v", err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,6 +59,19 @@ const (
 	// KeyTLogOrigin names the log (first line of its checkpoints) when the
 	// key is generated.
 	KeyTLogOrigin = "storage.tlog.origin"
+	// KeyPostgresDSNFile is the file holding the "postgres" backend's
+	// connection string (a key of a Secret mounted into the controller's
+	// Pod). The string itself, which may hold a password, never goes in the
+	// ConfigMap: this is a path, and errors show neither it nor the file's
+	// content.
+	KeyPostgresDSNFile = "storage.postgres.dsn-file"
+	// KeyPostgresLogDir is the directory of the "postgres" backend's
+	// transparency log (DIR/log), which every replica appends to, and
+	// KeyPostgresLogKey and KeyPostgresLogOrigin its key and name, as
+	// KeyTLogKey and KeyTLogOrigin are the "tlog" backend's.
+	KeyPostgresLogDir    = "storage.postgres.log.path"
+	KeyPostgresLogKey    = "storage.postgres.log.key"
+	KeyPostgresLogOrigin = "storage.postgres.log.origin"
 	// KeyOCIInsecure lets the "oci" backend use plain HTTP; pkg/oci allows
 	// it for loopback registries only (tests).
 	KeyOCIInsecure = "storage.oci.insecure"
@@ -77,6 +91,11 @@ const (
 	// every entry is appended to a Merkle log with signed checkpoints, and
 	// runs get stepseal.dev/log-index.
 	BackendTLog = "tlog"
+	// BackendPostgres is the shared store on PostgreSQL (pkg/store/pgstore):
+	// several controller replicas write to one database, each entry bound
+	// to a record in a transparency log they share; runs get
+	// stepseal.dev/log-index as with "tlog".
+	BackendPostgres = "postgres"
 )
 
 // ErrInvalid: the ConfigMap cannot be used.
@@ -84,13 +103,19 @@ var ErrInvalid = errors.New("invalid stepseal-config")
 
 // Config is the parsed ConfigMap. Treat it as immutable.
 type Config struct {
-	Backends     []string
-	StoreDir     string
-	TLogDir      string
-	TLogKey      string
-	TLogOrigin   string
-	SignerSecret string
-	SignerKMS    string
+	Backends   []string
+	StoreDir   string
+	TLogDir    string
+	TLogKey    string
+	TLogOrigin string
+	// PostgresDSNFile, PostgresLogDir, PostgresLogKey and PostgresLogOrigin
+	// configure the "postgres" backend.
+	PostgresDSNFile   string
+	PostgresLogDir    string
+	PostgresLogKey    string
+	PostgresLogOrigin string
+	SignerSecret      string
+	SignerKMS         string
 	// NamespaceKMS maps a namespace to its signer.kms.<namespace> URI.
 	NamespaceKMS   map[string]string
 	MaxRetries     int
@@ -105,16 +130,20 @@ type Config struct {
 // Defaults is the Config of an empty or absent ConfigMap.
 func Defaults() *Config {
 	return &Config{
-		Backends:       []string{BackendDir},
-		StoreDir:       "/var/lib/stepseal/store",
-		TLogDir:        "/var/lib/stepseal/tlog",
-		TLogOrigin:     "stepseal.dev/controller",
-		SignerSecret:   "signing-secrets",
-		MaxRetries:     10,
-		RetryBaseDelay: time.Second,
-		RetryMaxDelay:  5 * time.Minute,
-		BuilderID:      "https://stepseal.dev/controller",
-		Trust:          defaultTrust(),
+		Backends:   []string{BackendDir},
+		StoreDir:   "/var/lib/stepseal/store",
+		TLogDir:    "/var/lib/stepseal/tlog",
+		TLogOrigin: "stepseal.dev/controller",
+		// A Secret mounted there (500-controller.yaml).
+		PostgresDSNFile:   "/etc/stepseal/postgres/dsn",
+		PostgresLogDir:    "/var/lib/stepseal/pglog",
+		PostgresLogOrigin: "stepseal.dev/controller",
+		SignerSecret:      "signing-secrets",
+		MaxRetries:        10,
+		RetryBaseDelay:    time.Second,
+		RetryMaxDelay:     5 * time.Minute,
+		BuilderID:         "https://stepseal.dev/controller",
+		Trust:             defaultTrust(),
 	}
 }
 
@@ -217,6 +246,9 @@ func Parse(data map[string]string) (*Config, error) {
 				errs = append(errs, fmt.Sprintf("unknown key %q", k))
 			}
 		}
+	}
+	if slices.Contains(c.Backends, BackendTLog) && slices.Contains(c.Backends, BackendPostgres) && c.TLogDir == c.PostgresLogDir {
+		errs = append(errs, fmt.Sprintf("%s and %s are both %s: the tlog and postgres backends need logs of their own", KeyTLogDir, KeyPostgresLogDir, c.TLogDir))
 	}
 	if len(errs) == 0 && c.RetryBaseDelay > c.RetryMaxDelay {
 		errs = append(errs, fmt.Sprintf("%s %v is larger than %s %v", KeyRetryBaseDelay, c.RetryBaseDelay, KeyRetryMaxDelay, c.RetryMaxDelay))

@@ -120,6 +120,16 @@ type IndexedPutter interface {
 	PutIndexed(ctx context.Context, e Entry) (digest string, index uint64, err error)
 }
 
+// Pager is the optional capability of a Store that reads List's answer a
+// page at a time (pkg/store/pgstore), so a caller walking a large store
+// holds one page: ListPage returns up to limit entries passing f with a
+// digest greater than after (empty: from the start), ordered by digest, and
+// next, the after of the following page: "" once a page comes back short (a
+// full last page is followed by an empty one).
+type Pager interface {
+	ListPage(ctx context.Context, f Filter, after string, limit int) (page []Entry, next string, err error)
+}
+
 // Closer is the optional capability of a Store that holds resources (a
 // directory lock, open files, a background checkpointer) until it is
 // closed. Close releases them; the Store is unusable afterwards.

@@ -22,7 +22,40 @@ type Backend struct {
 	// Tamper, if set, changes the stored bytes of the entry with digest d
 	// behind the store's back; reads must then fail with store.ErrCorrupt.
 	Tamper func(t *testing.T, s store.Store, d string)
+	// Edit, if set, changes what the store keeps about the entry with
+	// digest d behind the store's back, as what (one of Edits) says: a
+	// database row, an index line. Fetch of d, Get of the entry's first
+	// subject and List must then fail with store.ErrCorrupt.
+	Edit func(t *testing.T, s store.Store, d string, what Edit)
+	// Edits are the edits Edit makes (TamperEditsRow for every one).
+	Edits []Edit
 }
+
+// Edit names one change behind a store's back (Backend.Edit).
+type Edit string
+
+// Edits a backend may support.
+const (
+	// EditData changes the document's bytes.
+	EditData Edit = "data"
+	// EditName, EditKind and EditRunID change the entry's name, kind
+	// (to another valid kind) and run ID.
+	EditName  Edit = "name"
+	EditKind  Edit = "kind"
+	EditRunID Edit = "run"
+	// EditDropSubject removes the entry's last subject.
+	EditDropSubject Edit = "drop-subject"
+	// EditAddSubject adds subject EditedSubject to the entry.
+	EditAddSubject Edit = "add-subject"
+	// EditIndex points the entry at the log record of another entry.
+	EditIndex Edit = "log-index"
+)
+
+// EditedSubject is the subject EditAddSubject adds.
+var EditedSubject = subject(77)
+
+// TamperEditsRow lists every Edit.
+var TamperEditsRow = []Edit{EditData, EditName, EditKind, EditRunID, EditDropSubject, EditAddSubject, EditIndex}
 
 func subject(i int) string { return fmt.Sprintf("sha256:%064x", i) }
 
@@ -207,6 +240,40 @@ func Run(t *testing.T, b Backend) {
 				t.Fatalf("Get of tampered entry: %v, want ErrCorrupt", err)
 			}
 			rejecttest.Is(t, "Get of tampered entry", err, reject.ErrMismatch)
+		})
+	}
+
+	if b.Edit != nil {
+		t.Run("TamperEdits", func(t *testing.T) { runEdits(t, b) })
+	}
+}
+
+// runEdits is the TamperEdits case: each edit of one entry (subjects 5 and
+// 6, next to another entry) makes every read that returns it fail.
+func runEdits(t *testing.T, b Backend) {
+	ctx := context.Background()
+	for _, what := range b.Edits {
+		t.Run(string(what), func(t *testing.T) {
+			s := b.New(t)
+			d := mustPut(t, s, entry(store.KindLink, "a.b", "run-1", "original", subject(5), subject(6)))
+			mustPut(t, s, entry(store.KindLink, "c.d", "run-1", "other", subject(8)))
+			b.Edit(t, s, d, what)
+			_, err := s.Fetch(ctx, d)
+			if !errors.Is(err, store.ErrCorrupt) {
+				t.Fatalf("Fetch after edit %s: %v, want ErrCorrupt", what, err)
+			}
+			rejecttest.Is(t, "Fetch after edit "+string(what), err, reject.ErrMismatch)
+			if _, err := s.Get(ctx, subject(5)); !errors.Is(err, store.ErrCorrupt) {
+				t.Fatalf("Get after edit %s: %v, want ErrCorrupt", what, err)
+			}
+			if what == EditAddSubject {
+				if _, err := s.Get(ctx, EditedSubject); !errors.Is(err, store.ErrCorrupt) {
+					t.Fatalf("Get(added subject) after edit %s: %v, want ErrCorrupt", what, err)
+				}
+			}
+			if _, err := s.List(ctx, store.Filter{}); !errors.Is(err, store.ErrCorrupt) {
+				t.Fatalf("List after edit %s: %v, want ErrCorrupt", what, err)
+			}
 		})
 	}
 }

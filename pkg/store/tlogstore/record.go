@@ -114,14 +114,19 @@ type encoded struct {
 // encodeRecord encodes a validated entry as a v2 record, inlining what fits:
 // the subjects first (a leaf that lists its subjects can be searched without
 // its blobs), then the document.
-func encodeRecord(e store.Entry) (encoded, error) {
+func encodeRecord(e store.Entry) (encoded, error) { return encodeRecordData(e, true) }
+
+// encodeRecordData is encodeRecord; with inlineData false the document is
+// never inline (it is kept elsewhere, bound by its digest and size).
+func encodeRecordData(e store.Entry, inlineData bool) (encoded, error) {
 	list := encodeSubjects(e.Subjects)
 	r := record{Type: recordType, Kind: e.Kind, Name: e.Name, RunID: e.RunID, Digest: e.Digest, Size: len(e.Data),
 		SubjectCount: len(e.Subjects), SubjectsDigest: store.Digest(list)}
 	for _, c := range []struct{ subjects, data bool }{{true, true}, {true, false}, {false, true}, {false, false}} {
 		// Skip what cannot fit without encoding it: a subject is 73 bytes
 		// of JSON at least, data grows by a third in base64.
-		if c.subjects && len(e.Subjects)*(subjectLine+2) > tlog.MaxEntrySize ||
+		if c.data && !inlineData ||
+			c.subjects && len(e.Subjects)*(subjectLine+2) > tlog.MaxEntrySize ||
 			c.data && base64.StdEncoding.EncodedLen(len(e.Data)) > tlog.MaxEntrySize {
 			continue
 		}
