@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -105,7 +106,7 @@ func (c *Client) VerifyAnswer(ctx context.Context, a Answer, digest string) (Ver
 	if a.Digest != digest {
 		return Verified{}, fmt.Errorf("%w: asked for %s, the answer is about %s", ErrAnswer, digest, a.Digest)
 	}
-	cp, err := c.log.VerifyCheckpoint(ctx, a.Checkpoint)
+	cp, err := c.checkpoint(ctx, a.Checkpoint, 0)
 	if err != nil {
 		return Verified{}, fmt.Errorf("answer for %s: %w", digest, err)
 	}
@@ -174,7 +175,7 @@ func (c *Client) Search(ctx context.Context, q Query, from uint64, limit int) (P
 
 // VerifySearch checks a search answer for q from from on (see Search).
 func (c *Client) VerifySearch(ctx context.Context, a SearchAnswer, q Query, from uint64, limit int) (Page, error) {
-	cp, err := c.log.VerifyCheckpoint(ctx, a.Checkpoint)
+	cp, err := c.checkpoint(ctx, a.Checkpoint, from)
 	if err != nil {
 		return Page{}, fmt.Errorf("search for %s: %w", q, err)
 	}
@@ -212,6 +213,35 @@ func (c *Client) VerifySearch(ctx context.Context, a SearchAnswer, q Query, from
 		p.Next = max(cp.Size, from)
 	}
 	return p, nil
+}
+
+// checkpoint verifies an answer's checkpoint: signed by the log's key,
+// and either extending every checkpoint this client saw or an older tree
+// that the newest one provably extends (concurrent calls of one client can
+// get answers built on checkpoints in any order, and a proof of inclusion
+// in a prefix of the tree is one in the tree). A tree smaller than floor
+// (the cursor of a search page: the client knows the log had that many
+// entries) is tlog.ErrRollback.
+func (c *Client) checkpoint(ctx context.Context, raw []byte, floor uint64) (tlog.Checkpoint, error) {
+	cp, err := c.log.VerifyCheckpoint(ctx, raw)
+	if errors.Is(err, tlog.ErrRollback) && !errors.Is(err, tlog.ErrFork) {
+		latest, ok := c.log.Latest()
+		older, perr := tlog.ParseCheckpoint(raw, c.log.Verifier())
+		if !ok || perr != nil {
+			return tlog.Checkpoint{}, err
+		}
+		if cerr := c.log.VerifyConsistency(ctx, older, latest); cerr != nil {
+			return tlog.Checkpoint{}, cerr
+		}
+		cp, err = older, nil
+	}
+	if err != nil {
+		return tlog.Checkpoint{}, err
+	}
+	if cp.Size < floor {
+		return tlog.Checkpoint{}, fmt.Errorf("%w: tree of %d entries (%s) for a page that starts at log entry %d", tlog.ErrRollback, cp.Size, cp, floor)
+	}
+	return cp, nil
 }
 
 // SearchAll calls fn with every verified result of q from log index from
