@@ -31,7 +31,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/search", s.handleSearch)
 	files := http.FileServer(http.Dir(s.log.Dir()))
 	static := func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/.") {
+		if strings.Contains(r.URL.Path, "/.") || strings.HasSuffix(r.URL.Path, "/") {
 			http.NotFound(w, r)
 			return
 		}
