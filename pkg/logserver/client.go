@@ -309,4 +309,3 @@ func errorOf(status int) error {
 	}
 	return ErrUnavailable
 }
-

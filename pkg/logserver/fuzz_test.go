@@ -3,7 +3,6 @@ package logserver
 import (
 	"encoding/json"
 	"testing"
-
 )
 
 // FuzzDerive: no request body makes Derive panic, and whatever it accepts
@@ -119,4 +118,3 @@ func FuzzVerifyAnswer(f *testing.F) {
 		}
 	})
 }
-

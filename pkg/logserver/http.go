@@ -49,7 +49,7 @@ func (s *Server) Handler() http.Handler {
 }
 
 var jsonTypes = map[string]bool{
-	"application/json":                     true,
+	"application/json":                      true,
 	"application/vnd.dsse.envelope.v1+json": true,
 	"application/vnd.in-toto+json":          true,
 }

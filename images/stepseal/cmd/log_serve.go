@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +27,8 @@ func newLogServe(ro *rootOptions) *cobra.Command {
 	var allow []string
 	var allowRemote bool
 	var maxInFlight int
+	var batchAge time.Duration
+	var batchSize uint
 	c := &cobra.Command{
 		Use:   "serve DIR --allow PUB... [--addr 127.0.0.1:8080] [--origin NAME]",
 		Short: "Serve a transparency log that writers append signed documents to and readers search",
@@ -60,7 +63,8 @@ search index DIR/index.db, which follows the log and catches up on restart.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			srv, err := logserver.Open(ctx, dir, key, logserver.Options{Keys: keys, MaxInFlight: maxInFlight})
+			srv, err := logserver.Open(ctx, dir, key, logserver.Options{Keys: keys, MaxInFlight: maxInFlight,
+				Log: &tlog.Options{BatchMaxAge: batchAge, BatchMaxSize: batchSize}})
 			if err != nil {
 				return err
 			}
@@ -79,6 +83,8 @@ search index DIR/index.db, which follows the log and catches up on restart.`,
 	c.Flags().StringVar(&origin, "origin", "stepseal.dev/log", "the log's name, when DIR/log.key is created")
 	c.Flags().StringSliceVar(&allow, "allow", nil, "public key file whose signatures the log accepts (repeat)")
 	c.Flags().IntVar(&maxInFlight, "max-in-flight", 4096, "appends in flight before writers are pushed back (503)")
+	c.Flags().DurationVar(&batchAge, "batch-max-age", 0, "longest an append waits for others to share its batch (default 5ms)")
+	c.Flags().UintVar(&batchSize, "batch-max-size", 0, "most appends sequenced in one batch (default 256)")
 	return c
 }
 
