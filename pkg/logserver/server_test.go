@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -320,4 +321,42 @@ func sortedKeys(m map[uint64]bool) []uint64 {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// TestPushback: appends beyond MaxInFlight are 503 with Retry-After, and
+// the client reports ErrBusy (no verdict); nothing is appended for them.
+func TestPushback(t *testing.T) {
+	f := newFixture(t, &Options{MaxInFlight: 1})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	busy, ok := 0, 0
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.client.Add(ctx, provenance(t, f.signer, "run", docName(i)))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, ErrBusy) && errors.Is(err, reject.ErrUnableToCheck):
+				busy++
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if busy == 0 || ok == 0 {
+		t.Fatalf("%d accepted, %d pushed back", ok, busy)
+	}
+	if cp := f.srv.Checkpoint(); cp.Size != uint64(ok) {
+		t.Fatalf("log of %d entries for %d accepted", cp.Size, ok)
+	}
+	rec := httptest.NewRecorder()
+	writeError(rec, statusOf(ErrBusy), ErrBusy)
+	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("pushback answer: %d %v", rec.Code, rec.Header())
+	}
 }
