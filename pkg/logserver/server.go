@@ -308,6 +308,17 @@ func (s *Server) Entry(ctx context.Context, digest string) (Answer, error) {
 // the checkpoint the index is complete for.
 func (s *Server) answer(ctx context.Context, digest string, i uint64) (Answer, error) {
 	cp := s.Checkpoint()
+	if i >= cp.Size {
+		// The row is committed but the follower has not yet published the
+		// checkpoint it indexed; a row beyond the log for long is corrupt.
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := s.waitIndexed(wctx, i)
+		cancel()
+		if err != nil {
+			return Answer{}, fmt.Errorf("%w: the index maps %s to log entry %d, beyond the log's %d entries", ErrIndexCorrupt, digest, i, s.Checkpoint().Size)
+		}
+		cp = s.Checkpoint()
+	}
 	r := newReader(s, cp)
 	res, err := r.result(ctx, i)
 	if err != nil {
