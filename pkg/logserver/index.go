@@ -43,7 +43,11 @@ type Index struct {
 
 // OpenIndex opens (creating) the index database at path.
 func OpenIndex(path string) (*Index, error) {
-	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType})
+	// A large initial mapping (address space, not memory) spares the
+	// remaps of a growing file: each one waits for every read
+	// transaction and blocks new ones, so writers' digest lookups stalled
+	// behind the follower's commits.
+	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, InitialMmapSize: 1 << 30})
 	if err != nil {
 		return nil, fmt.Errorf("%w: index %s: %w", ErrUnavailable, path, err)
 	}
