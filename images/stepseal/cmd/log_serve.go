@@ -68,7 +68,11 @@ search index DIR/index.db, which follows the log and catches up on restart.`,
 			if err != nil {
 				return err
 			}
-			defer srv.Close(context.WithoutCancel(ctx))
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				srv.Close(cctx)
+			}()
 			l, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
