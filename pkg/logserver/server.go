@@ -19,11 +19,15 @@ import (
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
+// DefaultBatchMaxAge is the server's default tlog.Options.BatchMaxAge.
+const DefaultBatchMaxAge = 100 * time.Millisecond
+
 // Options configure a Server. Keys is required.
 type Options struct {
 	// Keys is the allow-list: a document must be signed by one of them.
 	Keys Keys
-	// Log tunes the log's batching and checkpoints.
+	// Log tunes the log's batching and checkpoints (BatchMaxAge defaults
+	// to DefaultBatchMaxAge).
 	Log *tlog.Options
 	// MaxInFlight bounds the appends in flight; more are pushed back with
 	// ErrBusy (HTTP 503 and Retry-After). Default 4096.
@@ -64,6 +68,18 @@ func Open(ctx context.Context, dir string, key tlog.Key, opts Options) (*Server,
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 4096
 	}
+	// Writers arrive one HTTP request at a time: a batch that waits up to
+	// 100 ms (one checkpoint interval) for others fills better than
+	// pkg/tlog's 5 ms default, and Tessera rewrites the partial entry
+	// bundle and tiles, with fsyncs, once per batch.
+	lo := tlog.Options{}
+	if opts.Log != nil {
+		lo = *opts.Log
+	}
+	if lo.BatchMaxAge == 0 {
+		lo.BatchMaxAge = DefaultBatchMaxAge
+	}
+	opts.Log = &lo
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

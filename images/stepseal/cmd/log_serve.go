@@ -87,7 +87,7 @@ search index DIR/index.db, which follows the log and catches up on restart.`,
 	c.Flags().StringVar(&origin, "origin", "stepseal.dev/log", "the log's name, when DIR/log.key is created")
 	c.Flags().StringSliceVar(&allow, "allow", nil, "public key file whose signatures the log accepts (repeat)")
 	c.Flags().IntVar(&maxInFlight, "max-in-flight", 4096, "appends in flight before writers are pushed back (503)")
-	c.Flags().DurationVar(&batchAge, "batch-max-age", 0, "longest an append waits for others to share its batch (default 5ms)")
+	c.Flags().DurationVar(&batchAge, "batch-max-age", 0, "longest an append waits for others to share its batch (default 100ms)")
 	c.Flags().UintVar(&batchSize, "batch-max-size", 0, "most appends sequenced in one batch (default 256)")
 	return c
 }
