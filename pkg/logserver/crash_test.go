@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
@@ -114,7 +115,7 @@ func TestCrashDuringBurst(t *testing.T) {
 					doc := provenance(t, signer, fmt.Sprintf("round-%d", round), fmt.Sprintf("r%d-w%d-%d", round, w, i), "base")
 					v, err := c.Add(ctx, doc)
 					if err != nil {
-						if errors.Is(err, ErrUnavailable) {
+						if errors.Is(err, reject.ErrUnableToCheck) {
 							return // the server died
 						}
 						t.Errorf("add: %v", err)
