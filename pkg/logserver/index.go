@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,6 +76,9 @@ type Row struct {
 	Kind   string
 	RunID  string
 	Digest string
+	// Offset is where the leaf's length prefix starts in its entry bundle
+	// (unchanged as the bundle fills), so a search reads just the leaf.
+	Offset uint32
 	// Subjects are only set on rows given to Apply.
 	Subjects []string
 	// Skip is why a leaf is not indexed (not a store record); set on rows
@@ -93,15 +97,19 @@ func digestKey(d string) []byte {
 }
 
 func encodeRow(r Row) []byte {
-	return []byte(r.Kind + "\x00" + r.RunID + "\x00" + r.Digest)
+	return []byte(r.Kind + "\x00" + r.RunID + "\x00" + r.Digest + "\x00" + strconv.FormatUint(uint64(r.Offset), 10))
 }
 
 func decodeRow(i uint64, v []byte) (Row, error) {
 	parts := strings.Split(string(v), "\x00")
-	if len(parts) != 3 {
+	if len(parts) != 4 {
 		return Row{}, fmt.Errorf("%w: index row of log entry %d is malformed", ErrIndexCorrupt, i)
 	}
-	return Row{Index: i, Kind: parts[0], RunID: parts[1], Digest: parts[2]}, nil
+	off, err := strconv.ParseUint(parts[3], 10, 32)
+	if err != nil {
+		return Row{}, fmt.Errorf("%w: index row of log entry %d is malformed", ErrIndexCorrupt, i)
+	}
+	return Row{Index: i, Kind: parts[0], RunID: parts[1], Digest: parts[2], Offset: uint32(off)}, nil
 }
 
 // Watermark is the number of log entries the index covers: entries

@@ -165,6 +165,7 @@ func (s *Server) catchUp(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%w: entry bundle %d: %w", ErrIndexCorrupt, bi, err)
 		}
+		offsets := bundleOffsets(leaves)
 		base := bi * layout.EntryBundleWidth
 		next := min(base+uint64(len(leaves)), cp.Size)
 		if next <= w {
@@ -172,7 +173,9 @@ func (s *Server) catchUp(ctx context.Context) error {
 		}
 		rows := make([]Row, 0, next-w)
 		for i := w; i < next; i++ {
-			rows = append(rows, rowOf(i, leaves[i-base]))
+			r := rowOf(i, leaves[i-base])
+			r.Offset = offsets[i-base]
+			rows = append(rows, r)
 		}
 		if _, err := s.idx.Apply(rows, next); err != nil {
 			return err
@@ -187,6 +190,17 @@ func (s *Server) catchUp(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// bundleOffsets is where each leaf's length prefix starts in its bundle.
+func bundleOffsets(leaves [][]byte) []uint32 {
+	out := make([]uint32, len(leaves))
+	off := 0
+	for i, l := range leaves {
+		out[i] = uint32(off)
+		off += 2 + len(l)
+	}
+	return out
 }
 
 // rowOf is the index row of leaf i: every leaf names its subjects, so the
@@ -366,10 +380,42 @@ type readResult struct {
 }
 
 func (r *reader) result(ctx context.Context, i uint64) (readResult, error) {
+	return r.resultAt(ctx, i, -1)
+}
+
+// leafAt reads leaf i of a full (immutable) entry bundle at offset,
+// without reading the whole bundle; ok is false when it cannot.
+func (r *reader) leafAt(i uint64, offset int64) ([]byte, bool) {
+	bi := i / layout.EntryBundleWidth
+	if offset < 0 || (bi+1)*layout.EntryBundleWidth > r.cp.Size {
+		return nil, false
+	}
+	f, err := os.Open(filepath.Join(r.s.log.Dir(), layout.EntriesPath(bi, 0)))
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	var n [2]byte
+	if _, err := f.ReadAt(n[:], offset); err != nil {
+		return nil, false
+	}
+	leaf := make([]byte, int(n[0])<<8|int(n[1]))
+	if _, err := f.ReadAt(leaf, offset+2); err != nil {
+		return nil, false
+	}
+	return leaf, true
+}
+
+func (r *reader) resultAt(ctx context.Context, i uint64, offset int64) (readResult, error) {
 	if i >= r.cp.Size {
 		return readResult{}, fmt.Errorf("%w: log entry %d, checkpoint %s", ErrIndexCorrupt, i, r.cp)
 	}
 	bi := i / layout.EntryBundleWidth
+	if leaf, ok := r.leafAt(i, offset); ok {
+		// finish checks the leaf against the tree: a wrong offset is
+		// ErrIndexCorrupt, never a wrong answer.
+		return r.finish(ctx, i, leaf)
+	}
 	if r.bundle == nil || r.bundleIndex != bi {
 		raw, err := r.s.fetch.ReadEntryBundle(ctx, bi, layout.PartialTileSize(0, bi, r.cp.Size))
 		if err != nil {
@@ -384,7 +430,10 @@ func (r *reader) result(ctx context.Context, i uint64) (readResult, error) {
 	if off >= uint64(len(r.bundle)) {
 		return readResult{}, fmt.Errorf("%w: log entry %d: entry bundle %d has %d entries", ErrIndexCorrupt, i, bi, len(r.bundle))
 	}
-	leaf := r.bundle[off]
+	return r.finish(ctx, i, r.bundle[off])
+}
+
+func (r *reader) finish(ctx context.Context, i uint64, leaf []byte) (readResult, error) {
 	e, _, err := tlogstore.ParseRecord(leaf)
 	if err != nil {
 		return readResult{}, fmt.Errorf("%w: log entry %d: %w", ErrIndexCorrupt, i, err)
@@ -397,6 +446,9 @@ func (r *reader) result(ctx context.Context, i uint64) (readResult, error) {
 	hashes, err := r.pb.InclusionProof(ctx, i)
 	if err != nil {
 		return readResult{}, fmt.Errorf("%w: inclusion proof of log entry %d in %s: %w", ErrUnavailable, i, r.cp, err)
+	}
+	if err := tlog.VerifyInclusionProof(leaf, i, r.cp, hashes); err != nil {
+		return readResult{}, fmt.Errorf("%w: log entry %d as read: %w", ErrIndexCorrupt, i, err)
 	}
 	return readResult{Result: Result{Index: i, Record: leaf, Hashes: hashes}, digest: e.Digest, entry: e}, nil
 }
@@ -420,7 +472,7 @@ func (s *Server) Search(ctx context.Context, q Query, from uint64, limit int) (S
 	}
 	r := newReader(s, cp)
 	for _, row := range rows {
-		res, err := r.result(ctx, row.Index)
+		res, err := r.resultAt(ctx, row.Index, int64(row.Offset))
 		if err != nil {
 			return SearchAnswer{}, err
 		}
