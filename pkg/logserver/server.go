@@ -32,9 +32,6 @@ type Options struct {
 	// MaxInFlight bounds the appends in flight; more are pushed back with
 	// ErrBusy (HTTP 503 and Retry-After). Default 4096.
 	MaxInFlight int
-	// AfterAppend, when set, is called after a leaf is appended and before
-	// the index covers it (a fault-injection hook for crash tests).
-	AfterAppend func(index uint64)
 }
 
 // Server is a served log: the log in DIR/log, the index in DIR/index.db.
@@ -292,9 +289,6 @@ func (s *Server) Add(ctx context.Context, doc []byte) (Added, error) {
 				return nil, fmt.Errorf("%w: %w", ErrBusy, err)
 			}
 			return nil, fmt.Errorf("%w: appending document %s: %w", ErrUnavailable, e.Digest, err)
-		}
-		if s.opts.AfterAppend != nil {
-			s.opts.AfterAppend(i)
 		}
 		if err := s.waitIndexed(actx, i); err != nil {
 			return nil, err
