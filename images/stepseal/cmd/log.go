@@ -18,7 +18,7 @@ func newLog(ro *rootOptions) *cobra.Command {
 		Use:   "log",
 		Short: "Serve, search and verify stepseal's transparency log",
 	}
-	c.AddCommand(newLogVerify(ro), newLogServe(ro), newLogAdd(ro), newLogGet(ro), newLogProof(ro), newLogSearch(ro), newLogAudit(ro))
+	c.AddCommand(newLogVerify(ro), newLogServe(ro), newLogAdd(ro), newLogGet(ro), newLogProof(ro), newLogSearch(ro), newLogAudit(ro), newLogMonitor(ro))
 	return c
 }
 

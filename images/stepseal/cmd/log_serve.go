@@ -450,3 +450,82 @@ func jsonIndent(v any) ([]byte, error) {
 	}
 	return append(b, '\n'), nil
 }
+
+type monitorOut struct {
+	Server string `json:"server"`
+	From   uint64 `json:"from"`
+	To     uint64 `json:"to"`
+	OK     bool   `json:"ok"`
+	Error  string `json:"error,omitempty"`
+}
+
+func newLogMonitor(ro *rootOptions) *cobra.Command {
+	var server, keyPath, state string
+	var interval time.Duration
+	c := &cobra.Command{
+		Use:   "monitor --server URL --log-key PUB --state FILE [--interval DURATION]",
+		Short: "Check that a served log only grows, and verify every entry added since the last check",
+		Long: `Read the served log's checkpoint and check it against the one kept in
+--state: signed by the log's key and extending it (a smaller tree is a
+rollback, another root a fork); then verify the inclusion of every entry added
+since and that each is a store record, and keep the new checkpoint in
+--state. With --interval, repeat until interrupted. A monitor alone cannot see
+a split view (the log showing others another tree); compare checkpoints with
+others for that.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if server == "" || keyPath == "" || state == "" {
+				return fmt.Errorf("--server, --log-key and --state are required")
+			}
+			v, err := tlog.ReadVerifier(keyPath)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			for {
+				var trusted []byte
+				if b, err := os.ReadFile(state); err == nil {
+					trusted = b
+				} else if !os.IsNotExist(err) {
+					return err
+				}
+				c, err := logserver.NewClient(server, v, nil)
+				if err != nil {
+					return err
+				}
+				got, err := logserver.Monitor(ctx, c, trusted)
+				out := monitorOut{Server: server, From: got.From, To: got.To, OK: err == nil}
+				if err != nil {
+					out.Error = OneLine(err)
+				} else if werr := signing.WriteFileAtomic(state, got.Checkpoint.Raw, 0o644); werr != nil {
+					return werr
+				}
+				if perr := ro.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+					if out.OK {
+						fmt.Fprintf(w, "PASS: %s grew from %d to %d entries; every new entry verified\n", server, out.From, out.To)
+					} else {
+						fmt.Fprintf(w, "FAIL: %s: %s\n", server, out.Error)
+					}
+				}); perr != nil {
+					return perr
+				}
+				if err != nil {
+					return reportedError{err}
+				}
+				if interval <= 0 {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(interval):
+				}
+			}
+		},
+	}
+	c.Flags().StringVar(&server, "server", "", "the log server's URL")
+	c.Flags().StringVar(&keyPath, "log-key", "", "the log's public note key file")
+	c.Flags().StringVar(&state, "state", "", "file keeping the last checkpoint verified (created on the first run)")
+	c.Flags().DurationVar(&interval, "interval", 0, "repeat every DURATION until interrupted (default: once)")
+	return c
+}
