@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
@@ -15,9 +16,9 @@ import (
 func newLog(ro *rootOptions) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "log",
-		Short: "Inspect stepseal's transparency log",
+		Short: "Serve, search and verify stepseal's transparency log",
 	}
-	c.AddCommand(newLogVerify(ro))
+	c.AddCommand(newLogVerify(ro), newLogServe(ro), newLogAdd(ro), newLogGet(ro), newLogProof(ro), newLogSearch(ro), newLogAudit(ro), newLogMonitor(ro))
 	return c
 }
 
@@ -36,9 +37,9 @@ type logVerdict struct {
 }
 
 func newLogVerify(ro *rootOptions) *cobra.Command {
-	var dir, keyPath, trusted string
+	var dir, server, keyPath, trusted string
 	c := &cobra.Command{
-		Use:   "verify --log DIR --key PUB [--trusted CHECKPOINT]",
+		Use:   "verify (--log DIR | --server URL) --key PUB [--trusted CHECKPOINT]",
 		Short: "Verify a log's checkpoint and every entry's inclusion",
 		Long: `Verify the transparency log in DIR (a log directory, or a tlog store
 directory holding one in log/) with its public note key only: the checkpoint's
@@ -46,12 +47,13 @@ signature, that its tree extends --trusted (an earlier checkpoint you kept:
 a smaller or forked log fails), and that every entry is included in the tree
 the checkpoint commits to. For a store directory it also checks that every
 entry is a store record and that each document and subject list the record
-binds in blobs/ is there and matches it. Exit status 0 only when everything
+binds in blobs/ is there and matches it. With --server it reads a served
+log's tlog-tiles files over HTTP instead. Exit status 0 only when everything
 passed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" || keyPath == "" {
-				return fmt.Errorf("--log and --key are required")
+			if (dir == "") == (server == "") || keyPath == "" {
+				return fmt.Errorf("--key and one of --log or --server are required")
 			}
 			v, err := tlog.ReadVerifier(keyPath)
 			if err != nil {
@@ -61,6 +63,13 @@ passed.`,
 			dir, isStore := tlogstore.LogDir(dir)
 			ctx := cmd.Context()
 			c := tlog.NewClient(dir, v)
+			if server != "" {
+				lc, err := logserver.NewClient(server, v, nil)
+				if err != nil {
+					return err
+				}
+				c, dir, isStore = lc.Log(), server, false
+			}
 			verdict := &logVerdict{Log: dir, Origin: v.Name(), Store: isStore}
 			err = func() error {
 				if trusted != "" {
@@ -105,6 +114,7 @@ passed.`,
 		},
 	}
 	c.Flags().StringVar(&dir, "log", "", "log directory (or a tlog store directory)")
+	c.Flags().StringVar(&server, "server", "", "a served log's URL (stepseal log serve), instead of --log")
 	c.Flags().StringVar(&keyPath, "key", "", "the log's public note key file (<origin>+<hash>+<key>)")
 	c.Flags().StringVar(&trusted, "trusted", "", "an earlier checkpoint of this log: the current one must extend it")
 	return c

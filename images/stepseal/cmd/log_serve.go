@@ -1,0 +1,531 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stepseal/stepseal/pkg/logserver"
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/tlog"
+	"github.com/stepseal/stepseal/pkg/trust/repo"
+)
+
+func newLogServe(ro *rootOptions) *cobra.Command {
+	var addr, origin string
+	var allow []string
+	var allowRemote bool
+	var maxInFlight int
+	var batchAge time.Duration
+	var batchSize uint
+	c := &cobra.Command{
+		Use:   "serve DIR --allow PUB... [--addr 127.0.0.1:8080] [--origin NAME]",
+		Short: "Serve a transparency log that writers append signed documents to and readers search",
+		Long: `Serve the log in DIR over HTTP: writers POST a DSSE envelope or an in-toto
+link or layout to /v1/entries; the server derives its kind, run and subjects,
+appends it once per document digest if a key of --allow signed it, and answers
+with its index, a checkpoint and an inclusion proof. Readers get the log's
+tlog-tiles files (/checkpoint, /tile/...), /v1/entries/{digest} and
+/v1/search?subject=&kind=&run=&cursor=&limit=. The log key is DIR/log.key
+(created for --origin the first time; readers verify with DIR/log.pub), the
+search index DIR/index.db, which follows the log and catches up on restart.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(allow) == 0 {
+				return fmt.Errorf("--allow: at least one public key whose signatures the log accepts")
+			}
+			if err := repo.CheckListenAddr(addr, allowRemote); err != nil {
+				return err
+			}
+			var keys logserver.Keys
+			for _, p := range allow {
+				v, err := signing.LoadVerifier(p)
+				if err != nil {
+					return fmt.Errorf("--allow %s: %w", p, err)
+				}
+				keys = append(keys, v)
+			}
+			dir := args[0]
+			key, err := logserver.KeyInDir(dir, origin)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			srv, err := logserver.Open(ctx, dir, key, logserver.Options{Keys: keys, MaxInFlight: maxInFlight,
+				Log: &tlog.Options{BatchMaxAge: batchAge, BatchMaxSize: batchSize}})
+			if err != nil {
+				return err
+			}
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				srv.Close(cctx)
+			}()
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			cp := srv.Checkpoint()
+			fmt.Fprintf(cmd.ErrOrStderr(), "serving log %s (%d entries) at http://%s/; public key %s\n", key.Verifier.Name(), cp.Size, l.Addr(), filepath.Join(dir, "log.pub"))
+			return logserver.Serve(ctx, l, srv)
+		},
+	}
+	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
+	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback listen address")
+	c.Flags().StringVar(&origin, "origin", "stepseal.dev/log", "the log's name, when DIR/log.key is created")
+	c.Flags().StringSliceVar(&allow, "allow", nil, "public key file whose signatures the log accepts (repeat)")
+	c.Flags().IntVar(&maxInFlight, "max-in-flight", 4096, "appends in flight before writers are pushed back (503)")
+	c.Flags().DurationVar(&batchAge, "batch-max-age", 0, "longest an append waits for others to share its batch (default 100ms)")
+	c.Flags().UintVar(&batchSize, "batch-max-size", 0, "most appends sequenced in one batch (default 256)")
+	return c
+}
+
+// logClientFlags are the flags of every client command.
+type logClientFlags struct {
+	server, keyPath, checkpoint string
+}
+
+func (f *logClientFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.server, "server", "", "the log server's URL (http://host:port/)")
+	c.Flags().StringVar(&f.keyPath, "log-key", "", "the log's public note key file (DIR/log.pub of the server)")
+	c.Flags().StringVar(&f.checkpoint, "checkpoint", "", "a file keeping the newest checkpoint seen: answers must extend it, and it is updated")
+}
+
+// open returns a verifying client, trusting the kept checkpoint.
+func (f *logClientFlags) open(ctx context.Context) (*logserver.Client, error) {
+	if f.server == "" || f.keyPath == "" {
+		return nil, fmt.Errorf("--server and --log-key are required")
+	}
+	v, err := tlog.ReadVerifier(f.keyPath)
+	if err != nil {
+		return nil, err
+	}
+	c, err := logserver.NewClient(f.server, v, nil)
+	if err != nil {
+		return nil, err
+	}
+	if f.checkpoint != "" {
+		raw, err := os.ReadFile(f.checkpoint)
+		if err == nil {
+			if _, err := c.Log().Trust(ctx, raw); err != nil {
+				return nil, fmt.Errorf("--checkpoint %s: %w", f.checkpoint, err)
+			}
+		} else if !os.IsNotExist(err) {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// save keeps the newest checkpoint c verified.
+func (f *logClientFlags) save(c *logserver.Client) error {
+	if f.checkpoint == "" {
+		return nil
+	}
+	cp, ok := c.Log().Latest()
+	if !ok {
+		return nil
+	}
+	return signing.WriteFileAtomic(f.checkpoint, cp.Raw, 0o644)
+}
+
+// logEntryOut is what add and get print per document.
+type logEntryOut struct {
+	File     string   `json:"file,omitempty"`
+	Digest   string   `json:"digest"`
+	Index    uint64   `json:"index"`
+	Created  bool     `json:"created,omitempty"`
+	Kind     string   `json:"kind"`
+	Name     string   `json:"name"`
+	RunID    string   `json:"runID,omitempty"`
+	Subjects []string `json:"subjects"`
+	TreeSize uint64   `json:"treeSize"`
+}
+
+func entryOut(file string, v logserver.Verified) logEntryOut {
+	return logEntryOut{File: file, Digest: v.Entry.Digest, Index: v.Index, Created: v.Created, Kind: v.Entry.Kind, Name: v.Entry.Name,
+		RunID: v.Entry.RunID, Subjects: v.Entry.Subjects, TreeSize: v.Checkpoint.Size}
+}
+
+func printEntries(w io.Writer, out []logEntryOut) {
+	for _, e := range out {
+		verb := "in log"
+		if e.Created {
+			verb = "added"
+		}
+		name := e.File
+		if name == "" {
+			name = e.Digest
+		}
+		fmt.Fprintf(w, "%s: %s at index %d (verified in a tree of %d): %s %q run %q, %d subjects\n", name, verb, e.Index, e.TreeSize, e.Kind, e.Name, e.RunID, len(e.Subjects))
+	}
+}
+
+func newLogAdd(ro *rootOptions) *cobra.Command {
+	var f logClientFlags
+	c := &cobra.Command{
+		Use:   "add FILE... --server URL --log-key PUB",
+		Short: "Append signed documents to a served log and verify each answer's proof",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := f.open(ctx)
+			if err != nil {
+				return err
+			}
+			var out []logEntryOut
+			for _, p := range args {
+				doc, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				v, err := c.Add(ctx, doc)
+				if err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+				out = append(out, entryOut(p, v))
+			}
+			if err := f.save(c); err != nil {
+				return err
+			}
+			return ro.print(cmd.OutOrStdout(), out, func(w io.Writer) { printEntries(w, out) })
+		},
+	}
+	f.add(c)
+	return c
+}
+
+func newLogGet(ro *rootOptions) *cobra.Command {
+	var f logClientFlags
+	var out string
+	c := &cobra.Command{
+		Use:   "get DIGEST --server URL --log-key PUB [--out FILE]",
+		Short: "Fetch a document by its digest, verified included in the log",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := f.open(ctx)
+			if err != nil {
+				return err
+			}
+			v, err := c.Get(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if err := f.save(c); err != nil {
+				return err
+			}
+			if out != "" {
+				if err := signing.WriteFileAtomic(out, v.Entry.Data, 0o644); err != nil {
+					return err
+				}
+			}
+			e := []logEntryOut{entryOut(out, v)}
+			return ro.print(cmd.OutOrStdout(), e[0], func(w io.Writer) {
+				if out == "" {
+					w.Write(v.Entry.Data)
+					fmt.Fprintln(w)
+					return
+				}
+				printEntries(w, e)
+			})
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&out, "out", "", "write the document to FILE (default: print it)")
+	return c
+}
+
+func newLogProof(ro *rootOptions) *cobra.Command {
+	var f logClientFlags
+	var format, out string
+	c := &cobra.Command{
+		Use:   "proof DIGEST --server URL --log-key PUB [--format json|tlog-proof] [--out FILE]",
+		Short: "Write the verified inclusion proof of a document (JSON, or a C2SP tlog-proof file)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := f.open(ctx)
+			if err != nil {
+				return err
+			}
+			v, err := c.Get(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if err := f.save(c); err != nil {
+				return err
+			}
+			var b []byte
+			switch format {
+			case "json":
+				if b, err = jsonIndent(v.Answer.Proof); err != nil {
+					return err
+				}
+			case "tlog-proof":
+				b = logserver.TLogProof(v.Answer)
+			default:
+				return fmt.Errorf("--format %q: json or tlog-proof", format)
+			}
+			if out == "" {
+				_, err := cmd.OutOrStdout().Write(b)
+				return err
+			}
+			return signing.WriteFileAtomic(out, b, 0o644)
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&format, "format", "json", "json (stepseal's proof: index, record, checkpoint, hashes) or tlog-proof")
+	c.Flags().StringVar(&out, "out", "", "write to FILE instead of standard output")
+	return c
+}
+
+type searchOut struct {
+	Query    string          `json:"query"`
+	TreeSize uint64          `json:"treeSize"`
+	Results  []searchOutItem `json:"results"`
+	Next     string          `json:"next"`
+	More     bool            `json:"more"`
+}
+
+type searchOutItem struct {
+	Index    uint64   `json:"index"`
+	Digest   string   `json:"digest"`
+	Kind     string   `json:"kind"`
+	Name     string   `json:"name"`
+	RunID    string   `json:"runID,omitempty"`
+	Subjects []string `json:"subjects"`
+}
+
+func newLogSearch(ro *rootOptions) *cobra.Command {
+	var f logClientFlags
+	var q logserver.Query
+	var cursor string
+	var limit int
+	var all bool
+	c := &cobra.Command{
+		Use:   "search --server URL --log-key PUB [--subject sha256:HEX] [--kind KIND] [--run ID] [--cursor C] [--limit N] [--all]",
+		Short: "Search a served log by subject digest, kind or run; every result's inclusion is verified",
+		Long: `Search a served log. Every result's record is verified included in the
+answer's checkpoint and checked to match the query, and results come in log
+order after the cursor; a server can still leave results out, which only
+'stepseal log audit' detects. --all follows every page; --cursor resumes
+where an earlier search's "next" left off.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := f.open(ctx)
+			if err != nil {
+				return err
+			}
+			from, err := logserver.ParseCursor(cursor)
+			if err != nil {
+				return err
+			}
+			res := searchOut{Query: q.String(), Results: []searchOutItem{}}
+			for {
+				p, err := c.Search(ctx, q, from, limit)
+				if err != nil {
+					return err
+				}
+				for _, r := range p.Results {
+					res.Results = append(res.Results, searchOutItem{Index: r.Index, Digest: r.Entry.Digest, Kind: r.Entry.Kind, Name: r.Entry.Name, RunID: r.Entry.RunID, Subjects: r.Entry.Subjects})
+				}
+				res.TreeSize, res.More, from = p.Checkpoint.Size, p.More, p.Next
+				if !all || !p.More {
+					break
+				}
+			}
+			res.Next = logserver.FormatCursor(from)
+			if err := f.save(c); err != nil {
+				return err
+			}
+			return ro.print(cmd.OutOrStdout(), res, func(w io.Writer) {
+				fmt.Fprintf(w, "%d results for %s (verified in a tree of %d entries)\n", len(res.Results), res.Query, res.TreeSize)
+				for _, r := range res.Results {
+					fmt.Fprintf(w, "  %d %s %s %q run %q\n", r.Index, r.Digest, r.Kind, r.Name, r.RunID)
+				}
+				if res.More {
+					fmt.Fprintf(w, "more: --cursor %s\n", res.Next)
+				} else {
+					fmt.Fprintf(w, "complete up to this tree; later entries: --cursor %s\n", res.Next)
+				}
+			})
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&q.Subject, "subject", "", "subject digest (sha256:<hex>)")
+	c.Flags().StringVar(&q.Kind, "kind", "", "entry kind: "+strings.Join([]string{store.KindLink, store.KindLayout, store.KindProvenance, store.KindAttestation}, ", "))
+	c.Flags().StringVar(&q.RunID, "run", "", "run ID")
+	c.Flags().StringVar(&cursor, "cursor", "", "resume from this cursor")
+	c.Flags().IntVar(&limit, "limit", 0, fmt.Sprintf("results per page (server default %d, at most %d)", logserver.DefaultLimit, logserver.MaxLimit))
+	c.Flags().BoolVar(&all, "all", false, "follow every page")
+	return c
+}
+
+type auditOut struct {
+	Server   string            `json:"server"`
+	TreeSize uint64            `json:"treeSize"`
+	Entries  uint64            `json:"entriesVerified"`
+	Queries  int               `json:"queriesCompared"`
+	Results  int               `json:"resultsCompared"`
+	Aliases  map[uint64]string `json:"aliases,omitempty"`
+	OK       bool              `json:"ok"`
+	Error    string            `json:"error,omitempty"`
+}
+
+func newLogAudit(ro *rootOptions) *cobra.Command {
+	var f logClientFlags
+	var index string
+	var subjects []string
+	c := &cobra.Command{
+		Use:   "audit --server URL --log-key PUB --index FILE [--subject sha256:HEX...]",
+		Short: "Rebuild the search index from the log alone and prove the server's search answers complete",
+		Long: `Read every entry of the served log, verify its inclusion in the server's
+checkpoint, and rebuild the search index in FILE (kept: a later audit reads
+only the new entries). Then compare the server's search answers for each
+--subject (default: every subject in the log, and every kind) with the
+rebuilt index: an entry the server left out fails the audit, naming it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if index == "" {
+				return fmt.Errorf("--index is required")
+			}
+			ctx := cmd.Context()
+			c, err := f.open(ctx)
+			if err != nil {
+				return err
+			}
+			var qs []logserver.Query
+			for _, s := range subjects {
+				qs = append(qs, logserver.Query{Subject: s})
+			}
+			rep, err := logserver.Audit(ctx, c, index, qs)
+			out := auditOut{Server: f.server, TreeSize: rep.Checkpoint.Size, Entries: rep.Entries, Queries: rep.Queries, Results: rep.Results, Aliases: rep.Aliases, OK: err == nil}
+			if err != nil {
+				out.Error = OneLine(err)
+			} else if serr := f.save(c); serr != nil {
+				return serr
+			}
+			if perr := ro.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+				if out.OK {
+					fmt.Fprintf(w, "PASS: %s: %d entries verified and indexed; %d searches (%d results) complete\n", out.Server, out.Entries, out.Queries, out.Results)
+				} else {
+					fmt.Fprintf(w, "FAIL: %s: %s\n", out.Server, out.Error)
+				}
+				for i, d := range out.Aliases {
+					fmt.Fprintf(w, "  alias: log entry %d repeats %s\n", i, d)
+				}
+			}); perr != nil {
+				return perr
+			}
+			if err != nil {
+				return reportedError{err}
+			}
+			return nil
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&index, "index", "", "the audit's own index file (bbolt), created or brought up to date")
+	c.Flags().StringSliceVar(&subjects, "subject", nil, "subject digests to compare (repeat; default every subject and kind)")
+	return c
+}
+
+func jsonIndent(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+type monitorOut struct {
+	Server string `json:"server"`
+	From   uint64 `json:"from"`
+	To     uint64 `json:"to"`
+	OK     bool   `json:"ok"`
+	Error  string `json:"error,omitempty"`
+}
+
+func newLogMonitor(ro *rootOptions) *cobra.Command {
+	var server, keyPath, state string
+	var interval time.Duration
+	c := &cobra.Command{
+		Use:   "monitor --server URL --log-key PUB --state FILE [--interval DURATION]",
+		Short: "Check that a served log only grows, and verify every entry added since the last check",
+		Long: `Read the served log's checkpoint and check it against the one kept in
+--state: signed by the log's key and extending it (a smaller tree is a
+rollback, another root a fork); then verify the inclusion of every entry added
+since and that each is a store record, and keep the new checkpoint in
+--state. With --interval, repeat until interrupted. A monitor alone cannot see
+a split view (the log showing others another tree); compare checkpoints with
+others for that.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if server == "" || keyPath == "" || state == "" {
+				return fmt.Errorf("--server, --log-key and --state are required")
+			}
+			v, err := tlog.ReadVerifier(keyPath)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			for {
+				var trusted []byte
+				if b, err := os.ReadFile(state); err == nil {
+					trusted = b
+				} else if !os.IsNotExist(err) {
+					return err
+				}
+				c, err := logserver.NewClient(server, v, nil)
+				if err != nil {
+					return err
+				}
+				got, err := logserver.Monitor(ctx, c, trusted)
+				out := monitorOut{Server: server, From: got.From, To: got.To, OK: err == nil}
+				if err != nil {
+					out.Error = OneLine(err)
+				} else if werr := signing.WriteFileAtomic(state, got.Checkpoint.Raw, 0o644); werr != nil {
+					return werr
+				}
+				if perr := ro.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+					if out.OK {
+						fmt.Fprintf(w, "PASS: %s grew from %d to %d entries; every new entry verified\n", server, out.From, out.To)
+					} else {
+						fmt.Fprintf(w, "FAIL: %s: %s\n", server, out.Error)
+					}
+				}); perr != nil {
+					return perr
+				}
+				if err != nil {
+					return reportedError{err}
+				}
+				if interval <= 0 {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(interval):
+				}
+			}
+		},
+	}
+	c.Flags().StringVar(&server, "server", "", "the log server's URL")
+	c.Flags().StringVar(&keyPath, "log-key", "", "the log's public note key file")
+	c.Flags().StringVar(&state, "state", "", "file keeping the last checkpoint verified (created on the first run)")
+	c.Flags().DurationVar(&interval, "interval", 0, "repeat every DURATION until interrupted (default: once)")
+	return c
+}
