@@ -129,16 +129,24 @@ func (e *Evidence) Logged(ctx context.Context, a attest.LogAnchor, digest string
 // anchor verifies a's checkpoint and that the log's current tree extends
 // it, once per anchor.
 func (e *Evidence) anchor(ctx context.Context, a attest.LogAnchor) (tlog.Checkpoint, error) {
-	if got, ok := e.anchors[a.Checkpoint]; ok {
-		return got.cp, got.err
+	got, ok := e.anchors[a.Checkpoint]
+	if !ok {
+		got = e.verifyAnchor(ctx, a)
+		e.anchors[a.Checkpoint] = got
 	}
+	if got.err == nil && got.cp.Size != a.Size {
+		return tlog.Checkpoint{}, fmt.Errorf("%w: the layout's checkpoint is of tree size %d, it records size %d", tlog.ErrBadCheckpoint, got.cp.Size, a.Size)
+	}
+	return got.cp, got.err
+}
+
+// verifyAnchor checks a's checkpoint with the log's key and that the log's
+// current tree extends it.
+func (e *Evidence) verifyAnchor(ctx context.Context, a attest.LogAnchor) anchored {
 	cp, err := func() (tlog.Checkpoint, error) {
 		cp, err := tlog.ParseCheckpoint([]byte(a.Checkpoint), e.v)
 		if err != nil {
 			return tlog.Checkpoint{}, fmt.Errorf("the layout's checkpoint: %w", err)
-		}
-		if cp.Size != a.Size {
-			return tlog.Checkpoint{}, fmt.Errorf("%w: the layout's checkpoint is of tree size %d, it records size %d", tlog.ErrBadCheckpoint, cp.Size, a.Size)
 		}
 		if _, err := e.client.Trust(ctx, cp.Raw); err != nil {
 			return tlog.Checkpoint{}, err
@@ -152,8 +160,7 @@ func (e *Evidence) anchor(ctx context.Context, a attest.LogAnchor) (tlog.Checkpo
 		}
 		return cp, nil
 	}()
-	e.anchors[a.Checkpoint] = anchored{cp, err}
-	return cp, err
+	return anchored{cp, err}
 }
 
 // scan reads every record of the current tree once, verifying each one's
