@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Key-change readme directives: how a layout rotates and revokes
@@ -107,8 +109,8 @@ func (r KeyRotation) check() error {
 	if r.Log.Size == 0 {
 		return fmt.Errorf("key %.8s: the log's tree size at the rotation is 0: nothing it signed could be shown to come before it", r.KeyID)
 	}
-	if r.Log.Origin() == "" || strings.Count(r.Log.Key, "+") != 2 || strings.ContainsFunc(r.Log.Key, unicode.IsSpace) {
-		return fmt.Errorf("key %.8s: log key %q is not a note key <origin>+<hash>+<data>", r.KeyID, r.Log.Key)
+	if _, err := note.NewVerifier(r.Log.Key); err != nil || strings.ContainsFunc(r.Log.Key, unicode.IsSpace) {
+		return fmt.Errorf("key %.8s: log key %q is not a note verifier key <origin>+<hash>+<data>", r.KeyID, r.Log.Key)
 	}
 	if !strings.HasPrefix(r.Log.Checkpoint, r.Log.Origin()+"\n") {
 		return fmt.Errorf("key %.8s: the checkpoint is not one of log %q", r.KeyID, r.Log.Origin())

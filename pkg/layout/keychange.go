@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/signing"
 )
 
 // RotateKey returns l with functionary key oldID rotated out for newKey:
@@ -176,4 +178,35 @@ func clone(l in_toto.Layout) in_toto.Layout {
 		out.Steps[i].PubKeys = slices.Clone(out.Steps[i].PubKeys)
 	}
 	return out
+}
+
+// Resign applies change to the layout of mb and returns the result signed
+// by owners (Sign). Before anything is signed, mb must carry a valid
+// signature by at least one of owners: the owners re-sign only a layout
+// they signed before, not whatever file they were handed.
+func Resign(ctx context.Context, mb *in_toto.Metablock, owners []signing.Signer, change func(in_toto.Layout) (in_toto.Layout, error)) (*in_toto.Metablock, error) {
+	l, ok := mb.Signed.(in_toto.Layout)
+	if !ok {
+		return nil, fmt.Errorf("%w: metablock holds %T, not a layout", ErrLayout, mb.Signed)
+	}
+	signed := false
+	var ids []string
+	for _, o := range owners {
+		k, err := signing.InTotoKey(o.Public())
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, fmt.Sprintf("%.8s", k.KeyID))
+		if mb.VerifySignature(k) == nil {
+			signed = true
+		}
+	}
+	if !signed {
+		return nil, fmt.Errorf("%w: the layout carries no valid signature by any owner key given (%s): only a layout its owners signed is changed and re-signed", ErrLayout, strings.Join(ids, " "))
+	}
+	out, err := change(l)
+	if err != nil {
+		return nil, err
+	}
+	return Sign(ctx, out, owners...)
 }
