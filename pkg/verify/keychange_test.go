@@ -11,6 +11,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 )
@@ -40,7 +41,10 @@ func (f *fakeLog) Logged(_ context.Context, a attest.LogAnchor, digest string) (
 
 var errNotLogged = reject.Sentinel(reject.ErrMissing, "not in the log before the rotation")
 
-var testAnchor = attest.LogAnchor{Key: "example.test/log+01234567+AAAA", Size: 10, Checkpoint: "example.test/log\n10\nAAAA\n\n— sig\n"}
+// testAnchor names a real note key's log; the fake evidence does not read
+// its checkpoint.
+var testAnchor = attest.LogAnchor{Key: "stepseal.dev/local+1ac73445+ARm4SdWBxjpShYSbJrMSIxxd8ogfQR5OyniYJX+L941P", Size: 10,
+	Checkpoint: "stepseal.dev/local\n10\nq83vEjRWeJASNFZ4kBI0VniQEjRWeJASNFZ4kBI0VnM=\n\n— stepseal.dev/local GqxzRQ\n"}
 
 // rotated is newChain with dave (build.compile) rotated out for alice, as
 // layout.RotateKey writes it: dave stays, alice joins, a key-rotated line.
@@ -78,10 +82,11 @@ func TestRotatedKeyLinkNeedsLogEvidence(t *testing.T) {
 	if !errors.As(err, &re) || !errors.Is(err, ErrRotatedKey) || !errors.Is(err, reject.ErrMissing) || !errors.Is(err, reject.ErrRefused) {
 		t.Fatalf("want a RotatedKeyError, got %v", err)
 	}
-	want := fmt.Sprintf(`step "build.compile": link %s is signed by in-toto key %s, rotated out at log size 10 of log "example.test/log" by layout root.layout: no log evidence`, name, keyID(t, "dave")[:8])
+	want := fmt.Sprintf(`step "build.compile": link %s is signed by in-toto key %s, rotated out at log size 10 of log "stepseal.dev/local" by layout root.layout: no log evidence`, name, keyID(t, "dave")[:8])
 	if !strings.HasPrefix(re.Error(), want) || re.Step != "build.compile" || re.KeyID != keyID(t, "dave") || re.LogSize != 10 {
 		t.Fatalf("message:\n%s\nwant prefix\n%s", re, want)
 	}
+	rejecttest.Is(t, "rotated key, no evidence", re, reject.ErrMissing)
 	if category(re) != "rotated-key" || v.Passed {
 		t.Fatal(category(re))
 	}
@@ -134,6 +139,7 @@ func TestRotatedKeyEvidenceMismatch(t *testing.T) {
 	if !errors.As(err, &re) || !errors.Is(re, reject.ErrMismatch) || errors.Is(re, reject.ErrMissing) || !strings.Contains(re.Error(), "inclusion proof failed: entry 3") {
 		t.Fatalf("got %v", err)
 	}
+	rejecttest.Is(t, "rotated key, proof fails", re, reject.ErrMismatch)
 }
 
 func TestRotatedKeyLogUnreadableGivesNoVerdict(t *testing.T) {
@@ -144,6 +150,7 @@ func TestRotatedKeyLogUnreadableGivesNoVerdict(t *testing.T) {
 	if v != nil || !errors.Is(err, ErrLogUnreadable) || !errors.Is(err, reject.ErrUnableToCheck) || errors.Is(err, reject.ErrRefused) {
 		t.Fatalf("verdict %v, err %v", v, err)
 	}
+	rejecttest.Is(t, "log unreadable", err, reject.ErrUnavailable)
 }
 
 func TestNewKeyOfRotationNeedsNoEvidence(t *testing.T) {
@@ -178,6 +185,7 @@ func TestRevokedKeyLinkRefused(t *testing.T) {
 	if !errors.As(err, &re) || !errors.Is(err, ErrRevokedKey) || !errors.Is(re, reject.ErrUnauthorized) || category(re) != "revoked-key" {
 		t.Fatalf("got %v", err)
 	}
+	rejecttest.Is(t, "revoked key", re, reject.ErrUnauthorized)
 	want := fmt.Sprintf(`step "build.compile": link %s is signed by in-toto key %s, revoked by layout layouts/go-build.layout (TUF role targets v3) (reason: laptop stolen)`, name, keyID(t, "dave")[:8])
 	if re.Error() != want {
 		t.Fatalf("message:\n%s\nwant\n%s", re, want)
