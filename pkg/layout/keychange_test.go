@@ -136,6 +136,14 @@ func TestRevokeKey(t *testing.T) {
 	if r, ok := d.Revocation(builder.KeyID); !ok || r.Reason != "stolen" || len(d.Rotated) != 0 {
 		t.Fatalf("%+v", d)
 	}
+	var desc strings.Builder
+	if err := Describe(&desc, out); err != nil || !strings.Contains(desc.String(), "revoked: "+builder.KeyID[:8]+" (reason: stolen)") {
+		t.Fatalf("Describe: %v\n%s", err, desc.String())
+	}
+	desc.Reset()
+	if err := Describe(&desc, rot); err != nil || !strings.Contains(desc.String(), "rotated out: "+builder.KeyID[:8]+", for "+next.KeyID[:8]+": its links count only if log \"stepseal.dev/local\" held them below size 7") {
+		t.Fatalf("Describe: %v\n%s", err, desc.String())
+	}
 	if _, err := RevokeKey(out, builder.KeyID, "again"); !errors.Is(err, ErrLayout) {
 		t.Fatalf("revoked twice: %v", err)
 	}
