@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -48,7 +51,9 @@ func Anchor(ctx context.Context, dir, vkey string) (attest.LogAnchor, error) {
 
 // Evidence answers, from a store directory (or bare log) and the log's
 // public key alone, whether the log held a link before a key rotation. It
-// reads the log once, on first use; it is safe for concurrent use.
+// looks where the store's index says first (checking the entry's inclusion
+// in the anchored tree); failing that it reads the whole log once. It is
+// safe for concurrent use.
 type Evidence struct {
 	dir  string
 	vkey string
@@ -60,6 +65,7 @@ type Evidence struct {
 	links   map[string]uint64 // link document digest -> lowest index
 	scanErr error
 	anchors map[string]anchored
+	hints   map[string][]uint64 // from the store's index: a cache, never trusted
 }
 
 type anchored struct {
@@ -104,6 +110,9 @@ func (e *Evidence) Logged(ctx context.Context, a attest.LogAnchor, digest string
 	cpA, err := e.anchor(ctx, a)
 	if err != nil {
 		return 0, err
+	}
+	if i, ok := e.hinted(ctx, cpA, digest); ok {
+		return i, nil
 	}
 	if err := e.scan(ctx); err != nil {
 		return 0, err
@@ -189,4 +198,41 @@ func (e *Evidence) scan(ctx context.Context) error {
 	}
 	e.links = links
 	return nil
+}
+
+// hinted looks digest up in the store's query index (DIR/index), which is
+// a cache anyone could edit: it only says where to look. It accepts the
+// first index below the anchored size whose entry, read with its inclusion
+// proven in the anchored tree, is the link record of digest; otherwise
+// (no index, a wrong or missing line, a failed proof) it answers nothing
+// and Logged scans the log itself.
+func (e *Evidence) hinted(ctx context.Context, cpA tlog.Checkpoint, digest string) (uint64, bool) {
+	if e.hints == nil {
+		e.hints = map[string][]uint64{}
+		if _, isStore := LogDir(e.dir); isStore {
+			if b, err := os.ReadFile(filepath.Join(e.dir, "index")); err == nil {
+				lines, _ := splitIndex(b)
+				for _, l := range lines {
+					if l.Kind == store.KindLink {
+						e.hints[l.Digest] = append(e.hints[l.Digest], l.I)
+					}
+				}
+			}
+		}
+	}
+	idx := slices.Clone(e.hints[digest])
+	slices.Sort(idx)
+	for _, i := range idx {
+		if i >= cpA.Size {
+			break
+		}
+		raw, err := e.client.Entry(ctx, i, cpA)
+		if err != nil {
+			continue
+		}
+		if r, err := parseRecord(raw); err == nil && r.Kind == store.KindLink && r.Digest == digest {
+			return i, true
+		}
+	}
+	return 0, false
 }

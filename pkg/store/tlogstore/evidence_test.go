@@ -2,6 +2,7 @@ package tlogstore
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,5 +145,41 @@ func TestEvidenceNoLog(t *testing.T) {
 	_, err = ev.Logged(ctx, anchor, a)
 	if !errors.Is(err, tlog.ErrBadCheckpoint) || !strings.Contains(err.Error(), "nothing") {
 		t.Fatalf("evidence from an empty directory: %v", err)
+	}
+}
+
+// The store's index is a cache anyone could edit: a line placing a link
+// logged after the rotation below it is not believed, a wrong or missing
+// line for one logged before does not hide it.
+func TestEvidenceIndexIsOnlyAHint(t *testing.T) {
+	k, vkey := keyPair(t, "stepseal.test/evidence")
+	dir := t.TempDir()
+	s := openStore(t, dir, k)
+	a := put(t, s, link("build.compile.aaaaaaaa.link", "before-1"))
+	put(t, s, link("test.unit.bbbbbbbb.link", "before-2"))
+	anchor, err := Anchor(ctx, dir, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := put(t, s, link("build.compile.aaaaaaaa.link", "after"))
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lie := indexLine{I: 0, Digest: c, Kind: store.KindLink, Subjects: []string{}}.encode()
+	lie = append(lie, indexLine{I: 1, Digest: a, Kind: store.KindLink, Subjects: []string{}}.encode()...)
+	if err := os.WriteFile(filepath.Join(dir, "index"), lie, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := NewEvidence(dir, vkey)
+	if _, err := ev.Logged(ctx, anchor, c); !errors.Is(err, ErrNotLogged) || !strings.Contains(err.Error(), "at index 2") {
+		t.Fatalf("a lying index line: %v", err)
+	}
+	if i, err := ev.Logged(ctx, anchor, a); err != nil || i != 0 {
+		t.Fatalf("a wrong index line: %d, %v", i, err)
+	}
+	os.Remove(filepath.Join(dir, "index"))
+	ev, _ = NewEvidence(dir, vkey)
+	if i, err := ev.Logged(ctx, anchor, a); err != nil || i != 0 {
+		t.Fatalf("no index: %d, %v", i, err)
 	}
 }
