@@ -93,6 +93,10 @@ type ReadmeDirectives struct {
 	OnErrorContinue []string
 	// Skippable are the tasks that may be skipped, in readme order.
 	Skippable []SkipRule
+	// Rotated are the functionary keys rotated out, in readme order.
+	Rotated []KeyRotation
+	// Revoked are the functionary keys revoked, in readme order.
+	Revoked []KeyRevocation
 }
 
 // OnErrorContinueLines returns the readme lines that let steps fail, one per
@@ -132,9 +136,29 @@ func ParseReadme(readme string) (ReadmeDirectives, error) {
 			}
 			continue
 		}
+		if rest, ok := strings.CutPrefix(line, ReadmeKeyRotated); ok {
+			r, err := parseKeyRotation(rest)
+			if err == nil {
+				err = addKeyChange(&d, &r, nil)
+			}
+			if err != nil {
+				return ReadmeDirectives{}, fmt.Errorf("%w: line %d: %s%v", ErrReadme, i+1, ReadmeKeyRotated, err)
+			}
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, ReadmeKeyRevoked); ok {
+			r, err := parseKeyRevocation(rest)
+			if err == nil {
+				err = addKeyChange(&d, nil, &r)
+			}
+			if err != nil {
+				return ReadmeDirectives{}, fmt.Errorf("%w: line %d: %s%v", ErrReadme, i+1, ReadmeKeyRevoked, err)
+			}
+			continue
+		}
 		name, ok := strings.CutPrefix(line, ReadmeOnErrorContinue)
 		if !ok {
-			return ReadmeDirectives{}, fmt.Errorf("%w: line %d: %q is not a directive stepseal knows (want %q<step> or %q<json>)", ErrReadme, i+1, line, ReadmeOnErrorContinue, ReadmeSkippable)
+			return ReadmeDirectives{}, fmt.Errorf("%w: line %d: %q is not a directive stepseal knows (want %q<step>, %q<json>, %q<json> or %q<json>)", ErrReadme, i+1, line, ReadmeOnErrorContinue, ReadmeSkippable, ReadmeKeyRotated, ReadmeKeyRevoked)
 		}
 		switch {
 		case name == "":

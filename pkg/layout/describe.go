@@ -12,6 +12,8 @@ import (
 	"unicode"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
+
+	"github.com/stepseal/stepseal/pkg/attest"
 )
 
 // maxCommand is how many characters of an expected command Describe prints.
@@ -72,6 +74,15 @@ func Describe(w io.Writer, l in_toto.Layout, opts ...DescribeOption) error {
 	}
 	sort.Strings(ids)
 	fmt.Fprintf(b, "functionary keys (%d): %s\n", len(ids), c.who(ids))
+	if d, err := attest.ParseReadme(l.Readme); err == nil {
+		for _, r := range d.Rotated {
+			fmt.Fprintf(b, "rotated out: %s, for %s: its links count only if log %s held them below size %d\n",
+				c.who([]string{r.KeyID}), c.who([]string{r.NewKeyID}), strconv.Quote(r.Log.Origin()), r.Log.Size)
+		}
+		for _, r := range d.Revoked {
+			fmt.Fprintf(b, "revoked: %s (reason: %s): every link it signed is refused\n", c.who([]string{r.KeyID}), clean(r.Reason))
+		}
+	}
 	fmt.Fprintf(b, "steps (%d):\n", len(l.Steps))
 	for i, s := range l.Steps {
 		fmt.Fprintf(b, "\n%d. %s\n", i+1, clean(s.Name))

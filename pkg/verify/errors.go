@@ -63,6 +63,12 @@ var (
 	// recorded when expressions are not the layout's or hold on the
 	// recorded inputs, or the cascade parent was not itself skipped.
 	ErrSkip error = &SkipError{}
+	// ErrRotatedKey: a link signed by a key the layout rotated out that the
+	// transparency log the layout names does not show was logged before
+	// the rotation.
+	ErrRotatedKey error = &RotatedKeyError{}
+	// ErrRevokedKey: a link signed by a key the layout revoked.
+	ErrRevokedKey error = &RevokedKeyError{}
 	// ErrUnsupported: the layout uses a feature this engine refuses on
 	// purpose (inspections, sublayouts, certificate-based functionaries,
 	// DSSE-wrapped metadata).
@@ -100,6 +106,8 @@ var reasons = map[string]*reject.Reason{
 	"malformed":        reject.ErrMalformed,
 	"unsupported":      reject.ErrUnsupported,
 	"skip":             reject.ErrMissing,
+	"rotated-key":      reject.ErrMissing,
+	"revoked-key":      reject.ErrUnauthorized,
 }
 
 // stepped is implemented by failures that belong to one layout step.
@@ -538,3 +546,77 @@ func (e *SkipError) Is(target error) bool { return is[*SkipError](target) }
 // Category names the failure category.
 func (e *SkipError) Category() string { return "skip" }
 func (e *SkipError) stepName() string { return e.Step }
+
+// RotatedKeyError: a link signed by a key the layout rotated out
+// (attest.KeyRotation) without proof that the log the layout names held it
+// below the tree size recorded at the rotation: no evidence, a log that is
+// not the one named, a proof that does not verify, or a link logged at or
+// after the rotation.
+type RotatedKeyError struct {
+	Step  string
+	File  string
+	KeyID string
+	// Layout names the layout that rotated the key out.
+	Layout string
+	// Log is the log's origin, LogSize its tree size at the rotation.
+	Log     string
+	LogSize uint64
+	Reason  string
+	// cause is the evidence's error (or reject.ErrMissing for none): its
+	// reason is this failure's.
+	cause error
+}
+
+func (e *RotatedKeyError) Error() string {
+	return fmt.Sprintf("step %q: link %s is signed by in-toto key %s, rotated out at log size %d of log %q by layout %s: %s",
+		e.Step, e.File, short(e.KeyID), e.LogSize, e.Log, e.Layout, e.Reason)
+}
+
+// Is matches ErrRotatedKey and ErrVerification, and the shared reason of
+// what refused the evidence (reject.ErrMissing when there was none or the
+// log did not hold the link in time, reject.ErrMismatch for a log that is
+// not the one named or a proof that does not verify).
+func (e *RotatedKeyError) Is(target error) bool {
+	if _, ok := target.(*RotatedKeyError); ok {
+		return true
+	}
+	if _, ok := target.(*VerificationError); ok || target == reject.ErrRefused {
+		return true
+	}
+	if r, ok := target.(*reject.Reason); ok {
+		c := reject.Of(e.cause)
+		if c == nil {
+			c = reject.ErrMissing
+		}
+		return c == r
+	}
+	return false
+}
+
+// Category names the failure category.
+func (e *RotatedKeyError) Category() string { return "rotated-key" }
+func (e *RotatedKeyError) stepName() string { return e.Step }
+
+// RevokedKeyError: a link signed by a key the layout revoked
+// (attest.KeyRevocation): everything the key signed is refused.
+type RevokedKeyError struct {
+	Step  string
+	File  string
+	KeyID string
+	// Layout names the layout that revoked the key.
+	Layout string
+	// Reason is the revocation's reason, as the owners wrote it.
+	Reason string
+}
+
+func (e *RevokedKeyError) Error() string {
+	return fmt.Sprintf("step %q: link %s is signed by in-toto key %s, revoked by layout %s (reason: %s)", e.Step, e.File, short(e.KeyID), e.Layout, e.Reason)
+}
+
+// Is matches ErrRevokedKey, ErrUnauthorized's shared reason and
+// ErrVerification.
+func (e *RevokedKeyError) Is(target error) bool { return is[*RevokedKeyError](target) }
+
+// Category names the failure category.
+func (e *RevokedKeyError) Category() string { return "revoked-key" }
+func (e *RevokedKeyError) stepName() string { return e.Step }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
+	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/signing"
 )
 
@@ -102,6 +103,12 @@ func FuzzLayout(f *testing.F) {
 	c.layout.Steps[2].Threshold = 0
 	more, _ := c.build()
 	f.Add(more)
+	// Key-change readme lines (attest.KeyRotation, attest.KeyRevocation).
+	rot, _ := attest.KeyRotatedLine(attest.KeyRotation{KeyID: keyID(f, "dave"), NewKeyID: keyID(f, "alice"), Log: testAnchor})
+	rev, _ := attest.KeyRevokedLine(attest.KeyRevocation{KeyID: keyID(f, "carol"), Reason: "stolen"})
+	c.layout.Readme += "\n" + rot + rev
+	withKeyChanges, _ := c.build()
+	f.Add(withKeyChanges)
 	f.Add([]byte(`{"signed":{"_type":"layout","steps":null,"inspect":null,"keys":{},"expires":"2099-01-01T00:00:00Z","readme":""},"signatures":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pl, err := parseLayout(data, "layout")

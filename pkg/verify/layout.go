@@ -198,6 +198,10 @@ type checkedLayout struct {
 	// order; skipOf maps each of their steps to its rule.
 	Skips  []attest.SkipRule
 	skipOf map[string]*attest.SkipRule
+	// Rotated and Revoked are the functionary keys the readme rotated out
+	// or revoked (attest.KeyRotation, attest.KeyRevocation), by key ID.
+	Rotated map[string]attest.KeyRotation
+	Revoked map[string]attest.KeyRevocation
 }
 
 // compile checks what the layout says and compiles its rules. It refuses
@@ -297,6 +301,14 @@ func compile(pl *parsedLayout, file string) (*checkedLayout, []error) {
 			continue
 		}
 		cl.Steps[i].MayFail = true
+	}
+	cl.Rotated = map[string]attest.KeyRotation{}
+	for _, r := range d.Rotated {
+		cl.Rotated[r.KeyID] = r
+	}
+	cl.Revoked = map[string]attest.KeyRevocation{}
+	for _, r := range d.Revoked {
+		cl.Revoked[r.KeyID] = r
 	}
 	cl.Skips = d.Skippable
 	cl.skipOf = map[string]*attest.SkipRule{}

@@ -16,10 +16,12 @@ import (
 
 	"github.com/in-toto/in-toto-golang/in_toto"
 
+	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/store"
 )
 
 // Options tune a verification. The zero value verifies as in-toto-golang
@@ -47,6 +49,22 @@ type Options struct {
 	WithoutArtifactUnsafe bool
 	// LayoutName names the layout in messages; default "layout".
 	LayoutName string
+	// Log is the evidence for the links of keys the layout rotated out
+	// (attest.KeyRotation): such a link counts only if Log shows the
+	// transparency log the layout names held it before the rotation. Nil:
+	// no evidence, and such links are refused (RotatedKeyError).
+	Log LogEvidence
+}
+
+// LogEvidence shows where a transparency log holds a link (its
+// implementation over stepseal's log is tlogstore.Evidence).
+type LogEvidence interface {
+	// Logged returns the index at which the log a names holds a link
+	// record of digest ("sha256:<hex>"), if it is below a.Size and its
+	// inclusion in the tree a anchors is proven; otherwise an error saying
+	// why. An error matching reject.ErrUnableToCheck means the log could
+	// not be read: no verdict.
+	Logged(ctx context.Context, a attest.LogAnchor, digest string) (uint64, error)
 }
 
 // Verdict is the outcome of a verification.
@@ -142,6 +160,10 @@ func (v *Verdict) MarshalJSON() ([]byte, error) {
 //     declares skippable (attest.SkipRule), signed by a key it lets sign
 //     skip records; a link of a run signed by a key the step lists only
 //     for skip records is refused.
+//     4b. A valid link signed by a key the layout rotated out
+//     (attest.KeyRotation) counts only if opts.Log proves the log the
+//     rotation names held it below the tree size recorded then; a link
+//     signed by a revoked key (attest.KeyRevocation) is refused in step 4.
 //     5a. Excuse each skipped task whose skip records hold (checkSkips): no
 //     link of a run, one record per step, a reason the layout allows whose
 //     when expressions are false on the recorded inputs or whose cascade
@@ -187,6 +209,9 @@ func Layout(ctx context.Context, layout []byte, owners []signing.Verifier, links
 		return v.finish()
 	}
 	if err := v.loadLinks(ctx); err != nil { // 4
+		return nil, err
+	}
+	if err := v.checkRotatedKeys(ctx); err != nil { // 4b
 		return nil, err
 	}
 	v.checkSkipKeys()      // 4a
@@ -242,6 +267,9 @@ type linkFile struct {
 	// Unreadable is set when the source could not be read (I/O, a store
 	// that is down): no verdict can be given on it.
 	Unreadable error
+	// Digest is the link file's "sha256:<hex>", set for a valid link of a
+	// rotated-out key (step 4b looks it up in the log).
+	Digest string
 }
 
 func (v *verification) fail(errs ...error) { v.failures = append(v.failures, errs...) }
@@ -463,6 +491,10 @@ func (v *verification) loadLink(ctx context.Context, f *linkFile) {
 			Reason: "the layout does not let this task be skipped (it has no when expressions and no task whose skip cascades to it)"})
 		return
 	}
+	if r, revoked := v.cl.Revoked[f.KeyID]; revoked {
+		bad(&RevokedKeyError{Step: f.Step, File: f.Name, KeyID: f.KeyID, Layout: v.file, Reason: r.Reason})
+		return
+	}
 	st := &v.cl.Steps[v.cl.byName[f.Step]]
 	authorized := false
 	for _, id := range st.PubKeys {
@@ -479,10 +511,51 @@ func (v *verification) loadLink(ctx context.Context, f *linkFile) {
 			bad(&SignatureError{Step: f.Step, File: f.Name, KeyID: f.KeyID, Reason: why})
 		} else {
 			f.Valid = true
+			if _, rotated := v.cl.Rotated[f.KeyID]; rotated {
+				f.Digest = store.Digest(data)
+			}
 		}
 	}
 	l.releasePayload() // verified; reuse the canonical copy's buffer
 }
+
+// checkRotatedKeys is step 4b: a valid link signed by a key the layout
+// rotated out counts only if the log the rotation names held it below the
+// tree size recorded at the rotation (Options.Log proves it); otherwise it
+// is refused and no longer valid. A log that cannot be read gives no
+// verdict (ErrLogUnreadable).
+func (v *verification) checkRotatedKeys(ctx context.Context) error {
+	for _, f := range v.files {
+		if !f.Valid || f.Digest == "" {
+			continue
+		}
+		r := v.cl.Rotated[f.KeyID]
+		e := &RotatedKeyError{Step: f.Step, File: f.Name, KeyID: f.KeyID, Layout: v.file, LogSize: r.Log.Size, Log: r.Log.Origin()}
+		if v.opts.Log == nil {
+			e.Reason = "no log evidence was given to show it was logged before the rotation (verify --log DIR --log-key PUB)"
+			e.cause = reject.ErrMissing
+		} else if i, err := v.opts.Log.Logged(ctx, r.Log, f.Digest); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, reject.ErrUnableToCheck) {
+				return fmt.Errorf("%w: step %q link %s (rotated-out key %s): %w", ErrLogUnreadable, f.Step, f.Name, short(f.KeyID), err)
+			}
+			e.Reason, e.cause = err.Error(), err
+		} else {
+			v.warn("step %q: link %s is signed by in-toto key %s, rotated out at log size %d; the log held it at index %d, before the rotation", f.Step, f.Name, short(f.KeyID), r.Log.Size, i)
+			continue
+		}
+		f.Valid = false
+		v.fail(e)
+	}
+	return nil
+}
+
+// ErrLogUnreadable: the transparency log given as evidence for a
+// rotated-out key's links could not be read; no verdict is given
+// (reject.ErrUnavailable).
+var ErrLogUnreadable = reject.Sentinel(reject.ErrUnavailable, "log evidence could not be read")
 
 // ErrLinkUnreadable: a link file the source lists could not be read (I/O,
 // a store that is down); no verdict is given (reject.ErrUnavailable).

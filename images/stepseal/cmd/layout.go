@@ -16,7 +16,7 @@ import (
 
 func newLayout(ro *rootOptions) *cobra.Command {
 	c := &cobra.Command{Use: "layout", Short: "Generate, sign and show in-toto layouts"}
-	c.AddCommand(newLayoutCreate(ro), newLayoutShow(ro))
+	c.AddCommand(newLayoutCreate(ro), newLayoutShow(ro), newLayoutRotateKey(ro), newLayoutRevokeKey(ro))
 	return c
 }
 

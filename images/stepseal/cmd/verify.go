@@ -9,19 +9,43 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/artifact"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/store/tlogstore"
+	"github.com/stepseal/stepseal/pkg/trustroot"
 	"github.com/stepseal/stepseal/pkg/verify"
 )
 
+// readLogKey reads the log's public note key: a file, or with --trust the
+// TUF key target nm.
+func readLogKey(cmd *cobra.Command, tf *trustSourceFlags, nm string) (string, error) {
+	if !tf.enabled() {
+		data, err := limited.ReadFile(nm, 16<<10)
+		if err != nil {
+			return "", fmt.Errorf("--log-key: %w", err)
+		}
+		return string(data), nil
+	}
+	root, err := tf.open(cmd.Context())
+	if err != nil {
+		return "", err
+	}
+	d, err := root.Fetch(cmd.Context(), trustroot.PathOf(trustroot.Keys, nm))
+	if err != nil {
+		return "", fmt.Errorf("--log-key %s: %w", nm, err)
+	}
+	return string(d.Data), nil
+}
+
 func newVerify(ro *rootOptions) *cobra.Command {
-	var layoutPath, linksDir, runID string
+	var layoutPath, linksDir, runID, logDir, logKey string
 	var layoutKeys, artifacts []string
 	var threshold int
 	var tf trustSourceFlags
 	c := &cobra.Command{
-		Use:   "verify (--layout FILE --layout-key KEY... | --trust URL --layout NAME) --links DIR [--artifact URI=FILE...]",
+		Use:   "verify (--layout FILE --layout-key KEY... | --trust URL --layout NAME) --links DIR [--artifact URI=FILE...] [--log DIR --log-key PUB]",
 		Short: "Verify links against a signed in-toto layout; name every failure",
 		Long: `Verify a supply chain: the layout's owner signatures, its expiry, every
 step's links (signatures by authorized keys, thresholds), that all links come
@@ -69,6 +93,20 @@ it, with that role's threshold: no local layout or key file is read.`,
 				}
 			}
 			opts := verify.Options{LayoutThreshold: threshold, RunID: runID, LayoutName: layoutName}
+			if (logDir == "") != (logKey == "") {
+				return fmt.Errorf("--log and --log-key go together")
+			}
+			if logDir != "" {
+				vkey, err := readLogKey(cmd, &tf, logKey)
+				if err != nil {
+					return err
+				}
+				ev, err := tlogstore.NewEvidence(logDir, vkey)
+				if err != nil {
+					return fmt.Errorf("--log-key: %w", err)
+				}
+				opts.Log = ev
+			}
 			if len(artifacts) > 0 {
 				opts.Artifacts = map[string]run.DigestSet{}
 				for _, a := range artifacts {
@@ -109,6 +147,8 @@ it, with that role's threshold: no local layout or key file is read.`,
 	c.Flags().StringArrayVar(&layoutKeys, "layout-key", nil, "public key of a layout owner (repeatable)")
 	c.Flags().IntVar(&threshold, "layout-threshold", 0, "owner signatures required (default: every --layout-key, as in-toto)")
 	c.Flags().StringVar(&linksDir, "links", "", "directory of <step>.<keyid8>.link files")
+	c.Flags().StringVar(&logDir, "log", "", "transparency log (a run's <out>/store, or the log itself): evidence that links of rotated-out keys were logged before their rotation")
+	c.Flags().StringVar(&logKey, "log-key", "", "the log's public note key file; with --trust, a TUF key target (keys/<name>.pub or <name>)")
 	c.Flags().StringVar(&runID, "run-id", "", "require every link to carry this stepseal.dev/run-id")
 	c.Flags().StringArrayVar(&artifacts, "artifact", nil, "URI=FILE: the delivered artifact URI must equal its last producing step's product (repeatable)")
 	return c
