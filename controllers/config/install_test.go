@@ -126,6 +126,16 @@ func TestInstallLeastPrivilege(t *testing.T) {
 			t.Errorf("%s is allowed %s", saUser, a)
 		}
 	}
+	// By name: it updates the trust floor, and no other ConfigMap.
+	for _, n := range []struct {
+		name string
+		want bool
+	}{{"stepseal-trust", true}, {"stepseal-config", false}, {"config-leader-election", false}} {
+		a := access{"update", "", "configmaps", "", systemNS}
+		if got := s.allowed(ctx, t, a, ns, n.name); got != n.want {
+			t.Errorf("%s allowed %s %s: %v, want %v", saUser, a, n.name, got, n.want)
+		}
+	}
 
 	kubeconfig := serviceAccountKubeconfig(t, s.cluster, s.kube)
 	ctrl := startController(t, buildController(t), kubeconfig, t.TempDir(), "controller")
@@ -173,8 +183,12 @@ func TestInstallLeastPrivilege(t *testing.T) {
 
 // allowed asks the apiserver (SubjectAccessReview, as the admin) whether the
 // release's ServiceAccount may do a.
-func (s *setup) allowed(ctx context.Context, t *testing.T, a access, other string) bool {
+func (s *setup) allowed(ctx context.Context, t *testing.T, a access, other string, name ...string) bool {
 	t.Helper()
+	obj := ""
+	if len(name) > 0 {
+		obj = name[0]
+	}
 	ns := a.namespace
 	if ns == otherNS {
 		ns = other
@@ -184,7 +198,7 @@ func (s *setup) allowed(ctx context.Context, t *testing.T, a access, other strin
 			User:   saUser,
 			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + systemNS, "system:authenticated"},
 			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: ns, Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource,
+				Namespace: ns, Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource, Name: obj,
 			},
 		},
 	}, metav1.CreateOptions{})

@@ -128,7 +128,7 @@ func (s *Shared) Common(ctx context.Context, cmw configmap.Watcher, name string)
 		// Events on stepseal-config, metrics; idle while unconfigured.
 		tw, err := trustwatch.New(trustwatch.Options{Config: s.config.Load, Recorder: recorder,
 			Object: &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: settings.ConfigMapName, Namespace: ns}},
-			Logger: logger.Named("trust"), Meter: otel.GetMeterProvider()})
+			Logger: logger.Named("trust"), Meter: otel.GetMeterProvider(), Kube: kube, Namespace: ns})
 		if err != nil {
 			logger.Fatalw("creating the trust watcher", "error", err)
 		}

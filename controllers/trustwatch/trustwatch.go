@@ -2,6 +2,7 @@ package trustwatch
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -13,7 +14,9 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/stepseal/stepseal/controllers/settings"
@@ -46,6 +49,10 @@ type Options struct {
 	Object   runtime.Object
 	Logger   *zap.SugaredLogger
 	Meter    metric.MeterProvider
+	// Kube and Namespace: where the floor ConfigMap (FloorConfigMap) is
+	// kept up to date after each successful refresh (nil Kube: not kept).
+	Kube      kubernetes.Interface
+	Namespace string
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 }
@@ -149,7 +156,52 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 		return err
 	}
 	w.report(ctx, cfg, c, ch)
+	w.writeFloor(ctx, c)
 	return nil
+}
+
+// FloorConfigMap is the ConfigMap (shipped empty in the release; the
+// controller may update only it) in which the controller keeps the trust
+// floor (trust.Floor as JSON under FloorKey): the newest root it verified
+// and the lowest role versions, for consumers without a disk of their own
+// (the verify Task's pod, the admission webhook's replicas) to start from
+// and to refuse anything older.
+const (
+	FloorConfigMap = "stepseal-trust"
+	FloorKey       = "floor.json"
+)
+
+// writeFloor updates FloorConfigMap when the floor moved. Best effort: a
+// failure is logged and retried at the next refresh.
+func (w *Watcher) writeFloor(ctx context.Context, c *trust.Client) {
+	if w.o.Kube == nil {
+		return
+	}
+	fl := c.FloorOf()
+	if fl == nil {
+		return
+	}
+	data, err := json.Marshal(fl)
+	if err != nil {
+		return
+	}
+	cms := w.o.Kube.CoreV1().ConfigMaps(w.o.Namespace)
+	cm, err := cms.Get(ctx, FloorConfigMap, metav1.GetOptions{})
+	if err != nil {
+		w.o.Logger.Warnw("reading the trust floor ConfigMap (the release ships it empty)", "configmap", FloorConfigMap, "error", err)
+		return
+	}
+	if cm.Data[FloorKey] == string(data) {
+		return
+	}
+	cm = cm.DeepCopy()
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data[FloorKey] = string(data)
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		w.o.Logger.Warnw("updating the trust floor ConfigMap", "configmap", FloorConfigMap, "error", err)
+	}
 }
 
 // clientFor returns the client for the current settings, made anew (and

@@ -23,6 +23,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/trust"
 	"github.com/stepseal/stepseal/pkg/trust/repo"
 )
 
@@ -58,6 +59,9 @@ func TestWatcherEventsAndMetrics(t *testing.T) {
 	}
 	cm, err := kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: settings.ConfigMapName}}, metav1.CreateOptions{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: FloorConfigMap}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	b := record.NewBroadcaster()
@@ -110,7 +114,8 @@ func TestWatcherEventsAndMetrics(t *testing.T) {
 	cfg := settings.Defaults()
 	cfg.Trust.URL, cfg.Trust.Root, cfg.Trust.CacheDir = srv.URL+"/metadata", string(r.RootBytes()), t.TempDir()
 	reader := sdkmetric.NewManualReader()
-	w, err := New(Options{Config: func() *settings.Config { return cfg }, Recorder: recorder, Object: cm, Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+	w, err := New(Options{Config: func() *settings.Config { return cfg }, Recorder: recorder, Object: cm, Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
+		Kube: kube, Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +144,18 @@ func TestWatcherEventsAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvent(t, kube, ns, ReasonKeyRevoked, "TUF key "+bobID+" revoked from role payments by targets in targets v3: laptop lost")
+	// The floor for consumers without a disk follows the refresh.
+	fcm, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, FloorConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	floor, err := trust.ParseFloor([]byte(fcm.Data[FloorKey]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if floor.Versions["targets"] != 3 || floor.Versions["root"] != 1 || len(floor.Root) == 0 {
+		t.Fatalf("floor in %s: %+v", FloorConfigMap, floor.Versions)
+	}
 	waitEvent(t, kube, ns, ReasonUpdated, "targets v2 → v3")
 
 	// The repository goes down: the failure is an Event, the state holds.

@@ -67,6 +67,9 @@ type ClientOptions struct {
 	// Registry reads an oci:// Source (default: a client that takes the
 	// usual docker credentials and speaks HTTPS only).
 	Registry *oci.Client
+	// Floor, for a consumer without a cache of its own: a newer root than
+	// BootstrapRoot to start from, and the lowest versions it accepts.
+	Floor *Floor
 }
 
 // Client is stepseal's TUF client. Refresh verifies the repository's
@@ -181,7 +184,7 @@ func NewClient(ctx context.Context, o ClientOptions) (*Client, error) {
 	if err := os.MkdirAll(o.CacheDir, 0o700); err != nil {
 		return nil, &Error{Category: ErrUnavailable, Detail: "cache directory", Err: err}
 	}
-	if _, err := os.Stat(filepath.Join(o.CacheDir, "root.json")); errors.Is(err, fs.ErrNotExist) && len(o.BootstrapRoot) == 0 {
+	if _, err := os.Stat(filepath.Join(o.CacheDir, "root.json")); errors.Is(err, fs.ErrNotExist) && len(o.BootstrapRoot) == 0 && (o.Floor == nil || len(o.Floor.Root) == 0) {
 		return nil, errors.New("trust: the cache has no root.json and no BootstrapRoot was given")
 	}
 	return &Client{o: o}, nil
@@ -301,6 +304,9 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 		return nil, nil, &Error{Category: ErrUnavailable, Role: "root", Detail: "the cache has no trusted root"}
 	case errors.Is(err, fs.ErrNotExist):
 		rootBytes = c.o.BootstrapRoot
+		if fl := c.o.Floor; fl != nil && len(fl.Root) > 0 && (len(rootBytes) == 0 || rootVersion(fl.Root) > rootVersion(rootBytes)) {
+			rootBytes = fl.Root
+		}
 		if err := checkMetadata("root", rootBytes, maxRootSize); err != nil {
 			return nil, nil, err
 		}
@@ -367,6 +373,9 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 	st.roles["root"] = &loadedRole{raw: raw["root"]}
 	st.roles["timestamp"] = &loadedRole{raw: raw["timestamp"]}
 	st.roles["snapshot"] = &loadedRole{raw: raw["snapshot"]}
+	if err := checkFloor(c.o.Floor, st); err != nil {
+		return nil, nil, err
+	}
 	return st, f, nil
 }
 

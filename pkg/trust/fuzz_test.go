@@ -279,3 +279,27 @@ func manyKeys(n, dup int) string {
 	b.WriteString("}")
 	return b.String()
 }
+
+// FuzzParseFloor: a trust floor read from a ConfigMap parses strictly or
+// fails with ErrMalformed; it never panics, and a parsed floor's root
+// passed the guard.
+func FuzzParseFloor(f *testing.F) {
+	f.Add([]byte(`{"versions":{"root":2,"timestamp":7,"payments":3}}`))
+	f.Add([]byte(`{"root":null,"versions":null}`))
+	f.Add([]byte(`{"root":{"signed":null},"versions":{}}`))
+	f.Add([]byte(`{"versions":{"root":-1}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fl, err := ParseFloor(data)
+		if err != nil {
+			if !errors.Is(err, ErrTrust) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		for _, v := range fl.Versions {
+			if v < 0 {
+				t.Fatalf("negative version accepted")
+			}
+		}
+	})
+}

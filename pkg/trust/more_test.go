@@ -1,11 +1,13 @@
 package trust
 
 import (
+	"encoding/json"
 	"errors"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -285,4 +287,64 @@ func TestForbiddenForMissingRoot(t *testing.T) {
 		return false
 	})
 	refreshFails(t, c, dir, ErrUnavailable)
+}
+
+// TestFloor: a consumer without a disk, given the floor a long-running
+// client recorded, starts from the newer root and refuses a mirror
+// replaying an older but validly signed state, which the shipped root
+// alone would accept.
+func TestFloor(t *testing.T) {
+	s, _ := paymentsRepo(t)
+	s.mu.Lock()
+	old := map[string][]byte{}
+	for k, v := range s.files {
+		old[k] = v
+	}
+	s.mu.Unlock()
+	shipped := s.get("1.root.json")
+	s.rotateRoot()
+	s.publishRoot()
+	s.bump("payments")
+	s.publish()
+	keeper := s.clientFor(t, t.TempDir())
+	mustRefresh(t, keeper)
+	floor := keeper.FloorOf()
+	if floor.Versions["root"] != 2 || floor.Versions["payments"] != 2 || rootVersion(floor.Root) != 2 {
+		t.Fatalf("floor %+v", floor.Versions)
+	}
+	b, _ := json.Marshal(floor)
+	floor, err := ParseFloor(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A mirror replays the state before the release and the rotation.
+	s.mu.Lock()
+	s.files = old
+	s.mu.Unlock()
+	plain, err := NewClient(ctx, ClientOptions{Source: s.url(), CacheDir: t.TempDir(), BootstrapRoot: shipped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Refresh(ctx); err != nil {
+		t.Fatalf("without a floor the replayed state verifies (this is the attack): %v", err)
+	}
+	dir := t.TempDir()
+	c, err := NewClient(ctx, ClientOptions{Source: s.url(), CacheDir: dir, BootstrapRoot: shipped, Floor: floor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Refresh(ctx)
+	wantErr(t, err, ErrRollback)
+	if !strings.Contains(err.Error(), "trust floor") {
+		t.Fatalf("%v does not name the floor", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "timestamp.json")); err == nil {
+		t.Fatal("a refused refresh wrote the cache")
+	}
+	if _, err := ParseFloor([]byte(`{"versions":{"root":-1}}`)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("negative floor: %v", err)
+	}
+	if _, err := ParseFloor([]byte(`{"versions":{},"extra":1}`)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("unknown field: %v", err)
+	}
 }

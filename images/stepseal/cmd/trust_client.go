@@ -21,7 +21,7 @@ import (
 // trustClientFlags are the flags every client command shares.
 type trustClientFlags struct {
 	source, cache, root  string
-	targets              string
+	targets, floor       string
 	timeout, fileTimeout time.Duration
 	offline              bool
 	insecure             bool
@@ -35,6 +35,7 @@ func (f *trustClientFlags) add(c *cobra.Command) {
 	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on the whole refresh")
 	c.Flags().DurationVar(&f.fileTimeout, "file-timeout", 30*time.Second, "bound on each download")
 	c.Flags().BoolVar(&f.offline, "offline", false, "do not refresh: verify and use the cache as it is")
+	c.Flags().StringVar(&f.floor, "floor", "", "trust floor (floor.json of the controller's stepseal-trust ConfigMap): start from its root when the cache has none, and refuse older versions")
 	c.Flags().BoolVar(&f.insecure, "insecure", false, "plain HTTP to an oci:// source on a loopback registry")
 	c.Flags().StringVar(&f.targets, "targets", "", "base URL of the target files (default: --source's sibling targets/)")
 	c.Flags().StringArrayVar(&f.mirrors, "mirror", nil, "metadata URL tried, in order, when the refresh from --source fails (repeatable)")
@@ -63,6 +64,15 @@ func (f *trustClientFlags) refresh(ctx context.Context) (*trust.Client, *trust.C
 			return nil, nil, err
 		}
 		o.BootstrapRoot = data
+	}
+	if f.floor != "" {
+		data, err := os.ReadFile(f.floor)
+		if err != nil {
+			return nil, nil, err
+		}
+		if o.Floor, err = trust.ParseFloor(data); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", f.floor, err)
+		}
 	}
 	if f.insecure {
 		reg, err := oci.New(oci.WithInsecure(), oci.WithProgress(nil))
