@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/controllers/trustwatch"
+	"github.com/stepseal/stepseal/pkg/store"
 )
 
 // Shared is what the controllers of one process share, made once by the
@@ -53,6 +55,22 @@ type Shared struct {
 	secrets   coreinformers.SecretInformer
 	metrics   *metrics.Recorder
 	trust     *trustwatch.Watcher
+}
+
+// archiveTrust appends an accepted TUF metadata file to the embedded
+// transparency log when the tlog backend is configured (idempotent on the
+// file's digest); without it there is nowhere to append, and nothing is.
+func (s *Shared) archiveTrust(ctx context.Context, name string, data []byte) error {
+	cfg := s.config.Load()
+	if !slices.Contains(cfg.Backends, settings.BackendTLog) {
+		return nil
+	}
+	st, err := s.stores.Log(ctx, cfg.TLogDir, cfg.TLogKey, cfg.TLogOrigin)
+	if err != nil {
+		return err
+	}
+	_, err = st.Put(ctx, store.Entry{Kind: store.KindTrust, Name: name, Data: data, Subjects: []string{store.Digest(data)}})
+	return err
 }
 
 // Trust is the process's TUF trust watcher (nil before the first
@@ -128,7 +146,8 @@ func (s *Shared) Common(ctx context.Context, cmw configmap.Watcher, name string)
 		// Events on stepseal-config, metrics; idle while unconfigured.
 		tw, err := trustwatch.New(trustwatch.Options{Config: s.config.Load, Recorder: recorder,
 			Object: &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: settings.ConfigMapName, Namespace: ns}},
-			Logger: logger.Named("trust"), Meter: otel.GetMeterProvider(), Kube: kube, Namespace: ns})
+			Logger: logger.Named("trust"), Meter: otel.GetMeterProvider(), Kube: kube, Namespace: ns,
+			Archive: s.archiveTrust})
 		if err != nil {
 			logger.Fatalw("creating the trust watcher", "error", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,9 @@ const (
 	ReasonKeyRevoked   = "TrustKeyRevoked"
 	ReasonExpiringSoon = "TrustExpiringSoon"
 	ReasonFailed       = "TrustRefreshFailed"
+	// ReasonArchiveFailed: an accepted metadata file could not be appended
+	// to the transparency log.
+	ReasonArchiveFailed = "TrustArchiveFailed"
 )
 
 // Instrument names (OpenTelemetry; the Prometheus exporter adds the unit
@@ -49,6 +53,11 @@ type Options struct {
 	Object   runtime.Object
 	Logger   *zap.SugaredLogger
 	Meter    metric.MeterProvider
+	// Archive, when set, records each metadata file a refresh accepted
+	// (trust.Changes.Files, by consistent name) in the transparency log,
+	// so the history of trust is auditable; it returns an error when it
+	// could not, and a file the log already holds is not an error.
+	Archive func(ctx context.Context, name string, data []byte) error
 	// Kube and Namespace: where the floor ConfigMap (FloorConfigMap) is
 	// kept up to date after each successful refresh (nil Kube: not kept).
 	Kube      kubernetes.Interface
@@ -157,7 +166,33 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 	}
 	w.report(ctx, cfg, c, ch)
 	w.writeFloor(ctx, c)
+	w.archive(ctx, ch)
 	return nil
+}
+
+// archive hands the accepted files to Options.Archive, roots first (by
+// version), then the rest by name. Best effort: a failure is a Warning
+// Event, and the same files are not offered again.
+func (w *Watcher) archive(ctx context.Context, ch *trust.Changes) {
+	if w.o.Archive == nil || len(ch.Files) == 0 {
+		return
+	}
+	names := make([]string, 0, len(ch.Files))
+	for n := range ch.Files {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		ri, rj := strings.HasSuffix(names[i], ".root.json"), strings.HasSuffix(names[j], ".root.json")
+		if ri != rj {
+			return ri
+		}
+		return names[i] < names[j]
+	})
+	for _, n := range names {
+		if err := w.o.Archive(ctx, n, ch.Files[n]); err != nil {
+			w.event(corev1.EventTypeWarning, ReasonArchiveFailed, fmt.Sprintf("appending TUF metadata %s to the transparency log failed: %v", n, err))
+		}
+	}
 }
 
 // FloorConfigMap is the ConfigMap (shipped empty in the release; the

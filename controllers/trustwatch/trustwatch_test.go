@@ -23,6 +23,9 @@ import (
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/store/tlogstore"
+	"github.com/stepseal/stepseal/pkg/tlog"
 	"github.com/stepseal/stepseal/pkg/trust"
 	"github.com/stepseal/stepseal/pkg/trust/repo"
 )
@@ -113,9 +116,27 @@ func TestWatcherEventsAndMetrics(t *testing.T) {
 
 	cfg := settings.Defaults()
 	cfg.Trust.URL, cfg.Trust.Root, cfg.Trust.CacheDir = srv.URL+"/metadata", string(r.RootBytes()), t.TempDir()
+	// The history of trust goes to a real embedded transparency log.
+	skey, _, err := tlog.GenerateKey("stepseal.dev/trustwatch-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lkey, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logStore, err := tlogstore.Open(ctx, t.TempDir(), lkey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logStore.Close(ctx)
+	archive := func(ctx context.Context, name string, data []byte) error {
+		_, err := logStore.Put(ctx, store.Entry{Kind: store.KindTrust, Name: name, Data: data, Subjects: []string{store.Digest(data)}})
+		return err
+	}
 	reader := sdkmetric.NewManualReader()
 	w, err := New(Options{Config: func() *settings.Config { return cfg }, Recorder: recorder, Object: cm, Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
-		Kube: kube, Namespace: ns})
+		Kube: kube, Namespace: ns, Archive: archive})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +178,22 @@ func TestWatcherEventsAndMetrics(t *testing.T) {
 		t.Fatalf("floor in %s: %+v", FloorConfigMap, floor.Versions)
 	}
 	waitEvent(t, kube, ns, ReasonUpdated, "targets v2 → v3")
+
+	// Every accepted version is in the log: the bootstrap root, then each
+	// timestamp, snapshot and targets version the two refreshes took.
+	got := map[string]bool{}
+	entries, err := logStore.List(ctx, store.Filter{Kind: store.KindTrust})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		got[e.Name] = true
+	}
+	for _, want := range []string{"1.root.json", "2.targets.json", "3.targets.json", "3.snapshot.json", "3.timestamp.json"} {
+		if !got[want] {
+			t.Errorf("%s not in the transparency log; it holds %v", want, got)
+		}
+	}
 
 	// The repository goes down: the failure is an Event, the state holds.
 	down.Store(true)

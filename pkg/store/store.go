@@ -38,6 +38,9 @@ const (
 	KindLayout      = "layout"
 	KindProvenance  = "provenance"
 	KindAttestation = "attestation"
+	// KindTrust is a TUF metadata file a verifier accepted (the history of
+	// trust itself: the controller appends each version it accepts).
+	KindTrust = "tuf"
 )
 
 // MaxEntrySize bounds one entry's data: the largest document (link, layout,
@@ -149,7 +152,7 @@ func Digest(data []byte) string {
 // Digest, sorts and de-duplicates Subjects.
 func Validate(e *Entry) error {
 	switch e.Kind {
-	case KindLink, KindLayout, KindProvenance, KindAttestation:
+	case KindLink, KindLayout, KindProvenance, KindAttestation, KindTrust:
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrInvalid, e.Kind)
 	}

@@ -241,9 +241,34 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 		before = cachedVersions(st.cached, st)
 	}
 	st.cached = nil
+	ch := diff(before, st, f)
+	ch.Files = acceptedFiles(ch, st, f)
 	dropTopLevelRaw(st)
 	c.state.Store(st)
-	return diff(before, st, f), nil
+	return ch, nil
+}
+
+// acceptedFiles are the metadata files a refresh accepted, by their
+// consistent names: every root version walked, and timestamp, snapshot and
+// top-level targets when their version moved.
+func acceptedFiles(ch *Changes, st *state, f *fetcher) map[string][]byte {
+	files := map[string][]byte{}
+	f.mu.Lock()
+	for v, b := range f.roots {
+		files[fmt.Sprintf("%d.root.json", v)] = b
+	}
+	f.mu.Unlock()
+	if lr := st.roles["root"]; ch.Root.From == 0 && lr != nil && lr.raw != nil {
+		// The root this client started from (bootstrap): the start of
+		// the history.
+		files[fmt.Sprintf("%d.root.json", ch.Root.To)] = lr.raw
+	}
+	for role, vc := range map[string]VersionChange{"timestamp": ch.Timestamp, "snapshot": ch.Snapshot, "targets": ch.Targets} {
+		if lr := st.roles[role]; lr != nil && lr.raw != nil && vc.From != vc.To {
+			files[fmt.Sprintf("%d.%s.json", vc.To, role)] = lr.raw
+		}
+	}
+	return files
 }
 
 // dropTopLevelRaw lets the bytes of the top-level files go once they are

@@ -64,6 +64,11 @@ type Changes struct {
 	Refused  map[string]string `json:"refused,omitempty"`
 	Requests int               `json:"requests"`
 	Bytes    int64             `json:"bytes"`
+	// Files are the metadata files this refresh accepted, by consistent
+	// name (<version>.<role>.json): each root version walked, and
+	// timestamp, snapshot and top-level targets when they moved. The
+	// snapshot binds every delegated role's version and hashes.
+	Files map[string][]byte `json:"-"`
 }
 
 func version[T metadata.Roles](md *metadata.Metadata[T], v func(*metadata.Metadata[T]) int64) int64 {

@@ -272,7 +272,7 @@ func checkInlineData(digest string, size int, data []byte) error {
 // checkFields checks what both records and index lines carry.
 func checkFields(kind, digest string, subjects []string) error {
 	switch kind {
-	case store.KindLink, store.KindLayout, store.KindProvenance, store.KindAttestation:
+	case store.KindLink, store.KindLayout, store.KindProvenance, store.KindAttestation, store.KindTrust:
 	default:
 		return fmt.Errorf("unknown kind %q", kind)
 	}
