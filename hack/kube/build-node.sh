@@ -98,7 +98,7 @@ part_tekton() {
   [[ -x "$out" ]] && return 0
   log "building Tekton Pipelines controller $v"
   # Built inside the main module: it shares its module graph and GOCACHE.
-  (cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$out.tmp.$$" github.com/tektoncd/pipeline/cmd/controller)
+  (cd "$root" && CGO_ENABLED=0 go build -o "$out.tmp.$$" github.com/tektoncd/pipeline/cmd/controller)
   mv "$out.tmp.$$" "$out"
 }
 
