@@ -41,6 +41,7 @@ part_apt() {
     need+=(containernetworking-plugins)
   [[ -x /bin/busybox ]] || need+=(busybox-static)
   command -v iptables-save >/dev/null || need+=(iptables)
+  command -v nft >/dev/null || need+=(nftables)
   command -v socat >/dev/null || need+=(socat)
   command -v docker-registry >/dev/null || need+=(docker-registry)
   command -v kubectl >/dev/null || need+=(kubernetes-client)

@@ -24,6 +24,11 @@ start=$SECONDS
 
 # 1. Pods: Tekton first (it would recreate nothing, but keeps reconciling),
 # then every pod, while the kubelet still runs to tear them down.
+# unshare ignores SIGTERM while it waits for its child: stop the controller
+# (its child, PID 1 of its PID namespace) and unshare follows.
+if pid="$(pid_of tekton-controller)"; then
+  for c in $(pgrep -P "$pid" || true); do kill -TERM "$c" 2>/dev/null || true; done
+fi
 stop_daemon tekton-controller 10 unshare
 if pid_of kubelet >/dev/null && pid_of kube-apiserver >/dev/null; then
   kubectl delete pods --all --all-namespaces --grace-period=1 --wait=true --timeout=60s >/dev/null 2>&1 ||
@@ -108,6 +113,15 @@ if [[ -d "$before" ]]; then
       esac
     done <<<"$after"
   done
+  # Tables the kubelet's iptables (nf_tables backend) created, now empty.
+  if command -v nft >/dev/null; then
+    while read -r _ family name; do
+      grep -qx "table $family $name" "$before/nft-tables" && continue
+      case "$family" in ip) fam=iptables ;; ip6) fam=ip6tables ;; *) continue ;; esac
+      "$fam-save" -t "$name" 2>/dev/null | grep -q '^-A' && continue
+      nft delete table "$family" "$name"
+    done < <(nft list tables 2>/dev/null)
+  fi
   # kubepods cgroups (empty once every container is gone), deepest first.
   for h in /sys/fs/cgroup/*/; do
     [[ -d "$h/kubepods" ]] || continue

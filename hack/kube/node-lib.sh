@@ -58,6 +58,7 @@ snapshot() {
   # Rules without packet counters.
   { iptables-save 2>/dev/null || true; } | sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]//' >"$out/iptables"
   { ip6tables-save 2>/dev/null || true; } | sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]//' >"$out/ip6tables"
+  { nft list tables 2>/dev/null || true; } | sort >"$out/nft-tables"
   ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort >"$out/links"
   awk '{print $5}' /proc/self/mountinfo | grep -E "^($dir|/var/lib/kubelet|/run/netns|/var/run/netns|/run/containerd)(/|$)" |
     sort >"$out/mounts" || true

@@ -10,6 +10,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+keep="${1:-}"
 dir="${1:-$(mktemp -d "${TMPDIR:-/tmp}/stepseal-realnode.XXXXXX")}"
 
 "$here/build-apiserver.sh" >/dev/null
@@ -21,7 +22,10 @@ cd "$root"
 mapfile -t pkgs < <(git grep -l '^func TestRealNode' -- '*_test.go' | xargs -n1 dirname | sort -u | sed 's#^#./#')
 ((${#pkgs[@]})) || { echo "realnode-test: no TestRealNode tests found" >&2; exit 1; }
 
-trap 'rc=$?; "$here/node-down.sh" "$dir" || rc=1; exit $rc' EXIT
+# A temporary DIR (containerd's images, logs) is removed when all went well.
+trap 'rc=$?; "$here/node-down.sh" "$dir" || rc=1
+if ((rc == 0)) && [[ -z "$keep" ]]; then rm -rf "$dir"; else echo "realnode-test: logs in $dir" >&2; fi
+exit $rc' EXIT
 "$here/node-up.sh" "$dir" >/dev/null
 rc=0
 STEPSEAL_REALNODE="$dir" go test -count=1 -timeout 15m -run '^TestRealNode' -v "${pkgs[@]}" >"$dir/go-test.log" 2>&1 || rc=$?
