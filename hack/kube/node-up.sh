@@ -229,9 +229,9 @@ log "node $node_name Ready"
 # 6. Tekton: its namespace and config ConfigMaps, then the controller.
 tekton_dir="$(cd "$root" && go list -m -f '{{.Dir}}' github.com/tektoncd/pipeline)"
 [[ -n "$tekton_dir" ]] || tekton_dir="$(cd "$root" && go mod download -json github.com/tektoncd/pipeline | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
-kubectl apply -f "$tekton_dir/config/100-namespace/100-namespace.yaml" >/dev/null
-for f in "$tekton_dir"/config/config-*.yaml; do kubectl apply -f "$f" >/dev/null; done
-wait_for "default ServiceAccount in tekton-pipelines" 30 kubectl get serviceaccount default -n tekton-pipelines
+args=(-f "$tekton_dir/config/100-namespace/100-namespace.yaml")
+for f in "$tekton_dir"/config/config-*.yaml; do args+=(-f "$f"); done
+kubectl apply "${args[@]}" >/dev/null
 
 # The controller always binds its probe (:8080) and pprof (:8008) ports on
 # every interface, so it runs in a network namespace of its own with only
