@@ -6,7 +6,8 @@
 # outputs exist with the right version stamp is skipped, so a rerun is a no-op.
 #
 #   apt     Debian packages: containerd, runc, CNI plugins, busybox-static,
-#           iptables, socat, docker-registry (--no-install-recommends)
+#           iptables, nftables, socat, docker-registry, kubectl, ... (only the
+#           missing ones, --no-install-recommends)
 #   kube    kubelet, kube-scheduler, kube-controller-manager v1.35.4 from the
 #           wrapper module hack/tools/kube-node, into $(go env GOPATH)/bin/NAME-v1.35.4
 #           (cold: ~800 CPU-s, ~1.8 GB; the apiserver comes from build-apiserver.sh)
@@ -48,6 +49,8 @@ part_apt() {
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
   command -v unshare >/dev/null || need+=(util-linux)
+  command -v ip >/dev/null || need+=(iproute2)
+  command -v python3 >/dev/null || need+=(python3)
   ((${#need[@]})) || return 0
   log "apt-get install ${need[*]}"
   sudo_ apt-get update -qq
