@@ -85,11 +85,14 @@ wait_for() {
   die "$what not ready after $timeout s (logs in $dir)"
 }
 
-# 1. etcd, kube-apiserver, Tekton CRDs: the existing harness.
-kubeconfig="$("$here/start.sh" "$dir")"
+# 1. etcd, kube-apiserver, Tekton CRDs: the existing harness, in the
+# background while the registry and containerd start. It writes DIR/kubeconfig
+# once the apiserver is ready, then applies the CRDs.
+kubeconfig="$dir/kubeconfig"
 export KUBECONFIG="$kubeconfig"
-api_port="$(sed -n 's#.*server: https://127.0.0.1:\([0-9]*\)#\1#p' "$kubeconfig")"
-log "apiserver on 127.0.0.1:$api_port"
+rm -f "$kubeconfig"
+"$here/start.sh" "$dir" >/dev/null 2>"$dir/start.log" &
+start_pid=$!
 
 # 2. The registry, over build-node.sh's image store.
 reg_port="$(free_port)"
@@ -181,6 +184,15 @@ daemon containerd containerd --config "$dir/containerd.toml"
 wait_for containerd 20 ctr_ version
 log "containerd ready"
 
+for i in $(seq 1200); do
+  [[ -s "$kubeconfig" ]] && kubectl get --raw /readyz >/dev/null 2>&1 && break
+  running "$start_pid" || [[ -s "$kubeconfig" ]] || die "hack/kube/start.sh failed: $(cat "$dir/start.log")"
+  ((i < 1200)) || die "kube-apiserver not ready after 120 s: $(cat "$dir/start.log")"
+  sleep 0.1
+done
+api_port="$(sed -n 's#.*server: https://127.0.0.1:\([0-9]*\)#\1#p' "$kubeconfig")"
+log "apiserver on 127.0.0.1:$api_port"
+
 # 4. kubelet.
 kubelet_port="$(free_port)"
 healthz_port="$(free_port)"
@@ -226,7 +238,8 @@ wait_for "node $node_name (Ready, untainted)" 90 node_ready
 wait_for "default ServiceAccount" 30 kubectl get serviceaccount default -n default
 log "node $node_name Ready"
 
-# 6. Tekton: its namespace and config ConfigMaps, then the controller.
+# 6. Tekton: its CRDs (start.sh), namespace and config ConfigMaps, then the controller.
+wait "$start_pid" || die "hack/kube/start.sh failed: $(cat "$dir/start.log")"
 tekton_dir="$(cd "$root" && go list -m -f '{{.Dir}}' github.com/tektoncd/pipeline)"
 [[ -n "$tekton_dir" ]] || tekton_dir="$(cd "$root" && go mod download -json github.com/tektoncd/pipeline | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
 args=(-f "$tekton_dir/config/100-namespace/100-namespace.yaml")
