@@ -172,7 +172,7 @@ part_images() {
     dig="$(cd "$root" && KO_DOCKER_REPO="$reg/tekton" KO_DEFAULTBASEIMAGE="$reg/busybox:stepseal" \
       ko build -B --platform=linux/amd64 --sbom=none "github.com/tektoncd/pipeline/cmd/$img" 2>"$tmp/ko.log")" ||
       { cat "$tmp/ko.log" >&2; return 1; }
-    echo "$(echo "$img" | tr a-z A-Z)=tekton/$img@${dig##*@}" >>"$env.tmp"
+    echo "$(echo "$img" | tr '[:lower:]' '[:upper:]')=tekton/$img@${dig##*@}" >>"$env.tmp"
   done
   rm -rf "$tmp"
   mv "$env.tmp" "$env"

@@ -17,7 +17,7 @@ fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 [[ -d "$1" ]] || { echo "node-down: no directory $1" >&2; exit 1; }
 dir="$(cd "$1" && pwd)"
-# shellcheck source=node-lib.sh
+# shellcheck source=SCRIPTDIR/node-lib.sh
 source "$here/node-lib.sh"
 export KUBECONFIG="$dir/kubeconfig"
 start=$SECONDS
@@ -132,7 +132,7 @@ if [[ -d "$before" ]]; then
   for l in /var/log/containers/*; do
     [[ -L "$l" ]] && [[ "$(readlink "$l")" == "$dir"/* ]] && rm -f "$l"
   done
-  [[ -d /var/log/containers ]] && ! grep -q . "$before/logs" && rmdir /var/log/containers 2>/dev/null || true
+  if [[ -d /var/log/containers ]] && ! grep -q . "$before/logs"; then rmdir /var/log/containers 2>/dev/null || true; fi
   if [[ -d /var/log/pods ]] && ! grep -qx /var/log/pods "$before/logs"; then rmdir /var/log/pods 2>/dev/null || true; fi
 
   snapshot "$dir/host-after"

@@ -1,5 +1,5 @@
 # Shared by hack/kube/node-up.sh and node-down.sh (sourced, not run).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154  # variables for and ($dir) from the scripts that source it
 
 node_name=stepseal-node
 node_bridge=stepseal0

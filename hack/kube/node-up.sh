@@ -26,7 +26,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 mkdir -p "$1"
 dir="$(cd "$1" && pwd)"
-# shellcheck source=node-lib.sh
+# shellcheck source=SCRIPTDIR/node-lib.sh
 source "$here/node-lib.sh"
 gobin="$(go env GOPATH)/bin"
 export PATH="$gobin:$PATH"
