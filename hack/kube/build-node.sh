@@ -78,7 +78,7 @@ part_kube() {
     ldflags+=" -X $pkg.gitTreeState=clean"
   done
   tmp="$(mktemp -d "$gobin/.kube-node.XXXXXX")"
-  log "building kubelet, kube-scheduler, kube-controller-manager $kube_version (cold: ~800 CPU-s, ~1.8 GB)"
+  log "building kubelet, kube-scheduler, kube-controller-manager $kube_version (cold: ~950 CPU-s, ~1.9 GB)"
   # One go build for all three: shared packages compile once. Same flags as
   # build-apiserver.sh, so the packages they share hit the same GOCACHE entries.
   (cd "$root/hack/tools/kube-node" &&
