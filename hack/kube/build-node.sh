@@ -10,7 +10,7 @@
 #           missing ones, --no-install-recommends)
 #   kube    kubelet, kube-scheduler, kube-controller-manager v1.35.4 from the
 #           wrapper module hack/tools/kube-node, into $(go env GOPATH)/bin/NAME-v1.35.4
-#           (cold: ~800 CPU-s, ~1.8 GB; the apiserver comes from build-apiserver.sh)
+#           (cold: ~950 CPU-s, ~1.9 GB; the apiserver comes from build-apiserver.sh)
 #   tekton  Tekton Pipelines' controller at the main module's version, into
 #           $(go env GOPATH)/bin/tekton-controller-VERSION
 #   images  busybox (Debian busybox-static) and pause (hack/kube/pause) with
