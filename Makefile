@@ -4,7 +4,7 @@ GOBIN := $(shell go env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 FUZZTIME ?= 10s
 
-.PHONY: demo test build deps lint unit fuzz bench clean release tuf-conformance-client
+.PHONY: demo test build deps lint unit fuzz realnode bench clean release tuf-conformance-client
 
 build:
 	go build -o bin/ ./images/stepseal ./images/stepseal-tekton
@@ -21,7 +21,7 @@ demo: build
 	./bin/stepseal run examples/go-build --out out/go-build
 
 ## test: install missing test dependencies, then run every test.
-test: deps lint unit fuzz
+test: deps lint unit fuzz realnode
 
 deps:
 	./hack/install-test-deps.sh
@@ -37,6 +37,12 @@ lint:
 unit:
 	PGTEST_REQUIRED=1 go test -count=1 -timeout 20m -skip '^TestChaos' ./...
 	go test -count=1 -timeout 20m -p 1 -run '^TestChaos' ./controllers/...
+
+## realnode: the TestRealNode* tests on a real single-node Kubernetes with
+## Tekton's controller (hack/kube/realnode-test.sh: builds what is missing,
+## starts the node, runs the tests, always stops the node). Needs root.
+realnode:
+	./hack/kube/realnode-test.sh
 
 ## fuzz: every fuzz target briefly (longer by hand: make fuzz FUZZTIME=10m).
 fuzz:

@@ -1,0 +1,199 @@
+package realnode
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"knative.dev/pkg/apis"
+)
+
+// EnvDir names the environment variable holding the directory of a running
+// node (hack/kube/node-up.sh DIR).
+const EnvDir = "STEPSEAL_REALNODE"
+
+// Node is a running real node.
+type Node struct {
+	// Dir is the node's directory: kubeconfig, images.env, logs.
+	Dir string
+	// Kubeconfig is the path of its admin kubeconfig.
+	Kubeconfig string
+	Kube       kubernetes.Interface
+	Tekton     versioned.Interface
+	images     map[string]string
+}
+
+// Get returns the node named by $STEPSEAL_REALNODE, or skips the test when
+// that variable is unset. It fails the test when the node is named but
+// unusable (no kubeconfig, no API).
+func Get(t testing.TB) *Node {
+	t.Helper()
+	dir := os.Getenv(EnvDir)
+	if dir == "" {
+		t.Skip(EnvDir + " is unset: needs a real node (make realnode)")
+	}
+	n, err := Open(dir)
+	if err != nil {
+		t.Fatalf("realnode: %v", err)
+	}
+	return n
+}
+
+// Open returns the node whose directory is dir.
+func Open(dir string) (*Node, error) {
+	n := &Node{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), images: map[string]string{}}
+	if _, err := os.Stat(n.Kubeconfig); err != nil {
+		return nil, fmt.Errorf("%s: no kubeconfig (is hack/kube/node-up.sh %s running?): %w", dir, dir, err)
+	}
+	f, err := os.Open(filepath.Join(dir, "images.env"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			n.images[k] = v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	cfg, err := n.Config()
+	if err != nil {
+		return nil, err
+	}
+	if n.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if n.Tekton, err = versioned.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Config returns a new admin client config for the node's API server.
+func (n *Node) Config() (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", n.Kubeconfig, err)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	return cfg, nil
+}
+
+// Image returns the reference by digest of one of the node's images, by its
+// images.env name (BUSYBOX, PAUSE, ENTRYPOINT, NOP, WORKINGDIRINIT,
+// SIDECARLOGRESULTS), and fails the test if there is none.
+func (n *Node) Image(t testing.TB, name string) string {
+	t.Helper()
+	ref, ok := n.images[name]
+	if !ok {
+		t.Fatalf("realnode: no image %s in %s/images.env", name, n.Dir)
+	}
+	return ref
+}
+
+var notDNSLabel = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// Namespace creates a fresh namespace for the test, named after it, waits for
+// its default ServiceAccount (Tekton's Pods run as it), and deletes it when the
+// test ends (without waiting).
+func (n *Node) Namespace(t testing.TB) string {
+	t.Helper()
+	name := strings.Trim(notDNSLabel.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
+	if len(name) > 50 {
+		name = strings.TrimRight(name[:50], "-")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns, err := n.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		GenerateName: name + "-", Labels: map[string]string{"stepseal.dev/realnode": "true"},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("realnode: creating a namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = n.Kube.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})
+	})
+	for {
+		if _, err := n.Kube.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{}); err == nil {
+			return ns.Name
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("realnode: namespace %s has no default ServiceAccount after 30 s (is kube-controller-manager running?)", ns.Name)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// WaitTaskRun waits until the TaskRun is done (succeeded or failed) and returns
+// it. It fails the test when ctx ends first, with the TaskRun's last condition.
+func WaitTaskRun(ctx context.Context, t testing.TB, tekton versioned.Interface, ns, name string) *v1.TaskRun {
+	t.Helper()
+	var last *v1.TaskRun
+	for {
+		tr, err := tekton.TektonV1().TaskRuns(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			last = tr
+			if tr.IsDone() {
+				return tr
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("realnode: TaskRun %s/%s not done: %v", ns, name, condition(last))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// WaitPipelineRun waits until the PipelineRun is done and returns it.
+func WaitPipelineRun(ctx context.Context, t testing.TB, tekton versioned.Interface, ns, name string) *v1.PipelineRun {
+	t.Helper()
+	var last *v1.PipelineRun
+	for {
+		pr, err := tekton.TektonV1().PipelineRuns(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			last = pr
+			if pr.IsDone() {
+				return pr
+			}
+		}
+		select {
+		case <-ctx.Done():
+			var c *apis.Condition
+			if last != nil {
+				c = last.Status.GetCondition(apis.ConditionSucceeded)
+			}
+			t.Fatalf("realnode: PipelineRun %s/%s not done: %+v", ns, name, c)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func condition(tr *v1.TaskRun) any {
+	if tr == nil {
+		return "not found"
+	}
+	if c := tr.Status.GetCondition(apis.ConditionSucceeded); c != nil {
+		return *c
+	}
+	return "no condition yet"
+}
