@@ -130,20 +130,31 @@ func (w *Watcher) Root() *trustroot.Root {
 }
 
 // Run refreshes at once and then every trust.refresh-interval until ctx
-// ends.
+// ends; a change of the trust.* settings (the ConfigMap arriving after
+// start, a new URL) is picked up within pollInterval and refreshed at once.
 func (w *Watcher) Run(ctx context.Context) {
+	var last time.Time
+	var lastKey string
 	for {
-		if err := w.Refresh(ctx); err != nil {
-			w.o.Logger.Warnw("TUF refresh failed", "error", err)
+		cfg := w.o.Config().Trust
+		key := strings.Join([]string{cfg.URL, cfg.Root, cfg.CacheDir}, "\x00")
+		if cfg.Enabled() && (key != lastKey || w.o.Now().Sub(last) >= cfg.Interval) {
+			if err := w.Refresh(ctx); err != nil {
+				w.o.Logger.Warnw("TUF refresh failed", "error", err)
+			}
+			last = w.o.Now()
 		}
-		interval := w.o.Config().Trust.Interval
+		lastKey = key
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(interval):
+		case <-time.After(min(cfg.Interval, pollInterval)):
 		}
 	}
 }
+
+// pollInterval bounds how long a change of the trust.* settings waits.
+const pollInterval = 10 * time.Second
 
 // Refresh runs one refresh and records its Events and metrics. With no
 // trust.url it does nothing.
