@@ -154,7 +154,7 @@ func (w *Watcher) Run(ctx context.Context) {
 }
 
 // pollInterval bounds how long a change of the trust.* settings waits.
-const pollInterval = 10 * time.Second
+var pollInterval = 10 * time.Second
 
 // Refresh runs one refresh and records its Events and metrics. With no
 // trust.url it does nothing.
