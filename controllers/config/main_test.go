@@ -227,9 +227,27 @@ func deleteSigningSecret(t *testing.T, kube kubernetes.Interface) {
 }
 
 // configure merges data into the release's stepseal-config, as an operator
-// would with kubectl edit.
+// would with kubectl edit; when the test ends, the data it had before is
+// put back, so that no test runs on another's settings (backends, paths in
+// its temporary directories).
 func configure(t *testing.T, kube kubernetes.Interface, data map[string]string) {
 	t.Helper()
+	ctx := context.Background()
+	before, err := kube.CoreV1().ConfigMaps(systemNS).Get(ctx, settings.ConfigMapName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cm, err := kube.CoreV1().ConfigMaps(systemNS).Get(ctx, settings.ConfigMapName, metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("restoring %s: %v", settings.ConfigMapName, err)
+			return
+		}
+		cm.Data = before.Data
+		if _, err := kube.CoreV1().ConfigMaps(systemNS).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Errorf("restoring %s: %v", settings.ConfigMapName, err)
+		}
+	})
 	patch, err := json.Marshal(map[string]any{"data": data})
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/dirstore"
+	"github.com/stepseal/stepseal/pkg/store/pgstore/pgtest"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
@@ -24,8 +26,14 @@ import (
 // directory, which a second store could not open while it was held.
 func TestBackendsOpensEveryKind(t *testing.T) {
 	dir := t.TempDir()
+	srv := pgtest.Start(t, pgtest.Options{})
+	dsnFile := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsnFile, []byte(srv.NewDatabase(t)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := settings.Parse(map[string]string{
 		settings.KeyStoreDir: filepath.Join(dir, "store"), settings.KeyTLogDir: filepath.Join(dir, "tlog"),
+		settings.KeyPostgresDSNFile: dsnFile, settings.KeyPostgresLogDir: filepath.Join(dir, "pglog"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +52,7 @@ func TestBackendsOpensEveryKind(t *testing.T) {
 		}
 		_, indexed := bs[0].Store.(store.IndexedPutter)
 		_, closer := bs[0].Store.(store.Closer)
-		if want := kind.Name == settings.BackendTLog; indexed != want || closer != want {
+		if want := kind.Name == settings.BackendTLog || kind.Name == settings.BackendPostgres; indexed != want || closer != want {
 			t.Errorf("backend %s: indexed put %v, Close %v, want %v", kind.Name, indexed, closer, want)
 		}
 	}
