@@ -94,7 +94,7 @@ func TestRefreshResolveVerify(t *testing.T) {
 	s.mu.Unlock()
 	c2 := s.clientFor(t, dir)
 	ch = mustRefresh(t, c2)
-	if ch.Updated || ch.Requests != 2 {
+	if ch.Updated || ch.Requests != 2 || ch.UnchangedSince.IsZero() || time.Since(ch.UnchangedSince) > time.Minute {
 		t.Errorf("warm refresh: %+v, requests %v", ch, s.requests)
 	}
 	if _, err := c2.Resolve(ctx, "images/payments/api"); err != nil {

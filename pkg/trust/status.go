@@ -64,6 +64,11 @@ type Changes struct {
 	Refused  map[string]string `json:"refused,omitempty"`
 	Requests int               `json:"requests"`
 	Bytes    int64             `json:"bytes"`
+	// UnchangedSince, when nothing was new, is when the trusted timestamp
+	// last changed (the cache's copy is rewritten only on a change): a
+	// repository whose timestamp stays the same for long is frozen or
+	// stale, whatever its expiry says.
+	UnchangedSince time.Time `json:"unchangedSince,omitzero"`
 	// Files are the metadata files this refresh accepted, by consistent
 	// name (<version>.<role>.json): each root version walked, and
 	// timestamp, snapshot and top-level targets when they moved. The

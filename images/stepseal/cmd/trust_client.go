@@ -217,7 +217,11 @@ func printTrustStatus(w io.Writer, rep trustStatusReport) {
 	}
 	if ch := rep.Changes; ch != nil {
 		if !ch.Updated {
-			fmt.Fprintf(w, "refresh no new metadata (%d requests, %d bytes)\n", ch.Requests, ch.Bytes)
+			since := ""
+			if !ch.UnchangedSince.IsZero() {
+				since = fmt.Sprintf(" since %s, timestamp v%d", ch.UnchangedSince.Format(time.RFC3339), ch.Timestamp.To)
+			}
+			fmt.Fprintf(w, "refresh no new metadata%s (%d requests, %d bytes)\n", since, ch.Requests, ch.Bytes)
 		} else {
 			fmt.Fprintf(w, "refresh root v%d→v%d, timestamp v%d→v%d, snapshot v%d→v%d, targets v%d→v%d (%d requests, %d bytes)\n",
 				ch.Root.From, ch.Root.To, ch.Timestamp.From, ch.Timestamp.To, ch.Snapshot.From, ch.Snapshot.To, ch.Targets.From, ch.Targets.To, ch.Requests, ch.Bytes)
