@@ -69,6 +69,22 @@ type Options struct {
 	// OnVerdict is called as soon as the verdict is known, before
 	// publishing, with the run's own error (nil if it succeeded).
 	OnVerdict func(v *verify.Verdict, runErr error)
+	// Trusted, when set, returns the layout of the named pipeline the run
+	// is verified against instead of the one it generates (which is still
+	// written to Out): the layout as its owners released it, with their
+	// keys and threshold (from TUF: pkg/trustroot). It is called once the
+	// pipeline is loaded and before anything runs, so a layout the trust
+	// root does not vouch for stops the run before it starts.
+	Trusted func(ctx context.Context, pipeline string) (*TrustedLayout, error)
+}
+
+// TrustedLayout is a layout from the trust root and who owns it.
+type TrustedLayout struct {
+	Data      []byte
+	Owners    []signing.Verifier
+	Threshold int
+	// Name names it in messages (a TUF target and its role).
+	Name string
 }
 
 // Published says where a run published its output.
@@ -122,6 +138,7 @@ type inputs struct {
 // runner is one run in progress.
 type runner struct {
 	opts    Options
+	trusted *TrustedLayout
 	w       io.Writer
 	in      *inputs
 	keys    map[string]crypto.Signer
@@ -174,6 +191,11 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	}
 	for _, n := range r.in.pipeline.Notes() {
 		fmt.Fprintln(r.w, n)
+	}
+	if opts.Trusted != nil {
+		if r.trusted, err = opts.Trusted(ctx, r.in.pipeline.Name()); err != nil {
+			return nil, err
+		}
 	}
 	out, err := prepareOut(r.w, opts.Out, opts.Force) // 2
 	if err != nil {
@@ -545,17 +567,26 @@ func (r *runner) provenance(ctx context.Context, links run.Artifacts) (store.Ent
 // verify is step 6. A verdict that could not be reached is an error; one
 // that failed is the Report's VerifyErr.
 func (r *runner) verify(ctx context.Context) error {
-	fmt.Fprintf(r.w, "verifying %s against %d link(s)\n", r.report.Layout, len(r.report.Links))
-	data, err := verify.ReadFile(r.report.Layout)
-	if err != nil {
-		return err
+	name, threshold := r.report.Layout, 0
+	var data []byte
+	var owners []signing.Verifier
+	if t := r.trusted; t != nil {
+		// The released layout, not the one just generated from the files.
+		data, owners, threshold, name = t.Data, t.Owners, t.Threshold, t.Name
+	} else {
+		var err error
+		if data, err = verify.ReadFile(r.report.Layout); err != nil {
+			return err
+		}
+		owner, err := signing.NewVerifier(r.signers[OwnerKey].Public())
+		if err != nil {
+			return err
+		}
+		owners = []signing.Verifier{owner}
 	}
-	owner, err := signing.NewVerifier(r.signers[OwnerKey].Public())
-	if err != nil {
-		return err
-	}
-	v, verr := verify.Layout(ctx, data, []signing.Verifier{owner}, verify.Dir(r.linkDir), verify.Options{
-		RunID: r.runID, Artifacts: r.outputs, WithoutArtifactUnsafe: len(r.outputs) == 0, LayoutName: r.report.Layout,
+	fmt.Fprintf(r.w, "verifying %s against %d link(s)\n", name, len(r.report.Links))
+	v, verr := verify.Layout(ctx, data, owners, verify.Dir(r.linkDir), verify.Options{
+		RunID: r.runID, Artifacts: r.outputs, WithoutArtifactUnsafe: len(r.outputs) == 0, LayoutName: name, LayoutThreshold: threshold,
 	})
 	if v == nil {
 		return verr

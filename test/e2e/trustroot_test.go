@@ -306,3 +306,50 @@ func TestPlatformRevocationThroughTUF(t *testing.T) {
 		t.Fatalf("the removed platform decrypted the new release: %s", r)
 	}
 }
+
+// TestRunVerifiesAgainstTUFLayout: stepseal run --trust verifies the run
+// against the layout the pipeline's owners released through TUF
+// (layouts/<pipeline>.layout), not the one it generates: with the owners'
+// released layout it passes; with a layout another team's key signed, the
+// run is refused on the layout's signature; with no layout released for
+// the pipeline, nothing runs.
+func TestRunVerifiesAgainstTUFLayout(t *testing.T) {
+	first := goBuild(t)
+	tr := newTrustRepo(t)
+	tmp := t.TempDir()
+	p := func(n string) string { return filepath.Join(tmp, n) }
+	keys := filepath.Join(first, "keys")
+	tr.ok(t, "trust", "delegate", tr.dir, "--role", "build", "--path", "layouts/go-build.layout",
+		"--key", filepath.Join(keys, "owner.pub"), "--sign-key", tr.key("targets.key"), "--out", p("d.json"))
+	tr.accept(t, []string{p("d.json")})
+	// No layout released yet: refused before any step runs.
+	r := ss(t, append([]string{"run", "examples/go-build", "--out", p("none"), "--keys", keys, "-q"}, tr.flags()...)...)
+	if r.code == 0 || !strings.Contains(r.stderr, "layouts/go-build.layout") {
+		t.Fatalf("run with no released layout: %s", r)
+	}
+	if _, err := os.Stat(p("none")); !os.IsNotExist(err) {
+		t.Fatal("a run refused before it started left its output")
+	}
+	layout := filepath.Join(first, "root.layout")
+	tr.ok(t, "trust", "sign", tr.dir, "--role", "build", "--path", "layouts/go-build.layout", "--file", layout,
+		"--key", filepath.Join(keys, "owner.key"), "--out", p("l.json"))
+	tr.accept(t, []string{p("l.json")}, "layouts/go-build.layout="+layout)
+	r = ss(t, append([]string{"run", "examples/go-build", "--out", p("second"), "--keys", keys, "-q"}, tr.flags()...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "verifying layouts/go-build.layout (TUF role build v1)") || !strings.Contains(r.stdout, "VERIFICATION PASSED") {
+		t.Fatalf("run --trust: %s", r)
+	}
+	// A layout signed by another team's developer, vouched for by the role.
+	unsigned := readJSON(t, layout)
+	unsigned["signatures"] = []any{}
+	writeJSON(t, p("unsigned.layout"), unsigned)
+	if r := run(t, nil, inToto(t), "sign", "-f", p("unsigned.layout"), "-k", tr.key("bob.key"), "-o", p("bob.layout")); r.code != 0 {
+		t.Fatal(r)
+	}
+	tr.ok(t, "trust", "sign", tr.dir, "--role", "build", "--path", "layouts/go-build.layout", "--file", p("bob.layout"),
+		"--key", filepath.Join(keys, "owner.key"), "--out", p("l2.json"))
+	tr.accept(t, []string{p("l2.json")}, "layouts/go-build.layout="+p("bob.layout"))
+	r = ss(t, append([]string{"run", "examples/go-build", "--out", p("third"), "--keys", keys, "-q"}, tr.flags()...)...)
+	if r.code == 0 || !strings.Contains(r.stdout, "layout signature of layouts/go-build.layout (TUF role build v2)") {
+		t.Fatalf("run against a layout signed by another key: %s", r)
+	}
+}

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -17,6 +18,8 @@ type runOptions struct {
 	params                          []string
 	exclude                         []string
 	quiet, force                    bool
+	trustLayout                     string
+	trust                           trustSourceFlags
 }
 
 func newRun(ro *rootOptions) *cobra.Command {
@@ -41,7 +44,13 @@ verifies it, and prints the verdict. Exit status 0 only if verification passed.
 Writes DIR/root.layout, DIR/keys/*.pub, DIR/links/<step>.<keyid8>.link,
 DIR/provenance.json (DSSE), DIR/verification.json, DIR/store/ and the
 workspaces under DIR/work/workspaces/. Without --keys, throwaway keys are made in
-DIR/keys (owner, publisher, one per functionary).`,
+DIR/keys (owner, publisher, one per functionary).
+
+With --trust URL, the run is verified against the layout its owners released
+through TUF (layouts/<pipeline>.layout, or --trust-layout), with the keys and
+threshold of the role that vouches for it, instead of the layout it generates
+(still written to DIR/root.layout); a pipeline with no released layout does not
+run.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, ro, args[0]) },
 	}
@@ -54,6 +63,8 @@ DIR/keys (owner, publisher, one per functionary).`,
 	c.Flags().StringArrayVar(&o.exclude, "exclude", nil, "gitignore-style pattern of workspace paths not to record (repeatable)")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "do not stream step output")
 	c.Flags().BoolVar(&o.force, "force", false, "replace a non-empty --out directory")
+	c.Flags().StringVar(&o.trustLayout, "trust-layout", "", "with --trust: the TUF target of the layout to verify against (default: layouts/<pipeline>.layout)")
+	o.trust.add(c)
 	return c
 }
 
@@ -77,6 +88,30 @@ func (o *runOptions) run(cmd *cobra.Command, ro *rootOptions, path string) error
 		Tekton: ro.tekton, Path: path, Out: o.out, Force: o.force, KeysDir: o.keys,
 		TasksDir: o.tasks, Functionaries: o.functionaries, PlatformPolicy: o.platformPolicy,
 		Params: params, Exclude: o.exclude, Quiet: o.quiet, Progress: w,
+	}
+	if o.trust.enabled() {
+		// Verify against the layout the pipeline's owners released through
+		// TUF, with their keys (fetched once the pipeline is loaded, before
+		// anything runs).
+		opts.Trusted = func(ctx context.Context, pipeline string) (*embedded.TrustedLayout, error) {
+			name := o.trustLayout
+			if name == "" {
+				name = pipeline
+			}
+			root, err := o.trust.open(ctx)
+			if err != nil {
+				return nil, err
+			}
+			d, err := root.Layout(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			owners, threshold, err := d.Owners()
+			if err != nil {
+				return nil, err
+			}
+			return &embedded.TrustedLayout{Data: d.Data, Owners: owners, Threshold: threshold, Name: d.Describe()}, nil
+		}
 	}
 	if ro.output != "json" {
 		// The verdict is printed as soon as it is known; publishing (only
