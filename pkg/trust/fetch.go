@@ -134,7 +134,7 @@ func (f *fetcher) netErr(ctx context.Context, role, urlPath string, err error) e
 	if ctx.Err() != nil || isTimeout(err) {
 		why := fmt.Sprintf("%s: no complete answer within %s", urlPath, f.timeout)
 		if f.ctx.Err() != nil {
-			why = fmt.Sprintf("%s: the refresh's deadline passed", urlPath)
+			why = fmt.Sprintf("%s: the caller's deadline passed", urlPath)
 		}
 		return &Error{Category: ErrTimeout, Role: role, Detail: why, Err: err}
 	}

@@ -7,14 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 
-	"github.com/stepseal/stepseal/pkg/oci"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // DefaultMaxTargetSize caps a target file Fetch downloads (layouts,
@@ -117,63 +115,28 @@ func matches(data []byte, r *Resolution) bool {
 	return err == nil && bytes.Equal(sum[:], want)
 }
 
+// download gets a target file the way metadata is got (fetcher.get: the
+// per-file timeout, the cap read, HTTP or an OCI registry), at most the
+// vouched length plus one byte, and names the target in its errors.
 func (c *Client) download(ctx context.Context, u, p string, r *Resolution) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.FileTimeout)
-	defer cancel()
-	if IsOCI(u) {
-		return c.downloadOCI(ctx, u, p, r)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, &Error{Category: ErrUnavailable, Role: r.Role, Path: p, Detail: "target URL", Err: err}
-	}
-	resp, err := c.o.HTTPClient.Do(req)
-	if err != nil {
-		return nil, targetNetErr(ctx, r, p, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, &Error{Category: ErrUnavailable, Role: r.Role, Version: r.RoleVersion, Path: p, Detail: fmt.Sprintf("GET %s: %s", u, resp.Status)}
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, r.Length+1))
-	if _, err := io.Copy(buf, io.LimitReader(resp.Body, r.Length+1)); err != nil {
-		return nil, targetNetErr(ctx, r, p, err)
-	}
-	if int64(buf.Len()) > r.Length {
-		return nil, &Error{Category: ErrTooLarge, Role: r.Role, Version: r.RoleVersion, Path: p,
-			Detail: fmt.Sprintf("%s is longer than the %d bytes the role vouches for", u, r.Length)}
-	}
-	return buf.Bytes(), nil
-}
-
-func targetNetErr(ctx context.Context, r *Resolution, p string, err error) error {
-	// err names the URL already.
-	if isTimeout(err) || ctx.Err() != nil {
-		return &Error{Category: ErrTimeout, Role: r.Role, Version: r.RoleVersion, Path: p, Detail: "target file", Err: err}
-	}
-	return &Error{Category: ErrUnavailable, Role: r.Role, Version: r.RoleVersion, Path: p, Detail: "target file", Err: err}
-}
-
-func (c *Client) downloadOCI(ctx context.Context, u, p string, r *Resolution) ([]byte, error) {
-	tag, err := ociTag(u)
-	if err != nil {
-		return nil, &Error{Category: ErrUnavailable, Role: r.Role, Path: p, Detail: "targets URL", Err: err}
-	}
-	reg := c.o.Registry
-	if reg == nil {
-		if reg, err = oci.New(oci.WithProgress(nil)); err != nil {
-			return nil, &Error{Category: ErrUnavailable, Role: r.Role, Path: p, Err: err}
-		}
-	}
-	data, _, err := reg.FetchBytes(ctx, tag, r.Length)
-	switch {
-	case err == nil:
+	f := &fetcher{ctx: ctx, client: c.o.HTTPClient, reg: c.o.Registry, timeout: c.o.FileTimeout}
+	data, err := f.get(u, r.Role, r.Length)
+	if err == nil {
 		return data, nil
-	case errors.Is(err, oci.ErrTooLarge):
-		return nil, &Error{Category: ErrTooLarge, Role: r.Role, Version: r.RoleVersion, Path: p,
-			Detail: fmt.Sprintf("%s is longer than the %d bytes the role vouches for", u, r.Length), Err: err}
-	case errors.Is(err, oci.ErrBlobDigest), errors.Is(err, oci.ErrArtifact):
-		return nil, &Error{Category: ErrDigestMismatch, Role: r.Role, Version: r.RoleVersion, Path: p, Detail: u, Err: err}
 	}
-	return nil, targetNetErr(ctx, r, p, err)
+	var he *metadata.ErrDownloadHTTP
+	var te *Error
+	switch {
+	case errors.As(err, &he):
+		return nil, &Error{Category: ErrUnavailable, Role: r.Role, Version: r.RoleVersion, Path: p, Detail: fmt.Sprintf("GET %s: status %d", u, he.StatusCode)}
+	case errors.As(err, &te):
+		te.Version, te.Path = r.RoleVersion, p
+		if te.Category == ErrMalformed {
+			// A registry artifact that is not one layer of its digest: not
+			// the file the role vouches for.
+			te.Category = ErrDigestMismatch
+		}
+		return nil, te
+	}
+	return nil, err
 }
