@@ -55,10 +55,7 @@ func (c *Client) FloorOf() *Floor {
 	if st == nil {
 		return nil
 	}
-	f := &Floor{Versions: map[string]int64{
-		"root": st.root.Signed.Version, "timestamp": st.timestamp.Signed.Version,
-		"snapshot": st.snapshot.Signed.Version, "targets": st.role("targets").md.Signed.Version,
-	}}
+	f := &Floor{Versions: topVersions(st)}
 	for name, m := range st.snapshot.Signed.Meta {
 		role := strings.TrimSuffix(name, ".json")
 		if !topLevelRoles[role] && m != nil {
@@ -71,6 +68,14 @@ func (c *Client) FloorOf() *Floor {
 		f.Root = raw
 	}
 	return f
+}
+
+// topVersions are the versions of st's top-level roles.
+func topVersions(st *state) map[string]int64 {
+	return map[string]int64{
+		"root": st.root.Signed.Version, "timestamp": st.timestamp.Signed.Version,
+		"snapshot": st.snapshot.Signed.Version, "targets": st.role("targets").md.Signed.Version,
+	}
 }
 
 // rootVersion reads a guarded root.json's version (0 if unreadable).
@@ -91,10 +96,7 @@ func checkFloor(f *Floor, st *state) error {
 	if f == nil {
 		return nil
 	}
-	have := map[string]int64{
-		"root": st.root.Signed.Version, "timestamp": st.timestamp.Signed.Version,
-		"snapshot": st.snapshot.Signed.Version, "targets": st.role("targets").md.Signed.Version,
-	}
+	have := topVersions(st)
 	var roles []string
 	for r := range f.Versions {
 		roles = append(roles, r)

@@ -159,14 +159,11 @@ func (r *Root) Image(ctx context.Context, c *oci.Client, ref name.Reference) (na
 	if err != nil {
 		return name.Digest{}, nil, err
 	}
-	hex := strings.TrimPrefix(d.DigestStr(), "sha256:")
-	if _, err := r.client.VerifyArtifact(ctx, path, hex, size); err != nil {
-		var te *trust.Error
-		if errors.As(err, &te) {
-			te.Detail = fmt.Sprintf("the registry serves %s (%d bytes) for %s, but TUF role %s v%d vouches for sha256:%s (%d bytes)",
-				d.DigestStr(), size, tag, res.Role, res.RoleVersion, res.SHA256, res.Length)
-		}
-		return name.Digest{}, nil, err
+	// VerifyArtifact's check, on the resolution already in hand.
+	if hex := strings.TrimPrefix(d.DigestStr(), "sha256:"); !strings.EqualFold(hex, res.SHA256) || size != res.Length {
+		return name.Digest{}, nil, &trust.Error{Category: trust.ErrDigestMismatch, Role: res.Role, Version: res.RoleVersion, Path: path,
+			Detail: fmt.Sprintf("the registry serves %s (%d bytes) for %s, but TUF role %s v%d vouches for sha256:%s (%d bytes)",
+				d.DigestStr(), size, tag, res.Role, res.RoleVersion, res.SHA256, res.Length)}
 	}
 	return d, res, nil
 }

@@ -106,28 +106,12 @@ func (r *Repo) hostedTargets() []hostedTarget {
 // state to dst/TargetsDir, each by atomic rename; a file already there
 // with other bytes is an error (content addresses never change).
 func (r *Repo) publishTargets(dst string) ([]string, error) {
-	want := map[string]bool{}
-	for _, md := range r.st.roles {
-		if md == nil {
-			continue
-		}
-		for p, tf := range md.Signed.Targets {
-			if tf != nil {
-				want[TargetFileName(p, hex.EncodeToString(tf.Hashes["sha256"]))] = true
-			}
-		}
-	}
-	var names []string
-	for n := range want {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	var done []string
-	for _, n := range names {
-		src := filepath.Join(r.dir, TargetsDir, filepath.FromSlash(n))
-		data, err := os.ReadFile(src)
+	for _, h := range r.hostedTargets() {
+		n := h.name
+		data, err := os.ReadFile(h.file)
 		if errors.Is(err, fs.ErrNotExist) {
-			continue // listed, not hosted here (an OCI artifact, or a file not added)
+			continue // removed since it was listed
 		}
 		if err != nil {
 			return nil, err
