@@ -137,7 +137,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	var lastKey string
 	for {
 		cfg := w.o.Config().Trust
-		key := strings.Join([]string{cfg.URL, cfg.Root, cfg.CacheDir}, "\x00")
+		key := clientKey(cfg)
 		if cfg.Enabled() && (key != lastKey || w.o.Now().Sub(last) >= cfg.Interval) {
 			if err := w.Refresh(ctx); err != nil {
 				w.o.Logger.Warnw("TUF refresh failed", "error", err)
@@ -250,11 +250,16 @@ func (w *Watcher) writeFloor(ctx context.Context, c *trust.Client) {
 	}
 }
 
+// clientKey is what a client is made of: when it changes, a new one is.
+func clientKey(cfg settings.Trust) string {
+	return strings.Join([]string{cfg.URL, cfg.Root, cfg.CacheDir}, "\x00")
+}
+
 // clientFor returns the client for the current settings, made anew (and
 // its cache loaded, so the last trusted state holds while the repository
 // is down) when they changed.
 func (w *Watcher) clientFor(ctx context.Context, cfg settings.Trust) (*trust.Client, error) {
-	key := strings.Join([]string{cfg.URL, cfg.Root, cfg.CacheDir}, "\x00")
+	key := clientKey(cfg)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.client != nil && w.key == key {
