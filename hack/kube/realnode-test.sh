@@ -13,6 +13,10 @@ root="$(cd "$here/../.." && pwd)"
 keep="${1:-}"
 dir="${1:-$(mktemp -d "${TMPDIR:-/tmp}/stepseal-realnode.XXXXXX")}"
 
+# One node per host: a second run waits for the first to stop its node.
+exec 9>"${TMPDIR:-/tmp}/stepseal-realnode.lock"
+flock 9
+
 "$here/build-apiserver.sh" >/dev/null
 "$here/build-etcd.sh" >/dev/null
 "$here/build-node.sh"
