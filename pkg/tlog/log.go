@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/transparency-dev/tessera"
@@ -67,21 +68,42 @@ func (o *Options) withDefaults() Options {
 // Log appends to a transparency log stored in a directory: Tessera's POSIX
 // layout (checkpoint, tile/..., tile/entries/...; private state in .state/),
 // which is also what a Client reads. Several processes may append to one
-// directory (Tessera serialises them with file locks). A Log is safe for
-// concurrent use.
+// directory (Tessera serialises them with file locks). Within one process,
+// every Open of a directory shares one sequencer (Tessera's locks do not
+// exclude a second appender of the same process, which would hand out the
+// same indexes twice and corrupt the tree). A Log is safe for concurrent use.
 type Log struct {
-	dir      string
-	key      Key
+	dir    string
+	key    Key
+	seq    *sequencer
+	client *Client
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// ErrClosed: an Append through a Log already closed.
+var ErrClosed = errors.New("tlog: log closed")
+
+// sequencer is the one Tessera appender of a directory in this process,
+// shared by every Log open on it.
+type sequencer struct {
+	path     string // the directory's resolved path, its key in sequencers
+	signer   string // the checkpoint signer's name and key hash
 	appender *tessera.Appender
 	reader   tessera.LogReader
 	awaiter  *tessera.PublicationAwaiter
 	shutdown func(context.Context) error
 	cancel   context.CancelFunc
-	client   *Client
-
-	closeOnce sync.Once
-	closeErr  error
+	refs     int
 }
+
+// sequencers holds the directories open in this process.
+var (
+	sequencersMu sync.Mutex
+	sequencers   = map[string]*sequencer{}
+)
 
 // Open opens the log in dir, creating it if it is empty, signing
 // checkpoints with key. An existing checkpoint must verify with key. Open
@@ -105,6 +127,39 @@ func Open(ctx context.Context, dir string, key Key, opts *Options) (*Log, error)
 			return nil, fmt.Errorf("tlog: log in %s: %w", dir, err)
 		}
 	}
+	seq, err := acquire(ctx, dir, key, o)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{dir: dir, key: key, seq: seq, client: c}
+	if err := l.awaitPublished(ctx, o.PollInterval); err != nil {
+		_ = l.Close(ctx)
+		return nil, err
+	}
+	return l, nil
+}
+
+// acquire returns the directory's sequencer, starting Tessera's appender on
+// it if no Log of this process has it open. A second Open must sign with the
+// same key; the first Open's Options hold for all.
+func acquire(ctx context.Context, dir string, key Key, o Options) (*sequencer, error) {
+	path, err := filepath.EvalSymlinks(dir)
+	if err == nil {
+		path, err = filepath.Abs(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tlog: %w", err)
+	}
+	signer := fmt.Sprintf("%s+%08x", key.Signer.Name(), key.Signer.KeyHash())
+	sequencersMu.Lock()
+	defer sequencersMu.Unlock()
+	if seq := sequencers[path]; seq != nil {
+		if seq.signer != signer {
+			return nil, fmt.Errorf("tlog: %s is open in this process with signer %s, not %s", dir, seq.signer, signer)
+		}
+		seq.refs++
+		return seq, nil
+	}
 	driver, err := posix.New(ctx, posix.Config{Path: dir})
 	if err != nil {
 		return nil, fmt.Errorf("tlog: storage %s: %w", dir, err)
@@ -120,21 +175,36 @@ func Open(ctx context.Context, dir string, key Key, opts *Options) (*Log, error)
 		cancel()
 		return nil, fmt.Errorf("tlog: open %s: %w", dir, err)
 	}
-	l := &Log{
-		dir:      dir,
-		key:      key,
+	seq := &sequencer{
+		path:     path,
+		signer:   signer,
 		appender: appender,
 		reader:   reader,
 		awaiter:  tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, o.PollInterval),
 		shutdown: shutdown,
 		cancel:   cancel,
-		client:   c,
+		refs:     1,
 	}
-	if err := l.awaitPublished(ctx, o.PollInterval); err != nil {
-		cancel()
-		return nil, err
+	sequencers[path] = seq
+	return seq, nil
+}
+
+// release drops one Log's hold on seq; the last one waits until everything
+// appended is published and stops Tessera's background work.
+func (seq *sequencer) release(ctx context.Context) error {
+	sequencersMu.Lock()
+	seq.refs--
+	last := seq.refs == 0
+	if last {
+		delete(sequencers, seq.path)
 	}
-	return l, nil
+	sequencersMu.Unlock()
+	if !last {
+		return nil
+	}
+	err := seq.shutdown(ctx)
+	seq.cancel()
+	return err
 }
 
 // checkKeyPair makes sure the verifier checks the signer's signatures, so a
@@ -153,7 +223,7 @@ func checkKeyPair(key Key) error {
 // awaitPublished waits until the published checkpoint covers the integrated
 // tree, and verifies it.
 func (l *Log) awaitPublished(ctx context.Context, poll time.Duration) error {
-	integrated, err := l.reader.IntegratedSize(ctx)
+	integrated, err := l.seq.reader.IntegratedSize(ctx)
 	if err != nil {
 		return fmt.Errorf("tlog: %s: %w", l.dir, err)
 	}
@@ -197,9 +267,12 @@ func (l *Log) AppendMany(ctx context.Context, data [][]byte) ([]uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if l.closed.Load() {
+		return nil, fmt.Errorf("%w: %s", ErrClosed, l.dir)
+	}
 	futures := make([]tessera.IndexFuture, len(data))
 	for i, d := range data {
-		futures[i] = l.appender.Add(ctx, tessera.NewEntry(d))
+		futures[i] = l.seq.appender.Add(ctx, tessera.NewEntry(d))
 	}
 	out := make([]uint64, len(data))
 	var last tessera.IndexFuture
@@ -215,7 +288,7 @@ func (l *Log) AppendMany(ctx context.Context, data [][]byte) ([]uint64, error) {
 		}
 	}
 	if last != nil {
-		if _, _, err := l.awaiter.Await(ctx, last); err != nil {
+		if _, _, err := l.seq.awaiter.Await(ctx, last); err != nil {
 			return nil, fmt.Errorf("tlog: await checkpoint covering entry %d of %s: %w", lastIdx, l.dir, err)
 		}
 	}
@@ -262,15 +335,15 @@ func (l *Log) Origin() string { return l.key.Verifier.Name() }
 func (l *Log) Dir() string { return l.dir }
 
 // Close waits until every entry appended is covered by a published
-// checkpoint, then stops the log's background work. Later Appends fail.
-// Closing twice returns the first Close's result.
+// checkpoint, then stops the log's background work once no other Log of
+// this process has the directory open. Later Appends fail. Closing twice
+// returns the first Close's result.
 func (l *Log) Close(ctx context.Context) error {
 	l.closeOnce.Do(func() {
-		err := l.shutdown(ctx)
-		l.cancel()
-		if err != nil {
+		if err := l.seq.release(ctx); err != nil {
 			l.closeErr = fmt.Errorf("tlog: close %s: %w", l.dir, err)
 		}
+		l.closed.Store(true)
 	})
 	return l.closeErr
 }

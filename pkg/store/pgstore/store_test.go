@@ -91,10 +91,8 @@ func dbName(dsn string) string {
 }
 
 // openLog opens the fixture's log directory. Replicas in one process share
-// one *tlog.Log: Tessera's POSIX driver serialises appenders with fcntl
-// locks, which are per process, so two Logs on one directory in one
-// process would hand out one index twice (separate processes are
-// serialised).
+// one *tlog.Log, as two controller processes share the directory (tlog.Open
+// would also share one sequencer per directory in a process).
 func (f *fixture) openLog(t testing.TB) *tlog.Log {
 	t.Helper()
 	l, err := tlog.Open(context.Background(), f.logDir, f.key, nil)
