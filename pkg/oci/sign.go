@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -33,8 +34,13 @@ const (
 	// ArtifactTypeSignature is the artifactType of signature referrers (as
 	// cosign's OCI 1.1 mode writes them).
 	ArtifactTypeSignature = "application/vnd.dev.cosign.artifact.sig.v1+json"
-	// ArtifactTypeAttestation is the artifactType of attestation referrers.
-	ArtifactTypeAttestation = MediaTypeDSSE
+	// ArtifactTypeAttestation is the artifactType of attestation referrers:
+	// the in-toto type cosign's OCI 1.1 mode writes and looks for, and the
+	// one GUAC's OCI collector takes.
+	ArtifactTypeAttestation = "application/vnd.in-toto+json"
+	// artifactTypeAttestationV0 is the artifactType stepseal's attestation
+	// referrers had before (the DSSE media type): still read, never written.
+	artifactTypeAttestationV0 = MediaTypeDSSE
 )
 
 // maxSignedBlob bounds what we read of a signature or attestation layer.
@@ -215,8 +221,8 @@ type signedBlob struct {
 }
 
 // candidates collects the layers of media type mt from cosign's tag and
-// from ref's referrers of the given artifact type, de-duplicated.
-func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, artifactType string, mt types.MediaType) ([]signedBlob, error) {
+// from ref's referrers of the given artifact types, de-duplicated.
+func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, artifactTypes []string, mt types.MediaType) ([]signedBlob, error) {
 	reg := ref.RegistryStr()
 	ro := c.remoteOptions(ctx)
 	var out []signedBlob
@@ -272,7 +278,7 @@ func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, 
 			return nil, fmt.Errorf("listing referrers of %s: %w", ref, registryError(reg, err))
 		}
 		for _, d := range im.Manifests {
-			if d.ArtifactType != artifactType && d.ArtifactType != MediaTypeEmpty {
+			if !slices.Contains(artifactTypes, d.ArtifactType) && d.ArtifactType != MediaTypeEmpty {
 				continue
 			}
 			rref := ref.Context().Digest(d.Digest.String())
@@ -284,7 +290,7 @@ func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, 
 			if err != nil {
 				return nil, fmt.Errorf("reading referrer %s: %w", rref, registryError(reg, err))
 			}
-			if m.ArtifactType != artifactType || m.Subject == nil || m.Subject.Digest.String() != ref.DigestStr() {
+			if !slices.Contains(artifactTypes, m.ArtifactType) || m.Subject == nil || m.Subject.Digest.String() != ref.DigestStr() {
 				continue
 			}
 			if err := collect(img, rref.String()); err != nil {

@@ -68,7 +68,7 @@ func (c *Client) VerifySignatures(ctx context.Context, ref name.Digest, pub cryp
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := c.candidates(ctx, ref, SignatureTag(ref), ArtifactTypeSignature, MediaTypeSimpleSigning)
+	blobs, err := c.candidates(ctx, ref, SignatureTag(ref), []string{ArtifactTypeSignature}, MediaTypeSimpleSigning)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (c *Client) VerifyAttestations(ctx context.Context, ref name.Digest, pub cr
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := c.candidates(ctx, ref, AttestationTag(ref), ArtifactTypeAttestation, MediaTypeDSSE)
+	blobs, err := c.candidates(ctx, ref, AttestationTag(ref), []string{ArtifactTypeAttestation, artifactTypeAttestationV0}, MediaTypeDSSE)
 	if err != nil {
 		return nil, err
 	}
