@@ -11,6 +11,7 @@ import (
 
 	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/artifact"
+	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
@@ -40,12 +41,12 @@ func readLogKey(cmd *cobra.Command, tf *trustSourceFlags, nm string) (string, er
 }
 
 func newVerify(ro *rootOptions) *cobra.Command {
-	var layoutPath, linksDir, runID, logDir, logKey string
+	var layoutPath, linksDir, runID, logDir, logKey, from, subject string
 	var layoutKeys, artifacts []string
 	var threshold int
 	var tf trustSourceFlags
 	c := &cobra.Command{
-		Use:   "verify (--layout FILE --layout-key KEY... | --trust URL --layout NAME) --links DIR [--artifact URI=FILE...] [--log DIR --log-key PUB]",
+		Use:   "verify (--layout FILE --layout-key KEY... | --trust URL --layout NAME) (--links DIR | --from URL --log-key PUB (--run-id ID | --subject sha256:…)) [--artifact URI=FILE...] [--log DIR --log-key PUB]",
 		Short: "Verify links against a signed in-toto layout; name every failure",
 		Long: `Verify a supply chain: the layout's owner signatures, its expiry, every
 step's links (signatures by authorized keys, thresholds), that all links come
@@ -53,15 +54,19 @@ from one run, the artifact rules, and optionally the delivered artifacts.
 Exit status 0 only when everything passed.
 With --trust, the layout is the TUF target --layout names (layouts/<name>.layout,
 or just <name>), and its owners are the keys of the TUF role that vouches for
-it, with that role's threshold: no local layout or key file is read.`,
+it, with that role's threshold: no local layout or key file is read.
+With --from, the links are read from a served log (stepseal log serve): those
+of the run --run-id names, or of the one run whose entries name --subject;
+every answer's checkpoint (signed by --log-key) and inclusion proof is
+verified, and the same log is the evidence for links of rotated-out keys.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var data []byte
 			var owners []signing.Verifier
 			layoutName := layoutPath
 			if tf.enabled() {
-				if layoutPath == "" || linksDir == "" {
-					return fmt.Errorf("--layout (a TUF target) and --links are required")
+				if layoutPath == "" {
+					return fmt.Errorf("--layout (a TUF target) is required")
 				}
 				if err := tf.refuse(cmd, "layout-key", "layout-threshold"); err != nil {
 					return err
@@ -80,8 +85,8 @@ it, with that role's threshold: no local layout or key file is read.`,
 				data, layoutName = d.Data, d.Describe()
 				verifyGC()
 			} else {
-				if layoutPath == "" || linksDir == "" || len(layoutKeys) == 0 {
-					return fmt.Errorf("--layout, --layout-key and --links are required (or --trust URL and --layout NAME)")
+				if layoutPath == "" || len(layoutKeys) == 0 {
+					return fmt.Errorf("--layout and --layout-key are required (or --trust URL and --layout NAME)")
 				}
 				verifyGC()
 				var err error
@@ -93,7 +98,29 @@ it, with that role's threshold: no local layout or key file is read.`,
 				}
 			}
 			opts := verify.Options{LayoutThreshold: threshold, RunID: runID, LayoutName: layoutName}
-			if (logDir == "") != (logKey == "") {
+			var links verify.LinkSource = verify.Dir(linksDir)
+			switch {
+			case from != "":
+				if linksDir != "" || logDir != "" {
+					return fmt.Errorf("--from reads links and log evidence from a served log: not with --links or --log")
+				}
+				if logKey == "" {
+					return fmt.Errorf("--from needs --log-key, the served log's public note key")
+				}
+				vkey, err := readLogKey(cmd, &tf, logKey)
+				if err != nil {
+					return err
+				}
+				src, err := logserver.OpenRun(cmd.Context(), from, vkey, runID, subject, nil)
+				if err != nil {
+					return err
+				}
+				links, opts.RunID, opts.Log = src.Links, src.RunID, src.Evidence
+			case subject != "":
+				return fmt.Errorf("--subject finds a run in a served log: it needs --from")
+			case linksDir == "":
+				return fmt.Errorf("--links DIR or --from URL is required")
+			case (logDir == "") != (logKey == ""):
 				return fmt.Errorf("--log and --log-key go together")
 			}
 			if logDir != "" {
@@ -124,7 +151,7 @@ it, with that role's threshold: no local layout or key file is read.`,
 			// Without --artifact, in-toto's behaviour: the chain is checked,
 			// no artifact is bound, and the output says so.
 			opts.WithoutArtifactUnsafe = len(opts.Artifacts) == 0
-			v, err := verify.Layout(cmd.Context(), data, owners, verify.Dir(linksDir), opts)
+			v, err := verify.Layout(cmd.Context(), data, owners, links, opts)
 			if v == nil {
 				return err
 			}
@@ -148,8 +175,10 @@ it, with that role's threshold: no local layout or key file is read.`,
 	c.Flags().IntVar(&threshold, "layout-threshold", 0, "owner signatures required (default: every --layout-key, as in-toto)")
 	c.Flags().StringVar(&linksDir, "links", "", "directory of <step>.<keyid8>.link files")
 	c.Flags().StringVar(&logDir, "log", "", "transparency log (a run's <out>/store, or the log itself): evidence that links of rotated-out keys were logged before their rotation")
-	c.Flags().StringVar(&logKey, "log-key", "", "the log's public note key file; with --trust, a TUF key target (keys/<name>.pub or <name>)")
-	c.Flags().StringVar(&runID, "run-id", "", "require every link to carry this stepseal.dev/run-id")
+	c.Flags().StringVar(&logKey, "log-key", "", "the log's public note key file (of --log or --from); with --trust, a TUF key target (keys/<name>.pub or <name>)")
+	c.Flags().StringVar(&runID, "run-id", "", "require every link to carry this stepseal.dev/run-id (with --from: the run whose links are read)")
+	c.Flags().StringVar(&from, "from", "", "read the run's links from a served log (http(s)://host:port/ of stepseal log serve) instead of --links")
+	c.Flags().StringVar(&subject, "subject", "", "with --from: verify the one run whose logged entries name this digest (sha256:<hex>)")
 	c.Flags().StringArrayVar(&artifacts, "artifact", nil, "URI=FILE: the delivered artifact URI must equal its last producing step's product (repeatable)")
 	return c
 }

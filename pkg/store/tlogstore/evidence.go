@@ -85,7 +85,20 @@ func NewEvidence(dir, vkey string) (*Evidence, error) {
 	return &Evidence{dir: dir, vkey: vkey, v: v, client: tlog.NewClient(logDir, v), anchors: map[string]anchored{}}, nil
 }
 
-// Describe names the log in messages: its origin and directory.
+// NewEvidenceFrom returns the evidence of a log read through client (a
+// served log's tiles: logserver.Client.Log), whose public note key is vkey;
+// where names it in messages (its URL).
+func NewEvidenceFrom(where string, client *tlog.Client, vkey string) (*Evidence, error) {
+	vkey = strings.TrimSpace(vkey)
+	v, err := tlog.ParseVerifier(vkey)
+	if err != nil {
+		return nil, err
+	}
+	// No index file to take hints from: Logged scans the log.
+	return &Evidence{dir: where, vkey: vkey, v: v, client: client, anchors: map[string]anchored{}, hints: map[string][]uint64{}}, nil
+}
+
+// Describe names the log in messages: its origin and directory (or URL).
 func (e *Evidence) Describe() string { return fmt.Sprintf("log %q in %s", e.v.Name(), e.dir) }
 
 // Logged checks that the log a holds a link record of digest ("sha256:…")
