@@ -5,14 +5,18 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
+	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/dirstore"
@@ -144,6 +148,30 @@ func logKey(dir, keyFile, origin string) (tlog.Key, error) {
 		}
 	}
 	return tlog.ReadKey(keyFile)
+}
+
+// Served returns the store of the log served at url (`stepseal log serve`),
+// whose public note key is in keyFile (read on every call: a rotated key
+// reaches the next reconcile): every Put is posted and its answer verified
+// (index, checkpoint signed by the key, inclusion). The server must allow
+// the controller's signing key. Stateless, so nothing is kept open.
+func (o *Stores) Served(url, keyFile string) (*logserver.Remote, error) {
+	if url == "" {
+		return nil, errors.New("no log server URL")
+	}
+	data, err := limited.ReadFile(keyFile, 16<<10)
+	if err != nil {
+		return nil, fmt.Errorf("log key: %w", err)
+	}
+	v, err := tlog.ParseVerifier(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("log key %s: %w", keyFile, err)
+	}
+	c, err := logserver.NewClient(url, v, &http.Client{Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	return &logserver.Remote{Client: c}, nil
 }
 
 // Postgres opens (once per Stores, DSN file, log directory and content of

@@ -3,6 +3,7 @@ package settings
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -99,6 +100,28 @@ func BackendKinds() []BackendKind {
 					return backends.Backend{}, fmt.Errorf("backend postgres: %w", err)
 				}
 				return backends.Backend{Name: "postgres", Store: ps}, nil
+			},
+		},
+		{
+			Name:   BackendLogServer,
+			Stores: true,
+			Settings: map[string]func(*Config, string) string{
+				KeyLogServerURL: func(c *Config, v string) string {
+					c.LogServerURL = v
+					u, err := url.Parse(v)
+					if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+						return fmt.Sprintf("%q is not a log server URL (http(s)://host[:port]/)", v)
+					}
+					return ""
+				},
+				KeyLogServerKey: absolutePath(func(c *Config, v string) { c.LogServerKey = v }),
+			},
+			Open: func(_ context.Context, c *Config, stores *backends.Stores) (backends.Backend, error) {
+				rs, err := stores.Served(c.LogServerURL, c.LogServerKey)
+				if err != nil {
+					return backends.Backend{}, fmt.Errorf("backend logserver %s: %w", c.LogServerURL, err)
+				}
+				return backends.Backend{Name: "logserver:" + c.LogServerURL, Store: rs}, nil
 			},
 		},
 		{

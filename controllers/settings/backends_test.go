@@ -39,7 +39,11 @@ func TestBackendKinds(t *testing.T) {
 		if !k.Stores {
 			list = BackendDir + "," + k.Name
 		}
-		c, err := Parse(map[string]string{KeyBackends: list})
+		data := map[string]string{KeyBackends: list}
+		if k.Name == BackendLogServer {
+			data[KeyLogServerURL] = "http://127.0.0.1:8080/"
+		}
+		c, err := Parse(data)
 		if err != nil {
 			t.Errorf("backend %s refused: %v", k.Name, err)
 		} else if !slices.Contains(c.Backends, k.Name) {
@@ -49,7 +53,7 @@ func TestBackendKinds(t *testing.T) {
 			t.Errorf("LookupBackend(%q) = %q, %v", k.Name, got.Name, ok)
 		}
 	}
-	if want := []string{BackendDir, BackendTLog, BackendPostgres, BackendOCI}; !slices.Equal(names, want) {
+	if want := []string{BackendDir, BackendTLog, BackendPostgres, BackendLogServer, BackendOCI}; !slices.Equal(names, want) {
 		t.Errorf("backends %v, want %v", names, want)
 	}
 	if _, ok := LookupBackend("s3"); ok {
@@ -62,6 +66,12 @@ func TestBackendKinds(t *testing.T) {
 	_, err = Parse(map[string]string{KeyBackends: BackendOCI})
 	if want := `needs a store backend (` + strings.Join(storing, " or ") + ") next to it"; !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v, want ErrInvalid with %q", err, want)
+	}
+	if _, err := Parse(map[string]string{KeyBackends: BackendLogServer}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), KeyLogServerURL) {
+		t.Errorf("logserver without a URL: %v", err)
+	}
+	if _, err := Parse(map[string]string{KeyBackends: BackendLogServer, KeyLogServerURL: "ftp://log"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("logserver with an ftp URL: %v", err)
 	}
 	// Every backend key is a key of the ConfigMap (not "unknown key").
 	for key, backend := range keys {

@@ -72,6 +72,12 @@ const (
 	KeyPostgresLogDir    = "storage.postgres.log.path"
 	KeyPostgresLogKey    = "storage.postgres.log.key"
 	KeyPostgresLogOrigin = "storage.postgres.log.origin"
+	// KeyLogServerURL is the "logserver" backend's server
+	// (http(s)://host:port/ of `stepseal log serve`), and KeyLogServerKey
+	// the file holding that log's public note key (a mounted ConfigMap or
+	// Secret key).
+	KeyLogServerURL = "storage.logserver.url"
+	KeyLogServerKey = "storage.logserver.key"
 	// KeyOCIInsecure lets the "oci" backend use plain HTTP; pkg/oci allows
 	// it for loopback registries only (tests).
 	KeyOCIInsecure = "storage.oci.insecure"
@@ -91,6 +97,10 @@ const (
 	// every entry is appended to a Merkle log with signed checkpoints, and
 	// runs get stepseal.dev/log-index.
 	BackendTLog = "tlog"
+	// BackendLogServer appends every entry to a served log
+	// (pkg/logserver.Remote): replicas on any node share one sequencer over
+	// HTTP, and every answer is verified with the log's key.
+	BackendLogServer = "logserver"
 	// BackendPostgres is the shared store on PostgreSQL (pkg/store/pgstore):
 	// several controller replicas write to one database, each entry bound
 	// to a record in a transparency log they share; runs get
@@ -114,8 +124,11 @@ type Config struct {
 	PostgresLogDir    string
 	PostgresLogKey    string
 	PostgresLogOrigin string
-	SignerSecret      string
-	SignerKMS         string
+	// LogServerURL and LogServerKey configure the "logserver" backend.
+	LogServerURL string
+	LogServerKey string
+	SignerSecret string
+	SignerKMS    string
 	// NamespaceKMS maps a namespace to its signer.kms.<namespace> URI.
 	NamespaceKMS   map[string]string
 	MaxRetries     int
@@ -138,6 +151,7 @@ func Defaults() *Config {
 		PostgresDSNFile:   "/etc/stepseal/postgres/dsn",
 		PostgresLogDir:    "/var/lib/stepseal/pglog",
 		PostgresLogOrigin: "stepseal.dev/controller",
+		LogServerKey:      "/etc/stepseal/logserver/log.pub",
 		SignerSecret:      "signing-secrets",
 		MaxRetries:        10,
 		RetryBaseDelay:    time.Second,
@@ -246,6 +260,9 @@ func Parse(data map[string]string) (*Config, error) {
 				errs = append(errs, fmt.Sprintf("unknown key %q", k))
 			}
 		}
+	}
+	if slices.Contains(c.Backends, BackendLogServer) && c.LogServerURL == "" {
+		errs = append(errs, fmt.Sprintf("backend %s needs %s", BackendLogServer, KeyLogServerURL))
 	}
 	if slices.Contains(c.Backends, BackendTLog) && slices.Contains(c.Backends, BackendPostgres) && c.TLogDir == c.PostgresLogDir {
 		errs = append(errs, fmt.Sprintf("%s and %s are both %s: the tlog and postgres backends need logs of their own", KeyTLogDir, KeyPostgresLogDir, c.TLogDir))
