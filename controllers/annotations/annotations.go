@@ -13,6 +13,10 @@ const (
 	// last entry when it has no provenance), set with Signed=true when a
 	// "tlog" backend is configured.
 	LogIndex = "stepseal.dev/log-index"
+	// LogCheckpoint is the log's signed checkpoint (a C2SP note) covering
+	// LogIndex, as the controller verified it: gossip that `stepseal log
+	// monitor --gossip` compares with the tree the log shows others.
+	LogCheckpoint = "stepseal.dev/log-checkpoint"
 	// TaskRun names the child TaskRun on a byproduct descriptor of a
 	// PipelineRun's provenance (an annotation of the descriptor, not of an
 	// object).

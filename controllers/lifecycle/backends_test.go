@@ -31,9 +31,19 @@ func TestBackendsOpensEveryKind(t *testing.T) {
 	if err := os.WriteFile(dsnFile, []byte(srv.NewDatabase(t)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	_, served, err := tlog.GenerateKey("example.com/served")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servedPub := filepath.Join(dir, "served.pub")
+	if err := os.WriteFile(servedPub, []byte(served), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := settings.Parse(map[string]string{
 		settings.KeyStoreDir: filepath.Join(dir, "store"), settings.KeyTLogDir: filepath.Join(dir, "tlog"),
 		settings.KeyPostgresDSNFile: dsnFile, settings.KeyPostgresLogDir: filepath.Join(dir, "pglog"),
+		// Opening the logserver backend contacts nothing.
+		settings.KeyLogServerURL: "http://127.0.0.1:9/", settings.KeyLogServerKey: servedPub,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -51,9 +61,12 @@ func TestBackendsOpensEveryKind(t *testing.T) {
 			t.Errorf("backend %s opened as %+v, want stores=%v attaches=%v", kind.Name, bs[0], kind.Stores, kind.AttachesImages)
 		}
 		_, indexed := bs[0].Store.(store.IndexedPutter)
+		_, checkpoints := bs[0].Store.(store.Checkpointer)
 		_, closer := bs[0].Store.(store.Closer)
-		if want := kind.Name == settings.BackendTLog || kind.Name == settings.BackendPostgres; indexed != want || closer != want {
-			t.Errorf("backend %s: indexed put %v, Close %v, want %v", kind.Name, indexed, closer, want)
+		logged := kind.Name == settings.BackendTLog || kind.Name == settings.BackendPostgres || kind.Name == settings.BackendLogServer
+		holds := kind.Name == settings.BackendTLog || kind.Name == settings.BackendPostgres
+		if indexed != logged || checkpoints != logged || closer != holds {
+			t.Errorf("backend %s: indexed put %v, checkpoint %v, Close %v; want %v, %v, %v", kind.Name, indexed, checkpoints, closer, logged, logged, holds)
 		}
 	}
 

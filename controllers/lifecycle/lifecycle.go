@@ -55,6 +55,12 @@ type Kind[T Object] interface {
 	Permanent(err error) bool
 }
 
+// logCheckpointer is a Kind that can name the signed checkpoint covering
+// the log index its Attest returned (every Kind embedding *Signing).
+type logCheckpointer interface {
+	LogCheckpoint(ctx context.Context, cfg *settings.Config) (string, error)
+}
+
 // Reconciler runs the lifecycle (see the package doc) for objects of one
 // Kind. It is a knative controller.Reconciler driven by a key queue, not a
 // generated reconciler: that one adds its finalizer to every object it sees
@@ -175,10 +181,19 @@ func (r *Reconciler[T]) Reconcile(ctx context.Context, key string) error {
 	// 5. Annotate.
 	if err == nil {
 		r.attempts.Forget(obj.GetUID())
-		_, err = r.patch(ctx, obj, map[string]*string{
+		a := map[string]*string{
 			annotations.Signed: ptr(annotations.SignedTrue), annotations.Error: nil, annotations.Retries: nil,
 			annotations.LogIndex: nonEmpty(logIndex),
-		}, false)
+		}
+		if c, ok := any(r.Kind).(logCheckpointer); ok && logIndex != "" {
+			// Gossip, not evidence: a run stays signed without it.
+			cp, cerr := c.LogCheckpoint(ctx, cfg)
+			if cerr != nil {
+				logger.Warnw("no log checkpoint to annotate", zap.Error(cerr))
+			}
+			a[annotations.LogCheckpoint] = nonEmpty(cp)
+		}
+		_, err = r.patch(ctx, obj, a, false)
 		if err != nil {
 			return ignoreNotFound(err)
 		}

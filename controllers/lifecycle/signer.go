@@ -112,6 +112,18 @@ func (s *Signing) Backends(ctx context.Context, cfg *settings.Config) ([]Backend
 	return out, nil
 }
 
+// LogCheckpoint is the signed checkpoint of the log a run's log index
+// refers to (seal.LogCheckpoint over cfg's backends), for the run's
+// annotation; "" when no backend has one.
+func (s *Signing) LogCheckpoint(ctx context.Context, cfg *settings.Config) (string, error) {
+	bs, err := s.Backends(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	cp, err := seal.LogCheckpoint(ctx, Targets(bs))
+	return string(cp), err
+}
+
 // signerCache caches signers for the whole process (in Shared: every
 // controller shares it): cosign keys by the digest of the key file and
 // password, so cosign's deliberately slow scrypt (32 MiB, ~0.2 CPU-s) runs

@@ -95,6 +95,10 @@ func TestReconcileLogsToServedLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gossip, err := tlog.ParseCheckpoint([]byte(got.Annotations[annotations.LogCheckpoint]), v)
+	if err != nil || gossip.Size <= index {
+		t.Fatalf("%s: %v, size %d for index %d", annotations.LogCheckpoint, err, gossip.Size, index)
+	}
 
 	got.Finalizers = []string{annotations.FinalizerTaskRun}
 	if _, again, err := f.kind.attestAndStore(ctx, got, f.Config.Load()); err != nil || again != got.Annotations[annotations.LogIndex] {

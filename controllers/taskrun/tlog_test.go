@@ -55,6 +55,9 @@ func TestReconcileLogsToTLog(t *testing.T) {
 	if cp.Size != uint64(len(buildPushSteps)+1) {
 		t.Errorf("log size %d, want %d (links and provenance)", cp.Size, len(buildPushSteps)+1)
 	}
+	if gossip, err := tlog.ParseCheckpoint([]byte(got.Annotations[annotations.LogCheckpoint]), v); err != nil || gossip.Size <= index {
+		t.Fatalf("%s: %v, size %d for index %d", annotations.LogCheckpoint, err, gossip.Size, index)
+	}
 	record, err := c.Entry(ctx, index, cp) // verifies inclusion
 	if err != nil {
 		t.Fatal(err)

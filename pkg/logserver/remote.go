@@ -23,7 +23,22 @@ type Remote struct {
 var (
 	_ store.Store         = (*Remote)(nil)
 	_ store.IndexedPutter = (*Remote)(nil)
+	_ store.Checkpointer  = (*Remote)(nil)
 )
+
+// LogCheckpoint implements store.Checkpointer: the largest checkpoint the
+// client verified (after a Put, one that covers it), else the server's
+// current one.
+func (r *Remote) LogCheckpoint(ctx context.Context) ([]byte, error) {
+	if cp, ok := r.Client.Log().Latest(); ok {
+		return cp.Raw, nil
+	}
+	cp, err := r.Client.Log().Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cp.Raw, nil
+}
 
 // Put posts e's document and returns its digest.
 func (r *Remote) Put(ctx context.Context, e store.Entry) (string, error) {

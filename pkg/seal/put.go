@@ -67,3 +67,24 @@ func Put(ctx context.Context, targets []Target, entries []store.Entry) (string, 
 	}
 	return logIndex, nil
 }
+
+// LogCheckpoint returns the signed checkpoint of the log Put took its index
+// from (the first target that is a store.IndexedPutter), when that store is
+// a store.Checkpointer; nil when there is none.
+func LogCheckpoint(ctx context.Context, targets []Target) ([]byte, error) {
+	for _, t := range targets {
+		if _, ok := t.Store.(store.IndexedPutter); !ok {
+			continue
+		}
+		c, ok := t.Store.(store.Checkpointer)
+		if !ok {
+			return nil, nil
+		}
+		cp, err := c.LogCheckpoint(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: checkpoint: %w", t.Name, err)
+		}
+		return cp, nil
+	}
+	return nil, nil
+}

@@ -133,6 +133,17 @@ type Pager interface {
 	ListPage(ctx context.Context, f Filter, after string, limit int) (page []Entry, next string, err error)
 }
 
+// Checkpointer is the optional capability of a Store backed by a
+// transparency log: LogCheckpoint returns the log's latest signed
+// checkpoint (the note, byte for byte) that this Store verified; after a
+// PutIndexed it covers that entry. Run annotations carry it so that
+// checkpoints seen by different parties can be compared (gossip: a log
+// showing two parties two trees is caught by `stepseal log monitor
+// --gossip`).
+type Checkpointer interface {
+	LogCheckpoint(ctx context.Context) ([]byte, error)
+}
+
 // Closer is the optional capability of a Store that holds resources (a
 // directory lock, open files, a background checkpointer) until it is
 // closed. Close releases them; the Store is unusable afterwards.

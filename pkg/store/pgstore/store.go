@@ -76,7 +76,18 @@ var (
 	_ store.IndexedPutter = (*Store)(nil)
 	_ store.Pager         = (*Store)(nil)
 	_ store.Closer        = (*Store)(nil)
+	_ store.Checkpointer  = (*Store)(nil)
 )
+
+// LogCheckpoint implements store.Checkpointer: the log's current
+// checkpoint, verified.
+func (s *Store) LogCheckpoint(ctx context.Context) ([]byte, error) {
+	cp, err := s.log.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cp.Raw, nil
+}
 
 // Open connects to the database dsn names (a libpq keyword/value string or
 // a postgres:// URL), migrates its schema and returns a Store that appends

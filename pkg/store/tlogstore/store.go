@@ -111,6 +111,16 @@ func (s *Store) Dir() string { return s.dir }
 // Log is the transparency log under the store.
 func (s *Store) Log() *tlog.Log { return s.log }
 
+// LogCheckpoint implements store.Checkpointer: the log's current
+// checkpoint, verified.
+func (s *Store) LogCheckpoint(ctx context.Context) ([]byte, error) {
+	cp, err := s.log.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cp.Raw, nil
+}
+
 // Rebuild discards the index and derives it again from the log alone (an
 // audit; Open repairs a damaged index by itself). Do not Put meanwhile: a Put
 // that finishes during a Rebuild is indexed again only by the next Open.
