@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -452,26 +453,31 @@ func jsonIndent(v any) ([]byte, error) {
 }
 
 type monitorOut struct {
-	Server string `json:"server"`
-	From   uint64 `json:"from"`
-	To     uint64 `json:"to"`
-	OK     bool   `json:"ok"`
-	Error  string `json:"error,omitempty"`
+	Server string                    `json:"server"`
+	From   uint64                    `json:"from"`
+	To     uint64                    `json:"to"`
+	OK     bool                      `json:"ok"`
+	Error  string                    `json:"error,omitempty"`
+	Gossip []logserver.GossipChecked `json:"gossip,omitempty"`
 }
 
 func newLogMonitor(ro *rootOptions) *cobra.Command {
-	var server, keyPath, state string
+	var server, keyPath, state, gossipFile string
 	var interval time.Duration
 	c := &cobra.Command{
-		Use:   "monitor --server URL --log-key PUB --state FILE [--interval DURATION]",
+		Use:   "monitor --server URL --log-key PUB --state FILE [--gossip FILE|-] [--interval DURATION]",
 		Short: "Check that a served log only grows, and verify every entry added since the last check",
 		Long: `Read the served log's checkpoint and check it against the one kept in
 --state: signed by the log's key and extending it (a smaller tree is a
 rollback, another root a fork); then verify the inclusion of every entry added
 since and that each is a store record, and keep the new checkpoint in
 --state. With --interval, repeat until interrupted. A monitor alone cannot see
-a split view (the log showing others another tree); compare checkpoints with
-others for that.`,
+a split view (the log showing others another tree); --gossip compares the
+checkpoints others saw: Kubernetes objects as JSON (kubectl get taskruns,pipelineruns
+-A -o json), whose stepseal.dev/log-checkpoint annotations the controller wrote.
+Each must be signed by the log's key and extended by the tree the log shows
+this monitor; a larger one means the log shows this monitor less (a split view
+or a rollback). Checkpoints of other logs are set aside.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if server == "" || keyPath == "" || state == "" {
@@ -483,6 +489,17 @@ others for that.`,
 			}
 			ctx := cmd.Context()
 			for {
+				// Gossip first: an honest log's tree then covers all of it.
+				var gossip []logserver.Gossip
+				if gossipFile != "" {
+					data, err := readInput(cmd, gossipFile)
+					if err != nil {
+						return fmt.Errorf("--gossip: %w", err)
+					}
+					if gossip, err = logserver.ParseGossip(data); err != nil {
+						return fmt.Errorf("--gossip %s: %w", gossipFile, err)
+					}
+				}
 				var trusted []byte
 				if b, err := os.ReadFile(state); err == nil {
 					trusted = b
@@ -495,12 +512,31 @@ others for that.`,
 				}
 				got, err := logserver.Monitor(ctx, c, trusted)
 				out := monitorOut{Server: server, From: got.From, To: got.To, OK: err == nil}
+				if err == nil {
+					out.Gossip = logserver.CompareGossip(ctx, c, got.Checkpoint, gossip)
+					for _, g := range out.Gossip {
+						if g.Err() != nil {
+							err = g.Err()
+							break
+						}
+					}
+				}
 				if err != nil {
-					out.Error = OneLine(err)
+					out.OK, out.Error = false, OneLine(err)
 				} else if werr := signing.WriteFileAtomic(state, got.Checkpoint.Raw, 0o644); werr != nil {
 					return werr
 				}
 				if perr := ro.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+					for _, g := range out.Gossip {
+						switch {
+						case g.OtherLog:
+							fmt.Fprintf(w, "gossip from %s: another log's checkpoint, not compared\n", g.From)
+						case g.Error != "":
+							fmt.Fprintf(w, "gossip from %s: FAIL: %s\n", g.From, g.Error)
+						default:
+							fmt.Fprintf(w, "gossip from %s: tree of %d entries, extended by the log's\n", g.From, g.Size)
+						}
+					}
 					if out.OK {
 						fmt.Fprintf(w, "PASS: %s grew from %d to %d entries; every new entry verified\n", server, out.From, out.To)
 					} else {
@@ -526,6 +562,22 @@ others for that.`,
 	c.Flags().StringVar(&server, "server", "", "the log server's URL")
 	c.Flags().StringVar(&keyPath, "log-key", "", "the log's public note key file")
 	c.Flags().StringVar(&state, "state", "", "file keeping the last checkpoint verified (created on the first run)")
+	c.Flags().StringVar(&gossipFile, "gossip", "", "Kubernetes objects as JSON (- for standard input) whose stepseal.dev/log-checkpoint annotations to compare with the log's tree")
 	c.Flags().DurationVar(&interval, "interval", 0, "repeat every DURATION until interrupted (default: once)")
 	return c
+}
+
+// maxInput bounds what readInput reads (a cluster's runs as JSON).
+const maxInput = 256 << 20
+
+// readInput reads a file, or standard input for "-".
+func readInput(cmd *cobra.Command, name string) ([]byte, error) {
+	if name == "-" {
+		data, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxInput+1))
+		if err == nil && len(data) > maxInput {
+			err = fmt.Errorf("standard input larger than %d bytes", maxInput)
+		}
+		return data, err
+	}
+	return limited.ReadFile(name, maxInput)
 }
