@@ -35,12 +35,31 @@ import (
 	"github.com/stepseal/stepseal/pkg/verify"
 )
 
-// The Pipeline of TestRealNodeSignsPipelineRun (@BUSYBOX@: the node's busybox, @REPO@: realNodeRepo):
-// build has two steps and no results, report runs after it and writes a
-// result, publish consumes that result as a param and writes a step result
-// and the type-hinted IMAGE_URL/IMAGE_DIGEST (no image is pushed: the
-// results name one, as a publishing task's would).
-const realNodePipeline = `apiVersion: tekton.dev/v1
+// The Pipeline of TestRealNodeSignsPipelineRun (@BUSYBOX@: the node's
+// busybox, @REPO@: realNodeRepo): build has two steps and no task results,
+// the second a StepAction (ref:) with a step result; report runs after it
+// and writes a result; publish consumes that result as a param and writes
+// a step result and the type-hinted IMAGE_URL/IMAGE_DIGEST (no image is
+// pushed: the results name one, as a publishing task's would).
+const realNodePipeline = `apiVersion: tekton.dev/v1beta1
+kind: StepAction
+metadata:
+  name: checksum
+spec:
+  image: @BUSYBOX@
+  params:
+  - name: text
+    default: testing
+  results:
+  - name: sum
+  env:
+  - name: TEXT
+    value: $(params.text)
+  script: |
+    echo "$TEXT"
+    printf %s "$TEXT" | sha256sum | cut -d' ' -f1 | tr -d '\n' > $(step.results.sum.path)
+---
+apiVersion: tekton.dev/v1
 kind: Pipeline
 metadata:
   name: realnode
@@ -53,8 +72,8 @@ spec:
         image: @BUSYBOX@
         script: echo compiling
       - name: test
-        image: @BUSYBOX@
-        script: echo testing
+        ref:
+          name: checksum
   - name: report
     runAfter: [build]
     taskSpec:
@@ -96,7 +115,8 @@ const realNodeRepo = "registry.example/realnode/app"
 // own controller runs a PipelineRun of three Tasks in real Pods, and
 // stepseal signs every TaskRun and the PipelineRun. The links record the
 // images' real digests; the PipelineRun's provenance names every child; the
-// whole run — task results, a step result, a type-hinted image — verifies
+// whole run — a StepAction step, task results, step results, a type-hinted
+// image — verifies
 // against the layout generated from the Pipeline, in stepseal's verifier
 // (binding the image the results name) and in in-toto-golang's CLI.
 func TestRealNodeSignsPipelineRun(t *testing.T) {
@@ -125,6 +145,13 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 	spec, err := tekton.Load(ctx, src, "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, sa := range spec.StepActions {
+		sa = sa.DeepCopy()
+		sa.Namespace = ns
+		if _, err := n.Tekton.TektonV1beta1().StepActions(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pl := spec.Pipeline.DeepCopy()
 	pl.Namespace = ns
@@ -204,6 +231,14 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	digest := busybox[strings.LastIndex(busybox, "@sha256:")+len("@sha256:"):]
+	// Each also records, under the names the generated layout has rules
+	// for, what Tekton reported: the StepAction step's result by the
+	// referencing step's name, task results, the image the results name.
+	records := map[string][]string{
+		"build.test":       {`"steps/test/results/sum"`},
+		"report.summarize": {`"results/digest"`},
+		"publish.tag":      {`"steps/tag/results/ref"`, `"results/IMAGE_URL"`, `"results/IMAGE_DIGEST"`, `"` + realNodeRepo + `"`},
+	}
 	for _, step := range []string{"build.compile", "build.test", "report.summarize", "publish.tag"} {
 		var found bool
 		for _, e := range links {
@@ -211,6 +246,11 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 				found = true
 				if !strings.Contains(string(e.Data), digest) {
 					t.Errorf("link %s does not record the image digest %s", e.Name, digest)
+				}
+				for _, p := range records[step] {
+					if !strings.Contains(string(e.Data), p) {
+						t.Errorf("link %s does not record %s", e.Name, p)
+					}
 				}
 			}
 		}
