@@ -198,9 +198,9 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The PipelineRun's provenance names every entry stored for the run by
-	// the digest of its bytes: four links, and the provenances of report and
-	// publish (build declares no output and its last step has no product, so
-	// it has none).
+	// the digest of its bytes: four links and the three TaskRuns'
+	// provenances (each declares an output or its last step has a product:
+	// build's StepAction step result, report's result).
 	p := controllertest.RunProvenance(t, ds, pub, done)
 	named := map[string]string{}
 	for _, d := range p.RunDetails.Byproducts {
@@ -220,8 +220,8 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 			t.Errorf("stored %s %s (%s) is named in the PipelineRun provenance as %q", e.Kind, e.Name, store.Digest(e.Data), named[e.Name])
 		}
 	}
-	if kinds[store.KindLink] != 4 || kinds[store.KindProvenance] != 2 || len(named) != 6 {
-		t.Errorf("stored %v, provenance names %d: want 4 links and 2 TaskRun provenances", kinds, len(named))
+	if kinds[store.KindLink] != 4 || kinds[store.KindProvenance] != 3 || len(named) != 7 {
+		t.Errorf("stored %v, provenance names %d: want 4 links and 3 TaskRun provenances", kinds, len(named))
 	}
 
 	// One link per step, each naming the busybox digest the kubelet ran.
