@@ -447,3 +447,27 @@ func TestControllerLinksUndeclaredRefused(t *testing.T) {
 		})
 	}
 }
+
+// A step without a name is "unnamed-<i>" in the status, the links and the
+// layout; its link still records its script from status.taskSpec.
+func TestFromTaskRunUnnamedStep(t *testing.T) {
+	tr := &v1.TaskRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "solo", Namespace: "ci", UID: "uid-solo"},
+		Status: v1.TaskRunStatus{TaskRunStatusFields: v1.TaskRunStatusFields{
+			TaskSpec: &v1.TaskSpec{Steps: []v1.Step{{Name: "first", Image: "alpine", Script: "echo 1"}, {Image: "alpine", Script: "echo 2"}}},
+			Steps:    []v1.StepState{{Name: "first", Container: "step-first"}, {Name: "unnamed-1", Container: "step-unnamed-1"}},
+		}},
+	}
+	for i := range tr.Status.Steps {
+		tr.Status.Steps[i].Terminated = terminated(0, "2026-12-07T05:00:00Z", "2026-12-07T05:00:05Z")
+	}
+	tr.Status.SetCondition(&apis.Condition{Type: apis.ConditionSucceeded, Status: corev1.ConditionTrue})
+	b, err := FromTaskRun(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := b.Record.Tasks[0].Steps
+	if len(steps) != 2 || steps[1].Name != "solo.unnamed-1" || steps[1].Script != "echo 2" {
+		t.Fatalf("steps = %+v", steps)
+	}
+}

@@ -167,8 +167,14 @@ func (b *builder) build() (*Built, error) {
 		spec = tr.Spec.TaskSpec
 	}
 	if spec != nil {
-		for _, s := range spec.Steps {
-			specs[s.Name] = s
+		for i, s := range spec.Steps {
+			// The status names a step without a name as Tekton's pod
+			// builder does (pod.StepName), and so does the layout.
+			name := s.Name
+			if name == "" {
+				name = fmt.Sprintf("unnamed-%d", i)
+			}
+			specs[name] = s
 		}
 	} else {
 		b.warnf("no taskSpec in status or spec: steps are recorded without command, args or script")
