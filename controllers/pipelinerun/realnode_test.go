@@ -116,9 +116,9 @@ const realNodeRepo = "registry.example/realnode/app"
 // stepseal signs every TaskRun and the PipelineRun. The links record the
 // images' real digests; the PipelineRun's provenance names every child; the
 // whole run — a StepAction step, task results, step results, a type-hinted
-// image — verifies
-// against the layout generated from the Pipeline, in stepseal's verifier
-// (binding the image the results name) and in in-toto-golang's CLI.
+// image — verifies against the layout generated from the Pipeline, in
+// stepseal's verifier (binding the image the results name) and in
+// in-toto-golang's CLI.
 func TestRealNodeSignsPipelineRun(t *testing.T) {
 	n := realnode.Get(t)
 	ns, sysNS := n.Namespace(t), n.Namespace(t)
