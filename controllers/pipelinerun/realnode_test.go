@@ -2,9 +2,11 @@ package pipelinerun
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,6 +27,7 @@ import (
 	"github.com/stepseal/stepseal/internal/realnode"
 	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/layout/generate"
+	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/dirstore"
@@ -32,9 +35,31 @@ import (
 	"github.com/stepseal/stepseal/pkg/verify"
 )
 
-// The Pipeline of TestRealNodeSignsPipelineRun (IMAGE: the node's busybox):
-// build has two steps and no results, report runs after it and writes a result.
-const realNodePipeline = `apiVersion: tekton.dev/v1
+// The Pipeline of TestRealNodeSignsPipelineRun (@BUSYBOX@: the node's
+// busybox, @REPO@: realNodeRepo): build has two steps and no task results,
+// the second a StepAction (ref:) with a step result; report runs after it
+// and writes a result; publish consumes that result as a param and writes
+// a step result and the type-hinted IMAGE_URL/IMAGE_DIGEST (no image is
+// pushed: the results name one, as a publishing task's would).
+const realNodePipeline = `apiVersion: tekton.dev/v1beta1
+kind: StepAction
+metadata:
+  name: checksum
+spec:
+  image: @BUSYBOX@
+  params:
+  - name: text
+    default: testing
+  results:
+  - name: sum
+  env:
+  - name: TEXT
+    value: $(params.text)
+  script: |
+    echo "$TEXT"
+    printf %s "$TEXT" | sha256sum | cut -d' ' -f1 | tr -d '\n' > $(step.results.sum.path)
+---
+apiVersion: tekton.dev/v1
 kind: Pipeline
 metadata:
   name: realnode
@@ -44,11 +69,11 @@ spec:
     taskSpec:
       steps:
       - name: compile
-        image: IMAGE
+        image: @BUSYBOX@
         script: echo compiling
       - name: test
-        image: IMAGE
-        script: echo testing
+        ref:
+          name: checksum
   - name: report
     runAfter: [build]
     taskSpec:
@@ -56,20 +81,44 @@ spec:
       - name: digest
       steps:
       - name: summarize
-        image: IMAGE
+        image: @BUSYBOX@
         script: printf sha256:%s "$(echo report | sha256sum | cut -d' ' -f1)" > $(results.digest.path)
+  - name: publish
+    params:
+    - name: digest
+      value: $(tasks.report.results.digest)
+    taskSpec:
+      params:
+      - name: digest
+      results:
+      - name: IMAGE_URL
+      - name: IMAGE_DIGEST
+      steps:
+      - name: tag
+        image: @BUSYBOX@
+        results:
+        - name: ref
+        env:
+        - name: DIGEST
+          value: $(params.digest)
+        script: |
+          printf %s @REPO@ > $(results.IMAGE_URL.path)
+          printf %s "$DIGEST" > $(results.IMAGE_DIGEST.path)
+          printf %s "@REPO@@$DIGEST" > $(step.results.ref.path)
 `
+
+// realNodeRepo is the image repository publish names.
+const realNodeRepo = "registry.example/realnode/app"
 
 // TestRealNodeSignsPipelineRun runs the stepseal TaskRun and PipelineRun
 // controllers in-process against a real node (internal/realnode): Tekton's
-// own controller runs a PipelineRun of two Tasks in real Pods, and stepseal
-// signs every TaskRun and the PipelineRun. The links record the images'
-// real digests; the PipelineRun's provenance names every child; the links of
-// the Task without results verify against the layout generated from the
-// Pipeline. The Task with a result does not yet: the controller records a
-// TaskRun result as a product "results/<name>", which the generated layout's
-// rules do not allow (a known gap); the test asserts that this is the only
-// failure.
+// own controller runs a PipelineRun of three Tasks in real Pods, and
+// stepseal signs every TaskRun and the PipelineRun. The links record the
+// images' real digests; the PipelineRun's provenance names every child; the
+// whole run — a StepAction step, task results, step results, a type-hinted
+// image — verifies against the layout generated from the Pipeline, in
+// stepseal's verifier (binding the image the results name) and in
+// in-toto-golang's CLI.
 func TestRealNodeSignsPipelineRun(t *testing.T) {
 	n := realnode.Get(t)
 	ns, sysNS := n.Namespace(t), n.Namespace(t)
@@ -90,12 +139,19 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 
 	busybox := n.Image(t, "BUSYBOX")
 	src := filepath.Join(t.TempDir(), "pipeline.yaml")
-	if err := os.WriteFile(src, []byte(strings.ReplaceAll(realNodePipeline, "IMAGE", busybox)), 0o644); err != nil {
+	if err := os.WriteFile(src, []byte(strings.NewReplacer("@BUSYBOX@", busybox, "@REPO@", realNodeRepo).Replace(realNodePipeline)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	spec, err := tekton.Load(ctx, src, "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, sa := range spec.StepActions {
+		sa = sa.DeepCopy()
+		sa.Namespace = ns
+		if _, err := n.Tekton.TektonV1beta1().StepActions(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pl := spec.Pipeline.DeepCopy()
 	pl.Namespace = ns
@@ -122,8 +178,8 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Items) != 2 {
-		t.Fatalf("want 2 TaskRuns, got %d", len(list.Items))
+	if len(list.Items) != 3 {
+		t.Fatalf("want 3 TaskRuns, got %d", len(list.Items))
 	}
 	for i := range list.Items {
 		tr := &list.Items[i]
@@ -142,8 +198,9 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The PipelineRun's provenance names every entry stored for the run by
-	// the digest of its bytes: three links, and the provenance of report (build
-	// declares no output and its last step has no product, so it has none).
+	// the digest of its bytes: four links and the three TaskRuns'
+	// provenances (each declares an output or its last step has a product:
+	// build's StepAction step result, report's result).
 	p := controllertest.RunProvenance(t, ds, pub, done)
 	named := map[string]string{}
 	for _, d := range p.RunDetails.Byproducts {
@@ -163,8 +220,8 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 			t.Errorf("stored %s %s (%s) is named in the PipelineRun provenance as %q", e.Kind, e.Name, store.Digest(e.Data), named[e.Name])
 		}
 	}
-	if kinds[store.KindLink] != 3 || kinds[store.KindProvenance] != 1 || len(named) != 4 {
-		t.Errorf("stored %v, provenance names %d: want 3 links and 1 TaskRun provenance", kinds, len(named))
+	if kinds[store.KindLink] != 4 || kinds[store.KindProvenance] != 3 || len(named) != 7 {
+		t.Errorf("stored %v, provenance names %d: want 4 links and 3 TaskRun provenances", kinds, len(named))
 	}
 
 	// One link per step, each naming the busybox digest the kubelet ran.
@@ -174,13 +231,26 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	digest := busybox[strings.LastIndex(busybox, "@sha256:")+len("@sha256:"):]
-	for _, step := range []string{"build.compile", "build.test", "report.summarize"} {
+	// Each also records, under the names the generated layout has rules
+	// for, what Tekton reported: the StepAction step's result by the
+	// referencing step's name, task results, the image the results name.
+	records := map[string][]string{
+		"build.test":       {`"steps/test/results/sum"`},
+		"report.summarize": {`"results/digest"`},
+		"publish.tag":      {`"steps/tag/results/ref"`, `"results/IMAGE_URL"`, `"results/IMAGE_DIGEST"`, `"` + realNodeRepo + `"`},
+	}
+	for _, step := range []string{"build.compile", "build.test", "report.summarize", "publish.tag"} {
 		var found bool
 		for _, e := range links {
 			if strings.HasPrefix(e.Name, step+".") {
 				found = true
 				if !strings.Contains(string(e.Data), digest) {
 					t.Errorf("link %s does not record the image digest %s", e.Name, digest)
+				}
+				for _, p := range records[step] {
+					if !strings.Contains(string(e.Data), p) {
+						t.Errorf("link %s does not record %s", e.Name, p)
+					}
 				}
 			}
 		}
@@ -226,26 +296,63 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := verify.Layout(ctx, data, []signing.Verifier{ov}, &verify.StoreLinks{Store: ds, RunID: runID}, verify.Options{WithoutArtifactUnsafe: true})
-	if err == nil {
-		t.Logf("the whole run verifies against its Pipeline's layout (%d steps)", len(v.Steps))
-		return
-	}
+	// The image publish's results name: report's result, which publish got
+	// as its param.
+	d := sha256.Sum256([]byte("report\n"))
+	image := map[string]run.DigestSet{realNodeRepo: {"sha256": hex.EncodeToString(d[:])}}
+	v, err := verify.Layout(ctx, data, []signing.Verifier{ov}, &verify.StoreLinks{Store: ds, RunID: runID}, verify.Options{RunID: runID, Artifacts: image})
 	if v == nil {
 		t.Fatal(err)
 	}
-	// Known gap: only report's result product may be refused.
-	for _, f := range v.Failures {
-		if !errors.Is(f, verify.ErrArtifactRule) || !strings.Contains(f.Error(), "report.summarize") || !strings.Contains(f.Error(), "results/digest") {
-			t.Errorf("unexpected verification failure (beyond the known results/<name> product gap): %v", f)
-		}
-	}
-	// What does verify: build's steps, whose links record no result.
 	for _, s := range v.Steps {
-		if strings.HasPrefix(s.Name, "build.") && !s.Passed {
-			t.Errorf("step %s does not verify: %v", s.Name, s.Failures)
-		}
 		t.Logf("step %s: passed=%v links=%d", s.Name, s.Passed, len(s.Links))
 	}
-	t.Logf("known gap: report's results/digest product is refused by the generated layout: %v", err)
+	if err != nil {
+		for _, f := range v.Failures {
+			t.Errorf("verification failure: %v", f)
+		}
+		t.Fatalf("the run does not verify against its Pipeline's layout: %v", err)
+	}
+	if len(v.Steps) != 4 {
+		t.Errorf("verdict has %d steps, want 4", len(v.Steps))
+	}
+
+	// in-toto-golang's own CLI on the same layout and the stored links.
+	idir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(idir, "root.layout"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range links {
+		if err := os.WriteFile(filepath.Join(idir, e.Name), e.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pem, err := signing.MarshalPublicKeyPEM(ok.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(idir, "owner.pub"), pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, inTotoCLI(t), "verify", "-l", filepath.Join(idir, "root.layout"), "-d", idir, "-k", filepath.Join(idir, "owner.pub"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("in-toto-golang verify: %v\n%s", err, out)
+	}
+}
+
+// inTotoCLI is in-toto-golang's CLI, pinned by hack/install-test-deps.sh.
+func inTotoCLI(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("in-toto-golang"); err == nil {
+		return p
+	}
+	gopath, err := exec.Command("go", "env", "GOPATH").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "in-toto-golang")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("in-toto-golang CLI not found (hack/install-test-deps.sh installs it): %v", err)
+	}
+	return p
 }

@@ -32,13 +32,9 @@ var (
 // Source is the run.Record.Source of records built by the controller.
 const Source = "stepseal/controller"
 
-// Names under which results appear among a step's products.
-const (
-	// TaskResultPrefix + name: a TaskRun result, a product of the last step that ran.
-	TaskResultPrefix = "results/"
-	// "steps/<step>/results/<name>": a step result, a product of that step.
-	stepResultFormat = "steps/%s/results/%s"
-)
+// TaskResultPrefix + name: a TaskRun result, a product of the last step
+// that ran (run.TaskResultName; step results are run.StepResultName).
+const TaskResultPrefix = run.TaskResultPrefix
 
 // MaxInlineResult bounds how much of a result's value is copied into the
 // record (and from there into the provenance). Larger values are replaced
@@ -49,13 +45,13 @@ const MaxInlineResult = 4096
 // Type hints in result names that mark outputs and inputs, the ones
 // Tekton Chains users already write (chains v0.26.3 pkg/artifacts).
 const (
-	hintImageURL        = "IMAGE_URL"
-	hintImageDigest     = "IMAGE_DIGEST"
-	hintImages          = "IMAGES"
-	hintArtifactURI     = "ARTIFACT_URI"
-	hintArtifactDigest  = "ARTIFACT_DIGEST"
-	hintArtifactOutputs = "ARTIFACT_OUTPUTS"
-	hintArtifactInputs  = "ARTIFACT_INPUTS"
+	hintImageURL        = run.HintImageURL
+	hintImageDigest     = run.HintImageDigest
+	hintImages          = run.HintImages
+	hintArtifactURI     = run.HintArtifactURI
+	hintArtifactDigest  = run.HintArtifactDigest
+	hintArtifactOutputs = run.HintArtifactOutputs
+	hintArtifactInputs  = run.HintArtifactInputs
 )
 
 // stepSkipped is Tekton's terminationReason of a step it did not run
@@ -171,8 +167,14 @@ func (b *builder) build() (*Built, error) {
 		spec = tr.Spec.TaskSpec
 	}
 	if spec != nil {
-		for _, s := range spec.Steps {
-			specs[s.Name] = s
+		for i, s := range spec.Steps {
+			// The status names a step without a name as Tekton's pod
+			// builder does (pod.StepName), and so does the layout.
+			name := s.Name
+			if name == "" {
+				name = fmt.Sprintf("unnamed-%d", i)
+			}
+			specs[name] = s
 		}
 	} else {
 		b.warnf("no taskSpec in status or spec: steps are recorded without command, args or script")
@@ -207,7 +209,7 @@ func (b *builder) build() (*Built, error) {
 		}
 		value, digest := resultValue(r.Value)
 		task.Results[r.Name] = inlineValue(value, digest)
-		last.Products[TaskResultPrefix+r.Name] = run.DigestSet{"sha256": digest}
+		last.Products[run.TaskResultName(r.Name)] = run.DigestSet{"sha256": digest}
 	}
 	if len(task.Results) == 0 {
 		task.Results = nil
@@ -309,7 +311,7 @@ func (b *builder) step(pipelineTask string, st *v1.StepState, spec v1.Step) run.
 			s.Results = map[string]string{}
 		}
 		s.Results[r.Name] = inlineValue(value, digest)
-		s.Products[fmt.Sprintf(stepResultFormat, st.Name, r.Name)] = run.DigestSet{"sha256": digest}
+		s.Products[run.StepResultName(st.Name, r.Name)] = run.DigestSet{"sha256": digest}
 	}
 	b.typeHints(st.Results, &s, &s)
 	return s

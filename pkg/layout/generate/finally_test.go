@@ -23,7 +23,7 @@ func TestFinallyRules(t *testing.T) {
 	if d := cmp.Diff(want, report.ExpectedMaterials); d != "" {
 		t.Errorf("report.summarize materials (-want +got):\n%s", d)
 	}
-	want = [][]string{{"ALLOW", "source/**"}, {"DISALLOW", "*"}}
+	want = [][]string{{"ALLOW", "source/**"}, {"CREATE", "results/outcome"}, {"DISALLOW", "*"}}
 	if d := cmp.Diff(want, report.ExpectedProducts); d != "" {
 		t.Errorf("report.summarize products (-want +got):\n%s", d)
 	}

@@ -255,6 +255,9 @@ type task struct {
 	skipKey *in_toto.Key
 	// ancestors holds every task this one transitively depends on.
 	ancestors map[*task]bool
+	// recorded is what the controller's links of its steps record beyond
+	// workspaces (results, type-hinted outputs, step artifacts).
+	recorded recorded
 }
 
 func newGraph(spec *tekton.Spec) (*graph, error) {
@@ -292,6 +295,7 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: pipeline task %q: stepTemplate: %w", layout.ErrLayout, spec.Path, pt.Name, err)
 		}
+		var status []string
 		for j, s := range steps {
 			if s.Ref != nil {
 				return nil, fmt.Errorf("%w: %s: pipeline task %q step %d: StepAction reference not resolved", layout.ErrLayout, spec.Path, pt.Name, j)
@@ -300,6 +304,7 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 			if name == "" {
 				name = fmt.Sprintf("unnamed-%d", j)
 			}
+			status = append(status, name)
 			t.steps = append(t.steps, run.StepName(pt.Name, name))
 			t.commands = append(t.commands, expectedCommand(s))
 			switch s.OnError {
@@ -312,6 +317,7 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 				return nil, fmt.Errorf("%w: %s: pipeline task %q step %q: onError %q: only %q or %q can be written into a layout (not a parameter)", layout.ErrLayout, spec.Path, pt.Name, name, s.OnError, v1.Continue, v1.StopAndFail)
 			}
 		}
+		t.recorded = recordedOf(ts, steps, status)
 		subs := map[string][]string{}
 		for _, b := range spec.Workspaces(pt) {
 			// Several task workspaces may share one pipeline workspace: the
@@ -581,8 +587,9 @@ func (g *graph) rules(t *task, i int) (materials, products [][]string) {
 			products = append(products, []string{"MATCH", pat, "WITH", "MATERIALS", "FROM", self})
 		}
 	}
-	materials = append(materials, []string{"DISALLOW", "*"})
-	products = append(products, []string{"DISALLOW", "*"})
+	recMat, recProd := g.recordedRules(t, i)
+	materials = append(append(materials, recMat...), []string{"DISALLOW", "*"})
+	products = append(append(products, recProd...), []string{"DISALLOW", "*"})
 	return materials, products
 }
 

@@ -70,10 +70,10 @@ func TestGoBuildRules(t *testing.T) {
 		{"test.unit", [][]string{match("source", "test.unit"), disallow}, [][]string{match("source", "test.vet"), disallow}},
 		{"build.compile",
 			[][]string{match("source", "build.compile"), disallow},
-			[][]string{allow("dist"), match("source", "test.unit"), disallow}},
+			[][]string{allow("dist"), match("source", "test.unit"), {"CREATE", "results/binary"}, disallow}},
 		{"package.tar",
 			[][]string{match("dist", "build.compile"), disallow},
-			[][]string{{"REQUIRE", "dist/app.tar.gz"}, allow("dist"), disallow}},
+			[][]string{{"REQUIRE", "dist/app.tar.gz"}, allow("dist"), {"CREATE", "results/sha256"}, disallow}},
 	})
 	keys := testKeys(t, f)
 	if len(l.Keys) != len(keys) {

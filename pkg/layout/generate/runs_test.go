@@ -79,3 +79,41 @@ func TestRetriedTaskRules(t *testing.T) {
 		t.Errorf("build.compile materials (-want +got):\n%s", d)
 	}
 }
+
+// What the controller's links record beyond workspaces gets a rule on the
+// step that carries it: declared task results on the last step, declared
+// step results on their step, and, only on steps that may carry outputs or
+// inputs named at run time (type hints, artifacts), ALLOW * after DISALLOW
+// of every name the layout knows.
+func TestRecordedRules(t *testing.T) {
+	l, _ := generate(t, "testdata/results.yaml", "../../../test/e2e/testdata/runs/functionaries.yaml")
+	closed := [][]string{{"DISALLOW", "src/**"}, {"DISALLOW", "results/*"}, {"DISALLOW", "steps/*"}, {"ALLOW", "*"}, {"DISALLOW", "*"}}
+	want := map[string][2][][]string{
+		// Step artifacts: materials and products named at run time.
+		"build.compile": {closed, closed},
+		"build.push": {{{"MATCH", "src/**", "WITH", "PRODUCTS", "FROM", "build.push"}, {"DISALLOW", "*"}},
+			append([][]string{{"MATCH", "src/**", "WITH", "PRODUCTS", "FROM", "build.compile"},
+				{"CREATE", "results/IMAGE_DIGEST"}, {"CREATE", "results/IMAGE_URL"}, {"CREATE", "results/version"},
+				{"CREATE", "steps/push/results/log"}}, closed...)},
+		// An IMAGES step result; the task's $(artifacts.path) inputs are
+		// recorded on its first step, its outputs on its last.
+		"scan.check":     {closed, append([][]string{{"CREATE", "steps/check/results/IMAGES"}}, closed...)},
+		"scan.unnamed-1": {{{"DISALLOW", "*"}}, closed},
+	}
+	if len(l.Steps) != len(want) {
+		t.Fatalf("steps = %d, want %d", len(l.Steps), len(want))
+	}
+	for _, s := range l.Steps {
+		w, ok := want[s.Name]
+		if !ok {
+			t.Errorf("unexpected step %s", s.Name)
+			continue
+		}
+		if d := cmp.Diff(w[0], s.ExpectedMaterials); d != "" {
+			t.Errorf("%s materials (-want +got):\n%s", s.Name, d)
+		}
+		if d := cmp.Diff(w[1], s.ExpectedProducts); d != "" {
+			t.Errorf("%s products (-want +got):\n%s", s.Name, d)
+		}
+	}
+}
