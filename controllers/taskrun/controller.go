@@ -5,6 +5,7 @@ import (
 
 	pipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client"
 	taskruninformer "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1/taskrun"
+	kubeclient "knative.dev/pkg/client/injection/kube/client"
 	"knative.dev/pkg/configmap"
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/injection"
@@ -23,7 +24,8 @@ const ControllerName = "stepseal-taskrun"
 func NewController(s *lifecycle.Shared) injection.ControllerConstructor {
 	return func(ctx context.Context, cmw configmap.Watcher) *controller.Impl {
 		c := s.Common(ctx, cmw, ControllerName)
-		k := &Kind{Tekton: pipelineclient.Get(ctx), Lister: taskruninformer.Get(ctx).Lister(), Signing: c.Signing()}
+		k := &Kind{Tekton: pipelineclient.Get(ctx), Lister: taskruninformer.Get(ctx).Lister(), Signing: c.Signing(),
+			PodLogs: KubePodLogs{Kube: kubeclient.Get(ctx)}}
 		inf := taskruninformer.Get(ctx).Informer()
 		if err := SetSlimTransform(inf); err != nil {
 			c.Logger.Fatalw("watching TaskRuns", "error", err)
