@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"fmt"
-	"os"
 	"slices"
 
 	"github.com/spf13/cobra"
@@ -41,7 +40,7 @@ step's link. Nothing here holds or needs a key.`,
 			if len(o.Paths) == 0 {
 				return fmt.Errorf("no path to measure")
 			}
-			_, err := record.Emit(cmd.Context(), o, os.Stdout, resultFile)
+			_, err := record.Emit(cmd.Context(), o, cmd.OutOrStdout(), resultFile)
 			return err
 		},
 	}
