@@ -308,3 +308,25 @@ func TestReconcileMeasuredTaskRun(t *testing.T) {
 		t.Errorf("%d entries stored for a refused TaskRun", n)
 	}
 }
+
+// TestKubePodLogsRealAPI: pods/log through a real kube-apiserver. A Pod
+// that does not exist has no log for good (reject.ErrMissing: the TaskRun
+// is refused); one whose log cannot be served now (not on a node) is
+// reject.ErrUnavailable, retried.
+func TestKubePodLogsRealAPI(t *testing.T) {
+	api := controllertest.StartAPI(t, time.Minute, nil)
+	logs := KubePodLogs{Kube: api.Kube}
+	_, err := logs.Logs(api.Ctx, api.NS, "no-such-pod", "step-x")
+	if !errors.Is(err, reject.ErrMissing) {
+		t.Errorf("absent Pod: %v, want ErrMissing", err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pending", Namespace: api.NS},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "step-x", Image: "busybox"}}}}
+	if _, err := api.Kube.CoreV1().Pods(api.NS).Create(api.Ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = logs.Logs(api.Ctx, api.NS, "pending", "step-x")
+	if !errors.Is(err, reject.ErrUnavailable) || errors.Is(err, reject.ErrRefused) {
+		t.Errorf("Pod on no node: %v, want ErrUnavailable", err)
+	}
+}

@@ -172,6 +172,10 @@ func TestRealNodeRecordedStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	task.Namespace = ns
+	// A step before the pair puts a source file into the workspace: it is a
+	// material of the measured step (and has a link of its own).
+	task.Spec.Steps = append([]v1.Step{{Name: "checkout", Image: busybox,
+		Script: "echo 'int main;' > $(workspaces.source.path)/main.c"}}, task.Spec.Steps...)
 	if _, err := n.Tekton.TektonV1().Tasks(ns).Create(ctx, &task, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +196,7 @@ func TestRealNodeRecordedStep(t *testing.T) {
 		t.Fatalf("TaskRun failed: %+v; steps %+v", done.Status.Conditions, done.Status.Steps)
 	}
 	for _, s := range done.Status.Steps {
-		if s.Name != "build" && !strings.HasSuffix(s.ImageID, "@"+digest) {
+		if s.Name != "build" && s.Name != "checkout" && !strings.HasSuffix(s.ImageID, "@"+digest) {
 			t.Errorf("recorder step %s ran %q, want the stepseal image %s", s.Name, s.ImageID, digest)
 		}
 	}
@@ -206,14 +210,20 @@ func TestRealNodeRecordedStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	controllertest.VerifyStored(t, ds, pub, string(done.UID), []string{tr.Name + ".build"}, 0)
+	// One link per user step (the recorders get none), and the provenance:
+	// the last step has products.
+	controllertest.VerifyStored(t, ds, pub, string(done.UID), []string{tr.Name + ".checkout", tr.Name + ".build"}, 1)
 	links, err := ds.List(ctx, store.Filter{Kind: store.KindLink, RunID: string(done.UID)})
-	if err != nil || len(links) != 1 {
-		t.Fatalf("links: %d, %v", len(links), err)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var mb in_toto.Metablock
-	if err := json.Unmarshal(links[0].Data, &mb); err != nil {
-		t.Fatal(err)
+	for _, e := range links {
+		if e.Name == tr.Name+".build" {
+			if err := json.Unmarshal(e.Data, &mb); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	b, _ := json.Marshal(mb.Signed)
 	var l in_toto.Link
@@ -226,6 +236,12 @@ func TestRealNodeRecordedStep(t *testing.T) {
 	}
 	if _, ok := l.Materials["source/out/app.txt"]; ok {
 		t.Errorf("link %s: source/out/app.txt among the materials: it did not exist before the step", l.Name)
+	}
+	src := sha256.Sum256([]byte("int main;\n"))
+	for what, as := range map[string]map[string]in_toto.HashObj{"material": l.Materials, "product": l.Products} {
+		if got := as["source/main.c"]["sha256"]; got != hex.EncodeToString(src[:]) {
+			t.Errorf("link %s: %s source/main.c = %q, want %x", l.Name, what, got, src)
+		}
 	}
 	t.Logf("link %s: materials %v, products %v", l.Name, l.Materials, l.Products)
 
