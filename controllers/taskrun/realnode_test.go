@@ -217,18 +217,20 @@ func TestRealNodeRecordedStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mb in_toto.Metablock
-	for _, e := range links {
-		if e.Name == tr.Name+".build" {
-			if err := json.Unmarshal(e.Data, &mb); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	b, _ := json.Marshal(mb.Signed)
 	var l in_toto.Link
-	if err := json.Unmarshal(b, &l); err != nil {
-		t.Fatal(err)
+	for _, e := range links {
+		var mb in_toto.Metablock
+		if err := json.Unmarshal(e.Data, &mb); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(mb.Signed)
+		var one in_toto.Link
+		if err := json.Unmarshal(b, &one); err != nil {
+			t.Fatal(err)
+		}
+		if one.Name == tr.Name+".build" {
+			l = one
+		}
 	}
 	want := sha256.Sum256([]byte("built\n"))
 	if got := l.Products["source/out/app.txt"]["sha256"]; got != hex.EncodeToString(want[:]) {
