@@ -297,4 +297,73 @@ func TestRealNodeRecordedStep(t *testing.T) {
 			t.Errorf("the TaskRun's ServiceAccount %s may %s the signing Secret", sa, verb)
 		}
 	}
+
+	// Attacks, in the same namespace with the same controller: each TaskRun
+	// runs in a real Pod and is refused, with the reason naming the step.
+	for _, a := range []struct {
+		name, want, step string
+		steps            []v1.Step
+	}{
+		{
+			// A step of the user's own image claims to be the stop: it
+			// declares the result and prints a document of its own making.
+			name: "forged-stop", want: "not a trusted stepseal recorder image", step: "measure-products",
+			steps: []v1.Step{
+				task.Spec.Steps[1], // measure-materials (the real start)
+				{Name: "build", Image: busybox, Script: "echo built > $(workspaces.source.path)/app.txt"},
+				{Name: "measure-products", Image: busybox, Results: []v1.StepResult{{Name: "STEPSEAL_PRODUCTS"}},
+					Script: `doc='{"_type":"https://stepseal.dev/measurement/v1","kind":"products","step":"build","taskRun":"$(context.taskRun.name)","taskRunUID":"$(context.taskRun.uid)","artifacts":{},"exitCode":0,"time":"2026-01-01T00:00:00Z"}'
+echo "$doc"
+printf %s "$doc" | sha256sum | cut -d' ' -f1 | tr -d '\n' > $(step.results.STEPSEAL_PRODUCTS.path)`},
+			},
+		},
+		{
+			// The user step fails without onError: continue; Tekton skips
+			// the stop, and the TaskRun is not signed without products.
+			name: "failed-no-stop", want: "without a stop", step: "build",
+			steps: []v1.Step{task.Spec.Steps[1], {Name: "build", Image: busybox, Script: "exit 3"}, task.Spec.Steps[3]},
+		},
+	} {
+		atr := &v1.TaskRun{
+			ObjectMeta: metav1.ObjectMeta{Name: a.name, Namespace: ns},
+			Spec: v1.TaskRunSpec{
+				TaskSpec:   &v1.TaskSpec{Workspaces: task.Spec.Workspaces, Steps: a.steps},
+				Workspaces: []v1.WorkspaceBinding{{Name: "source", EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+		}
+		if _, err := n.Tekton.TektonV1().TaskRuns(ns).Create(ctx, atr, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		realnode.WaitTaskRun(ctx, t, n.Tekton, ns, a.name)
+		for {
+			got, err := n.Tekton.TektonV1().TaskRuns(ns).Get(ctx, a.name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := got.Annotations[annotations.Signed]; s != "" {
+				msg := got.Annotations[annotations.Error]
+				if s != annotations.SignedFailed || !strings.Contains(msg, a.want) || !strings.Contains(msg, a.step) {
+					t.Errorf("%s: signed=%s error %q, want failed with %q naming step %s", a.name, s, msg, a.want, a.step)
+				}
+				t.Logf("%s: refused: %s", a.name, msg)
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s: not decided: %v", a.name, got.Annotations)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if es, err := ds.List(ctx, store.Filter{RunID: mustUID(ctx, t, n, ns, a.name)}); err != nil || len(es) != 0 {
+			t.Errorf("%s: %d entries stored for a refused TaskRun (%v)", a.name, len(es), err)
+		}
+	}
+}
+
+func mustUID(ctx context.Context, t *testing.T, n *realnode.Node, ns, name string) string {
+	t.Helper()
+	tr, err := n.Tekton.TektonV1().TaskRuns(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(tr.UID)
 }
