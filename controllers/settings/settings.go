@@ -77,8 +77,8 @@ const (
 	KeyOCIInsecure = "storage.oci.insecure"
 	// KeyRecordImages lists the stepseal images (by digest, comma-separated)
 	// whose stepseal-record-start/stop steps the TaskRun controller trusts
-	// to have measured a user's step. Unset: a TaskRun with such steps is
-	// refused.
+	// to have measured a user's step. Unset: a TaskRun with such steps
+	// cannot be checked (retried, then signed=failed).
 	KeyRecordImages = "record.images"
 )
 

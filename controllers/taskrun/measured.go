@@ -109,7 +109,8 @@ type recorder struct {
 //     it is.
 //  2. Each recorder ran one of the Images (its status imageID digest),
 //     else it is refused (reject.ErrUnauthorized): any step can name a
-//     result so.
+//     result so. With no Images configured nothing can be checked
+//     (reject.ErrUnavailable).
 //  3. Its log is read from the Pod and the one line whose sha256 is the
 //     step result is kept: the result came from that container's own
 //     termination message, the log line is only believed because of it
@@ -173,8 +174,10 @@ func (m *Measured) checkImages(recs []*recorder) error {
 	for _, r := range recs {
 		_, d := parseImageID(r.state.ImageID)
 		if len(m.Images) == 0 {
-			return &MeasurementError{Recorder: r.state.Name, Reason: reject.ErrUnauthorized,
-				Msg: "no stepseal recorder image is trusted (set record.images in stepseal-config)"}
+			// Not a verdict on the Pod: this controller does not know which
+			// recorder to trust (retried, then given up like any failure).
+			return &MeasurementError{Recorder: r.state.Name, Reason: reject.ErrUnavailable,
+				Msg: "cannot check: no stepseal recorder image is trusted (set record.images in stepseal-config)"}
 		}
 		if d == "" || !slices.Contains(m.Images, d) {
 			return &MeasurementError{Recorder: r.state.Name, Reason: reject.ErrUnauthorized,

@@ -214,7 +214,7 @@ func TestMeasuredForgeriesRefused(t *testing.T) {
 		{name: "recorder result from another image", forge: func(t *testing.T, m *measuredRun) {
 			m.tr.Status.Steps[2].ImageID = "docker.io/library/busybox@" + controllertest.DigestA
 		}, reason: reject.ErrUnauthorized, permanent: true, msg: "not a trusted stepseal recorder image"},
-		{name: "no recorder image configured", images: []string{}, reason: reject.ErrUnauthorized, permanent: true, msg: "set record.images"},
+		{name: "no recorder image configured", images: []string{}, reason: reject.ErrUnavailable, permanent: false, msg: "cannot check: no stepseal recorder image is trusted"},
 		{name: "materials document under the products result", forge: func(t *testing.T, m *measuredRun) {
 			m.emit(t, 2, record.ResultProducts, m.start)
 		}, reason: reject.ErrMismatch, permanent: true, msg: "holds a materials measurement"},
