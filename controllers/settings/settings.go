@@ -81,6 +81,11 @@ const (
 	// KeyOCIInsecure lets the "oci" backend use plain HTTP; pkg/oci allows
 	// it for loopback registries only (tests).
 	KeyOCIInsecure = "storage.oci.insecure"
+	// KeyRecordImages lists the stepseal images (by digest, comma-separated)
+	// whose stepseal-record-start/stop steps the TaskRun controller trusts
+	// to have measured a user's step. Unset: a TaskRun with such steps
+	// cannot be checked (retried, then signed=failed).
+	KeyRecordImages = "record.images"
 )
 
 // Backends: the names KeyBackends lists. BackendKinds is the table of what
@@ -136,6 +141,8 @@ type Config struct {
 	RetryMaxDelay  time.Duration
 	BuilderID      string
 	OCIInsecure    bool
+	// RecordImages are the digests ("sha256:<hex>") of record.images.
+	RecordImages []string
 	// Trust is where the TUF trust root comes from (trust.* keys).
 	Trust Trust
 }
@@ -230,6 +237,19 @@ func Parse(data map[string]string) (*Config, error) {
 				c.RetryBaseDelay = d
 			} else {
 				c.RetryMaxDelay = d
+			}
+		case KeyRecordImages:
+			c.RecordImages = nil
+			for _, ref := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
+				_, d, _ := strings.Cut(ref, "@")
+				if d == "" {
+					d = ref
+				}
+				if !validImageDigest(d) {
+					errs = append(errs, fmt.Sprintf("%s: %q names no image by sha256 digest (repo@sha256:<hex>)", k, ref))
+					continue
+				}
+				c.RecordImages = append(c.RecordImages, d)
 			}
 		case KeyBuilderID:
 			if v == "" {
@@ -333,4 +353,9 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func validImageDigest(d string) bool {
+	h, ok := strings.CutPrefix(d, "sha256:")
+	return ok && len(h) == 64 && strings.Trim(h, "0123456789abcdef") == ""
 }

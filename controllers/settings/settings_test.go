@@ -42,6 +42,11 @@ func TestParse(t *testing.T) {
 		{name: "oci next to tlog", data: map[string]string{KeyBackends: "tlog,oci"}, want: func(c *Config) {
 			c.Backends = []string{BackendTLog, BackendOCI}
 		}},
+		{name: "record images", data: map[string]string{KeyRecordImages: "reg/stepseal@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}, want: func(c *Config) {
+			c.RecordImages = []string{"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}
+		}},
+		{name: "record image by tag", data: map[string]string{KeyRecordImages: "reg/stepseal:v1"}, wantErr: "names no image by sha256 digest"},
+		{name: "record image placeholder", data: map[string]string{KeyRecordImages: "ko://github.com/stepseal/stepseal/images/stepseal"}, wantErr: "names no image by sha256 digest"},
 		{name: "tlog relative", data: map[string]string{KeyTLogDir: "log"}, wantErr: "not an absolute path"},
 		{name: "tlog bad origin", data: map[string]string{KeyTLogOrigin: "my log"}, wantErr: "not a log name"},
 		{name: "kms not a URI", data: map[string]string{KeySignerKMS: "/etc/cosign.key"}, wantErr: "not a KMS key URI"},

@@ -19,6 +19,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/attest"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/store"
 )
@@ -36,6 +37,9 @@ import (
 type Kind struct {
 	Tekton versioned.Interface
 	Lister listers.TaskRunLister
+	// PodLogs reads the logs of stepseal-record-start/stop steps (Measured);
+	// nil: a TaskRun with such steps cannot be checked.
+	PodLogs PodLogs
 	*lifecycle.Signing
 }
 
@@ -74,7 +78,8 @@ func (*Kind) CompletedAt(tr *v1.TaskRun) time.Time {
 
 // Permanent implements lifecycle.Kind.
 func (*Kind) Permanent(err error) bool {
-	return errors.Is(err, ErrNothingRan) || errors.Is(err, ErrMalformed)
+	return errors.Is(err, ErrNothingRan) || errors.Is(err, ErrMalformed) ||
+		(errors.Is(err, ErrMeasurement) && errors.Is(err, reject.ErrRefused))
 }
 
 // Attest implements lifecycle.Kind.
@@ -96,6 +101,11 @@ func (r *Kind) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *settings
 	logger := logging.FromContext(ctx)
 	built, err := FromTaskRun(tr)
 	if err != nil {
+		return 0, "", err
+	}
+	// Steps measured in the Pod by the record StepActions get what was
+	// measured, checked against the status, or the TaskRun is not signed.
+	if err := (&Measured{Images: cfg.RecordImages, Logs: r.PodLogs}).Apply(ctx, tr, built); err != nil {
 		return 0, "", err
 	}
 	for _, w := range built.Warnings {

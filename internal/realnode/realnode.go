@@ -2,11 +2,13 @@ package realnode
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -196,4 +198,41 @@ func condition(tr *v1.TaskRun) any {
 		return *c
 	}
 	return "no condition yet"
+}
+
+// Logs reads a container's log from the kubelet's log directory (DIR/pod-logs,
+// CRI format: partial lines joined), the way `kubectl logs` would return it.
+// The API server cannot reach this node's kubelet (it listens on loopback
+// only), so pods/log does not work here; tests read the same bytes this way.
+func (n *Node) Logs(_ context.Context, namespace, pod, container string) ([]byte, error) {
+	dirs, err := filepath.Glob(filepath.Join(n.Dir, "pod-logs", namespace+"_"+pod+"_*", container))
+	if err != nil || len(dirs) != 1 {
+		return nil, fmt.Errorf("realnode: log of %s/%s container %s: %d directories (%v)", namespace, pod, container, len(dirs), err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dirs[0], "*.log"))
+	if len(files) == 0 {
+		return nil, fmt.Errorf("realnode: no log file in %s", dirs[0])
+	}
+	sort.Strings(files)
+	b, err := os.ReadFile(files[len(files)-1])
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		// "<time> <stream> <P|F> <content>"
+		parts := strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 4)
+		if len(parts) < 3 {
+			continue
+		}
+		content := ""
+		if len(parts) == 4 {
+			content = parts[3]
+		}
+		out.WriteString(content)
+		if parts[2] != "P" {
+			out.WriteByte('\n')
+		}
+	}
+	return out.Bytes(), nil
 }

@@ -82,5 +82,6 @@ status is propagated; its link is written even when it fails.`,
 	c.Flags().StringVar(&pipeline, "pipeline", "", "pipeline name to record in the link")
 	c.Flags().StringVar(&image, "image", "", "image the step runs in, recorded in the link")
 	c.Flags().BoolVarP(&noCommand, "no-command", "x", false, "record artifacts without running a command")
+	c.AddCommand(newRecordMeasure(record.KindMaterials), newRecordMeasure(record.KindProducts))
 	return c
 }
