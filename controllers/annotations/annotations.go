@@ -13,6 +13,11 @@ const (
 	// last entry when it has no provenance), set with Signed=true when a
 	// "tlog" backend is configured.
 	LogIndex = "stepseal.dev/log-index"
+	// VSA is the digest ("sha256:<hex>") of the verification summary
+	// (SLSA VSA) the PipelineRun controller signed for a run, set with
+	// Signed=true when vsa.enabled; comma-separated when the run published
+	// images to several repositories (one VSA per repository).
+	VSA = "stepseal.dev/vsa"
 	// TaskRun names the child TaskRun on a byproduct descriptor of a
 	// PipelineRun's provenance (an annotation of the descriptor, not of an
 	// object).

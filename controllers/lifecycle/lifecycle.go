@@ -167,7 +167,8 @@ func (r *Reconciler[T]) Reconcile(ctx context.Context, key string) error {
 	}
 
 	// 4. Attest and store.
-	n, logIndex, err := r.Kind.Attest(ctx, obj, cfg)
+	extra := map[string]*string{}
+	n, logIndex, err := r.Kind.Attest(context.WithValue(ctx, extraKey{}, extra), obj, cfg)
 	if wait, _ := controller.IsRequeueKey(err); wait {
 		return err
 	}
@@ -175,10 +176,16 @@ func (r *Reconciler[T]) Reconcile(ctx context.Context, key string) error {
 	// 5. Annotate.
 	if err == nil {
 		r.attempts.Forget(obj.GetUID())
-		_, err = r.patch(ctx, obj, map[string]*string{
+		a := map[string]*string{
 			annotations.Signed: ptr(annotations.SignedTrue), annotations.Error: nil, annotations.Retries: nil,
 			annotations.LogIndex: nonEmpty(logIndex),
-		}, false)
+		}
+		for k, v := range extra {
+			if _, ours := a[k]; !ours {
+				a[k] = v
+			}
+		}
+		_, err = r.patch(ctx, obj, a, false)
 		if err != nil {
 			return ignoreNotFound(err)
 		}
@@ -192,6 +199,19 @@ func (r *Reconciler[T]) Reconcile(ctx context.Context, key string) error {
 		_, err := r.patch(ctx, obj, a, false)
 		return err
 	})
+}
+
+type extraKey struct{}
+
+// Annotate, called by a Kind's Attest with the ctx it was given, adds an
+// annotation the lifecycle writes in the same patch as signed=true, when
+// Attest succeeds (the PipelineRun's stepseal.dev/vsa). It is a no-op on
+// any other ctx, and cannot override the lifecycle's own annotations.
+// Attest's goroutine only.
+func Annotate(ctx context.Context, key, value string) {
+	if m, ok := ctx.Value(extraKey{}).(map[string]*string); ok {
+		m[key] = &value
+	}
 }
 
 // lookup begins a reconcile of key: nothing to do (found false) unless this

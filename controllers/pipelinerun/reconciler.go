@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 	"knative.dev/pkg/logging"
 
 	"github.com/stepseal/stepseal/controllers/annotations"
@@ -32,6 +33,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/trustroot"
 )
 
 // MediaTypeProvenance is the media type of a child TaskRun's provenance
@@ -83,6 +85,11 @@ type Kind struct {
 	*lifecycle.Signing
 	// WaitDelay: see DefaultWaitDelay; zero means the default.
 	WaitDelay time.Duration
+	// Trust is the controller's TUF trust root (nil, or returning nil:
+	// none), where the VSA step takes layouts from (see summarize).
+	Trust func() *trustroot.Root
+	// Recorder receives the VSA step's Events; nil: none.
+	Recorder record.EventRecorder
 }
 
 var _ lifecycle.Kind[*v1.PipelineRun] = (*Kind)(nil)
@@ -238,6 +245,7 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 		rec.Results[res.Name] = valueString(res.Value)
 	}
 	subjects := run.Artifacts{}
+	var images []string
 	for _, tr := range children {
 		built, err := taskrun.FromTaskRun(tr)
 		if err != nil {
@@ -247,6 +255,7 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 			return 0, "", fmt.Errorf("%w: child TaskRun %s is bound to run %s, not to PipelineRun UID %s", taskrun.ErrMalformed, tr.Name, built.Record.RunID, runID)
 		}
 		rec.Tasks = append(rec.Tasks, built.Record.Tasks...)
+		images = append(images, built.Images...)
 		for k, v := range built.Subjects {
 			subjects[k] = v
 		}
@@ -330,6 +339,12 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 	}
 	// Image attachers are skipped: run-level provenance is not attached (yet).
 	if logIndex, err = seal.Put(ctx, lifecycle.Targets(backends), append(skips, e)); err != nil {
+		return 0, "", err
+	}
+	// The verification summary (vsa.enabled), about the run's images.
+	prov := append(slices.Collect(maps.Values(childProv)), e)
+	if err := r.summarize(ctx, summaryInput{pr: pr, pipeline: rec.Pipeline, runID: runID, images: images,
+		links: links, provenance: prov, backends: backends}, cfg); err != nil {
 		return 0, "", err
 	}
 	return 1 + len(skips), logIndex, nil
