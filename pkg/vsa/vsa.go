@@ -32,9 +32,13 @@ const (
 // SLSAVersion is the SLSA version stepseal's VSAs are made under.
 const SLSAVersion = "1.0"
 
-// LevelUnevaluated is the verified level of a VSA about a layout's
-// verification: stepseal does not claim a SLSA build level for it.
-const LevelUnevaluated = "SLSA_BUILD_LEVEL_UNEVALUATED"
+// LevelLayout is the verified level of stepseal's VSAs: the run's links
+// satisfied the in-toto layout named as the policy. It is a custom level
+// (not starting with "SLSA_", as the spec requires of those): stepseal
+// claims no SLSA build level. SLSA_BUILD_LEVEL_UNEVALUATED is not used
+// because slsa-verifier v2.7.1's verify-vsa refuses every VSA carrying it
+// (it parses every "SLSA_" level as SLSA_<track>_LEVEL_<number>).
+const LevelLayout = "STEPSEAL_IN_TOTO_LAYOUT"
 
 // StoreURIScheme prefixes the uri of an input attestation read from
 // stepseal's store: "stepseal-store:<entry name>", followed by
@@ -81,7 +85,7 @@ type Summary struct {
 	Inputs []Input
 	// Result is Passed or Failed.
 	Result string
-	// Levels are verifiedLevels; default LevelUnevaluated.
+	// Levels are verifiedLevels; default LevelLayout.
 	Levels []string
 }
 
@@ -105,7 +109,7 @@ func Statement(s Summary) (*intoto.Statement, error) {
 	}
 	levels := s.Levels
 	if len(levels) == 0 {
-		levels = []string{LevelUnevaluated}
+		levels = []string{LevelLayout}
 	}
 	inputs := slices.Clone(s.Inputs)
 	sort.Slice(inputs, func(i, j int) bool { return inputs[i].URI < inputs[j].URI })
