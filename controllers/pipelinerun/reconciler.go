@@ -71,9 +71,11 @@ var (
 //     the run: the links and skip records are byproducts, the children's
 //     provenance envelopes too (media type MediaTypeProvenance), each with
 //     its sha256 digest; a retry reuses the stored bytes;
-//  5. Puts the skip records, then the provenance, into every backend; the
-//     lifecycle then annotates
-//     stepseal.dev/signed=true.
+//  5. Puts the skip records, then the provenance, into every backend;
+//  6. with vsa.enabled, verifies the run against its layout and signs,
+//     stores and attaches a verification summary (see summarize); the
+//     lifecycle then annotates stepseal.dev/signed=true (and
+//     stepseal.dev/vsa).
 //
 // Keys and backends are resolved the TaskRun controller's way, through the
 // same lifecycle.Signing of the process's Shared, so both levels are signed
@@ -136,7 +138,7 @@ func NeedsWork(obj any) bool {
 	return lifecycle.NeedsWork[*v1.PipelineRun](obj, annotations.FinalizerPipelineRun)
 }
 
-// Attest implements lifecycle.Kind: steps 1 to 5 of Kind.
+// Attest implements lifecycle.Kind: steps 1 to 6 of Kind.
 func (r *Kind) Attest(ctx context.Context, pr *v1.PipelineRun, cfg *settings.Config) (int, string, error) {
 	children, pending, err := r.children(ctx, pr)
 	if err != nil {

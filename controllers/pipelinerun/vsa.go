@@ -142,6 +142,10 @@ func (r *Kind) summarize(ctx context.Context, in summaryInput, cfg *settings.Con
 
 	// 3.
 	inputs := r.inputs(ctx, in)
+	previous, err := r.previousSummaries(ctx, in)
+	if err != nil {
+		return err
+	}
 	now := time.Now()
 	var entries []store.Entry
 	envs := map[string]int{} // resourceUri → index in entries
@@ -156,18 +160,21 @@ func (r *Kind) summarize(ctx context.Context, in summaryInput, cfg *settings.Con
 			subjects = append(subjects, sub)
 			digests = append(digests, d.DigestStr())
 		}
-		_, data, err := vsa.Sign(ctx, vsa.Summary{
+		sum := vsa.Summary{
 			VerifierID: cfg.VSA.VerifierID, Time: now, ResourceURI: uri, Subjects: subjects,
 			PolicyURI:    fmt.Sprintf("tuf:%s?role=%s&version=%d", doc.Path, doc.Role, doc.RoleVersion),
 			PolicyDigest: map[string]string{"sha256": strings.TrimPrefix(store.Digest(doc.Data), "sha256:")},
 			Inputs:       inputs, Result: result,
-		}, signer)
-		if err != nil {
-			return err
+		}
+		entryName := seal.VSAName(in.pr.Namespace, in.pr.Name, keyID, uri)
+		data, ok := reusable(previous[entryName], sum)
+		if !ok {
+			if _, data, err = vsa.Sign(ctx, sum, signer); err != nil {
+				return err
+			}
 		}
 		envs[uri] = len(entries)
-		entries = append(entries, store.Entry{Kind: store.KindAttestation, Name: seal.VSAName(in.pr.Namespace, in.pr.Name, keyID, uri),
-			RunID: in.runID, Subjects: digests, Data: data})
+		entries = append(entries, store.Entry{Kind: store.KindAttestation, Name: entryName, RunID: in.runID, Subjects: digests, Data: data})
 	}
 
 	// 4.
@@ -211,6 +218,43 @@ func (r *Kind) summarize(ctx context.Context, in summaryInput, cfg *settings.Con
 	r.event(in.pr, corev1.EventTypeWarning, ReasonVSAFailed, "VSA %s (%s) against %s: %s",
 		result, strings.Join(sums, ","), doc.Describe(), strings.Join(why, "; "))
 	return nil
+}
+
+// previousSummaries are the VSAs an earlier attempt stored for the run in
+// the first store backend, by name.
+func (r *Kind) previousSummaries(ctx context.Context, in summaryInput) (map[string]store.Entry, error) {
+	out := map[string]store.Entry{}
+	targets := lifecycle.Targets(in.backends)
+	if len(targets) == 0 {
+		return out, nil
+	}
+	es, err := targets[0].Store.List(ctx, store.Filter{Kind: store.KindAttestation, RunID: in.runID})
+	if err != nil {
+		return nil, fmt.Errorf("VSA: backend %s: listing run %s: %w", targets[0].Name, in.runID, err)
+	}
+	for _, e := range es {
+		out[e.Name] = e
+	}
+	return out, nil
+}
+
+// reusable returns the bytes of prev, a VSA an interrupted attempt stored,
+// when it says exactly what s says but for the time of verification: a
+// retry then stores and attaches the same VSA instead of a second one.
+func reusable(prev store.Entry, s vsa.Summary) ([]byte, bool) {
+	if len(prev.Data) == 0 {
+		return nil, false
+	}
+	old, err := vsa.Parse(prev.Data, prev.Name)
+	if err != nil {
+		return nil, false
+	}
+	s.Time = old.Predicate.GetTimeVerified().AsTime()
+	st, err := vsa.Statement(s)
+	if err != nil {
+		return nil, false
+	}
+	return seal.ReusableStatement(prev, st)
 }
 
 // inputs describes every link, skip record and provenance the step read,

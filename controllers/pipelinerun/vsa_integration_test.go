@@ -278,6 +278,23 @@ func TestIntegrationVSA(t *testing.T) {
 	rejecttest.Is(t, "VSA checked with the signing key", err, reject.ErrSignature)
 	waitEvent(ctx, t, api, ns, pr.Name, ReasonVSASigned)
 
+	// An earlier attempt stored and attached the VSA, then died before
+	// annotating: the retry reuses those bytes, so the image still has one.
+	got, err := api.Tekton.TektonV1().PipelineRuns(ns).Get(ctx, pr.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Annotations, got.Finalizers = nil, []string{annotations.FinalizerPipelineRun}
+	if _, err := api.Tekton.TektonV1().PipelineRuns(ns).Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if again := kubetest.WaitPipelineRunSigned(ctx, t, api.Tekton, ns, pr.Name); again.Annotations[annotations.VSA] != pr.Annotations[annotations.VSA] {
+		t.Errorf("the retry signed another VSA: %s, was %s", again.Annotations[annotations.VSA], pr.Annotations[annotations.VSA])
+	}
+	if atts, err = oci.VerifyAttestations(ctx, ref, vsaPub, []oci.AttestationOption{oci.WithPredicateType(vsa.PredicateType)}, oci.WithInsecure()); err != nil || len(atts) != 1 {
+		t.Errorf("after the retry, VSAs on %s: %d, %v", ref, len(atts), err)
+	}
+
 	// FAILED.
 	pr, ref = runPipeline("unscanned", "team/unscanned")
 	_, err = vsa.Verify(ctx, stored(pr), expect(ref, layouts["layouts/unscanned.layout"]))
