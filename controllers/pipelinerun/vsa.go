@@ -111,6 +111,14 @@ func (r *Kind) summarize(ctx context.Context, in summaryInput, cfg *settings.Con
 	if err != nil {
 		return err
 	}
+	// The verifier key vouches for whole runs; the key that signs a
+	// namespace's links and provenance must not be able to.
+	if runSigner, err := r.Signer(ctx, in.pr.Namespace, cfg); err == nil {
+		if id, _ := runSigner.KeyID(); id == keyID {
+			r.event(in.pr, corev1.EventTypeWarning, ReasonVSASkipped, "no VSA: the verifier key (%s) is the key that signs namespace %s's runs; give the VSA a key of its own", keyID[:16], in.pr.Namespace)
+			return nil
+		}
+	}
 
 	// 2.
 	links := verify.Memory{}
