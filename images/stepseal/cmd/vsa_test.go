@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"github.com/stepseal/stepseal/internal/testregistry"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/trust/repo"
 	"github.com/stepseal/stepseal/pkg/vsa"
 )
 
@@ -50,7 +53,9 @@ func TestVSAVerify(t *testing.T) {
 	if err := os.WriteFile(pub, pem, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	const verifierID, layoutDigest = "https://stepseal.dev/controller/test", "sha256:3333333333333333333333333333333333333333333333333333333333333333"
+	const verifierID = "https://stepseal.dev/controller/test"
+	layout := []byte(`{"signed":{"_type":"layout","steps":[]}}`)
+	layoutDigest := store.Digest(layout)
 	c, err := oci.New(oci.WithInsecure(), oci.WithProgress(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +117,22 @@ func TestVSAVerify(t *testing.T) {
 		t.Errorf("--file: %+v", r)
 	}
 
+	// With --trust, the current layout is TUF's layouts/app.layout: the VSA
+	// passes while it names that layout, and is refused once the owners
+	// released another.
+	tuf := trustRepoWithLayout(t, layout)
+	trustArgs := func(ref name.Digest) []string {
+		return []string{"vsa", "verify", "--key", pub, "--verifier-id", verifierID, "--subject", ref.String(), "--insecure", "-o", "json",
+			"--trust", tuf.url, "--trust-cache", filepath.Join(dir, "cache"), "--trust-root", tuf.root, "--layout", "app"}
+	}
+	if r := report(mustCLI(t, trustArgs(good)...)); !r.Verified {
+		t.Errorf("--trust: %+v", r)
+	}
+	tuf.release(t, []byte(`{"signed":{"_type":"layout","steps":[],"readme":"v2"}}`))
+	if out, err := runCLI(t, trustArgs(good)...); err == nil || report(out).Reason != "mismatch" {
+		t.Errorf("--trust after a new layout: %v\n%s", err, out)
+	}
+
 	forged, _ := image("team/forged", tenant, vsa.Passed)
 	failed, _ := image("team/failed", key, vsa.Failed)
 	for _, c := range []struct {
@@ -134,4 +155,47 @@ func TestVSAVerify(t *testing.T) {
 			t.Errorf("%s: reason %q, want %q (%s)", c.name, r.Reason, c.reason, r.Error)
 		}
 	}
+}
+
+// layoutRepo is a TUF repository, administered with the CLI and served over
+// loopback HTTP, whose role "app" releases layouts/app.layout.
+type layoutRepo struct {
+	dir, site, keys, tmp, url, root string
+}
+
+func trustRepoWithLayout(t *testing.T, layout []byte) *layoutRepo {
+	t.Helper()
+	r := &layoutRepo{dir: filepath.Join(t.TempDir(), "repo"), site: t.TempDir(), keys: t.TempDir(), tmp: t.TempDir()}
+	for _, n := range []string{"root", "targets", "online", "owner"} {
+		k, err := signing.Generate(signing.ED25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := signing.WriteKeyPair(r.keys, n, k, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCLI(t, "trust", "init", r.dir, "--root-key", r.key("root.key"), "--targets-key", r.key("targets.key"), "--online-key", r.key("online.key"))
+	mustCLI(t, "trust", "delegate", r.dir, "--role", "app", "--path", "layouts/app.layout", "--key", r.key("owner.pub"),
+		"--sign-key", r.key("targets.key"), "--out", filepath.Join(r.tmp, "d.json"))
+	mustCLI(t, "trust", "accept", r.dir, filepath.Join(r.tmp, "d.json"), "--online-key", r.key("online.key"))
+	r.release(t, layout)
+	srv := httptest.NewServer(repo.Handler(r.site))
+	t.Cleanup(srv.Close)
+	r.url, r.root = srv.URL+"/metadata", filepath.Join(r.site, "metadata", "1.root.json")
+	return r
+}
+
+func (r *layoutRepo) key(n string) string { return filepath.Join(r.keys, n) }
+
+// release releases layout as layouts/app.layout and publishes.
+func (r *layoutRepo) release(t *testing.T, layout []byte) {
+	t.Helper()
+	f, prop := filepath.Join(r.tmp, "app.layout"), filepath.Join(r.tmp, "l.json")
+	if err := os.WriteFile(f, layout, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, "trust", "sign", r.dir, "--role", "app", "--path", "layouts/app.layout", "--file", f, "--key", r.key("owner.key"), "--out", prop)
+	mustCLI(t, "trust", "accept", r.dir, prop, "--online-key", r.key("online.key"), "--target-file", "layouts/app.layout="+f)
+	mustCLI(t, "trust", "publish", r.dir, r.site)
 }
