@@ -38,7 +38,7 @@ if [[ ! -x "$GOBIN/slsa-verifier" || "$(cat "$GOBIN/.slsa-verifier.version" 2>/d
   (
     cd "$tmp"
     go mod init slsa-verifier-build >/dev/null 2>&1
-    go get "github.com/slsa-framework/slsa-verifier/v2/cli/slsa-verifier@$slsa_want" >/dev/null 2>&1
+    go get "github.com/slsa-framework/slsa-verifier/v2/cli/slsa-verifier@$slsa_want" >/dev/null 2>get.log || { cat get.log >&2; exit 1; }
     go build -o "$GOBIN/slsa-verifier" github.com/slsa-framework/slsa-verifier/v2/cli/slsa-verifier
   )
   rm -rf "$tmp"
