@@ -8,6 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -265,6 +268,7 @@ func TestIntegrationVSA(t *testing.T) {
 	if n := len(v.Predicate.GetInputAttestations()); links != 2 || n != 4 || logged != n {
 		t.Errorf("inputs %v: want 2 links and 2 provenance, each with its log index", v.Predicate.GetInputAttestations())
 	}
+	slsaVerifierAccepts(t, data, vsaPub, ref, testVerifierID)
 	// Attached to the image, signed by the verifier key: what admission reads.
 	atts, err := oci.VerifyAttestations(ctx, ref, vsaPub, []oci.AttestationOption{oci.WithPredicateType(vsa.PredicateType)}, oci.WithInsecure())
 	if err != nil || len(atts) != 1 {
@@ -337,4 +341,49 @@ func waitEvent(ctx context.Context, t *testing.T, api *controllertest.API, ns, p
 	}
 	t.Fatalf("no %s Event on PipelineRun %s", reason, pr)
 	return ""
+}
+
+// slsaVerifierAccepts runs `slsa-verifier verify-vsa` (hack/install-test-
+// deps.sh) on the controller's VSA; without the binary it says so and
+// returns, in CI (CI set) it fails.
+func slsaVerifierAccepts(t *testing.T, data []byte, pub crypto.PublicKey, ref name.Digest, verifierID string) {
+	t.Helper()
+	bin, err := exec.LookPath("slsa-verifier")
+	if err != nil {
+		if out, gerr := exec.Command("go", "env", "GOPATH").Output(); gerr == nil {
+			p := filepath.Join(strings.SplitN(strings.TrimSpace(string(out)), string(os.PathListSeparator), 2)[0], "bin", "slsa-verifier")
+			if _, serr := os.Stat(p); serr == nil {
+				bin, err = p, nil
+			}
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("slsa-verifier not installed: hack/install-test-deps.sh installs it")
+		}
+		t.Log("slsa-verifier not installed (hack/install-test-deps.sh): the controller's VSA was not checked with it")
+		return
+	}
+	dir := t.TempDir()
+	pem, err := signing.MarshalPublicKeyPEM(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID, err := signing.KeyID(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "verifier.pub"), pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vsa.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "verify-vsa", "--attestation-path", filepath.Join(dir, "vsa.json"), "--subject-digest", ref.DigestStr(),
+		"--verifier-id", verifierID, "--resource-uri", vsa.ResourceURI(ref.Context().RegistryStr(), ref.Context().RepositoryStr()),
+		"--verified-level", vsa.LevelLayout, "--public-key-path", filepath.Join(dir, "verifier.pub"), "--public-key-id", keyID)
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("slsa-verifier refused the controller's VSA: %v\n%s", err, out)
+	}
 }
