@@ -27,6 +27,24 @@ for t in "${tools[@]}"; do
   echo "$want" >"$stamp"
 done
 
+# slsa-verifier for the VSA interop test (pkg/vsa): verify-vsa exists from
+# v2.7.0. `go install ...@v2.7.1` fails here (the proxy refuses the module's
+# version list, which go install reads for deprecations), so it is built
+# from a throwaway module that requires the exact version.
+slsa_want=v2.7.1
+if [[ ! -x "$GOBIN/slsa-verifier" || "$(cat "$GOBIN/.slsa-verifier.version" 2>/dev/null)" != "$slsa_want" ]]; then
+  echo "installing slsa-verifier (github.com/slsa-framework/slsa-verifier/v2@$slsa_want)" >&2
+  tmp=$(mktemp -d)
+  (
+    cd "$tmp"
+    go mod init slsa-verifier-build >/dev/null 2>&1
+    go get "github.com/slsa-framework/slsa-verifier/v2/cli/slsa-verifier@$slsa_want" >/dev/null 2>get.log || { cat get.log >&2; exit 1; }
+    go build -o "$GOBIN/slsa-verifier" github.com/slsa-framework/slsa-verifier/v2/cli/slsa-verifier
+  )
+  rm -rf "$tmp"
+  echo "$slsa_want" >"$GOBIN/.slsa-verifier.version"
+fi
+
 # Debian packages the tests use.
 need_apt=()
 command -v sha256sum >/dev/null || need_apt+=(coreutils)

@@ -17,6 +17,11 @@ const (
 	// LogIndex, as the controller verified it: gossip that `stepseal log
 	// monitor --gossip` compares with the tree the log shows others.
 	LogCheckpoint = "stepseal.dev/log-checkpoint"
+	// VSA is the digest ("sha256:<hex>") of the verification summary
+	// (SLSA VSA) the PipelineRun controller signed for a run, set with
+	// Signed=true when vsa.enabled; comma-separated when the run published
+	// images to several repositories (one VSA per repository).
+	VSA = "stepseal.dev/vsa"
 	// TaskRun names the child TaskRun on a byproduct descriptor of a
 	// PipelineRun's provenance (an annotation of the descriptor, not of an
 	// object).

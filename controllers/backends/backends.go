@@ -15,7 +15,6 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/stepseal/stepseal/internal/limited"
-	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -34,7 +33,7 @@ type Backend struct {
 	Images ImageAttacher
 }
 
-// ImageAttacher attaches a signed provenance envelope to an image
+// ImageAttacher attaches a signed statement envelope (provenance, a VSA) to an image
 // ("repository@sha256:<hex>") among its subjects.
 type ImageAttacher interface {
 	Attach(ctx context.Context, image string, env *dsse.Envelope) error
@@ -69,7 +68,8 @@ func (a *OCI) Attach(ctx context.Context, image string, env *dsse.Envelope) erro
 	if err != nil {
 		return err
 	}
-	return a.client.Attest(ctx, ref, env, attest.PredicateSLSAProvenanceV1)
+	// The statement's own predicate type: provenance, or a VSA.
+	return a.client.Attest(ctx, ref, env, "")
 }
 
 // Stores holds a process's open stores by directory, for the TaskRun and

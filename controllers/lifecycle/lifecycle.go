@@ -173,7 +173,8 @@ func (r *Reconciler[T]) Reconcile(ctx context.Context, key string) error {
 	}
 
 	// 4. Attest and store.
-	n, logIndex, err := r.Kind.Attest(ctx, obj, cfg)
+	extra := map[string]*string{}
+	n, logIndex, err := r.Kind.Attest(context.WithValue(ctx, extraKey{}, extra), obj, cfg)
 	if wait, _ := controller.IsRequeueKey(err); wait {
 		return err
 	}
@@ -193,6 +194,11 @@ func (r *Reconciler[T]) Reconcile(ctx context.Context, key string) error {
 			}
 			a[annotations.LogCheckpoint] = nonEmpty(cp)
 		}
+		for k, v := range extra {
+			if _, ours := a[k]; !ours {
+				a[k] = v
+			}
+		}
 		_, err = r.patch(ctx, obj, a, false)
 		if err != nil {
 			return ignoreNotFound(err)
@@ -207,6 +213,19 @@ func (r *Reconciler[T]) Reconcile(ctx context.Context, key string) error {
 		_, err := r.patch(ctx, obj, a, false)
 		return err
 	})
+}
+
+type extraKey struct{}
+
+// Annotate, called by a Kind's Attest with the ctx it was given, adds an
+// annotation the lifecycle writes in the same patch as signed=true, when
+// Attest succeeds (the PipelineRun's stepseal.dev/vsa). It is a no-op on
+// any other ctx, and cannot override the lifecycle's own annotations.
+// Attest's goroutine only.
+func Annotate(ctx context.Context, key, value string) {
+	if m, ok := ctx.Value(extraKey{}).(map[string]*string); ok {
+		m[key] = &value
+	}
 }
 
 // lookup begins a reconcile of key: nothing to do (found false) unless this

@@ -87,6 +87,33 @@ func (s *Signing) Signer(ctx context.Context, namespace string, cfg *settings.Co
 	return sg, nil
 }
 
+// SystemSigner returns the controller's own signer for a purpose that is
+// never a tenant's (the VSA verifier key): the KMS key kms when set, else
+// the Secret named secret in the system namespace only (cosign.key,
+// cosign.password; no "<secret>-<namespace>" variant). Cached like Signer.
+func (s *Signing) SystemSigner(ctx context.Context, secret, kms string) (signing.Signer, error) {
+	if s.Shared == nil {
+		return nil, errNoShared
+	}
+	keys := &s.Shared.signers
+	if kms != "" {
+		return keys.kms(ctx, kms)
+	}
+	sec, err := s.Secrets.Secrets(s.SystemNamespace).Get(secret)
+	if err != nil {
+		return nil, fmt.Errorf("key Secret %s/%s: %w", s.SystemNamespace, secret, err)
+	}
+	keyPEM := sec.Data[SecretKeyCosignKey]
+	if len(keyPEM) == 0 {
+		return nil, fmt.Errorf("key Secret %s/%s has no %s", sec.Namespace, sec.Name, SecretKeyCosignKey)
+	}
+	sg, err := keys.secret(keyPEM, sec.Data[SecretKeyCosignPassword])
+	if err != nil {
+		return nil, fmt.Errorf("key Secret %s/%s: %w", sec.Namespace, sec.Name, err)
+	}
+	return sg, nil
+}
+
 // Backends opens the backends cfg names, each the way its row of
 // settings.BackendKinds says (OpenBackends when set). Stores are opened once
 // per Shared and path, and shared by every controller of the process.

@@ -16,6 +16,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/annotations"
 	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/taskrun"
+	"github.com/stepseal/stepseal/pkg/trustroot"
 )
 
 // ControllerName names the work queue, the Event source and the logger.
@@ -42,6 +43,13 @@ func newController(ctx context.Context, cmw configmap.Watcher, s *lifecycle.Shar
 		Lister:   pipelineruninformer.Get(ctx).Lister(),
 		TaskRuns: taskruninformer.Get(ctx).Lister(),
 		Signing:  c.Signing(),
+		Recorder: c.Recorder,
+		Trust: func() *trustroot.Root {
+			if w := s.Trust(); w != nil {
+				return w.Root()
+			}
+			return nil
+		},
 	}
 	for _, inf := range []cache.SharedIndexInformer{pipelineruninformer.Get(ctx).Informer(), taskruninformer.Get(ctx).Informer()} {
 		if err := taskrun.SetSlimTransform(inf); err != nil {

@@ -7,4 +7,10 @@
 // come from the same lifecycle.Signing as the TaskRun controller's, so both
 // controllers of a process share one signer cache, one set of open stores
 // and one stepseal-config.
+//
+// With vsa.enabled it then verifies the run's links against the layout the
+// controller's TUF trust root releases for the pipeline and signs a SLSA
+// VSA of the outcome with the verifier key of the controller's own
+// namespace (see Kind.summarize): what admission trusts instead of
+// re-verifying every link.
 package pipelinerun

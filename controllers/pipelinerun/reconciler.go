@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 	"knative.dev/pkg/logging"
 
 	"github.com/stepseal/stepseal/controllers/annotations"
@@ -32,6 +33,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/store"
+	"github.com/stepseal/stepseal/pkg/trustroot"
 )
 
 // MediaTypeProvenance is the media type of a child TaskRun's provenance
@@ -69,9 +71,11 @@ var (
 //     the run: the links and skip records are byproducts, the children's
 //     provenance envelopes too (media type MediaTypeProvenance), each with
 //     its sha256 digest; a retry reuses the stored bytes;
-//  5. Puts the skip records, then the provenance, into every backend; the
-//     lifecycle then annotates
-//     stepseal.dev/signed=true.
+//  5. Puts the skip records, then the provenance, into every backend;
+//  6. with vsa.enabled, verifies the run against its layout and signs,
+//     stores and attaches a verification summary (see summarize); the
+//     lifecycle then annotates stepseal.dev/signed=true (and
+//     stepseal.dev/vsa).
 //
 // Keys and backends are resolved the TaskRun controller's way, through the
 // same lifecycle.Signing of the process's Shared, so both levels are signed
@@ -83,6 +87,11 @@ type Kind struct {
 	*lifecycle.Signing
 	// WaitDelay: see DefaultWaitDelay; zero means the default.
 	WaitDelay time.Duration
+	// Trust is the controller's TUF trust root (nil, or returning nil:
+	// none), where the VSA step takes layouts from (see summarize).
+	Trust func() *trustroot.Root
+	// Recorder receives the VSA step's Events; nil: none.
+	Recorder record.EventRecorder
 }
 
 var _ lifecycle.Kind[*v1.PipelineRun] = (*Kind)(nil)
@@ -129,7 +138,7 @@ func NeedsWork(obj any) bool {
 	return lifecycle.NeedsWork[*v1.PipelineRun](obj, annotations.FinalizerPipelineRun)
 }
 
-// Attest implements lifecycle.Kind: steps 1 to 5 of Kind.
+// Attest implements lifecycle.Kind: steps 1 to 6 of Kind.
 func (r *Kind) Attest(ctx context.Context, pr *v1.PipelineRun, cfg *settings.Config) (int, string, error) {
 	children, pending, err := r.children(ctx, pr)
 	if err != nil {
@@ -238,6 +247,7 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 		rec.Results[res.Name] = valueString(res.Value)
 	}
 	subjects := run.Artifacts{}
+	var images []string
 	for _, tr := range children {
 		built, err := taskrun.FromTaskRun(tr)
 		if err != nil {
@@ -247,6 +257,7 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 			return 0, "", fmt.Errorf("%w: child TaskRun %s is bound to run %s, not to PipelineRun UID %s", taskrun.ErrMalformed, tr.Name, built.Record.RunID, runID)
 		}
 		rec.Tasks = append(rec.Tasks, built.Record.Tasks...)
+		images = append(images, built.Images...)
 		for k, v := range built.Subjects {
 			subjects[k] = v
 		}
@@ -330,6 +341,12 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 	}
 	// Image attachers are skipped: run-level provenance is not attached (yet).
 	if logIndex, err = seal.Put(ctx, lifecycle.Targets(backends), append(skips, e)); err != nil {
+		return 0, "", err
+	}
+	// The verification summary (vsa.enabled), about the run's images.
+	prov := append(slices.Collect(maps.Values(childProv)), e)
+	if err := r.summarize(ctx, summaryInput{pr: pr, pipeline: rec.Pipeline, runID: runID, images: images,
+		links: links, provenance: prov, backends: backends}, cfg); err != nil {
 		return 0, "", err
 	}
 	return 1 + len(skips), logIndex, nil

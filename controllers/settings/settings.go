@@ -145,6 +145,8 @@ type Config struct {
 	RecordImages []string
 	// Trust is where the TUF trust root comes from (trust.* keys).
 	Trust Trust
+	// VSA configures the verification summaries (vsa.* keys).
+	VSA VSA
 }
 
 // Defaults is the Config of an empty or absent ConfigMap.
@@ -165,6 +167,7 @@ func Defaults() *Config {
 		RetryMaxDelay:     5 * time.Minute,
 		BuilderID:         "https://stepseal.dev/controller",
 		Trust:             defaultTrust(),
+		VSA:               defaultVSA(),
 	}
 }
 
@@ -261,6 +264,10 @@ func Parse(data map[string]string) (*Config, error) {
 				if msg != "" {
 					errs = append(errs, fmt.Sprintf("%s: %s", k, msg))
 				}
+			} else if ok, msg := vsaSetting(c, k, v); ok {
+				if msg != "" {
+					errs = append(errs, fmt.Sprintf("%s: %s", k, msg))
+				}
 			} else if set, ok := backendSetting(k); ok {
 				if msg := set(c, v); msg != "" {
 					errs = append(errs, fmt.Sprintf("%s: %s", k, msg))
@@ -286,6 +293,9 @@ func Parse(data map[string]string) (*Config, error) {
 	}
 	if slices.Contains(c.Backends, BackendTLog) && slices.Contains(c.Backends, BackendPostgres) && c.TLogDir == c.PostgresLogDir {
 		errs = append(errs, fmt.Sprintf("%s and %s are both %s: the tlog and postgres backends need logs of their own", KeyTLogDir, KeyPostgresLogDir, c.TLogDir))
+	}
+	if msg := checkVSA(c); msg != "" {
+		errs = append(errs, msg)
 	}
 	if len(errs) == 0 && c.RetryBaseDelay > c.RetryMaxDelay {
 		errs = append(errs, fmt.Sprintf("%s %v is larger than %s %v", KeyRetryBaseDelay, c.RetryBaseDelay, KeyRetryMaxDelay, c.RetryMaxDelay))

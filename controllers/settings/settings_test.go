@@ -60,6 +60,14 @@ func TestParse(t *testing.T) {
 		{name: "bad delay", data: map[string]string{KeyRetryBaseDelay: "soon"}, wantErr: "not a positive duration"},
 		{name: "base over max", data: map[string]string{KeyRetryBaseDelay: "1h"}, wantErr: "larger than"},
 		{name: "typo", data: map[string]string{"max-retry": "3"}, wantErr: `unknown key "max-retry"`},
+		{name: "vsa", data: map[string]string{KeyVSAEnabled: "true", KeyVSAVerifierID: "https://stepseal.dev/controller/prod", KeyVSASecret: "vsa-key"}, want: func(c *Config) {
+			c.VSA = VSA{Enabled: true, VerifierID: "https://stepseal.dev/controller/prod", Secret: "vsa-key"}
+		}},
+		{name: "vsa kms", data: map[string]string{KeyVSAKMS: "awskms:///alias/vsa"}, want: func(c *Config) { c.VSA.KMS = "awskms:///alias/vsa" }},
+		{name: "vsa without verifier id", data: map[string]string{KeyVSAEnabled: "true"}, wantErr: "vsa.verifier-id is not set"},
+		{name: "vsa verifier id not a URI", data: map[string]string{KeyVSAVerifierID: "controller"}, wantErr: "not an absolute URI"},
+		{name: "vsa kms not a URI", data: map[string]string{KeyVSAKMS: "/key"}, wantErr: "not a KMS key URI"},
+		{name: "vsa enabled not a boolean", data: map[string]string{KeyVSAEnabled: "yes please"}, wantErr: "not a boolean"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Parse(tc.data)

@@ -1,6 +1,8 @@
 package seal
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -117,4 +119,13 @@ func IsTaskRunProvenanceOf(entry, namespace, name string) bool {
 	}
 	key, ok := strings.CutSuffix(rest, ".provenance")
 	return ok && key != "" && !strings.Contains(key, ".")
+}
+
+// VSAName is the store name of a PipelineRun's verification summary (a
+// SLSA VSA) about its images in the repository resourceURI, signed by
+// keyID: "<namespace>/<name>.<keyid[:8]>.<sha256(resourceURI)[:12]>.vsa"
+// (one VSA per repository the run published to).
+func VSAName(namespace, name, keyID, resourceURI string) string {
+	h := sha256.Sum256([]byte(resourceURI))
+	return fmt.Sprintf("%s/%s.%.8s.%s.vsa", namespace, name, keyID, hex.EncodeToString(h[:6]))
 }
