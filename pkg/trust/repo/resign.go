@@ -289,3 +289,36 @@ func (d *ociDest) put(ctx context.Context, file string, data []byte) error {
 	_, err = d.reg.PushBytes(ctx, t, data, trust.ArtifactType, trust.LayerType, file)
 	return err
 }
+
+// Follow reads the timestamp published at dst (a directory or oci://, as
+// for Resign) and, when the online re-signer published versions above the
+// repository's, numbers the next snapshot and timestamp (Accept, Tick)
+// above them, so that publishing afterwards is not a rollback. Only the
+// version numbers are taken (never content), so an unverified or forged
+// file can at most make versions skip; a jump of more than a million
+// versions is refused.
+func (r *Repo) Follow(ctx context.Context, dst string, reg *oci.Client) error {
+	d, err := newDestination(dst, reg)
+	if err != nil {
+		return err
+	}
+	b, err := d.get(ctx, "timestamp.json")
+	if err != nil || b == nil {
+		return err
+	}
+	md, err := decode[metadata.TimestampType](b, RoleTimestamp)
+	if err != nil {
+		return err
+	}
+	sm := md.Signed.Meta["snapshot.json"]
+	if sm == nil {
+		return &Error{Kind: ErrMalformed, Role: RoleTimestamp, Version: md.Signed.Version, Detail: "the published timestamp names no snapshot"}
+	}
+	const maxJump = 1_000_000
+	if md.Signed.Version > r.st.timestamp.Signed.Version+maxJump || sm.Version > r.st.snapshot.Signed.Version+maxJump {
+		return &Error{Kind: ErrVersion, Role: RoleTimestamp, Version: md.Signed.Version, Detail: fmt.Sprintf("the published timestamp (snapshot v%d) is more than %d versions above this repository's", sm.Version, maxJump)}
+	}
+	r.follow.timestamp = max(r.follow.timestamp, md.Signed.Version)
+	r.follow.snapshot = max(r.follow.snapshot, sm.Version)
+	return nil
+}

@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -99,13 +100,38 @@ func TestResignOverOCI(t *testing.T) {
 		t.Fatalf("after a refused resign: %+v %v", ch, err)
 	}
 
-	// The publisher's repository directory is now behind the registry: its
-	// next snapshot version is taken; publishing it is refused.
-	if _, err := f.repo.Tick(ctx); err != nil {
+	// The publisher's repository directory is now behind the registry:
+	// publishing its next timestamp would be a rollback, refused; after
+	// Follow, its next versions are above the re-signer's.
+	behind := t.TempDir()
+	if err := os.CopyFS(behind, os.DirFS(f.dir)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.repo.PublishOCI(ctx, reg, dst); !errors.Is(err, ErrPublished) {
+	stale, err := Open(behind, OpenOptions{Online: f.online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stale.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stale.PublishOCI(ctx, reg, dst); !errors.Is(err, ErrStale) && !errors.Is(err, ErrPublished) {
 		t.Fatalf("publishing a repository behind the re-signer: %v", err)
+	}
+	if err := f.repo.Follow(ctx, dst, reg); err != nil {
+		t.Fatal(err)
+	}
+	ch2, err := f.repo.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch2.Timestamp != ts0+3 || ch2.Snapshot != sn0+2 {
+		t.Fatalf("tick after Follow: %+v", ch2)
+	}
+	if _, err := f.repo.PublishOCI(ctx, reg, dst); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err = reader.Refresh(ctx); err != nil || ch.Timestamp.To != ts0+3 {
+		t.Fatalf("reader after the publisher followed: %+v %v", ch, err)
 	}
 
 	// Someone with registry write access puts a forged timestamp there
