@@ -26,6 +26,8 @@ type trustClientFlags struct {
 	offline              bool
 	insecure             bool
 	mirrors              []string
+	// noRefresh: refresh builds the client only (its caller refreshes).
+	noRefresh bool
 }
 
 func (f *trustClientFlags) add(c *cobra.Command) {
@@ -84,6 +86,9 @@ func (f *trustClientFlags) refresh(ctx context.Context) (*trust.Client, *trust.C
 	c, err := trust.NewClient(ctx, o)
 	if err != nil {
 		return nil, nil, err
+	}
+	if f.noRefresh {
+		return c, nil, nil
 	}
 	if f.offline {
 		return c, nil, c.LoadCache(ctx)
