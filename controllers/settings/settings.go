@@ -250,6 +250,9 @@ func Parse(data map[string]string) (*Config, error) {
 	if slices.Contains(c.Backends, BackendTLog) && slices.Contains(c.Backends, BackendPostgres) && c.TLogDir == c.PostgresLogDir {
 		errs = append(errs, fmt.Sprintf("%s and %s are both %s: the tlog and postgres backends need logs of their own", KeyTLogDir, KeyPostgresLogDir, c.TLogDir))
 	}
+	if msg := c.Trust.checkOnline(); msg != "" {
+		errs = append(errs, msg)
+	}
 	if len(errs) == 0 && c.RetryBaseDelay > c.RetryMaxDelay {
 		errs = append(errs, fmt.Sprintf("%s %v is larger than %s %v", KeyRetryBaseDelay, c.RetryBaseDelay, KeyRetryMaxDelay, c.RetryMaxDelay))
 	}

@@ -55,6 +55,20 @@ func TestParse(t *testing.T) {
 		{name: "bad delay", data: map[string]string{KeyRetryBaseDelay: "soon"}, wantErr: "not a positive duration"},
 		{name: "base over max", data: map[string]string{KeyRetryBaseDelay: "1h"}, wantErr: "larger than"},
 		{name: "typo", data: map[string]string{"max-retry": "3"}, wantErr: `unknown key "max-retry"`},
+		{name: "trust online", data: map[string]string{KeyTrustURL: "oci://registry.example.com/tuf", KeyTrustOnlinePublish: "oci://registry.example.com/tuf",
+			KeyTrustOnlineKeySecret: "tuf-online", KeyTrustOnlineResignBefore: "6h", KeyTrustOnlineTimestampExpiry: "12h", KeyTrustOnlineSnapshotExpiry: "48h"}, want: func(c *Config) {
+			c.Trust.URL = "oci://registry.example.com/tuf"
+			c.Trust.Online = Online{Publish: "oci://registry.example.com/tuf", KeySecret: "tuf-online", ResignBefore: 6 * time.Hour, TimestampExpiry: 12 * time.Hour, SnapshotExpiry: 48 * time.Hour}
+		}},
+		{name: "trust online dir and kms", data: map[string]string{KeyTrustURL: "https://tuf.example.com/metadata", KeyTrustOnlinePublish: "/srv/tuf", KeyTrustOnlineKMS: "awskms:///alias/tuf"}, want: func(c *Config) {
+			c.Trust.URL = "https://tuf.example.com/metadata"
+			c.Trust.Online.Publish, c.Trust.Online.KMS = "/srv/tuf", "awskms:///alias/tuf"
+		}},
+		{name: "trust online without url", data: map[string]string{KeyTrustOnlinePublish: "/srv/tuf", KeyTrustOnlineKeySecret: "k"}, wantErr: "re-signs only what it verified"},
+		{name: "trust online without key", data: map[string]string{KeyTrustURL: "https://t/m", KeyTrustOnlinePublish: "/srv/tuf"}, wantErr: "needs exactly one of"},
+		{name: "trust online key without publish", data: map[string]string{KeyTrustOnlineKeySecret: "k"}, wantErr: "without " + KeyTrustOnlinePublish},
+		{name: "trust online relative", data: map[string]string{KeyTrustOnlinePublish: "srv/tuf"}, wantErr: "neither oci://"},
+		{name: "trust online before too long", data: map[string]string{KeyTrustURL: "https://t/m", KeyTrustOnlinePublish: "/srv/tuf", KeyTrustOnlineKeySecret: "k", KeyTrustOnlineResignBefore: "24h"}, wantErr: "every refresh would re-sign"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Parse(tc.data)

@@ -21,7 +21,10 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/stepseal/stepseal/controllers/settings"
+	"github.com/stepseal/stepseal/pkg/oci"
+	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/trust"
+	"github.com/stepseal/stepseal/pkg/trust/repo"
 	"github.com/stepseal/stepseal/pkg/trustroot"
 )
 
@@ -34,6 +37,10 @@ const (
 	// ReasonArchiveFailed: an accepted metadata file could not be appended
 	// to the transparency log.
 	ReasonArchiveFailed = "TrustArchiveFailed"
+	// ReasonResigned: the controller re-signed the online roles
+	// (trust.online.*); ReasonResignFailed: it could not.
+	ReasonResigned     = "TrustResigned"
+	ReasonResignFailed = "TrustResignFailed"
 )
 
 // Instrument names (OpenTelemetry; the Prometheus exporter adds the unit
@@ -41,6 +48,9 @@ const (
 const (
 	NameExpiry   = "stepseal.trust.expiry"
 	NameFailures = "stepseal.trust.refresh.failures"
+	// NameResigns counts re-signings of the online roles, by result
+	// ("resigned" or "failed").
+	NameResigns = "stepseal.trust.resigns"
 )
 
 // Options configure a Watcher.
@@ -62,6 +72,9 @@ type Options struct {
 	// kept up to date after each successful refresh (nil Kube: not kept).
 	Kube      kubernetes.Interface
 	Namespace string
+	// Registry reads an oci:// trust.url and writes an oci://
+	// trust.online.publish (default: HTTPS with the docker credentials).
+	Registry *oci.Client
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 }
@@ -71,6 +84,13 @@ type Options struct {
 type Watcher struct {
 	o        Options
 	failures metric.Int64Counter
+	resigns  metric.Int64Counter
+
+	// online is the online signer and what it was made from (Secret
+	// UID/resourceVersion or KMS URI): the key is parsed once per version.
+	onlineMu  sync.Mutex
+	online    signing.Signer
+	onlineKey string
 
 	mu     sync.Mutex
 	client *trust.Client
@@ -93,6 +113,9 @@ func New(o Options) (*Watcher, error) {
 	m := o.Meter.Meter("github.com/stepseal/stepseal/controllers/trustwatch")
 	var err error
 	if w.failures, err = m.Int64Counter(NameFailures, metric.WithDescription("TUF refreshes that failed"), metric.WithUnit("{refresh}")); err != nil {
+		return nil, err
+	}
+	if w.resigns, err = m.Int64Counter(NameResigns, metric.WithDescription("Re-signings of the TUF online roles (timestamp, snapshot)"), metric.WithUnit("{resign}")); err != nil {
 		return nil, err
 	}
 	_, err = m.Float64ObservableGauge(NameExpiry, metric.WithDescription("Seconds until each trusted TUF role expires (negative: expired)"), metric.WithUnit("s"),
@@ -175,10 +198,117 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 		w.fail(ctx, cfg, c, err)
 		return err
 	}
+	// Re-sign before reporting, so that a timestamp about to be re-signed
+	// is not announced as expiring; the new state is refreshed like any.
+	var after *trust.Changes
+	if cfg.Online.Enabled() && w.keepAlive(rctx, cfg, c) {
+		if after, err = c.Refresh(rctx); err != nil {
+			w.fail(ctx, cfg, c, err)
+		}
+	}
 	w.report(ctx, cfg, c, ch)
+	if after != nil {
+		w.report(ctx, cfg, c, after)
+	}
 	w.writeFloor(ctx, c)
 	w.archive(ctx, ch)
-	return nil
+	if after != nil {
+		w.archive(ctx, after)
+	}
+	return err
+}
+
+// keepAlive re-signs the online roles (repo.Resign, over the state c just
+// verified) when the timestamp expires within trust.online.resign-before,
+// and says whether it wrote anything. A failure is a Warning Event
+// (TrustResignFailed) and counted; the last verified state stays.
+func (w *Watcher) keepAlive(ctx context.Context, cfg settings.Trust, c *trust.Client) bool {
+	v, err := c.Verified()
+	if err != nil || v.Timestamp.Signed.Expires.Sub(w.o.Now()) > cfg.Online.ResignBefore {
+		return false
+	}
+	res, err := w.resign(ctx, cfg, c)
+	if err != nil {
+		w.resigns.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "failed")))
+		w.event(corev1.EventTypeWarning, ReasonResignFailed, fmt.Sprintf("re-signing the TUF online roles of %s failed: %v; timestamp v%d expires %s", cfg.Online.Publish, err,
+			v.Timestamp.Signed.Version, v.Timestamp.Signed.Expires.UTC().Format(time.RFC3339)))
+		return false
+	}
+	if !res.Resigned {
+		return false
+	}
+	w.resigns.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "resigned")))
+	msg := fmt.Sprintf("re-signed TUF timestamp v%d → v%d (expires %s)", res.Timestamp.From, res.Timestamp.To, res.Timestamp.Expires.UTC().Format(time.RFC3339))
+	if res.Snapshot.To != res.Snapshot.From {
+		msg += fmt.Sprintf(" and snapshot v%d → v%d (expires %s)", res.Snapshot.From, res.Snapshot.To, res.Snapshot.Expires.UTC().Format(time.RFC3339))
+	}
+	msg += " at " + cfg.Online.Publish
+	for role, why := range res.Refused {
+		msg += fmt.Sprintf("; role %s does not verify (clients refuse it): %s", role, why)
+	}
+	w.event(corev1.EventTypeNormal, ReasonResigned, msg)
+	return true
+}
+
+func (w *Watcher) resign(ctx context.Context, cfg settings.Trust, c *trust.Client) (*repo.Resigned, error) {
+	s, err := w.onlineSigner(ctx, cfg.Online)
+	if err != nil {
+		return nil, err
+	}
+	return repo.Resign(ctx, repo.ResignOptions{Client: c, Refreshed: true, Dest: cfg.Online.Publish, Registry: w.o.Registry, Online: s,
+		Before: cfg.Online.ResignBefore, Expiry: repo.Expiry{Timestamp: cfg.Online.TimestampExpiry, Snapshot: cfg.Online.SnapshotExpiry}, Now: w.o.Now})
+}
+
+// Keys of the online key Secret (those of the signing Secret).
+const (
+	SecretKeyCosignKey      = "cosign.key"
+	SecretKeyCosignPassword = "cosign.password"
+)
+
+// onlineSigner returns the online key: the KMS key trust.online.kms, or
+// the Secret trust.online.key-secret of the controller's namespace
+// (parsed again only when the Secret changed). Errors name the Secret,
+// never its content.
+func (w *Watcher) onlineSigner(ctx context.Context, o settings.Online) (signing.Signer, error) {
+	w.onlineMu.Lock()
+	defer w.onlineMu.Unlock()
+	if o.KMS != "" {
+		if w.online != nil && w.onlineKey == "kms:"+o.KMS {
+			return w.online, nil
+		}
+		s, err := signing.KMSSigner(ctx, o.KMS)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", settings.KeyTrustOnlineKMS, err)
+		}
+		w.online, w.onlineKey = s, "kms:"+o.KMS
+		return s, nil
+	}
+	if w.o.Kube == nil {
+		return nil, fmt.Errorf("online key Secret %s: no Kubernetes client", o.KeySecret)
+	}
+	sec, err := w.o.Kube.CoreV1().Secrets(w.o.Namespace).Get(ctx, o.KeySecret, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("online key Secret %s/%s: %w", w.o.Namespace, o.KeySecret, err)
+	}
+	k := fmt.Sprintf("secret:%s/%s", sec.UID, sec.ResourceVersion)
+	if w.online != nil && w.onlineKey == k {
+		return w.online, nil
+	}
+	pem := sec.Data[SecretKeyCosignKey]
+	if len(pem) == 0 {
+		return nil, fmt.Errorf("online key Secret %s/%s has no %s", w.o.Namespace, o.KeySecret, SecretKeyCosignKey)
+	}
+	pw := sec.Data[SecretKeyCosignPassword]
+	key, err := signing.ParsePrivateKeyPEM(pem, func(bool) ([]byte, error) { return pw, nil })
+	if err != nil {
+		return nil, fmt.Errorf("online key Secret %s/%s: %w", w.o.Namespace, o.KeySecret, err)
+	}
+	s, err := signing.NewSigner(key)
+	if err != nil {
+		return nil, fmt.Errorf("online key Secret %s/%s: %w", w.o.Namespace, o.KeySecret, err)
+	}
+	w.online, w.onlineKey = s, k
+	return s, nil
 }
 
 // archive hands the accepted files to Options.Archive, roots first (by
@@ -265,7 +395,7 @@ func (w *Watcher) clientFor(ctx context.Context, cfg settings.Trust) (*trust.Cli
 	if w.client != nil && w.key == key {
 		return w.client, nil
 	}
-	o := trust.ClientOptions{Source: cfg.URL, CacheDir: cfg.CacheDir, Now: w.o.Now}
+	o := trust.ClientOptions{Source: cfg.URL, CacheDir: cfg.CacheDir, Now: w.o.Now, Registry: w.o.Registry}
 	if cfg.Root != "" {
 		root := []byte(cfg.Root)
 		if !strings.HasPrefix(cfg.Root, "{") {

@@ -38,6 +38,9 @@ type ResignOptions struct {
 	Expiry Expiry
 	// Force re-signs the timestamp whatever its expiry.
 	Force bool
+	// Refreshed: the caller refreshed Client just before (and reports
+	// what that refresh brought); Resign does not refresh it again.
+	Refreshed bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -100,8 +103,10 @@ func Resign(ctx context.Context, o ResignOptions) (*Resigned, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := o.Client.Refresh(ctx); err != nil {
-		return nil, fmt.Errorf("the published repository does not verify, nothing re-signed: %w", err)
+	if !o.Refreshed {
+		if _, err := o.Client.Refresh(ctx); err != nil {
+			return nil, fmt.Errorf("the published repository does not verify, nothing re-signed: %w", err)
+		}
 	}
 	v, err := o.Client.Verified()
 	if err != nil {
