@@ -243,6 +243,7 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	st.cached = nil
 	ch := diff(before, st, f)
 	ch.Files = acceptedFiles(ch, st, f)
+	ch.previous = previousTargets(before, ch, c.o.CacheDir)
 	if !ch.Updated {
 		if fi, err := os.Stat(filepath.Join(c.o.CacheDir, "timestamp.json")); err == nil {
 			ch.UnchangedSince = fi.ModTime().UTC().Truncate(time.Second)
