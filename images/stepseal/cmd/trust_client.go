@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -157,6 +158,9 @@ new digest.`,
 					err = lerr
 				}
 			}
+			// Which target paths changed: top-level always, delegated
+			// roles as far as they are loaded (all with --all).
+			c.TargetChanges(ch)
 			rep := trustStatusReport{Changes: ch}
 			var stale error
 			if recipients != "" && err == nil {
@@ -238,6 +242,27 @@ func printTrustStatus(w io.Writer, rep trustStatusReport) {
 			}
 			for _, d := range ch.Delegations {
 				fmt.Fprintf(w, "        %s → %s: %s %s %s\n", d.Delegator, d.Role, d.Change, d.KeyID, d.Detail)
+			}
+			for _, tc := range ch.TargetChanges {
+				switch tc.Change {
+				case "added":
+					fmt.Fprintf(w, "        %s: added %s (sha256 %s, %d bytes)\n", tc.Role, tc.Path, tc.ToSHA256, tc.ToLength)
+				case "removed":
+					fmt.Fprintf(w, "        %s: removed %s (was sha256 %s)\n", tc.Role, tc.Path, tc.FromSHA256)
+				default:
+					fmt.Fprintf(w, "        %s: changed %s sha256 %s → %s (%d → %d bytes)\n", tc.Role, tc.Path, tc.FromSHA256, tc.ToSHA256, tc.FromLength, tc.ToLength)
+				}
+			}
+			roles := make([]string, 0, len(ch.TargetsNotCompared))
+			for r := range ch.TargetsNotCompared {
+				roles = append(roles, r)
+			}
+			sort.Strings(roles)
+			for _, r := range roles {
+				fmt.Fprintf(w, "        %s: target paths not compared: %s\n", r, ch.TargetsNotCompared[r])
+			}
+			if ch.SuspectedFastForward != "" {
+				fmt.Fprintf(w, "warning: suspected fast-forward: %s\n", ch.SuspectedFastForward)
 			}
 		}
 	}
