@@ -2,12 +2,16 @@ package trustwatch
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	corev1 "k8s.io/api/core/v1"
@@ -35,6 +39,7 @@ type onlineEnv struct {
 	cm       *corev1.ConfigMap
 	recorder record.EventRecorder
 	online   signing.Signer
+	targets  signing.Signer
 	onlineCS []byte // the online key, PEM, encrypted with "pw"
 	repo     *repo.Repo
 	site     string
@@ -71,7 +76,8 @@ func newOnlineEnv(t *testing.T, ns string, tsExpiry time.Duration) *onlineEnv {
 	if e.onlineCS, err = signing.MarshalPrivateKeyPEM(ok, []byte("pw")); err != nil {
 		t.Fatal(err)
 	}
-	if e.repo, err = repo.Init(ctx, t.TempDir(), repo.InitOptions{RootSigners: []signing.Signer{key(t)}, TargetsSigners: []signing.Signer{key(t)}, Online: e.online,
+	e.targets = key(t)
+	if e.repo, err = repo.Init(ctx, t.TempDir(), repo.InitOptions{RootSigners: []signing.Signer{key(t)}, TargetsSigners: []signing.Signer{e.targets}, Online: e.online,
 		Expiry: repo.Expiry{Timestamp: tsExpiry}}); err != nil {
 		t.Fatal(err)
 	}
@@ -227,4 +233,113 @@ func TestOnlineRolesKeptAlive(t *testing.T) {
 			t.Errorf("with re-signing on: %s: %s", ev.Reason, ev.Message)
 		}
 	}
+}
+
+// TestUpdatedEventNamesTargetsAndFastForward: on the real apiserver, a
+// release is TrustUpdated naming each target path that changed in the
+// developer role the controller had looked up (its new digest), and a
+// timestamp pushed 200 000 versions ahead with the online key is
+// TrustSuspectedFastForward — when it is accepted, and again when the
+// repository's real, lower timestamp is then refused as a rollback.
+func TestUpdatedEventNamesTargetsAndFastForward(t *testing.T) {
+	ctx := context.Background()
+	e := newOnlineEnv(t, "trust-targets", time.Hour)
+	dev := key(t)
+	r := e.repo
+	accept := func(p []byte) {
+		t.Helper()
+		var err error
+		if r, err = repo.Open(r.Dir(), repo.OpenOptions{Online: e.online}); err != nil {
+			t.Fatal(err)
+		}
+		if p == nil {
+			_, err = r.Tick(ctx)
+		} else {
+			_, err = r.Accept(ctx, p)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Publish(ctx, e.site); err != nil {
+			t.Fatal(err)
+		}
+	}
+	targets := e.targets
+	p, err := r.Delegate(ctx, repo.Delegation{Name: "payments", Paths: []string{"oci/registry.example.com/payments/*"}, Keys: []crypto.PublicKey{dev.Public()}}, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept(p)
+	const api, web = "oci/registry.example.com/payments/api:v1", "oci/registry.example.com/payments/web:v1"
+	release := func(path string, c byte) {
+		t.Helper()
+		p, err := r.Release(ctx, "payments", path, repo.Target{SHA256: strings.Repeat(string(c), 64), Length: 10}, dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		accept(p)
+	}
+	release(api, 'a')
+	cfg := e.config(t)
+	w, err := New(Options{Config: func() *settings.Config { return cfg }, Recorder: e.recorder, Object: e.cm, Kube: e.kube, Namespace: e.ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.current().Resolve(ctx, api); err != nil {
+		t.Fatal(err)
+	}
+	release(api, 'b')
+	release(web, 'c')
+	if err := w.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, e.kube, e.ns, ReasonUpdated, "targets: payments changed "+api+" (sha256 bbbbbbbbbbbb), payments added "+web+" (sha256 cccccccccccc)")
+
+	// The online key pushes the timestamp 200 000 versions ahead.
+	tsPath := filepath.Join(e.site, repo.MetadataDir, "timestamp.json")
+	md, err := (&metadata.Metadata[metadata.TimestampType]{}).FromFile(tsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md.Signed.Version += 200_000
+	md.ClearSignatures()
+	ts, err := repo.TUFSigner(ctx, e.online)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := md.Sign(ts); err != nil {
+		t.Fatal(err)
+	}
+	if err := md.ToFile(tsPath, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, e.kube, e.ns, ReasonFastForward, "in one refresh: if the repository did not sign these")
+	// The publisher's real next timestamp, far lower (written over the
+	// published one by hand: Publish refuses a lower timestamp).
+	if r, err = repo.Open(r.Dir(), repo.OpenOptions{Online: e.online}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := os.ReadDir(filepath.Join(r.Dir(), repo.MetadataDir))
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(r.Dir(), repo.MetadataDir, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.site, repo.MetadataDir, f.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Refresh(ctx); !errors.Is(err, trust.ErrRollback) {
+		t.Fatalf("refresh after the fast-forward: %v", err)
+	}
+	waitEvent(t, e.kube, e.ns, ReasonFastForward, "must be rotated in root")
 }

@@ -41,7 +41,14 @@ const (
 	// (trust.online.*); ReasonResignFailed: it could not.
 	ReasonResigned     = "TrustResigned"
 	ReasonResignFailed = "TrustResignFailed"
+	// ReasonFastForward: a top-level version jumped suspiciously far in
+	// one refresh (trust.FastForwardJump), or the repository's versions
+	// are refused as a rollback below it.
+	ReasonFastForward = "TrustSuspectedFastForward"
 )
+
+// maxTargetsInEvent bounds the target paths a TrustUpdated Event names.
+const maxTargetsInEvent = 10
 
 // Instrument names (OpenTelemetry; the Prometheus exporter adds the unit
 // and _total suffixes).
@@ -429,7 +436,11 @@ func (w *Watcher) fail(ctx context.Context, cfg settings.Trust, c *trust.Client,
 	w.failures.Add(ctx, 1)
 	msg := fmt.Sprintf("refreshing TUF metadata from %s failed: %v", cfg.URL, err)
 	if c != nil {
-		if st := c.Status(ctx); st.Trusted {
+		st := c.Status(ctx)
+		if st.SuspectedFastForward != "" {
+			w.event(corev1.EventTypeWarning, ReasonFastForward, "suspected fast-forward of "+cfg.URL+": "+st.SuspectedFastForward)
+		}
+		if st.Trusted {
 			msg += "; the last verified state stays in force until it expires (" + earliestExpiry(st, w.o.Now()) + ")"
 		} else {
 			msg += "; nothing is trusted yet"
@@ -467,7 +478,33 @@ func (w *Watcher) report(ctx context.Context, cfg settings.Trust, c *trust.Clien
 		}
 		add("snapshot", ch.Snapshot)
 		add("timestamp", ch.Timestamp)
-		w.event(corev1.EventTypeNormal, ReasonUpdated, "TUF metadata updated from "+cfg.URL+": "+strings.Join(parts, ", "))
+		msg := "TUF metadata updated from " + cfg.URL + ": " + strings.Join(parts, ", ")
+		// Which target paths changed: the top-level targets' always,
+		// delegated roles' that the controller had loaded (by lookups)
+		// before the refresh, loaded again along the same delegations.
+		if err := c.LoadChanged(ctx, ch); err != nil {
+			w.o.Logger.Warnw("loading the changed TUF roles", "error", err)
+		}
+		c.TargetChanges(ch)
+		if n := len(ch.TargetChanges); n > 0 {
+			var tc []string
+			for i, t := range ch.TargetChanges {
+				if i == maxTargetsInEvent {
+					tc = append(tc, fmt.Sprintf("and %d more", n-i))
+					break
+				}
+				d := t.ToSHA256
+				if t.Change == "removed" {
+					d = t.FromSHA256
+				}
+				tc = append(tc, fmt.Sprintf("%s %s %s (sha256 %.12s)", t.Role, t.Change, t.Path, d))
+			}
+			msg += "; targets: " + strings.Join(tc, ", ")
+		}
+		if ch.SuspectedFastForward != "" {
+			w.event(corev1.EventTypeWarning, ReasonFastForward, "suspected fast-forward of "+cfg.URL+": "+ch.SuspectedFastForward)
+		}
+		w.event(corev1.EventTypeNormal, ReasonUpdated, msg)
 	}
 	for _, k := range ch.Keys {
 		if k.Change == "removed" {

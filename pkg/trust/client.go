@@ -244,6 +244,7 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	ch := diff(before, st, f)
 	ch.Files = acceptedFiles(ch, st, f)
 	ch.previous = previousTargets(before, ch, c.o.CacheDir)
+	ch.chains = previousChains(before, ch)
 	if !ch.Updated {
 		if fi, err := os.Stat(filepath.Join(c.o.CacheDir, "timestamp.json")); err == nil {
 			ch.UnchangedSince = fi.ModTime().UTC().Truncate(time.Second)

@@ -88,6 +88,9 @@ type Changes struct {
 	// previous are the target lists of the versions replaced
 	// (previousTargets).
 	previous map[string]*metadata.Metadata[metadata.TargetsType]
+	// chains are the delegation chains of the changed roles the previous
+	// state had loaded (previousChains, for LoadChanged).
+	chains map[string][]string
 }
 
 func version[T metadata.Roles](md *metadata.Metadata[T], v func(*metadata.Metadata[T]) int64) int64 {

@@ -1,7 +1,9 @@
 package trust
 
 import (
+	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -140,4 +142,65 @@ func diffTargets(role string, was, is map[string]*metadata.TargetFiles) []Target
 		}
 	}
 	return out
+}
+
+// previousChains are, for each delegated role whose version ch says moved
+// and which the previous state had loaded, the delegation chain it was
+// reached by (targets first).
+func previousChains(before *state, ch *Changes) map[string][]string {
+	roles := before.rolesCopy()
+	out := map[string][]string{}
+	for _, rc := range ch.Roles {
+		chain := []string{rc.Role}
+		for r := roles[rc.Role]; r != nil && r.parent != "" && r.parent != "root" && len(chain) <= 64; r = roles[r.parent] {
+			chain = append([]string{r.parent}, chain...)
+			if r.parent == "targets" {
+				out[rc.Role] = chain
+				break
+			}
+		}
+	}
+	return out
+}
+
+// LoadChanged loads, in the current state, the delegated roles whose
+// version ch (the last refresh's Changes) says moved and that the
+// previous state had loaded, along the chain they were reached by then,
+// as long as each delegator still delegates the next role — so that
+// TargetChanges can compare them without LoadAll. For a long-running
+// process (the controller); a role it cannot reach that way stays not
+// compared. Only a timeout or an unreachable repository is returned.
+func (c *Client) LoadChanged(ctx context.Context, ch *Changes) error {
+	st := c.state.Load()
+	if st == nil || ch == nil {
+		return nil
+	}
+	for _, rc := range ch.Roles {
+		chain := ch.chains[rc.Role]
+		for i := 1; i < len(chain); i++ {
+			p := st.role(chain[i-1])
+			if p == nil || p.md == nil || !delegatesTo(p.md, chain[i]) {
+				break
+			}
+			if _, err := c.step(ctx, st, chain[i-1], chain[i], chain[:i]); err != nil {
+				if ctx.Err() != nil || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnavailable) {
+					return err
+				}
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func delegatesTo(md *metadata.Metadata[metadata.TargetsType], role string) bool {
+	if md.Signed.Delegations == nil {
+		return false
+	}
+	for _, dr := range md.Signed.Delegations.Roles {
+		if dr.Name == role {
+			return true
+		}
+	}
+	return false
 }

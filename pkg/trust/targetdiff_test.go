@@ -46,8 +46,13 @@ func TestTargetChanges(t *testing.T) {
 	if ch.TargetsNotCompared["payments"] == "" || len(ch.TargetChanges) != 1 || ch.TargetChanges[0].Path != "layouts/all.layout" || ch.TargetChanges[0].ToSHA256 != top {
 		t.Fatalf("before payments v4 is loaded: %+v %v", ch.TargetChanges, ch.TargetsNotCompared)
 	}
-	if err := long.LoadAll(ctx); err != nil {
+	// The long-running client loads just the changed role, along the
+	// delegations it reached it by before.
+	if err := long.LoadChanged(ctx, ch); err != nil {
 		t.Fatal(err)
+	}
+	if st := long.Status(ctx); st.AllLoaded || st.Loaded != 1 {
+		t.Fatalf("LoadChanged loaded %d roles (all: %v)", st.Loaded, st.AllLoaded)
 	}
 	long.TargetChanges(ch)
 
