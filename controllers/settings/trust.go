@@ -49,6 +49,11 @@ const (
 	// 168h) stay valid.
 	KeyTrustOnlineTimestampExpiry = "trust.online.timestamp-expiry"
 	KeyTrustOnlineSnapshotExpiry  = "trust.online.snapshot-expiry"
+	// KeyTrustRecipientsPolicy names a platform policy TUF vouches for
+	// (policies/<name>.policy, or the short name): after each change of
+	// the trusted metadata the controller checks every released artifact's
+	// recipients against it (TrustStaleRecipients).
+	KeyTrustRecipientsPolicy = "trust.recipients-policy"
 )
 
 // Online is the trust.online.* part: the controller's re-signing of the
@@ -71,6 +76,8 @@ type Trust struct {
 	Interval      time.Duration
 	ExpiryWarning time.Duration
 	Online        Online
+	// RecipientsPolicy: KeyTrustRecipientsPolicy.
+	RecipientsPolicy string
 }
 
 // Enabled says whether a TUF repository is configured.
@@ -91,6 +98,11 @@ func trustSetting(c *Config, k, v string) (bool, string) {
 			return true, fmt.Sprintf("%q is not an http(s) URL or oci://registry/repository", v)
 		}
 		c.Trust.URL = v
+	case KeyTrustRecipientsPolicy:
+		if v == "" || strings.ContainsAny(v, " \t\n") {
+			return true, fmt.Sprintf("%q is not a policy name or target path", v)
+		}
+		c.Trust.RecipientsPolicy = v
 	case KeyTrustOnlinePublish:
 		u, err := url.Parse(v)
 		if !strings.HasPrefix(v, "/") && (err != nil || u.Scheme != "oci" || u.Host == "" || u.Path == "") {

@@ -45,7 +45,18 @@ const (
 	// one refresh (trust.FastForwardJump), or the repository's versions
 	// are refused as a rollback below it.
 	ReasonFastForward = "TrustSuspectedFastForward"
+	// ReasonStaleRecipients: a released artifact is encrypted to other
+	// platforms than the current platform policy allows (a platform was
+	// removed); ReasonAuditFailed: artifacts could not be checked.
+	ReasonStaleRecipients = "TrustStaleRecipients"
+	ReasonAuditFailed     = "TrustRecipientsUnchecked"
 )
+
+// StaleKey is the key of FloorConfigMap under which the controller keeps
+// the last recipients audit (trust.recipients-policy): the policy, its
+// version and the stale artifacts — what the owning teams must
+// re-encrypt and release.
+const StaleKey = "stale-recipients.json"
 
 // maxTargetsInEvent bounds the target paths a TrustUpdated Event names.
 const maxTargetsInEvent = 10
@@ -103,6 +114,10 @@ type Watcher struct {
 	client *trust.Client
 	key    string // the trust.* settings client was made for
 	warned map[string]bool
+	// announced: stale artifacts already announced (path@digest/policy/version);
+	// auditDone: an audit ran for the current client.
+	announced map[string]bool
+	auditDone bool
 }
 
 // New returns a Watcher; its instruments are registered on o.Meter.
@@ -116,7 +131,7 @@ func New(o Options) (*Watcher, error) {
 	if o.Meter == nil {
 		o.Meter = noop.NewMeterProvider()
 	}
-	w := &Watcher{o: o, warned: map[string]bool{}}
+	w := &Watcher{o: o, warned: map[string]bool{}, announced: map[string]bool{}}
 	m := o.Meter.Meter("github.com/stepseal/stepseal/controllers/trustwatch")
 	var err error
 	if w.failures, err = m.Int64Counter(NameFailures, metric.WithDescription("TUF refreshes that failed"), metric.WithUnit("{refresh}")); err != nil {
@@ -222,7 +237,109 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 	if after != nil {
 		w.archive(ctx, after)
 	}
+	if cfg.RecipientsPolicy != "" && (ch.Updated || !w.audited()) {
+		w.auditRecipients(rctx, cfg, c)
+	}
 	return err
+}
+
+func (w *Watcher) audited() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.auditDone
+}
+
+// StaleReport is what StaleKey holds.
+type StaleReport struct {
+	Policy        string               `json:"policy"`
+	PolicyVersion int64                `json:"policyVersion"`
+	Checked       int                  `json:"checked"`
+	Stale         []trustroot.Released `json:"stale"`
+	Unchecked     []string             `json:"unchecked,omitempty"`
+}
+
+// auditRecipients checks every released artifact TUF vouches for against
+// the platform policy TUF vouches for (trustroot.AuditRecipients: the
+// recipients in each vouched manifest, no key needed). Each artifact
+// still encrypted to a platform the policy no longer allows is a Warning
+// Event (once per artifact digest and policy version) saying what its
+// team must do; the result is kept under StaleKey in FloorConfigMap. The
+// controller re-encrypts nothing: the owning team's role must release the
+// new digest.
+func (w *Watcher) auditRecipients(ctx context.Context, cfg settings.Trust, c *trust.Client) {
+	root := trustroot.New(c)
+	pol, doc, err := root.Policy(ctx, cfg.RecipientsPolicy)
+	if err != nil {
+		w.event(corev1.EventTypeWarning, ReasonAuditFailed, fmt.Sprintf("the recipients of released artifacts could not be checked: platform policy %s: %v", cfg.RecipientsPolicy, err))
+		return
+	}
+	reg := w.o.Registry
+	if reg == nil {
+		if reg, err = oci.New(oci.WithProgress(nil)); err != nil {
+			w.event(corev1.EventTypeWarning, ReasonAuditFailed, fmt.Sprintf("the recipients of released artifacts could not be checked: %v", err))
+			return
+		}
+	}
+	rel, refused, err := root.AuditRecipients(ctx, reg, pol)
+	if err != nil {
+		w.event(corev1.EventTypeWarning, ReasonAuditFailed, fmt.Sprintf("the recipients of released artifacts could not be checked against %s v%d: %v", doc.Path, pol.Version, err))
+		return
+	}
+	rep := StaleReport{Policy: pol.Name, PolicyVersion: pol.Version, Checked: len(rel), Stale: trustroot.Stale(rel)}
+	if rep.Stale == nil {
+		rep.Stale = []trustroot.Released{}
+	}
+	for _, r := range rel {
+		if r.Error != "" {
+			rep.Unchecked = append(rep.Unchecked, r.Path+": "+r.Error)
+		}
+	}
+	for _, e := range refused {
+		rep.Unchecked = append(rep.Unchecked, e.Error())
+	}
+	w.mu.Lock()
+	w.auditDone = true
+	var fresh []trustroot.Released
+	for _, s := range rep.Stale {
+		k := fmt.Sprintf("%s@%s/%s/%d", s.Path, s.Ref, pol.Name, pol.Version)
+		if !w.announced[k] {
+			w.announced[k] = true
+			fresh = append(fresh, s)
+		}
+	}
+	w.mu.Unlock()
+	for _, s := range fresh {
+		w.event(corev1.EventTypeWarning, ReasonStaleRecipients, fmt.Sprintf("released artifact %s (%s, vouched for by TUF role %s v%d) is encrypted to recipients platform policy %q v%d (%s) does not allow: %s; re-encrypt it to the current policy (stepseal crypt rotate --trust … --platform-policy %s) and have role %s release the new digest",
+			s.Path, s.Ref, s.Role, s.RoleVersion, pol.Name, pol.Version, doc.Path, s.Mismatch, cfg.RecipientsPolicy, s.Role))
+	}
+	if len(rep.Unchecked) > 0 {
+		w.event(corev1.EventTypeWarning, ReasonAuditFailed, fmt.Sprintf("%d released artifacts could not be checked against %s v%d, e.g. %s", len(rep.Unchecked), doc.Path, pol.Version, rep.Unchecked[0]))
+	}
+	w.writeStale(ctx, rep)
+}
+
+// writeStale keeps rep under StaleKey in FloorConfigMap (best effort).
+func (w *Watcher) writeStale(ctx context.Context, rep StaleReport) {
+	if w.o.Kube == nil {
+		return
+	}
+	data, err := json.Marshal(rep)
+	if err != nil {
+		return
+	}
+	cms := w.o.Kube.CoreV1().ConfigMaps(w.o.Namespace)
+	cm, err := cms.Get(ctx, FloorConfigMap, metav1.GetOptions{})
+	if err != nil || cm.Data[StaleKey] == string(data) {
+		return
+	}
+	cm = cm.DeepCopy()
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data[StaleKey] = string(data)
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		w.o.Logger.Warnw("updating the recipients audit", "configmap", FloorConfigMap, "error", err)
+	}
 }
 
 // keepAlive re-signs the online roles (repo.Resign, over the state c just
@@ -422,6 +539,7 @@ func (w *Watcher) clientFor(ctx context.Context, cfg settings.Trust) (*trust.Cli
 	_ = c.LoadCache(ctx)
 	w.client, w.key = c, key
 	w.warned = map[string]bool{}
+	w.auditDone = false
 	return c, nil
 }
 
