@@ -64,6 +64,10 @@ func TestParse(t *testing.T) {
 			c.Trust.URL = "https://tuf.example.com/metadata"
 			c.Trust.Online.Publish, c.Trust.Online.KMS = "/srv/tuf", "awskms:///alias/tuf"
 		}},
+		{name: "trust recipients and reencrypt", data: map[string]string{KeyTrustRecipientsPolicy: "platforms", KeyTrustReencryptSecret: "tuf-reencrypt"}, want: func(c *Config) {
+			c.Trust.RecipientsPolicy, c.Trust.ReencryptSecret = "platforms", "tuf-reencrypt"
+		}},
+		{name: "trust reencrypt without policy", data: map[string]string{KeyTrustReencryptSecret: "tuf-reencrypt"}, wantErr: "the policy decides"},
 		{name: "trust online without url", data: map[string]string{KeyTrustOnlinePublish: "/srv/tuf", KeyTrustOnlineKeySecret: "k"}, wantErr: "re-signs only what it verified"},
 		{name: "trust online without key", data: map[string]string{KeyTrustURL: "https://t/m", KeyTrustOnlinePublish: "/srv/tuf"}, wantErr: "needs exactly one of"},
 		{name: "trust online key without publish", data: map[string]string{KeyTrustOnlineKeySecret: "k"}, wantErr: "without " + KeyTrustOnlinePublish},

@@ -54,6 +54,13 @@ const (
 	// the trusted metadata the controller checks every released artifact's
 	// recipients against it (TrustStaleRecipients).
 	KeyTrustRecipientsPolicy = "trust.recipients-policy"
+	// KeyTrustReencryptSecret names a Secret (controller's namespace)
+	// holding the publisher's key (cosign.key, cosign.password) and a
+	// platform's decryption key still authorized (decryption.key): with
+	// it, the controller re-encrypts each stale released artifact to the
+	// current policy (TrustReencrypted); its team then releases the new
+	// digest.
+	KeyTrustReencryptSecret = "trust.reencrypt.secret"
 )
 
 // Online is the trust.online.* part: the controller's re-signing of the
@@ -78,6 +85,8 @@ type Trust struct {
 	Online        Online
 	// RecipientsPolicy: KeyTrustRecipientsPolicy.
 	RecipientsPolicy string
+	// ReencryptSecret: KeyTrustReencryptSecret.
+	ReencryptSecret string
 }
 
 // Enabled says whether a TUF repository is configured.
@@ -103,6 +112,11 @@ func trustSetting(c *Config, k, v string) (bool, string) {
 			return true, fmt.Sprintf("%q is not a policy name or target path", v)
 		}
 		c.Trust.RecipientsPolicy = v
+	case KeyTrustReencryptSecret:
+		if errs := validation.IsDNS1123Subdomain(v); len(errs) > 0 {
+			return true, fmt.Sprintf("%q is not a Secret name", v)
+		}
+		c.Trust.ReencryptSecret = v
 	case KeyTrustOnlinePublish:
 		u, err := url.Parse(v)
 		if !strings.HasPrefix(v, "/") && (err != nil || u.Scheme != "oci" || u.Host == "" || u.Path == "") {
@@ -165,6 +179,9 @@ func trustSetting(c *Config, k, v string) (bool, string) {
 // nothing).
 func (t Trust) checkOnline() string {
 	o := t.Online
+	if t.ReencryptSecret != "" && t.RecipientsPolicy == "" {
+		return fmt.Sprintf("%s without %s: the policy decides what to re-encrypt to", KeyTrustReencryptSecret, KeyTrustRecipientsPolicy)
+	}
 	switch {
 	case !o.Enabled() && (o.KeySecret != "" || o.KMS != ""):
 		return fmt.Sprintf("%s or %s without %s", KeyTrustOnlineKeySecret, KeyTrustOnlineKMS, KeyTrustOnlinePublish)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stepseal/stepseal/controllers/settings"
@@ -47,11 +48,13 @@ func TestStaleRecipientsAnnounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	platformKeys := map[string]crypto.Signer{}
 	for _, n := range []string{"prod-eu", "prod-us"} {
 		k, err := signing.Generate(signing.ECDSA)
 		if err != nil {
 			t.Fatal(err)
 		}
+		platformKeys[n] = k
 		pem, err := signing.MarshalPublicKeyPEM(k.Public())
 		if err != nil {
 			t.Fatal(err)
@@ -129,27 +132,41 @@ spec:
 	releaseFile(polPath, b1)
 
 	// Published encrypted to both, released by its tag.
-	tag, err := name.NewTag(host+"/demo/app:v1", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
+	pub := func(repoTag, content string) (name.Tag, name.Digest, int64) {
+		t.Helper()
+		tag, err := name.NewTag(host+"/demo/"+repoTag, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := oci.BytesArtifact([]byte(content), "application/vnd.example.app", "application/vnd.example.app.layer", "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := publish.Publish(ctx, reg, img, tag, publish.Options{Policy: pol1, Key: ownerKey}); err != nil {
+			t.Fatal(err)
+		}
+		d, size, err := reg.Describe(ctx, tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tag, d, size
 	}
-	img, err := oci.BytesArtifact([]byte("secret app"), "application/vnd.example.app", "application/vnd.example.app.layer", "app")
-	if err != nil {
-		t.Fatal(err)
+	releaseImage := func(path string, d name.Digest, size int64) {
+		t.Helper()
+		p, err := r.Release(ctx, "build", path, repo.Target{SHA256: strings.TrimPrefix(d.DigestStr(), "sha256:"), Length: size}, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		accept(p, nil)
 	}
-	if _, err := publish.Publish(ctx, reg, img, tag, publish.Options{Policy: pol1, Key: ownerKey}); err != nil {
-		t.Fatal(err)
-	}
-	d, size, err := reg.Describe(ctx, tag)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tag, d, size := pub("app:v1", "secret app")
 	appPath := "oci/" + host + "/demo/app:v1"
-	p, err = r.Release(ctx, "build", appPath, repo.Target{SHA256: strings.TrimPrefix(d.DigestStr(), "sha256:"), Length: size}, owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	accept(p, nil)
+	releaseImage(appPath, d, size)
+	// A second artifact, released, whose tag someone with registry write
+	// access then moves to another artifact.
+	_, d2, size2 := pub("web:v1", "secret web")
+	webPath := "oci/" + host + "/demo/web:v1"
+	releaseImage(webPath, d2, size2)
 
 	cfg := e.config(t)
 	cfg.Trust.RecipientsPolicy = "platforms"
@@ -172,19 +189,55 @@ spec:
 	if err := w.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if rep := stale(); rep.PolicyVersion != 1 || rep.Checked != 1 || len(rep.Stale) != 0 || len(rep.Unchecked) != 0 {
+	if rep := stale(); rep.PolicyVersion != 1 || rep.Checked != 2 || len(rep.Stale) != 0 || len(rep.Unchecked) != 0 {
 		t.Fatalf("audit with policy v1: %+v", rep)
 	}
+	pub("web:v1", "other web") // the tag moved, not released
 
-	// prod-us is removed from the demo rule, through TUF.
-	_, b2 := signedPolicy(2, "[prod-eu]")
+	// prod-us is removed from the demo rule, through TUF; the controller
+	// may re-encrypt (publisher key and prod-eu's decryption key).
+	ck, err := signing.MarshalPrivateKeyPEM(ownerKey, []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, err := signing.MarshalPrivateKeyPEM(platformKeys["prod-eu"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.kube.CoreV1().Secrets(e.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tuf-reencrypt"},
+		Data: map[string][]byte{SecretKeyCosignKey: ck, SecretKeyCosignPassword: []byte("pw"), SecretKeyDecryption: dk}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Trust.ReencryptSecret = "tuf-reencrypt"
+	pol2, b2 := signedPolicy(2, "[prod-eu]")
 	releaseFile(polPath, b2)
 	if err := w.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(t, e.kube, e.ns, ReasonStaleRecipients, "released artifact "+appPath+" ("+host+"/demo/app@"+d.DigestStr()+", vouched for by TUF role build v")
 	waitEvent(t, e.kube, e.ns, ReasonStaleRecipients, "and have role build release the new digest")
-	if rep := stale(); rep.PolicyVersion != 2 || len(rep.Stale) != 1 || rep.Stale[0].Path != appPath {
+	waitEvent(t, e.kube, e.ns, ReasonReencrypted, "re-encrypted "+appPath+" to platforms [prod-eu] of policy \"platforms\" v2: new digest sha256:")
+	waitEvent(t, e.kube, e.ns, ReasonReencryptFailed, "not re-encrypting "+webPath+" ("+host+"/demo/web@"+d2.DigestStr()+"): the tag now points to sha256:")
+	rep := stale()
+	if rep.PolicyVersion != 2 || len(rep.Stale) != 2 || len(rep.Reencrypted) != 1 || rep.Reencrypted[0].Path != appPath || rep.Reencrypted[0].Old != d.String() {
 		t.Fatalf("audit with policy v2: %+v", rep)
+	}
+	// The tag now holds an artifact only prod-eu can decrypt.
+	rr, err := publish.Recipients(ctx, reg, tag, pol2)
+	if err != nil || rr.Mismatch != nil || strings.Join(rr.Platforms, ",") != "prod-eu" || rr.Digest.String() != rep.Reencrypted[0].New {
+		t.Fatalf("after re-encryption: %+v %v", rr, err)
+	}
+
+	// The team releases the new digest: app is no longer stale.
+	nd, nsize, err := reg.Describe(ctx, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	releaseImage(appPath, nd, nsize)
+	if err := w.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep := stale(); len(rep.Stale) != 1 || rep.Stale[0].Path != webPath {
+		t.Fatalf("audit after the release: %+v", rep)
 	}
 }

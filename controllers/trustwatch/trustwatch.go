@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/pkg/oci"
+	"github.com/stepseal/stepseal/pkg/policy"
+	"github.com/stepseal/stepseal/pkg/publish"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/trust"
 	"github.com/stepseal/stepseal/pkg/trust/repo"
@@ -50,7 +53,16 @@ const (
 	// removed); ReasonAuditFailed: artifacts could not be checked.
 	ReasonStaleRecipients = "TrustStaleRecipients"
 	ReasonAuditFailed     = "TrustRecipientsUnchecked"
+	// ReasonReencrypted: a stale artifact re-encrypted to the current
+	// policy (trust.reencrypt.secret), its new digest to be released;
+	// ReasonReencryptFailed: it could not be, or was refused.
+	ReasonReencrypted     = "TrustReencrypted"
+	ReasonReencryptFailed = "TrustReencryptFailed"
 )
+
+// Keys of the trust.reencrypt.secret Secret besides cosign.key and
+// cosign.password (the publisher's key).
+const SecretKeyDecryption = "decryption.key"
 
 // StaleKey is the key of FloorConfigMap under which the controller keeps
 // the last recipients audit (trust.recipients-policy): the policy, its
@@ -118,6 +130,8 @@ type Watcher struct {
 	// auditDone: an audit ran for the current client.
 	announced map[string]bool
 	auditDone bool
+	// reencrypted: what this process re-encrypted (reported until restart).
+	reencrypted []Reencrypted
 }
 
 // New returns a Watcher; its instruments are registered on o.Meter.
@@ -256,6 +270,19 @@ type StaleReport struct {
 	Checked       int                  `json:"checked"`
 	Stale         []trustroot.Released `json:"stale"`
 	Unchecked     []string             `json:"unchecked,omitempty"`
+	// Reencrypted are the stale artifacts the controller re-encrypted
+	// (trust.reencrypt.secret): the team of Role must release New for
+	// Path; until then TUF vouches for Old and verifiers refuse the tag.
+	Reencrypted []Reencrypted `json:"reencrypted,omitempty"`
+}
+
+// Reencrypted is one artifact re-encrypted to the current policy.
+type Reencrypted struct {
+	Path      string   `json:"path"`
+	Role      string   `json:"role"`
+	Old       string   `json:"old"`
+	New       string   `json:"new"`
+	Platforms []string `json:"platforms"`
 }
 
 // auditRecipients checks every released artifact TUF vouches for against
@@ -308,7 +335,18 @@ func (w *Watcher) auditRecipients(ctx context.Context, cfg settings.Trust, c *tr
 		}
 	}
 	w.mu.Unlock()
+	w.mu.Lock()
+	rep.Reencrypted = append(rep.Reencrypted, w.reencrypted...)
+	w.mu.Unlock()
 	for _, s := range fresh {
+		if cfg.ReencryptSecret != "" {
+			if re := w.reencrypt(ctx, cfg, reg, pol, s); re != nil {
+				rep.Reencrypted = append(rep.Reencrypted, *re)
+				w.mu.Lock()
+				w.reencrypted = append(w.reencrypted, *re)
+				w.mu.Unlock()
+			}
+		}
 		w.event(corev1.EventTypeWarning, ReasonStaleRecipients, fmt.Sprintf("released artifact %s (%s, vouched for by TUF role %s v%d) is encrypted to recipients platform policy %q v%d (%s) does not allow: %s; re-encrypt it to the current policy (stepseal crypt rotate --trust … --platform-policy %s) and have role %s release the new digest",
 			s.Path, s.Ref, s.Role, s.RoleVersion, pol.Name, pol.Version, doc.Path, s.Mismatch, cfg.RecipientsPolicy, s.Role))
 	}
@@ -316,6 +354,60 @@ func (w *Watcher) auditRecipients(ctx context.Context, cfg settings.Trust, c *tr
 		w.event(corev1.EventTypeWarning, ReasonAuditFailed, fmt.Sprintf("%d released artifacts could not be checked against %s v%d, e.g. %s", len(rep.Unchecked), doc.Path, pol.Version, rep.Unchecked[0]))
 	}
 	w.writeStale(ctx, rep)
+}
+
+// reencrypt re-encrypts the stale artifact s to pol with the keys of the
+// trust.reencrypt.secret Secret (publish.Rotate: the image must be signed
+// by the publisher's key; decrypted with a platform still authorized;
+// fresh content keys; signed and attested again; the old manifest kept,
+// since TUF still vouches for it). Only the digest TUF vouches for is
+// re-encrypted: a tag that moved elsewhere is refused. It returns nil on
+// a failure, which is a Warning Event.
+func (w *Watcher) reencrypt(ctx context.Context, cfg settings.Trust, reg *oci.Client, pol *policy.Policy, s trustroot.Released) *Reencrypted {
+	fail := func(format string, args ...any) *Reencrypted {
+		w.event(corev1.EventTypeWarning, ReasonReencryptFailed, fmt.Sprintf("not re-encrypting %s (%s): ", s.Path, s.Ref)+fmt.Sprintf(format, args...))
+		return nil
+	}
+	repoTag := strings.TrimPrefix(s.Path, trustroot.OCI+"/")
+	ref, err := reg.ParseReference(repoTag)
+	if err != nil {
+		return fail("%v", err)
+	}
+	tag, ok := ref.(name.Tag)
+	if !ok {
+		return fail("not a tag")
+	}
+	cur, err := reg.Resolve(ctx, tag)
+	if err != nil {
+		return fail("resolving the tag: %v", err)
+	}
+	if !strings.HasSuffix(s.Ref, "@"+cur.DigestStr()) {
+		return fail("the tag now points to %s, not the digest TUF vouches for (already re-encrypted and awaiting release, or moved)", cur.DigestStr())
+	}
+	if w.o.Kube == nil {
+		return fail("no Kubernetes client to read Secret %s", cfg.ReencryptSecret)
+	}
+	sec, err := w.o.Kube.CoreV1().Secrets(w.o.Namespace).Get(ctx, cfg.ReencryptSecret, metav1.GetOptions{})
+	if err != nil {
+		return fail("Secret %s/%s: %v", w.o.Namespace, cfg.ReencryptSecret, err)
+	}
+	pw := sec.Data[SecretKeyCosignPassword]
+	key, err := signing.ParsePrivateKeyPEM(sec.Data[SecretKeyCosignKey], func(bool) ([]byte, error) { return pw, nil })
+	if err != nil {
+		return fail("Secret %s/%s %s: %v", w.o.Namespace, cfg.ReencryptSecret, SecretKeyCosignKey, err)
+	}
+	dk, err := signing.ParsePrivateKeyPEM(sec.Data[SecretKeyDecryption], func(bool) ([]byte, error) { return nil, nil })
+	if err != nil {
+		return fail("Secret %s/%s %s: %v", w.o.Namespace, cfg.ReencryptSecret, SecretKeyDecryption, err)
+	}
+	rot, err := publish.Rotate(ctx, reg, tag, publish.RotateOptions{Policy: pol, Key: key, DecryptionKey: dk, KeepOld: true})
+	if err != nil {
+		return fail("%v", err)
+	}
+	re := &Reencrypted{Path: s.Path, Role: s.Role, Old: rot.Old.String(), New: rot.New.String(), Platforms: rot.Platforms}
+	w.event(corev1.EventTypeWarning, ReasonReencrypted, fmt.Sprintf("re-encrypted %s to platforms %v of policy %q v%d: new digest %s (old %s kept); role %s must release it (stepseal trust sign --role %s --image %s), until then verifiers refuse the tag",
+		s.Path, rot.Platforms, pol.Name, pol.Version, rot.New.DigestStr(), rot.Old.DigestStr(), s.Role, s.Role, tag.String()))
+	return re
 }
 
 // writeStale keeps rep under StaleKey in FloorConfigMap (best effort).
