@@ -124,7 +124,11 @@ func newTrustStatus(ro *rootOptions) *cobra.Command {
 		Short: "Refresh the trusted TUF metadata and say what changed, what is trusted and what expires soon",
 		Long: `Refresh the TUF metadata from --source into --cache (verifying root
 rotations, timestamp, snapshot and top-level targets; delegated roles are
-loaded by the lookups that need them), then print what changed, the version,
+loaded by the lookups that need them), then print what changed — versions,
+keys, delegations, and the target paths each role added, removed or changed
+(the top-level targets always, delegated roles once loaded: all with --all),
+and a suspected fast-forward (a version jump of more than 100 000, or a
+rollback refusal after one) — the version,
 expiry, keys (TUF key IDs) and delegated paths of every role loaded, roles
 refused by stepseal's delegation rules, and warnings for metadata expiring
 within 7 days. With --all, every delegated role is loaded and verified first,
