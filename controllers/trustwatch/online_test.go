@@ -166,7 +166,7 @@ func TestOnlineRolesKeptAlive(t *testing.T) {
 	e := newOnlineEnv(t, "trust-online", 3*time.Second)
 	cfg := e.config(t)
 	cfg.Trust.ExpiryWarning = time.Second
-	cfg.Trust.Online = settings.Online{Publish: e.site, KeySecret: "tuf-online", ResignBefore: 3 * time.Second, TimestampExpiry: 4 * time.Second, SnapshotExpiry: time.Hour}
+	cfg.Trust.Online = settings.Online{Publish: e.site, KeySecret: "tuf-online", ResignBefore: 5 * time.Second, TimestampExpiry: 6 * time.Second, SnapshotExpiry: time.Hour}
 	reader := sdkmetric.NewManualReader()
 	w, err := New(Options{Config: func() *settings.Config { return cfg }, Recorder: e.recorder, Object: e.cm, Kube: e.kube, Namespace: e.ns,
 		Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
@@ -188,7 +188,7 @@ func TestOnlineRolesKeptAlive(t *testing.T) {
 		Data: map[string][]byte{SecretKeyCosignKey: e.onlineCS, SecretKeyCosignPassword: []byte("pw")}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	end := first.Timestamp.Signed.Expires.Add(6 * time.Second)
+	end := first.Timestamp.Signed.Expires.Add(8 * time.Second)
 	var last int64
 	for time.Now().Before(end) {
 		if err := w.Refresh(ctx); err != nil {
