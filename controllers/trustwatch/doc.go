@@ -10,7 +10,8 @@
 //     and TrustRefreshFailed (the error, and until when the last trusted
 //     state still holds);
 //   - metrics: stepseal_trust_expiry_seconds{role} (seconds until each
-//     loaded role expires) and stepseal_trust_refresh_failures_total.
+//     loaded role expires), stepseal_trust_refresh_failures_total and
+//     stepseal_trust_events_total{reason} (each Event, by reason).
 //
 // With trust.online.* it also re-signs the online roles (timestamp, and
 // snapshot near its expiry) before they expire, from the state it just

@@ -81,6 +81,10 @@ const (
 	// NameResigns counts re-signings of the online roles, by result
 	// ("resigned" or "failed").
 	NameResigns = "stepseal.trust.resigns"
+	// NameEvents counts the Events recorded, by reason (one series per
+	// kind of change: TrustUpdated, TrustKeyRevoked, TrustExpiringSoon,
+	// TrustRefreshFailed, …).
+	NameEvents = "stepseal.trust.events"
 )
 
 // Options configure a Watcher.
@@ -115,6 +119,7 @@ type Watcher struct {
 	o        Options
 	failures metric.Int64Counter
 	resigns  metric.Int64Counter
+	events   metric.Int64Counter
 
 	// online is the online signer and what it was made from (Secret
 	// UID/resourceVersion or KMS URI): the key is parsed once per version.
@@ -149,6 +154,9 @@ func New(o Options) (*Watcher, error) {
 	m := o.Meter.Meter("github.com/stepseal/stepseal/controllers/trustwatch")
 	var err error
 	if w.failures, err = m.Int64Counter(NameFailures, metric.WithDescription("TUF refreshes that failed"), metric.WithUnit("{refresh}")); err != nil {
+		return nil, err
+	}
+	if w.events, err = m.Int64Counter(NameEvents, metric.WithDescription("TUF trust Events recorded, by reason"), metric.WithUnit("{event}")); err != nil {
 		return nil, err
 	}
 	if w.resigns, err = m.Int64Counter(NameResigns, metric.WithDescription("Re-signings of the TUF online roles (timestamp, snapshot)"), metric.WithUnit("{resign}")); err != nil {
@@ -636,6 +644,7 @@ func (w *Watcher) clientFor(ctx context.Context, cfg settings.Trust) (*trust.Cli
 }
 
 func (w *Watcher) event(typ, reason, msg string) {
+	w.events.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
 	if w.o.Recorder != nil && w.o.Object != nil {
 		w.o.Recorder.Event(w.o.Object, typ, reason, msg)
 	}
