@@ -237,7 +237,7 @@ spec:
 	if err := w.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if rep := stale(); len(rep.Stale) != 1 || rep.Stale[0].Path != webPath {
+	if rep := stale(); len(rep.Stale) != 1 || rep.Stale[0].Path != webPath || len(rep.Reencrypted) != 0 {
 		t.Fatalf("audit after the release: %+v", rep)
 	}
 }

@@ -343,8 +343,16 @@ func (w *Watcher) auditRecipients(ctx context.Context, cfg settings.Trust, c *tr
 		}
 	}
 	w.mu.Unlock()
+	// Re-encrypted earlier by this process and still awaiting release
+	// (TUF still vouches for the old digest).
 	w.mu.Lock()
-	rep.Reencrypted = append(rep.Reencrypted, w.reencrypted...)
+	for _, re := range w.reencrypted {
+		for _, s := range rep.Stale {
+			if s.Path == re.Path && s.Ref == re.Old {
+				rep.Reencrypted = append(rep.Reencrypted, re)
+			}
+		}
+	}
 	w.mu.Unlock()
 	for _, s := range fresh {
 		if cfg.ReencryptSecret != "" {
