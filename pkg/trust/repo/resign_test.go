@@ -225,3 +225,27 @@ func TestTimestampLeftToExpire(t *testing.T) {
 	}
 	sameTree(t, before, tree(t, site))
 }
+
+// FuzzPublishedTimestamp drives arbitrary bytes, as a published
+// timestamp.json (untrusted: the registry or directory the re-signer and
+// the publisher read), through what Resign and Publish do with it:
+// sameTimestamp accepts only the verified timestamp's version and
+// snapshot meta; notBehind never panics.
+func FuzzPublishedTimestamp(f *testing.F) {
+	fx := newFixture(f)
+	ts := fx.repo.st.timestamp
+	good, _ := ts.ToBytes(true)
+	f.Add(good)
+	f.Add([]byte(`{"signed":{"_type":"timestamp","spec_version":"1.0.31","version":9,"expires":"2030-01-01T00:00:00Z","meta":{"snapshot.json":null}},"signatures":[]}`))
+	f.Add([]byte(`{"signed":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_ = notBehind(data, good)
+		if err := sameTimestamp(data, ts); err == nil {
+			h, perr := parseStrict(data, false)
+			if perr != nil || h.Version != ts.Signed.Version {
+				t.Fatalf("accepted a timestamp that is not the verified v%d: %q", ts.Signed.Version, data)
+			}
+		}
+	})
+}
