@@ -297,6 +297,9 @@ func Parse(data map[string]string) (*Config, error) {
 	if msg := checkVSA(c); msg != "" {
 		errs = append(errs, msg)
 	}
+	if msg := c.Trust.checkOnline(); msg != "" {
+		errs = append(errs, msg)
+	}
 	if len(errs) == 0 && c.RetryBaseDelay > c.RetryMaxDelay {
 		errs = append(errs, fmt.Sprintf("%s %v is larger than %s %v", KeyRetryBaseDelay, c.RetryBaseDelay, KeyRetryMaxDelay, c.RetryMaxDelay))
 	}

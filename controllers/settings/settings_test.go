@@ -68,6 +68,24 @@ func TestParse(t *testing.T) {
 		{name: "vsa verifier id not a URI", data: map[string]string{KeyVSAVerifierID: "controller"}, wantErr: "not an absolute URI"},
 		{name: "vsa kms not a URI", data: map[string]string{KeyVSAKMS: "/key"}, wantErr: "not a KMS key URI"},
 		{name: "vsa enabled not a boolean", data: map[string]string{KeyVSAEnabled: "yes please"}, wantErr: "not a boolean"},
+		{name: "trust online", data: map[string]string{KeyTrustURL: "oci://registry.example.com/tuf", KeyTrustOnlinePublish: "oci://registry.example.com/tuf",
+			KeyTrustOnlineKeySecret: "tuf-online", KeyTrustOnlineResignBefore: "6h", KeyTrustOnlineTimestampExpiry: "12h", KeyTrustOnlineSnapshotExpiry: "48h"}, want: func(c *Config) {
+			c.Trust.URL = "oci://registry.example.com/tuf"
+			c.Trust.Online = Online{Publish: "oci://registry.example.com/tuf", KeySecret: "tuf-online", ResignBefore: 6 * time.Hour, TimestampExpiry: 12 * time.Hour, SnapshotExpiry: 48 * time.Hour}
+		}},
+		{name: "trust online dir and kms", data: map[string]string{KeyTrustURL: "https://tuf.example.com/metadata", KeyTrustOnlinePublish: "/srv/tuf", KeyTrustOnlineKMS: "awskms:///alias/tuf"}, want: func(c *Config) {
+			c.Trust.URL = "https://tuf.example.com/metadata"
+			c.Trust.Online.Publish, c.Trust.Online.KMS = "/srv/tuf", "awskms:///alias/tuf"
+		}},
+		{name: "trust recipients and reencrypt", data: map[string]string{KeyTrustRecipientsPolicy: "platforms", KeyTrustReencryptSecret: "tuf-reencrypt"}, want: func(c *Config) {
+			c.Trust.RecipientsPolicy, c.Trust.ReencryptSecret = "platforms", "tuf-reencrypt"
+		}},
+		{name: "trust reencrypt without policy", data: map[string]string{KeyTrustReencryptSecret: "tuf-reencrypt"}, wantErr: "the policy decides"},
+		{name: "trust online without url", data: map[string]string{KeyTrustOnlinePublish: "/srv/tuf", KeyTrustOnlineKeySecret: "k"}, wantErr: "re-signs only what it verified"},
+		{name: "trust online without key", data: map[string]string{KeyTrustURL: "https://t/m", KeyTrustOnlinePublish: "/srv/tuf"}, wantErr: "needs exactly one of"},
+		{name: "trust online key without publish", data: map[string]string{KeyTrustOnlineKeySecret: "k"}, wantErr: "without " + KeyTrustOnlinePublish},
+		{name: "trust online relative", data: map[string]string{KeyTrustOnlinePublish: "srv/tuf"}, wantErr: "neither oci://"},
+		{name: "trust online before too long", data: map[string]string{KeyTrustURL: "https://t/m", KeyTrustOnlinePublish: "/srv/tuf", KeyTrustOnlineKeySecret: "k", KeyTrustOnlineResignBefore: "24h"}, wantErr: "every refresh would re-sign"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Parse(tc.data)

@@ -211,6 +211,7 @@ func TestWatcherEventsAndMetrics(t *testing.T) {
 	}
 	var expiry map[string]float64
 	var failures int64
+	events := map[string]int64{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
 			switch d := m.Data.(type) {
@@ -222,13 +223,23 @@ func TestWatcherEventsAndMetrics(t *testing.T) {
 				}
 			case metricdata.Sum[int64]:
 				for _, dp := range d.DataPoints {
-					failures += dp.Value
+					switch m.Name {
+					case NameFailures:
+						failures += dp.Value
+					case NameEvents:
+						r, _ := dp.Attributes.Value("reason")
+						events[r.AsString()] += dp.Value
+					}
 				}
 			}
 		}
 	}
 	if failures != 1 || expiry["timestamp"] <= 0 || expiry["timestamp"] > 6*3600 || expiry["root"] < 300*24*3600 {
 		t.Fatalf("metrics: failures %d, expiry %v", failures, expiry)
+	}
+	// One series per kind of change.
+	if events[ReasonUpdated] != 2 || events[ReasonKeyRevoked] < 1 || events[ReasonExpiringSoon] < 1 || events[ReasonFailed] != 1 {
+		t.Fatalf("%s: %v", NameEvents, events)
 	}
 }
 

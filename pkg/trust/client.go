@@ -243,6 +243,8 @@ func (c *Client) Refresh(ctx context.Context) (*Changes, error) {
 	st.cached = nil
 	ch := diff(before, st, f)
 	ch.Files = acceptedFiles(ch, st, f)
+	ch.previous = previousTargets(before, ch, c.o.CacheDir)
+	ch.chains = previousChains(before, ch)
 	if !ch.Updated {
 		if fi, err := os.Stat(filepath.Join(c.o.CacheDir, "timestamp.json")); err == nil {
 			ch.UnchangedSince = fi.ModTime().UTC().Truncate(time.Second)
@@ -442,6 +444,33 @@ func (c *Client) classifyRefresh(ctx context.Context, err error, u *updater.Upda
 		if r := trusted.Root.Signed.Roles[te.Role]; r != nil {
 			te.KeyIDs = r.KeyIDs
 			te.Detail = fmt.Sprintf("needs %d of the keys root v%d names", r.Threshold, trusted.Root.Signed.Version)
+		}
+	case te.Category == ErrFreeze && te.Detail == "":
+		// Say which version expired when: the trusted set holds the
+		// expired file (go-tuf loads it, then refuses it as final).
+		var v int64
+		var exp time.Time
+		switch te.Role {
+		case "timestamp":
+			if trusted.Timestamp != nil {
+				v, exp = trusted.Timestamp.Signed.Version, trusted.Timestamp.Signed.Expires
+			}
+		case "snapshot":
+			if trusted.Snapshot != nil {
+				v, exp = trusted.Snapshot.Signed.Version, trusted.Snapshot.Signed.Expires
+			}
+		case "targets":
+			if t := trusted.Targets["targets"]; t != nil {
+				v, exp = t.Signed.Version, t.Signed.Expires
+			}
+		case "root":
+			if trusted.Root != nil {
+				v, exp = trusted.Root.Signed.Version, trusted.Root.Signed.Expires
+			}
+		}
+		if !exp.IsZero() {
+			te.Version = v
+			te.Detail = fmt.Sprintf("expired at %s (%s ago): the repository is frozen or its online roles were not re-signed", exp.UTC().Format(time.RFC3339), c.o.Now().Sub(exp).Round(time.Second))
 		}
 	case te.Category == ErrRollback && te.Role == "timestamp":
 		te.Detail = "older than the trusted timestamp; if the repository really restarted lower, its timestamp key was used to fast-forward and must be rotated in root"

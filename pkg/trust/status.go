@@ -2,6 +2,7 @@ package trust
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -74,6 +75,22 @@ type Changes struct {
 	// timestamp, snapshot and top-level targets when they moved. The
 	// snapshot binds every delegated role's version and hashes.
 	Files map[string][]byte `json:"-"`
+	// TargetChanges are the target paths added, removed or changed per
+	// role, and TargetsNotCompared the roles whose paths were not
+	// compared and why: both filled by Client.TargetChanges.
+	// SuspectedFastForward names a top-level version that jumped by more
+	// than FastForwardJump in this refresh: validly signed, so accepted,
+	// but what a compromised online key does to lock clients out of the
+	// repository's real versions.
+	SuspectedFastForward string            `json:"suspectedFastForward,omitempty"`
+	TargetChanges        []TargetChange    `json:"targetChanges,omitempty"`
+	TargetsNotCompared   map[string]string `json:"targetsNotCompared,omitempty"`
+	// previous are the target lists of the versions replaced
+	// (previousTargets).
+	previous map[string]*metadata.Metadata[metadata.TargetsType]
+	// chains are the delegation chains of the changed roles the previous
+	// state had loaded (previousChains, for LoadChanged).
+	chains map[string][]string
 }
 
 func version[T metadata.Roles](md *metadata.Metadata[T], v func(*metadata.Metadata[T]) int64) int64 {
@@ -140,6 +157,18 @@ func diff(before, after *state, f *fetcher) *Changes {
 		a, b := ch.Delegations[i], ch.Delegations[j]
 		return a.Delegator+"\x00"+a.Role+"\x00"+a.Change+a.KeyID < b.Delegator+"\x00"+b.Role+"\x00"+b.Change+b.KeyID
 	})
+	var jumps []string
+	for _, r := range []struct {
+		role string
+		v    VersionChange
+	}{{"timestamp", ch.Timestamp}, {"snapshot", ch.Snapshot}, {"targets", ch.Targets}} {
+		if r.v.From > 0 && r.v.To-r.v.From > FastForwardJump {
+			jumps = append(jumps, fmt.Sprintf("%s v%d → v%d", r.role, r.v.From, r.v.To))
+		}
+	}
+	if len(jumps) > 0 {
+		ch.SuspectedFastForward = strings.Join(jumps, ", ") + " in one refresh: if the repository did not sign these, its key was used to fast-forward clients past its real versions"
+	}
 	ch.Refused = refusedReasons(after)
 	ch.Updated = ch.Root.From != ch.Root.To || ch.Timestamp.From != ch.Timestamp.To || ch.Snapshot.From != ch.Snapshot.To ||
 		ch.Targets.From != ch.Targets.To || len(ch.Roles) > 0
@@ -282,7 +311,19 @@ type Status struct {
 	// Refused are the roles no resolution may pass through, and why.
 	Refused  map[string]string `json:"refused,omitempty"`
 	Warnings []string          `json:"warnings,omitempty"`
+	// SuspectedFastForward, when the last refresh was refused as a
+	// rollback of timestamp or snapshot, says what that means: either an
+	// attack (refused, rightly), or the trusted version itself was pushed
+	// up (fast-forwarded) with the role's key, and the repository's real,
+	// lower versions are refused until root rotates that key.
+	SuspectedFastForward string `json:"suspectedFastForward,omitempty"`
 }
+
+// FastForwardJump is the version jump of timestamp, snapshot or targets
+// in one refresh that Changes flags as a suspected fast-forward (a
+// timestamp re-signed every 5 minutes moves about 105 000 versions a
+// year).
+const FastForwardJump = 100_000
 
 // ExpiryWarning is how close to its expiry a role is reported.
 const ExpiryWarning = 7 * 24 * time.Hour
@@ -295,11 +336,20 @@ func (c *Client) Status(ctx context.Context) *Status {
 	s := &Status{Source: c.o.Source, CacheDir: c.o.CacheDir}
 	c.smu.Lock()
 	s.LastRefresh = c.lastRefresh
-	if c.lastErr != nil {
-		s.LastError = c.lastErr.Error()
+	lastErr := c.lastErr
+	if lastErr != nil {
+		s.LastError = lastErr.Error()
 	}
 	c.smu.Unlock()
 	st := c.state.Load()
+	var te *Error
+	if st != nil && errors.As(lastErr, &te) && errors.Is(lastErr, ErrRollback) && (te.Role == "timestamp" || te.Role == "snapshot") {
+		v := st.timestamp.Signed.Version
+		if te.Role == "snapshot" {
+			v = st.snapshot.Signed.Version
+		}
+		s.SuspectedFastForward = fmt.Sprintf("the repository serves %s below the trusted v%d: a rollback (refused), or v%d was a fast-forward signed with the %s key; if the repository really is at the lower version, its %s key was compromised and must be rotated in root, after which clients accept the lower version", te.Role, v, v, te.Role, te.Role)
+	}
 	if st == nil {
 		s.Warnings = append(s.Warnings, "no verified metadata: refresh has not succeeded")
 		return s
@@ -350,6 +400,9 @@ func (c *Client) Status(ctx context.Context) *Status {
 		case left < ExpiryWarning:
 			s.Warnings = append(s.Warnings, fmt.Sprintf("%s v%d expires in %s (%s)", r.Role, r.Version, left.Round(time.Minute), r.Expires.UTC().Format(time.RFC3339)))
 		}
+	}
+	if s.SuspectedFastForward != "" {
+		s.Warnings = append(s.Warnings, "suspected fast-forward: "+s.SuspectedFastForward)
 	}
 	s.Refused = refusedReasons(st)
 	for role, why := range s.Refused {

@@ -8,6 +8,6 @@ import "github.com/spf13/cobra"
 func newTrust(ro *rootOptions) *cobra.Command {
 	c := &cobra.Command{Use: "trust", Short: "TUF trust: the repository that delegates artifacts to teams, and its clients"}
 	c.AddCommand(newTrustInit(ro), newTrustDelegate(ro), newTrustSign(ro), newTrustRotate(ro), newTrustRevoke(ro),
-		newTrustAccept(ro), newTrustPublish(ro), newTrustServe(ro), newTrustStatus(ro), newTrustResolve(ro), newTrustFetch(ro))
+		newTrustAccept(ro), newTrustResign(ro), newTrustPublish(ro), newTrustServe(ro), newTrustStatus(ro), newTrustResolve(ro), newTrustFetch(ro))
 	return c
 }

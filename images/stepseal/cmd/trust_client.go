@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -26,6 +27,8 @@ type trustClientFlags struct {
 	offline              bool
 	insecure             bool
 	mirrors              []string
+	// noRefresh: refresh builds the client only (its caller refreshes).
+	noRefresh bool
 }
 
 func (f *trustClientFlags) add(c *cobra.Command) {
@@ -85,6 +88,9 @@ func (f *trustClientFlags) refresh(ctx context.Context) (*trust.Client, *trust.C
 	if err != nil {
 		return nil, nil, err
 	}
+	if f.noRefresh {
+		return c, nil, nil
+	}
 	if f.offline {
 		return c, nil, c.LoadCache(ctx)
 	}
@@ -118,7 +124,11 @@ func newTrustStatus(ro *rootOptions) *cobra.Command {
 		Short: "Refresh the trusted TUF metadata and say what changed, what is trusted and what expires soon",
 		Long: `Refresh the TUF metadata from --source into --cache (verifying root
 rotations, timestamp, snapshot and top-level targets; delegated roles are
-loaded by the lookups that need them), then print what changed, the version,
+loaded by the lookups that need them), then print what changed — versions,
+keys, delegations, and the target paths each role added, removed or changed
+(the top-level targets always, delegated roles once loaded: all with --all),
+and a suspected fast-forward (a version jump of more than 100 000, or a
+rollback refusal after one) — the version,
 expiry, keys (TUF key IDs) and delegated paths of every role loaded, roles
 refused by stepseal's delegation rules, and warnings for metadata expiring
 within 7 days. With --all, every delegated role is loaded and verified first,
@@ -152,6 +162,9 @@ new digest.`,
 					err = lerr
 				}
 			}
+			// Which target paths changed: top-level always, delegated
+			// roles as far as they are loaded (all with --all).
+			c.TargetChanges(ch)
 			rep := trustStatusReport{Changes: ch}
 			var stale error
 			if recipients != "" && err == nil {
@@ -233,6 +246,27 @@ func printTrustStatus(w io.Writer, rep trustStatusReport) {
 			}
 			for _, d := range ch.Delegations {
 				fmt.Fprintf(w, "        %s → %s: %s %s %s\n", d.Delegator, d.Role, d.Change, d.KeyID, d.Detail)
+			}
+			for _, tc := range ch.TargetChanges {
+				switch tc.Change {
+				case "added":
+					fmt.Fprintf(w, "        %s: added %s (sha256 %s, %d bytes)\n", tc.Role, tc.Path, tc.ToSHA256, tc.ToLength)
+				case "removed":
+					fmt.Fprintf(w, "        %s: removed %s (was sha256 %s)\n", tc.Role, tc.Path, tc.FromSHA256)
+				default:
+					fmt.Fprintf(w, "        %s: changed %s sha256 %s → %s (%d → %d bytes)\n", tc.Role, tc.Path, tc.FromSHA256, tc.ToSHA256, tc.FromLength, tc.ToLength)
+				}
+			}
+			roles := make([]string, 0, len(ch.TargetsNotCompared))
+			for r := range ch.TargetsNotCompared {
+				roles = append(roles, r)
+			}
+			sort.Strings(roles)
+			for _, r := range roles {
+				fmt.Fprintf(w, "        %s: target paths not compared: %s\n", r, ch.TargetsNotCompared[r])
+			}
+			if ch.SuspectedFastForward != "" {
+				fmt.Fprintf(w, "warning: suspected fast-forward: %s\n", ch.SuspectedFastForward)
 			}
 		}
 	}

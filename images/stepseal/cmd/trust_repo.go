@@ -491,7 +491,8 @@ type trustAcceptReport struct {
 }
 
 func newTrustAccept(ro *rootOptions) *cobra.Command {
-	var online string
+	var online, published string
+	var reg registryFlags
 	var files []string
 	c := &cobra.Command{
 		Use:   "accept DIR [PROPOSAL...] --online-key KEY [--target-file PATH=FILE...]",
@@ -551,6 +552,15 @@ re-signed and no online key is needed.`,
 				}
 				ps = append(ps, b)
 			}
+			if published != "" {
+				rc, err := reg.client()
+				if err != nil {
+					return err
+				}
+				if err := r.Follow(cmd.Context(), published, rc); err != nil {
+					return err
+				}
+			}
 			var ch *repo.Change
 			if len(ps) == 0 {
 				ch, err = r.Tick(cmd.Context())
@@ -565,6 +575,8 @@ re-signed and no online key is needed.`,
 	}
 	c.Flags().StringVar(&online, "online-key", "", "snapshot and timestamp key: file or KMS URI")
 	c.Flags().StringArrayVar(&files, "target-file", nil, "PATH=FILE: host FILE as the file of target PATH (repeatable)")
+	c.Flags().StringVar(&published, "published", "", "where the repository is published (directory or oci://): number snapshot and timestamp above the versions the online re-signer (trust resign, the controller) published there")
+	reg.add(c)
 	return c
 }
 

@@ -57,6 +57,10 @@ func (r *Repo) Publish(ctx context.Context, dst string) ([]string, error) {
 			continue
 		case err == nil && n != "timestamp.json":
 			return nil, &Error{Kind: ErrPublished, Path: filepath.Join(out, n), Detail: "a published version is never rewritten"}
+		case err == nil:
+			if err := notBehind(old, b); err != nil {
+				return nil, err
+			}
 		case err != nil && !errors.Is(err, os.ErrNotExist):
 			return nil, err
 		}
@@ -197,6 +201,14 @@ func (r *Repo) PublishOCI(ctx context.Context, c *oci.Client, dst string) ([]str
 			continue
 		case err == nil && it.tag.TagStr() != "timestamp.json":
 			return nil, &Error{Kind: ErrPublished, Path: it.tag.String(), Detail: "a published version is never rewritten"}
+		case err == nil:
+			old, _, err := c.FetchBytes(ctx, it.tag, 8<<20)
+			if err != nil {
+				return nil, err
+			}
+			if err := notBehind(old, it.data); err != nil {
+				return nil, err
+			}
 		case err != nil && !errors.Is(err, oci.ErrNotFound):
 			return nil, err
 		}
@@ -261,6 +273,26 @@ func Serve(ctx context.Context, l net.Listener, dir string) error {
 	}()
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	return nil
+}
+
+// notBehind refuses to replace a published timestamp by one whose version
+// is not higher (clients would refuse it as a rollback): the online
+// re-signer (Resign) published after this repository's last accept. Follow
+// the destination, accept again, then publish.
+func notBehind(published, ours []byte) error {
+	hp, err := parseStrict(published, false)
+	if err != nil {
+		return nil // a damaged published timestamp is replaced
+	}
+	ho, err := parseStrict(ours, false)
+	if err != nil {
+		return err
+	}
+	if hp.Version >= ho.Version {
+		return &Error{Kind: ErrStale, Role: RoleTimestamp, Version: ho.Version,
+			Detail: fmt.Sprintf("the published timestamp is v%d (re-signed online since this repository's last accept): run accept with the destination to follow (--published), then publish", hp.Version)}
 	}
 	return nil
 }

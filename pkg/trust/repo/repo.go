@@ -120,6 +120,9 @@ type Repo struct {
 	online signing.Signer
 	now    func() time.Time
 	st     *state
+	// follow: versions published by the online re-signer (Follow); the
+	// next snapshot and timestamp are numbered above them.
+	follow struct{ snapshot, timestamp int64 }
 }
 
 // state is the current metadata, as parsed objects and their bytes. Objects
@@ -430,7 +433,7 @@ func (r *Repo) commit(ctx context.Context, st *state, rootChanged bool, changed 
 	snap := metadata.Snapshot(expires(t, e.Snapshot))
 	snap.Signed.Meta = map[string]*metadata.MetaFiles{}
 	if st.snapshot != nil {
-		snap.Signed.Version = st.snapshot.Signed.Version + 1
+		snap.Signed.Version = max(st.snapshot.Signed.Version, r.follow.snapshot) + 1
 		for k, v := range st.snapshot.Signed.Meta {
 			snap.Signed.Meta[k] = v
 		}
@@ -448,7 +451,7 @@ func (r *Repo) commit(ctx context.Context, st *state, rootChanged bool, changed 
 	}
 	ts := metadata.Timestamp(expires(t, e.Timestamp))
 	if st.timestamp != nil {
-		ts.Signed.Version = st.timestamp.Signed.Version + 1
+		ts.Signed.Version = max(st.timestamp.Signed.Version, r.follow.timestamp) + 1
 	}
 	sum := sha256.Sum256(snapRaw)
 	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": {Version: snap.Signed.Version, Length: int64(len(snapRaw)), Hashes: metadata.Hashes{"sha256": sum[:]}}}
