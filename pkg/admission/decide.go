@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"slices"
@@ -31,6 +32,13 @@ type VSAChecker interface {
 	Check(ctx context.Context, image name.Digest, rule *Rule) error
 }
 
+// KeySource gives the keys trusted to sign the images of repo under a
+// "signed" rule with keysFrom: trust — the keys of the TUF role that owns
+// the repository's path. Its answers must change only with TrustVersion.
+type KeySource interface {
+	KeysFor(ctx context.Context, repo string, rule *Rule) ([]crypto.PublicKey, error)
+}
+
 // Config is what a Decider decides with.
 type Config struct {
 	Policy *Policy
@@ -41,6 +49,8 @@ type Config struct {
 	PlatformPolicy *policy.Policy
 	// Registry reads manifests and signatures.
 	Registry *oci.Client
+	// Keys serves keysFrom: trust rules; without one they refuse.
+	Keys KeySource
 	// VSA checks "vsa" rules; without one they refuse.
 	VSA VSAChecker
 	// TrustVersion names the trust state the keys come from (a TUF
@@ -317,9 +327,22 @@ func (d *Decider) check(ctx context.Context, ref name.Digest, rule *Rule) (verdi
 func (d *Decider) verify(ctx context.Context, ref name.Digest, rule *Rule) (verdict, error) {
 	switch rule.Require {
 	case RequireSigned:
+		keys := rule.Keys
+		if rule.FromTrust {
+			if d.c.Keys == nil {
+				return verdict{}, fmt.Errorf("%w: rule takes its keys from the trust source and none is configured", errNoChecker)
+			}
+			var err error
+			if keys, err = d.c.Keys.KeysFor(ctx, ref.Context().Name(), rule); err != nil {
+				return verdict{}, err
+			}
+			if len(keys) == 0 {
+				return verdict{}, fmt.Errorf("%w: the trust source names no key for %s", reject.ErrUnauthorized, ref.Context().Name())
+			}
+		}
 		var errs []error
 		ok := false
-		for _, k := range rule.Keys {
+		for _, k := range keys {
 			_, err := d.c.Registry.VerifySignatures(ctx, ref, k)
 			if err == nil {
 				ok = true
@@ -332,7 +355,7 @@ func (d *Decider) verify(ctx context.Context, ref name.Digest, rule *Rule) (verd
 		}
 	case RequireVSA:
 		if d.c.VSA == nil {
-			return verdict{}, fmt.Errorf("%w: rule requires a VSA and no VSA checker is configured", reject.Sentinel(reject.ErrUnsupported, "no VSA checker"))
+			return verdict{}, fmt.Errorf("%w: rule requires a VSA and no VSA checker is configured", errNoChecker)
 		}
 		if err := d.c.VSA.Check(ctx, ref, rule); err != nil {
 			return verdict{}, err

@@ -36,6 +36,10 @@ var (
 	ErrReview = reject.Sentinel(reject.ErrMalformed, "malformed admission review")
 )
 
+// errNoChecker: a rule needs a checker (VSA, trust keys) the Decider was
+// not given.
+var errNoChecker = reject.Sentinel(reject.ErrUnsupported, "no checker configured for the rule")
+
 // ImageError is the refusal of one image field of a Pod.
 type ImageError struct {
 	// Field is the JSON path of the image field ("spec.containers[0].image").

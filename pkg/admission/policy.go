@@ -57,6 +57,9 @@ type RuleDoc struct {
 	Mode    string   `json:"mode,omitempty"`
 	// Keys are PEM public keys (signed).
 	Keys []string `json:"keys,omitempty"`
+	// KeysFrom "trust": the keys come from the Decider's KeySource (the
+	// TUF role that owns the image's path) rather than from Keys.
+	KeysFrom string `json:"keysFrom,omitempty"`
 	// Digests are "sha256:<hex>" (digest).
 	Digests []string `json:"digests,omitempty"`
 	// Platforms may run the rule's encrypted images.
@@ -89,6 +92,8 @@ type Rule struct {
 	Require   string
 	Mode      string
 	Keys      []crypto.PublicKey
+	// FromTrust: keys come from the Decider's KeySource.
+	FromTrust bool
 	Digests   map[string]bool
 	Platforms []string
 	VSA       VSARequirement
@@ -189,8 +194,13 @@ func parseRule(rd RuleDoc) (Rule, error) {
 	}
 	switch r.Require {
 	case RequireSigned:
-		if len(rd.Keys) == 0 {
-			return r, fmt.Errorf("require: signed needs keys")
+		switch {
+		case rd.KeysFrom == "trust" && len(rd.Keys) == 0:
+			r.FromTrust = true
+		case rd.KeysFrom != "":
+			return r, fmt.Errorf("keysFrom must be \"trust\" (and then no keys), not %q", rd.KeysFrom)
+		case len(rd.Keys) == 0:
+			return r, fmt.Errorf("require: signed needs keys or keysFrom: trust")
 		}
 		for k, pem := range rd.Keys {
 			pub, err := signing.ParsePublicKeyPEM([]byte(pem))
@@ -232,9 +242,8 @@ func parseRule(rd RuleDoc) (Rule, error) {
 	default:
 		return r, fmt.Errorf("require must be %s, %s or %s, not %q", RequireVSA, RequireSigned, RequireDigest, r.Require)
 	}
-	if r.Require != RequireSigned && len(rd.Keys) > 0 || r.Require != RequireDigest && len(rd.Digests) > 0 || r.Require != RequireVSA && rd.VSA != nil {
+	if r.Require != RequireSigned && (len(rd.Keys) > 0 || rd.KeysFrom != "") || r.Require != RequireDigest && len(rd.Digests) > 0 || r.Require != RequireVSA && rd.VSA != nil {
 		return r, fmt.Errorf("keys, digests and vsa belong to require: signed, digest and vsa only")
 	}
 	return r, nil
 }
-
