@@ -165,7 +165,11 @@ func TestDecideWebhookCases(t *testing.T) {
 		e.sign(img, e.publisher)
 		ks := &keySource{}
 		ks.set(1, e.publisher.Public())
-		d := e.decider(func(c *Config) { c.Keys = ks; c.TrustVersion = ks.Version; c.Cache = NewCache(CacheOptions{TTL: time.Hour}) })
+		d := e.decider(func(c *Config) {
+			c.Keys = ks
+			c.TrustVersion = ks.Version
+			c.Cache = NewCache(CacheOptions{TTL: time.Hour})
+		})
 		wantAllowed(t, d.Decide(ctx, pod(img.String()), nil))
 		ks.set(2, genKey(t).Public()) // the publisher's key revoked
 		wantDenied(t, d.Decide(ctx, pod(img.String()), nil), oci.ErrSignature, `rule "trusted"`)
@@ -193,7 +197,9 @@ func TestDecideOneCheckPerImage(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	proxy := newCountingProxy(t, e.host)
-	at := func(d name.Digest) string { return proxy.host + "/" + d.Context().RepositoryStr() + "@" + d.DigestStr() }
+	at := func(d name.Digest) string {
+		return proxy.host + "/" + d.Context().RepositoryStr() + "@" + d.DigestStr()
+	}
 
 	one := e.push("apps/one")
 	e.sign(one, e.publisher)

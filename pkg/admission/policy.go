@@ -87,11 +87,11 @@ type Policy struct {
 
 // Rule is one validated rule.
 type Rule struct {
-	Name      string
-	Images    []policy.Glob
-	Require   string
-	Mode      string
-	Keys      []crypto.PublicKey
+	Name    string
+	Images  []policy.Glob
+	Require string
+	Mode    string
+	Keys    []crypto.PublicKey
 	// FromTrust: keys come from the Decider's KeySource.
 	FromTrust bool
 	Digests   map[string]bool
