@@ -404,3 +404,10 @@ func (d *Decider) encryption(ctx context.Context, ref name.Digest, rule *Rule) (
 	}
 	return v, nil
 }
+
+// CheckImage decides one image as a container of a Pod would be decided,
+// with pullPolicy as its imagePullPolicy: what `stepseal admission check`
+// reproduces offline.
+func (d *Decider) CheckImage(ctx context.Context, image string, pullPolicy corev1.PullPolicy) Decision {
+	return d.decide(ctx, []ImageField{{Field: "image", Patch: "/image", Container: "check", Image: image, PullPolicy: pullPolicy}})
+}
