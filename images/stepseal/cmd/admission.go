@@ -29,12 +29,15 @@ func newAdmissionCheck(ro *rootOptions) *cobra.Command {
 		pp                               policyFlags
 	)
 	c := &cobra.Command{
-		Use:   "check IMAGE --policy FILE --platform P [--platform-policy FILE] [--pull-policy Always]",
+		Use:   "check IMAGE --policy FILE --platform P [--platform-policy FILE] [--trust URL] [--pull-policy Always]",
 		Short: "Decide one image as the admission webhook would for a container naming it",
 		Long: `Decide one image as the admission webhook would for a container naming it:
 the image must be by digest, covered by a rule of the admission policy (else
 it is denied without contacting its registry), and meet the rule's
-requirement (signed, digest; vsa needs the webhook's VSA checker). An
+requirement (signed, digest; vsa needs the webhook's VSA checker). With
+--trust, rules with keysFrom: trust take the keys of the TUF role that
+vouches for the repository's tags, and --platform-policy names a TUF
+target. An
 encrypted image must be authorised for --platform, its recipients must be
 exactly the platform policy's, and --pull-policy must be Always.
 Exits non-zero when the image is denied.`,
@@ -57,7 +60,16 @@ Exits non-zero when the image is denied.`,
 			if err != nil {
 				return err
 			}
-			d, err := admission.NewDecider(admission.Config{Policy: pol, Platform: platform, PlatformPolicy: platformPolicy, Registry: client, Deadline: deadline})
+			cfg := admission.Config{Policy: pol, Platform: platform, PlatformPolicy: platformPolicy, Registry: client, Deadline: deadline}
+			if pp.trust.enabled() {
+				root, err := pp.trust.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				tk := admission.TrustKeys{Client: root.Client()}
+				cfg.Keys, cfg.TrustVersion = tk, tk.Version
+			}
+			d, err := admission.NewDecider(cfg)
 			if err != nil {
 				return err
 			}
