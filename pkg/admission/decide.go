@@ -379,6 +379,21 @@ func (d *Decider) encryption(ctx context.Context, ref name.Digest, rule *Rule) (
 	}
 	repo := ref.Context().Name()
 	pp := d.c.PlatformPolicy
+	// An index: the registry client picked one child (linux/amd64). Its
+	// other children are not checked yet, so where encryption matters (the
+	// policy requires it, or this child is encrypted) the index is refused
+	// rather than half checked.
+	if got, err := img.Digest(); err != nil || got.String() != ref.DigestStr() {
+		requires := false
+		if pp != nil {
+			if pr, err := pp.Rule(repo); err == nil && pr.Encrypt {
+				requires = true
+			}
+		}
+		if requires || len(rs) > 0 {
+			return verdict{}, fmt.Errorf("%w: %s is a multi-platform index and its encryption is checked per child; give the digest of the platform's image", ErrIndex, ref.DigestStr())
+		}
+	}
 	if len(rs) == 0 {
 		if pp != nil {
 			if pr, err := pp.Rule(repo); err == nil && pr.Encrypt {

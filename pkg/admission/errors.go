@@ -26,6 +26,9 @@ var (
 	// ErrPullPolicy: an encrypted image without imagePullPolicy: Always
 	// could run from layers another pod pulled and decrypted.
 	ErrPullPolicy = reject.Sentinel(reject.ErrPolicy, "encrypted image requires imagePullPolicy: Always")
+	// ErrIndex: a multi-platform index where encryption must be checked;
+	// its children are not all checked yet, so it is refused.
+	ErrIndex = reject.Sentinel(reject.ErrUnsupported, "encrypted multi-platform index not supported")
 	// ErrDeadline: the checks did not finish within the webhook's own
 	// deadline; the image is denied, not admitted.
 	ErrDeadline = reject.Sentinel(reject.ErrUnavailable, "admission deadline exceeded")
