@@ -1,8 +1,13 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -10,6 +15,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/admission"
 	"github.com/stepseal/stepseal/pkg/policy"
+	"github.com/stepseal/stepseal/pkg/trust"
 )
 
 func newAdmission(ro *rootOptions) *cobra.Command {
@@ -17,16 +23,63 @@ func newAdmission(ro *rootOptions) *cobra.Command {
 		Use:   "admission",
 		Short: "The admission webhook's decisions on Pods' images (in progress)",
 	}
-	c.AddCommand(newAdmissionCheck(ro))
+	c.AddCommand(newAdmissionCheck(ro), newAdmissionServe())
 	return c
+}
+
+// decisionFlags build the Decider that check and serve share.
+type decisionFlags struct {
+	policyPath, platform string
+	deadline             time.Duration
+	reg                  registryFlags
+	pp                   policyFlags
+	// trustClient is the refreshed TUF client with --trust (nil without).
+	trustClient *trust.Client
+}
+
+func (f *decisionFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.policyPath, "policy", "", "admission policy file (YAML or JSON)")
+	c.Flags().StringVar(&f.platform, "platform", "", "this cluster's platform name (for encrypted images)")
+	c.Flags().DurationVar(&f.deadline, "deadline", admission.DefaultDeadline, "bound on one decision (below the webhook's timeoutSeconds)")
+	f.pp.add(c)
+	f.reg.add(c)
+}
+
+func (f *decisionFlags) decider(ctx context.Context) (*admission.Decider, error) {
+	if f.policyPath == "" {
+		return nil, fmt.Errorf("--policy is required")
+	}
+	pol, err := admission.LoadPolicy(f.policyPath)
+	if err != nil {
+		return nil, err
+	}
+	var platformPolicy *policy.Policy
+	if f.pp.path != "" {
+		if platformPolicy, err = f.pp.load(ctx); err != nil {
+			return nil, err
+		}
+	}
+	client, err := f.reg.client()
+	if err != nil {
+		return nil, err
+	}
+	cfg := admission.Config{Policy: pol, Platform: f.platform, PlatformPolicy: platformPolicy, Registry: client, Deadline: f.deadline}
+	if f.pp.trust.enabled() {
+		root, err := f.pp.trust.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		f.trustClient = root.Client()
+		tk := admission.TrustKeys{Client: f.trustClient}
+		cfg.Keys, cfg.TrustVersion = tk, tk.Version
+	}
+	return admission.NewDecider(cfg)
 }
 
 func newAdmissionCheck(ro *rootOptions) *cobra.Command {
 	var (
-		policyPath, platform, pullPolicy string
-		deadline                         time.Duration
-		reg                              registryFlags
-		pp                               policyFlags
+		f          decisionFlags
+		pullPolicy string
 	)
 	c := &cobra.Command{
 		Use:   "check IMAGE --policy FILE --platform P [--platform-policy FILE] [--trust URL] [--pull-policy Always]",
@@ -37,39 +90,12 @@ it is denied without contacting its registry), and meet the rule's
 requirement (signed, digest; vsa needs the webhook's VSA checker). With
 --trust, rules with keysFrom: trust take the keys of the TUF role that
 vouches for the repository's tags, and --platform-policy names a TUF
-target. An
-encrypted image must be authorised for --platform, its recipients must be
-exactly the platform policy's, and --pull-policy must be Always.
-Exits non-zero when the image is denied.`,
+target. An encrypted image must be authorised for --platform, its
+recipients must be exactly the platform policy's, and --pull-policy must be
+Always. Exits non-zero when the image is denied.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if policyPath == "" {
-				return fmt.Errorf("--policy is required")
-			}
-			pol, err := admission.LoadPolicy(policyPath)
-			if err != nil {
-				return err
-			}
-			var platformPolicy *policy.Policy
-			if pp.path != "" {
-				if platformPolicy, err = pp.load(cmd.Context()); err != nil {
-					return err
-				}
-			}
-			client, err := reg.client()
-			if err != nil {
-				return err
-			}
-			cfg := admission.Config{Policy: pol, Platform: platform, PlatformPolicy: platformPolicy, Registry: client, Deadline: deadline}
-			if pp.trust.enabled() {
-				root, err := pp.trust.open(cmd.Context())
-				if err != nil {
-					return err
-				}
-				tk := admission.TrustKeys{Client: root.Client()}
-				cfg.Keys, cfg.TrustVersion = tk, tk.Version
-			}
-			d, err := admission.NewDecider(cfg)
+			d, err := f.decider(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -83,12 +109,66 @@ Exits non-zero when the image is denied.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&policyPath, "policy", "", "admission policy file (YAML or JSON)")
-	c.Flags().StringVar(&platform, "platform", "", "this cluster's platform name (for encrypted images)")
 	c.Flags().StringVar(&pullPolicy, "pull-policy", "", "the container's imagePullPolicy (encrypted images need Always)")
-	c.Flags().DurationVar(&deadline, "deadline", admission.DefaultDeadline, "bound on the decision, as the webhook's")
-	pp.add(c)
-	reg.add(c)
+	f.add(c)
+	return c
+}
+
+func newAdmissionServe() *cobra.Command {
+	var (
+		f               decisionFlags
+		addr, cert, key string
+		refresh         time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "serve --policy FILE --platform P --tls-cert FILE --tls-key FILE [--addr :8443] [--platform-policy FILE] [--trust URL]",
+		Short: "Serve the admission webhook: /validate, /mutate (tags to digests, Pods only), /healthz",
+		Long: `Serve the admission webhook over TLS: /validate answers AdmissionReview v1
+for Pod CREATE/UPDATE and pods/ephemeralcontainers, /mutate rewrites tags to
+digests (Pods only), /healthz. The serving certificate is read again when
+its files change. With --trust, the TUF metadata is refreshed every
+--trust-refresh; a failed refresh keeps the last verified state until it
+expires. Stops gracefully on SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cert == "" || key == "" {
+				return fmt.Errorf("--tls-cert and --tls-key are required")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			d, err := f.decider(ctx)
+			if err != nil {
+				return err
+			}
+			if f.trustClient != nil && refresh > 0 {
+				go func() {
+					t := time.NewTicker(refresh)
+					defer t.Stop()
+					for {
+						select {
+						case <-ctx.Done():
+							return
+						case <-t.C:
+							if _, err := f.trustClient.Refresh(ctx); err != nil {
+								fmt.Fprintf(cmd.ErrOrStderr(), "trust refresh: %v\n", err)
+							}
+						}
+					}
+				}()
+			}
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "serving admission on https://%s\n", l.Addr())
+			return admission.Serve(ctx, l, d, &admission.CertReloader{CertFile: cert, KeyFile: key})
+		},
+	}
+	c.Flags().StringVar(&addr, "addr", ":8443", "listen address")
+	c.Flags().StringVar(&cert, "tls-cert", "", "serving certificate (PEM), re-read when it changes")
+	c.Flags().StringVar(&key, "tls-key", "", "serving certificate's private key (PEM)")
+	c.Flags().DurationVar(&refresh, "trust-refresh", 5*time.Minute, "with --trust: how often to refresh the TUF metadata")
+	f.add(c)
 	return c
 }
 
