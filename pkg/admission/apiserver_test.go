@@ -19,8 +19,10 @@ import (
 
 	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/stepseal/stepseal/internal/kubetest"
 )
@@ -60,18 +62,17 @@ func serveTLS(t *testing.T, h http.Handler) (string, []byte) {
 // TLS for Pods in an opted-in namespace: a tag is stored as its digest
 // (W2), an unsigned image is refused with stepseal's message (W1), also on
 // a dry run (W30), an UPDATE to an unsigned image (W18) and an ephemeral
-// container added through pods/ephemeralcontainers (W17) are refused, and a
-// namespace without the label is untouched.
+// container added through pods/ephemeralcontainers (W17) are refused, a
+// namespace without the label is untouched, and the label guard keeps a
+// tenant who may edit Namespaces from removing the opt-in label (W23).
 func TestAPIServerCallsWebhook(t *testing.T) {
 	e := newEnv(t)
 	signed := e.push("apps/signed")
 	e.sign(signed, e.publisher)
 	unsigned := e.push("apps/unsigned")
 	d := e.decider(nil)
-	mux := http.NewServeMux()
-	mux.Handle("/validate", ValidatingHandler(d))
-	mux.Handle("/mutate", MutatingHandler(d))
-	url, caPEM := serveTLS(t, mux)
+	var guard LabelGuard // its label is set below, once the namespace is known
+	url, caPEM := serveTLS(t, Mux(d, &guard))
 
 	c := kubetest.Start(t)
 	client, err := kubernetes.NewForConfig(c.Config())
@@ -82,6 +83,7 @@ func TestAPIServerCallsWebhook(t *testing.T) {
 	defer cancel()
 	ns, other := c.Namespace(t), c.Namespace(t)
 	label := "stepseal.dev/admission-" + ns[len(ns)-8:]
+	guard.Label = label
 	nsObj, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +112,12 @@ func TestAPIServerCallsWebhook(t *testing.T) {
 		Name: "verify.stepseal.dev", ClientConfig: admregv1.WebhookClientConfig{URL: ptr(url + "/validate"), CABundle: caPEM},
 		Rules: rule("pods", "pods/ephemeralcontainers"), FailurePolicy: &fail, SideEffects: &none, TimeoutSeconds: &timeout,
 		NamespaceSelector: sel, AdmissionReviewVersions: []string{"v1"},
+	}, {
+		Name: "namespaces.stepseal.dev", ClientConfig: admregv1.WebhookClientConfig{URL: ptr(url + PathNamespaces), CABundle: caPEM},
+		Rules: []admregv1.RuleWithOperations{{Operations: []admregv1.OperationType{admregv1.Update},
+			Rule: admregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"namespaces"}}}},
+		FailurePolicy: &fail, SideEffects: &none, TimeoutSeconds: &timeout, AdmissionReviewVersions: []string{"v1"},
+		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: []string{ns}}}},
 	}}}
 	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mut, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -171,6 +179,44 @@ func TestAPIServerCallsWebhook(t *testing.T) {
 	}
 	if _, err := mk(other, "elsewhere", unsigned.String(), false); err != nil {
 		t.Errorf("a namespace without the label: %v", err)
+	}
+
+	// W23: a tenant allowed to edit Namespaces cannot remove the opt-in
+	// label; a cluster admin can.
+	group := "tenants-" + ns[len(ns)-8:]
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: group}, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "update", "patch"}}}}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: group}, RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: group},
+		Subjects: []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: group}}}
+	if _, err := client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.RbacV1().ClusterRoles().Delete(context.Background(), group, metav1.DeleteOptions{}) })
+	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = client.RbacV1().ClusterRoleBindings().Delete(context.Background(), group, metav1.DeleteOptions{})
+	})
+	tcfg := c.Config()
+	tcfg.Impersonate = rest.ImpersonationConfig{UserName: "tenant", Groups: []string{group, "system:authenticated"}}
+	tenant, err := kubernetes.NewForConfig(tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlabel := func(cs kubernetes.Interface) error {
+		n, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		delete(n.Labels, label)
+		_, err = cs.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{})
+		return err
+	}
+	if err := unlabel(tenant); err == nil || !strings.Contains(err.Error(), "only a cluster admin may change a namespace's admission label: namespace "+ns+": removing "+label+"=enforce by tenant") {
+		t.Errorf("W23 tenant: %v", err)
+	}
+	if err := unlabel(client); err != nil {
+		t.Errorf("W23 admin: %v", err)
 	}
 }
 

@@ -17,13 +17,19 @@ const (
 	PathValidate = "/validate"
 	PathMutate   = "/mutate"
 	PathHealthz  = "/healthz"
+	// PathNamespaces serves the LabelGuard, when one is given.
+	PathNamespaces = "/namespaces"
 )
 
-// Mux serves the validating and mutating handlers and a health check.
-func Mux(d *Decider) http.Handler {
+// Mux serves the validating and mutating handlers, the label guard (if
+// guard is not nil) and a health check.
+func Mux(d *Decider, guard *LabelGuard) http.Handler {
 	m := http.NewServeMux()
 	m.Handle(PathValidate, ValidatingHandler(d))
 	m.Handle(PathMutate, MutatingHandler(d))
+	if guard != nil {
+		m.Handle(PathNamespaces, guard)
+	}
 	m.HandleFunc(PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return m
 }
@@ -67,14 +73,14 @@ func (r *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	return r.cert, nil
 }
 
-// Serve serves Mux(d) over TLS on l until ctx ends, then shuts down
+// Serve serves h (Mux) over TLS on l until ctx ends, then shuts down
 // gracefully (in-flight reviews finish).
-func Serve(ctx context.Context, l net.Listener, d *Decider, certs *CertReloader) error {
+func Serve(ctx context.Context, l net.Listener, h http.Handler, certs *CertReloader) error {
 	if _, err := certs.GetCertificate(nil); err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           Mux(d),
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate},
 	}

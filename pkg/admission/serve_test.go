@@ -68,7 +68,9 @@ func TestServeRotatesCertificate(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, l, e.decider(nil), &CertReloader{CertFile: certFile, KeyFile: keyFile}) }()
+	go func() {
+		done <- Serve(ctx, l, Mux(e.decider(nil), nil), &CertReloader{CertFile: certFile, KeyFile: keyFile})
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

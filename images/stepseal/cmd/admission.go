@@ -116,16 +116,17 @@ Always. Exits non-zero when the image is denied.`,
 
 func newAdmissionServe() *cobra.Command {
 	var (
-		f               decisionFlags
-		addr, cert, key string
-		refresh         time.Duration
+		f                        decisionFlags
+		addr, cert, key, nsLabel string
+		refresh                  time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "serve --policy FILE --platform P --tls-cert FILE --tls-key FILE [--addr :8443] [--platform-policy FILE] [--trust URL]",
 		Short: "Serve the admission webhook: /validate, /mutate (tags to digests, Pods only), /healthz",
 		Long: `Serve the admission webhook over TLS: /validate answers AdmissionReview v1
 for Pod CREATE/UPDATE and pods/ephemeralcontainers, /mutate rewrites tags to
-digests (Pods only), /healthz. The serving certificate is read again when
+digests (Pods only), /healthz, and with --namespace-label /namespaces (the
+label guard for Namespace UPDATE). The serving certificate is read again when
 its files change. With --trust, the TUF metadata is refreshed every
 --trust-refresh; a failed refresh keeps the last verified state until it
 expires. Stops gracefully on SIGTERM.`,
@@ -161,12 +162,17 @@ expires. Stops gracefully on SIGTERM.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "serving admission on https://%s\n", l.Addr())
-			return admission.Serve(ctx, l, d, &admission.CertReloader{CertFile: cert, KeyFile: key})
+			var guard *admission.LabelGuard
+			if nsLabel != "" {
+				guard = &admission.LabelGuard{Label: nsLabel}
+			}
+			return admission.Serve(ctx, l, admission.Mux(d, guard), &admission.CertReloader{CertFile: cert, KeyFile: key})
 		},
 	}
 	c.Flags().StringVar(&addr, "addr", ":8443", "listen address")
 	c.Flags().StringVar(&cert, "tls-cert", "", "serving certificate (PEM), re-read when it changes")
 	c.Flags().StringVar(&key, "tls-key", "", "serving certificate's private key (PEM)")
+	c.Flags().StringVar(&nsLabel, "namespace-label", "", "serve /namespaces: once a Namespace has this opt-in label, only system:masters may change or remove it")
 	c.Flags().DurationVar(&refresh, "trust-refresh", 5*time.Minute, "with --trust: how often to refresh the TUF metadata")
 	f.add(c)
 	return c
