@@ -98,3 +98,23 @@ func Repository(ref string) (string, error) {
 	}
 	return strings.ToLower(r.Context().Name()), nil
 }
+
+// Glob is a compiled repository pattern with the platform policy's
+// semantics ("*" within one path segment, "**" across any number of them,
+// lower case), for other policies over image repositories to share.
+type Glob struct{ p pattern }
+
+// CompileGlob compiles a repository pattern as artifact rules do.
+func CompileGlob(p string) (Glob, error) {
+	c, err := compilePattern(p)
+	if err != nil {
+		return Glob{}, err
+	}
+	return Glob{p: c}, nil
+}
+
+// Match reports whether repo (normalized with Repository) matches.
+func (g Glob) Match(repo string) bool { return g.p.segs != nil && g.p.match(repo) }
+
+// String is the pattern as written.
+func (g Glob) String() string { return g.p.text }

@@ -37,7 +37,7 @@ func New(t Tekton, args []string) *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&ro.output, "output", "o", "text", "output format: text or json")
 	root.SetArgs(args)
-	root.AddCommand(newKeys(ro), newLayout(ro), newRun(ro), newRecord(ro), newVerify(ro), newPublish(ro), newPull(ro), newCrypt(ro), newPolicy(ro), newLog(ro), newTrust(ro), newVSA(ro), newVersion(ro))
+	root.AddCommand(newKeys(ro), newLayout(ro), newRun(ro), newRecord(ro), newVerify(ro), newPublish(ro), newPull(ro), newCrypt(ro), newPolicy(ro), newLog(ro), newTrust(ro), newVSA(ro), newAdmission(ro), newVersion(ro))
 	return root
 }
 

@@ -1,0 +1,196 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/stepseal/stepseal/pkg/admission"
+	"github.com/stepseal/stepseal/pkg/policy"
+	"github.com/stepseal/stepseal/pkg/trust"
+)
+
+func newAdmission(ro *rootOptions) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "admission",
+		Short: "The admission webhook's decisions on Pods' images (in progress)",
+	}
+	c.AddCommand(newAdmissionCheck(ro), newAdmissionServe())
+	return c
+}
+
+// decisionFlags build the Decider that check and serve share.
+type decisionFlags struct {
+	policyPath, platform string
+	deadline             time.Duration
+	reg                  registryFlags
+	pp                   policyFlags
+	// trustClient is the refreshed TUF client with --trust (nil without).
+	trustClient *trust.Client
+}
+
+func (f *decisionFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.policyPath, "policy", "", "admission policy file (YAML or JSON)")
+	c.Flags().StringVar(&f.platform, "platform", "", "this cluster's platform name (for encrypted images)")
+	c.Flags().DurationVar(&f.deadline, "deadline", admission.DefaultDeadline, "bound on one decision (below the webhook's timeoutSeconds)")
+	f.pp.add(c)
+	f.reg.add(c)
+}
+
+func (f *decisionFlags) decider(ctx context.Context) (*admission.Decider, error) {
+	if f.policyPath == "" {
+		return nil, fmt.Errorf("--policy is required")
+	}
+	pol, err := admission.LoadPolicy(f.policyPath)
+	if err != nil {
+		return nil, err
+	}
+	var platformPolicy *policy.Policy
+	if f.pp.path != "" {
+		if platformPolicy, err = f.pp.load(ctx); err != nil {
+			return nil, err
+		}
+	}
+	client, err := f.reg.client()
+	if err != nil {
+		return nil, err
+	}
+	cfg := admission.Config{Policy: pol, Platform: f.platform, PlatformPolicy: platformPolicy, Registry: client, Deadline: f.deadline}
+	if f.pp.trust.enabled() {
+		root, err := f.pp.trust.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		f.trustClient = root.Client()
+		tk := admission.TrustKeys{Client: f.trustClient}
+		cfg.Keys, cfg.TrustVersion = tk, tk.Version
+	}
+	return admission.NewDecider(cfg)
+}
+
+func newAdmissionCheck(ro *rootOptions) *cobra.Command {
+	var (
+		f          decisionFlags
+		pullPolicy string
+	)
+	c := &cobra.Command{
+		Use:   "check IMAGE --policy FILE --platform P [--platform-policy FILE] [--trust URL] [--pull-policy Always]",
+		Short: "Decide one image as the admission webhook would for a container naming it",
+		Long: `Decide one image as the admission webhook would for a container naming it:
+the image must be by digest, covered by a rule of the admission policy (else
+it is denied without contacting its registry), and meet the rule's
+requirement (signed, digest; vsa needs the webhook's VSA checker). With
+--trust, rules with keysFrom: trust take the keys of the TUF role that
+vouches for the repository's tags, and --platform-policy names a TUF
+target. An encrypted image must be authorised for --platform, its
+recipients must be exactly the platform policy's, and --pull-policy must be
+Always. Exits non-zero when the image is denied.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := f.decider(cmd.Context())
+			if err != nil {
+				return err
+			}
+			dec := d.CheckImage(cmd.Context(), args[0], corev1.PullPolicy(pullPolicy))
+			if err := ro.print(cmd.OutOrStdout(), dec, func(w io.Writer) { printDecision(w, dec) }); err != nil {
+				return err
+			}
+			if !dec.Allowed {
+				return reportedError{err: dec.Err()}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&pullPolicy, "pull-policy", "", "the container's imagePullPolicy (encrypted images need Always)")
+	f.add(c)
+	return c
+}
+
+func newAdmissionServe() *cobra.Command {
+	var (
+		f                        decisionFlags
+		addr, cert, key, nsLabel string
+		refresh                  time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "serve --policy FILE --platform P --tls-cert FILE --tls-key FILE [--addr :8443] [--platform-policy FILE] [--trust URL]",
+		Short: "Serve the admission webhook: /validate, /mutate (tags to digests, Pods only), /healthz",
+		Long: `Serve the admission webhook over TLS: /validate answers AdmissionReview v1
+for Pod CREATE/UPDATE and pods/ephemeralcontainers, /mutate rewrites tags to
+digests (Pods only), /healthz, and with --namespace-label /namespaces (the
+label guard for Namespace UPDATE). The serving certificate is read again when
+its files change. With --trust, the TUF metadata is refreshed every
+--trust-refresh; a failed refresh keeps the last verified state until it
+expires. Stops gracefully on SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cert == "" || key == "" {
+				return fmt.Errorf("--tls-cert and --tls-key are required")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			d, err := f.decider(ctx)
+			if err != nil {
+				return err
+			}
+			if f.trustClient != nil && refresh > 0 {
+				go func() {
+					t := time.NewTicker(refresh)
+					defer t.Stop()
+					for {
+						select {
+						case <-ctx.Done():
+							return
+						case <-t.C:
+							if _, err := f.trustClient.Refresh(ctx); err != nil {
+								fmt.Fprintf(cmd.ErrOrStderr(), "trust refresh: %v\n", err)
+							}
+						}
+					}
+				}()
+			}
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "serving admission on https://%s\n", l.Addr())
+			var guard *admission.LabelGuard
+			if nsLabel != "" {
+				guard = &admission.LabelGuard{Label: nsLabel}
+			}
+			return admission.Serve(ctx, l, admission.Mux(d, guard), &admission.CertReloader{CertFile: cert, KeyFile: key})
+		},
+	}
+	c.Flags().StringVar(&addr, "addr", ":8443", "listen address")
+	c.Flags().StringVar(&cert, "tls-cert", "", "serving certificate (PEM), re-read when it changes")
+	c.Flags().StringVar(&key, "tls-key", "", "serving certificate's private key (PEM)")
+	c.Flags().StringVar(&nsLabel, "namespace-label", "", "serve /namespaces: once a Namespace has this opt-in label, only system:masters may change or remove it")
+	c.Flags().DurationVar(&refresh, "trust-refresh", 5*time.Minute, "with --trust: how often to refresh the TUF metadata")
+	f.add(c)
+	return c
+}
+
+func printDecision(w io.Writer, dec admission.Decision) {
+	for _, r := range dec.Images {
+		switch {
+		case r.Err == nil:
+			fmt.Fprintf(w, "ALLOWED %s (rule %q)", r.Image, r.Rule)
+			if r.Encrypted {
+				fmt.Fprint(w, ", encrypted")
+			}
+			fmt.Fprintln(w)
+		case r.Mode == admission.ModeWarn:
+			fmt.Fprintf(w, "WARNING %s\n", r.Message)
+		default:
+			fmt.Fprintf(w, "DENIED  %s\n", r.Message)
+		}
+	}
+}
