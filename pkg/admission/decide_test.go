@@ -19,6 +19,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/crypt"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/vsa"
 )
 
 // TestDecideWebhookCases runs the webhook attack cases against a real
@@ -117,19 +118,59 @@ func TestDecideWebhookCases(t *testing.T) {
 			t.Errorf("warnings %q", dec.Warnings)
 		}
 	})
-	t.Run("W7 W8 VSA", func(t *testing.T) {
+	t.Run("W6 W7 W8 W9 W10 W11 VSA", func(t *testing.T) {
 		ok := e.push("builds/ok")
-		e.attestVSA(ok, e.verifier, verifierID, "PASSED", time.Now())
+		e.attestVSA(ok, e.verifier, verifierID, vsa.Passed, time.Now())
 		wantAllowed(t, e.decider(nil).Decide(ctx, pod(ok.String()), nil))
 		failed := e.push("builds/failed")
-		e.attestVSA(failed, e.verifier, verifierID, "FAILED", time.Now())
-		wantDenied(t, e.decider(nil).Decide(ctx, pod(failed.String()), nil), errVSA, "verificationResult FAILED", `rule "builds"`)
+		e.attestVSA(failed, e.verifier, verifierID, vsa.Failed, time.Now())
+		wantDenied(t, e.decider(nil).Decide(ctx, pod(failed.String()), nil), vsa.ErrFailed, "FAILED", `rule "builds"`)
 		forged := e.push("builds/forged")
-		e.attestVSA(forged, e.publisher, verifierID, "PASSED", time.Now())
-		wantDenied(t, e.decider(nil).Decide(ctx, pod(forged.String()), nil), oci.ErrSignature, "VSA signer is not the trusted verifier")
+		e.attestVSA(forged, e.publisher, verifierID, vsa.Passed, time.Now())
+		wantDenied(t, e.decider(nil).Decide(ctx, pod(forged.String()), nil), oci.ErrSignature, forged.DigestStr())
+		otherVerifier := e.push("builds/other-verifier")
+		e.attestVSA(otherVerifier, e.verifier, "https://stepseal.dev/verifier/other", vsa.Passed, time.Now())
+		wantDenied(t, e.decider(nil).Decide(ctx, pod(otherVerifier.String()), nil), vsa.ErrVerifier, "verifier/other")
 		old := e.push("builds/old")
-		e.attestVSA(old, e.verifier, verifierID, "PASSED", time.Now().Add(-2*time.Hour))
-		wantDenied(t, e.decider(nil).Decide(ctx, pod(old.String()), nil), errVSA, "older than 1h0m0s")
+		e.attestVSA(old, e.verifier, verifierID, vsa.Passed, time.Now().Add(-2*time.Hour))
+		wantDenied(t, e.decider(nil).Decide(ctx, pod(old.String()), nil), vsa.ErrTooOld)
+		future := e.push("builds/future")
+		e.attestVSA(future, e.verifier, verifierID, vsa.Passed, time.Now().Add(time.Hour))
+		wantDenied(t, e.decider(nil).Decide(ctx, pod(future.String()), nil), vsa.ErrFuture)
+		// W6: a PASSED VSA about another image, attached to this one.
+		// (pkg/oci refuses to attach it, so the attacker copies ok's .att tag.)
+		another := e.push("builds/another")
+		att, err := remote.Image(oci.AttestationTag(ok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(oci.AttestationTag(another), att); err != nil {
+			t.Fatal(err)
+		}
+		wantDenied(t, e.decider(nil).Decide(ctx, pod(another.String()), nil), oci.ErrDigestMismatch, ok.DigestStr()[7:])
+		// W9: the same image copied to another repository, with its VSA.
+		copied := e.write(e.host, "builds/copied", mustImage(t, e, ok))
+		e.attestVSAFor(copied, ok, e.verifier, verifierID, vsa.Passed, time.Now(), layoutDigest)
+		wantDenied(t, e.decider(nil).Decide(ctx, pod(copied.String()), nil), vsa.ErrResourceURI, "builds/copied")
+		// W10: a rule bound to the layout's current digest refuses a VSA of
+		// an older layout, and cannot check without a trust source.
+		bound := *e.pol
+		bound.Rules = append([]Rule(nil), e.pol.Rules...)
+		for i := range bound.Rules {
+			if bound.Rules[i].Name == "builds" {
+				bound.Rules[i].VSA.Layout = "builds"
+			}
+		}
+		current := func(digest string) func(*Config) {
+			return func(c *Config) {
+				c.Policy = &bound
+				c.VSA = RegistryVSA{Registry: e.c, LayoutDigest: func(_ context.Context, name string) (string, error) { return digest, nil }}
+			}
+		}
+		wantAllowed(t, e.decider(current(layoutDigest)).Decide(ctx, pod(ok.String()), nil))
+		wantDenied(t, e.decider(current("sha256:"+strings.Repeat("cd", 32))).Decide(ctx, pod(ok.String()), nil), vsa.ErrPolicyDigest)
+		unbound := e.decider(func(c *Config) { c.Policy = &bound }).Decide(ctx, pod(ok.String()), nil)
+		wantDenied(t, unbound, reject.ErrUnsupported, "no trust source gives its digest")
 		none := e.decider(func(c *Config) { c.VSA = nil }).Decide(ctx, pod(ok.String()), nil)
 		wantDenied(t, none, reject.ErrUnsupported, "no VSA checker")
 	})

@@ -24,19 +24,15 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	vsapb "github.com/in-toto/attestation/go/predicates/vsa/v1"
 	ita "github.com/in-toto/attestation/go/v1"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/stepseal/stepseal/internal/testregistry"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/policy"
 	"github.com/stepseal/stepseal/pkg/publish"
-	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/vsa"
 )
 
 const (
@@ -161,7 +157,7 @@ func (e *env) policy() *Policy {
 // (e.c when nil).
 func (e *env) decider(mod func(*Config)) *Decider {
 	e.t.Helper()
-	cfg := Config{Policy: e.pol, Platform: "eu", PlatformPolicy: e.ppol, Registry: e.c, VSA: testVSAChecker{c: e.c}, Deadline: 5 * time.Second}
+	cfg := Config{Policy: e.pol, Platform: "eu", PlatformPolicy: e.ppol, Registry: e.c, VSA: RegistryVSA{Registry: e.c}, Deadline: 5 * time.Second}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -229,36 +225,22 @@ func (e *env) encrypted(repo string, pol *policy.Policy) name.Digest {
 	return r.Digest
 }
 
-// attestVSA attaches a VSA for d, built with in-toto/attestation's vsa
-// predicate and DSSE-signed by key.
+// attestVSA attaches a VSA for d, built and signed with pkg/vsa (the
+// controller's), with resourceUri d's repository and layout digest
+// layoutDigest ("sha256:<hex>", the layout of layoutOf when "").
 func (e *env) attestVSA(d name.Digest, key crypto.Signer, verifier, result string, verified time.Time) {
 	e.t.Helper()
-	pred := &vsapb.VerificationSummary{
-		Verifier:           &vsapb.VerificationSummary_Verifier{Id: verifier},
-		TimeVerified:       timestamppb.New(verified),
-		ResourceUri:        d.Context().Name(),
-		Policy:             &vsapb.VerificationSummary_Policy{Uri: "https://stepseal.dev/layout/test"},
-		VerificationResult: result,
-		VerifiedLevels:     []string{"SLSA_BUILD_LEVEL_3"},
-	}
-	pj, err := protojson.Marshal(pred)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ps := &structpb.Struct{}
-	if err := protojson.Unmarshal(pj, ps); err != nil {
-		e.t.Fatal(err)
-	}
-	st := &ita.Statement{
-		Type:          ita.StatementTypeUri,
-		Subject:       []*ita.ResourceDescriptor{{Name: d.Context().Name(), Digest: map[string]string{"sha256": strings.TrimPrefix(d.DigestStr(), "sha256:")}}},
-		PredicateType: vsaPredicateType,
-		Predicate:     ps,
-	}
-	if err := st.Validate(); err != nil {
-		e.t.Fatal(err)
-	}
-	payload, err := protojson.Marshal(st)
+	e.attestVSAFor(d, d, key, verifier, result, verified, layoutDigest)
+}
+
+// layoutDigest is the digest of the layout the test VSAs were verified
+// against.
+var layoutDigest = "sha256:" + strings.Repeat("ab", 32)
+
+// attestVSAFor attaches to d a VSA about subject.
+func (e *env) attestVSAFor(d, subject name.Digest, key crypto.Signer, verifier, result string, verified time.Time, layout string) {
+	e.t.Helper()
+	sub, err := vsa.ImageSubject(subject.String())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -266,52 +248,19 @@ func (e *env) attestVSA(d name.Digest, key crypto.Signer, verifier, result strin
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	env, err := signing.SignEnvelope(context.Background(), "application/vnd.in-toto+json", payload, s)
+	env, _, err := vsa.Sign(context.Background(), vsa.Summary{
+		VerifierID: verifier, Time: verified, Result: result,
+		ResourceURI:  vsa.ResourceURI(subject.Context().RegistryStr(), subject.Context().RepositoryStr()),
+		Subjects:     []*ita.ResourceDescriptor{sub},
+		PolicyURI:    "tuf:layouts/builds.layout?role=targets&version=1",
+		PolicyDigest: map[string]string{"sha256": strings.TrimPrefix(layout, "sha256:")},
+	}, s)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.c.Attest(context.Background(), d, env, vsaPredicateType); err != nil {
+	if err := e.c.Attest(context.Background(), d, env, vsa.PredicateType); err != nil {
 		e.t.Fatal(err)
 	}
-}
-
-// testVSAChecker stands in for pkg/vsa: the VSA must be DSSE-signed by
-// the rule's verifier key and name d (oci.VerifyAttestations), carry the
-// rule's verifier id, PASSED, and be younger than maxAge.
-type testVSAChecker struct{ c *oci.Client }
-
-var errVSA = reject.Sentinel(reject.ErrPolicy, "VSA refused")
-
-func (v testVSAChecker) Check(ctx context.Context, d name.Digest, rule *Rule) error {
-	atts, err := v.c.VerifyAttestations(ctx, d, rule.VSA.Key, oci.WithPredicateType(vsaPredicateType))
-	if err != nil {
-		return fmt.Errorf("VSA signer is not the trusted verifier for %s: %w", d.Context().Name(), err)
-	}
-	var last error
-	for _, a := range atts {
-		var st ita.Statement
-		if err := protojson.Unmarshal(a.Statement, &st); err != nil {
-			last = err
-			continue
-		}
-		pj, _ := protojson.Marshal(st.GetPredicate())
-		var p vsapb.VerificationSummary
-		if err := protojson.Unmarshal(pj, &p); err != nil {
-			last = err
-			continue
-		}
-		switch {
-		case p.GetVerifier().GetId() != rule.VSA.Verifier:
-			last = fmt.Errorf("%w: verifier %q is not %q", errVSA, p.GetVerifier().GetId(), rule.VSA.Verifier)
-		case p.GetVerificationResult() != "PASSED":
-			last = fmt.Errorf("%w: verificationResult %s", errVSA, p.GetVerificationResult())
-		case rule.VSA.MaxAge > 0 && time.Since(p.GetTimeVerified().AsTime()) > rule.VSA.MaxAge:
-			last = fmt.Errorf("%w: verified %s, older than %s", errVSA, p.GetTimeVerified().AsTime(), rule.VSA.MaxAge)
-		default:
-			return nil
-		}
-	}
-	return last
 }
 
 // keySource is a trust source whose keys change with its version.
@@ -429,4 +378,14 @@ func wantAllowed(t *testing.T, dec Decision) {
 	if !dec.Allowed {
 		t.Fatalf("denied: %s", dec.Message())
 	}
+}
+
+// mustImage reads the image d from the registry.
+func mustImage(t *testing.T, e *env, d name.Digest) v1.Image {
+	t.Helper()
+	img, err := remote.Image(d, remote.WithContext(context.Background()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -75,6 +75,10 @@ type VSADoc struct {
 	MaxAge string `json:"maxAge,omitempty"`
 	// Key is the verifier's PEM public key.
 	Key string `json:"key,omitempty"`
+	// Layout names the TUF layout target (layouts/<name>.layout) whose
+	// current digest the VSA must be bound to; without it any layout's VSA
+	// is taken (a layout rolled back or substituted is then not seen).
+	Layout string `json:"layout,omitempty"`
 }
 
 // Policy is a parsed, validated admission policy: rules tried in order,
@@ -104,6 +108,7 @@ type VSARequirement struct {
 	Verifier string
 	MaxAge   time.Duration
 	Key      crypto.PublicKey
+	Layout   string
 }
 
 // Match returns the first rule covering repo (normalized with
@@ -239,6 +244,7 @@ func parseRule(rd RuleDoc) (Rule, error) {
 			}
 			r.VSA.Key = pub
 		}
+		r.VSA.Layout = rd.VSA.Layout
 	default:
 		return r, fmt.Errorf("require must be %s, %s or %s, not %q", RequireVSA, RequireSigned, RequireDigest, r.Require)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/admission"
 	"github.com/stepseal/stepseal/pkg/policy"
+	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/trust"
 )
 
@@ -63,6 +64,7 @@ func (f *decisionFlags) decider(ctx context.Context) (*admission.Decider, error)
 	if err != nil {
 		return nil, err
 	}
+	vc := admission.RegistryVSA{Registry: client}
 	cfg := admission.Config{Policy: pol, Platform: f.platform, PlatformPolicy: platformPolicy, Registry: client, Deadline: f.deadline}
 	if f.pp.trust.enabled() {
 		root, err := f.pp.trust.open(ctx)
@@ -72,7 +74,16 @@ func (f *decisionFlags) decider(ctx context.Context) (*admission.Decider, error)
 		f.trustClient = root.Client()
 		tk := admission.TrustKeys{Client: f.trustClient}
 		cfg.Keys, cfg.TrustVersion = tk, tk.Version
+		// A VSA rule naming a layout: the digest TUF vouches for now.
+		vc.LayoutDigest = func(ctx context.Context, name string) (string, error) {
+			d, err := root.Layout(ctx, name)
+			if err != nil {
+				return "", err
+			}
+			return store.Digest(d.Data), nil
+		}
 	}
+	cfg.VSA = vc
 	return admission.NewDecider(cfg)
 }
 
