@@ -149,6 +149,7 @@ func Load(ctx context.Context, path, tasksDir string) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.dropRecorders()
 	if len(l.objs.ignored) > 0 {
 		s.Notes = append([]string{fmt.Sprintf("stepseal: ignoring %d object(s) a local run has no use for: %s", len(l.objs.ignored), strings.Join(l.objs.ignored, ", "))}, s.Notes...)
 	}
@@ -286,7 +287,7 @@ func (l *loader) resolve(ctx context.Context, p *v1.Pipeline, label string) (*Sp
 // resolver (remote resolution) is refused.
 func (l *loader) stepActions(ctx context.Context, s *Spec, pt string, ts *v1.TaskSpec, path, label string) error {
 	for i, st := range ts.Steps {
-		if st.Ref == nil {
+		if st.Ref == nil || isRecorder(st) { // recorders: see dropRecorders
 			continue
 		}
 		name := st.Name

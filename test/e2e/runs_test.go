@@ -287,6 +287,17 @@ func TestRunFilesVerify(t *testing.T) {
 				t.Errorf("report.txt = %q", b)
 			}
 		}},
+		{"pipelinerun-recorded.yaml", []string{"checkout.write", "compile.build"}, func(t *testing.T, out string, r result) {
+			// The record pair is left out (with one line saying so): the
+			// build step ran and is the task's only step.
+			wantFile(t, out, "workspaces/shared/out/app.txt", "int main(void) { return 0; }\n")
+			if !strings.Contains(r.stdout, "record StepActions of compile (measure-materials, measure-products)") {
+				t.Errorf("no line about the record StepActions:\n%s", r.stdout)
+			}
+			if _, ok := layoutRules(t, out)["compile.measure-materials"]; ok {
+				t.Error("the layout has a step for the record StepAction")
+			}
+		}},
 		{"pipelinerun-stepactions.yaml", []string{"produce.write", "produce.hash", "produce.record", "check.verify"}, func(t *testing.T, out string, r result) {
 			// The task result came from the step result and reached the
 			// pipeline result; the later step read it.
