@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/in-toto/in-toto-golang/in_toto"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"go.uber.org/zap/zaptest"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,8 +23,6 @@ import (
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/internal/realnode"
-	"github.com/stepseal/stepseal/pkg/layout"
-	"github.com/stepseal/stepseal/pkg/layout/generate"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -260,42 +256,8 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 	}
 
 	// The layout generated from the Pipeline, every step performed by the controller.
-	fpath := filepath.Join(t.TempDir(), "functionaries.yaml")
-	if err := os.WriteFile(fpath, []byte("apiVersion: stepseal.dev/v1alpha1\nkind: Functionaries\nmetadata:\n  name: realnode\nspec:\n  functionaries:\n  - name: controller\n  steps:\n  - match: \"*\"\n    functionaries: [controller]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := layout.LoadFunctionaries(fpath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck, err := signing.InTotoKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := generate.FromPipeline(spec, f, map[string]in_toto.Key{"controller": ck}, layout.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ok, err := signing.Generate(signing.ED25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner, err := signing.NewSigner(ok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ov, err := signing.NewVerifier(ok.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, err := layout.Sign(ctx, *l, owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := json.Marshal(mb)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sl := controllertest.ControllerLayout(t, spec, pub, false)
+	data, ov := sl.Data, sl.Owner
 	// The image publish's results name: report's result, which publish got
 	// as its param.
 	d := sha256.Sum256([]byte("report\n"))
@@ -327,7 +289,7 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pem, err := signing.MarshalPublicKeyPEM(ok.Public())
+	pem, err := signing.MarshalPublicKeyPEM(sl.OwnerPub)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/in-toto/in-toto-golang/in_toto"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"go.uber.org/zap/zaptest"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,8 +19,6 @@ import (
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
-	"github.com/stepseal/stepseal/pkg/layout"
-	"github.com/stepseal/stepseal/pkg/layout/generate"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/dirstore"
@@ -181,31 +178,8 @@ func TestIntegrationSkippedAndFinally(t *testing.T) {
 
 	// The layout of the Pipeline: the controller performs every step and
 	// signs the skip records.
-	fpath := filepath.Join(t.TempDir(), "functionaries.yaml")
-	os.WriteFile(fpath, []byte("apiVersion: stepseal.dev/v1alpha1\nkind: Functionaries\nmetadata:\n  name: release\nspec:\n  functionaries:\n  - name: controller\n  steps:\n  - match: \"*\"\n    functionaries: [controller]\n  skipSigner: controller\n"), 0o644)
-	f, err := layout.LoadFunctionaries(fpath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck, err := signing.InTotoKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := generate.FromPipeline(spec, f, map[string]in_toto.Key{"controller": ck}, layout.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ok, err := signing.Generate(signing.ED25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner, _ := signing.NewSigner(ok)
-	ov, _ := signing.NewVerifier(ok.Public())
-	mb, err := layout.Sign(ctx, *l, owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := json.Marshal(mb)
+	sl := controllertest.ControllerLayout(t, spec, pub, true)
+	data, ov := sl.Data, sl.Owner
 	v, err := verify.Layout(ctx, data, []signing.Verifier{ov}, &verify.StoreLinks{Store: ds, RunID: runID}, verify.Options{WithoutArtifactUnsafe: true})
 	if err != nil {
 		t.Fatalf("the controller-signed run does not verify against its Pipeline's layout: %v", err)

@@ -18,8 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"knative.dev/pkg/apis"
 
-	"github.com/stepseal/stepseal/pkg/layout"
-	"github.com/stepseal/stepseal/pkg/layout/generate"
+	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
@@ -239,42 +238,8 @@ func releaseChain(t *testing.T, spec *tekton.Spec, recs []*run.Record) chain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ckey, err := signing.InTotoKey(controller.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := layout.ParseFunctionaries([]byte("apiVersion: stepseal.dev/v1alpha1\nkind: Functionaries\nmetadata: {name: release}\nspec:\n  functionaries: [{name: controller}]\n  steps: [{match: \"*\", functionaries: [controller]}]\n"), "functionaries.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := generate.FromPipeline(spec, f, map[string]in_toto.Key{"controller": ckey}, layout.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ok, err := signing.Generate(signing.ED25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner, err := signing.NewSigner(ok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ov, err := signing.NewVerifier(ok.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	okey, err := signing.InTotoKey(ok.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, err := layout.Sign(ctx, *l, owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := json.Marshal(mb)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sl := controllertest.ControllerLayout(t, spec, controller.Public(), false)
+	data, ov, okey := sl.Data, sl.Owner, sl.OwnerKey
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "root.layout"), data, 0o644); err != nil {
 		t.Fatal(err)
