@@ -35,25 +35,13 @@ import (
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 	"github.com/stepseal/stepseal/pkg/store/dirstore"
 	tufrepo "github.com/stepseal/stepseal/pkg/trust/repo"
 	"github.com/stepseal/stepseal/pkg/vsa"
 )
 
 const testVerifierID = "https://stepseal.dev/controller/test"
-
-func newKey(t testing.TB) signing.Signer {
-	t.Helper()
-	k, err := signing.Generate(signing.ECDSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := signing.NewSigner(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // testLayout is the owner-signed layout of a pipeline of one task "build"
 // whose steps are steps, each signed by the controller's key (functionary).
@@ -86,8 +74,8 @@ func serveTUF(t testing.TB, owner signing.Signer, layouts map[string][]byte) (st
 	t.Helper()
 	ctx := context.Background()
 	dir, site := t.TempDir(), t.TempDir()
-	targets, online := newKey(t), newKey(t)
-	r, err := tufrepo.Init(ctx, dir, tufrepo.InitOptions{RootSigners: []signing.Signer{newKey(t)}, TargetsSigners: []signing.Signer{targets}, Online: online})
+	targets, online := signingtest.Signer(t), signingtest.Signer(t)
+	r, err := tufrepo.Init(ctx, dir, tufrepo.InitOptions{RootSigners: []signing.Signer{signingtest.Signer(t)}, TargetsSigners: []signing.Signer{targets}, Online: online})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +125,7 @@ func serveTUF(t testing.TB, owner signing.Signer, layouts map[string][]byte) (st
 //     is still signed.
 func TestIntegrationVSA(t *testing.T) {
 	host := testregistry.Start(t)
-	owner := newKey(t)
+	owner := signingtest.Signer(t)
 	vsaSecret, vsaPub := controllertest.SigningSecret(t, "vsa-key", "pw2")
 
 	// The functionary is the controller's signing key, known once the API is

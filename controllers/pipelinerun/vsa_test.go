@@ -12,6 +12,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/controllertest"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 	"github.com/stepseal/stepseal/pkg/trust"
 	"github.com/stepseal/stepseal/pkg/trustroot"
 )
@@ -25,7 +26,7 @@ func TestSummarizeWithoutTrustedLayout(t *testing.T) {
 	ctx := context.Background()
 	signingSecret, _ := controllertest.SigningSecret(t, "signing-secrets", "pw")
 	vsaSecret, _ := controllertest.SigningSecret(t, "vsa-key", "pw2")
-	url, root := serveTUF(t, newKey(t), map[string][]byte{"layouts/release.layout": []byte(`{"signed":{}}`)})
+	url, root := serveTUF(t, signingtest.Signer(t), map[string][]byte{"layouts/release.layout": []byte(`{"signed":{}}`)})
 	c, err := trust.NewClient(ctx, trust.ClientOptions{Source: url, CacheDir: t.TempDir(), BootstrapRoot: root})
 	if err != nil {
 		t.Fatal(err)

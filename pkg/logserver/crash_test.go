@@ -15,6 +15,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
@@ -91,7 +92,7 @@ func TestCrashDuringBurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer := newSigner(t)
+	signer := signingtest.SignerOf(t, signing.ED25519)
 	pub, _ := signing.MarshalPublicKeyPEM(signer.Public())
 	os.WriteFile(filepath.Join(dir, "writer.pub"), pub, 0o644)
 

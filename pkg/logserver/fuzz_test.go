@@ -3,13 +3,16 @@ package logserver
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 )
 
 // FuzzDerive: no request body makes Derive panic, and whatever it accepts
 // is signed by the allowed key and carries valid subjects.
 func FuzzDerive(f *testing.F) {
-	s := newSigner(f)
-	keys := Keys{verifierOf(f, s)}
+	s := signingtest.SignerOf(f, signing.ED25519)
+	keys := Keys{signingtest.Verifier(f, s)}
 	f.Add(provenance(f, s, "run", "a", "b"))
 	f.Add(link(f, s, "run", "build", "a.out"))
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"AA=="}]}`))

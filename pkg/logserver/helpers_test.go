@@ -13,6 +13,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
@@ -26,28 +27,6 @@ type fixture struct {
 	srv    *Server
 	http   *httptest.Server
 	client *Client
-}
-
-func newSigner(t testing.TB) signing.Signer {
-	t.Helper()
-	k, err := signing.Generate(signing.ED25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := signing.NewSigner(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func verifierOf(t testing.TB, s signing.Signer) signing.Verifier {
-	t.Helper()
-	v, err := signing.NewVerifier(s.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }
 
 func logKey(t testing.TB) tlog.Key {
@@ -65,7 +44,7 @@ func logKey(t testing.TB) tlog.Key {
 
 func newFixture(t testing.TB, opts *Options) *fixture {
 	t.Helper()
-	f := &fixture{dir: t.TempDir(), key: logKey(t), signer: newSigner(t)}
+	f := &fixture{dir: t.TempDir(), key: logKey(t), signer: signingtest.SignerOf(t, signing.ED25519)}
 	f.start(t, opts)
 	return f
 }
@@ -77,7 +56,7 @@ func (f *fixture) start(t testing.TB, opts *Options) {
 		o = *opts
 	}
 	if o.Keys == nil {
-		o.Keys = Keys{verifierOf(t, f.signer)}
+		o.Keys = Keys{signingtest.Verifier(t, f.signer)}
 	}
 	srv, err := Open(ctx, f.dir, f.key, o)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
@@ -24,7 +26,7 @@ func TestTesseraFsck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{dir: t.TempDir(), key: key, signer: newSigner(t)}
+	f := &fixture{dir: t.TempDir(), key: key, signer: signingtest.SignerOf(t, signing.ED25519)}
 	f.start(t, nil)
 	var wg sync.WaitGroup
 	for w := range 16 {

@@ -18,6 +18,8 @@ import (
 	"testing"
 
 	"github.com/stepseal/stepseal/pkg/reject"
+	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
@@ -229,7 +231,7 @@ func TestBadWritesLeaveTheTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := treeDigest(t, f.dir)
-	other := newSigner(t)
+	other := signingtest.SignerOf(t, signing.ED25519)
 	good := provenance(t, f.signer, "run-2", "image-2")
 	var env, other2 map[string]any
 	json.Unmarshal(good, &env)

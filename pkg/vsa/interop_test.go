@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 )
 
 // slsaVerifier finds the slsa-verifier CLI (v2.7.1, installed by
@@ -39,7 +40,7 @@ func slsaVerifier(t *testing.T) string {
 func TestSLSAVerifierAcceptsOurVSA(t *testing.T) {
 	bin := slsaVerifier(t)
 	dir := t.TempDir()
-	key := newSigner(t)
+	key := signingtest.Signer(t)
 	pem, err := signing.MarshalPublicKeyPEM(key.Public())
 	if err != nil {
 		t.Fatal(err)

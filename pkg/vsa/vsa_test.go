@@ -16,6 +16,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/reject/rejecttest"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 )
 
 const (
@@ -26,28 +27,6 @@ const (
 	verifier  = "https://stepseal.dev/controller/prod"
 	resource  = "oci://registry.example.com/team/app"
 )
-
-func newSigner(t testing.TB) signing.Signer {
-	t.Helper()
-	k, err := signing.Generate(signing.ECDSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := signing.NewSigner(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func verifierOf(t testing.TB, s signing.Signer) signing.Verifier {
-	t.Helper()
-	v, err := signing.NewVerifier(s.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
 
 var now = time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
 
@@ -81,9 +60,9 @@ func sign(t testing.TB, s Summary, signer signing.Signer) []byte {
 // uses the spec's camelCase field names (protojson), not the Go type's
 // snake_case json tags.
 func TestRoundTrip(t *testing.T) {
-	key := newSigner(t)
+	key := signingtest.Signer(t)
 	data := sign(t, summary(), key)
-	v, err := Verify(context.Background(), data, expect(verifierOf(t, key)))
+	v, err := Verify(context.Background(), data, expect(signingtest.Verifier(t, key)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +93,7 @@ func TestRoundTrip(t *testing.T) {
 	// A FAILED VSA is signed too (useful as a record), and refused.
 	s := summary()
 	s.Result = Failed
-	_, err = Verify(context.Background(), sign(t, s, key), expect(verifierOf(t, key)))
+	_, err = Verify(context.Background(), sign(t, s, key), expect(signingtest.Verifier(t, key)))
 	rejecttest.Is(t, "FAILED", err, reject.ErrPolicy)
 	if !errors.Is(err, ErrFailed) {
 		t.Errorf("FAILED: %v", err)
@@ -149,7 +128,7 @@ func resign(t testing.TB, data []byte, signer signing.Signer, payloadType string
 // TestForgeriesRefused: each forgery is refused with its exact typed error
 // and reason.
 func TestForgeriesRefused(t *testing.T) {
-	key, tenant := newSigner(t), newSigner(t)
+	key, tenant := signingtest.Signer(t), signingtest.Signer(t)
 	good := sign(t, summary(), key)
 	with := func(f func(*Summary)) []byte {
 		s := summary()
@@ -193,7 +172,7 @@ func TestForgeriesRefused(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			exp := expect(verifierOf(t, key))
+			exp := expect(signingtest.Verifier(t, key))
 			if c.exp != nil {
 				c.exp(&exp)
 			}
@@ -220,7 +199,7 @@ func mustDecode(t testing.TB, s string) string {
 // TestExpectRequired: verifying without saying whose, about what and
 // against which layout is the caller's error, not a verdict.
 func TestExpectRequired(t *testing.T) {
-	key := newSigner(t)
+	key := signingtest.Signer(t)
 	data := sign(t, summary(), key)
 	for name, f := range map[string]func(*Expect){
 		"no key":           func(e *Expect) { e.Key = nil },
@@ -229,14 +208,14 @@ func TestExpectRequired(t *testing.T) {
 		"no resource":      func(e *Expect) { e.ResourceURI = "" },
 		"no layout digest": func(e *Expect) { e.PolicyDigest = "" },
 	} {
-		exp := expect(verifierOf(t, key))
+		exp := expect(signingtest.Verifier(t, key))
 		f(&exp)
 		_, err := Verify(context.Background(), data, exp)
 		if err == nil || reject.Of(err) != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	exp := expect(verifierOf(t, key))
+	exp := expect(signingtest.Verifier(t, key))
 	exp.PolicyDigest, exp.WithoutPolicyDigestUnsafe = "", true
 	if _, err := Verify(context.Background(), data, exp); err != nil {
 		t.Errorf("unsafe without layout digest: %v", err)
@@ -268,11 +247,11 @@ func TestStatementRefusesIncomplete(t *testing.T) {
 // FuzzParse: Parse and Verify never panic on any input, and what Parse
 // accepts re-marshals.
 func FuzzParse(f *testing.F) {
-	key := newSigner(f)
+	key := signingtest.Signer(f)
 	f.Add(sign(f, summary(), key))
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":"AA=="}]}`))
 	f.Add([]byte(`{}`))
-	exp := expect(verifierOf(f, key))
+	exp := expect(signingtest.Verifier(f, key))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if v, err := Parse(data, "fuzz"); err == nil {
 			if _, err := protojson.Marshal(v.Statement); err != nil {
