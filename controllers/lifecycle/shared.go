@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/informers"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -24,12 +25,23 @@ import (
 	"knative.dev/pkg/logging"
 	"knative.dev/pkg/system"
 
+	tektonscheme "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/scheme"
+
 	"github.com/stepseal/stepseal/controllers/backends"
 	"github.com/stepseal/stepseal/controllers/metrics"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/controllers/trustwatch"
 	"github.com/stepseal/stepseal/pkg/store"
 )
+
+// Events are recorded through client-go's scheme (knative's recorder and
+// ours), which must know Tekton's kinds to refer to a TaskRun or
+// PipelineRun; without them every Event about a run (SigningFailed, the
+// VSA's) is dropped ("no kind is registered"). knative's generated
+// reconcilers register their types the same way.
+func init() {
+	utilruntime.Must(tektonscheme.AddToScheme(scheme.Scheme))
+}
 
 // Shared is what the controllers of one process share, made once by the
 // process (images/controller's main: NewShared) and passed to each

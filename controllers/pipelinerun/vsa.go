@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	intoto "github.com/in-toto/attestation/go/v1"
-	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	"knative.dev/pkg/logging"
@@ -292,14 +291,11 @@ func (r *Kind) inputs(ctx context.Context, in summaryInput) []vsa.Input {
 	return out
 }
 
-// event records an Event on pr. The object gets its kind set: Tekton's
-// types are not in client-go's scheme, from which the recorder would
-// otherwise look it up (and drop the Event).
+// event records an Event on pr (Tekton's kinds are in client-go's scheme:
+// package lifecycle registers them).
 func (r *Kind) event(pr *v1.PipelineRun, typ, reason, format string, args ...any) {
 	if r.Recorder == nil {
 		return
 	}
-	pr = pr.DeepCopy()
-	pr.SetGroupVersionKind(v1.SchemeGroupVersion.WithKind(pipeline.PipelineRunControllerName))
 	r.Recorder.Eventf(pr, typ, reason, format, args...)
 }
