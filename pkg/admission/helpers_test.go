@@ -44,7 +44,7 @@ const (
 // platforms eu/us/other, a platform policy that encrypts */demo/** to eu
 // and us, and an admission policy whose rules cover 127.0.0.1:*/…
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	host      string
 	c         *oci.Client
 	publisher crypto.Signer
@@ -55,7 +55,7 @@ type env struct {
 	nop       name.Digest
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, host: testregistry.Start(t), platform: map[string]*ecdsa.PrivateKey{}}
 	c, err := oci.New(oci.WithInsecure(), oci.WithProgress(nil))
