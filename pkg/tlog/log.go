@@ -97,6 +97,9 @@ type sequencer struct {
 	shutdown func(context.Context) error
 	cancel   context.CancelFunc
 	refs     int
+	// stopped is closed once the last Log's Close has shut the appender
+	// down; until then a new Open of the directory waits.
+	stopped chan struct{}
 }
 
 // sequencers holds the directories open in this process.
@@ -153,7 +156,22 @@ func acquire(ctx context.Context, dir string, key Key, o Options) (*sequencer, e
 	signer := fmt.Sprintf("%s+%08x", key.Signer.Name(), key.Signer.KeyHash())
 	sequencersMu.Lock()
 	defer sequencersMu.Unlock()
-	if seq := sequencers[path]; seq != nil {
+	for {
+		seq := sequencers[path]
+		if seq == nil {
+			break
+		}
+		if seq.refs == 0 { // the last Close is shutting it down
+			sequencersMu.Unlock()
+			select {
+			case <-seq.stopped:
+			case <-ctx.Done():
+				sequencersMu.Lock()
+				return nil, ctx.Err()
+			}
+			sequencersMu.Lock()
+			continue
+		}
 		if seq.signer != signer {
 			return nil, fmt.Errorf("tlog: %s is open in this process with signer %s, not %s", dir, seq.signer, signer)
 		}
@@ -184,6 +202,7 @@ func acquire(ctx context.Context, dir string, key Key, o Options) (*sequencer, e
 		shutdown: shutdown,
 		cancel:   cancel,
 		refs:     1,
+		stopped:  make(chan struct{}),
 	}
 	sequencers[path] = seq
 	return seq, nil
@@ -195,15 +214,16 @@ func (seq *sequencer) release(ctx context.Context) error {
 	sequencersMu.Lock()
 	seq.refs--
 	last := seq.refs == 0
-	if last {
-		delete(sequencers, seq.path)
-	}
 	sequencersMu.Unlock()
 	if !last {
 		return nil
 	}
 	err := seq.shutdown(ctx)
 	seq.cancel()
+	sequencersMu.Lock()
+	delete(sequencers, seq.path)
+	close(seq.stopped)
+	sequencersMu.Unlock()
 	return err
 }
 

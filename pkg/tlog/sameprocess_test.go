@@ -86,3 +86,35 @@ func TestSharedSequencerClose(t *testing.T) {
 		t.Fatalf("reopened: %+v, %v", cp, err)
 	}
 }
+
+// TestReopenWhileClosing: an Open of a directory whose last Log is still
+// shutting down waits for it, so two appenders never run at once.
+func TestReopenWhileClosing(t *testing.T) {
+	dir := t.TempDir()
+	k := testKey(t, "example.com/reopen")
+	for i := range 5 {
+		a, err := Open(ctx, dir, k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Append(ctx, fmt.Appendf(nil, "a-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- a.Close(ctx) }()
+		b, err := Open(ctx, dir, k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		idx, err := b.Append(ctx, fmt.Appendf(nil, "b-%d", i))
+		if err != nil || idx != uint64(2*i+1) {
+			t.Fatalf("round %d: index %d, %v", i, idx, err)
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
