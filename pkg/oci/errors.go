@@ -49,6 +49,10 @@ var (
 	// digest (a signature or attestation copied from another image).
 	// reject.ErrMismatch.
 	ErrDigestMismatch = reject.Sentinel(reject.ErrMismatch, "signed payload is for another digest")
+	// ErrTooMany: more signatures, attestations or referrers attached to
+	// an image than one verification reads (MaxCandidates, MaxReferrers):
+	// refused rather than read without bound. reject.ErrPolicy.
+	ErrTooMany = reject.Sentinel(reject.ErrPolicy, "too many signatures or attestations")
 	// ErrPlainHTTP: the registry answered HTTPS with plain HTTP. Such an
 	// error is also ErrUnreachable; see PlainHTTPError.
 	// reject.ErrUnavailable.

@@ -46,6 +46,15 @@ const (
 // maxSignedBlob bounds what we read of a signature or attestation layer.
 const maxSignedBlob = 16 << 20
 
+// Bounds on what one verification reads of an image's signatures or
+// attestations: an image carrying more is refused (ErrTooMany) rather than
+// read without bound (an admission webhook runs this for every new digest).
+const (
+	MaxCandidates     = 64       // signature or attestation layers
+	MaxReferrers      = 256      // referrer manifests listed and examined
+	maxCandidateBytes = 64 << 20 // their layers' bytes together
+)
+
 // SignatureTag is cosign's tag for the signatures of digest d: sha256-<hex>.sig.
 func SignatureTag(d name.Digest) name.Tag { return suffixTag(d, "sig") }
 
@@ -227,6 +236,7 @@ func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, 
 	ro := c.remoteOptions(ctx)
 	var out []signedBlob
 	seen := map[string]bool{}
+	var total int64
 	collect := func(img v1.Image, from string) error {
 		m, err := img.Manifest()
 		if err != nil {
@@ -241,6 +251,9 @@ func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, 
 				continue
 			}
 			seen[key] = true
+			if total += l.Size; len(out) == MaxCandidates || total > maxCandidateBytes {
+				return fmt.Errorf("%w: %s: more than %d signatures or attestations, or more than %d MiB of them, attached to %s", ErrTooMany, from, MaxCandidates, maxCandidateBytes>>20, ref)
+			}
 			layer, err := img.LayerByDigest(l.Digest)
 			if err != nil {
 				return err
@@ -262,6 +275,9 @@ func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, 
 	if err == nil {
 		err = collect(img, tag.String())
 	}
+	if errors.Is(err, ErrTooMany) {
+		return nil, err
+	}
 	if err != nil && !errors.Is(registryError(reg, err), ErrNotFound) {
 		return nil, fmt.Errorf("reading %s: %w", tag, registryError(reg, err))
 	}
@@ -276,6 +292,9 @@ func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, 
 		im, err := idx.IndexManifest()
 		if err != nil {
 			return nil, fmt.Errorf("listing referrers of %s: %w", ref, registryError(reg, err))
+		}
+		if len(im.Manifests) > MaxReferrers {
+			return nil, fmt.Errorf("%w: %d referrers of %s, at most %d are examined", ErrTooMany, len(im.Manifests), ref, MaxReferrers)
 		}
 		for _, d := range im.Manifests {
 			if !slices.Contains(artifactTypes, d.ArtifactType) && d.ArtifactType != MediaTypeEmpty {
@@ -294,6 +313,9 @@ func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, 
 				continue
 			}
 			if err := collect(img, rref.String()); err != nil {
+				if errors.Is(err, ErrTooMany) {
+					return nil, err
+				}
 				return nil, fmt.Errorf("reading referrer %s: %w", rref, registryError(reg, err))
 			}
 		}
