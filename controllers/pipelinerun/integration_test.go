@@ -10,7 +10,6 @@ import (
 	"knative.dev/pkg/logging"
 
 	"github.com/stepseal/stepseal/controllers/annotations"
-	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
@@ -30,7 +29,7 @@ func TestIntegrationSignsBothLevels(t *testing.T) {
 	ctx, ns, tekton, dir, pub := api.Ctx, api.NS, api.Tekton, api.StoreDir, api.Pub
 
 	// Both controllers, wired as images/controller wires them: one Shared.
-	shared := lifecycle.NewShared()
+	shared := controllertest.NewShared(t)
 	controllertest.RunControllers(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), t, api.Config(), api.SystemNS, nil,
 		taskrun.NewController(shared), NewController(shared))
 

@@ -17,7 +17,6 @@ import (
 	"knative.dev/pkg/logging"
 
 	"github.com/stepseal/stepseal/controllers/annotations"
-	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/controllertest"
@@ -129,7 +128,7 @@ func TestRealNodeSignsPipelineRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared := lifecycle.NewShared()
+	shared := controllertest.NewShared(t)
 	controllertest.RunControllers(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), t, cfg, sysNS, nil,
 		taskrun.NewController(shared), NewController(shared))
 

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 	"knative.dev/pkg/logging"
 
-	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
@@ -97,7 +96,7 @@ spec:
 func TestIntegrationSkippedAndFinally(t *testing.T) {
 	api := controllertest.StartAPI(t, 2*time.Minute, nil)
 	ctx, ns, tk, dir, pub := api.Ctx, api.NS, api.Tekton, api.StoreDir, api.Pub
-	shared := lifecycle.NewShared()
+	shared := controllertest.NewShared(t)
 	controllertest.RunControllers(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), t, api.Config(), api.SystemNS, nil,
 		taskrun.NewController(shared), NewController(shared))
 

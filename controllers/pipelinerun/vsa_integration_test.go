@@ -24,7 +24,6 @@ import (
 	"knative.dev/pkg/logging"
 
 	"github.com/stepseal/stepseal/controllers/annotations"
-	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/controllertest"
@@ -159,7 +158,7 @@ func TestIntegrationVSA(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	shared := lifecycle.NewShared()
+	shared := controllertest.NewShared(t)
 	controllertest.RunControllers(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), t, api.Config(), api.SystemNS, nil,
 		taskrun.NewController(shared), NewController(shared))
 	for deadline := time.Now().Add(30 * time.Second); shared.Trust() == nil || shared.Trust().Root() == nil; time.Sleep(50 * time.Millisecond) {

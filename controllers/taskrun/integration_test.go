@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/logging"
 
-	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -29,7 +28,7 @@ func TestIntegrationSignsEveryStep(t *testing.T) {
 	ctx, ns, tekton, dir, pub := api.Ctx, api.NS, api.Tekton, api.StoreDir, api.Pub
 
 	// The controller, wired as sharedmain wires it.
-	controllertest.RunControllers(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), t, api.Config(), api.SystemNS, nil, NewController(lifecycle.NewShared()))
+	controllertest.RunControllers(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), t, api.Config(), api.SystemNS, nil, NewController(controllertest.NewShared(t)))
 
 	const n = 20
 	steps := []v1.Step{{Name: "fetch", Image: "alpine:3"}, {Name: "build", Image: "golang:1.26"}, {Name: "push", Image: "crane:latest"}}

@@ -71,7 +71,7 @@ func startReplica(t *testing.T, ctx context.Context, cfg *rest.Config, sysNS, id
 			}
 			return []lifecycle.Backend{{Name: "dir", Store: loggingStore{Store: ds, replica: id, log: log}}}, nil
 		}
-	}, NewController(lifecycle.NewShared())) // one process each
+	}, NewController(controllertest.NewShared(t))) // one process each
 }
 
 // TestIntegrationLeaderElection runs two replicas with knative's leader

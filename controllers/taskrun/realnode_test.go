@@ -32,7 +32,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stepseal/stepseal/controllers/annotations"
-	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/controllertest"
 	"github.com/stepseal/stepseal/internal/kubetest"
@@ -162,7 +161,7 @@ func TestRealNodeRecordedStep(t *testing.T) {
 	// TaskRuns too; without record.images they cannot check the
 	// measurements and retry, while this controller signs.)
 	controllertest.RunControllers(injection.WithNamespaceScope(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), ns), t, cfg, sysNS, nil,
-		NewControllerWithLogs(lifecycle.NewShared(), n))
+		NewControllerWithLogs(controllertest.NewShared(t), n))
 
 	root := filepath.Join("..", "..", "stepaction")
 	createStepAction(ctx, t, n, ns, filepath.Join(root, "stepseal-record-start", "0.1", "stepseal-record-start.yaml"), image)

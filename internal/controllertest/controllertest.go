@@ -406,3 +406,19 @@ func Minimal(mut func(*v1.TaskRun)) *v1.TaskRun {
 	}
 	return tr
 }
+
+// NewShared is a lifecycle.Shared closed when the test ends: after the
+// controllers RunControllers started later have stopped (cleanups run last
+// first), and before the test's directories are removed, so no store's
+// background work (a transparency log's checkpointer) writes into a
+// directory being deleted.
+func NewShared(t testing.TB) *lifecycle.Shared {
+	t.Helper()
+	s := lifecycle.NewShared()
+	t.Cleanup(func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Errorf("closing the controllers' stores: %v", err)
+		}
+	})
+	return s
+}
