@@ -2,20 +2,20 @@ package admission
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // ErrLabelGuard: a user who may edit a Namespace, but is not an admin,
-// changed or removed its admission opt-in label.
-var ErrLabelGuard = errors.New("only a cluster admin may change a namespace's admission label")
+// changed or removed its admission opt-in label. reject.ErrUnauthorized.
+var ErrLabelGuard = reject.Sentinel(reject.ErrUnauthorized, "only a cluster admin may change a namespace's admission label")
 
 var namespaceKind = metav1.GroupVersionKind{Version: "v1", Kind: "Namespace"}
 
