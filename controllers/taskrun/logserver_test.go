@@ -5,7 +5,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -54,18 +53,7 @@ func TestReconcileLogsToServedLog(t *testing.T) {
 		settings.KeyBackends: "dir,logserver", settings.KeyStoreDir: filepath.Join(t.TempDir(), "store"),
 		settings.KeyLogServerURL: url, settings.KeyLogServerKey: logPub,
 	}})
-	f.Signing.OpenBackends = nil // the configured backends
-	if err := f.reconcile(tr); err != nil {
-		t.Fatal(err)
-	}
-	got := f.get(tr)
-	if got.Annotations[annotations.Signed] != "true" {
-		t.Fatalf("annotations %v", got.Annotations)
-	}
-	index, err := strconv.ParseUint(got.Annotations[annotations.LogIndex], 10, 64)
-	if err != nil {
-		t.Fatalf("%s = %q: %v", annotations.LogIndex, got.Annotations[annotations.LogIndex], err)
-	}
+	got, index := f.signLogged(t, tr)
 	data, err := os.ReadFile(logPub)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/dirstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 )
 
 // With backends dir,tlog every entry is appended to the transparency log,
@@ -26,18 +27,7 @@ func TestReconcileLogsToTLog(t *testing.T) {
 	f := newFixture(t, map[string]string{
 		settings.KeyBackends: "dir,tlog", settings.KeyStoreDir: filepath.Join(dir, "store"), settings.KeyTLogDir: filepath.Join(dir, "tlog"),
 	}, tr)
-	f.Signing.OpenBackends = nil // the configured backends
-	if err := f.reconcile(tr); err != nil {
-		t.Fatal(err)
-	}
-	got := f.get(tr)
-	if got.Annotations[annotations.Signed] != "true" {
-		t.Fatalf("annotations %v", got.Annotations)
-	}
-	index, err := strconv.ParseUint(got.Annotations[annotations.LogIndex], 10, 64)
-	if err != nil {
-		t.Fatalf("%s = %q: %v", annotations.LogIndex, got.Annotations[annotations.LogIndex], err)
-	}
+	got, index := f.signLogged(t, tr)
 
 	if fi, err := os.Stat(filepath.Join(dir, "tlog", "log.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("generated log key: %v, mode %v", err, fi.Mode())
@@ -87,4 +77,23 @@ func TestReconcileLogsToTLog(t *testing.T) {
 	if cp2, err := c.Checkpoint(ctx); err != nil || cp2.Size != cp.Size {
 		t.Errorf("log grew on retry: %d -> %d (%v)", cp.Size, cp2.Size, err)
 	}
+}
+
+// signLogged reconciles tr with the configured backends and returns it
+// signed, with the log index it was annotated with.
+func (f *fixture) signLogged(t *testing.T, tr *v1.TaskRun) (*v1.TaskRun, uint64) {
+	t.Helper()
+	f.Signing.OpenBackends = nil // the configured backends
+	if err := f.reconcile(tr); err != nil {
+		t.Fatal(err)
+	}
+	got := f.get(tr)
+	if got.Annotations[annotations.Signed] != "true" {
+		t.Fatalf("annotations %v", got.Annotations)
+	}
+	index, err := strconv.ParseUint(got.Annotations[annotations.LogIndex], 10, 64)
+	if err != nil {
+		t.Fatalf("%s = %q: %v", annotations.LogIndex, got.Annotations[annotations.LogIndex], err)
+	}
+	return got, index
 }

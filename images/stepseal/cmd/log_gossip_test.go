@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/stepseal/stepseal/pkg/logserver"
-	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
@@ -25,12 +24,7 @@ func TestLogMonitorGossip(t *testing.T) {
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
-	k, _ := signing.Generate(signing.ED25519)
-	_, pub, err := signing.WriteKeyPair(dir, "writer", k, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := signing.NewSigner(k)
+	signer, pub := writerKey(t, dir)
 	honestDir, splitDir := filepath.Join(dir, "honest"), filepath.Join(dir, "split")
 	honest, honestURL := startServe(t, honestDir, "--allow", pub, "--addr", "127.0.0.1:0", "--origin", "gossip.stepseal.test")
 	defer honest.Process.Kill()

@@ -19,6 +19,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
@@ -74,6 +75,22 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, string) {
 	return nil, ""
 }
 
+// writerKey is a new ed25519 writer key, its public half written to
+// dir/writer.pub (what `log serve --allow` takes).
+func writerKey(t *testing.T, dir string) (signing.Signer, string) {
+	t.Helper()
+	s := signingtest.SignerOf(t, signing.ED25519)
+	pub := filepath.Join(dir, "writer.pub")
+	pem, err := signing.MarshalPublicKeyPEM(s.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pub, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s, pub
+}
+
 func provenanceDoc(t *testing.T, s signing.Signer, name string) []byte {
 	t.Helper()
 	payload, _ := json.Marshal(map[string]any{
@@ -103,12 +120,7 @@ func TestLogServeSIGKILL(t *testing.T) {
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
-	k, _ := signing.Generate(signing.ED25519)
-	_, pub, err := signing.WriteKeyPair(dir, "writer", k, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := signing.NewSigner(k)
+	signer, pub := writerKey(t, dir)
 	data := filepath.Join(dir, "data")
 	args := []string{data, "--allow", pub, "--addr", "127.0.0.1:0", "--origin", "crash.stepseal.test"}
 

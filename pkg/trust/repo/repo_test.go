@@ -25,6 +25,7 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
+	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 	"github.com/stepseal/stepseal/pkg/trust"
 )
 
@@ -36,15 +37,7 @@ const (
 
 func newKey(t testing.TB, typ signing.KeyType) signing.Signer {
 	t.Helper()
-	k, err := signing.Generate(typ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := signing.NewSigner(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return signingtest.SignerOf(t, typ)
 }
 
 // fixture is a repository with a "payments" team delegated and one release.
