@@ -48,10 +48,11 @@ realnode:
 fuzz:
 	./hack/fuzz.sh $(FUZZTIME)
 
-## release: build the controller image with ko, push it to KO_DOCKER_REPO and
-## write release.yaml for kubectl apply -f (see hack/release.sh for options).
+## release: build the controller and admission webhook images with ko, push
+## them to KO_DOCKER_REPO and write release.yaml and admission.yaml for
+## kubectl apply -f (see hack/release.sh for options).
 release:
-	./hack/release.sh
+	ADMISSION_YAML=admission.yaml ./hack/release.sh
 
 bench:
 	./hack/bench/verify.sh

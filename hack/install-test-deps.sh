@@ -45,6 +45,32 @@ if [[ ! -x "$GOBIN/slsa-verifier" || "$(cat "$GOBIN/.slsa-verifier.version" 2>/d
   echo "$slsa_want" >"$GOBIN/.slsa-verifier.version"
 fi
 
+# rekor-server-posix (sigstore/rekor-tiles, Rekor v2 on a POSIX directory) for
+# pkg/rekor's tests: a real log the publisher writes to and cosign's bundle
+# verification reads. v2.3.0 is the newest that builds with Go 1.26 (v2.4.x
+# needs Go 1.27). `go install` names the binary after its directory
+# ("posix"), so it is built into a temp dir and renamed.
+rekor_want=v2.3.0
+if [[ ! -x "$GOBIN/rekor-server-posix" || "$(cat "$GOBIN/.rekor-server-posix.version" 2>/dev/null)" != "$rekor_want" ]]; then
+  echo "installing rekor-server-posix (github.com/sigstore/rekor-tiles/v2@$rekor_want)" >&2
+  tmp=$(mktemp -d)
+  GOBIN="$tmp" go install "github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix@$rekor_want"
+  mv "$tmp/posix" "$GOBIN/rekor-server-posix"
+  rm -rf "$tmp"
+  echo "$rekor_want" >"$GOBIN/.rekor-server-posix.version"
+fi
+
+# omniwitness (transparency-dev/witness, a C2SP tlog-witness) for
+# pkg/logserver's witness tests: a real witness cosigns the served log's
+# checkpoints and refuses a forked one. The module has no tags; this
+# pseudo-version (2026-07-20) builds with Go 1.26 (pure-Go sqlite).
+witness_want=v0.0.0-20260720115447-2e1c6971d19e
+if [[ ! -x "$GOBIN/omniwitness" || "$(cat "$GOBIN/.omniwitness.version" 2>/dev/null)" != "$witness_want" ]]; then
+  echo "installing omniwitness (github.com/transparency-dev/witness@$witness_want)" >&2
+  go install "github.com/transparency-dev/witness/cmd/omniwitness@$witness_want"
+  echo "$witness_want" >"$GOBIN/.omniwitness.version"
+fi
+
 # Debian packages the tests use.
 need_apt=()
 command -v sha256sum >/dev/null || need_apt+=(coreutils)
@@ -55,6 +81,11 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v gzip >/dev/null || need_apt+=(gzip)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
+# socat, unshare (util-linux) and ip (iproute2): controllers/config/admission's
+# W33 test runs Tekton's controller in a network namespace of its own.
+command -v socat >/dev/null || need_apt+=(socat)
+command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v ip >/dev/null || need_apt+=(iproute2)
 # PostgreSQL's server binaries for pkg/store/pgstore's tests (pgtest finds
 # them under /usr/lib/postgresql/*/bin; it runs initdb and pg_ctl itself).
 compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need_apt+=(postgresql)
@@ -72,3 +103,6 @@ fi
 # etcd v3.6.5 for it, built from its Go module (Debian's etcd-server 3.4
 # cannot serve the streaming lists informers use; see build-etcd.sh).
 "$(dirname "$0")/kube/build-etcd.sh" >/dev/null
+# Tekton Pipelines' controller at the module's version (the admission W33
+# test; shares the build cache of go build ./...).
+"$(dirname "$0")/kube/build-node.sh" tekton >/dev/null

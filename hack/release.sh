@@ -9,6 +9,12 @@
 # Environment:
 #   KO_DOCKER_REPO  (required) repository prefix the image is pushed under.
 #   RELEASE_YAML    output file; default release.yaml ("-" for stdout).
+#   ADMISSION_YAML  when set, also resolves the admission webhook's YAML
+#                   (controllers/config/admission/: the stepseal image,
+#                   KO_DOCKER_REPO/stepseal@sha256:..., run as
+#                   `stepseal admission serve`) into this file; make
+#                   release sets admission.yaml. Apply it after
+#                   release.yaml (it lives in the stepseal namespace).
 #   BASE_IMAGE      base image; default .ko.yaml's defaultBaseImage
 #                   (cgr.dev/chainguard/static). "local" builds a minimal base
 #                   here (the host's CA certificates, /etc/passwd with the
@@ -19,6 +25,16 @@
 #                   builds its base for exactly this one platform).
 #   CA_CERTS        CA bundle put into the local base; default
 #                   /etc/ssl/certs/ca-certificates.crt.
+#   CATALOG_KEY     when set, also publish stepseal's Tekton catalog: every
+#                   task/<name>/<version>/<name>.yaml and
+#                   stepaction/<name>/<version>/<name>.yaml resolved by ko (the
+#                   stepseal image by digest, KO_DOCKER_REPO/stepseal@sha256:...)
+#                   and pushed as one Tekton bundle, signed with this key
+#                   (cosign's format; an encrypted key's password from
+#                   COSIGN_PASSWORD), by hack/catalog-bundle. Prints the
+#                   bundle's reference by digest (on stdout, unless
+#                   RELEASE_YAML=- has it; always in the log line on stderr).
+#   CATALOG_BUNDLE  where the bundle goes; default KO_DOCKER_REPO/catalog:latest.
 #
 # Needs Go, and installs what it runs that is missing or at another version
 # into $(go env GOBIN), default $(go env GOPATH)/bin, with go install (through
@@ -117,3 +133,29 @@ fi
 msg="hack/release.sh: ko resolve took $(( $(now_ms) - t0 )) ms"
 [[ "$out" == - ]] || msg+="; wrote $out"
 echo "$msg" >&2
+
+if [[ -n "${ADMISSION_YAML:-}" ]]; then
+  t0="$(now_ms)"
+  ko resolve --base-import-paths --platform="$platforms" -f controllers/config/admission/ >"$ADMISSION_YAML.tmp"
+  mv "$ADMISSION_YAML.tmp" "$ADMISSION_YAML"
+  echo "hack/release.sh: ko resolve (admission) took $(( $(now_ms) - t0 )) ms; wrote $ADMISSION_YAML" >&2
+fi
+
+if [[ -n "${CATALOG_KEY:-}" ]]; then
+  bundle="${CATALOG_BUNDLE:-$KO_DOCKER_REPO/catalog:latest}"
+  files=()
+  for f in task/*/*/*.yaml stepaction/*/*/*.yaml; do
+    # <kind>/<name>/<version>/<name>.yaml only: not samples/ or tests/.
+    if [[ "$(basename "$f")" == "$(basename "$(dirname "$(dirname "$f")")").yaml" ]]; then
+      files+=(-f "$f")
+    fi
+  done
+  t0="$(now_ms)"
+  catalog="$(mktemp)"
+  ko resolve --base-import-paths --platform="$platforms" "${files[@]}" >"$catalog"
+  ref="$(go run ./hack/catalog-bundle --ref "$bundle" --key "$CATALOG_KEY" <"$catalog")" || { rm -f "$catalog"; exit 1; }
+  rm -f "$catalog"
+  echo "hack/release.sh: catalog bundle $ref ($(( ${#files[@]} / 2 )) resources, signed; $(( $(now_ms) - t0 )) ms)" >&2
+  # stdout holds the release YAML when RELEASE_YAML=-.
+  [[ "$out" == - ]] || echo "$ref"
+fi

@@ -197,10 +197,11 @@ func TestTasksStatic(t *testing.T) {
 	}
 }
 
-// TestSamplesUseThePair: each sample Task measures a step with start right
-// before it and stop right after, both naming that step.
+// TestSamplesUseThePair: each sample Task of the record pair measures a
+// step with start right before it and stop right after, both naming that
+// step.
 func TestSamplesUseThePair(t *testing.T) {
-	samples, _ := filepath.Glob(filepath.Join("*", "*", "samples", "*.yaml"))
+	samples, _ := filepath.Glob(filepath.Join("stepseal-record-*", "*", "samples", "*.yaml"))
 	for _, f := range samples {
 		var task v1.Task
 		strict(t, f, &task)
@@ -219,6 +220,80 @@ func TestSamplesUseThePair(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%s: no step between stepseal-record-start and stepseal-record-stop", f)
+		}
+	}
+}
+
+// TestVerifyArgsAreData: the verify Task and StepAction pass every
+// parameter as the value of one --flag=… argument of the stepseal binary
+// (no shell, no script, nothing a value could turn into another flag or
+// argument), and the Task requests 100m CPU and 128Mi.
+func TestVerifyArgsAreData(t *testing.T) {
+	var task v1.Task
+	strict(t, filepath.Join("..", "task", "stepseal-verify", "0.1", "stepseal-verify.yaml"), &task)
+	var sa v1beta1.StepAction
+	strict(t, filepath.Join("stepseal-verify", "0.1", "stepseal-verify.yaml"), &sa)
+	if len(task.Spec.Steps) != 1 {
+		t.Fatalf("the verify Task has %d steps, want 1", len(task.Spec.Steps))
+	}
+	st := task.Spec.Steps[0]
+	req := st.ComputeResources.Requests
+	if req.Cpu().String() != "100m" || req.Memory().String() != "128Mi" {
+		t.Errorf("requests %v, want 100m CPU and 128Mi", req)
+	}
+	for _, c := range []struct {
+		where  string
+		script string
+		args   []string
+		params int
+	}{{"Task", st.Script, st.Args, len(task.Spec.Params)}, {"StepAction", sa.Spec.Script, sa.Spec.Args, len(sa.Spec.Params)}} {
+		if c.script != "" {
+			t.Errorf("%s: a script", c.where)
+		}
+		if len(c.args) == 0 || c.args[0] != "verify" {
+			t.Fatalf("%s: args %v", c.where, c.args)
+		}
+		used := 0
+		for _, a := range c.args[1:] {
+			flag, val, ok := strings.Cut(a, "=")
+			if !ok || !strings.HasPrefix(flag, "--") || strings.Contains(flag, "$(") {
+				t.Errorf("%s: arg %q is not one --flag=value", c.where, a)
+			}
+			if strings.Contains(val, "$(params.") {
+				used++
+				if strings.Count(val, "$(") != 1 || !strings.HasPrefix(val, "$(params.") || strings.Contains(val, "[*]") {
+					t.Errorf("%s: arg %q: a parameter is the whole value of its flag", c.where, a)
+				}
+			}
+		}
+		if used != c.params {
+			t.Errorf("%s: %d of %d parameters reach the binary", c.where, used, c.params)
+		}
+	}
+}
+
+// TestTaskSamples: each Task's samples are valid Pipelines (strict decode,
+// Tekton's Validate) that use the Task by name.
+func TestTaskSamples(t *testing.T) {
+	samples, _ := filepath.Glob(filepath.Join("..", "task", "*", "*", "samples", "*.yaml"))
+	if len(samples) == 0 {
+		t.Skip("no Task samples")
+	}
+	for _, f := range samples {
+		var p v1.Pipeline
+		strict(t, f, &p)
+		ctx := validateCtx()
+		p.SetDefaults(ctx)
+		if err := p.Validate(ctx); err != nil {
+			t.Errorf("%s: Tekton validation: %v", f, err)
+		}
+		name := filepath.Base(filepath.Dir(filepath.Dir(filepath.Dir(f))))
+		found := false
+		for _, pt := range p.Spec.Tasks {
+			found = found || (pt.TaskRef != nil && pt.TaskRef.Name == name)
+		}
+		if !found {
+			t.Errorf("%s: does not use Task %s", f, name)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/logserver"
+	"github.com/stepseal/stepseal/pkg/logserver/witness"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/dirstore"
@@ -154,8 +155,11 @@ func logKey(dir, keyFile, origin string) (tlog.Key, error) {
 // whose public note key is in keyFile (read on every call: a rotated key
 // reaches the next reconcile): every Put is posted and its answer verified
 // (index, checkpoint signed by the key, inclusion). The server must allow
-// the controller's signing key. Stateless, so nothing is kept open.
-func (o *Stores) Served(url, keyFile string) (*logserver.Remote, error) {
+// the controller's signing key. With witnessPolicy (a witness policy file,
+// also read on every call), every checkpoint must carry the cosignatures it
+// requires (witness.ErrNotWitnessed otherwise). Stateless, so nothing is
+// kept open.
+func (o *Stores) Served(url, keyFile, witnessPolicy string) (*logserver.Remote, error) {
 	if url == "" {
 		return nil, errors.New("no log server URL")
 	}
@@ -167,7 +171,15 @@ func (o *Stores) Served(url, keyFile string) (*logserver.Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log key %s: %w", keyFile, err)
 	}
-	c, err := logserver.NewClient(url, v, &http.Client{Timeout: 30 * time.Second})
+	var opts []logserver.ClientOption
+	if witnessPolicy != "" {
+		p, err := witness.ReadPolicy(witnessPolicy)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, logserver.WithWitnesses(p))
+	}
+	c, err := logserver.NewClient(url, v, &http.Client{Timeout: 30 * time.Second}, opts...)
 	if err != nil {
 		return nil, err
 	}

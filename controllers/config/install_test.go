@@ -54,6 +54,7 @@ var needed = []access{
 	{"patch", "tekton.dev", "pipelineruns", "", otherNS},
 	{"create", "", "events", "", otherNS},
 	{"get", "tekton.dev", "tasks", "", otherNS},
+	{"get", "tekton.dev", "pipelines", "", otherNS},
 	{"get", "", "secrets", "", systemNS},
 	{"watch", "", "secrets", "", systemNS},
 	{"watch", "", "configmaps", "", systemNS},

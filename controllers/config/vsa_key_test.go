@@ -54,9 +54,15 @@ func TestVerifierKeyOutOfTenantReach(t *testing.T) {
 		return r.Status.Allowed
 	}
 	tenantSA := "system:serviceaccount:" + tenant + ":default"
-	// The tenant is admin at home (the reviews do answer "allowed")...
-	if !can(tenantSA, tenant, "get", "anything") {
-		t.Fatalf("%s cannot read Secrets of its own namespace: the review is not what it seems", tenantSA)
+	// The tenant is admin at home (the reviews do answer "allowed"), once
+	// the apiserver's RBAC authorizer has seen the new RoleBinding: its
+	// informer lags a create by a moment...
+	deadline := time.Now().Add(15 * time.Second)
+	for !can(tenantSA, tenant, "get", "anything") {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s cannot read Secrets of its own namespace: the review is not what it seems", tenantSA)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// ...and reaches nothing of the controller's namespace.
 	for _, verb := range []string{"get", "list", "watch"} {

@@ -22,9 +22,9 @@ import (
 // expressions were false, a parent was skipped or results it needs were
 // missing — the reasons a layout can excuse. The steps are those of the
 // task's spec in status.pipelineSpec (inline) or of the Task its taskRef
-// names in the run's namespace; when expressions as status.pipelineSpec
-// writes them (before parameter substitution) and as Tekton resolved them
-// (skippedTasks[].whenExpressions). The cascade parent is derived as
+// names in the run's namespace; when expressions as the Pipeline writes
+// them (writtenWhen: before parameter substitution) and as Tekton resolved
+// them (skippedTasks[].whenExpressions). The cascade parent is derived as
 // Tekton's reconciler decides it: the first dependency skipped for another
 // reason than its when expressions, or the first task whose results it
 // uses that was skipped. A skipped task whose steps cannot be named (a
@@ -53,7 +53,7 @@ func (r *Kind) skipRecords(ctx context.Context, pr *v1.PipelineRun, rec *run.Rec
 		case v1.WhenExpressionsSkip:
 			// Tekton does not record which CEL expression was false: no
 			// record then (WhenSkip is nil), so the run does not verify.
-			skip = tekton.WhenSkip(pt.When, st.WhenExpressions, nil)
+			skip = tekton.WhenSkip(r.writtenWhen(ctx, pr, pt), st.WhenExpressions, nil)
 		case v1.ParentTasksSkip:
 			d := slices.Clone(deps[st.Name])
 			sort.Strings(d)
@@ -107,6 +107,35 @@ func findTask(spec *v1.PipelineSpec, name string) *v1.PipelineTask {
 		}
 	}
 	return nil
+}
+
+// writtenWhen returns pt's when expressions as the Pipeline writes them:
+// from the PipelineRun's inline pipelineSpec, else from the Pipeline its
+// pipelineRef names in the run's namespace. Tekton's status.pipelineSpec
+// holds them with the run's parameters already substituted ("no" in
+// ["yes"] for "$(params.deploy)" in ["yes"]), which no layout generated
+// from the Pipeline has; it is the fallback when the Pipeline cannot be
+// read (a resolver, or it is gone), and the run then does not verify —
+// the safe side. A Pipeline edited between the run and its signing gives
+// its new expressions, refused likewise unless they are the layout's.
+func (r *Kind) writtenWhen(ctx context.Context, pr *v1.PipelineRun, pt *v1.PipelineTask) v1.WhenExpressions {
+	spec := pr.Spec.PipelineSpec
+	if spec == nil {
+		if ref := pr.Spec.PipelineRef; ref != nil && ref.Resolver == "" && ref.Name != "" && r.Tekton != nil {
+			p, err := r.Tekton.TektonV1().Pipelines(pr.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+			if err != nil {
+				logging.FromContext(ctx).Warnw("when expressions from status.pipelineSpec (substituted): the Pipeline cannot be read", "pipeline", ref.Name, "error", err)
+				return pt.When
+			}
+			spec = &p.Spec
+		}
+	}
+	if spec != nil {
+		if w := findTask(spec, pt.Name); w != nil {
+			return w.When
+		}
+	}
+	return pt.When
 }
 
 // taskSteps returns the steps of a pipeline task that never ran: its

@@ -198,7 +198,7 @@ func (r *Kind) summarize(ctx context.Context, in summaryInput, cfg *settings.Con
 				continue
 			}
 			for _, d := range groups[uri] {
-				if err := b.Images.Attach(ctx, d.String(), env); err != nil {
+				if err := b.AttachImage(ctx, d.String(), env, signer.Public()); err != nil {
 					return fmt.Errorf("VSA: backend %s: attaching to %s: %w", b.Name, d, err)
 				}
 			}

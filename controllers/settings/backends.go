@@ -114,10 +114,11 @@ func BackendKinds() []BackendKind {
 					}
 					return ""
 				},
-				KeyLogServerKey: absolutePath(func(c *Config, v string) { c.LogServerKey = v }),
+				KeyLogServerKey:           absolutePath(func(c *Config, v string) { c.LogServerKey = v }),
+				KeyLogServerWitnessPolicy: absolutePath(func(c *Config, v string) { c.LogServerWitnessPolicy = v }),
 			},
 			Open: func(_ context.Context, c *Config, stores *backends.Stores) (backends.Backend, error) {
-				rs, err := stores.Served(c.LogServerURL, c.LogServerKey)
+				rs, err := stores.Served(c.LogServerURL, c.LogServerKey, c.LogServerWitnessPolicy)
 				if err != nil {
 					return backends.Backend{}, fmt.Errorf("backend logserver %s: %w", c.LogServerURL, err)
 				}
@@ -141,6 +142,22 @@ func BackendKinds() []BackendKind {
 				return backends.Backend{Name: "oci", Images: &backends.OCI{Insecure: c.OCIInsecure}}, nil
 			},
 		},
+		{
+			Name:           BackendRekor,
+			AttachesImages: true,
+			Settings: map[string]func(*Config, string) string{
+				KeyRekorURL:         httpURL(func(c *Config, v string) { c.RekorURL = v }),
+				KeyRekorTilesURL:    httpURL(func(c *Config, v string) { c.RekorTilesURL = v }),
+				KeyRekorTrustedRoot: absolutePath(func(c *Config, v string) { c.RekorTrustedRoot = v }),
+			},
+			// Opening reads and contacts nothing: the trusted root is read
+			// on first use, in the reconcile that attaches.
+			Open: func(_ context.Context, c *Config, _ *backends.Stores) (backends.Backend, error) {
+				return backends.Backend{Name: "rekor:" + c.RekorURL, Images: &backends.Rekor{
+					URL: c.RekorURL, TilesURL: c.RekorTilesURL, TrustedRoot: c.RekorTrustedRoot, Insecure: c.OCIInsecure,
+				}}, nil
+			},
+		},
 	}
 }
 
@@ -162,6 +179,23 @@ func backendSetting(k string) (func(*Config, string) string, bool) {
 		}
 	}
 	return nil, false
+}
+
+// httpURL parses a key whose value must be an http(s)://host[:port][/path]
+// URL without credentials, query or fragment.
+func httpURL(set func(c *Config, v string)) func(*Config, string) string {
+	return func(c *Config, v string) string {
+		set(c, v)
+		u, err := url.Parse(v)
+		if err == nil && u.User != nil {
+			// Never echo credentials into logs and Events.
+			return "a URL with credentials is refused (value not shown)"
+		}
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Sprintf("%q is not an http(s)://host[:port] URL", v)
+		}
+		return ""
+	}
 }
 
 // absolutePath parses a key whose value must be an absolute path.

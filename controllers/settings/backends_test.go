@@ -43,6 +43,9 @@ func TestBackendKinds(t *testing.T) {
 		if k.Name == BackendLogServer {
 			data[KeyLogServerURL] = "http://127.0.0.1:8080/"
 		}
+		if k.Name == BackendRekor {
+			data[KeyRekorURL] = "http://127.0.0.1:3000"
+		}
 		c, err := Parse(data)
 		if err != nil {
 			t.Errorf("backend %s refused: %v", k.Name, err)
@@ -53,7 +56,7 @@ func TestBackendKinds(t *testing.T) {
 			t.Errorf("LookupBackend(%q) = %q, %v", k.Name, got.Name, ok)
 		}
 	}
-	if want := []string{BackendDir, BackendTLog, BackendPostgres, BackendLogServer, BackendOCI}; !slices.Equal(names, want) {
+	if want := []string{BackendDir, BackendTLog, BackendPostgres, BackendLogServer, BackendOCI, BackendRekor}; !slices.Equal(names, want) {
 		t.Errorf("backends %v, want %v", names, want)
 	}
 	if _, ok := LookupBackend("s3"); ok {

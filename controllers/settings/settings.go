@@ -78,9 +78,22 @@ const (
 	// Secret key).
 	KeyLogServerURL = "storage.logserver.url"
 	KeyLogServerKey = "storage.logserver.key"
+	// KeyLogServerWitnessPolicy is a file holding a witness policy (the
+	// format of `stepseal log serve --witness-policy`; a mounted
+	// ConfigMap key): when set, every checkpoint the backend accepts from
+	// the server must carry the cosignatures it requires.
+	KeyLogServerWitnessPolicy = "storage.logserver.witness-policy"
 	// KeyOCIInsecure lets the "oci" backend use plain HTTP; pkg/oci allows
 	// it for loopback registries only (tests).
 	KeyOCIInsecure = "storage.oci.insecure"
+	// KeyRekorURL is the "rekor" backend's Rekor v2 write URL
+	// (http(s)://host[:port], POST /api/v2/log/entries), KeyRekorTilesURL
+	// where that log's tiles are read (unset: the write URL), and
+	// KeyRekorTrustedRoot the file holding the Sigstore trusted_root.json
+	// that names the log (its key and origin; a mounted ConfigMap).
+	KeyRekorURL         = "transparency.rekor.url"
+	KeyRekorTilesURL    = "transparency.rekor.tiles-url"
+	KeyRekorTrustedRoot = "transparency.rekor.trusted-root"
 	// KeyRecordImages lists the stepseal images (by digest, comma-separated)
 	// whose stepseal-record-start/stop steps the TaskRun controller trusts
 	// to have measured a user's step. Unset: a TaskRun with such steps
@@ -111,6 +124,11 @@ const (
 	// to a record in a transparency log they share; runs get
 	// stepseal.dev/log-index as with "tlog".
 	BackendPostgres = "postgres"
+	// BackendRekor logs the provenance of each image in a Rekor v2 log
+	// (pkg/rekor, as Chains' transparency option) and attaches the
+	// verified Sigstore bundle to the image as an OCI referrer. Like
+	// "oci", it needs a store backend next to it.
+	BackendRekor = "rekor"
 )
 
 // ErrInvalid: the ConfigMap cannot be used.
@@ -132,8 +150,15 @@ type Config struct {
 	// LogServerURL and LogServerKey configure the "logserver" backend.
 	LogServerURL string
 	LogServerKey string
-	SignerSecret string
-	SignerKMS    string
+	// LogServerWitnessPolicy is the witness policy file ("" for none).
+	LogServerWitnessPolicy string
+	// RekorURL, RekorTilesURL and RekorTrustedRoot configure the "rekor"
+	// backend.
+	RekorURL         string
+	RekorTilesURL    string
+	RekorTrustedRoot string
+	SignerSecret     string
+	SignerKMS        string
 	// NamespaceKMS maps a namespace to its signer.kms.<namespace> URI.
 	NamespaceKMS   map[string]string
 	MaxRetries     int
@@ -161,6 +186,7 @@ func Defaults() *Config {
 		PostgresLogDir:    "/var/lib/stepseal/pglog",
 		PostgresLogOrigin: "stepseal.dev/controller",
 		LogServerKey:      "/etc/stepseal/logserver/log.pub",
+		RekorTrustedRoot:  "/etc/stepseal/rekor/trusted_root.json",
 		SignerSecret:      "signing-secrets",
 		MaxRetries:        10,
 		RetryBaseDelay:    time.Second,
@@ -290,6 +316,9 @@ func Parse(data map[string]string) (*Config, error) {
 	}
 	if slices.Contains(c.Backends, BackendLogServer) && c.LogServerURL == "" {
 		errs = append(errs, fmt.Sprintf("backend %s needs %s", BackendLogServer, KeyLogServerURL))
+	}
+	if slices.Contains(c.Backends, BackendRekor) && c.RekorURL == "" {
+		errs = append(errs, fmt.Sprintf("backend %s needs %s", BackendRekor, KeyRekorURL))
 	}
 	if slices.Contains(c.Backends, BackendTLog) && slices.Contains(c.Backends, BackendPostgres) && c.TLogDir == c.PostgresLogDir {
 		errs = append(errs, fmt.Sprintf("%s and %s are both %s: the tlog and postgres backends need logs of their own", KeyTLogDir, KeyPostgresLogDir, c.TLogDir))

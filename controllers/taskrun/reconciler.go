@@ -176,7 +176,7 @@ func (r *Kind) attestAndStore(ctx context.Context, tr *v1.TaskRun, cfg *settings
 				continue
 			}
 			for _, img := range built.Images {
-				if err := b.Images.Attach(ctx, img, env); err != nil {
+				if err := b.AttachImage(ctx, img, env, signer.Public()); err != nil {
 					return 0, "", fmt.Errorf("backend %s: attaching provenance to %s: %w", b.Name, img, err)
 				}
 			}

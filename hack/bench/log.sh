@@ -16,11 +16,17 @@
 #      during a burst of appends, then start again (catch-up from the
 #      watermark); index.db deleted, then start again (the whole index
 #      rebuilt from the log).
+#      The server's CPU time (user + system, from /proc) per append is
+#      printed too: it depends much less on the host's load than the rate.
 #   3. The anchor with ANCHOR_N (default N) entries: "tessera" is POST /add
 #      answering once the entry is sequenced (its published figure's
 #      meaning); "tessera-proof" then waits for a checkpoint covering it and
 #      verifies its inclusion from the served tiles (what a stepseal answer
 #      carries). ANCHOR_N=0 skips it.
+#
+# BEFORE=<commit> also runs step 1 with `stepseal` built from that commit
+# (before the current one, on a fresh directory), so a change is compared
+# within one run on the same loaded host.
 #
 # Output: one JSON line per measurement, and a summary at the end.
 set -euo pipefail
@@ -41,10 +47,17 @@ trap cleanup EXIT
 
 echo "building into $WORK" >&2
 (cd "$ROOT" && go build -o "$WORK/stepseal" ./images/stepseal && go build -o "$WORK/logload" ./hack/bench/logload)
+if [ -n "${BEFORE:-}" ]; then
+  echo "building stepseal at $BEFORE" >&2
+  mkdir -p "$WORK/before-src"
+  (cd "$ROOT" && git archive "$BEFORE" | tar -x -C "$WORK/before-src")
+  (cd "$WORK/before-src" && go build -o "$WORK/stepseal-before" ./images/stepseal)
+fi
 "$WORK/stepseal" keys generate --out "$WORK/keys" --name writer >/dev/null
 
+BIN="$WORK/stepseal"
 start_server() { # DIR LOGFILE
-  "$WORK/stepseal" log serve "$1" --allow "$WORK/keys/writer.pub" --addr "127.0.0.1:$PORT" --origin bench.stepseal.test/log 2>"$2" &
+  "$BIN" log serve "$1" --allow "$WORK/keys/writer.pub" --addr "127.0.0.1:$PORT" --origin bench.stepseal.test/log 2>"$2" &
   SERVER=$!
   PIDS+=("$SERVER")
 }
@@ -61,11 +74,33 @@ wait_serving() {
   echo $(((t1 - t0) / 1000000))
 }
 
+# cpu_ms PID: user + system CPU time of a process so far, in ms.
+cpu_ms() {
+  awk -v t="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / t)}' "/proc/$1/stat"
+}
+
+# appends LABEL DATA: the append and search measurement against a fresh
+# server in DATA, which is left running.
+appends() {
+  start_server "$2" "$WORK/serve-$1.log"
+  wait_serving "$WORK/serve-$1.log" >/dev/null
+  echo "$1: appending $N documents with $CLIENTS writers" >&2
+  local c0 c1
+  c0=$(cpu_ms "$SERVER")
+  "$WORK/logload" -server "$URL" -log-key "$2/log.pub" -writer-key "$WORK/keys/writer.key" -n "$N" -c "$CLIENTS" -searches 0 -prefix "$1" | sed "s/^{/{\"run\":\"$1\",/"
+  c1=$(cpu_ms "$SERVER")
+  echo "{\"run\":\"$1\",\"serverCPUms\":$((c1 - c0)),\"serverCPUmsPerAppend\":$(awk -v c=$((c1 - c0)) -v n="$N" 'BEGIN {printf "%.3f", c / n}'),\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
+}
+
+if [ -n "${BEFORE:-}" ]; then
+  BIN="$WORK/stepseal-before"
+  appends before "$WORK/data-before"
+  kill -TERM "$SERVER"; wait "$SERVER" 2>/dev/null || true
+  BIN="$WORK/stepseal"
+fi
 DATA="$WORK/data"
-start_server "$DATA" "$WORK/serve.log"
-wait_serving "$WORK/serve.log" >/dev/null
-echo "stepseal: appending $N documents with $CLIENTS writers" >&2
-"$WORK/logload" -server "$URL" -log-key "$DATA/log.pub" -writer-key "$WORK/keys/writer.key" -n "$N" -c "$CLIENTS" -searches 2000 | tee "$WORK/ours.json"
+appends stepseal "$DATA"
+"$WORK/logload" -server "$URL" -log-key "$DATA/log.pub" -writer-key "$WORK/keys/writer.key" -n "$N" -c "$CLIENTS" -searches 2000 -prefix stepseal -mode search | tee "$WORK/ours.json"
 RSS=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
 echo "{\"serverPeakRSSKiB\":$RSS,\"entries\":$N}"
 INDEX_KIB=$(du -k "$DATA/index.db" | cut -f1)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: hack/kube/build-node.sh [PART...]     PART: apt kube tekton images (default: all)
+# Usage: hack/kube/build-node.sh [PART...]     PART: apt kube tekton decoder images (default: all)
 #
 # Builds and caches what hack/kube/node-up.sh needs for a real single-node
 # Kubernetes with the real Tekton Pipelines controller. Idempotent: a part whose
@@ -13,6 +13,9 @@
 #           (cold: ~950 CPU-s, ~1.9 GB; the apiserver comes from build-apiserver.sh)
 #   tekton  Tekton Pipelines' controller at the main module's version, into
 #           $(go env GOPATH)/bin/tekton-controller-VERSION
+#   decoder containerd/imgcrypt's ctd-decoder (hack/tools/ctd-decoder), the
+#           stream processor containerd runs to decrypt encrypted layers, into
+#           $(go env GOPATH)/bin/ctd-decoder-HASH (HASH: of that module's files)
 #   images  busybox (Debian busybox-static) and pause (hack/kube/pause) with
 #           crane, and Tekton's step images (entrypoint, nop, workingdirinit,
 #           sidecarlogresults) with ko, all pushed into the node's image store
@@ -31,6 +34,8 @@ cache="${STEPSEAL_NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stepseal-node}"
 mkdir -p "$gobin" "$cache"
 
 log() { echo "build-node: $*" >&2; }
+# shellcheck source=SCRIPTDIR/node-lib.sh
+source "$root/hack/kube/node-lib.sh"
 
 sudo_() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
@@ -107,6 +112,16 @@ part_tekton() {
   mv "$out.tmp.$$" "$out"
 }
 
+part_decoder() {
+  local out
+  out="$(decoder_bin)"
+  [[ -x "$out" ]] && return 0
+  log "building ctd-decoder (imgcrypt v1.1.11)"
+  (cd "$root/hack/tools/ctd-decoder" &&
+    CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$out.tmp.$$" .)
+  mv "$out.tmp.$$" "$out"
+}
+
 # registry_start: a throwaway docker-registry on a free port over the image
 # store; prints HOST:PORT and sets reg_pid.
 registry_start() {
@@ -180,10 +195,10 @@ part_images() {
 }
 
 parts=("$@")
-((${#parts[@]})) || parts=(apt kube tekton images)
+((${#parts[@]})) || parts=(apt kube tekton decoder images)
 for p in "${parts[@]}"; do
   case "$p" in
-  apt | kube | tekton | images) "part_$p" ;;
-  *) echo "usage: $0 [apt|kube|tekton|images]..." >&2; exit 2 ;;
+  apt | kube | tekton | decoder | images) "part_$p" ;;
+  *) echo "usage: $0 [apt|kube|tekton|decoder|images]..." >&2; exit 2 ;;
   esac
 done

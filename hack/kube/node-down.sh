@@ -57,6 +57,7 @@ for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" || true); do
   kill -KILL "$p" 2>/dev/null || true
 done
 stop_daemon registry 5 docker-registry
+stop_daemon scratch-registry 5 docker-registry
 
 # 3. etcd and kube-apiserver.
 if [[ -f "$dir/kube-apiserver.pid" || -f "$dir/etcd.pid" ]]; then

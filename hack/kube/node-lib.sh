@@ -9,6 +9,15 @@ node_subnet=10.244.0.0/24
 node_owner=/run/stepseal-node.dir
 node_cache="${STEPSEAL_NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stepseal-node}"
 
+# decoder_bin: the path of the ctd-decoder build-node.sh builds from
+# hack/tools/ctd-decoder (named by a hash of its files, so an edit rebuilds it).
+# Needs $gobin.
+decoder_bin() {
+  local src
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools/ctd-decoder" && pwd)"
+  echo "$gobin/ctd-decoder-$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)"
+}
+
 # Sysctls the kubelet (setupKernelTunables) and the CNI bridge plugin set.
 node_sysctls=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward

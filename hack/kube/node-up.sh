@@ -5,7 +5,8 @@
 # controller, all state under DIR, and prints DIR/kubeconfig:
 #
 #   etcd + kube-apiserver + Tekton CRDs   hack/kube/start.sh DIR
-#   docker-registry on a free 127.0.0.1 port over the image store build-node.sh filled
+#   docker-registry on a free 127.0.0.1 port over the image store build-node.sh filled,
+#   and a scratch one (storage under DIR) for the images tests push
 #   containerd (own root, state, socket, config) with a CNI bridge ($node_bridge, 10.244.0.0/24)
 #   kubelet, kube-scheduler, kube-controller-manager (loopback only)
 #   Tekton's controller as a process in a private network namespace (its
@@ -13,6 +14,10 @@
 #   a Unix socket; its images are the local registry's, by digest
 #
 # DIR/images.env names the images (BUSYBOX=127.0.0.1:PORT/busybox@sha256:..).
+# DIR/scratch-registry names a second, empty registry (HOST:PORT, storage under
+# DIR) for the images tests push.
+# DIR/keys (0700) is the node's decryption key directory: a private key put
+# there lets containerd pull images encrypted to it (ctd-decoder).
 # Stop with hack/kube/node-down.sh DIR, which also restores the host state the
 # kubelet and CNI change (recorded in DIR/host-before). One node per host; needs
 # root. Warm start (binaries and images cached by build-node.sh): ~10-20 s.
@@ -42,6 +47,8 @@ done
 tekton_version="$(cd "$root" && go list -m -f '{{.Version}}' github.com/tektoncd/pipeline)"
 tekton_bin="$gobin/tekton-controller-$tekton_version"
 [[ -x "$tekton_bin" ]] || die "$tekton_bin missing: run hack/kube/build-node.sh"
+decoder="$(decoder_bin)"
+[[ -x "$decoder" ]] || die "$decoder missing: run hack/kube/build-node.sh decoder"
 images="$node_cache/images-$tekton_version.env"
 [[ -s "$images" ]] || die "$images missing: run hack/kube/build-node.sh"
 for c in containerd runc ctr socat docker-registry kubectl unshare ip iptables-save; do
@@ -106,9 +113,22 @@ CFG
 daemon registry docker-registry serve "$dir/registry.yml"
 wait_for registry 15 curl -fsS "http://$reg/v2/"
 sed "s#=#=$reg/#" "$images" >"$dir/images.env"
+# A scratch registry for what tests push (their own images, signatures,
+# encrypted layers): its storage is under DIR, so it goes with the node and
+# never grows the cached image store above.
+scratch="127.0.0.1:$(free_port)"
+cat >"$dir/scratch-registry.yml" <<CFG
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $dir/scratch-images}, maintenance: {uploadpurging: {enabled: false}}}
+http: {addr: $scratch}
+CFG
+daemon scratch-registry docker-registry serve "$dir/scratch-registry.yml"
+wait_for "scratch registry" 15 curl -fsS "http://$scratch/v2/"
+echo "$scratch" >"$dir/scratch-registry"
 # shellcheck source=/dev/null
 source "$dir/images.env"
-log "registry on $reg"
+log "registry on $reg, scratch registry on $scratch"
 
 # 3. containerd.
 mkdir -p "$dir/containerd" "$dir/cni/net.d" "$dir/cni/ipam" "$dir/keys"
@@ -151,8 +171,11 @@ oom_score = 0
     [plugins."io.containerd.grpc.v1.cri".registry]
       [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$reg"]
         endpoint = ["http://$reg"]
-    # Encrypted images (ocicrypt): the node's keys are $dir/keys; layers are
-    # decrypted by ctd-decoder (not built by build-node.sh yet).
+      [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$scratch"]
+        endpoint = ["http://$scratch"]
+    # Encrypted images (ocicrypt): ctd-decoder decrypts each +encrypted layer
+    # while containerd unpacks it, with the private keys in $dir/keys (read on
+    # every layer: a key put there or removed counts from the next pull).
     [plugins."io.containerd.grpc.v1.cri".image_decryption]
       key_model = "node"
 
@@ -160,12 +183,12 @@ oom_score = 0
   [stream_processors."io.containerd.ocicrypt.decoder.v1.tar.gzip"]
     accepts = ["application/vnd.oci.image.layer.v1.tar+gzip+encrypted"]
     returns = "application/vnd.oci.image.layer.v1.tar+gzip"
-    path = "$gobin/ctd-decoder"
+    path = "$decoder"
     args = ["--decryption-keys-path", "$dir/keys"]
   [stream_processors."io.containerd.ocicrypt.decoder.v1.tar"]
     accepts = ["application/vnd.oci.image.layer.v1.tar+encrypted"]
     returns = "application/vnd.oci.image.layer.v1.tar"
-    path = "$gobin/ctd-decoder"
+    path = "$decoder"
     args = ["--decryption-keys-path", "$dir/keys"]
 CFG
 cat >"$dir/cni/net.d/10-stepseal.conflist" <<CFG

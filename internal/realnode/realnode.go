@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -235,4 +236,124 @@ func (n *Node) Logs(_ context.Context, namespace, pod, container string) ([]byte
 		}
 	}
 	return out.Bytes(), nil
+}
+
+// ScratchRegistry returns the HOST:PORT of the node's scratch registry
+// (node-up.sh starts it with its storage under the node's directory, and
+// containerd pulls from it over plain HTTP): where tests push their own
+// images. It fails the test when the node has none.
+func (n *Node) ScratchRegistry(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.Dir, "scratch-registry"))
+	if err != nil {
+		t.Fatalf("realnode: no scratch registry (a node-up.sh from this checkout writes %s/scratch-registry): %v", n.Dir, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// InstallKey puts a private key (PEM) into the node's decryption key
+// directory (DIR/keys, read by ctd-decoder on every encrypted layer
+// containerd unpacks) as file name, mode 0600, and removes it when the test
+// ends. It returns the function that removes it earlier.
+func (n *Node) InstallKey(t testing.TB, name string, pemKey []byte) (remove func()) {
+	t.Helper()
+	if name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
+		t.Fatalf("realnode: bad key file name %q", name)
+	}
+	p := filepath.Join(n.Dir, "keys", name)
+	if err := os.WriteFile(p, pemKey, 0o600); err != nil {
+		t.Fatalf("realnode: installing key: %v", err)
+	}
+	remove = func() {
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			t.Errorf("realnode: removing key %s: %v", p, err)
+		}
+	}
+	t.Cleanup(remove)
+	return remove
+}
+
+// ctr runs containerd's ctr against the node's containerd, in the CRI's
+// namespace (k8s.io).
+func (n *Node) ctr(ctx context.Context, args ...string) ([]byte, error) {
+	args = append([]string{"-a", filepath.Join(n.Dir, "containerd", "containerd.sock"), "-n", "k8s.io"}, args...)
+	out, err := exec.CommandContext(ctx, "ctr", args...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("ctr %s: %w: %s", strings.Join(args[4:], " "), err, bytes.TrimSpace(out))
+	}
+	return out, nil
+}
+
+func (n *Node) imageRefs(ctx context.Context, digest string) ([]string, error) {
+	out, err := n.ctr(ctx, "images", "ls")
+	if err != nil {
+		return nil, err
+	}
+	var refs []string
+	for _, line := range strings.Split(string(out), "\n")[1:] {
+		// REF TYPE DIGEST SIZE PLATFORMS LABELS
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[2] == digest {
+			refs = append(refs, f[0])
+		}
+	}
+	return refs, nil
+}
+
+// RemoveImage removes every name of the image whose manifest digest is
+// digest from the node's containerd and waits for its garbage collection,
+// so that its unpacked (decrypted) layers go too — unless a container
+// still uses them: delete the Pods that ran it first (see
+// WaitNoContainers).
+func (n *Node) RemoveImage(ctx context.Context, digest string) error {
+	refs, err := n.imageRefs(ctx, digest)
+	if err != nil || len(refs) == 0 {
+		return err
+	}
+	_, err = n.ctr(ctx, append([]string{"images", "rm", "--sync"}, refs...)...)
+	return err
+}
+
+// WaitNoContainers waits until containerd holds no container of the image
+// whose manifest digest is digest (the kubelet removes a deleted Pod's
+// containers in its garbage collection, about once a minute).
+func (n *Node) WaitNoContainers(ctx context.Context, image string) error {
+	for {
+		out, err := n.ctr(ctx, "containers", "ls")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(out), image) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("realnode: containers of %s still exist: %w\n%s", image, ctx.Err(), out)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// WaitPod polls the Pod until done returns true for it, and returns it. It
+// fails the test when ctx ends first, with the Pod's last status.
+func (n *Node) WaitPod(ctx context.Context, t testing.TB, ns, name string, done func(*corev1.Pod) bool) *corev1.Pod {
+	t.Helper()
+	var last *corev1.Pod
+	for {
+		p, err := n.Kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			last = p
+			if done(p) {
+				return p
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				t.Fatalf("realnode: Pod %s/%s: %v", ns, name, err)
+			}
+			t.Fatalf("realnode: Pod %s/%s not as awaited: phase %s, %+v", ns, name, last.Status.Phase, last.Status.ContainerStatuses)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

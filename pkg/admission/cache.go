@@ -24,6 +24,9 @@ type CacheOptions struct {
 	NegativeTTL time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// OnLookup, when set, is told whether each lookup found a live
+	// verdict (Metrics.CacheLookup).
+	OnLookup func(hit bool)
 }
 
 // Cache keeps verdicts per (digest, rule, trust version, platform, policy)
@@ -76,6 +79,12 @@ func NewCache(o CacheOptions) *Cache {
 	return &Cache{o: o, lru: l}
 }
 
+func (c *Cache) lookup(hit bool) {
+	if c.o.OnLookup != nil {
+		c.o.OnLookup(hit)
+	}
+}
+
 // Len is the number of entries kept.
 func (c *Cache) Len() int { return c.lru.Len() }
 
@@ -85,8 +94,10 @@ func (c *Cache) Len() int { return c.lru.Len() }
 // first gets ErrDeadline.
 func (c *Cache) do(ctx context.Context, k cacheKey, check func(context.Context) (verdict, error)) (verdict, error) {
 	if e, ok := c.lru.Get(k); ok && c.o.Now().Before(e.expires) {
+		c.lookup(true)
 		return e.v, e.err
 	}
+	c.lookup(false)
 	ch := c.sf.DoChan(k.String(), func() (any, error) {
 		if e, ok := c.lru.Get(k); ok && c.o.Now().Before(e.expires) {
 			return e, nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/stepseal/stepseal/pkg/crypt"
@@ -247,7 +248,7 @@ func (d *Decider) decide(ctx context.Context, fields []ImageField) Decision {
 			r.Rule, r.Mode = t.rule.Name, t.rule.Mode
 		}
 		if err == nil && t.v.encrypted && f.PullPolicy != corev1.PullAlways {
-			err = fmt.Errorf("%w (it has %q): a node could run it from layers another pod pulled and decrypted", ErrPullPolicy, orDefault(string(f.PullPolicy)))
+			err = fmt.Errorf("%w (it has %q): without Always the kubelet starts it from what the node holds without asking the registry", ErrPullPolicy, orDefault(string(f.PullPolicy)))
 		}
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrDeadline) {
@@ -367,33 +368,26 @@ func (d *Decider) verify(ctx context.Context, ref name.Digest, rule *Rule) (verd
 // encryption reads the manifest (no layer) and, for an encrypted image,
 // requires this platform in the rule and the recipients to be exactly the
 // platform policy's; for a plaintext image whose platform-policy rule says
-// encrypt, refuses it.
+// encrypt, refuses it. A multi-platform index has every child checked so
+// (indexEncryption).
 func (d *Decider) encryption(ctx context.Context, ref name.Digest, rule *Rule) (verdict, error) {
-	img, err := d.c.Registry.Pull(ctx, ref)
+	img, idx, err := d.c.Registry.PullManifest(ctx, ref)
 	if err != nil {
 		return verdict{}, err
 	}
+	if idx != nil {
+		return d.indexEncryption(ref, idx, rule)
+	}
+	return d.imageEncryption(img, ref.Context().Name(), rule)
+}
+
+// imageEncryption checks one image manifest of repository repo.
+func (d *Decider) imageEncryption(img v1.Image, repo string, rule *Rule) (verdict, error) {
 	rs, err := crypt.Recipients(img)
 	if err != nil {
 		return verdict{}, err
 	}
-	repo := ref.Context().Name()
 	pp := d.c.PlatformPolicy
-	// An index: the registry client picked one child (linux/amd64). Its
-	// other children are not checked yet, so where encryption matters (the
-	// policy requires it, or this child is encrypted) the index is refused
-	// rather than half checked.
-	if got, err := img.Digest(); err != nil || got.String() != ref.DigestStr() {
-		requires := false
-		if pp != nil {
-			if pr, err := pp.Rule(repo); err == nil && pr.Encrypt {
-				requires = true
-			}
-		}
-		if requires || len(rs) > 0 {
-			return verdict{}, fmt.Errorf("%w: %s is a multi-platform index and its encryption is checked per child; give the digest of the platform's image", ErrIndex, ref.DigestStr())
-		}
-	}
 	if len(rs) == 0 {
 		if pp != nil {
 			if pr, err := pp.Rule(repo); err == nil && pr.Encrypt {

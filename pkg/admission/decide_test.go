@@ -9,10 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 
@@ -205,35 +201,6 @@ func TestDecideWebhookCases(t *testing.T) {
 		wantDenied(t, e.decider(nil).Decide(ctx, p, nil), crypt.ErrNotEncrypted, plain.String())
 	})
 
-	t.Run("W28 multi-platform index", func(t *testing.T) {
-		index := func(repo string, encryptArm bool) name.Digest {
-			amd, _ := random.Image(256, 1)
-			arm, _ := random.Image(256, 1)
-			if encryptArm {
-				var err error
-				if arm, err = crypt.EncryptFor(ctx, e.ppol, e.host+"/"+repo, arm); err != nil {
-					t.Fatal(err)
-				}
-			}
-			idx := mutate.AppendManifests(empty.Index,
-				mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
-				mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}})
-			tag, _ := name.NewTag(e.host+"/"+repo+":v1", name.Insecure)
-			if err := remote.WriteIndex(tag, idx); err != nil {
-				t.Fatal(err)
-			}
-			h, _ := idx.Digest()
-			d := tag.Context().Digest(h.String())
-			e.sign(d, e.publisher)
-			return d
-		}
-		enc := index("demo/multi", true)
-		p := pod(enc.String())
-		p.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
-		wantDenied(t, e.decider(nil).Decide(ctx, p, nil), ErrIndex, enc.String(), `rule "demo"`)
-		plain := index("apps/multi", false)
-		wantAllowed(t, e.decider(nil).Decide(ctx, pod(plain.String()), nil))
-	})
 	t.Run("W25 trust version invalidates the cache", func(t *testing.T) {
 		img := e.push("trusted/app")
 		e.sign(img, e.publisher)

@@ -5,5 +5,9 @@
 // key, or a pinned digest — and an encrypted image must be one this
 // platform is authorised for. An image no rule covers is denied without
 // contacting its registry. Handler serves the decision (and tag-to-digest
-// resolution) as a Kubernetes AdmissionReview v1 webhook.
+// resolution) as a Kubernetes AdmissionReview v1 webhook; Run serves it in
+// a cluster (policy from a ConfigMap, serving certificate from the Secret
+// knative's certificates controller renews, CA kept in the webhook
+// configurations by CAInjector), and Observer records metrics, Events on
+// the refused Pod's owner and audit annotations.
 package admission

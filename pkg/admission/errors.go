@@ -23,12 +23,18 @@ var (
 	// ErrPlatform: the image is encrypted and this platform is not among
 	// the rule's platforms (or no platform policy is configured).
 	ErrPlatform = reject.Sentinel(reject.ErrPolicy, "encrypted image not authorised for this platform")
-	// ErrPullPolicy: an encrypted image without imagePullPolicy: Always
-	// could run from layers another pod pulled and decrypted.
+	// ErrPullPolicy: an encrypted image without imagePullPolicy: Always.
+	// Always makes the kubelet fetch the manifest from the registry, with
+	// the registry's authorisation, at every container start; with
+	// IfNotPresent it does not contact the registry at all. Always does
+	// not stop a node from running layers it already unpacked (decrypted)
+	// for an earlier pull: containerd reuses those snapshots without
+	// decrypting again.
 	ErrPullPolicy = reject.Sentinel(reject.ErrPolicy, "encrypted image requires imagePullPolicy: Always")
-	// ErrIndex: a multi-platform index where encryption must be checked;
-	// its children are not all checked yet, so it is refused.
-	ErrIndex = reject.Sentinel(reject.ErrUnsupported, "encrypted multi-platform index not supported")
+	// ErrIndex: a multi-platform index admission cannot check child by
+	// child: a child that is itself an index or not an image manifest, or
+	// no child at all. Not checked, so refused.
+	ErrIndex = reject.Sentinel(reject.ErrUnsupported, "multi-platform index not checkable")
 	// ErrDeadline: the checks did not finish within the webhook's own
 	// deadline; the image is denied, not admitted.
 	ErrDeadline = reject.Sentinel(reject.ErrUnavailable, "admission deadline exceeded")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"gomodules.xyz/jsonpatch/v2"
@@ -30,6 +31,8 @@ type Handler struct {
 	d *Decider
 	// mutate: resolve tags to digests (JSONPatch) instead of validating.
 	mutate bool
+	// obs records metrics and Events (nil: none).
+	obs *Observer
 }
 
 // ValidatingHandler validates Pod CREATE and UPDATE and the
@@ -70,7 +73,13 @@ func (h *Handler) Review(ctx context.Context, body []byte) *admissionv1.Admissio
 		return out
 	}
 	req := in.Request
+	start := time.Now()
 	resp := h.respond(ctx, req)
+	webhook := "validate"
+	if h.mutate {
+		webhook = "mutate"
+	}
+	h.obs.reviewed(ctx, webhook, start)
 	resp.UID = req.UID
 	out.Response = resp
 	return out
@@ -105,15 +114,16 @@ func (h *Handler) respond(ctx context.Context, req *admissionv1.AdmissionRequest
 	if h.mutate {
 		return h.resolve(ctx, pod, old)
 	}
-	// dryRun changes nothing here: the same decision, and (once Events are
-	// recorded) none for a dry run.
+	// dryRun gets the same decision, and no Event (Observer).
 	dec := h.d.Decide(ctx, pod, old)
+	out := outcomeOf(dec)
+	h.obs.decided(ctx, req, pod, dec, out)
+	r := &admissionv1.AdmissionResponse{Allowed: true}
 	if !dec.Allowed {
-		r := deny(errors.New(dec.Message()))
-		r.Warnings = dec.Warnings
-		return r
+		r = deny(errors.New(dec.Message()))
 	}
-	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: dec.Warnings}
+	r.Warnings, r.AuditAnnotations = dec.Warnings, out.auditAnnotations()
+	return r
 }
 
 func decodePod(raw []byte) (*corev1.Pod, error) {

@@ -23,10 +23,13 @@ const (
 
 // Mux serves the validating and mutating handlers, the label guard (if
 // guard is not nil) and a health check.
-func Mux(d *Decider, guard *LabelGuard) http.Handler {
+func Mux(d *Decider, guard *LabelGuard) http.Handler { return ObservedMux(d, guard, nil) }
+
+// ObservedMux is Mux whose handlers record metrics and Events through obs.
+func ObservedMux(d *Decider, guard *LabelGuard, obs *Observer) http.Handler {
 	m := http.NewServeMux()
-	m.Handle(PathValidate, ValidatingHandler(d))
-	m.Handle(PathMutate, MutatingHandler(d))
+	m.Handle(PathValidate, &Handler{d: d, obs: obs})
+	m.Handle(PathMutate, &Handler{d: d, mutate: true, obs: obs})
 	if guard != nil {
 		m.Handle(PathNamespaces, guard)
 	}

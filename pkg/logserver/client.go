@@ -35,9 +35,12 @@ type Client struct {
 	log  *tlog.Client
 }
 
+// ClientOption configures a Client (WithWitnesses).
+type ClientOption func(*Client)
+
 // NewClient returns a client of the server at base (http://host:port/),
 // whose log's key is v. hc may be nil.
-func NewClient(base string, v note.Verifier, hc *http.Client) (*Client, error) {
+func NewClient(base string, v note.Verifier, hc *http.Client, opts ...ClientOption) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("log server URL %q: want http(s)://host[:port]/", base)
@@ -49,7 +52,11 @@ func NewClient(base string, v note.Verifier, hc *http.Client) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{base: u, hc: hc, log: tlog.NewClientFrom(f, v)}, nil
+	c := &Client{base: u, hc: hc, log: tlog.NewClientFrom(f, v)}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
 }
 
 // Log is the verifying reader of the server's tiles (its largest verified

@@ -17,7 +17,8 @@ import (
 //	POST /v1/entries                 the document; 201 (new) or 200 (already in the log) with an Answer
 //	GET  /v1/entries/{digest}        Answer; ?format=tlog-proof for a C2SP tlog-proof file
 //	GET  /v1/search?subject=&kind=&run=&cursor=&limit=   SearchAnswer
-//	GET  /checkpoint, /tile/...      the log's tlog-tiles files, as stored
+//	GET  /v1/witness                 WitnessStatus: the witness policy and the last refusal (404 without witnesses)
+//	GET  /checkpoint, /tile/...      the log's tlog-tiles files, as stored (the checkpoint with its cosignatures)
 //
 // Errors are {"error": "..."} with 400 (not a document), 413 (too large),
 // 403 (not signed by an allowed key), 404, 415, 503 with Retry-After
@@ -29,6 +30,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/entries", s.handleAdd)
 	mux.HandleFunc("GET /v1/entries/{digest}", s.handleEntry)
 	mux.HandleFunc("GET /v1/search", s.handleSearch)
+	mux.HandleFunc("GET /v1/witness", s.handleWitness)
 	files := http.FileServer(http.Dir(s.log.Dir()))
 	static := func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/.") || strings.HasSuffix(r.URL.Path, "/") {

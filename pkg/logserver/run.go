@@ -22,14 +22,19 @@ type Run struct {
 	RunID    string
 	Links    verify.LinkSource
 	Evidence *tlogstore.Evidence
+	// Store is the verifying client over the log: a new
+	// verify.StoreLinks{Store, RunID} reads the run's links again (Links
+	// keeps what it read first), which a gate waiting for links needs.
+	Store store.Store
 }
 
 // OpenRun reads the run runID from the log served at base, whose public
 // note key is vkey; with subject instead of runID, the one run whose logged
 // entries name subject. Several runs naming subject is an error listing
 // them (choose one with runID); none is reject.ErrMissing. A nil hc is a
-// client with a one-minute timeout per request.
-func OpenRun(ctx context.Context, base, vkey, runID, subject string, hc *http.Client) (*Run, error) {
+// client with a one-minute timeout per request. opts configure the client
+// (WithWitnesses: every checkpoint must be cosigned).
+func OpenRun(ctx context.Context, base, vkey, runID, subject string, hc *http.Client, opts ...ClientOption) (*Run, error) {
 	v, err := tlog.ParseVerifier(strings.TrimSpace(vkey))
 	if err != nil {
 		return nil, err
@@ -37,7 +42,7 @@ func OpenRun(ctx context.Context, base, vkey, runID, subject string, hc *http.Cl
 	if hc == nil {
 		hc = &http.Client{Timeout: time.Minute}
 	}
-	c, err := NewClient(base, v, hc)
+	c, err := NewClient(base, v, hc, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -75,5 +80,5 @@ func OpenRun(ctx context.Context, base, vkey, runID, subject string, hc *http.Cl
 	if err != nil {
 		return nil, err
 	}
-	return &Run{RunID: runID, Links: &verify.StoreLinks{Store: r, RunID: runID}, Evidence: ev}, nil
+	return &Run{RunID: runID, Links: &verify.StoreLinks{Store: r, RunID: runID}, Evidence: ev, Store: r}, nil
 }

@@ -1,11 +1,13 @@
 package logserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	tclient "github.com/transparency-dev/tessera/client"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/stepseal/stepseal/pkg/logserver/witness"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
@@ -32,6 +35,11 @@ type Options struct {
 	// MaxInFlight bounds the appends in flight; more are pushed back with
 	// ErrBusy (HTTP 503 and Retry-After). Default 4096.
 	MaxInFlight int
+	// Witnesses, if set, must cosign every checkpoint before it is
+	// published (see witnessing.go); WitnessTimeout bounds one round of
+	// requests to them (default 5s).
+	Witnesses      *witness.Policy
+	WitnessTimeout time.Duration
 }
 
 // Server is a served log: the log in DIR/log, the index in DIR/index.db.
@@ -47,10 +55,16 @@ type Server struct {
 
 	flight singleflight.Group
 
+	prover *prover
+
 	mu      sync.Mutex
 	cp      tlog.Checkpoint // the index covers this tree
+	indexed uint64          // the index's watermark, as the follower last committed it
+	tails   []*tailBundle   // the last entry bundles the follower read
 	changed chan struct{}   // closed when cp moves
 	wake    chan struct{}
+
+	watch *witnessWatch // nil without witnesses
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -76,6 +90,20 @@ func Open(ctx context.Context, dir string, key tlog.Key, opts Options) (*Server,
 	if lo.BatchMaxAge == 0 {
 		lo.BatchMaxAge = DefaultBatchMaxAge
 	}
+	watch := witnessLogOptions(opts, &lo)
+	// The follower indexes appends as soon as they are sequenced, while
+	// Tessera waits to publish the checkpoint that covers them.
+	wake := make(chan struct{}, 1)
+	onSequenced := lo.OnSequenced
+	lo.OnSequenced = func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+		if onSequenced != nil {
+			onSequenced()
+		}
+	}
 	opts.Log = &lo
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -89,8 +117,9 @@ func Open(ctx context.Context, dir string, key tlog.Key, opts Options) (*Server,
 		l.Close(ctx)
 		return nil, err
 	}
-	s := &Server{dir: dir, log: l, idx: idx, opts: opts, fetch: tclient.FileFetcher{Root: l.Dir()},
-		sem: make(chan struct{}, opts.MaxInFlight), changed: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &Server{dir: dir, log: l, idx: idx, opts: opts, watch: watch, fetch: tclient.FileFetcher{Root: l.Dir()},
+		sem: make(chan struct{}, opts.MaxInFlight), changed: make(chan struct{}), wake: wake, done: make(chan struct{})}
+	s.prover = newProver(s.fetch.ReadTile)
 	if err := s.catchUp(ctx); err != nil {
 		idx.Close()
 		l.Close(ctx)
@@ -119,8 +148,9 @@ func (s *Server) Log() *tlog.Log { return s.log }
 // Index is the server's search index.
 func (s *Server) Index() *Index { return s.idx }
 
-// follow keeps the index up with the log: woken by each append, and every
-// second in case a leaf came from elsewhere.
+// follow keeps the index up with the log: woken when appends are sequenced
+// and when writers wait for a checkpoint, and every second in case a leaf
+// came from elsewhere.
 func (s *Server) follow(ctx context.Context) {
 	defer close(s.done)
 	t := time.NewTicker(time.Second)
@@ -142,7 +172,13 @@ func (s *Server) follow(ctx context.Context) {
 
 // catchUp indexes every leaf between the watermark and the current
 // checkpoint, one entry bundle per transaction, then publishes the
-// checkpoint as the one the index is complete for.
+// checkpoint as the one the index is complete for. Then it indexes the
+// entries integrated since (durable, and in the next checkpoint Tessera
+// publishes): it is woken as soon as appends are sequenced, so their rows
+// are committed while Tessera waits to publish that checkpoint, and their
+// writers need not wait for the index after it. A row beyond the published
+// checkpoint is never served before a checkpoint covers it (Search stops
+// at the checkpoint; answer waits for it).
 func (s *Server) catchUp(ctx context.Context) error {
 	cp, err := s.log.Checkpoint(ctx)
 	if err != nil {
@@ -152,41 +188,82 @@ func (s *Server) catchUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for w < cp.Size {
+	s.mu.Lock()
+	s.indexed = w
+	s.mu.Unlock()
+	if w, err = s.indexTo(ctx, w, cp.Size, fmt.Sprintf("the checkpoint %s", cp)); err != nil {
+		return err
+	}
+	s.offer(cp)
+	integrated, err := s.log.IntegratedSize(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if integrated <= w {
+		return nil
+	}
+	if _, err = s.indexTo(ctx, w, integrated, fmt.Sprintf("the %d entries integrated", integrated)); err != nil {
+		return err
+	}
+	// Writers whose checkpoint was published while these rows were being
+	// committed offered it too early: offer the newest the log verified.
+	if latest, ok := s.log.Client().Latest(); ok {
+		s.offer(latest)
+	}
+	return nil
+}
+
+// offer makes cp (verified) the checkpoint answers are built on if it is
+// newer and the index covers it.
+func (s *Server) offer(cp tlog.Checkpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cp.Size < s.cp.Size || cp.Size > s.indexed || (cp.Size == s.cp.Size && s.cp.Raw != nil) {
+		return
+	}
+	s.cp = cp
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// indexTo indexes the leaves from w (the watermark) to size, which what
+// names, and returns the new watermark. Each bundle's rows are committed
+// in one transaction, then the bundle is kept for answers.
+func (s *Server) indexTo(ctx context.Context, w, size uint64, what string) (uint64, error) {
+	for w < size {
 		bi := w / layout.EntryBundleWidth
-		raw, err := s.fetch.ReadEntryBundle(ctx, bi, layout.PartialTileSize(0, bi, cp.Size))
+		raw, err := s.fetch.ReadEntryBundle(ctx, bi, layout.PartialTileSize(0, bi, size))
 		if err != nil {
-			return fmt.Errorf("%w: entry bundle %d: %w", ErrUnavailable, bi, err)
+			return w, fmt.Errorf("%w: entry bundle %d: %w", ErrUnavailable, bi, err)
 		}
 		leaves, err := tlog.ParseEntryBundle(raw)
 		if err != nil {
-			return fmt.Errorf("%w: entry bundle %d: %w", ErrIndexCorrupt, bi, err)
+			return w, fmt.Errorf("%w: entry bundle %d: %w", ErrIndexCorrupt, bi, err)
 		}
 		offsets := bundleOffsets(leaves)
 		base := bi * layout.EntryBundleWidth
-		next := min(base+uint64(len(leaves)), cp.Size)
+		next := min(base+uint64(len(leaves)), size)
 		if next <= w {
-			return fmt.Errorf("%w: entry bundle %d has %d entries, the checkpoint %s needs more", ErrIndexCorrupt, bi, len(leaves), cp)
+			return w, fmt.Errorf("%w: entry bundle %d has %d entries, %s needs more", ErrIndexCorrupt, bi, len(leaves), what)
 		}
 		rows := make([]Row, 0, next-w)
+		tail := &tailBundle{index: bi, leaves: leaves[:next-base], offsets: offsets[:next-base], entries: make([]*store.Entry, next-base)}
 		for i := w; i < next; i++ {
-			r := rowOf(i, leaves[i-base])
+			r, e := parseRow(i, leaves[i-base])
 			r.Offset = offsets[i-base]
 			rows = append(rows, r)
+			tail.entries[i-base] = e
 		}
 		if _, err := s.idx.Apply(rows, next); err != nil {
-			return err
+			return w, err
 		}
 		w = next
+		s.mu.Lock()
+		s.indexed = w
+		s.tails = keepTails(s.tails, tail)
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	if cp.Size >= s.cp.Size {
-		s.cp = cp
-		close(s.changed)
-		s.changed = make(chan struct{})
-	}
-	s.mu.Unlock()
-	return nil
+	return w, nil
 }
 
 // bundleOffsets is where each leaf's length prefix starts in its bundle.
@@ -203,14 +280,55 @@ func bundleOffsets(leaves [][]byte) []uint32 {
 // rowOf is the index row of leaf i: every leaf names its subjects, so the
 // index is a function of the log.
 func rowOf(i uint64, leaf []byte) Row {
+	r, _ := parseRow(i, leaf)
+	return r
+}
+
+// parseRow is rowOf and, for a leaf that is a store record, the record.
+func parseRow(i uint64, leaf []byte) (Row, *store.Entry) {
 	e, complete, err := tlogstore.ParseRecord(leaf)
 	if err != nil {
-		return Row{Index: i, Skip: err.Error()}
+		return Row{Index: i, Skip: err.Error()}, nil
 	}
 	if !complete {
-		return Row{Index: i, Skip: "record binds a subject list kept outside the log"}
+		return Row{Index: i, Skip: "record binds a subject list kept outside the log"}, &e
 	}
-	return Row{Index: i, Kind: e.Kind, RunID: e.RunID, Digest: e.Digest, Subjects: e.Subjects}
+	return Row{Index: i, Kind: e.Kind, RunID: e.RunID, Digest: e.Digest, Subjects: e.Subjects}, &e
+}
+
+// keepTails adds ts to tails, each in place of an older read of its
+// bundle (whose parsed records it keeps), and keeps the two newest
+// bundles: answers for a batch of appends that filled one bundle and
+// started the next find all their leaves. tails is not modified.
+func keepTails(tails []*tailBundle, ts ...*tailBundle) []*tailBundle {
+	out := slices.Clone(tails)
+	for _, t := range ts {
+		out = slices.DeleteFunc(out, func(o *tailBundle) bool {
+			if o.index != t.index {
+				return false
+			}
+			for k := range min(len(o.entries), len(t.entries)) {
+				if t.entries[k] == nil {
+					t.entries[k] = o.entries[k]
+				}
+			}
+			return true
+		})
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b *tailBundle) int { return cmp.Compare(a.index, b.index) })
+	return out[max(0, len(out)-2):]
+}
+
+// tailBundle is an entry bundle the follower read last (the log's newest
+// entries, which a burst of appends answers for) with each leaf's record as
+// parsed for the index: answers for them need neither re-read the partial
+// bundle nor re-parse the record. A nil entry is a leaf that is no record.
+type tailBundle struct {
+	index   uint64
+	leaves  [][]byte
+	offsets []uint32
+	entries []*store.Entry
 }
 
 // Checkpoint is the checkpoint the index is complete for.
@@ -281,15 +399,19 @@ func (s *Server) Add(ctx context.Context, doc []byte) (Added, error) {
 		}
 		// The append outlives a writer that hangs up: others may be
 		// waiting on this flight.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		// A witness refusal cuts the wait short (appendContext).
+		actx, cancel := s.appendContext(ctx)
 		defer cancel()
-		i, err := s.log.Append(actx, rec)
+		i, cp, err := s.log.AppendCovered(actx, rec)
 		if err != nil {
 			if errors.Is(err, tessera.ErrPushback) {
 				return nil, fmt.Errorf("%w: %w", ErrBusy, err)
 			}
-			return nil, fmt.Errorf("%w: appending document %s: %w", ErrUnavailable, e.Digest, err)
+			return nil, fmt.Errorf("%w: appending document %s: %w", ErrUnavailable, e.Digest, witnessCause(actx, err))
 		}
+		// The checkpoint Tessera published for the entry: the follower
+		// has most likely indexed the entry already.
+		s.offer(cp)
 		if err := s.waitIndexed(actx, i); err != nil {
 			return nil, err
 		}
@@ -339,6 +461,9 @@ func (s *Server) answer(ctx context.Context, digest string, i uint64) (Answer, e
 		err := s.waitIndexed(wctx, i)
 		cancel()
 		if err != nil {
+			if n, ierr := s.log.IntegratedSize(ctx); ierr == nil && i < n {
+				return Answer{}, fmt.Errorf("%w: document %s is log entry %d, not yet covered by a published checkpoint (%d entries)", ErrUnavailable, digest, i, s.Checkpoint().Size)
+			}
 			return Answer{}, fmt.Errorf("%w: the index maps %s to log entry %d, beyond the log's %d entries", ErrIndexCorrupt, digest, i, s.Checkpoint().Size)
 		}
 		cp = s.Checkpoint()
@@ -355,17 +480,22 @@ func (s *Server) answer(ctx context.Context, digest string, i uint64) (Answer, e
 }
 
 // reader reads leaves and builds inclusion proofs against one checkpoint,
-// caching tiles and the last entry bundle.
+// caching the last entry bundle it read.
 type reader struct {
-	s  *Server
-	cp tlog.Checkpoint
-	pb *tclient.ProofBuilder
+	s     *Server
+	cp    tlog.Checkpoint
+	tails []*tailBundle
 
 	bundleIndex uint64
 	bundle      [][]byte
 }
 
-func newReader(s *Server, cp tlog.Checkpoint) *reader { return &reader{s: s, cp: cp} }
+func newReader(s *Server, cp tlog.Checkpoint) *reader {
+	s.mu.Lock()
+	tails := s.tails
+	s.mu.Unlock()
+	return &reader{s: s, cp: cp, tails: tails}
+}
 
 type readResult struct {
 	Result
@@ -405,6 +535,18 @@ func (r *reader) resultAt(ctx context.Context, i uint64, offset int64) (readResu
 		return readResult{}, fmt.Errorf("%w: log entry %d, checkpoint %s", ErrIndexCorrupt, i, r.cp)
 	}
 	bi := i / layout.EntryBundleWidth
+	for _, t := range r.tails {
+		if off := i % layout.EntryBundleWidth; t.index == bi && off < uint64(len(t.leaves)) {
+			// An index row's offset must still be right, though it
+			// is not needed here.
+			if offset >= 0 && offset != int64(t.offsets[off]) {
+				return readResult{}, fmt.Errorf("%w: the index puts log entry %d at offset %d of entry bundle %d, it is at %d", ErrIndexCorrupt, i, offset, bi, t.offsets[off])
+			}
+			// Entry i never changes once in the log; finishParsed still
+			// proves it is in r.cp's tree.
+			return r.finishParsed(ctx, i, t.leaves[off], t.entries[off])
+		}
+	}
 	if leaf, ok := r.leafAt(i, offset); ok {
 		// finish checks the leaf against the tree: a wrong offset is
 		// ErrIndexCorrupt, never a wrong answer.
@@ -428,23 +570,30 @@ func (r *reader) resultAt(ctx context.Context, i uint64, offset int64) (readResu
 }
 
 func (r *reader) finish(ctx context.Context, i uint64, leaf []byte) (readResult, error) {
-	e, _, err := tlogstore.ParseRecord(leaf)
-	if err != nil {
-		return readResult{}, fmt.Errorf("%w: log entry %d: %w", ErrIndexCorrupt, i, err)
-	}
-	if r.pb == nil {
-		if r.pb, err = tclient.NewProofBuilder(ctx, r.cp.Size, r.s.fetch.ReadTile); err != nil {
-			return readResult{}, fmt.Errorf("%w: proof builder for %s: %w", ErrUnavailable, r.cp, err)
+	return r.finishParsed(ctx, i, leaf, nil)
+}
+
+// finishParsed proves leaf i in r.cp's tree; e, when not nil, is leaf as
+// parsed before (by the follower, from these bytes).
+func (r *reader) finishParsed(ctx context.Context, i uint64, leaf []byte, e *store.Entry) (readResult, error) {
+	if e == nil {
+		pe, _, err := tlogstore.ParseRecord(leaf)
+		if err != nil {
+			return readResult{}, fmt.Errorf("%w: log entry %d: %w", ErrIndexCorrupt, i, err)
 		}
+		e = &pe
 	}
-	hashes, err := r.pb.InclusionProof(ctx, i)
+	hashes, err := r.s.prover.inclusion(ctx, i, r.cp.Size)
 	if err != nil {
 		return readResult{}, fmt.Errorf("%w: inclusion proof of log entry %d in %s: %w", ErrUnavailable, i, r.cp, err)
 	}
 	if err := tlog.VerifyInclusionProof(leaf, i, r.cp, hashes); err != nil {
+		// A node remembered wrong (a tile changed on disk) must not
+		// spoil later answers: read the tiles again next time.
+		r.s.prover.forget()
 		return readResult{}, fmt.Errorf("%w: log entry %d as read: %w", ErrIndexCorrupt, i, err)
 	}
-	return readResult{Result: Result{Index: i, Record: leaf, Hashes: hashes}, digest: e.Digest, entry: e}, nil
+	return readResult{Result: Result{Index: i, Record: leaf, Hashes: hashes}, digest: e.Digest, entry: *e}, nil
 }
 
 // Search answers q from cursor on with at most limit results, each with

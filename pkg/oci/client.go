@@ -40,7 +40,7 @@ func New(opts ...Option) (*Client, error) {
 	if base == nil {
 		base = remote.DefaultTransport
 	}
-	c := &Client{o: o, transport: &guard{strict: base, loose: looseTransport(base), insecure: o.insecure}}
+	c := &Client{o: o, transport: &manifestCap{next: &guard{strict: base, loose: looseTransport(base), insecure: o.insecure}, max: MaxManifestBytes}}
 	c.base = []remote.Option{remote.WithTransport(c.transport), remote.WithJobs(o.jobs)}
 	if o.auth != nil {
 		c.base = append(c.base, remote.WithAuth(o.auth))

@@ -53,6 +53,10 @@ var (
 	// an image than one verification reads (MaxCandidates, MaxReferrers):
 	// refused rather than read without bound. reject.ErrPolicy.
 	ErrTooMany = reject.Sentinel(reject.ErrPolicy, "too many signatures or attestations")
+	// ErrManifestTooLarge: a manifest, index or referrers list larger
+	// than a Client reads (MaxManifestBytes): refused before it is read
+	// whole or parsed. reject.ErrPolicy.
+	ErrManifestTooLarge = reject.Sentinel(reject.ErrPolicy, "manifest too large")
 	// ErrPlainHTTP: the registry answered HTTPS with plain HTTP. Such an
 	// error is also ErrUnreachable; see PlainHTTPError.
 	// reject.ErrUnavailable.
@@ -84,7 +88,7 @@ func registryError(registry string, err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, e := range []error{ErrInsecure, ErrBlobDigest, ErrReference, ErrArtifact, ErrPlainHTTP} {
+	for _, e := range []error{ErrInsecure, ErrBlobDigest, ErrReference, ErrArtifact, ErrPlainHTTP, ErrManifestTooLarge} {
 		if errors.Is(err, e) {
 			return err
 		}
@@ -112,6 +116,12 @@ func registryError(registry string, err error) error {
 	}
 	return fmt.Errorf("registry %s: %w", registry, oneLineError{err})
 }
+
+// RegistryError classifies an error of go-containerregistry reading from
+// registry into this package's errors (ErrNotFound, ErrUnreachable, ...),
+// for callers that read through a v1.Image or v1.ImageIndex a Client
+// returned.
+func RegistryError(registry string, err error) error { return registryError(registry, err) }
 
 func rootCause(err error) error {
 	var oe *net.OpError

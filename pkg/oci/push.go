@@ -468,3 +468,32 @@ func (c *Client) Delete(ctx context.Context, ref name.Digest) error {
 	}
 	return nil
 }
+
+// PullManifest reads the manifest at ref once and returns it as an image
+// or, for a multi-platform index, as the index (the other is nil): unlike
+// Pull, it never picks one child of an index. go-containerregistry checks
+// the manifest against ref's digest, and each child against its own when
+// the index's children are read.
+func (c *Client) PullManifest(ctx context.Context, ref name.Digest) (v1.Image, v1.ImageIndex, error) {
+	r, err := bind(ref, c.o)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg := r.Context().RegistryStr()
+	desc, err := remote.Get(r, c.remoteOptions(ctx)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pulling %s: %w", r, registryError(reg, err))
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, nil, fmt.Errorf("pulling %s: %w", r, registryError(reg, err))
+		}
+		return nil, idx, nil
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, nil, fmt.Errorf("pulling %s: %w", r, registryError(reg, err))
+	}
+	return img, nil, nil
+}

@@ -237,11 +237,16 @@ func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, 
 	var out []signedBlob
 	seen := map[string]bool{}
 	var total int64
+	// collect counts the candidate layers of img's manifest before it
+	// reads any, so a flood is refused without a blob request, and reads
+	// each by digest from the repository (remote.Layer): the image's
+	// LayerByDigest would re-read its manifest for every layer.
 	collect := func(img v1.Image, from string) error {
 		m, err := img.Manifest()
 		if err != nil {
 			return err
 		}
+		var todo []v1.Descriptor
 		for _, l := range m.Layers {
 			if l.MediaType != mt || l.Size > maxSignedBlob {
 				continue
@@ -251,10 +256,13 @@ func (c *Client) candidates(ctx context.Context, ref name.Digest, tag name.Tag, 
 				continue
 			}
 			seen[key] = true
-			if total += l.Size; len(out) == MaxCandidates || total > maxCandidateBytes {
+			if total += l.Size; len(out)+len(todo) == MaxCandidates || total > maxCandidateBytes {
 				return fmt.Errorf("%w: %s: more than %d signatures or attestations, or more than %d MiB of them, attached to %s", ErrTooMany, from, MaxCandidates, maxCandidateBytes>>20, ref)
 			}
-			layer, err := img.LayerByDigest(l.Digest)
+			todo = append(todo, l)
+		}
+		for _, l := range todo {
+			layer, err := remote.Layer(ref.Context().Digest(l.Digest.String()), ro...)
 			if err != nil {
 				return err
 			}

@@ -144,6 +144,15 @@ func Publish(ctx context.Context, c *oci.Client, img v1.Image, ref name.Referenc
 	return r, nil
 }
 
+// Covered refuses, as Publish would at its step 2, a ref whose repository
+// no rule of pol covers (policy.ErrNoRule): a caller checks it before it
+// reads or decrypts a signing key or an artifact, so a refused publish
+// touches neither.
+func Covered(pol *policy.Policy, ref name.Reference) error {
+	_, err := pol.Rule(ref.Context().Name())
+	return err
+}
+
 // verifyAttestations is step 1 of Publish.
 func verifyAttestations(ctx context.Context, img v1.Image, atts []Attestation, keys []oci.StatementKey) ([]*oci.VerifiedStatement, error) {
 	if len(atts) == 0 {

@@ -68,6 +68,21 @@ func EnvOrPrompt(confirm bool) ([]byte, error) {
 // StaticPass returns a PassFunc that always answers p.
 func StaticPass(p string) PassFunc { return func(bool) ([]byte, error) { return []byte(p), nil } }
 
+// PasswordFile returns a PassFunc that reads the password from the file at
+// path (one trailing newline dropped), only when a key turns out to be
+// encrypted: a Secret mounted as files (cosign.password beside
+// cosign.key) without the password passing through the environment.
+func PasswordFile(path string) PassFunc {
+	return func(bool) ([]byte, error) {
+		b, err := limited.ReadFile(path, maxKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: password file: %w", ErrPassword, err)
+		}
+		b = bytes.TrimSuffix(b, []byte("\n"))
+		return bytes.TrimSuffix(b, []byte("\r")), nil
+	}
+}
+
 func readKeyFile(path string) ([]byte, error) {
 	data, err := limited.ReadFile(path, maxKeyFile)
 	if err != nil {

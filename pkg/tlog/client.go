@@ -34,8 +34,9 @@ type Fetcher interface {
 // the log says is not there is the refusal of the check that needed it. A
 // Client is safe for concurrent use.
 type Client struct {
-	f Fetcher
-	v note.Verifier
+	f      Fetcher
+	v      note.Verifier
+	policy CheckpointPolicy
 
 	mu     sync.Mutex
 	latest *Checkpoint
@@ -50,6 +51,22 @@ func NewClient(dir string, v note.Verifier) *Client {
 // client.HTTPFetcher for a log served over HTTP).
 func NewClientFrom(f Fetcher, v note.Verifier) *Client {
 	return &Client{f: f, v: v}
+}
+
+// CheckpointPolicy is a further check of every checkpoint a Client
+// accepts, made after the log key's signature verified: e.g. that enough
+// witnesses cosigned it (pkg/logserver/witness).
+type CheckpointPolicy interface {
+	CheckCheckpoint(cp Checkpoint) error
+}
+
+// Require makes p a condition of every checkpoint the client accepts from
+// now on (VerifyCheckpoint, Checkpoint, Trust). Call it before the first
+// read.
+func (c *Client) Require(p CheckpointPolicy) {
+	c.mu.Lock()
+	c.policy = p
+	c.mu.Unlock()
 }
 
 // Verifier is the log key the client checks signatures with.
@@ -85,12 +102,27 @@ func (c *Client) Checkpoint(ctx context.Context) (Checkpoint, error) {
 // VerifyCheckpoint checks raw's signature and that it is consistent with the
 // largest checkpoint seen before, then remembers it if it is larger.
 func (c *Client) VerifyCheckpoint(ctx context.Context, raw []byte) (Checkpoint, error) {
+	// The same bytes as the newest checkpoint verified: its signature and
+	// consistency were checked then, with this client's key (every answer
+	// of a burst of appends carries the same checkpoint).
+	c.mu.Lock()
+	if c.latest != nil && bytes.Equal(c.latest.Raw, raw) {
+		cp := *c.latest
+		c.mu.Unlock()
+		return cp, nil
+	}
+	c.mu.Unlock()
 	cp, err := ParseCheckpoint(raw, c.v)
 	if err != nil {
 		return Checkpoint{}, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.policy != nil {
+		if err := c.policy.CheckCheckpoint(cp); err != nil {
+			return Checkpoint{}, err
+		}
+	}
 	if c.latest != nil {
 		if bytes.Equal(c.latest.Raw, cp.Raw) {
 			return cp, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -40,6 +41,24 @@ type Options struct {
 	// the cache, returns the earlier index instead of a new entry (default
 	// 4096; it does not survive a restart).
 	DedupEntries uint
+	// Witnesses, when set with a threshold above zero, must cosign every
+	// checkpoint (C2SP tlog-witness, through Tessera's witness gateway)
+	// before it is published: a checkpoint they do not cosign within
+	// WitnessTimeout is not published (never fail-open), the previous one
+	// stays, and Appends waiting for it wait on. A new log's first, empty
+	// checkpoint needs them too, so Open fails if they are unreachable.
+	Witnesses *tessera.WitnessGroup
+	// WitnessTimeout bounds one round of witness requests (default 5s).
+	WitnessTimeout time.Duration
+	// WitnessClient sends the witness requests (default
+	// http.DefaultClient).
+	WitnessClient *http.Client
+	// OnSequenced, if set, is called by this Log's Appends each time their
+	// entries are sequenced and integrated (durable in the log's files,
+	// IntegratedSize counts them), before they wait for a checkpoint. It
+	// must not block. It is this Log's, not shared with other Opens of the
+	// directory.
+	OnSequenced func()
 }
 
 func (o *Options) withDefaults() Options {
@@ -73,10 +92,11 @@ func (o *Options) withDefaults() Options {
 // exclude a second appender of the same process, which would hand out the
 // same indexes twice and corrupt the tree). A Log is safe for concurrent use.
 type Log struct {
-	dir    string
-	key    Key
-	seq    *sequencer
-	client *Client
+	dir         string
+	key         Key
+	seq         *sequencer
+	client      *Client
+	onSequenced func()
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -134,7 +154,7 @@ func Open(ctx context.Context, dir string, key Key, opts *Options) (*Log, error)
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, key: key, seq: seq, client: c}
+	l := &Log{dir: dir, key: key, seq: seq, client: c, onSequenced: o.OnSequenced}
 	if err := l.awaitPublished(ctx, o.PollInterval); err != nil {
 		_ = l.Close(ctx)
 		return nil, err
@@ -178,17 +198,22 @@ func acquire(ctx context.Context, dir string, key Key, o Options) (*sequencer, e
 		seq.refs++
 		return seq, nil
 	}
-	driver, err := posix.New(ctx, posix.Config{Path: dir})
+	driver, err := posix.New(ctx, posix.Config{Path: dir, HTTPClient: o.WitnessClient})
 	if err != nil {
 		return nil, fmt.Errorf("tlog: storage %s: %w", dir, err)
 	}
 	bg, cancel := context.WithCancel(context.Background())
-	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, tessera.NewAppendOptions().
+	ao := tessera.NewAppendOptions().
 		WithCheckpointSigner(key.Signer).
 		WithCheckpointInterval(o.CheckpointInterval).
 		WithCheckpointRepublishInterval(max(o.CheckpointInterval, 10*time.Minute)).
 		WithBatching(o.BatchMaxSize, o.BatchMaxAge).
-		WithAntispam(o.DedupEntries, nil))
+		WithAntispam(o.DedupEntries, nil)
+	if o.Witnesses != nil && o.Witnesses.N > 0 {
+		// FailOpen stays false: an unwitnessed checkpoint is never published.
+		ao = ao.WithWitnesses(*o.Witnesses, &tessera.WitnessOptions{Timeout: o.WitnessTimeout})
+	}
+	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, ao)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("tlog: open %s: %w", dir, err)
@@ -279,16 +304,45 @@ func (l *Log) Append(ctx context.Context, data []byte) (uint64, error) {
 // AppendMany appends every entry of data, in one batch where possible, and
 // returns their indexes once one checkpoint covers all of them.
 func (l *Log) AppendMany(ctx context.Context, data [][]byte) ([]uint64, error) {
+	out, _, err := l.appendMany(ctx, data)
+	return out, err
+}
+
+// AppendCovered is Append that also returns the published checkpoint
+// that covers the entry, verified like Checkpoint's.
+func (l *Log) AppendCovered(ctx context.Context, data []byte) (uint64, Checkpoint, error) {
+	idx, raw, err := l.appendMany(ctx, [][]byte{data})
+	if err != nil {
+		return 0, Checkpoint{}, err
+	}
+	cp, err := l.client.VerifyCheckpoint(ctx, raw)
+	if errors.Is(err, ErrRollback) && !errors.Is(err, ErrFork) {
+		// Another Append verified a newer checkpoint first; it covers
+		// this entry too.
+		if latest, ok := l.client.Latest(); ok && latest.Size > idx[0] {
+			cp, err = latest, nil
+		}
+	}
+	if err != nil {
+		return 0, Checkpoint{}, fmt.Errorf("tlog: checkpoint covering entry %d of %s: %w", idx[0], l.dir, err)
+	}
+	if cp.Size <= idx[0] {
+		return 0, Checkpoint{}, fmt.Errorf("%w: checkpoint %s published for entry %d of %s does not cover it", ErrBadCheckpoint, cp, idx[0], l.dir)
+	}
+	return idx[0], cp, nil
+}
+
+func (l *Log) appendMany(ctx context.Context, data [][]byte) ([]uint64, []byte, error) {
 	for i, d := range data {
 		if len(d) > MaxEntrySize {
-			return nil, fmt.Errorf("%w: entry %d of %d bytes, at most %d", ErrTooLarge, i, len(d), MaxEntrySize)
+			return nil, nil, fmt.Errorf("%w: entry %d of %d bytes, at most %d", ErrTooLarge, i, len(d), MaxEntrySize)
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if l.closed.Load() {
-		return nil, fmt.Errorf("%w: %s", ErrClosed, l.dir)
+		return nil, nil, fmt.Errorf("%w: %s", ErrClosed, l.dir)
 	}
 	futures := make([]tessera.IndexFuture, len(data))
 	for i, d := range data {
@@ -300,19 +354,36 @@ func (l *Log) AppendMany(ctx context.Context, data [][]byte) ([]uint64, error) {
 	for i, f := range futures {
 		idx, err := f()
 		if err != nil {
-			return nil, fmt.Errorf("tlog: append to %s: %w", l.dir, err)
+			return nil, nil, fmt.Errorf("tlog: append to %s: %w", l.dir, err)
 		}
 		out[i] = idx.Index
 		if last == nil || idx.Index >= lastIdx {
 			last, lastIdx = f, idx.Index
 		}
 	}
+	if l.onSequenced != nil {
+		l.onSequenced()
+	}
+	var cp []byte
 	if last != nil {
-		if _, _, err := l.seq.awaiter.Await(ctx, last); err != nil {
-			return nil, fmt.Errorf("tlog: await checkpoint covering entry %d of %s: %w", lastIdx, l.dir, err)
+		var err error
+		if _, cp, err = l.seq.awaiter.Await(ctx, last); err != nil {
+			return nil, nil, fmt.Errorf("tlog: await checkpoint covering entry %d of %s: %w", lastIdx, l.dir, err)
 		}
 	}
-	return out, nil
+	return out, cp, nil
+}
+
+// IntegratedSize is the number of entries sequenced and integrated into
+// the tree: written with fsync, so they survive a crash, and covered by the
+// next checkpoint published (Open publishes one for them after a crash),
+// though perhaps not by the current one.
+func (l *Log) IntegratedSize(ctx context.Context) (uint64, error) {
+	n, err := l.seq.reader.IntegratedSize(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("tlog: integrated size of %s: %w", l.dir, err)
+	}
+	return n, nil
 }
 
 // Checkpoint returns the log's current checkpoint, verified.

@@ -3,6 +3,8 @@ package trust
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,6 +72,14 @@ type ClientOptions struct {
 	// Floor, for a consumer without a cache of its own: a newer root than
 	// BootstrapRoot to start from, and the lowest versions it accepts.
 	Floor *Floor
+	// RootSHA256, when set (lower-case hex), pins the root the client
+	// starts from: the cached root.json, else the Floor's root, else
+	// BootstrapRoot, else — with neither given — the repository's own
+	// 1.root.json, downloaded from Source. A root of another digest is
+	// ErrRootPin and nothing is trusted. A consumer without a cache (a
+	// Task's Pod) so needs only the URL and this digest; after root
+	// rotations it still starts from version 1 and walks the signed chain.
+	RootSHA256 string
 }
 
 // Client is stepseal's TUF client. Refresh verifies the repository's
@@ -184,7 +194,7 @@ func NewClient(ctx context.Context, o ClientOptions) (*Client, error) {
 	if err := os.MkdirAll(o.CacheDir, 0o700); err != nil {
 		return nil, &Error{Category: ErrUnavailable, Detail: "cache directory", Err: err}
 	}
-	if _, err := os.Stat(filepath.Join(o.CacheDir, "root.json")); errors.Is(err, fs.ErrNotExist) && len(o.BootstrapRoot) == 0 && (o.Floor == nil || len(o.Floor.Root) == 0) {
+	if _, err := os.Stat(filepath.Join(o.CacheDir, "root.json")); errors.Is(err, fs.ErrNotExist) && len(o.BootstrapRoot) == 0 && (o.Floor == nil || len(o.Floor.Root) == 0) && o.RootSHA256 == "" {
 		return nil, errors.New("trust: the cache has no root.json and no BootstrapRoot was given")
 	}
 	return &Client{o: o}, nil
@@ -339,6 +349,12 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 		if fl := c.o.Floor; fl != nil && len(fl.Root) > 0 && (len(rootBytes) == 0 || rootVersion(fl.Root) > rootVersion(rootBytes)) {
 			rootBytes = fl.Root
 		}
+		if len(rootBytes) == 0 && c.o.RootSHA256 != "" {
+			f0 := &fetcher{ctx: ctx, source: source, client: c.o.HTTPClient, reg: c.o.Registry, timeout: c.o.FileTimeout, maxRole: c.o.MaxRoleSize, roots: map[int64][]byte{}}
+			if rootBytes, err = f0.DownloadFile(strings.TrimSuffix(source, "/")+"/1.root.json", maxRootSize, 0); err != nil {
+				return nil, nil, err
+			}
+		}
 		if err := checkMetadata("root", rootBytes, maxRootSize); err != nil {
 			return nil, nil, err
 		}
@@ -349,6 +365,9 @@ func (c *Client) refresh(ctx context.Context, source string, offline bool) (*sta
 			// Never fall back to the bootstrap root: that is a rollback.
 			return nil, nil, &Error{Category: ErrUnavailable, Role: "root", Detail: "the cached trusted root " + rootPath + " is corrupt; restore it or remove the cache to bootstrap again", Err: err}
 		}
+	}
+	if err := checkRootPin(c.o.RootSHA256, rootBytes); err != nil {
+		return nil, nil, err
 	}
 	removeStale(c.o.CacheDir)
 	staging, err := os.MkdirTemp(c.o.CacheDir, ".refresh-")
@@ -950,4 +969,18 @@ func rawJSON(m *json.RawMessage) json.RawMessage {
 		return nil
 	}
 	return *m
+}
+
+// checkRootPin refuses a starting root whose sha256 is not pin (no pin:
+// nothing to check).
+func checkRootPin(pin string, root []byte) error {
+	if pin == "" {
+		return nil
+	}
+	d := sha256.Sum256(root)
+	if got := hex.EncodeToString(d[:]); got != strings.ToLower(pin) {
+		return &Error{Category: ErrRootPin, Role: "root", Version: rootVersion(root),
+			Detail: fmt.Sprintf("the root to start from has sha256 %s, the pin is %s", got, pin)}
+	}
+	return nil
 }

@@ -78,6 +78,10 @@ var (
 	// ErrUnavailable: the repository or the local cache could not be read
 	// (network, HTTP status, I/O), or the client has not refreshed yet.
 	ErrUnavailable = newCategory("unavailable", reject.ErrUnavailable)
+	// ErrRootPin: the root the client starts from is not the one
+	// ClientOptions.RootSHA256 pins (a repository, mirror or cache that
+	// hands out another root).
+	ErrRootPin = newCategory("root pin mismatch", reject.ErrMismatch)
 )
 
 // Error is a trust failure: its Category (one of the Err* values above),

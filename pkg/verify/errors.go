@@ -310,6 +310,28 @@ func (e *DisagreementError) Is(target error) bool { return is[*DisagreementError
 func (e *DisagreementError) Category() string { return "disagreement" }
 func (e *DisagreementError) stepName() string { return e.Step }
 
+// DuplicateLinkError: a store holds two different links of one run under
+// one name (one step, one key): a pipeline task fanned out by a matrix,
+// whose TaskRuns all sign links of the same step, or a link copied in.
+// Which one is the step's cannot be told, so the run is refused; it is a
+// disagreement (errors.Is(err, ErrDisagreement)).
+type DuplicateLinkError struct {
+	Step  string
+	File  string
+	RunID string
+}
+
+func (e *DuplicateLinkError) Error() string {
+	return fmt.Sprintf("step %q: run %s has two different links named %s (a matrix fan-out, or a link copied in): which one is the step's cannot be told", e.Step, e.RunID, e.File)
+}
+
+// Is matches ErrDisagreement and ErrVerification.
+func (e *DuplicateLinkError) Is(target error) bool { return is[*DisagreementError](target) }
+
+// Category names the failure category.
+func (e *DuplicateLinkError) Category() string { return "disagreement" }
+func (e *DuplicateLinkError) stepName() string { return e.Step }
+
 // RunMismatchError: a link's stepseal.dev/run-id differs from the run the
 // other links (or the caller) name.
 type RunMismatchError struct {

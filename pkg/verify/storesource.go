@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/store"
 )
 
@@ -37,7 +38,8 @@ func (s *StoreLinks) load(ctx context.Context) error {
 		s.links = make(map[string][]byte, len(entries))
 		for _, e := range entries {
 			if _, dup := s.links[e.Name]; dup {
-				s.err = fmt.Errorf("the store holds two different links named %s for run %s", e.Name, s.RunID)
+				step, _, _ := seal.ParseLinkName(e.Name)
+				s.err = &DuplicateLinkError{Step: step, File: e.Name, RunID: s.RunID}
 				return
 			}
 			if len(e.Data) > MaxFileSize {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/dirstore"
@@ -49,8 +50,13 @@ func TestVerifyFromStore(t *testing.T) {
 	}
 	name := "fetch.copy." + keyID(t, "carol")[:8] + ".link"
 	put(name, "run-1", append(append([]byte{}, links[name]...), ' '))
-	_, err = Layout(t.Context(), layout, owners, &StoreLinks{Store: st, RunID: "run-1"}, opts)
-	if err == nil || !strings.Contains(err.Error(), "two different links named "+name) || errors.Is(err, ErrVerification) {
-		t.Fatalf("two links under one name: %v", err)
+	// Two different links under one name (a matrix fan-out's TaskRuns, or
+	// a copy): refused in the verdict, naming the step and the file —
+	// waiting or retrying would not tell which one is the step's.
+	v, err = Layout(t.Context(), layout, owners, &StoreLinks{Store: st, RunID: "run-1"}, opts)
+	want := `step "fetch.copy": run run-1 has two different links named ` + name + ` (a matrix fan-out, or a link copied in): which one is the step's cannot be told`
+	if v == nil || v.Passed || len(v.Failures) != 1 || v.Failures[0].Error() != want ||
+		!errors.Is(err, ErrDisagreement) || !errors.Is(err, reject.ErrMismatch) {
+		t.Fatalf("two links under one name: %v, want the refusal %s", err, want)
 	}
 }

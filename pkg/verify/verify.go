@@ -54,6 +54,11 @@ type Options struct {
 	// transparency log the layout names held it before the rotation. Nil:
 	// no evidence, and such links are refused (RotatedKeyError).
 	Log LogEvidence
+	// Steps, when set, is the scope: the layout steps ("<task>.<step>") or
+	// tasks (all their steps) to verify; the others are neither required
+	// nor read (see restrict, step 3a). A gate in the middle of a pipeline
+	// verifies the steps of the tasks that ran before it. Empty: every step.
+	Steps []string
 }
 
 // LogEvidence shows where a transparency log holds a link (its
@@ -75,6 +80,8 @@ type Verdict struct {
 	// them name; empty when none carries one.
 	RunID string       `json:"runId,omitempty"`
 	Steps []StepResult `json:"steps"`
+	// Scope is Options.Steps as given: only Steps were verified.
+	Scope []string `json:"scope,omitempty"`
 	// Failures are every failure found, typed (see ErrVerification and its
 	// categories); in JSON each is {"category","step","message"}.
 	Failures []error  `json:"-"`
@@ -151,6 +158,8 @@ func (v *Verdict) MarshalJSON() ([]byte, error) {
 //     verifying — certificate authorities and constraints; refuse malformed
 //     steps, keys and rules. Nothing else can be checked against a layout
 //     that fails here.
+//     3a. With opts.Steps, keep only the steps in scope (restrict): the
+//     others are neither required nor read.
 //  4. Load every link file, in parallel: parse it once, check its file name
 //     names a layout step and its signed name is that step, that the key of
 //     its file name signed it, that the layout authorizes that key for the
@@ -208,7 +217,14 @@ func Layout(ctx context.Context, layout []byte, owners []signing.Verifier, links
 	if !v.checkLayout() { // 3
 		return v.finish()
 	}
+	if len(opts.Steps) > 0 && !v.restrict() { // 3a
+		return nil, v.scopeErr
+	}
 	if err := v.loadLinks(ctx); err != nil { // 4
+		if errors.Is(err, ErrVerification) { // the source refused the run's links (DuplicateLinkError)
+			v.fail(err)
+			return v.finish()
+		}
 		return nil, err
 	}
 	if err := v.checkRotatedKeys(ctx); err != nil { // 4b
@@ -251,6 +267,11 @@ type verification struct {
 	// skip records, excused or not (its refusal is the failure to report).
 	excused map[string]*linkFile
 	claimed map[string]bool
+
+	// outOfScope are the layout steps step 3a left out; scopeErr why it
+	// could not restrict.
+	outOfScope map[string]bool
+	scopeErr   error
 
 	failures []error
 	warnings []string
@@ -393,6 +414,9 @@ func (v *verification) loadLinks(ctx context.Context) error {
 		// verifies (in-toto-golang's link glob leaves them aside too).
 		if _, _, _, earlier := seal.ParseAttemptLinkName(n); earlier {
 			continue
+		}
+		if step, _, ok := seal.ParseLinkName(n); ok && v.outOfScope[step] {
+			continue // step 3a
 		}
 		if strings.HasSuffix(n, ".link") {
 			v.files = append(v.files, &linkFile{Name: n})
@@ -817,7 +841,7 @@ func outputMismatch(want run.DigestSet, gotCanon string) string {
 
 // finish builds the per-step results and the returned error.
 func (v *verification) finish() (*Verdict, error) {
-	verdict := &Verdict{Passed: len(v.failures) == 0, RunID: v.runID, Failures: v.failures, Warnings: v.warnings}
+	verdict := &Verdict{Passed: len(v.failures) == 0, RunID: v.runID, Scope: v.opts.Steps, Failures: v.failures, Warnings: v.warnings}
 	if v.cl != nil {
 		byStep := map[string][]string{}
 		for _, f := range v.failures {

@@ -52,6 +52,8 @@ func TestTektonHandover(t *testing.T) {
 	for _, args := range [][]string{
 		{"run", "examples/go-build", "--out", out},
 		{"layout", "create", "--pipeline", "examples/go-build/pipeline.yaml", "--tasks", "examples/go-build/tasks", "--functionaries", "examples/go-build/functionaries.yaml", "--owner-key", "nonexistent.key", "--out", out},
+		// Serving in a cluster links client-go's clientset: stepseal-tekton's.
+		{"admission", "serve", "--policy-configmap", "stepseal-admission-policy", "--platform", "eu", "--addr", "127.0.0.1:0"},
 	} {
 		r := run(t, env, alone, args...)
 		if r.code != 1 || !strings.Contains(r.stderr, "needs stepseal-tekton") || !strings.Contains(r.stderr, "not found next to "+alone+" or on PATH") {

@@ -35,7 +35,7 @@ import (
 
 func main() {
 	server := flag.String("server", "http://127.0.0.1:18080/", "log server URL")
-	mode := flag.String("mode", "stepseal", "stepseal, tessera or tessera-proof")
+	mode := flag.String("mode", "stepseal", "stepseal, tessera, tessera-proof, or search (only the searches, over n documents appended before with this prefix)")
 	logKey := flag.String("log-key", "", "the log's public note key file")
 	writerKey := flag.String("writer-key", "", "private key that signs the documents (stepseal mode)")
 	n := flag.Int("n", 10000, "documents to append")
@@ -157,6 +157,7 @@ func run(server, mode, logKey, writerKey string, n, clients, searches, popular i
 			}
 			return lc.VerifyInclusion(ctx, d, idx, cp)
 		}
+	case "search":
 	default:
 		return fmt.Errorf("mode %q", mode)
 	}
@@ -172,6 +173,9 @@ func run(server, mode, logKey, writerKey string, n, clients, searches, popular i
 		return err
 	}
 	start := time.Now()
+	if mode == "search" {
+		clients = 0
+	}
 	for range clients {
 		wg.Add(1)
 		go func() {
@@ -201,7 +205,10 @@ func run(server, mode, logKey, writerKey string, n, clients, searches, popular i
 	el := time.Since(start)
 	r := result{Mode: mode, Appends: n, Clients: clients, Seconds: el.Seconds(), PerSecond: float64(n) / el.Seconds(),
 		P50ms: pct(lat, 0.5), P99ms: pct(lat, 0.99), MaxMs: pct(lat, 1), Pushbacks: pushbacks.Load()}
-	if mode == "stepseal" && searches > 0 {
+	if mode == "search" {
+		r = result{Mode: mode}
+	}
+	if (mode == "stepseal" || mode == "search") && searches > 0 {
 		c, _ := logserver.NewClient(server, v, hc)
 		sl := make([]time.Duration, searches)
 		for i := range searches {

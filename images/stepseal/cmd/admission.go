@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stepseal/stepseal/pkg/admission"
 	"github.com/stepseal/stepseal/pkg/policy"
@@ -22,9 +24,9 @@ import (
 func newAdmission(ro *rootOptions) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "admission",
-		Short: "The admission webhook's decisions on Pods' images (in progress)",
+		Short: "The admission webhook's decisions on Pods' images",
 	}
-	c.AddCommand(newAdmissionCheck(ro), newAdmissionServe())
+	c.AddCommand(newAdmissionCheck(ro), newAdmissionServe(ro))
 	return c
 }
 
@@ -54,22 +56,33 @@ func (f *decisionFlags) decider(ctx context.Context) (*admission.Decider, error)
 	if err != nil {
 		return nil, err
 	}
+	cfg, err := f.config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Policy = pol
+	return admission.NewDecider(cfg)
+}
+
+// config is the decision configuration without the policy.
+func (f *decisionFlags) config(ctx context.Context) (admission.Config, error) {
 	var platformPolicy *policy.Policy
+	var err error
 	if f.pp.path != "" {
 		if platformPolicy, err = f.pp.load(ctx); err != nil {
-			return nil, err
+			return admission.Config{}, err
 		}
 	}
 	client, err := f.reg.client()
 	if err != nil {
-		return nil, err
+		return admission.Config{}, err
 	}
 	vc := admission.RegistryVSA{Registry: client}
-	cfg := admission.Config{Policy: pol, Platform: f.platform, PlatformPolicy: platformPolicy, Registry: client, Deadline: f.deadline}
+	cfg := admission.Config{Platform: f.platform, PlatformPolicy: platformPolicy, Registry: client, Deadline: f.deadline}
 	if f.pp.trust.enabled() {
 		root, err := f.pp.trust.open(ctx)
 		if err != nil {
-			return nil, err
+			return admission.Config{}, err
 		}
 		f.trustClient = root.Client()
 		tk := admission.TrustKeys{Client: f.trustClient}
@@ -84,7 +97,7 @@ func (f *decisionFlags) decider(ctx context.Context) (*admission.Decider, error)
 		}
 	}
 	cfg.VSA = vc
-	return admission.NewDecider(cfg)
+	return cfg, nil
 }
 
 func newAdmissionCheck(ro *rootOptions) *cobra.Command {
@@ -125,30 +138,61 @@ Always. Exits non-zero when the image is denied.`,
 	return c
 }
 
-func newAdmissionServe() *cobra.Command {
+func newAdmissionServe(ro *rootOptions) *cobra.Command {
 	var (
 		f                        decisionFlags
 		addr, cert, key, nsLabel string
 		refresh                  time.Duration
+		in                       inClusterFlags
 	)
 	c := &cobra.Command{
-		Use:   "serve --policy FILE --platform P --tls-cert FILE --tls-key FILE [--addr :8443] [--platform-policy FILE] [--trust URL]",
+		Use:   "serve (--policy FILE --tls-cert FILE --tls-key FILE | --policy-configmap NAME) --platform P [--addr :8443] [--platform-policy FILE] [--trust URL]",
 		Short: "Serve the admission webhook: /validate, /mutate (tags to digests, Pods only), /healthz",
 		Long: `Serve the admission webhook over TLS: /validate answers AdmissionReview v1
 for Pod CREATE/UPDATE and pods/ephemeralcontainers, /mutate rewrites tags to
 digests (Pods only), /healthz, and with --namespace-label /namespaces (the
-label guard for Namespace UPDATE). The serving certificate is read again when
-its files change. With --trust, the TUF metadata is refreshed every
---trust-refresh; a failed refresh keeps the last verified state until it
-expires. Stops gracefully on SIGTERM.`,
+label guard for Namespace UPDATE).
+
+From files (--policy, --tls-cert, --tls-key): the serving certificate is
+read again when its files change.
+
+In a cluster (--policy-configmap, as the release's Deployment runs it): the
+policy comes from that ConfigMap's policy.yaml (watched; a policy that does
+not parse keeps the last good one), the serving certificate from the Secret
+--cert-secret that knative's certificates controller fills and renews, whose
+CA is kept in the caBundle of the webhook configurations --webhook-config;
+Prometheus metrics are served on --metrics-addr and denials recorded as
+Events on the Pod's owner (or its Namespace). No volume is needed.
+
+With --trust, the TUF metadata is refreshed every --trust-refresh; a failed
+refresh keeps the last verified state until it expires. Stops gracefully on
+SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cert == "" || key == "" {
-				return fmt.Errorf("--tls-cert and --tls-key are required")
+			inCluster := in.policyConfigMap != ""
+			if !inCluster && (cert == "" || key == "") {
+				return fmt.Errorf("--tls-cert and --tls-key are required (or --policy-configmap in a cluster)")
+			}
+			if inCluster && (f.policyPath != "" || cert != "" || key != "") {
+				return fmt.Errorf("--policy-configmap takes the policy and certificate from the cluster: drop --policy, --tls-cert and --tls-key")
+			}
+			if inCluster && ro.inCluster == nil {
+				// The lean binary does not link the clientset and knative's
+				// controllers that serving in a cluster needs.
+				return ro.execTekton(cmd.Context(), "admission serve --policy-configmap")
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			d, err := f.decider(ctx)
+			var (
+				d   *admission.Decider
+				cfg admission.Config
+				err error
+			)
+			if inCluster {
+				cfg, err = f.config(ctx)
+			} else {
+				d, err = f.decider(ctx)
+			}
 			if err != nil {
 				return err
 			}
@@ -173,6 +217,9 @@ expires. Stops gracefully on SIGTERM.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "serving admission on https://%s\n", l.Addr())
+			if inCluster {
+				return in.run(ctx, ro.inCluster, l, cfg, nsLabel)
+			}
 			var guard *admission.LabelGuard
 			if nsLabel != "" {
 				guard = &admission.LabelGuard{Label: nsLabel}
@@ -185,8 +232,43 @@ expires. Stops gracefully on SIGTERM.`,
 	c.Flags().StringVar(&key, "tls-key", "", "serving certificate's private key (PEM)")
 	c.Flags().StringVar(&nsLabel, "namespace-label", "", "serve /namespaces: once a Namespace has this opt-in label, only system:masters may change or remove it")
 	c.Flags().DurationVar(&refresh, "trust-refresh", 5*time.Minute, "with --trust: how often to refresh the TUF metadata")
+	in.add(c)
 	f.add(c)
 	return c
+}
+
+// inClusterFlags configure serve as the release's Deployment runs it.
+type inClusterFlags struct {
+	policyConfigMap, certSecret, service, webhookConfig, namespace, metricsAddr, kubeconfig string
+}
+
+func (in *inClusterFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&in.policyConfigMap, "policy-configmap", "", "in a cluster: the ConfigMap (in --namespace) whose policy.yaml is the admission policy")
+	c.Flags().StringVar(&in.certSecret, "cert-secret", "stepseal-admission-certs", "in a cluster: the serving-certificate Secret knative's certificates controller fills")
+	c.Flags().StringVar(&in.service, "service", "stepseal-admission", "in a cluster: the webhooks' Service (named in the certificate)")
+	c.Flags().StringVar(&in.webhookConfig, "webhook-config", "stepseal-admission", "in a cluster: the Mutating- and ValidatingWebhookConfiguration whose caBundle is kept")
+	c.Flags().StringVar(&in.namespace, "namespace", os.Getenv("SYSTEM_NAMESPACE"), "in a cluster: the webhook's namespace (default $SYSTEM_NAMESPACE)")
+	c.Flags().StringVar(&in.metricsAddr, "metrics-addr", ":9090", "in a cluster: Prometheus metrics on this address's /metrics (\"\" for none)")
+	c.Flags().StringVar(&in.kubeconfig, "kubeconfig", "", "in a cluster: kubeconfig (default $KUBECONFIG, else the in-cluster ServiceAccount)")
+}
+
+func (in *inClusterFlags) run(ctx context.Context, serve InCluster, l net.Listener, cfg admission.Config, nsLabel string) error {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = in.kubeconfig
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return err
+	}
+	zl, err := zap.NewProduction()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = zl.Sync() }()
+	return serve(ctx, rc, admission.RunOptions{
+		Namespace: in.namespace, PolicyConfigMap: in.policyConfigMap, CertSecret: in.certSecret, Service: in.service,
+		WebhookConfig: in.webhookConfig, NamespaceLabel: nsLabel, Listener: l, MetricsAddr: in.metricsAddr,
+		Decide: cfg, Logger: zl.Sugar(),
+	})
 }
 
 func printDecision(w io.Writer, dec admission.Decision) {

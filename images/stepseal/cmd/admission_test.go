@@ -78,3 +78,20 @@ func TestAdmissionCheck(t *testing.T) {
 		t.Fatalf("tag: %v %s", err, out)
 	}
 }
+
+// TestAdmissionServeModes: serve takes the policy and certificate either
+// from files or from the cluster, never a mix, and says so.
+func TestAdmissionServeModes(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"admission", "serve", "--policy", "p.yaml"}, "--tls-cert and --tls-key are required (or --policy-configmap in a cluster)"},
+		{[]string{"admission", "serve", "--policy-configmap", "pol", "--policy", "p.yaml"}, "--policy-configmap takes the policy and certificate from the cluster: drop --policy, --tls-cert and --tls-key"},
+		{[]string{"admission", "serve", "--policy-configmap", "pol", "--tls-cert", "c.pem"}, "drop --policy, --tls-cert and --tls-key"},
+	} {
+		if _, err := runCLI(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}

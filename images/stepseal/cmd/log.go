@@ -38,6 +38,7 @@ type logVerdict struct {
 
 func newLogVerify(ro *rootOptions) *cobra.Command {
 	var dir, server, keyPath, trusted string
+	var wf witnessFlags
 	c := &cobra.Command{
 		Use:   "verify (--log DIR | --server URL) --key PUB [--trusted CHECKPOINT]",
 		Short: "Verify a log's checkpoint and every entry's inclusion",
@@ -59,12 +60,19 @@ passed.`,
 			if err != nil {
 				return err
 			}
+			policy, err := wf.load()
+			if err != nil {
+				return err
+			}
 			storeDir := dir
 			dir, isStore := tlogstore.LogDir(dir)
 			ctx := cmd.Context()
 			c := tlog.NewClient(dir, v)
+			if policy != nil {
+				c.Require(policy)
+			}
 			if server != "" {
-				lc, err := logserver.NewClient(server, v, nil)
+				lc, err := logserver.NewClient(server, v, nil, logserver.WithWitnesses(policy))
 				if err != nil {
 					return err
 				}
@@ -117,6 +125,7 @@ passed.`,
 	c.Flags().StringVar(&server, "server", "", "a served log's URL (stepseal log serve), instead of --log")
 	c.Flags().StringVar(&keyPath, "key", "", "the log's public note key file (<origin>+<hash>+<key>)")
 	c.Flags().StringVar(&trusted, "trusted", "", "an earlier checkpoint of this log: the current one must extend it")
+	wf.add(c)
 	return c
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stepseal/stepseal/internal/limited"
 	"github.com/stepseal/stepseal/pkg/logserver"
+	"github.com/stepseal/stepseal/pkg/logserver/witness"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/tlog"
@@ -30,8 +31,10 @@ func newLogServe(ro *rootOptions) *cobra.Command {
 	var maxInFlight int
 	var batchAge time.Duration
 	var batchSize uint
+	var witnessPolicy string
+	var witnessTimeout time.Duration
 	c := &cobra.Command{
-		Use:   "serve DIR --allow PUB... [--addr 127.0.0.1:8080] [--origin NAME]",
+		Use:   "serve DIR --allow PUB... [--addr 127.0.0.1:8080] [--origin NAME] [--witness-policy FILE]",
 		Short: "Serve a transparency log that writers append signed documents to and readers search",
 		Long: `Serve the log in DIR over HTTP: writers POST a DSSE envelope or an in-toto
 link or layout to /v1/entries; the server derives its kind, run and subjects,
@@ -40,7 +43,12 @@ with its index, a checkpoint and an inclusion proof. Readers get the log's
 tlog-tiles files (/checkpoint, /tile/...), /v1/entries/{digest} and
 /v1/search?subject=&kind=&run=&cursor=&limit=. The log key is DIR/log.key
 (created for --origin the first time; readers verify with DIR/log.pub), the
-search index DIR/index.db, which follows the log and catches up on restart.`,
+search index DIR/index.db, which follows the log and catches up on restart.
+With --witness-policy (Tessera's policy format: "witness NAME VKEY URL",
+"group NAME K MEMBER...", "quorum NAME") every checkpoint is sent to the
+witnesses (C2SP tlog-witness) and published only once the policy is
+satisfied, with their cosignatures; a checkpoint they refuse is not
+published, writers get the witness's answer, and GET /v1/witness reports it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(allow) == 0 {
@@ -64,8 +72,14 @@ search index DIR/index.db, which follows the log and catches up on restart.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			srv, err := logserver.Open(ctx, dir, key, logserver.Options{Keys: keys, MaxInFlight: maxInFlight,
-				Log: &tlog.Options{BatchMaxAge: batchAge, BatchMaxSize: batchSize}})
+			opts := logserver.Options{Keys: keys, MaxInFlight: maxInFlight,
+				Log: &tlog.Options{BatchMaxAge: batchAge, BatchMaxSize: batchSize}, WitnessTimeout: witnessTimeout}
+			if witnessPolicy != "" {
+				if opts.Witnesses, err = witness.ReadPolicy(witnessPolicy); err != nil {
+					return fmt.Errorf("--witness-policy: %w", err)
+				}
+			}
+			srv, err := logserver.Open(ctx, dir, key, opts)
 			if err != nil {
 				return err
 			}
@@ -80,6 +94,9 @@ search index DIR/index.db, which follows the log and catches up on restart.`,
 			}
 			cp := srv.Checkpoint()
 			fmt.Fprintf(cmd.ErrOrStderr(), "serving log %s (%d entries) at http://%s/; public key %s\n", key.Verifier.Name(), cp.Size, l.Addr(), filepath.Join(dir, "log.pub"))
+			if opts.Witnesses != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "checkpoints published once cosigned by %s\n", opts.Witnesses)
+			}
 			return logserver.Serve(ctx, l, srv)
 		},
 	}
@@ -90,18 +107,22 @@ search index DIR/index.db, which follows the log and catches up on restart.`,
 	c.Flags().IntVar(&maxInFlight, "max-in-flight", 4096, "appends in flight before writers are pushed back (503)")
 	c.Flags().DurationVar(&batchAge, "batch-max-age", 0, "longest an append waits for others to share its batch (default 100ms)")
 	c.Flags().UintVar(&batchSize, "batch-max-size", 0, "most appends sequenced in one batch (default 256)")
+	c.Flags().StringVar(&witnessPolicy, "witness-policy", "", "witness policy file: checkpoints are published only once these witnesses cosign them")
+	c.Flags().DurationVar(&witnessTimeout, "witness-timeout", 0, "longest one round of witness requests may take (default 5s)")
 	return c
 }
 
 // logClientFlags are the flags of every client command.
 type logClientFlags struct {
 	server, keyPath, checkpoint string
+	witnesses                   witnessFlags
 }
 
 func (f *logClientFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.server, "server", "", "the log server's URL (http://host:port/)")
 	c.Flags().StringVar(&f.keyPath, "log-key", "", "the log's public note key file (DIR/log.pub of the server)")
 	c.Flags().StringVar(&f.checkpoint, "checkpoint", "", "a file keeping the newest checkpoint seen: answers must extend it, and it is updated")
+	f.witnesses.add(c)
 }
 
 // open returns a verifying client, trusting the kept checkpoint.
@@ -113,7 +134,11 @@ func (f *logClientFlags) open(ctx context.Context) (*logserver.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := logserver.NewClient(f.server, v, nil)
+	opts, err := f.witnesses.options()
+	if err != nil {
+		return nil, err
+	}
+	c, err := logserver.NewClient(f.server, v, nil, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -464,8 +489,9 @@ type monitorOut struct {
 func newLogMonitor(ro *rootOptions) *cobra.Command {
 	var server, keyPath, state, gossipFile string
 	var interval time.Duration
+	var wf witnessFlags
 	c := &cobra.Command{
-		Use:   "monitor --server URL --log-key PUB --state FILE [--gossip FILE|-] [--interval DURATION]",
+		Use:   "monitor --server URL --log-key PUB --state FILE [--gossip FILE|-] [--interval DURATION] [--witness-key VKEY... --witness-threshold K]",
 		Short: "Check that a served log only grows, and verify every entry added since the last check",
 		Long: `Read the served log's checkpoint and check it against the one kept in
 --state: signed by the log's key and extending it (a smaller tree is a
@@ -484,6 +510,10 @@ or a rollback). Checkpoints of other logs are set aside.`,
 				return fmt.Errorf("--server, --log-key and --state are required")
 			}
 			v, err := tlog.ReadVerifier(keyPath)
+			if err != nil {
+				return err
+			}
+			wopts, err := wf.options()
 			if err != nil {
 				return err
 			}
@@ -506,7 +536,7 @@ or a rollback). Checkpoints of other logs are set aside.`,
 				} else if !os.IsNotExist(err) {
 					return err
 				}
-				c, err := logserver.NewClient(server, v, nil)
+				c, err := logserver.NewClient(server, v, nil, wopts...)
 				if err != nil {
 					return err
 				}
@@ -564,6 +594,7 @@ or a rollback). Checkpoints of other logs are set aside.`,
 	c.Flags().StringVar(&state, "state", "", "file keeping the last checkpoint verified (created on the first run)")
 	c.Flags().StringVar(&gossipFile, "gossip", "", "Kubernetes objects as JSON (- for standard input) whose stepseal.dev/log-checkpoint annotations to compare with the log's tree")
 	c.Flags().DurationVar(&interval, "interval", 0, "repeat every DURATION until interrupted (default: once)")
+	wf.add(c)
 	return c
 }
 

@@ -16,7 +16,7 @@ import (
 // status. t implements `stepseal run` and `stepseal layout create` (nil:
 // they exec TektonBinary); both binaries share everything else, so they
 // print, exit and handle signals alike.
-func Main(t Tekton) {
+func Main(t Tekton, opts ...Option) {
 	// Libraries below (Tessera, client-go) log through klog; the CLI reports
 	// through its own output and errors.
 	klog.SetLogger(logr.Discard())
@@ -36,7 +36,7 @@ func Main(t Tekton) {
 		fmt.Fprintf(os.Stderr, "stepseal: %s again: exiting now\n", sigName(s))
 		os.Exit(exitStatus(s))
 	}()
-	err := New(t, os.Args[1:]).ExecuteContext(ctx)
+	err := New(t, os.Args[1:], opts...).ExecuteContext(ctx)
 	signal.Stop(sigs)
 	if s, ok := got.Load().(os.Signal); ok {
 		msg := "interrupted by " + sigName(s)

@@ -155,10 +155,11 @@ func newPublishReport(r *publish.Result) *publishReport {
 func newPublish(ro *rootOptions) *cobra.Command {
 	var rf registryFlags
 	var pf policyFlags
-	var keyPath string
+	var keyPath, passwordFile, sourceDir string
+	var results publish.ResultFiles
 	var attest, attestKeys []string
 	c := &cobra.Command{
-		Use:   "publish PATH REF --key KEY --platform-policy FILE [--attest FILE... [--attest-key PUB...]] [--insecure]",
+		Use:   "publish PATH REF --key KEY --platform-policy FILE [--attest FILE... [--attest-key PUB...]] [--source-dir DIR] [--result-image-url FILE --result-image-digest FILE --result-artifact-outputs FILE] [--insecure]",
 		Short: "Encrypt an artifact to exactly the platforms the policy names, push it, sign it and attach attestations",
 		Long: `Publish PATH (a file, a directory, an OCI image layout, or an OCI/docker image
 tarball) to REF. The platform policy decides: an artifact no rule covers is
@@ -174,12 +175,27 @@ manifest before encryption. One whose subjects do not include the published
 image (an encrypted image's digest exists only once it is encrypted) is
 re-issued for it: the same statement with the image added as a subject,
 signed by --key, the original envelope kept in that subject's annotation
-stepseal.dev/reissued-from so its signature stays verifiable.`,
+stepseal.dev/reissued-from so its signature stays verifiable.
+
+What the stepseal-publish Tekton Task runs: --source-dir makes PATH relative to
+a directory it must stay inside (no absolute path, "..", or symbolic link
+leading out); --key-password-file reads an encrypted key's password from a
+file (a Secret's cosign.password); --result-* write Tekton results in the form
+Tekton Chains reads (IMAGE_URL, IMAGE_DIGEST, and ARTIFACT_OUTPUTS for a file
+or directory artifact).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if keyPath == "" {
-				return fmt.Errorf("--key is required")
+			if err := checkPublishArgs(cmd, args); err != nil {
+				return err
+			}
+			path := args[0]
+			if sourceDir != "" {
+				p, err := publish.ArtifactWithin(sourceDir, path)
+				if err != nil {
+					return err
+				}
+				path = p
 			}
 			c, err := rf.client()
 			if err != nil {
@@ -193,7 +209,14 @@ stepseal.dev/reissued-from so its signature stays verifiable.`,
 			if err != nil {
 				return err
 			}
-			key, err := loadCryptoSigner(keyPath)
+			if err := publish.Covered(pol, ref); err != nil {
+				return err
+			}
+			pass := signing.EnvOrPrompt
+			if passwordFile != "" {
+				pass = signing.PasswordFile(passwordFile)
+			}
+			key, err := signing.LoadPrivateKey(keyPath, pass)
 			if err != nil {
 				return err
 			}
@@ -228,7 +251,7 @@ stepseal.dev/reissued-from so its signature stays verifiable.`,
 					attKeys = append(attKeys, oci.StatementKey{Name: p, Public: v.Public()})
 				}
 			}
-			src, err := oci.Open(args[0])
+			src, err := oci.Open(path)
 			if err != nil {
 				return err
 			}
@@ -239,6 +262,15 @@ stepseal.dev/reissued-from so its signature stays verifiable.`,
 			res, err := publish.Publish(ctx, c, img, ref, publish.Options{Policy: pol, Key: key, Attestations: atts, AttestKeys: attKeys})
 			if err != nil {
 				return err
+			}
+			if !results.Empty() {
+				tr, err := publish.TaskResultsOf(img, res)
+				if err != nil {
+					return err
+				}
+				if err := tr.WriteFiles(results); err != nil {
+					return fmt.Errorf("%s published, but: %w", res.Digest, err)
+				}
 			}
 			r := newPublishReport(res)
 			return ro.print(cmd.OutOrStdout(), r, func(w io.Writer) {
@@ -258,9 +290,43 @@ stepseal.dev/reissued-from so its signature stays verifiable.`,
 	rf.add(c)
 	pf.add(c)
 	c.Flags().StringVar(&keyPath, "key", "", "private key to sign with (PEM or cosign-encrypted)")
+	c.Flags().StringVar(&passwordFile, "key-password-file", "", "file holding the password of an encrypted --key (read only if it is encrypted; default: COSIGN_PASSWORD or a prompt)")
+	c.Flags().StringVar(&sourceDir, "source-dir", "", "PATH is relative to this directory and must stay inside it")
+	c.Flags().StringVar(&results.ImageURL, "result-image-url", "", "write REF (Tekton result IMAGE_URL) to this file")
+	c.Flags().StringVar(&results.ImageDigest, "result-image-digest", "", "write the pushed image's digest, sha256:<hex> (Tekton result IMAGE_DIGEST), to this file")
+	c.Flags().StringVar(&results.ArtifactOutputs, "result-artifact-outputs", "", "for a file or directory artifact, write {uri, digest, isBuildArtifact} (Tekton result ARTIFACT_OUTPUTS, digest = the content's sha256) to this file")
 	c.Flags().StringArrayVar(&attest, "attest", nil, "DSSE envelope to attach as an attestation (repeatable)")
 	c.Flags().StringArrayVar(&attestKeys, "attest-key", nil, "public key an --attest envelope must be signed with (repeatable; default: the public key of --key; with --trust: a TUF key target)")
 	return c
+}
+
+// checkPublishArgs refuses semantically empty values with a message of
+// its own before anything is read or contacted: an empty PATH or REF, and
+// a file flag that is empty or names a directory (a Task's file-name param
+// left empty turns "$(workspaces.w.path)/$(params.P)" into "DIR/").
+func checkPublishArgs(cmd *cobra.Command, args []string) error {
+	if strings.TrimSpace(args[0]) == "" {
+		return errors.New("PATH is empty: name the artifact to publish (a file, a directory, an OCI layout or an image tarball)")
+	}
+	if strings.TrimSpace(args[1]) == "" {
+		return errors.New("REF is empty: name where to publish (registry/repository:tag)")
+	}
+	for _, f := range []string{"key", "platform-policy", "key-password-file", "source-dir", "result-image-url", "result-image-digest", "result-artifact-outputs"} {
+		fl := cmd.Flags().Lookup(f)
+		v := fl.Value.String()
+		if f == "key" || f == "platform-policy" || fl.Changed {
+			if !fl.Changed {
+				return fmt.Errorf("--%s is required", f)
+			}
+			if strings.TrimSpace(v) == "" {
+				return fmt.Errorf("--%s is empty", f)
+			}
+			if f != "source-dir" && strings.HasSuffix(v, "/") {
+				return fmt.Errorf("--%s %q ends in /: the file name is empty", f, v)
+			}
+		}
+	}
+	return nil
 }
 
 type pullReport struct {

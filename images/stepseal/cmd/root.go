@@ -16,13 +16,19 @@ type rootOptions struct {
 	tekton Tekton
 	// args are the command line's arguments, handed on to TektonBinary.
 	args []string
+	// inCluster serves `admission serve --policy-configmap`; nil: it execs
+	// TektonBinary.
+	inCluster InCluster
 }
 
 // New returns the stepseal root command for the arguments args (without
 // the program name). t implements `stepseal run` and `stepseal layout
 // create`; with nil they exec TektonBinary, given args.
-func New(t Tekton, args []string) *cobra.Command {
+func New(t Tekton, args []string, opts ...Option) *cobra.Command {
 	ro := &rootOptions{tekton: t, args: args}
+	for _, o := range opts {
+		o(ro)
+	}
 	root := &cobra.Command{
 		Use:           "stepseal",
 		Short:         "Supply-chain security for Tekton: every step signed as in-toto, verified against a layout",
@@ -37,7 +43,7 @@ func New(t Tekton, args []string) *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&ro.output, "output", "o", "text", "output format: text or json")
 	root.SetArgs(args)
-	root.AddCommand(newKeys(ro), newLayout(ro), newRun(ro), newRecord(ro), newVerify(ro), newPublish(ro), newPull(ro), newCrypt(ro), newPolicy(ro), newLog(ro), newTrust(ro), newVSA(ro), newAdmission(ro), newVersion(ro))
+	root.AddCommand(newKeys(ro), newLayout(ro), newRun(ro), newRecord(ro), newVerify(ro), newPublish(ro), newPull(ro), newCrypt(ro), newPolicy(ro), newLog(ro), newTrust(ro), newVSA(ro), newRekor(ro), newExport(ro), newAdmission(ro), newVersion(ro))
 	return root
 }
 

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/stepseal/stepseal/pkg/admission"
 	"github.com/stepseal/stepseal/pkg/embedded"
+	"k8s.io/client-go/rest"
 )
 
 // TektonBinary is the executable that `stepseal run` and `stepseal layout
@@ -21,6 +23,21 @@ const TektonBinary = "stepseal-tekton"
 // without it (New(nil)) and execs TektonBinary for those two commands;
 // images/stepseal-tekton passes tektonrun.Tekton.
 type Tekton = embedded.Tekton
+
+// InCluster serves the admission webhook as the release's Deployment runs
+// it (incluster.Run, pkg/admission/incluster). The stepseal binary is built
+// without it and execs TektonBinary for `admission serve
+// --policy-configmap`, so that it links neither client-go's typed
+// clientset nor knative's controllers; images/stepseal-tekton passes
+// WithInCluster(incluster.Run).
+type InCluster func(ctx context.Context, cfg *rest.Config, o admission.RunOptions) error
+
+// Option configures what the command tree of New and Main implements
+// itself rather than handing over to TektonBinary.
+type Option func(*rootOptions)
+
+// WithInCluster makes `admission serve --policy-configmap` run f.
+func WithInCluster(f InCluster) Option { return func(ro *rootOptions) { ro.inCluster = f } }
 
 // execTekton replaces this process with TektonBinary, given the same
 // arguments: the command runs there exactly as it would here, with the same

@@ -23,6 +23,7 @@ import (
 type trustClientFlags struct {
 	source, cache, root  string
 	targets, floor       string
+	rootSHA256           string
 	timeout, fileTimeout time.Duration
 	offline              bool
 	insecure             bool
@@ -60,7 +61,7 @@ func (f *trustClientFlags) refresh(ctx context.Context) (*trust.Client, *trust.C
 	if f.source == "" {
 		f.source = "http://offline.invalid"
 	}
-	o := trust.ClientOptions{Source: f.source, Mirrors: f.mirrors, CacheDir: f.cache, FileTimeout: f.fileTimeout, TargetsURL: f.targets}
+	o := trust.ClientOptions{Source: f.source, Mirrors: f.mirrors, CacheDir: f.cache, FileTimeout: f.fileTimeout, TargetsURL: f.targets, RootSHA256: f.rootSHA256}
 	if f.root != "" {
 		data, err := os.ReadFile(f.root)
 		if err != nil {

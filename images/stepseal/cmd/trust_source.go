@@ -16,7 +16,7 @@ import (
 // files are never read in its place.
 type trustSourceFlags struct {
 	url, cache, root     string
-	floor                string
+	floor, rootSHA256    string
 	timeout, fileTimeout time.Duration
 	offline, insecure    bool
 	opened               *trustroot.Root
@@ -28,6 +28,7 @@ func (f *trustSourceFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.root, "trust-root", "", "root.json to bootstrap from, used only when the cache has none")
 	c.Flags().DurationVar(&f.timeout, "trust-timeout", 2*time.Minute, "bound on the TUF refresh")
 	c.Flags().BoolVar(&f.offline, "trust-offline", false, "do not refresh: verify and use the TUF cache as it is")
+	c.Flags().StringVar(&f.rootSHA256, "trust-root-sha256", "", "pin of the root to start from (sha256 hex): the cached root, else --trust-floor's, else --trust-root, else the repository's 1.root.json, which is then downloaded; another root is refused")
 	c.Flags().StringVar(&f.floor, "trust-floor", "", "trust floor (floor.json of the controller's stepseal-trust ConfigMap), for a consumer without a cache of its own")
 	c.Flags().BoolVar(&f.insecure, "trust-insecure", false, "plain HTTP to an oci:// TUF repository on a loopback registry")
 }
@@ -42,7 +43,7 @@ func (f *trustSourceFlags) open(ctx context.Context) (*trustroot.Root, error) {
 	if f.opened != nil {
 		return f.opened, nil
 	}
-	cf := trustClientFlags{source: f.url, cache: f.cache, root: f.root, timeout: f.timeout, fileTimeout: f.fileTimeout, offline: f.offline, insecure: f.insecure, floor: f.floor}
+	cf := trustClientFlags{source: f.url, cache: f.cache, root: f.root, timeout: f.timeout, fileTimeout: f.fileTimeout, offline: f.offline, insecure: f.insecure, floor: f.floor, rootSHA256: f.rootSHA256}
 	if cf.fileTimeout == 0 {
 		cf.fileTimeout = 30 * time.Second
 	}

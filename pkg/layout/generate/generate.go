@@ -15,10 +15,15 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/attest"
 	"github.com/stepseal/stepseal/pkg/layout"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/run"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/tekton"
 )
+
+// ErrMatrix: a pipeline task fans out with a matrix, which the generated
+// layout cannot express (one layout step per Task step).
+var ErrMatrix = reject.Sentinel(reject.ErrUnsupported, "matrix fan-out is not supported")
 
 // FromPipeline generates the in-toto layout of a pipeline. keys maps each
 // functionary name of f to its public key; every functionary that some step
@@ -280,6 +285,10 @@ func newGraph(spec *tekton.Spec) (*graph, error) {
 	dag := len(order)
 	for i, pt := range append(order, spec.Finally()...) {
 		t := &task{name: pt.Name, index: i, binds: map[string]bool{}, region: map[string]string{}, pt: pt, final: i >= dag, retried: pt.Retries > 0}
+		if pt.IsMatrixed() {
+			return nil, fmt.Errorf("%s: pipeline task %q: %w: Tekton runs one TaskRun per combination and each signs links named %s.<step>, "+
+				"so one layout step could not say which combination it verified; write one pipeline task per combination", spec.Path, pt.Name, ErrMatrix, pt.Name)
+		}
 		ts := spec.Tasks[pt.Name]
 		if ts == nil {
 			return nil, fmt.Errorf("%w: %s: pipeline task %q has no resolved Task", layout.ErrLayout, spec.Path, pt.Name)
