@@ -109,7 +109,13 @@ func BackendKinds() []BackendKind {
 				KeyLogServerURL: func(c *Config, v string) string {
 					c.LogServerURL = v
 					u, err := url.Parse(v)
-					if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+					switch {
+					case err == nil && u.User != nil:
+						// Never echo a password: the message reaches Events and logs.
+						return fmt.Sprintf("%q carries user information; the log server URL takes none (http(s)://host[:port]/)", u.Redacted())
+					case strings.Contains(v, "@"):
+						return "the value is not a log server URL (http(s)://host[:port]/) and is not repeated here: it may hold credentials"
+					case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "":
 						return fmt.Sprintf("%q is not a log server URL (http(s)://host[:port]/)", v)
 					}
 					return ""

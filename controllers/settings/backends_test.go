@@ -76,6 +76,14 @@ func TestBackendKinds(t *testing.T) {
 	if _, err := Parse(map[string]string{KeyBackends: BackendLogServer, KeyLogServerURL: "ftp://log"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("logserver with an ftp URL: %v", err)
 	}
+	// A URL with credentials is refused without repeating the password,
+	// whether or not it parses as a URL.
+	for _, v := range []string{"https://stepseal:s3cret-pw@log.example/", "http://stepseal:s3cret-pw@log example/", "s3cret-pw@log"} {
+		_, err := Parse(map[string]string{KeyBackends: BackendLogServer, KeyLogServerURL: v})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), KeyLogServerURL) || strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("logserver URL %q: err = %v, want ErrInvalid naming the key and not the password", v, err)
+		}
+	}
 	// Every backend key is a key of the ConfigMap (not "unknown key").
 	for key, backend := range keys {
 		if _, err := Parse(map[string]string{key: "\x00 not valid"}); err != nil && strings.Contains(err.Error(), "unknown key") {
