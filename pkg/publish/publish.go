@@ -124,6 +124,11 @@ func Publish(ctx context.Context, c *oci.Client, img v1.Image, ref name.Referenc
 	if err != nil {
 		return nil, err
 	}
+	if want, ok := ref.(name.Digest); ok && want.DigestStr() != d.String() {
+		// A reference by digest promises that digest: pushing another
+		// under it would answer with a digest the caller did not ask for.
+		return nil, fmt.Errorf("%w: %s names %s, but the artifact to publish is %s (an encrypted image's digest is known only when it is published: publish to a tag)", oci.ErrDigestMismatch, ref, want.DigestStr(), d)
+	}
 	target := ref.Context().Digest(d.String())
 	envs := make([]*dsse.Envelope, len(verified))
 	for i, vs := range verified {

@@ -425,3 +425,41 @@ func mustParse(t *testing.T, e *env, s string) name.Reference {
 	}
 	return r
 }
+
+// TestPublishToDigestRef: a reference by digest promises that digest. A
+// plaintext artifact published to its own digest is pushed and signed
+// (nothing tagged); to another digest, or an encrypted one (its digest
+// exists only once it is encrypted), it is refused before anything is
+// pushed, naming both digests.
+func TestPublishToDigestRef(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	_, img := e.file("app.bin", 64<<10)
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "sha256:" + strings.Repeat("0", 64)
+	for _, c := range []struct{ repo, digest, want string }{
+		{"public/other", other, d.String()},
+		{"demo/encrypted", d.String(), "encrypted image's digest"},
+	} {
+		_, err := Publish(ctx, e.c, img, e.ref(c.repo+"@"+c.digest), Options{Policy: e.pol, Key: e.publisher})
+		if !errors.Is(err, oci.ErrDigestMismatch) || !strings.Contains(err.Error(), c.digest) || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("publish to %s@%s: %v, want oci.ErrDigestMismatch naming both digests", c.repo, c.digest, err)
+		}
+		if e.repositoryExists(c.repo) {
+			t.Fatalf("refused publish to %s pushed something", c.repo)
+		}
+	}
+	r, err := Publish(ctx, e.c, img, e.ref("public/app@"+d.String()), Options{Policy: e.pol, Key: e.publisher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Digest.DigestStr() != d.String() || r.Encrypted {
+		t.Fatalf("published %s (encrypted %v), want %s in plaintext", r.Digest, r.Encrypted, d)
+	}
+	if _, err := Check(ctx, e.c, r.Digest, CheckOptions{Key: e.publisher.Public(), Policy: e.pol}); err != nil {
+		t.Fatalf("check of the published digest: %v", err)
+	}
+}
