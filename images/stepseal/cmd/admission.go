@@ -95,6 +95,9 @@ func (f *decisionFlags) config(ctx context.Context) (admission.Config, error) {
 			}
 			return store.Digest(d.Data), nil
 		}
+		// Every VSA: none of its inputs signed by a key the layout it
+		// names revokes now.
+		vc.Revocations = root.Revocations
 	}
 	cfg.VSA = vc
 	return cfg, nil
