@@ -74,7 +74,7 @@ func (e *RevokedInputError) Error() string {
 	if e.Step != "" {
 		what = fmt.Sprintf("input %s (step %q)", e.Input, e.Step)
 	}
-	msg := fmt.Sprintf("VSA verified at %s: %s is signed by in-toto key %s, revoked since by %s (reason: %s)",
+	msg := fmt.Sprintf("VSA verified at %s: %s is signed by in-toto key %s, revoked by layout %s (reason: %s)",
 		e.TimeVerified.UTC().Format(time.RFC3339), what, e.KeyID, e.By, e.Reason)
 	if e.More > 0 {
 		msg += fmt.Sprintf("; and %d more input(s) signed by revoked keys", e.More)

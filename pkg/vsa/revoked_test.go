@@ -58,7 +58,7 @@ func TestRevokedInputRefused(t *testing.T) {
 		}
 	}
 	rejecttest.Is(t, "revoked input", err, reject.ErrUnauthorized)
-	for _, s := range []string{builderKeyID, `step "build.compile"`, "TUF role app v4", "laptop stolen", "2026-12-07T04:00:00Z", "revoked since"} {
+	for _, s := range []string{builderKeyID, `step "build.compile"`, "TUF role app v4", "laptop stolen", "2026-12-07T04:00:00Z", "revoked by layout layouts/app.layout (TUF role app v4)"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("%q does not say %q", err, s)
 		}
