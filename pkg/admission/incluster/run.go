@@ -90,27 +90,11 @@ func Run(ctx context.Context, cfg *rest.Config, o admission.RunOptions) error {
 	synced := []cache.SharedIndexInformer{secretInf, cmInf}
 	var nodeFactory informers.SharedInformerFactory
 	if o.PlatformLabel != "" {
-		nodeFactory = informers.NewSharedInformerFactory(client, 10*time.Hour)
-		nodes := nodeFactory.Core().V1().Nodes()
-		nodeInf := nodes.Informer()
-		// Only the labels are read: drop the rest of each Node from the cache.
-		if err := nodeInf.SetTransform(func(obj any) (any, error) {
-			if n, ok := obj.(*corev1.Node); ok {
-				n.Status, n.Spec, n.ManagedFields, n.Annotations = corev1.NodeStatus{}, corev1.NodeSpec{}, nil, nil
-			}
-			return obj, nil
-		}); err != nil {
+		var nodeInf cache.SharedIndexInformer
+		if base.Nodes, nodeFactory, nodeInf, err = NodePlatforms(client, o.PlatformLabel); err != nil {
 			return err
 		}
 		synced = append(synced, nodeInf)
-		lister := nodes.Lister()
-		base.Nodes = &admission.NodePlatforms{Label: o.PlatformLabel, Node: func(ctx context.Context, name string) (*corev1.Node, error) {
-			n, err := lister.Get(name)
-			if apierrors.IsNotFound(err) {
-				return client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-			}
-			return n, err
-		}}
 	}
 
 	// Events, through client-go's events.k8s.io broadcaster.
@@ -234,6 +218,34 @@ func Run(ctx context.Context, cfg *rest.Config, o admission.RunOptions) error {
 		<-done
 		return nil
 	}
+}
+
+// NodePlatforms is the admission.NodePlatforms of a multi-platform
+// cluster: each node's platform is its label label, read from an informer
+// on every Node that keeps only their metadata's labels (a node the
+// informer has not seen yet is asked for). The caller starts the factory
+// and waits for the informer to sync.
+func NodePlatforms(client kubernetes.Interface, label string) (*admission.NodePlatforms, informers.SharedInformerFactory, cache.SharedIndexInformer, error) {
+	factory := informers.NewSharedInformerFactory(client, 10*time.Hour)
+	nodes := factory.Core().V1().Nodes()
+	inf := nodes.Informer()
+	if err := inf.SetTransform(func(obj any) (any, error) {
+		if n, ok := obj.(*corev1.Node); ok {
+			n.Status, n.Spec, n.ManagedFields, n.Annotations = corev1.NodeStatus{}, corev1.NodeSpec{}, nil, nil
+		}
+		return obj, nil
+	}); err != nil {
+		return nil, nil, nil, err
+	}
+	lister := nodes.Lister()
+	np := &admission.NodePlatforms{Label: label, Node: func(ctx context.Context, name string) (*corev1.Node, error) {
+		n, err := lister.Get(name)
+		if apierrors.IsNotFound(err) {
+			return client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		}
+		return n, err
+	}}
+	return np, factory, inf, nil
 }
 
 // envNamespace is knative's system.Namespace without its panic.
