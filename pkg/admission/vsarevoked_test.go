@@ -42,7 +42,7 @@ import (
 // digest and revocations, its cache keyed by the TUF versions.
 type revocationEnv struct {
 	*env
-	t              *testing.T
+	t              testing.TB
 	repo           *repo.Repo
 	site           string
 	client         *trust.Client
@@ -54,7 +54,7 @@ type revocationEnv struct {
 
 const appLayout = "layouts/app.layout"
 
-func newRevocationEnv(t *testing.T) *revocationEnv {
+func newRevocationEnv(t testing.TB) *revocationEnv {
 	t.Helper()
 	ctx := context.Background()
 	r := &revocationEnv{env: newEnv(t), t: t, owner: signingtest.Signer(t), builder: signingtest.Signer(t), targets: signingtest.Signer(t)}
@@ -360,4 +360,22 @@ func TestAPIServerDeniesRevokedVSA(t *testing.T) {
 		}
 	}
 	t.Logf("denied: %v", err)
+}
+
+// BenchmarkRevocationLookup: what the revoked-input check adds to a VSA
+// check that misses the verdict cache: the layout the VSA names, from the
+// TUF client's verified cache (no request), parsed for its revocations.
+func BenchmarkRevocationLookup(b *testing.B) {
+	r := newRevocationEnv(b)
+	ctx := context.Background()
+	doc, err := r.root.Layout(ctx, "app")
+	if err != nil {
+		b.Fatal(err)
+	}
+	uri := vsa.PolicyURI(doc.Path, doc.Role, doc.RoleVersion)
+	for b.Loop() {
+		if _, err := r.root.Revocations(ctx, uri); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
