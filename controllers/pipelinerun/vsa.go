@@ -63,7 +63,8 @@ type summaryInput struct {
 //  3. per repository the run published to, sign a VSA — PASSED or FAILED —
 //     with the verifier key (vsa.secret in the system namespace, or
 //     vsa.kms): policy = the layout's TUF path, role, version and digest;
-//     inputs = every link, skip record and provenance with its log index;
+//     inputs = every link, skip record and provenance with its log index
+//     and its signers' key IDs (vsa.ExtInputSigners);
 //  4. store the VSAs in every store backend, attach each to its images
 //     (oci backend: cosign .att and OCI 1.1 referrer), annotate the run
 //     stepseal.dev/vsa, and record an Event.
@@ -169,7 +170,7 @@ func (r *Kind) summarize(ctx context.Context, in summaryInput, cfg *settings.Con
 		}
 		sum := vsa.Summary{
 			VerifierID: cfg.VSA.VerifierID, Time: now, ResourceURI: uri, Subjects: subjects,
-			PolicyURI:    fmt.Sprintf("tuf:%s?role=%s&version=%d", doc.Path, doc.Role, doc.RoleVersion),
+			PolicyURI:    vsa.PolicyURI(doc.Path, doc.Role, doc.RoleVersion),
 			PolicyDigest: map[string]string{"sha256": strings.TrimPrefix(store.Digest(doc.Data), "sha256:")},
 			Inputs:       inputs, Result: result,
 		}
@@ -285,7 +286,14 @@ func (r *Kind) inputs(ctx context.Context, in summaryInput) []vsa.Input {
 				logging.FromContext(ctx).Warnw("VSA input without a log index", "entry", e.Name, "error", err)
 			}
 		}
-		out = append(out, vsa.Input{URI: vsa.InputURI(e.Name, idx),
+		// The signers let admission refuse the VSA once a key that signed
+		// an input is revoked; an input whose signers cannot be read is
+		// listed without (and such a VSA is refused where that is checked).
+		signers, err := vsa.SignerKeyIDs(e.Data)
+		if err != nil {
+			logging.FromContext(ctx).Warnw("VSA input without its signers", "entry", e.Name, "error", err)
+		}
+		out = append(out, vsa.Input{URI: vsa.InputURI(e.Name, idx), Signers: signers,
 			Digest: map[string]string{"sha256": strings.TrimPrefix(store.Digest(e.Data), "sha256:")}})
 	}
 	return out

@@ -255,6 +255,26 @@ func TestIntegrationVSA(t *testing.T) {
 	if n := len(v.Predicate.GetInputAttestations()); links != 2 || n != 4 || logged != n {
 		t.Errorf("inputs %v: want 2 links and 2 provenance, each with its log index", v.Predicate.GetInputAttestations())
 	}
+	// Every input names its signer, the namespace's key (links and
+	// provenance alike), so admission can refuse the VSA once that key is
+	// revoked: a lookup revoking it refuses the VSA (all four inputs).
+	runKey, _ := fv.KeyID()
+	for _, in := range v.Inputs {
+		if len(in.Signers) != 1 || in.Signers[0] != runKey {
+			t.Errorf("input %s: signers %v, want [%s]", in.URI, in.Signers, runKey)
+		}
+	}
+	revokedExp := expect(ref, release)
+	revokedExp.Revocations = func(_ context.Context, uri string) (*vsa.Revocations, error) {
+		if uri != v.Predicate.GetPolicy().GetUri() {
+			t.Errorf("revocations looked up for %q", uri)
+		}
+		return &vsa.Revocations{By: "layouts/release.layout (TUF role layouts v9)", Keys: map[string]string{runKey: "test"}}, nil
+	}
+	var rie *vsa.RevokedInputError
+	if _, err := vsa.Verify(ctx, data, revokedExp); !errors.As(err, &rie) || rie.KeyID != runKey || rie.More != 3 {
+		t.Errorf("the run's key revoked: %v", err)
+	}
 	slsaVerifierAccepts(t, data, vsaPub, ref, testVerifierID)
 	// Attached to the image, signed by the verifier key: what admission reads.
 	atts, err := oci.VerifyAttestations(ctx, ref, vsaPub, []oci.AttestationOption{oci.WithPredicateType(vsa.PredicateType)}, oci.WithInsecure())

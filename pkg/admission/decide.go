@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/stepseal/stepseal/pkg/crypt"
 	"github.com/stepseal/stepseal/pkg/oci"
@@ -43,8 +44,14 @@ type KeySource interface {
 // Config is what a Decider decides with.
 type Config struct {
 	Policy *Policy
-	// Platform is this cluster's platform name (encrypted images).
+	// Platform is this cluster's platform name (encrypted images). With
+	// Nodes, the platform of a Pod is its node's instead, and Platform is
+	// only CheckImage's.
 	Platform string
+	// Nodes, when set, makes the cluster multi-platform: a Pod's encrypted
+	// images are checked for the platform of the node it is bound to
+	// (spec.nodeName) or pinned to (spec.nodeSelector[Nodes.Label]).
+	Nodes *NodePlatforms
 	// PlatformPolicy is the platform policy encrypted images' recipients
 	// must equal; without one every encrypted image is refused.
 	PlatformPolicy *policy.Policy
@@ -61,6 +68,46 @@ type Config struct {
 	Cache *Cache
 	// Deadline bounds a decision; DefaultDeadline when 0.
 	Deadline time.Duration
+}
+
+// NodePlatforms tells the platforms of a multi-platform cluster's nodes
+// apart: a node's platform is the value of its label Label. Use a label
+// under node-restriction.kubernetes.io/ (e.g.
+// node-restriction.kubernetes.io/stepseal-platform): the NodeRestriction
+// admission plugin keeps a kubelet from setting those on its own Node, so
+// a node cannot claim another platform's images.
+type NodePlatforms struct {
+	Label string
+	// Node returns the node of that name (an informer's lister, or the API).
+	Node func(ctx context.Context, name string) (*corev1.Node, error)
+}
+
+// platformOf is the platform pod's encrypted images are checked for: its
+// node's when it is bound to one (spec.nodeName, set by whoever creates
+// it or by the scheduler's binding before an UPDATE), else the one its
+// nodeSelector pins it to — the scheduler only binds it to a node with
+// that label. A Pod pinned to none could land on any platform's node, so
+// it may have no encrypted image (ErrPlatform); a node that cannot be
+// read is ErrNodeUnavailable.
+func (n *NodePlatforms) platformOf(ctx context.Context, pod *corev1.Pod) (string, error) {
+	if node := pod.Spec.NodeName; node != "" {
+		no, err := n.Node(ctx, node)
+		if apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("%w: the Pod is bound to node %s, which does not exist", ErrPlatform, node)
+		}
+		if err != nil {
+			return "", fmt.Errorf("%w: node %s: %w", ErrNodeUnavailable, node, err)
+		}
+		p := no.Labels[n.Label]
+		if p == "" {
+			return "", fmt.Errorf("%w: the Pod is bound to node %s, which has no %s label: its platform is not known", ErrPlatform, node, n.Label)
+		}
+		return p, nil
+	}
+	if p := pod.Spec.NodeSelector[n.Label]; p != "" {
+		return p, nil
+	}
+	return "", fmt.Errorf("%w: in a multi-platform cluster a Pod with an encrypted image must be pinned to a platform: spec.nodeSelector %s: <platform> (or spec.nodeName)", ErrPlatform, n.Label)
 }
 
 // Decider decides Pods. Safe for concurrent use.
@@ -193,12 +240,17 @@ func (d *Decider) Decide(ctx context.Context, pod, old *corev1.Pod) Decision {
 			return ok && img == f.Image
 		})
 	}
-	return d.decide(ctx, fields)
+	platform, perr := d.c.Platform, error(nil)
+	if d.c.Nodes != nil {
+		platform, perr = d.c.Nodes.platformOf(ctx, pod)
+	}
+	return d.decide(ctx, fields, platform, perr)
 }
 
-// DecideImages decides image fields directly (the offline check).
+// DecideImages decides image fields directly (the offline check), for
+// Config.Platform.
 func (d *Decider) DecideImages(ctx context.Context, fields []ImageField) Decision {
-	return d.decide(ctx, fields)
+	return d.decide(ctx, fields, d.c.Platform, nil)
 }
 
 type target struct {
@@ -209,7 +261,9 @@ type target struct {
 	done bool
 }
 
-func (d *Decider) decide(ctx context.Context, fields []ImageField) Decision {
+// decide decides fields for platform; perr, when set, is why the Pod's
+// platform is not known, and refuses its encrypted images.
+func (d *Decider) decide(ctx context.Context, fields []ImageField, platform string, perr error) Decision {
 	ctx, cancel := context.WithTimeout(ctx, d.c.Deadline)
 	defer cancel()
 	// 1. Classify every field without the network: digest syntax, rule.
@@ -234,7 +288,7 @@ func (d *Decider) decide(ctx context.Context, fields []ImageField) Decision {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t.v, t.err = d.check(ctx, t.ref, t.rule)
+			t.v, t.err = d.check(ctx, t.ref, t.rule, platform)
 		}()
 	}
 	wg.Wait()
@@ -244,6 +298,9 @@ func (d *Decider) decide(ctx context.Context, fields []ImageField) Decision {
 		t := per[i]
 		r := ImageResult{Field: f.Field, Container: f.Container, Image: f.Image, Encrypted: t.v.encrypted}
 		err := t.err
+		if perr != nil && t.v.encrypted && (err == nil || errors.Is(err, ErrPlatform)) {
+			err = perr
+		}
 		if t.rule != nil {
 			r.Rule, r.Mode = t.rule.Name, t.rule.Mode
 		}
@@ -308,7 +365,7 @@ func (d *Decider) classify(img string) (name.Digest, *Rule, error) {
 	return ref, rule, nil
 }
 
-func (d *Decider) check(ctx context.Context, ref name.Digest, rule *Rule) (verdict, error) {
+func (d *Decider) check(ctx context.Context, ref name.Digest, rule *Rule, platform string) (verdict, error) {
 	if rule.Require == RequireDigest {
 		// No registry contact, nothing to cache.
 		if !rule.Digests[ref.DigestStr()] {
@@ -320,12 +377,12 @@ func (d *Decider) check(ctx context.Context, ref name.Digest, rule *Rule) (verdi
 	if d.c.TrustVersion != nil {
 		tv = d.c.TrustVersion()
 	}
-	k := cacheKey{digest: ref.String(), rule: rule.Name, trust: tv, platform: d.c.Platform, policy: d.c.Policy.Digest}
-	return d.c.Cache.do(ctx, k, func(ctx context.Context) (verdict, error) { return d.verify(ctx, ref, rule) })
+	k := cacheKey{digest: ref.String(), rule: rule.Name, trust: tv, platform: platform, policy: d.c.Policy.Digest}
+	return d.c.Cache.do(ctx, k, func(ctx context.Context) (verdict, error) { return d.verify(ctx, ref, rule, platform) })
 }
 
 // verify runs a rule's requirement, then the encryption check.
-func (d *Decider) verify(ctx context.Context, ref name.Digest, rule *Rule) (verdict, error) {
+func (d *Decider) verify(ctx context.Context, ref name.Digest, rule *Rule, platform string) (verdict, error) {
 	switch rule.Require {
 	case RequireSigned:
 		keys := rule.Keys
@@ -362,7 +419,7 @@ func (d *Decider) verify(ctx context.Context, ref name.Digest, rule *Rule) (verd
 			return verdict{}, err
 		}
 	}
-	return d.encryption(ctx, ref, rule)
+	return d.encryption(ctx, ref, rule, platform)
 }
 
 // encryption reads the manifest (no layer) and, for an encrypted image,
@@ -370,19 +427,19 @@ func (d *Decider) verify(ctx context.Context, ref name.Digest, rule *Rule) (verd
 // platform policy's; for a plaintext image whose platform-policy rule says
 // encrypt, refuses it. A multi-platform index has every child checked so
 // (indexEncryption).
-func (d *Decider) encryption(ctx context.Context, ref name.Digest, rule *Rule) (verdict, error) {
+func (d *Decider) encryption(ctx context.Context, ref name.Digest, rule *Rule, platform string) (verdict, error) {
 	img, idx, err := d.c.Registry.PullManifest(ctx, ref)
 	if err != nil {
 		return verdict{}, err
 	}
 	if idx != nil {
-		return d.indexEncryption(ref, idx, rule)
+		return d.indexEncryption(ref, idx, rule, platform)
 	}
-	return d.imageEncryption(img, ref.Context().Name(), rule)
+	return d.imageEncryption(img, ref.Context().Name(), rule, platform)
 }
 
 // imageEncryption checks one image manifest of repository repo.
-func (d *Decider) imageEncryption(img v1.Image, repo string, rule *Rule) (verdict, error) {
+func (d *Decider) imageEncryption(img v1.Image, repo string, rule *Rule, platform string) (verdict, error) {
 	rs, err := crypt.Recipients(img)
 	if err != nil {
 		return verdict{}, err
@@ -397,8 +454,8 @@ func (d *Decider) imageEncryption(img v1.Image, repo string, rule *Rule) (verdic
 		return verdict{}, nil
 	}
 	v := verdict{encrypted: true}
-	if !slices.Contains(rule.Platforms, d.c.Platform) || d.c.Platform == "" {
-		return v, fmt.Errorf("%w: platform %q is not among rule %q's platforms %v", ErrPlatform, d.c.Platform, rule.Name, rule.Platforms)
+	if !slices.Contains(rule.Platforms, platform) || platform == "" {
+		return v, fmt.Errorf("%w: platform %q is not among rule %q's platforms %v", ErrPlatform, platform, rule.Name, rule.Platforms)
 	}
 	if pp == nil {
 		return v, fmt.Errorf("%w: no platform policy to check its recipients against", ErrPlatform)
@@ -408,8 +465,8 @@ func (d *Decider) imageEncryption(img v1.Image, repo string, rule *Rule) (verdic
 	}
 	// The recipients are the platform policy's; this platform must be one
 	// of them, or its nodes could not decrypt what admission authorised.
-	if pr, err := pp.Rule(repo); err != nil || !slices.ContainsFunc(pr.Platforms, func(p policy.Platform) bool { return p.Name == d.c.Platform }) {
-		return v, fmt.Errorf("%w: platform %q is not a recipient under platform policy %q", ErrPlatform, d.c.Platform, pp.Name)
+	if pr, err := pp.Rule(repo); err != nil || !slices.ContainsFunc(pr.Platforms, func(p policy.Platform) bool { return p.Name == platform }) {
+		return v, fmt.Errorf("%w: platform %q is not a recipient under platform policy %q", ErrPlatform, platform, pp.Name)
 	}
 	return v, nil
 }
@@ -418,5 +475,5 @@ func (d *Decider) imageEncryption(img v1.Image, repo string, rule *Rule) (verdic
 // with pullPolicy as its imagePullPolicy: what `stepseal admission check`
 // reproduces offline.
 func (d *Decider) CheckImage(ctx context.Context, image string, pullPolicy corev1.PullPolicy) Decision {
-	return d.decide(ctx, []ImageField{{Field: "image", Patch: "/image", Container: "check", Image: image, PullPolicy: pullPolicy}})
+	return d.decide(ctx, []ImageField{{Field: "image", Patch: "/image", Container: "check", Image: image, PullPolicy: pullPolicy}}, d.c.Platform, nil)
 }

@@ -23,6 +23,10 @@ var (
 	// ErrPlatform: the image is encrypted and this platform is not among
 	// the rule's platforms (or no platform policy is configured).
 	ErrPlatform = reject.Sentinel(reject.ErrPolicy, "encrypted image not authorised for this platform")
+	// ErrNodeUnavailable: in a multi-platform cluster, the node a Pod is
+	// bound to could not be read, so its platform is not known
+	// (reject.ErrUnavailable: could not check).
+	ErrNodeUnavailable = reject.Sentinel(reject.ErrUnavailable, "node could not be read")
 	// ErrPullPolicy: an encrypted image without imagePullPolicy: Always.
 	// Always makes the kubelet fetch the manifest from the registry, with
 	// the registry's authorisation, at every container start; with

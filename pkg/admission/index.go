@@ -26,7 +26,7 @@ const indexJobs = 4
 // child that is itself an index, or not an image manifest, is ErrIndex
 // (not checked, so not admitted). The index is encrypted (needs
 // imagePullPolicy: Always) when any child is.
-func (d *Decider) indexEncryption(ref name.Digest, idx v1.ImageIndex, rule *Rule) (verdict, error) {
+func (d *Decider) indexEncryption(ref name.Digest, idx v1.ImageIndex, rule *Rule, platform string) (verdict, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return verdict{}, fmt.Errorf("%w: index %s: %w", oci.ErrArtifact, ref.DigestStr(), err)
@@ -57,7 +57,7 @@ func (d *Decider) indexEncryption(ref name.Digest, idx v1.ImageIndex, rule *Rule
 				errs[i] = fmt.Errorf("%s: %w", what, oci.RegistryError(ref.RegistryStr(), err))
 				return errs[i]
 			}
-			if results[i], err = d.imageEncryption(img, repo, rule); err != nil {
+			if results[i], err = d.imageEncryption(img, repo, rule, platform); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", what, err)
 				return errs[i]
 			}

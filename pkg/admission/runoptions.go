@@ -45,6 +45,12 @@ type RunOptions struct {
 	// sources, VSA checker, platform, deadline). Its Cache is shared by
 	// every policy version; one is made when nil.
 	Decide Config
+	// PlatformLabel, when set, makes the cluster multi-platform
+	// (Config.Nodes): a Pod's encrypted images are checked for the
+	// platform its node's label PlatformLabel names. Run then watches every
+	// Node (list and watch nodes, and get for one not yet seen: RBAC the
+	// release does not grant).
+	PlatformLabel string
 	// CertGrace: DefaultCertGrace when 0.
 	CertGrace time.Duration
 	// Ready, when set, is closed once the informers synced and the server

@@ -17,12 +17,20 @@ import (
 // names the rule's verifier identity, this digest as a subject and the
 // image's repository as resourceUri, says PASSED and is not older than
 // the rule's maxAge — and, for a rule naming a layout, is bound to the
-// digest that layout has now (LayoutDigest: the TUF target's).
+// digest that layout has now (LayoutDigest: the TUF target's) — and, with
+// Revocations, none of whose inputs was signed by a key the layout it was
+// verified against revokes now (vsa.RevokedInputError).
 type RegistryVSA struct {
 	Registry *oci.Client
 	// LayoutDigest returns the current "sha256:<hex>" of the layout name
 	// (a TUF target); nil makes a rule naming a layout uncheckable.
 	LayoutDigest func(ctx context.Context, name string) (string, error)
+	// Revocations looks up the keys the layout a VSA names revokes now
+	// (trustroot.Root.Revocations). With it, every VSA rule
+	// refuses a VSA an input of which was signed by a revoked key, and one
+	// that does not name its inputs' signers (vsa.ErrNoInputSigners). Nil
+	// (no trust source: no revocation records to look in): not checked.
+	Revocations vsa.RevocationLookup
 }
 
 // Check implements VSAChecker.
@@ -34,7 +42,8 @@ func (r RegistryVSA) Check(ctx context.Context, image name.Digest, rule *Rule) e
 	if err != nil {
 		return fmt.Errorf("%w: rule %s: vsa.key: %w", errNoChecker, rule.Name, err)
 	}
-	exp := vsa.Expect{Key: key, VerifierID: rule.VSA.Verifier, MaxAge: rule.VSA.MaxAge, WithoutPolicyDigestUnsafe: rule.VSA.Layout == ""}
+	exp := vsa.Expect{Key: key, VerifierID: rule.VSA.Verifier, MaxAge: rule.VSA.MaxAge, WithoutPolicyDigestUnsafe: rule.VSA.Layout == "",
+		Revocations: r.Revocations}
 	if rule.VSA.Layout != "" {
 		if r.LayoutDigest == nil {
 			return fmt.Errorf("%w: rule %s binds VSAs to layout %s and no trust source gives its digest", errNoChecker, rule.Name, rule.VSA.Layout)

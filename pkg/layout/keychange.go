@@ -210,3 +210,24 @@ func Resign(ctx context.Context, mb *in_toto.Metablock, owners []signing.Signer,
 	}
 	return Sign(ctx, out, owners...)
 }
+
+// Revocations returns the functionary keys the signed layout data revokes
+// (its stepseal.dev/key-revoked readme lines, as RevokeKey writes them):
+// what a consumer of a summary made against an earlier version of the
+// layout looks its inputs' signers up in. The layout is parsed as Parse
+// does; its signatures are not checked here (TUF vouches for the bytes).
+func Revocations(data []byte) ([]attest.KeyRevocation, error) {
+	mb, err := Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	l, ok := mb.Signed.(in_toto.Layout)
+	if !ok {
+		return nil, fmt.Errorf("%w: not a layout", ErrLayout)
+	}
+	d, err := attest.ParseReadme(l.Readme)
+	if err != nil {
+		return nil, fmt.Errorf("%w: readme: %v", ErrLayout, err)
+	}
+	return d.Revoked, nil
+}

@@ -2,6 +2,7 @@ package layout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -178,5 +179,46 @@ func TestResignNeedsAnOwnerSignature(t *testing.T) {
 	k, _ := signing.InTotoKey(owner.Public())
 	if err := out.VerifySignature(k); err != nil || len(out.Signatures) != 1 {
 		t.Fatalf("the new layout's signature: %v", err)
+	}
+}
+
+// TestRevocations: what a consumer of a summary looks its inputs' signers
+// up in: a signed layout's key-revoked records. A rotation is not one (the
+// rotated-out key's earlier links stay valid), and a layout that does not
+// parse is ErrLayout.
+func TestRevocations(t *testing.T) {
+	owner, _ := genKey(t)
+	_, builder := genKey(t)
+	_, orch := genKey(t)
+	_, next := genKey(t)
+	signed := func(l in_toto.Layout) []byte {
+		t.Helper()
+		mb, err := Sign(context.Background(), l, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(mb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	rot, err := RotateKey(testLayout(t, builder, orch), builder.KeyID, next, testAnchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Revocations(signed(rot)); err != nil || len(got) != 0 {
+		t.Errorf("rotated layout: %v %v, want no revocation", got, err)
+	}
+	rev, err := RevokeKey(rot, builder.KeyID, "laptop stolen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Revocations(signed(rev))
+	if err != nil || !slices.Equal(got, []attest.KeyRevocation{{KeyID: builder.KeyID, Reason: "laptop stolen"}}) {
+		t.Errorf("revoked layout: %v %v", got, err)
+	}
+	if _, err := Revocations([]byte(`{"payloadType":"x"}`)); !errors.Is(err, ErrLayout) {
+		t.Errorf("not a layout: %v", err)
 	}
 }

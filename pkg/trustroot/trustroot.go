@@ -9,10 +9,12 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/policy"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/trust"
+	"github.com/stepseal/stepseal/pkg/vsa"
 )
 
 // Kinds of target, the first segment of their paths.
@@ -166,4 +168,31 @@ func (r *Root) Image(ctx context.Context, c *oci.Client, ref name.Reference) (na
 				d.DigestStr(), size, tag, res.Role, res.RoleVersion, res.SHA256, res.Length)}
 	}
 	return d, res, nil
+}
+
+// Revocations is the vsa.RevocationLookup of the trust root: the layout at
+// the TUF path the VSA's policy.uri names (vsa.PolicyURI), as TUF vouches
+// for it now, and the key-revoked records of its readme (`stepseal layout
+// revoke-key`); By names the layout's path, role and version. A policy.uri
+// that is not a TUF path is vsa.ErrPolicyURI; TUF's errors are returned as
+// they are (unreachable: reject.ErrUnableToCheck; no longer released: a
+// refusal).
+func (r *Root) Revocations(ctx context.Context, policyURI string) (*vsa.Revocations, error) {
+	path, _, _, err := vsa.ParsePolicyURI(policyURI)
+	if err != nil {
+		return nil, err
+	}
+	d, err := r.Fetch(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	list, err := layout.Revocations(d.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.Describe(), err)
+	}
+	out := &vsa.Revocations{By: d.Describe(), Keys: map[string]string{}}
+	for _, rv := range list {
+		out.Keys[rv.KeyID] = rv.Reason
+	}
+	return out, nil
 }

@@ -9,5 +9,8 @@
 // Verify is admission-grade: the caller names the verifier key, the
 // verifier ID, the artifact digest, the resource URI and the current
 // layout digest it expects, and every check that fails is a typed error of
-// pkg/reject's vocabulary naming what differed.
+// pkg/reject's vocabulary naming what differed. Each input attestation
+// carries the key IDs that signed it (ExtInputSigners), so that a consumer
+// with a RevocationLookup refuses a VSA one of whose inputs a key revoked
+// since signed (RevokedInputError).
 package vsa

@@ -34,7 +34,8 @@ func slsaVerifier(t *testing.T) string {
 }
 
 // TestSLSAVerifierAcceptsOurVSA: `slsa-verifier verify-vsa` accepts a VSA
-// stepseal signs (ECDSA P-256, the in-toto key ID as the DSSE key ID), and
+// stepseal signs (ECDSA P-256, the in-toto key ID as the DSSE key ID; its
+// inputs carry the ExtInputSigners extension field), and
 // refuses it for another subject digest, another verifier ID and a FAILED
 // one: the spec's consumer procedure as another implementation reads it.
 func TestSLSAVerifierAcceptsOurVSA(t *testing.T) {

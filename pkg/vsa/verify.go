@@ -11,6 +11,8 @@ import (
 	vsapb "github.com/in-toto/attestation/go/predicates/vsa/v1"
 	intoto "github.com/in-toto/attestation/go/v1"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/signing"
@@ -90,6 +92,12 @@ type Expect struct {
 	MaxAge, Skew time.Duration
 	// Now is the time of the check; zero means time.Now().
 	Now time.Time
+	// Revocations, when set, looks up the functionary keys the policy the
+	// VSA names (policy.uri) revokes now. Every input must then name its
+	// signers (ErrNoInputSigners otherwise), the policy must be a TUF
+	// layout (ErrPolicyURI) and no input may be signed by a revoked key
+	// (*RevokedInputError). Nil: inputs are not checked.
+	Revocations RevocationLookup
 }
 
 // Verified is a VSA that passed Verify.
@@ -98,6 +106,8 @@ type Verified struct {
 	Predicate *vsapb.VerificationSummary
 	// KeyIDs are the in-toto key IDs whose signatures verified.
 	KeyIDs []string
+	// Inputs are inputAttestations with their signers (ExtInputSigners).
+	Inputs []Input
 }
 
 // Parse decodes a VSA without verifying anything but its shape: a DSSE
@@ -133,7 +143,12 @@ func parseStatement(payload []byte, source string) (*Verified, error) {
 	if st.PredicateType != PredicateType {
 		return nil, fmt.Errorf("%s: %w: predicate type %q", source, ErrPredicateType, st.PredicateType)
 	}
-	pj, err := protojson.Marshal(st.Predicate)
+	pred := proto.Clone(st.Predicate).(*structpb.Struct)
+	signers, err := takeSigners(pred)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: predicate: %w", source, ErrMalformed, err)
+	}
+	pj, err := protojson.Marshal(pred)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: predicate: %w", source, ErrMalformed, err)
 	}
@@ -147,7 +162,11 @@ func parseStatement(payload []byte, source string) (*Verified, error) {
 	if err := p.GetTimeVerified().CheckValid(); err != nil {
 		return nil, fmt.Errorf("%s: %w: timeVerified: %w", source, ErrMalformed, err)
 	}
-	return &Verified{Statement: st, Predicate: p}, nil
+	v := &Verified{Statement: st, Predicate: p}
+	for i, in := range p.GetInputAttestations() {
+		v.Inputs = append(v.Inputs, Input{URI: in.GetUri(), Digest: in.GetDigest(), Signers: signers[i]})
+	}
+	return v, nil
 }
 
 // Verify checks the VSA data against exp, in the order of the SLSA
@@ -163,9 +182,13 @@ func parseStatement(payload []byte, source string) (*Verified, error) {
 //  6. resourceUri is exp.ResourceURI (ErrResourceURI);
 //  7. verificationResult is PASSED (ErrFailed);
 //  8. verifiedLevels hold exp.Levels (ErrLevel);
-//  9. policy.digest is exp.PolicyDigest, the current layout's, and
+//  9. with exp.Revocations, no input was signed by a key the policy the
+//     VSA names revokes now (*RevokedInputError; ErrNoInputSigners,
+//     ErrPolicyURI when that cannot be shown) — before the policy digest,
+//     which a revocation also changes, so that the refusal names the key;
+//  10. policy.digest is exp.PolicyDigest, the current layout's, and
 //     policy.uri exp.PolicyURI when given (ErrPolicyDigest);
-//  10. timeVerified is not older than exp.MaxAge (ErrTooOld) nor later than
+//  11. timeVerified is not older than exp.MaxAge (ErrTooOld) nor later than
 //     now plus exp.Skew (ErrFuture).
 //
 // An Expect missing a required value is an error of no reason: the
@@ -228,6 +251,12 @@ func Verify(ctx context.Context, data []byte, exp Expect) (*Verified, error) {
 		}
 	}
 	// 9.
+	if exp.Revocations != nil {
+		if err := checkRevocations(ctx, v, exp.Revocations); err != nil {
+			return nil, err
+		}
+	}
+	// 10.
 	if !exp.WithoutPolicyDigestUnsafe {
 		alg, hex, _ := strings.Cut(exp.PolicyDigest, ":")
 		if got := p.GetPolicy().GetDigest()[alg]; got != hex {
@@ -237,7 +266,7 @@ func Verify(ctx context.Context, data []byte, exp Expect) (*Verified, error) {
 	if exp.PolicyURI != "" && p.GetPolicy().GetUri() != exp.PolicyURI {
 		return nil, fmt.Errorf("%w: policy.uri %q, want %q", ErrPolicyDigest, p.GetPolicy().GetUri(), exp.PolicyURI)
 	}
-	// 10.
+	// 11.
 	now := exp.Now
 	if now.IsZero() {
 		now = time.Now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -61,10 +62,28 @@ func ResourceURI(registry, repository string) string {
 	return "oci://" + registry + "/" + repository
 }
 
+// ExtInputSigners is the name of the extension field (a URI, as the VSA
+// spec asks of producers' fields) that stepseal adds to each entry of
+// inputAttestations: the in-toto key IDs of the keys that signed that
+// input, so that a consumer can refuse a VSA one of whose inputs was
+// signed by a key revoked since (Expect.Revocations).
+const ExtInputSigners = "https://stepseal.dev/vsa/input-signers/v1"
+
 // Input is one attestation the verifier read.
 type Input struct {
 	URI    string
 	Digest map[string]string
+	// Signers are the in-toto key IDs of the keys that signed it
+	// (SignerKeyIDs), carried as ExtInputSigners; nil in a VSA made before
+	// the field existed.
+	Signers []string
+}
+
+// PolicyURI is the policy uri of a VSA made against the layout at TUF
+// target path, vouched for by role at version: "tuf:<path>?role=<role>&version=<n>".
+// ParsePolicyURI reads it back.
+func PolicyURI(path, role string, version int64) string {
+	return "tuf:" + path + "?" + url.Values{"role": {role}, "version": {strconv.FormatInt(version, 10)}}.Encode()
 }
 
 // Summary is what a VSA says.
@@ -132,6 +151,26 @@ func Statement(s Summary) (*intoto.Statement, error) {
 	pred := &structpb.Struct{}
 	if err := protojson.Unmarshal(pj, pred); err != nil {
 		return nil, err
+	}
+	// The signers go into each input's object as an extension field, which
+	// the in-toto Go type has no place for.
+	list := pred.GetFields()["inputAttestations"].GetListValue().GetValues()
+	for i, in := range inputs {
+		if len(in.Signers) == 0 {
+			continue
+		}
+		if err := checkSigners(in.Signers); err != nil {
+			return nil, fmt.Errorf("vsa: input %s: %w", in.URI, err)
+		}
+		ids := make([]any, len(in.Signers))
+		for j, id := range in.Signers {
+			ids[j] = id
+		}
+		v, err := structpb.NewList(ids)
+		if err != nil {
+			return nil, err
+		}
+		list[i].GetStructValue().Fields[ExtInputSigners] = structpb.NewListValue(v)
 	}
 	st := &intoto.Statement{Type: intoto.StatementTypeUri, Subject: s.Subjects, PredicateType: PredicateType, Predicate: pred}
 	if err := st.Validate(); err != nil {

@@ -26,6 +26,10 @@ const (
 	olderHex  = "4444444444444444444444444444444444444444444444444444444444444444"
 	verifier  = "https://stepseal.dev/controller/prod"
 	resource  = "oci://registry.example.com/team/app"
+	// builderKeyID signed the test VSA's link input, controllerKeyID its
+	// provenance input.
+	builderKeyID    = "abcd1234aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	controllerKeyID = "5555555555555555555555555555555555555555555555555555555555555555"
 )
 
 var now = time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
@@ -35,9 +39,9 @@ func summary() Summary {
 	return Summary{
 		VerifierID: verifier, Time: now.Add(-time.Hour), ResourceURI: resource,
 		Subjects:  []*intoto.ResourceDescriptor{sub},
-		PolicyURI: "layouts/app.layout#tuf-role=app&tuf-version=3", PolicyDigest: map[string]string{"sha256": layoutHex},
-		Inputs: []Input{{URI: InputURI("build.compile.abcd1234.link", 7), Digest: map[string]string{"sha256": otherHex}},
-			{URI: InputURI("ns/pr.abcd1234.pipelinerun.provenance", -1), Digest: map[string]string{"sha256": olderHex}}},
+		PolicyURI: PolicyURI("layouts/app.layout", "app", 3), PolicyDigest: map[string]string{"sha256": layoutHex},
+		Inputs: []Input{{URI: InputURI("build.compile.abcd1234.link", 7), Digest: map[string]string{"sha256": otherHex}, Signers: []string{builderKeyID}},
+			{URI: InputURI("ns/pr.abcd1234.pipelinerun.provenance", -1), Digest: map[string]string{"sha256": olderHex}, Signers: []string{controllerKeyID}}},
 		Result: Passed,
 	}
 }

@@ -95,6 +95,9 @@ func (f *decisionFlags) config(ctx context.Context) (admission.Config, error) {
 			}
 			return store.Digest(d.Data), nil
 		}
+		// Every VSA: none of its inputs signed by a key the layout it
+		// names revokes now.
+		vc.Revocations = root.Revocations
 	}
 	cfg.VSA = vc
 	return cfg, nil
@@ -173,6 +176,9 @@ SIGTERM.`,
 			if !inCluster && (cert == "" || key == "") {
 				return fmt.Errorf("--tls-cert and --tls-key are required (or --policy-configmap in a cluster)")
 			}
+			if !inCluster && in.platformLabel != "" {
+				return fmt.Errorf("--platform-label reads the cluster's Nodes: serve with --policy-configmap")
+			}
 			if inCluster && (f.policyPath != "" || cert != "" || key != "") {
 				return fmt.Errorf("--policy-configmap takes the policy and certificate from the cluster: drop --policy, --tls-cert and --tls-key")
 			}
@@ -239,7 +245,7 @@ SIGTERM.`,
 
 // inClusterFlags configure serve as the release's Deployment runs it.
 type inClusterFlags struct {
-	policyConfigMap, certSecret, service, webhookConfig, namespace, metricsAddr, kubeconfig string
+	policyConfigMap, certSecret, service, webhookConfig, namespace, metricsAddr, kubeconfig, platformLabel string
 }
 
 func (in *inClusterFlags) add(c *cobra.Command) {
@@ -250,6 +256,7 @@ func (in *inClusterFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&in.namespace, "namespace", os.Getenv("SYSTEM_NAMESPACE"), "in a cluster: the webhook's namespace (default $SYSTEM_NAMESPACE)")
 	c.Flags().StringVar(&in.metricsAddr, "metrics-addr", ":9090", "in a cluster: Prometheus metrics on this address's /metrics (\"\" for none)")
 	c.Flags().StringVar(&in.kubeconfig, "kubeconfig", "", "in a cluster: kubeconfig (default $KUBECONFIG, else the in-cluster ServiceAccount)")
+	c.Flags().StringVar(&in.platformLabel, "platform-label", "", "in a multi-platform cluster: the Node label naming each node's platform (e.g. node-restriction.kubernetes.io/stepseal-platform); encrypted images are checked for the platform of the Pod's node or nodeSelector (needs list, watch and get of nodes)")
 }
 
 func (in *inClusterFlags) run(ctx context.Context, serve InCluster, l net.Listener, cfg admission.Config, nsLabel string) error {
@@ -267,7 +274,7 @@ func (in *inClusterFlags) run(ctx context.Context, serve InCluster, l net.Listen
 	return serve(ctx, rc, admission.RunOptions{
 		Namespace: in.namespace, PolicyConfigMap: in.policyConfigMap, CertSecret: in.certSecret, Service: in.service,
 		WebhookConfig: in.webhookConfig, NamespaceLabel: nsLabel, Listener: l, MetricsAddr: in.metricsAddr,
-		Decide: cfg, Logger: zl.Sugar(),
+		Decide: cfg, Logger: zl.Sugar(), PlatformLabel: in.platformLabel,
 	})
 }
 

@@ -89,6 +89,7 @@ func TestAdmissionServeModes(t *testing.T) {
 		{[]string{"admission", "serve", "--policy", "p.yaml"}, "--tls-cert and --tls-key are required (or --policy-configmap in a cluster)"},
 		{[]string{"admission", "serve", "--policy-configmap", "pol", "--policy", "p.yaml"}, "--policy-configmap takes the policy and certificate from the cluster: drop --policy, --tls-cert and --tls-key"},
 		{[]string{"admission", "serve", "--policy-configmap", "pol", "--tls-cert", "c.pem"}, "drop --policy, --tls-cert and --tls-key"},
+		{[]string{"admission", "serve", "--policy", "p.yaml", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--platform-label", "l"}, "--platform-label reads the cluster's Nodes: serve with --policy-configmap"},
 	} {
 		if _, err := runCLI(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want %q", c.args, err, c.want)

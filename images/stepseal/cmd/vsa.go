@@ -54,7 +54,9 @@ OCI 1.1 referrers, or --file) signed by the verifier key --key, from verifier
 --verifier-id, about the subject's digest and repository (resourceUri
 oci://<registry>/<repository>, or --resource-uri), PASSED, made against the
 layout that governs the image now (--layout-digest, or the current
-layouts/<NAME>.layout from TUF with --trust), and not older than --max-age.
+layouts/<NAME>.layout from TUF with --trust, which also refuses a VSA one of
+whose inputs was signed by a key the layout revokes now), and not older
+than --max-age.
 Exit status 0 only when it is; the reason of a refusal is named.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -94,6 +96,8 @@ Exit status 0 only when it is; the reason of a refusal is named.`,
 					return err
 				}
 				exp.PolicyDigest = store.Digest(d.Data)
+				// None of its inputs signed by a key that layout revokes now.
+				exp.Revocations = root.Revocations
 			case layoutDigest == "":
 				exp.WithoutPolicyDigestUnsafe = true
 				rep.Warnings = append(rep.Warnings, "no --layout-digest or --trust: the VSA's layout was not compared with the current one")

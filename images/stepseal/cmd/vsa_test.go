@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -13,9 +14,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	intoto "github.com/in-toto/attestation/go/v1"
+	"github.com/in-toto/in-toto-golang/in_toto"
 
 	"github.com/stepseal/stepseal/internal/testregistry"
+	stepsealayout "github.com/stepseal/stepseal/pkg/layout"
 	"github.com/stepseal/stepseal/pkg/oci"
+	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/trust/repo"
@@ -54,8 +58,30 @@ func TestVSAVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	const verifierID = "https://stepseal.dev/controller/test"
-	layout := []byte(`{"signed":{"_type":"layout","steps":[]}}`)
+	// The layout: step build.compile, signed by the builder's key or a
+	// spare one; its owner's key file for `stepseal layout revoke-key`.
+	keyFiles := func(n string) (signing.Signer, string, string) {
+		k, err := signing.Generate(signing.ECDSA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		priv, pub, err := signing.WriteKeyPair(dir, n, k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := signing.NewSigner(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, priv, pub
+	}
+	owner, ownerKey, _ := keyFiles("owner")
+	builder, _, builderPub := keyFiles("builder")
+	spare := newSigner()
+	layout := signedLayout(t, owner, builder, spare)
 	layoutDigest := store.Digest(layout)
+	builderID, _ := builder.KeyID()
+	linkSigner := builder
 	c, err := oci.New(oci.WithInsecure(), oci.WithProgress(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +108,8 @@ func TestVSAVerify(t *testing.T) {
 		}
 		env, data, err := vsa.Sign(ctx, vsa.Summary{VerifierID: verifierID, Time: time.Now(), ResourceURI: vsa.ResourceURI(ref.Context().RegistryStr(), ref.Context().RepositoryStr()),
 			Subjects: []*intoto.ResourceDescriptor{sub}, PolicyURI: "tuf:layouts/app.layout?role=app&version=1",
-			PolicyDigest: map[string]string{"sha256": strings.TrimPrefix(layoutDigest, "sha256:")}, Result: result}, signer)
+			PolicyDigest: map[string]string{"sha256": strings.TrimPrefix(layoutDigest, "sha256:")}, Result: result,
+			Inputs: []vsa.Input{linkInput(t, linkSigner)}}, signer)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,9 +155,57 @@ func TestVSAVerify(t *testing.T) {
 	if r := report(mustCLI(t, trustArgs(good)...)); !r.Verified {
 		t.Errorf("--trust: %+v", r)
 	}
-	tuf.release(t, []byte(`{"signed":{"_type":"layout","steps":[],"readme":"v2"}}`))
-	if out, err := runCLI(t, trustArgs(good)...); err == nil || report(out).Reason != "mismatch" {
+	linkSigner = spare
+	spared, _ := image("team/spared", key, vsa.Passed)
+	if r := report(mustCLI(t, trustArgs(spared)...)); !r.Verified {
+		t.Errorf("--trust, inputs by the spare key: %+v", r)
+	}
+	// `admission check --trust` decides as the webhook would, by the same
+	// checks.
+	pol := filepath.Join(dir, "admission.yaml")
+	if err := os.WriteFile(pol, []byte(fmt.Sprintf(`apiVersion: stepseal.dev/v1alpha1
+kind: AdmissionPolicy
+rules:
+- name: team
+  images: ["127.0.0.1:*/team/**"]
+  require: vsa
+  vsa: {verifier: %q, maxAge: 1h, key: %q, layout: app}
+`, verifierID, pem)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := func(ref name.Digest) (string, error) {
+		return runCLI(t, "admission", "check", ref.String(), "--policy", pol, "--platform", "eu", "--insecure",
+			"--trust", tuf.url, "--trust-cache", filepath.Join(dir, "cache"), "--trust-root", tuf.root)
+	}
+	if out, err := check(good); err != nil {
+		t.Fatalf("admission check --trust: %v\n%s", err, out)
+	}
+
+	// The owners revoke the builder's key (`stepseal layout revoke-key`)
+	// and release the layout: a VSA whose link input the builder signed is
+	// refused, naming the key, the step and the revoking TUF version;
+	// one whose inputs the spare key signed is of an older layout.
+	revoked := filepath.Join(dir, "revoked.layout")
+	current := filepath.Join(dir, "current.layout")
+	if err := os.WriteFile(current, layout, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, "layout", "revoke-key", "--layout", current, "--key", builderPub, "--reason", "laptop stolen", "--owner-key", ownerKey, "--out", revoked)
+	rl, err := os.ReadFile(revoked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tuf.release(t, rl)
+	out, err := runCLI(t, trustArgs(good)...)
+	if r := report(out); err == nil || r.Reason != "unauthorized" || !strings.Contains(r.Error, "in-toto key "+builderID) ||
+		!strings.Contains(r.Error, `step "build.compile"`) || !strings.Contains(r.Error, "revoked by layout layouts/app.layout (TUF role app v2) (reason: laptop stolen)") {
+		t.Errorf("--trust after the builder's key was revoked: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, trustArgs(spared)...); err == nil || report(out).Reason != "mismatch" {
 		t.Errorf("--trust after a new layout: %v\n%s", err, out)
+	}
+	if out, err := check(good); err == nil || !strings.Contains(out, "in-toto key "+builderID) || !strings.Contains(out, "TUF role app v2") {
+		t.Errorf("admission check --trust after the revocation: %v\n%s", err, out)
 	}
 
 	forged, _ := image("team/forged", tenant, vsa.Passed)
@@ -155,6 +230,51 @@ func TestVSAVerify(t *testing.T) {
 			t.Errorf("%s: reason %q, want %q (%s)", c.name, r.Reason, c.reason, r.Error)
 		}
 	}
+}
+
+// signedLayout is a layout of one step, build.compile, whose links the
+// functionaries' keys sign (threshold 1), signed by owner.
+func signedLayout(t *testing.T, owner signing.Signer, functionaries ...signing.Signer) []byte {
+	t.Helper()
+	l := in_toto.Layout{Type: "layout", Expires: time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339), Keys: map[string]in_toto.Key{}, Inspect: []in_toto.Inspection{}}
+	var ids []string
+	for _, f := range functionaries {
+		k, err := signing.InTotoKey(f.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Keys[k.KeyID] = k
+		ids = append(ids, k.KeyID)
+	}
+	l.Steps = []in_toto.Step{{Type: "step", PubKeys: ids, Threshold: 1, SupplyChainItem: in_toto.SupplyChainItem{
+		Name: "build.compile", ExpectedMaterials: [][]string{{"ALLOW", "*"}}, ExpectedProducts: [][]string{{"ALLOW", "*"}}}}}
+	mb, err := stepsealayout.Sign(context.Background(), l, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// linkInput is a VSA input: a link of build.compile signed by signer (a
+// DSSE envelope here), with its signers as the controller reads them.
+func linkInput(t *testing.T, signer signing.Signer) vsa.Input {
+	t.Helper()
+	id, _ := signer.KeyID()
+	env, err := signing.SignEnvelope(context.Background(), signing.PayloadTypeInToto, []byte(`{"_type":"link"}`), signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(env)
+	ids, err := vsa.SignerKeyIDs(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vsa.Input{URI: vsa.InputURI(seal.LinkName("build.compile", id), 1), Signers: ids,
+		Digest: map[string]string{"sha256": strings.TrimPrefix(store.Digest(data), "sha256:")}}
 }
 
 // layoutRepo is a TUF repository, administered with the CLI and served over

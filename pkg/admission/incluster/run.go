@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
@@ -84,6 +85,17 @@ func Run(ctx context.Context, cfg *rest.Config, o admission.RunOptions) error {
 	if base.Cache == nil {
 		base.Cache = admission.NewCache(admission.CacheOptions{OnLookup: met.CacheLookup})
 	}
+	// Multi-platform: every Node's platform label, from an informer (a
+	// node not seen yet is asked for).
+	synced := []cache.SharedIndexInformer{secretInf, cmInf}
+	var nodeFactory informers.SharedInformerFactory
+	if o.PlatformLabel != "" {
+		var nodeInf cache.SharedIndexInformer
+		if base.Nodes, nodeFactory, nodeInf, err = NodePlatforms(client, o.PlatformLabel); err != nil {
+			return err
+		}
+		synced = append(synced, nodeInf)
+	}
 
 	// Events, through client-go's events.k8s.io broadcaster.
 	eb := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
@@ -148,7 +160,10 @@ func Run(ctx context.Context, cfg *rest.Config, o admission.RunOptions) error {
 
 	secretFactory.Start(ctx.Done())
 	cmFactory.Start(ctx.Done())
-	for _, inf := range []cache.SharedIndexInformer{secretInf, cmInf} {
+	if nodeFactory != nil {
+		nodeFactory.Start(ctx.Done())
+	}
+	for _, inf := range synced {
 		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 			return fmt.Errorf("admission: informers did not sync: %w", context.Cause(ctx))
 		}
@@ -203,6 +218,34 @@ func Run(ctx context.Context, cfg *rest.Config, o admission.RunOptions) error {
 		<-done
 		return nil
 	}
+}
+
+// NodePlatforms is the admission.NodePlatforms of a multi-platform
+// cluster: each node's platform is its label label, read from an informer
+// on every Node that keeps only their metadata's labels (a node the
+// informer has not seen yet is asked for). The caller starts the factory
+// and waits for the informer to sync.
+func NodePlatforms(client kubernetes.Interface, label string) (*admission.NodePlatforms, informers.SharedInformerFactory, cache.SharedIndexInformer, error) {
+	factory := informers.NewSharedInformerFactory(client, 10*time.Hour)
+	nodes := factory.Core().V1().Nodes()
+	inf := nodes.Informer()
+	if err := inf.SetTransform(func(obj any) (any, error) {
+		if n, ok := obj.(*corev1.Node); ok {
+			n.Status, n.Spec, n.ManagedFields, n.Annotations = corev1.NodeStatus{}, corev1.NodeSpec{}, nil, nil
+		}
+		return obj, nil
+	}); err != nil {
+		return nil, nil, nil, err
+	}
+	lister := nodes.Lister()
+	np := &admission.NodePlatforms{Label: label, Node: func(ctx context.Context, name string) (*corev1.Node, error) {
+		n, err := lister.Get(name)
+		if apierrors.IsNotFound(err) {
+			return client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		}
+		return n, err
+	}}
+	return np, factory, inf, nil
 }
 
 // envNamespace is knative's system.Namespace without its panic.
