@@ -263,6 +263,7 @@ func WithWitnesses(p *witness.Policy) ClientOption {
 	return func(c *Client) {
 		if p != nil {
 			c.log.Require(p)
+			c.witnesses = p
 		}
 	}
 }
