@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,10 +98,19 @@ func startChild(t *testing.T, dir string, env ...string) (*exec.Cmd, string) {
 
 // TestCrashDuringBurst kills a serving process with SIGKILL while 32
 // writers append, restarts it, and checks that every acknowledged
-// (digest, index) is in the log once and answers the same index.
+// (digest, index) is in the log once, answers the same index and is found
+// once by a search; STEPSEAL_CRASH_ROUNDS sets how many times (default 2).
 func TestCrashDuringBurst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes")
+	}
+	rounds := 2
+	if s := os.Getenv("STEPSEAL_CRASH_ROUNDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("STEPSEAL_CRASH_ROUNDS=%q", s)
+		}
+		rounds = n
 	}
 	dir := t.TempDir()
 	key, err := tlog.WriteKeyFiles(filepath.Join(dir, "log.key"), filepath.Join(dir, "log.pub"), "log.stepseal.test")
@@ -111,7 +121,8 @@ func TestCrashDuringBurst(t *testing.T) {
 	pub, _ := signing.MarshalPublicKeyPEM(signer.Public())
 	os.WriteFile(filepath.Join(dir, "writer.pub"), pub, 0o644)
 
-	for round := range 2 {
+	allAcked := map[string]uint64{}
+	for round := range rounds {
 		cmd, url := startChild(t, dir)
 		var mu sync.Mutex
 		acked := map[string]uint64{}
@@ -157,9 +168,14 @@ func TestCrashDuringBurst(t *testing.T) {
 		close(stop)
 		wg.Wait()
 
+		restart := time.Now()
 		cmd, url = startChild(t, dir)
+		up := time.Since(restart)
 		c, _ := NewClient(url, key.Verifier, nil)
 		for d, i := range acked {
+			allAcked[d] = i
+		}
+		for d, i := range allAcked {
 			v, err := c.Get(ctx, d)
 			if err != nil || v.Index != i {
 				t.Fatalf("round %d: acknowledged %s at %d, after restart: %d %v", round, d, i, v.Index, err)
@@ -181,15 +197,27 @@ func TestCrashDuringBurst(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		for d := range acked {
+		for d := range allAcked {
 			if leaves[d] != 1 {
 				t.Fatalf("acknowledged %s is %d leaves", d, leaves[d])
+			}
+		}
+		found := map[string]int{}
+		if _, err := c.SearchAll(ctx, Query{Subject: subject("base")}, 0, MaxLimit, func(r VerifiedResult) error {
+			found[r.Entry.Digest]++
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for d := range allAcked {
+			if found[d] != 1 {
+				t.Fatalf("round %d: acknowledged %s found %d times by search", round, d, found[d])
 			}
 		}
 		if rep, err := Audit(ctx, c, filepath.Join(t.TempDir(), "audit.db"), []Query{{Subject: subject("base")}}); err != nil {
 			t.Fatal(err)
 		} else {
-			t.Logf("round %d: %d acknowledged before SIGKILL, log of %d entries, %d aliases, audit of %d results passed", round, len(acked), cp.Size, len(rep.Aliases), rep.Results)
+			t.Logf("round %d: %d acknowledged before SIGKILL, restart to serving %v, log of %d entries, %d aliases, audit of %d results passed", round, len(acked), up.Round(time.Millisecond), cp.Size, len(rep.Aliases), rep.Results)
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
