@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -401,5 +404,37 @@ func TestWitnessCosignatureFreshness(t *testing.T) {
 	}
 	if _, err := c.Get(ctx, store.Digest(doc)); err != nil {
 		t.Fatalf("get with the new checkpoint: %v", err)
+	}
+}
+
+// TestWitnessRefusesForeignKey: a log signing with another key under the
+// witnessed log's origin (a stolen name, not the key) gets no cosignature
+// for the checkpoint Tessera publishes on start, so the server does not
+// start, with ErrWitness naming the witness's answer, and nothing is
+// published.
+// C2SP tlog-witness says 403 for a checkpoint without a valid signature of
+// the log's key; omniwitness at the pinned version answers 500 (its
+// signature check's error is not its ErrNoValidSignature), which this test
+// pins so that a change of the witness's answer is seen.
+func TestWitnessRefusesForeignKey(t *testing.T) {
+	f := newCosignedFixture(t)
+	skey, _, err := tlog.GenerateKey(f.key.Verifier.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, err = Open(ctx, dir, other, Options{Keys: Keys{signingtest.Verifier(t, f.signer)}, Witnesses: f.policy, WitnessTimeout: 10 * time.Second})
+	if !errors.Is(err, ErrWitness) || !errors.Is(err, reject.ErrUnableToCheck) || !strings.Contains(err.Error(), "HTTP 500") || !strings.Contains(err.Error(), "witness at ") {
+		t.Fatalf("a log under another key: %v, want ErrWitness naming the witness's answer", err)
+	}
+	// Nothing was published: no checkpoint of the foreign key exists to
+	// show a client (tlog.ErrBadCheckpoint for one that did is
+	// TestManInTheMiddleOnSearch's and TestCompareGossip's).
+	if _, err := os.Stat(filepath.Join(dir, "log", "checkpoint")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a checkpoint was published without the witness: %v", err)
 	}
 }
