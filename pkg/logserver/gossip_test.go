@@ -129,6 +129,14 @@ func TestCompareGossip(t *testing.T) {
 			t.Errorf("smaller fork: %+v", g)
 		}
 	}
+	// Alone, a monitor of either view passes: without gossip (or
+	// witnesses) the split view is not visible to it, as documented.
+	for _, f := range []*fixture{a, b} {
+		c, _ := NewClient(f.http.URL, a.key.Verifier, nil)
+		if _, err := Monitor(ctx, c, nil); err != nil {
+			t.Errorf("monitor of %s alone: %v", f.http.URL, err)
+		}
+	}
 	if _, err := ParseGossip([]byte("not json")); !errors.Is(err, ErrDocument) {
 		t.Errorf("bad input: %v", err)
 	}
