@@ -364,60 +364,66 @@ func (p *Policy) CheckTrusted(raw []byte, name string) error {
 
 func (p *Policy) check(raw []byte, name string, fresh bool) error {
 	c := p.cosignatures(raw)
+	if !fresh || p.fresh.MaxAge == 0 {
+		if c.satisfied {
+			return nil // every answer of a burst: no allocation
+		}
+		return p.newError(c, name)
+	}
+	e := p.newError(c, name)
+	// Drop the lines of cosignatures too old or dated in the future
+	// and ask Tessera's group again: k-of-n is still its decision.
+	now := p.fresh.Now()
+	kept := raw
+	for _, s := range c.valid {
+		switch {
+		case !s.ok || now.Sub(s.time) > p.fresh.MaxAge:
+			age := "no timestamp"
+			if s.ok {
+				age = now.Sub(s.time).Round(time.Second).String() + " old"
+			}
+			e.Stale = append(e.Stale, fmt.Sprintf("%s (%s)", s.name, age))
+		case s.time.Sub(now) > p.fresh.Skew:
+			e.Future = append(e.Future, fmt.Sprintf("%s (%s ahead)", s.name, s.time.Sub(now).Round(time.Second)))
+		default:
+			continue
+		}
+		kept = bytes.Replace(kept, []byte(s.line), nil, 1)
+	}
+	e.MaxAge = p.fresh.MaxAge
+	if len(e.Stale)+len(e.Future) == 0 {
+		if c.satisfied {
+			return nil
+		}
+		return e
+	}
+	if p.group.Satisfied(kept) {
+		return nil
+	}
+	if !c.satisfied {
+		return e
+	}
+	// Satisfied only with the stale (or future-dated) ones.
+	if len(e.Future) == 0 {
+		e.OnlyStale = true
+		if p.fresh.Stale == StaleWarn {
+			if p.fresh.Warn != nil {
+				p.fresh.Warn(fmt.Sprintf("witness cosignatures of checkpoint %s are older than %v: %s; accepted (stale cosignatures: warn)", name, p.fresh.MaxAge, strings.Join(e.Stale, " ")))
+			}
+			return nil
+		}
+	}
+	return e
+}
+
+// newError is the refusal of c's checkpoint, named name.
+func (p *Policy) newError(c *cosigned, name string) *Error {
 	e := &Error{Checkpoint: name, Policy: p.rule, Invalid: c.invalid}
 	for _, w := range p.witnesses {
 		e.Expected = append(e.Expected, w.Name)
 	}
 	for _, s := range c.valid {
 		e.Valid = append(e.Valid, s.name)
-	}
-	if fresh && p.fresh.MaxAge > 0 {
-		// Drop the lines of cosignatures too old or dated in the future
-		// and ask Tessera's group again: k-of-n is still its decision.
-		now := p.fresh.Now()
-		kept := raw
-		for _, s := range c.valid {
-			switch {
-			case !s.ok || now.Sub(s.time) > p.fresh.MaxAge:
-				age := "no timestamp"
-				if s.ok {
-					age = now.Sub(s.time).Round(time.Second).String() + " old"
-				}
-				e.Stale = append(e.Stale, fmt.Sprintf("%s (%s)", s.name, age))
-			case s.time.Sub(now) > p.fresh.Skew:
-				e.Future = append(e.Future, fmt.Sprintf("%s (%s ahead)", s.name, s.time.Sub(now).Round(time.Second)))
-			default:
-				continue
-			}
-			kept = bytes.Replace(kept, []byte(s.line), nil, 1)
-		}
-		e.MaxAge = p.fresh.MaxAge
-		if len(e.Stale)+len(e.Future) == 0 {
-			if c.satisfied {
-				return nil
-			}
-			return e
-		}
-		if p.group.Satisfied(kept) {
-			return nil
-		}
-		if !c.satisfied {
-			return e
-		}
-		// Satisfied only with the stale (or future-dated) ones.
-		if len(e.Future) == 0 {
-			e.OnlyStale = true
-			if p.fresh.Stale == StaleWarn {
-				if p.fresh.Warn != nil {
-					p.fresh.Warn(fmt.Sprintf("witness cosignatures of checkpoint %s are older than %v: %s; accepted (stale cosignatures: warn)", name, p.fresh.MaxAge, strings.Join(e.Stale, " ")))
-				}
-				return nil
-			}
-		}
-		return e
-	}
-	if c.satisfied {
-		return nil
 	}
 	return e
 }
