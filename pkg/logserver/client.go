@@ -14,6 +14,7 @@ import (
 	tclient "github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/stepseal/stepseal/pkg/logserver/witness"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
 	"github.com/stepseal/stepseal/pkg/tlog"
@@ -33,6 +34,9 @@ type Client struct {
 	base *url.URL
 	hc   *http.Client
 	log  *tlog.Client
+	// witnesses is the policy of WithWitnesses (nil: none), also applied
+	// to gossiped checkpoints.
+	witnesses *witness.Policy
 }
 
 // ClientOption configures a Client (WithWitnesses).

@@ -30,6 +30,13 @@ var (
 	// ErrBusy: the server pushed back (too many appends in flight); retry
 	// after a while. No verdict.
 	ErrBusy = reject.Sentinel(reject.ErrUnavailable, "log server busy")
+	// ErrGossipUnverifiable: a gossiped checkpoint (another party's view of
+	// the log) signed by the log's key but without the cosignatures the
+	// client's witness policy requires. It is not evidence of a split view
+	// either way — no client requiring the policy would have accepted it —
+	// so it is not compared, and reported as a check that could not be
+	// made (reject.ErrUnavailable).
+	ErrGossipUnverifiable = reject.Sentinel(reject.ErrUnavailable, "gossiped checkpoint lacks the witness cosignatures required")
 	// ErrUnavailable: the server could not be reached or answered with an
 	// unexpected status. No verdict.
 	ErrUnavailable = reject.Sentinel(reject.ErrUnavailable, "log server unavailable")

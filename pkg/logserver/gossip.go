@@ -82,8 +82,12 @@ type GossipChecked struct {
 	// Size is the gossiped tree's size (0 when it did not parse).
 	Size uint64 `json:"size"`
 	// OtherLog: a checkpoint of another log (another origin), not compared.
-	OtherLog bool   `json:"otherLog,omitempty"`
-	Error    string `json:"error,omitempty"`
+	OtherLog bool `json:"otherLog,omitempty"`
+	// Unverifiable: signed by the log but without the cosignatures the
+	// client's witness policy requires (ErrGossipUnverifiable), not
+	// compared: no verdict on a split view either way.
+	Unverifiable bool   `json:"unverifiable,omitempty"`
+	Error        string `json:"error,omitempty"`
 
 	err error
 }
@@ -99,7 +103,13 @@ func (g GossipChecked) Err() error { return g.err }
 // a larger tree than cp means the log shows this monitor less than it
 // showed someone else (tlog.ErrRollback): a split view, or a rollback.
 // Gather the gossip before reading cp, so an honest log's is never larger.
-// Checkpoints of other origins are marked OtherLog and not compared.
+// Checkpoints of other origins are marked OtherLog and not compared. With
+// a witness policy (WithWitnesses), a gossiped checkpoint must also carry
+// the cosignatures it requires — counted whatever their age, since gossip
+// is as old as the run that recorded it — else it is Unverifiable
+// (ErrGossipUnverifiable, a check that could not be made, not a
+// refusal) and not compared: a client requiring the policy never accepted
+// it, so it shows no split view of what such clients saw.
 func CompareGossip(ctx context.Context, c *Client, cp tlog.Checkpoint, gossip []Gossip) []GossipChecked {
 	out := make([]GossipChecked, 0, len(gossip))
 	for _, g := range gossip {
@@ -111,9 +121,17 @@ func CompareGossip(ctx context.Context, c *Client, cp tlog.Checkpoint, gossip []
 			continue
 		}
 		gc, err := tlog.ParseCheckpoint(g.Raw, c.log.Verifier())
+		var werr error
+		if err == nil && c.witnesses != nil {
+			werr = c.witnesses.CheckTrustedCheckpoint(gc)
+		}
 		switch {
 		case err != nil:
 			r.err = fmt.Errorf("checkpoint gossiped by %s: %w", g.From, err)
+		case werr != nil:
+			// The witness error's text, not its type: this is no refusal.
+			r.Size, r.Unverifiable = gc.Size, true
+			r.err = fmt.Errorf("%w: %s gossiped %s, which does not satisfy the witness policy %s, so it is not compared: %v", ErrGossipUnverifiable, g.From, gc, c.witnesses, werr)
 		case gc.Size > cp.Size:
 			r.Size = gc.Size
 			r.err = fmt.Errorf("%w: %s saw %s, the log shows this monitor %s: a split view or a rollback", tlog.ErrRollback, g.From, gc, cp)
@@ -128,6 +146,16 @@ func CompareGossip(ctx context.Context, c *Client, cp tlog.Checkpoint, gossip []
 		}
 		out = append(out, r)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].err != nil && out[j].err == nil })
+	// Refusals first, then what could not be checked, then the rest.
+	rank := func(g GossipChecked) int {
+		switch {
+		case g.Unverifiable:
+			return 1
+		case g.err != nil:
+			return 0
+		}
+		return 2
+	}
+	sort.SliceStable(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
 	return out
 }

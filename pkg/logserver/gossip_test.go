@@ -4,8 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
+	f_note "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/stepseal/stepseal/pkg/logserver/witness"
+	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
@@ -122,6 +129,14 @@ func TestCompareGossip(t *testing.T) {
 			t.Errorf("smaller fork: %+v", g)
 		}
 	}
+	// Alone, a monitor of either view passes: without gossip (or
+	// witnesses) the split view is not visible to it, as documented.
+	for _, f := range []*fixture{a, b} {
+		c, _ := NewClient(f.http.URL, a.key.Verifier, nil)
+		if _, err := Monitor(ctx, c, nil); err != nil {
+			t.Errorf("monitor of %s alone: %v", f.http.URL, err)
+		}
+	}
 	if _, err := ParseGossip([]byte("not json")); !errors.Is(err, ErrDocument) {
 		t.Errorf("bad input: %v", err)
 	}
@@ -134,4 +149,113 @@ func FuzzParseGossip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = ParseGossip(data)
 	})
+}
+
+// cosignNow adds a C2SP cosignature/v1 line of w (dated now, as
+// omniwitness dates them) to raw, a checkpoint the log signed.
+func cosignNow(t *testing.T, raw []byte, v note.Verifier, w note.Signer) []byte {
+	t.Helper()
+	n, err := note.Open(raw, note.VerifierList(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := note.Sign(n, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestGossipAgainstWitnessPolicy: a monitor requiring witness cosignatures
+// does not take a gossiped checkpoint that lacks them as evidence either
+// way: it is reported unverifiable (ErrGossipUnverifiable, "could not
+// check", not a refusal) and not compared, even when it conflicts with the
+// monitor's tree. A cosigned one is compared as before: honest gossip
+// agrees, a cosigned fork is tlog.ErrFork naming both checkpoints. The
+// cosignatures' age does not matter for gossip (the run recorded it when
+// it logged), even under a policy with a Freshness.
+func TestGossipAgainstWitnessPolicy(t *testing.T) {
+	a := newFixture(t, nil)
+	b := &fixture{dir: t.TempDir(), key: a.key, signer: a.signer}
+	b.start(t, nil)
+	wskey, wvkey, err := note.GenerateKey(nil, "witness-1.stepseal.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := f_note.NewSignerForCosignatureV1(wskey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := witness.NewPolicy(1, wvkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cosignatures made now count as an hour old for this monitor.
+	policy, err := base.WithFreshness(witness.Freshness{MaxAge: time.Minute, Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(f *fixture, run string, i int) []byte {
+		t.Helper()
+		v, err := f.client.Add(ctx, provenance(t, f.signer, run, docName(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Checkpoint.Raw
+	}
+	honest := add(a, "run", 0)
+	add(a, "run", 1)
+	add(b, "other", 0)
+	fork := add(b, "other", 1) // same size as A's tree, other root
+
+	cp, err := a.client.Log().Checkpoint(ctx)
+	if err != nil || cp.Size != 2 {
+		t.Fatalf("A: %v %v", cp, err)
+	}
+	c, err := NewClient(a.http.URL, a.key.Verifier, nil, WithWitnesses(policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gossip := []Gossip{
+		{From: "TaskRun team/honest-uncosigned", Raw: honest},
+		{From: "TaskRun team/fork-uncosigned", Raw: fork},
+		{From: "TaskRun team/honest", Raw: cosignNow(t, honest, a.key.Verifier, w)},
+		{From: "TaskRun team/fork", Raw: cosignNow(t, fork, a.key.Verifier, w)},
+	}
+	got := map[string]GossipChecked{}
+	for _, g := range CompareGossip(ctx, c, cp, gossip) {
+		got[g.From] = g
+	}
+	for _, name := range []string{"TaskRun team/honest-uncosigned", "TaskRun team/fork-uncosigned"} {
+		g := got[name]
+		err := g.Err()
+		if !g.Unverifiable || !errors.Is(err, ErrGossipUnverifiable) || !errors.Is(err, reject.ErrUnableToCheck) ||
+			errors.Is(err, reject.ErrRefused) || errors.Is(err, tlog.ErrFork) || errors.Is(err, witness.ErrNotWitnessed) {
+			t.Errorf("%s: %+v, want ErrGossipUnverifiable only", name, g)
+		}
+		for _, m := range []string{name, "1 of [witness-1.stepseal.test]", "0 valid cosignatures"} {
+			if !strings.Contains(g.Error, m) {
+				t.Errorf("%s: error %q does not name %q", name, g.Error, m)
+			}
+		}
+	}
+	if g := got["TaskRun team/honest"]; g.Err() != nil || g.Size != 1 {
+		t.Errorf("honest cosigned gossip: %+v", g)
+	}
+	g := got["TaskRun team/fork"]
+	fcp, _ := tlog.ParseCheckpoint(fork, a.key.Verifier)
+	if !errors.Is(g.Err(), tlog.ErrFork) || !strings.Contains(g.Error, fcp.String()) || !strings.Contains(g.Error, cp.String()) {
+		t.Errorf("cosigned fork: %+v, want tlog.ErrFork naming %s and %s", g, fcp, cp)
+	}
+	// Refusals sort first, then what could not be checked.
+	out := CompareGossip(ctx, c, cp, gossip)
+	if !errors.Is(out[0].Err(), tlog.ErrFork) || !out[1].Unverifiable || !out[2].Unverifiable || out[3].Err() != nil {
+		t.Errorf("order: %+v", out)
+	}
+	// Without a policy the uncosigned fork is compared: a fork.
+	for _, g := range CompareGossip(ctx, a.client, cp, gossip[1:2]) {
+		if !errors.Is(g.Err(), tlog.ErrFork) || g.Unverifiable {
+			t.Errorf("no policy: %+v", g)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,6 +41,11 @@ var (
 // safe for concurrent use (bbolt serialises writers).
 type Index struct {
 	db *bolt.DB
+	// beforeCommit, when set, sees each Apply's rows inside its
+	// transaction, before the commit: the crash tests' fault-injection
+	// point (a process killed there has the leaves in the log and not in
+	// the index).
+	beforeCommit atomic.Pointer[func([]Row)]
 }
 
 // OpenIndex opens (creating) the index database at path.
@@ -184,6 +190,9 @@ func (x *Index) Apply(rows []Row, next uint64) (aliases int, err error) {
 					return err
 				}
 			}
+		}
+		if hook := x.beforeCommit.Load(); hook != nil {
+			(*hook)(rows)
 		}
 		if next > w {
 			return meta.Put(keyWatermark, u64(next))

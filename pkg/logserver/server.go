@@ -110,6 +110,19 @@ func Open(ctx context.Context, dir string, key tlog.Key, opts Options) (*Server,
 	}
 	l, err := tlog.Open(ctx, filepath.Join(dir, "log"), key, opts.Log)
 	if err != nil {
+		// Tessera publishes a checkpoint on start: say why the witnesses
+		// did not cosign it.
+		if watch != nil {
+			watch.mu.Lock()
+			refusal, failed := watch.refusal, watch.failed
+			watch.mu.Unlock()
+			switch {
+			case refusal != nil:
+				return nil, fmt.Errorf("%w: %w", refusal, err)
+			case failed != nil:
+				return nil, fmt.Errorf("%w: %v: %w", ErrWitness, failed, err)
+			}
+		}
 		return nil, err
 	}
 	idx, err := OpenIndex(filepath.Join(dir, "index.db"))

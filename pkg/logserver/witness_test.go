@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -346,5 +349,92 @@ func TestWitnessWatchKofN(t *testing.T) {
 	}
 	if !errors.Is(w.refusal, ErrWitness) || !strings.Contains(w.refusal.Error(), "w0 says 422") || !strings.Contains(w.refusal.Error(), "w1 says 404") || w.refSize != 7 {
 		t.Errorf("refusal %v (size %d)", w.refusal, w.refSize)
+	}
+}
+
+// TestWitnessCosignatureFreshness: with a real witness, a client that
+// counts only cosignatures newer than 2 s accepts the log's answers while
+// they are, refuses the same checkpoint (served again, unchanged, by the
+// log) once its cosignature is older — witness.ErrStale, naming the
+// witness and the age — and accepts the next append's newly cosigned
+// checkpoint; a client with StaleWarn accepts the old one and is warned;
+// the same checkpoint kept as a floor (Trust) is not judged on its age.
+func TestWitnessCosignatureFreshness(t *testing.T) {
+	f := newCosignedFixture(t)
+	f.open(t, f.dir)
+	fresh, err := f.policy.WithFreshness(witness.Freshness{MaxAge: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warnings []string
+	warn, err := f.policy.WithFreshness(witness.Freshness{MaxAge: 2 * time.Second, Stale: witness.StaleWarn, Warn: func(m string) { warnings = append(warnings, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.client(t, fresh)
+	doc := provenance(t, f.signer, "run-fresh", docName(0))
+	v, err := c.Add(ctx, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, store.Digest(doc)); err != nil {
+		t.Fatalf("get while the cosignature is fresh: %v", err)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	_, err = c.Get(ctx, store.Digest(doc))
+	var we *witness.Error
+	if !errors.Is(err, witness.ErrStale) || !errors.Is(err, reject.ErrExpired) || errors.Is(err, witness.ErrNotWitnessed) || !errors.As(err, &we) {
+		t.Fatalf("get of the same checkpoint 3.5 s later: %v, want witness.ErrStale", err)
+	}
+	if len(we.Stale) != 1 || !strings.HasPrefix(we.Stale[0], f.w.Name+" (") || !strings.Contains(err.Error(), "older than 2s") {
+		t.Errorf("stale error names %v: %v", we.Stale, err)
+	}
+	if _, err := f.client(t, fresh).Log().Checkpoint(ctx); !errors.Is(err, witness.ErrStale) {
+		t.Errorf("the tiles' checkpoint: %v, want witness.ErrStale", err)
+	}
+	if _, err := f.client(t, fresh).Log().Trust(ctx, v.Checkpoint.Raw); err != nil {
+		t.Errorf("the checkpoint kept as a floor: %v", err)
+	}
+	if _, err := f.client(t, warn).Get(ctx, store.Digest(doc)); err != nil || len(warnings) == 0 || !strings.Contains(warnings[0], f.w.Name) {
+		t.Errorf("warn: %v, warnings %q", err, warnings)
+	}
+	// The next append is cosigned now: accepted again.
+	if _, err := c.Add(ctx, provenance(t, f.signer, "run-fresh", docName(1))); err != nil {
+		t.Fatalf("append after the stale checkpoint: %v", err)
+	}
+	if _, err := c.Get(ctx, store.Digest(doc)); err != nil {
+		t.Fatalf("get with the new checkpoint: %v", err)
+	}
+}
+
+// TestWitnessRefusesForeignKey: a log signing with another key under the
+// witnessed log's origin (a stolen name, not the key) gets no cosignature
+// for the checkpoint Tessera publishes on start, so the server does not
+// start, with ErrWitness naming the witness's answer, and nothing is
+// published.
+// C2SP tlog-witness says 403 for a checkpoint without a valid signature of
+// the log's key; omniwitness at the pinned version answers 500 (its
+// signature check's error is not its ErrNoValidSignature), which this test
+// pins so that a change of the witness's answer is seen.
+func TestWitnessRefusesForeignKey(t *testing.T) {
+	f := newCosignedFixture(t)
+	skey, _, err := tlog.GenerateKey(f.key.Verifier.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, err = Open(ctx, dir, other, Options{Keys: Keys{signingtest.Verifier(t, f.signer)}, Witnesses: f.policy, WitnessTimeout: 10 * time.Second})
+	if !errors.Is(err, ErrWitness) || !errors.Is(err, reject.ErrUnableToCheck) || !strings.Contains(err.Error(), "HTTP 500") || !strings.Contains(err.Error(), "witness at ") {
+		t.Fatalf("a log under another key: %v, want ErrWitness naming the witness's answer", err)
+	}
+	// Nothing was published: no checkpoint of the foreign key exists to
+	// show a client (tlog.ErrBadCheckpoint for one that did is
+	// TestManInTheMiddleOnSearch's and TestCompareGossip's).
+	if _, err := os.Stat(filepath.Join(dir, "log", "checkpoint")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a checkpoint was published without the witness: %v", err)
 	}
 }

@@ -58,6 +58,9 @@ type witnessWatch struct {
 	refSize uint64 // of the checkpoint they refused
 	at      time.Time
 	changed chan struct{} // closed on each such refusal
+	// failed is the last answer of a witness that failed (5xx), which is
+	// no refusal (Tessera retries), kept to say why nothing was cosigned.
+	failed error
 }
 
 func newWitnessWatch(g tessera.WitnessGroup) *witnessWatch {
@@ -123,6 +126,9 @@ func (w *witnessWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	case resp.StatusCode >= 500:
 		// The witness's own failure: Tessera retries at the next interval.
+		w.mu.Lock()
+		w.failed = fmt.Errorf("witness at %s failed on the checkpoint of %d entries: HTTP %d %s", req.URL.Host, size, resp.StatusCode, strings.TrimSpace(string(rb)))
+		w.mu.Unlock()
 	default:
 		w.refuse(u, size, fmt.Errorf("witness at %s refused the checkpoint of %d entries: HTTP %d %s", req.URL.Host, size, resp.StatusCode, meaning(resp.StatusCode)))
 	}
@@ -263,6 +269,7 @@ func WithWitnesses(p *witness.Policy) ClientOption {
 	return func(c *Client) {
 		if p != nil {
 			c.log.Require(p)
+			c.witnesses = p
 		}
 	}
 }

@@ -3,6 +3,7 @@ package rekor_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -237,6 +238,16 @@ func TestPublishCosignVerifiesAndTamperingIsRejected(t *testing.T) {
 		{"checkpoint from another log", edit(t, pubd.Bundle, func(b *protobundle.Bundle) {
 			tle(b).TlogEntries[0].InclusionProof.Checkpoint = foreignTLE.VerificationMaterial.TlogEntries[0].InclusionProof.Checkpoint
 		}), blob, rekor.ErrCheckpoint, reject.ErrSignature},
+		{"checkpoint root replaced", edit(t, pubd.Bundle, func(b *protobundle.Bundle) {
+			cp := tle(b).TlogEntries[0].InclusionProof.Checkpoint
+			lines := strings.SplitN(cp.Envelope, "\n", 4)
+			lines[2] = base64.StdEncoding.EncodeToString(make([]byte, 32))
+			cp.Envelope = strings.Join(lines, "\n")
+		}), blob, rekor.ErrCheckpoint, reject.ErrSignature},
+		{"index beyond the tree", edit(t, pubd.Bundle, func(b *protobundle.Bundle) {
+			e := tle(b).TlogEntries[0]
+			e.LogIndex, e.InclusionProof.LogIndex = 1000, 1000
+		}), blob, rekor.ErrInclusion, reject.ErrMismatch},
 		{"tlog entry removed", edit(t, pubd.Bundle, func(b *protobundle.Bundle) {
 			tle(b).TlogEntries = nil
 		}), blob, rekor.ErrNoEntry, reject.ErrMissing},
@@ -258,6 +269,26 @@ func TestPublishCosignVerifiesAndTamperingIsRejected(t *testing.T) {
 			t.Logf("cosign: %s", lastLine(out))
 		})
 	}
+	// The trusted root names the log's key under another host: the log ID
+	// (the note key hash of origin and key) is not the bundle's, and the
+	// checkpoints' origin is not that host.
+	t.Run("trusted root on another host", func(t *testing.T) {
+		moved := srv.Log
+		moved.Origin = "rekor.elsewhere"
+		_, pubPEM, movedRoot := files(t, s, moved)
+		o := opts
+		o.Logs = []rekor.Log{moved}
+		_, err := rekor.Verify(pubd.Bundle, o)
+		if !errors.Is(err, rekor.ErrUnknownLog) || !errors.Is(err, reject.ErrUnauthorized) {
+			t.Fatalf("Verify: %v, want rekor.ErrUnknownLog", err)
+		}
+		t.Logf("Verify: %v", err)
+		out, cerr := cosignVerify(t, t.TempDir(), pubd.Bundle, blob, pubPEM, movedRoot)
+		if cerr == nil || strings.Contains(out, "Verified OK") {
+			t.Fatalf("cosign accepted the bundle under another host:\n%s", out)
+		}
+		t.Logf("cosign: %s", lastLine(out))
+	})
 }
 
 // lastLine is cosign's "Error:" line, else its last line.

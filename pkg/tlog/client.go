@@ -60,6 +60,17 @@ type CheckpointPolicy interface {
 	CheckCheckpoint(cp Checkpoint) error
 }
 
+// TrustedPolicy is a CheckpointPolicy with a separate check for a
+// checkpoint kept from earlier (Trust): one that depends on time, such as
+// the age of witness cosignatures, applies to what a log shows now, not to
+// a floor saved last week. The client checks CheckCheckpoint again on
+// every use of the newest checkpoint, so an answer carrying the same
+// checkpoint as before cannot outlive the policy either.
+type TrustedPolicy interface {
+	CheckpointPolicy
+	CheckTrustedCheckpoint(cp Checkpoint) error
+}
+
 // Require makes p a condition of every checkpoint the client accepts from
 // now on (VerifyCheckpoint, Checkpoint, Trust). Call it before the first
 // read.
@@ -84,9 +95,10 @@ func (c *Client) Latest() (Checkpoint, bool) {
 
 // Trust makes raw (a checkpoint saved earlier, e.g. the one the controller
 // recorded) the floor for later checkpoints: it is verified like any other,
-// so a smaller one already seen makes it ErrRollback.
+// so a smaller one already seen makes it ErrRollback; a TrustedPolicy's
+// CheckTrustedCheckpoint applies instead of CheckCheckpoint.
 func (c *Client) Trust(ctx context.Context, raw []byte) (Checkpoint, error) {
-	return c.VerifyCheckpoint(ctx, raw)
+	return c.verifyCheckpoint(ctx, raw, true)
 }
 
 // Checkpoint reads the log's current checkpoint and verifies it with
@@ -102,13 +114,21 @@ func (c *Client) Checkpoint(ctx context.Context) (Checkpoint, error) {
 // VerifyCheckpoint checks raw's signature and that it is consistent with the
 // largest checkpoint seen before, then remembers it if it is larger.
 func (c *Client) VerifyCheckpoint(ctx context.Context, raw []byte) (Checkpoint, error) {
+	return c.verifyCheckpoint(ctx, raw, false)
+}
+
+func (c *Client) verifyCheckpoint(ctx context.Context, raw []byte, trusted bool) (Checkpoint, error) {
 	// The same bytes as the newest checkpoint verified: its signature and
 	// consistency were checked then, with this client's key (every answer
-	// of a burst of appends carries the same checkpoint).
+	// of a burst of appends carries the same checkpoint). A policy is
+	// asked again: its verdict may depend on time.
 	c.mu.Lock()
 	if c.latest != nil && bytes.Equal(c.latest.Raw, raw) {
-		cp := *c.latest
+		cp, p := *c.latest, c.policy
 		c.mu.Unlock()
+		if err := checkPolicy(p, cp, trusted); err != nil {
+			return Checkpoint{}, err
+		}
 		return cp, nil
 	}
 	c.mu.Unlock()
@@ -118,10 +138,8 @@ func (c *Client) VerifyCheckpoint(ctx context.Context, raw []byte) (Checkpoint, 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.policy != nil {
-		if err := c.policy.CheckCheckpoint(cp); err != nil {
-			return Checkpoint{}, err
-		}
+	if err := checkPolicy(c.policy, cp, trusted); err != nil {
+		return Checkpoint{}, err
 	}
 	if c.latest != nil {
 		if bytes.Equal(c.latest.Raw, cp.Raw) {
@@ -136,6 +154,18 @@ func (c *Client) VerifyCheckpoint(ctx context.Context, raw []byte) (Checkpoint, 
 	}
 	c.latest = &cp
 	return cp, nil
+}
+
+// checkPolicy applies p (if any) to cp; trusted selects a TrustedPolicy's
+// check for a kept checkpoint.
+func checkPolicy(p CheckpointPolicy, cp Checkpoint, trusted bool) error {
+	if p == nil {
+		return nil
+	}
+	if tp, ok := p.(TrustedPolicy); ok && trusted {
+		return tp.CheckTrustedCheckpoint(cp)
+	}
+	return p.CheckCheckpoint(cp)
 }
 
 // VerifyConsistency checks that newer's tree extends older's, with a proof

@@ -503,7 +503,10 @@ checkpoints others saw: Kubernetes objects as JSON (kubectl get taskruns,pipelin
 -A -o json), whose stepseal.dev/log-checkpoint annotations the controller wrote.
 Each must be signed by the log's key and extended by the tree the log shows
 this monitor; a larger one means the log shows this monitor less (a split view
-or a rollback). Checkpoints of other logs are set aside.`,
+or a rollback). Checkpoints of other logs are set aside. With a witness policy,
+a gossiped checkpoint without the cosignatures it requires is reported
+unverifiable and not compared (no client requiring them accepted it); the
+command then fails too, as it could not check everything.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if server == "" || keyPath == "" || state == "" {
@@ -561,6 +564,8 @@ or a rollback). Checkpoints of other logs are set aside.`,
 						switch {
 						case g.OtherLog:
 							fmt.Fprintf(w, "gossip from %s: another log's checkpoint, not compared\n", g.From)
+						case g.Unverifiable:
+							fmt.Fprintf(w, "gossip from %s: UNVERIFIABLE (not compared): %s\n", g.From, g.Error)
 						case g.Error != "":
 							fmt.Fprintf(w, "gossip from %s: FAIL: %s\n", g.From, g.Error)
 						default:

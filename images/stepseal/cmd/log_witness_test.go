@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stepseal/stepseal/internal/witnesstest"
+	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/logserver/witness"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/tlog"
@@ -86,4 +88,55 @@ func TestLogWitnessCLI(t *testing.T) {
 			t.Fatalf("%v: %v, want witness.ErrNotWitnessed naming the expected witness\n%s", args, err, out)
 		}
 	}
+
+	// Freshness: after 3 s without an append, the log still serves the
+	// checkpoint cosigned then; --witness-max-age 2s refuses it
+	// (witness.ErrStale), --witness-stale warn accepts it with a warning.
+	time.Sleep(3 * time.Second)
+	getArgs := []string{"log", "get", store.Digest(docBytes), "--server", url, "--log-key", logPub, "--witness-key", wkey, "--witness-max-age", "2s"}
+	if out, err := runCLI(t, getArgs...); !errors.Is(err, witness.ErrStale) || !strings.Contains(out+err.Error(), "witness.stepseal.test (") {
+		t.Fatalf("get with --witness-max-age 2s: %v, want witness.ErrStale\n%s", err, out)
+	}
+	if out := mustCLI(t, append(getArgs, "--witness-stale", "warn")...); !strings.Contains(out, "warning: witness cosignatures of checkpoint") {
+		t.Fatalf("--witness-stale warn printed no warning:\n%s", out)
+	}
+	if _, err := runCLI(t, append(getArgs, "--witness-stale", "ignore")...); err == nil || !strings.Contains(err.Error(), "--witness-stale") {
+		t.Fatalf("--witness-stale ignore: %v", err)
+	}
+
+	// Gossip without the cosignature (the log's signature alone) is
+	// unverifiable for a monitor requiring the witness: reported, not
+	// compared, and the command fails.
+	cpRaw, err := os.ReadFile(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := note.Open(cpRaw, note.VerifierList(mustVerifier(t, logPub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.UnverifiedSigs = nil
+	bare, err := note.Sign(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, _ := json.Marshal(map[string]any{"kind": "List", "items": []any{map[string]any{"kind": "TaskRun",
+		"metadata": map[string]any{"namespace": "team", "name": "build-1", "annotations": map[string]string{"stepseal.dev/log-checkpoint": string(bare)}}}}})
+	gossip := filepath.Join(dir, "runs.json")
+	if err := os.WriteFile(gossip, runs, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCLI(t, "log", "monitor", "--server", url, "--log-key", logPub, "--state", filepath.Join(dir, "state"), "--witness-key", wkey, "--gossip", gossip)
+	if !errors.Is(err, logserver.ErrGossipUnverifiable) || !strings.Contains(out, "gossip from TaskRun team/build-1: UNVERIFIABLE") {
+		t.Fatalf("monitor with uncosigned gossip: %v, want logserver.ErrGossipUnverifiable\n%s", err, out)
+	}
+}
+
+func mustVerifier(t *testing.T, path string) note.Verifier {
+	t.Helper()
+	v, err := tlog.ReadVerifier(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -1,13 +1,17 @@
 package witness
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
+	f_note "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/tessera"
 	"golang.org/x/mod/sumdb/note"
 
@@ -19,6 +23,14 @@ import (
 // cosignatures of the witnesses a policy names (reject.ErrThreshold, a
 // refusal). The *Error says how many were valid and which were expected.
 var ErrNotWitnessed = reject.Sentinel(reject.ErrThreshold, "checkpoint not cosigned by enough witnesses")
+
+// ErrStale: a checkpoint whose witnesses cosigned it, but too long ago for
+// the policy's Freshness (reject.ErrExpired, a refusal): without enough
+// cosignatures newer than MaxAge it does not satisfy the policy. A C2SP
+// cosignature/v1 states that, as of its timestamp, this was the largest
+// tree the witness had seen; an old one says nothing about the log since,
+// so a log that froze a client's view (hiding newer entries) is caught.
+var ErrStale = reject.Sentinel(reject.ErrExpired, "witness cosignatures too old")
 
 // Witness is one witness of a policy.
 type Witness struct {
@@ -36,7 +48,78 @@ type Policy struct {
 	group     tessera.WitnessGroup
 	witnesses []Witness
 	rule      string
+	fresh     Freshness
+
+	// mu guards memo, the cosignatures found on the last checkpoint
+	// checked: a client sees the same checkpoint on every answer of a
+	// burst, and only its age changes.
+	mu   sync.Mutex
+	memo *cosigned
 }
+
+// StaleAction is what a Freshness does with a checkpoint that satisfies
+// the policy only by counting cosignatures older than MaxAge.
+type StaleAction string
+
+const (
+	// StaleRefuse: the checkpoint is refused with ErrStale.
+	StaleRefuse StaleAction = "refuse"
+	// StaleWarn: the checkpoint is accepted and Freshness.Warn is told.
+	StaleWarn StaleAction = "warn"
+)
+
+// Freshness bounds the age of the cosignatures counted toward a policy,
+// read from each C2SP cosignature/v1 line's timestamp (the time the
+// witness signed). It applies to checkpoints a log shows now; a checkpoint
+// kept from earlier (CheckTrusted: a client's floor, gossip, a layout's
+// anchor) is judged on its cosignatures alone.
+type Freshness struct {
+	// MaxAge: a cosignature older than this does not count (0: no bound,
+	// timestamps are not read). An honest log has its checkpoint
+	// cosigned again at least every 10 minutes (Tessera republishes it),
+	// so MaxAge must be longer than that.
+	MaxAge time.Duration
+	// Skew: a cosignature dated more than Skew after now never counts
+	// (C2SP tlog-cosignature lets verifiers reject future timestamps).
+	// Default 5 minutes.
+	Skew time.Duration
+	// Stale is StaleRefuse (the default) or StaleWarn.
+	Stale StaleAction
+	// Warn receives StaleWarn's message (naming the checkpoint, the
+	// witnesses and their cosignatures' ages); nil drops it.
+	Warn func(msg string)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// DefaultSkew is Freshness.Skew when it is 0.
+const DefaultSkew = 5 * time.Minute
+
+// WithFreshness returns a copy of p that also requires f of the
+// cosignatures it counts on a checkpoint the log shows now. A Stale other
+// than refuse or warn, or a negative age, is reject.ErrMalformed.
+func (p *Policy) WithFreshness(f Freshness) (*Policy, error) {
+	switch f.Stale {
+	case "":
+		f.Stale = StaleRefuse
+	case StaleRefuse, StaleWarn:
+	default:
+		return nil, fmt.Errorf("%w: witness freshness: stale cosignatures %q: want %q or %q", reject.ErrMalformed, f.Stale, StaleRefuse, StaleWarn)
+	}
+	if f.MaxAge < 0 || f.Skew < 0 {
+		return nil, fmt.Errorf("%w: witness freshness: negative age %v or skew %v", reject.ErrMalformed, f.MaxAge, f.Skew)
+	}
+	if f.Skew == 0 {
+		f.Skew = DefaultSkew
+	}
+	if f.Now == nil {
+		f.Now = time.Now
+	}
+	return &Policy{group: p.group, witnesses: p.witnesses, rule: p.rule, fresh: f}, nil
+}
+
+// Freshness is the freshness p requires (MaxAge 0: none).
+func (p *Policy) Freshness() Freshness { return p.fresh }
 
 // ParsePolicy reads a witness policy file in Tessera's format (Sigsum's
 // policy format with C2SP vkeys):
@@ -155,24 +238,49 @@ type Error struct {
 	Checkpoint string
 	// Policy is what was required (Policy.String).
 	Policy string
-	// Valid names the witnesses whose cosignature verified; Invalid those
-	// whose line is there but does not verify over this checkpoint.
+	// Valid names the witnesses whose cosignature verified (counted or
+	// not, see Stale and Future); Invalid those whose line is there but
+	// does not verify over this checkpoint.
 	Valid, Invalid []string
 	// Expected names every witness of the policy.
 	Expected []string
+	// Stale names the valid cosignatures older than the Freshness's
+	// MaxAge, with their age; Future those dated beyond its Skew. Neither
+	// counted.
+	Stale, Future []string
+	// MaxAge is the Freshness's bound (0: none).
+	MaxAge time.Duration
+	// OnlyStale: the cosignatures satisfy the policy when the stale ones
+	// count: the error is ErrStale, not ErrNotWitnessed.
+	OnlyStale bool
 }
 
 func (e *Error) Error() string {
+	head := ErrNotWitnessed
+	if e.OnlyStale {
+		head = ErrStale
+	}
 	msg := fmt.Sprintf("%s: checkpoint %s has %d valid cosignatures (%s) of the witnesses expected [%s]; the policy requires %s",
-		ErrNotWitnessed, e.Checkpoint, len(e.Valid), strings.Join(e.Valid, " "), strings.Join(e.Expected, " "), e.Policy)
+		head, e.Checkpoint, len(e.Valid), strings.Join(e.Valid, " "), strings.Join(e.Expected, " "), e.Policy)
+	if len(e.Stale) > 0 {
+		msg += fmt.Sprintf("; older than %v, not counted: %s", e.MaxAge, strings.Join(e.Stale, " "))
+	}
+	if len(e.Future) > 0 {
+		msg += fmt.Sprintf("; dated in the future, not counted: %s", strings.Join(e.Future, " "))
+	}
 	if len(e.Invalid) > 0 {
 		msg += fmt.Sprintf("; cosignatures that do not verify: %s", strings.Join(e.Invalid, " "))
 	}
 	return msg
 }
 
-// Is matches ErrNotWitnessed, reject.ErrThreshold and reject.ErrRefused.
+// Is matches ErrStale and reject.ErrExpired for a checkpoint refused only
+// for its cosignatures' age, else ErrNotWitnessed and reject.ErrThreshold;
+// both are reject.ErrRefused.
 func (e *Error) Is(target error) bool {
+	if e.OnlyStale {
+		return target == ErrStale || reject.Matches(reject.ErrExpired, target)
+	}
 	return target == ErrNotWitnessed || reject.Matches(reject.ErrThreshold, target)
 }
 
@@ -182,36 +290,150 @@ func (e *Error) Is(target error) bool {
 // signature, a signature over another checkpoint). It does not check the
 // log's own signature.
 func (p *Policy) Cosigned(raw []byte) (valid, invalid []string) {
+	c := p.cosignatures(raw)
+	for _, s := range c.valid {
+		valid = append(valid, s.name)
+	}
+	return valid, c.invalid
+}
+
+// cosigned is what a note carries of the policy's witnesses.
+type cosigned struct {
+	raw     []byte
+	valid   []cosignature
+	invalid []string
+	// satisfied: the policy is satisfied counting every valid cosignature.
+	satisfied bool
+}
+
+// cosignature is one witness's valid cosignature line and its timestamp.
+type cosignature struct {
+	name string
+	line string
+	// time is the cosignature/v1 timestamp; ok is false when it has none
+	// (a witness key of another signature type).
+	time time.Time
+	ok   bool
+}
+
+func (p *Policy) cosignatures(raw []byte) *cosigned {
+	p.mu.Lock()
+	m := p.memo
+	p.mu.Unlock()
+	if m != nil && bytes.Equal(m.raw, raw) {
+		return m
+	}
+	c := &cosigned{raw: bytes.Clone(raw), satisfied: p.group.Satisfied(raw)}
 	for _, w := range p.witnesses {
 		n, err := note.Open(raw, note.VerifierList(w.Verifier))
 		var unverified *note.UnverifiedNoteError
 		switch {
 		case err == nil && len(n.Sigs) == 1:
-			valid = append(valid, w.Name)
+			s := cosignature{name: w.Name, line: "— " + n.Sigs[0].Name + " " + n.Sigs[0].Base64 + "\n"}
+			if t, err := f_note.CoSigV1Timestamp(n.Sigs[0]); err == nil {
+				s.time, s.ok = t, true
+			}
+			c.valid = append(c.valid, s)
 		case errors.As(err, &unverified):
 		default:
-			invalid = append(invalid, w.Name)
+			c.invalid = append(c.invalid, w.Name)
 		}
 	}
-	return valid, invalid
+	p.mu.Lock()
+	p.memo = c
+	p.mu.Unlock()
+	return c
 }
 
 // Check verifies that raw, a checkpoint signed by the log (checked by the
-// caller), carries cosignatures satisfying the policy: *Error (matching
-// ErrNotWitnessed) if not. name names the checkpoint in the error.
+// caller) and shown by the log now, carries cosignatures satisfying the
+// policy, counting only those its Freshness allows: *Error matching
+// ErrNotWitnessed if not, or ErrStale if only cosignatures older than
+// MaxAge would satisfy it (with StaleWarn, Warn is told instead and the
+// checkpoint accepted). name names the checkpoint in the error.
 func (p *Policy) Check(raw []byte, name string) error {
-	if p.group.Satisfied(raw) {
-		return nil
-	}
-	valid, invalid := p.Cosigned(raw)
-	expected := make([]string, len(p.witnesses))
-	for i, w := range p.witnesses {
-		expected[i] = w.Name
-	}
-	return &Error{Checkpoint: name, Policy: p.rule, Valid: valid, Invalid: invalid, Expected: expected}
+	return p.check(raw, name, true)
 }
 
-// CheckCheckpoint implements tlog.CheckpointPolicy.
+// CheckTrusted is Check without the Freshness: for a checkpoint kept from
+// earlier (a client's floor, one gossiped by another party, a layout's
+// anchor), whose cosignatures were as old as it is.
+func (p *Policy) CheckTrusted(raw []byte, name string) error {
+	return p.check(raw, name, false)
+}
+
+func (p *Policy) check(raw []byte, name string, fresh bool) error {
+	c := p.cosignatures(raw)
+	if !fresh || p.fresh.MaxAge == 0 {
+		if c.satisfied {
+			return nil // every answer of a burst: no allocation
+		}
+		return p.newError(c, name)
+	}
+	e := p.newError(c, name)
+	// Drop the lines of cosignatures too old or dated in the future
+	// and ask Tessera's group again: k-of-n is still its decision.
+	now := p.fresh.Now()
+	kept := raw
+	for _, s := range c.valid {
+		switch {
+		case !s.ok || now.Sub(s.time) > p.fresh.MaxAge:
+			age := "no timestamp"
+			if s.ok {
+				age = now.Sub(s.time).Round(time.Second).String() + " old"
+			}
+			e.Stale = append(e.Stale, fmt.Sprintf("%s (%s)", s.name, age))
+		case s.time.Sub(now) > p.fresh.Skew:
+			e.Future = append(e.Future, fmt.Sprintf("%s (%s ahead)", s.name, s.time.Sub(now).Round(time.Second)))
+		default:
+			continue
+		}
+		kept = bytes.Replace(kept, []byte(s.line), nil, 1)
+	}
+	e.MaxAge = p.fresh.MaxAge
+	if len(e.Stale)+len(e.Future) == 0 {
+		if c.satisfied {
+			return nil
+		}
+		return e
+	}
+	if p.group.Satisfied(kept) {
+		return nil
+	}
+	if !c.satisfied {
+		return e
+	}
+	// Satisfied only with the stale (or future-dated) ones.
+	if len(e.Future) == 0 {
+		e.OnlyStale = true
+		if p.fresh.Stale == StaleWarn {
+			if p.fresh.Warn != nil {
+				p.fresh.Warn(fmt.Sprintf("witness cosignatures of checkpoint %s are older than %v: %s; accepted (stale cosignatures: warn)", name, p.fresh.MaxAge, strings.Join(e.Stale, " ")))
+			}
+			return nil
+		}
+	}
+	return e
+}
+
+// newError is the refusal of c's checkpoint, named name.
+func (p *Policy) newError(c *cosigned, name string) *Error {
+	e := &Error{Checkpoint: name, Policy: p.rule, Invalid: c.invalid}
+	for _, w := range p.witnesses {
+		e.Expected = append(e.Expected, w.Name)
+	}
+	for _, s := range c.valid {
+		e.Valid = append(e.Valid, s.name)
+	}
+	return e
+}
+
+// CheckCheckpoint implements tlog.CheckpointPolicy: Check.
 func (p *Policy) CheckCheckpoint(cp tlog.Checkpoint) error {
 	return p.Check(cp.Raw, cp.String())
+}
+
+// CheckTrustedCheckpoint implements tlog.TrustedPolicy: CheckTrusted.
+func (p *Policy) CheckTrustedCheckpoint(cp tlog.Checkpoint) error {
+	return p.CheckTrusted(cp.Raw, cp.String())
 }
