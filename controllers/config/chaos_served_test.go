@@ -129,7 +129,18 @@ func chaosServed(t *testing.T, replicas, n int) {
 	le := s.leaderElection(ctx, t)
 	bin := buildController(t)
 	kubeconfig := serviceAccountKubeconfig(t, s.cluster, s.kube)
-	dir := t.TempDir()
+	// The processes' logs outlive a failed run.
+	dir, err := os.MkdirTemp("", "chaos-served-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs kept in %s", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
 
 	// log serve allows the controller's signing key.
 	stepseal := filepath.Join(dir, "stepseal")
@@ -175,13 +186,6 @@ func chaosServed(t *testing.T, replicas, n int) {
 
 	procs := make([]*controllerProc, replicas)
 	procs[0] = startController(t, bin, kubeconfig, dir, "replica-0")
-	// The ConfigMap must be taken (a refused one keeps the defaults: dir).
-	for !strings.Contains(string(procs[0].output(t)), `"backends":["postgres"]`) {
-		if ctx.Err() != nil || !procs[0].running() {
-			t.Fatalf("replica-0 never loaded backends [postgres]: %s", procs[0].log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) { return sameHolder(holders) })
 	for i := 1; i < replicas; i++ {
 		procs[i] = startController(t, bin, kubeconfig, dir, fmt.Sprintf("replica-%d", i))
