@@ -160,30 +160,46 @@ func logKey(dir, keyFile, origin string) (tlog.Key, error) {
 // requires (witness.ErrNotWitnessed otherwise). Stateless, so nothing is
 // kept open.
 func (o *Stores) Served(url, keyFile, witnessPolicy string) (*logserver.Remote, error) {
-	if url == "" {
-		return nil, errors.New("no log server URL")
-	}
-	data, err := limited.ReadFile(keyFile, 16<<10)
-	if err != nil {
-		return nil, fmt.Errorf("log key: %w", err)
-	}
-	v, err := tlog.ParseVerifier(strings.TrimSpace(string(data)))
-	if err != nil {
-		return nil, fmt.Errorf("log key %s: %w", keyFile, err)
-	}
-	var opts []logserver.ClientOption
-	if witnessPolicy != "" {
-		p, err := witness.ReadPolicy(witnessPolicy)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, logserver.WithWitnesses(p))
-	}
-	c, err := logserver.NewClient(url, v, &http.Client{Timeout: 30 * time.Second}, opts...)
+	c, _, err := servedClient(url, keyFile, witnessPolicy)
 	if err != nil {
 		return nil, err
 	}
 	return &logserver.Remote{Client: c}, nil
+}
+
+// servedClient is a verifying client of the log served at url, whose
+// public note key is in keyFile, with the witness policy in witnessPolicy
+// when it is not "". It also returns the digest of the two files' content.
+func servedClient(url, keyFile, witnessPolicy string) (*logserver.Client, [sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	if url == "" {
+		return nil, sum, errors.New("no log server URL")
+	}
+	data, err := limited.ReadFile(keyFile, 16<<10)
+	if err != nil {
+		return nil, sum, fmt.Errorf("log key: %w", err)
+	}
+	v, err := tlog.ParseVerifier(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, sum, fmt.Errorf("log key %s: %w", keyFile, err)
+	}
+	h := sha256.New()
+	h.Write(data)
+	var opts []logserver.ClientOption
+	if witnessPolicy != "" {
+		p, err := witness.ReadPolicy(witnessPolicy)
+		if err != nil {
+			return nil, sum, err
+		}
+		fmt.Fprint(h, "\x00", p)
+		opts = append(opts, logserver.WithWitnesses(p))
+	}
+	c, err := logserver.NewClient(url, v, &http.Client{Timeout: 30 * time.Second}, opts...)
+	if err != nil {
+		return nil, sum, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return c, sum, nil
 }
 
 // Postgres opens (once per Stores, DSN file, log directory and content of
@@ -241,11 +257,57 @@ func (o *Stores) Postgres(ctx context.Context, dsnFile, dir, keyFile, origin str
 	if err != nil {
 		return nil, fmt.Errorf("connection string from %s: %w", dsnFile, err)
 	}
+	return o.keepPG(ctx, id, sum, s), nil
+}
+
+// PostgresServed opens (once per Stores, DSN file, log URL, and content
+// of the DSN, log key and witness policy files) the PostgreSQL store whose
+// connection string is in dsnFile, bound to the log served at url (`stepseal
+// log serve`; pgstore.OpenServed): every replica reaches the one sequencer
+// over HTTP, with no shared volume. keyFile holds the served log's public
+// note key; witnessPolicy, when not "", the cosignatures every checkpoint
+// must carry. The server must allow the controller's signing key. Errors
+// name the files, never the connection string.
+func (o *Stores) PostgresServed(ctx context.Context, dsnFile, url, keyFile, witnessPolicy string) (*pgstore.Store, error) {
+	raw, err := os.ReadFile(dsnFile)
+	if err != nil {
+		return nil, fmt.Errorf("connection string: %w", err)
+	}
+	dsn := strings.TrimSpace(string(raw))
+	if dsn == "" {
+		return nil, fmt.Errorf("connection string file %s is empty", dsnFile)
+	}
+	c, keySum, err := servedClient(url, keyFile, witnessPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("served log %s: %w", url, err)
+	}
+	sum := sha256.Sum256(append([]byte(dsn+"\x00"), keySum[:]...))
+	id := [2]string{dsnFile, "served:" + url}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if old, ok := o.pgs[id]; ok && old.dsn == sum {
+		return old.s, nil
+	}
+	// Connecting can take up to the connect timeout: not under the lock.
+	o.mu.Unlock()
+	s, err := pgstore.OpenServed(ctx, dsn, c, nil)
+	o.mu.Lock()
+	if err != nil {
+		return nil, fmt.Errorf("connection string from %s: %w", dsnFile, err)
+	}
+	return o.keepPG(ctx, id, sum, s), nil
+}
+
+// keepPG records s as the open postgres store id (opened from content
+// whose digest is sum) and returns the store to use: one another reconcile
+// opened meanwhile from the same content, else s. A store it replaces is
+// closed once its Puts under way finish. o.mu is held.
+func (o *Stores) keepPG(ctx context.Context, id [2]string, sum [sha256.Size]byte, s *pgstore.Store) *pgstore.Store {
 	if cur, ok := o.pgs[id]; ok && cur.dsn == sum {
 		_ = s.Close(ctx) // another reconcile opened it meanwhile
-		return cur.s, nil
+		return cur.s
 	}
-	old, had = o.pgs[id]
+	old, had := o.pgs[id]
 	if o.pgs == nil {
 		o.pgs = map[[2]string]pgOpen{}
 	}
@@ -255,7 +317,7 @@ func (o *Stores) Postgres(ctx context.Context, dsnFile, dir, keyFile, origin str
 		// later ones on it fail ErrUnavailable and are retried.
 		go old.s.Close(context.WithoutCancel(ctx)) //nolint:errcheck // pgstore's Close returns nil
 	}
-	return s, nil
+	return s
 }
 
 // pgOpen is an open postgres store and the digest of its connection string.

@@ -413,6 +413,12 @@ func verifyStore(ctx context.Context, t *testing.T, tekton versioned.Interface, 
 // verifyEntries checks st as verifyStore checks the dir store.
 func verifyEntries(ctx context.Context, t *testing.T, tekton versioned.Interface, ns string, st store.Store, pub crypto.PublicKey) {
 	t.Helper()
+	verifyEntriesOf(ctx, t, tekton, ns, st, pub, steps)
+}
+
+// verifyEntriesOf is verifyEntries for TaskRuns of steps.
+func verifyEntriesOf(ctx context.Context, t *testing.T, tekton versioned.Interface, ns string, st store.Store, pub crypto.PublicKey, steps []v1.Step) {
+	t.Helper()
 	list, err := tekton.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)

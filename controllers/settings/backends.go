@@ -85,7 +85,17 @@ func BackendKinds() []BackendKind {
 					return ""
 				},
 				KeyPostgresLogDir: absolutePath(func(c *Config, v string) { c.PostgresLogDir = v }),
-				KeyPostgresLogKey: absolutePath(func(c *Config, v string) { c.PostgresLogKey = v }),
+				KeyPostgresLogURL: func(c *Config, v string) string {
+					c.PostgresLogURL = v
+					u, err := url.Parse(v)
+					if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+						return fmt.Sprintf("%q is not a log server URL (http(s)://host[:port]/)", v)
+					}
+					return ""
+				},
+				KeyPostgresLogPublicKey:     absolutePath(func(c *Config, v string) { c.PostgresLogPublicKey = v }),
+				KeyPostgresLogWitnessPolicy: absolutePath(func(c *Config, v string) { c.PostgresLogWitnessPolicy = v }),
+				KeyPostgresLogKey:           absolutePath(func(c *Config, v string) { c.PostgresLogKey = v }),
 				KeyPostgresLogOrigin: func(c *Config, v string) string {
 					c.PostgresLogOrigin = v
 					if v == "" || strings.ContainsAny(v, " +\n\t") {
@@ -95,6 +105,13 @@ func BackendKinds() []BackendKind {
 				},
 			},
 			Open: func(ctx context.Context, c *Config, stores *backends.Stores) (backends.Backend, error) {
+				if c.PostgresLogURL != "" {
+					ps, err := stores.PostgresServed(ctx, c.PostgresDSNFile, c.PostgresLogURL, c.PostgresLogPublicKey, c.PostgresLogWitnessPolicy)
+					if err != nil {
+						return backends.Backend{}, fmt.Errorf("backend postgres (served log %s): %w", c.PostgresLogURL, err)
+					}
+					return backends.Backend{Name: "postgres+logserver:" + c.PostgresLogURL, Store: ps}, nil
+				}
 				ps, err := stores.Postgres(ctx, c.PostgresDSNFile, c.PostgresLogDir, c.PostgresLogKey, c.PostgresLogOrigin)
 				if err != nil {
 					return backends.Backend{}, fmt.Errorf("backend postgres: %w", err)

@@ -150,3 +150,39 @@ func TestPostgresDSNNotInConfigMap(t *testing.T) {
 		t.Fatalf("tlog and postgres on one log directory: %v", err)
 	}
 }
+
+// The postgres backend's log is a served log (storage.postgres.log.url)
+// or a log directory, never both: a ConfigMap naming the URL with any key
+// of a log directory is refused, naming both keys; the served log's key
+// and witness policy without a URL are refused too.
+func TestPostgresServedLog(t *testing.T) {
+	c, err := Parse(map[string]string{KeyBackends: BackendPostgres, KeyPostgresLogURL: "http://log.stepseal:8080/",
+		KeyPostgresLogPublicKey: "/etc/log/log.pub", KeyPostgresLogWitnessPolicy: "/etc/log/witnesses"})
+	if err != nil || c.PostgresLogURL != "http://log.stepseal:8080/" || c.PostgresLogPublicKey != "/etc/log/log.pub" || c.PostgresLogWitnessPolicy != "/etc/log/witnesses" {
+		t.Fatalf("Parse = %+v, %v", c, err)
+	}
+	if c, err := Parse(map[string]string{KeyBackends: BackendTLog + "," + BackendPostgres, KeyPostgresLogURL: "http://log:8080/", KeyTLogDir: Defaults().PostgresLogDir}); err != nil || c.TLogDir != c.PostgresLogDir {
+		t.Errorf("tlog next to postgres on a served log (the unused default log directory is the tlog's): %v", err)
+	}
+	for _, k := range []string{KeyPostgresLogDir, KeyPostgresLogKey, KeyPostgresLogOrigin} {
+		v := "/var/lib/x"
+		if k == KeyPostgresLogOrigin {
+			v = "example.com/log"
+		}
+		_, err := Parse(map[string]string{KeyBackends: BackendPostgres, KeyPostgresLogURL: "http://log:8080/", k: v})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), KeyPostgresLogURL+" and "+k) || !strings.Contains(err.Error(), "not both") {
+			t.Errorf("%s with %s: %v", KeyPostgresLogURL, k, err)
+		}
+	}
+	for _, k := range []string{KeyPostgresLogPublicKey, KeyPostgresLogWitnessPolicy} {
+		_, err := Parse(map[string]string{KeyBackends: BackendPostgres, k: "/etc/log/x"})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), k+" is a setting of a served log") {
+			t.Errorf("%s without a URL: %v", k, err)
+		}
+	}
+	for _, bad := range []string{"ftp://log", "http://user:pw@log/", "log:8080", "http://log/?x=1"} {
+		if _, err := Parse(map[string]string{KeyBackends: BackendPostgres, KeyPostgresLogURL: bad}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s %q: %v", KeyPostgresLogURL, bad, err)
+		}
+	}
+}

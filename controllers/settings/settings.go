@@ -72,6 +72,17 @@ const (
 	KeyPostgresLogDir    = "storage.postgres.log.path"
 	KeyPostgresLogKey    = "storage.postgres.log.key"
 	KeyPostgresLogOrigin = "storage.postgres.log.origin"
+	// KeyPostgresLogURL binds the "postgres" backend to a served log
+	// (http(s)://host:port/ of `stepseal log serve`) instead of a log
+	// directory: replicas on any node share the one sequencer over HTTP.
+	// KeyPostgresLogPublicKey is the file holding that log's public note
+	// key (a mounted ConfigMap key), and KeyPostgresLogWitnessPolicy a
+	// witness policy file whose cosignatures every checkpoint must carry.
+	// The URL excludes KeyPostgresLogDir, KeyPostgresLogKey and
+	// KeyPostgresLogOrigin (a ConfigMap setting both is refused).
+	KeyPostgresLogURL           = "storage.postgres.log.url"
+	KeyPostgresLogPublicKey     = "storage.postgres.log.public-key"
+	KeyPostgresLogWitnessPolicy = "storage.postgres.log.witness-policy"
 	// KeyLogServerURL is the "logserver" backend's server
 	// (http(s)://host:port/ of `stepseal log serve`), and KeyLogServerKey
 	// the file holding that log's public note key (a mounted ConfigMap or
@@ -147,6 +158,11 @@ type Config struct {
 	PostgresLogDir    string
 	PostgresLogKey    string
 	PostgresLogOrigin string
+	// PostgresLogURL, PostgresLogPublicKey and PostgresLogWitnessPolicy
+	// bind the "postgres" backend to a served log instead.
+	PostgresLogURL           string
+	PostgresLogPublicKey     string
+	PostgresLogWitnessPolicy string
 	// LogServerURL and LogServerKey configure the "logserver" backend.
 	LogServerURL string
 	LogServerKey string
@@ -182,18 +198,19 @@ func Defaults() *Config {
 		TLogDir:    "/var/lib/stepseal/tlog",
 		TLogOrigin: "stepseal.dev/controller",
 		// A Secret mounted there (500-controller.yaml).
-		PostgresDSNFile:   "/etc/stepseal/postgres/dsn",
-		PostgresLogDir:    "/var/lib/stepseal/pglog",
-		PostgresLogOrigin: "stepseal.dev/controller",
-		LogServerKey:      "/etc/stepseal/logserver/log.pub",
-		RekorTrustedRoot:  "/etc/stepseal/rekor/trusted_root.json",
-		SignerSecret:      "signing-secrets",
-		MaxRetries:        10,
-		RetryBaseDelay:    time.Second,
-		RetryMaxDelay:     5 * time.Minute,
-		BuilderID:         "https://stepseal.dev/controller",
-		Trust:             defaultTrust(),
-		VSA:               defaultVSA(),
+		PostgresDSNFile:      "/etc/stepseal/postgres/dsn",
+		PostgresLogDir:       "/var/lib/stepseal/pglog",
+		PostgresLogOrigin:    "stepseal.dev/controller",
+		PostgresLogPublicKey: "/etc/stepseal/postgres/log.pub",
+		LogServerKey:         "/etc/stepseal/logserver/log.pub",
+		RekorTrustedRoot:     "/etc/stepseal/rekor/trusted_root.json",
+		SignerSecret:         "signing-secrets",
+		MaxRetries:           10,
+		RetryBaseDelay:       time.Second,
+		RetryMaxDelay:        5 * time.Minute,
+		BuilderID:            "https://stepseal.dev/controller",
+		Trust:                defaultTrust(),
+		VSA:                  defaultVSA(),
 	}
 }
 
@@ -320,7 +337,20 @@ func Parse(data map[string]string) (*Config, error) {
 	if slices.Contains(c.Backends, BackendRekor) && c.RekorURL == "" {
 		errs = append(errs, fmt.Sprintf("backend %s needs %s", BackendRekor, KeyRekorURL))
 	}
-	if slices.Contains(c.Backends, BackendTLog) && slices.Contains(c.Backends, BackendPostgres) && c.TLogDir == c.PostgresLogDir {
+	if _, ok := data[KeyPostgresLogURL]; ok {
+		for _, k := range []string{KeyPostgresLogDir, KeyPostgresLogKey, KeyPostgresLogOrigin} {
+			if _, set := data[k]; set {
+				errs = append(errs, fmt.Sprintf("%s and %s: the postgres backend's log is a served log or a log directory, not both", KeyPostgresLogURL, k))
+			}
+		}
+	} else {
+		for _, k := range []string{KeyPostgresLogPublicKey, KeyPostgresLogWitnessPolicy} {
+			if _, set := data[k]; set {
+				errs = append(errs, fmt.Sprintf("%s is a setting of a served log: it needs %s", k, KeyPostgresLogURL))
+			}
+		}
+	}
+	if slices.Contains(c.Backends, BackendTLog) && slices.Contains(c.Backends, BackendPostgres) && c.PostgresLogURL == "" && c.TLogDir == c.PostgresLogDir {
 		errs = append(errs, fmt.Sprintf("%s and %s are both %s: the tlog and postgres backends need logs of their own", KeyTLogDir, KeyPostgresLogDir, c.TLogDir))
 	}
 	if msg := checkVSA(c); msg != "" {

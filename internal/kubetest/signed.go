@@ -229,3 +229,18 @@ func (w *SignedWatch) ExactlyOnce(ctx context.Context, t testing.TB, tekton vers
 		t.Errorf("TaskRuns not turned signed=true exactly once (name:times): %v", wrong)
 	}
 }
+
+// SignedBetween lists the TaskRuns that first turned signed=true, as the
+// watch saw it, at or after from and before to.
+func (w *SignedWatch) SignedBetween(from, to time.Time) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for name, at := range w.first {
+		if !at.Before(from) && at.Before(to) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -12,4 +12,9 @@
 // edited behind the store's back is store.ErrCorrupt (ErrRowMismatch); a
 // database or log that cannot be reached is store.ErrUnavailable, and a Put
 // that gets it stored nothing the caller may rely on.
+//
+// The log is a pkg/tlog directory every replica reaches (Open), or a served
+// log (`stepseal log serve`) every replica reaches over HTTP (OpenServed):
+// then the document itself is appended, the served log derives its kind,
+// run and subjects, and reads check the row against what the log derived.
 package pgstore

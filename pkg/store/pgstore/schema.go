@@ -27,6 +27,10 @@ var migrations = []string{
 		PRIMARY KEY (subject, digest)
 	);
 	CREATE INDEX stepseal_subjects_digest ON stepseal_subjects (digest);`,
+	// 2: a row of a store on a served log is written before its document
+	// is appended (an intent, log_index NULL) and completed after, so that
+	// a writer killed in between leaves bytes a retry reuses.
+	`ALTER TABLE stepseal_entries ALTER COLUMN log_index DROP NOT NULL;`,
 }
 
 // migrateLock is the advisory lock key that serialises migrations of

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/reject"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
@@ -51,6 +52,10 @@ type Options struct {
 	// PageSize is how many rows a read fetches and verifies at a time
 	// (default 256).
 	PageSize int
+	// ReadOnly opens a store on a served log (OpenServed) for reading
+	// only: Put is refused, and rows whose document is not yet in the log
+	// (a writer's intent) are left out of reads instead of completed.
+	ReadOnly bool
 }
 
 // Store keeps entries in PostgreSQL, each bound to a record in a
@@ -69,6 +74,10 @@ type Store struct {
 	log      Log
 	pageSize int
 	secret   string // the DSN's password, kept out of error messages
+	// served is the served log's client when the store's tamper evidence
+	// is a served log (OpenServed); readOnly when it may not append.
+	served   *logserver.Client
+	readOnly bool
 }
 
 var (
@@ -106,7 +115,7 @@ func Open(ctx context.Context, dsn string, l Log, opts *Options) (*Store, error)
 		// string at all.
 		return nil, fmt.Errorf("%w: pgstore: the connection string does not parse (not shown: it may hold a password)", store.ErrInvalid)
 	}
-	s := &Store{log: l, pageSize: o.PageSize, secret: cfg.ConnConfig.Password}
+	s := &Store{log: l, pageSize: o.PageSize, secret: cfg.ConnConfig.Password, readOnly: o.ReadOnly}
 	if s.pageSize <= 0 {
 		s.pageSize = 256
 	}
@@ -200,6 +209,9 @@ func (s *Store) PutIndexed(ctx context.Context, e store.Entry) (digest string, i
 	if err := store.Validate(&e); err != nil {
 		return "", 0, err
 	}
+	if s.served != nil {
+		return s.putServed(ctx, e)
+	}
 	raw := rawDigest(e.Digest)
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -291,6 +303,9 @@ type row struct {
 	data     []byte
 	index    int64
 	subjects []string
+	// pending: the row is an intent (OpenServed), its document not yet
+	// known to be in the log (log_index NULL).
+	pending bool
 }
 
 const selectRow = `SELECT e.digest, e.kind, e.name, e.run_id, e.data, e.log_index,
@@ -304,10 +319,16 @@ func scanRows(rows pgx.Rows) ([]row, error) {
 		var (
 			r        row
 			d        []byte
+			index    *int64
 			subjects [][]byte
 		)
-		if err := rows.Scan(&d, &r.kind, &r.name, &r.runID, &r.data, &r.index, &subjects); err != nil {
+		if err := rows.Scan(&d, &r.kind, &r.name, &r.runID, &r.data, &index, &subjects); err != nil {
 			return nil, err
+		}
+		if index == nil {
+			r.pending = true
+		} else {
+			r.index = *index
 		}
 		r.digest = hexDigest(d)
 		r.subjects = make([]string, len(subjects))
@@ -329,8 +350,16 @@ func (s *Store) snapshot(ctx context.Context) (*tlog.Snapshot, error) {
 	return s.log.Client().Snapshot(cp)
 }
 
-// verify checks r against its log entry, read and verified in snap.
-func verify(ctx context.Context, snap *tlog.Snapshot, r row) (store.Entry, error) {
+// verify checks r against its log entry, read and verified in snap: a
+// store-entry record as EncodeLeaf writes it, or with served, the record a
+// served log derived from the document (verifyServed).
+func verify(ctx context.Context, snap *tlog.Snapshot, r row, served bool) (store.Entry, error) {
+	if r.pending {
+		return store.Entry{}, fmt.Errorf("%w: %w: %s %q (%s) names no log entry", store.ErrCorrupt, ErrRowMismatch, r.kind, r.name, r.digest)
+	}
+	if served {
+		return verifyServed(ctx, snap, r)
+	}
 	if r.index < 0 {
 		return store.Entry{}, fmt.Errorf("%w: %w: %s names log entry %d", store.ErrCorrupt, ErrRowMismatch, r.digest, r.index)
 	}
@@ -374,7 +403,7 @@ func verify(ctx context.Context, snap *tlog.Snapshot, r row) (store.Entry, error
 // verifyAll verifies rows in log order (one entry bundle read serves up to
 // 256 entries) and returns them in the order given; each must pass f as the
 // log says: the database only says where to look.
-func verifyAll(ctx context.Context, snap *tlog.Snapshot, rows []row, f store.Filter) ([]store.Entry, error) {
+func verifyAll(ctx context.Context, snap *tlog.Snapshot, rows []row, f store.Filter, served bool) ([]store.Entry, error) {
 	order := make([]int, len(rows))
 	for i := range order {
 		order[i] = i
@@ -385,7 +414,7 @@ func verifyAll(ctx context.Context, snap *tlog.Snapshot, rows []row, f store.Fil
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e, err := verify(ctx, snap, rows[k])
+		e, err := verify(ctx, snap, rows[k], served)
 		if err != nil {
 			return nil, err
 		}
@@ -413,6 +442,9 @@ func (s *Store) Fetch(ctx context.Context, digest string) (store.Entry, error) {
 	if err != nil {
 		return store.Entry{}, s.dbErr(ctx, "fetch "+digest, err)
 	}
+	if rs, err = s.settle(ctx, rs); err != nil {
+		return store.Entry{}, err
+	}
 	if len(rs) == 0 {
 		return store.Entry{}, fmt.Errorf("%w: %s", store.ErrNotFound, digest)
 	}
@@ -420,7 +452,7 @@ func (s *Store) Fetch(ctx context.Context, digest string) (store.Entry, error) {
 	if err != nil {
 		return store.Entry{}, err
 	}
-	return verify(ctx, snap, rs[0])
+	return verify(ctx, snap, rs[0], s.served != nil)
 }
 
 // LogIndex returns the log index of the record that holds digest.
@@ -428,15 +460,15 @@ func (s *Store) LogIndex(ctx context.Context, digest string) (uint64, error) {
 	if !store.ValidDigest(digest) {
 		return 0, fmt.Errorf("%w: %q is not sha256:<64 hex>", store.ErrInvalid, digest)
 	}
-	var i int64
+	var i *int64
 	err := s.pool.QueryRow(ctx, `SELECT log_index FROM stepseal_entries WHERE digest = $1`, rawDigest(digest)).Scan(&i)
-	if err == pgx.ErrNoRows {
+	if err == pgx.ErrNoRows || (err == nil && i == nil) {
 		return 0, fmt.Errorf("%w: %s", store.ErrNotFound, digest)
 	}
 	if err != nil {
 		return 0, s.dbErr(ctx, "log index of "+digest, err)
 	}
-	return uint64(i), nil
+	return uint64(*i), nil
 }
 
 // Get implements store.Store.
@@ -472,20 +504,24 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Entry, error)
 		if len(rs) == 0 {
 			return out, nil
 		}
-		if snap == nil {
+		last, full := rs[len(rs)-1].digest, len(rs) == s.pageSize
+		if rs, err = s.settle(ctx, rs); err != nil {
+			return nil, err
+		}
+		if snap == nil && len(rs) > 0 {
 			if snap, err = s.snapshot(ctx); err != nil {
 				return nil, err
 			}
 		}
-		es, err := verifyAll(ctx, snap, rs, f)
+		es, err := verifyAll(ctx, snap, rs, f, s.served != nil)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, es...)
-		if len(rs) < s.pageSize {
+		if !full {
 			return out, nil
 		}
-		after = rs[len(rs)-1].digest
+		after = last
 	}
 }
 
@@ -501,17 +537,20 @@ func (s *Store) ListPage(ctx context.Context, f store.Filter, after string, limi
 	if err != nil || len(rs) == 0 {
 		return nil, "", err
 	}
+	next := ""
+	if len(rs) == limit {
+		next = rs[len(rs)-1].digest
+	}
+	if rs, err = s.settle(ctx, rs); err != nil || len(rs) == 0 {
+		return nil, next, err
+	}
 	snap, err := s.snapshot(ctx)
 	if err != nil {
 		return nil, "", err
 	}
-	es, err := verifyAll(ctx, snap, rs, f)
+	es, err := verifyAll(ctx, snap, rs, f, s.served != nil)
 	if err != nil {
 		return nil, "", err
-	}
-	next := ""
-	if len(rs) == limit {
-		next = rs[len(rs)-1].digest
 	}
 	return es, next, nil
 }
