@@ -22,7 +22,7 @@ import (
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
-// TestFourReplicasPostgresChaos runs four replicas of the controller binary
+// TestChaosFourReplicasPostgresDir runs four replicas of the controller binary
 // on one PostgreSQL store and one log directory while TaskRuns finish in
 // four waves; after each wave something fails: a replica SIGKILLed (three
 // times, each restarted), and PostgreSQL stopped for 3 s once. Every
@@ -32,7 +32,7 @@ import (
 // every log entry is a row's record, an alias of one, or a superseded
 // attempt of a row's run and name (see below). STEPSEAL_REPLICA_TASKRUNS
 // sets how many TaskRuns (default 60).
-func TestFourReplicasPostgresChaos(t *testing.T) {
+func TestChaosFourReplicasPostgresDir(t *testing.T) {
 	n := 60
 	if v := os.Getenv("STEPSEAL_REPLICA_TASKRUNS"); v != "" {
 		var err error
