@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +29,7 @@ import (
 	"knative.dev/pkg/logging"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/controllertest"
@@ -125,6 +127,8 @@ spec:
 type attackEnv struct {
 	n        *realnode.Node
 	ns       string
+	sysNS    string
+	shared   *lifecycle.Shared
 	busybox  string
 	image    string
 	pub      any
@@ -136,9 +140,19 @@ type attackEnv struct {
 
 func newAttackEnv(ctx context.Context, t *testing.T, pipelineRuns bool) *attackEnv {
 	t.Helper()
+	e := prepareAttackEnv(ctx, t, nil)
+	e.runControllers(ctx, t, pipelineRuns)
+	return e
+}
+
+// prepareAttackEnv is newAttackEnv up to starting the controllers, their
+// settings with config on top.
+func prepareAttackEnv(ctx context.Context, t *testing.T, config map[string]string) *attackEnv {
+	t.Helper()
 	n := realnode.Get(t)
 	e := &attackEnv{n: n, ns: n.Namespace(t)}
 	sysNS := n.Namespace(t)
+	e.sysNS = sysNS
 	t.Setenv("SYSTEM_NAMESPACE", sysNS)
 	e.busybox = n.Image(t, "BUSYBOX")
 	registry, _, _ := strings.Cut(e.busybox, "/")
@@ -159,12 +173,14 @@ func newAttackEnv(ctx context.Context, t *testing.T, pipelineRuns bool) *attackE
 		t.Fatal(err)
 	}
 	e.logPub = strings.TrimSpace(string(lp))
-	pub := controllertest.Install(ctx, t, n.Kube, sysNS, map[string]string{
+	data := map[string]string{
 		settings.KeyBackends: "logserver", settings.KeyLogServerURL: "http://" + lo.Addr().String() + "/",
 		settings.KeyLogServerKey:   filepath.Join(logDir, "log.pub"),
 		settings.KeyRetryBaseDelay: "100ms", settings.KeyRetryMaxDelay: "1s",
 		settings.KeyRecordImages: e.image, settings.KeyMaxRetries: "3",
-	})
+	}
+	maps.Copy(data, config)
+	pub := controllertest.Install(ctx, t, n.Kube, sysNS, data)
 	e.pub = pub
 	ctrlKey, err := signing.NewVerifier(pub)
 	if err != nil {
@@ -218,15 +234,20 @@ func newAttackEnv(ctx context.Context, t *testing.T, pipelineRuns bool) *attackE
 		t.Fatal(err)
 	}
 
-	// Only this test's namespace: other packages' real-node tests run
-	// their own controllers on the same node.
-	shared := controllertest.NewShared(t)
-	ctors := []injection.ControllerConstructor{taskrun.NewControllerWithLogs(shared, n)}
-	if pipelineRuns {
-		ctors = append(ctors, NewController(shared))
-	}
-	controllertest.RunControllers(injection.WithNamespaceScope(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), e.ns), t, mustConfig(t, n), sysNS, nil, ctors...)
 	return e
+}
+
+// runControllers starts the TaskRun controller (with pipelineRuns the
+// PipelineRun controller too) for the test's namespace only: other
+// packages' real-node tests run their own controllers on the same node.
+func (e *attackEnv) runControllers(ctx context.Context, t *testing.T, pipelineRuns bool) {
+	t.Helper()
+	e.shared = controllertest.NewShared(t)
+	ctors := []injection.ControllerConstructor{taskrun.NewControllerWithLogs(e.shared, e.n)}
+	if pipelineRuns {
+		ctors = append(ctors, NewController(e.shared))
+	}
+	controllertest.RunControllers(injection.WithNamespaceScope(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), e.ns), t, mustConfig(t, e.n), e.sysNS, nil, ctors...)
 }
 
 func (e *attackEnv) withImage(b []byte) []byte {
