@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/in-toto/in-toto-golang/in_toto"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,6 +27,7 @@ import (
 	"github.com/stepseal/stepseal/internal/publishtest"
 	"github.com/stepseal/stepseal/internal/realnode"
 	"github.com/stepseal/stepseal/internal/testregistry"
+	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/oci"
 	"github.com/stepseal/stepseal/pkg/publish"
 	"github.com/stepseal/stepseal/pkg/signing"
@@ -112,7 +114,9 @@ func TestRealNodeExampleGoBuild(t *testing.T) {
 	}
 
 	// The Pipeline: the example's, then publish and the gate. Its Tasks:
-	// the example's with the Go image, and the catalog's.
+	// the example's with the Go image, each step between the record pair,
+	// and the catalog's.
+	pl := examplePipeline(t)
 	var taskDocs [][]byte
 	files, err := filepath.Glob(filepath.Join(exampleDir, "tasks", "*.yaml"))
 	if err != nil || len(files) == 0 {
@@ -126,14 +130,13 @@ func TestRealNodeExampleGoBuild(t *testing.T) {
 		for _, img := range exampleImages {
 			b = bytes.ReplaceAll(b, []byte(img), []byte(image))
 		}
-		taskDocs = append(taskDocs, b)
+		taskDocs = append(taskDocs, recorded(t, b, pl))
 	}
 	pb, err := os.ReadFile(filepath.Join(root(), "task", "stepseal-publish", "0.1", "stepseal-publish.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	taskDocs = append(taskDocs, e.withImage(pb), e.verifyTB)
-	pl := examplePipeline(t)
 	plb, err := yaml.Marshal(pl)
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +261,35 @@ func TestRealNodeExampleGoBuild(t *testing.T) {
 	gateLog := stepLog(ctx, t, n, ns, gate.Status.PodName)
 	if verdict != "PASSED" || summary.RunID != string(done.UID) || summary.Steps != 6 || summary.Passed != 6 {
 		t.Fatalf("gate: VERDICT %s, SUMMARY %+v\n%s", verdict, summary, gateLog)
+	}
+
+	// The record pair measured the workspaces: what fetch copied, what
+	// build made and the archive whose digest is the run's result.
+	links := exampleLinks(ctx, t, e, string(done.UID))
+	var archive string
+	for _, r := range done.Status.Results {
+		if r.Name == "archive-sha256" {
+			archive = r.Value.StringVal
+		}
+	}
+	for step, want := range map[string]map[string]string{
+		"fetch.copy":    {"source/main.go": ""},
+		"build.compile": {"dist/hello": ""},
+		"package.tar":   {"dist/app.tar.gz": archive},
+	} {
+		l, ok := links[step]
+		if !ok {
+			t.Fatalf("no link of %s in the served log (%d links)", step, len(links))
+		}
+		for f, sum := range want {
+			got := l.Products[f]["sha256"]
+			if got == "" || sum != "" && got != sum {
+				t.Errorf("link %s: product %s sha256 %q, want %q (products %v)", step, f, got, sum, l.Products)
+			}
+		}
+	}
+	if m := links["test.unit"].Materials["source/main.go"]["sha256"]; m == "" || m != links["fetch.copy"].Products["source/main.go"]["sha256"] {
+		t.Errorf("test.unit's material source/main.go %q is not what fetch.copy produced", m)
 	}
 
 	// The published image: the results, and pkg/publish's check.
@@ -412,6 +444,76 @@ func checkPublished(ctx context.Context, t *testing.T, tag, digest string, fx *p
 	if !ck.Encrypted {
 		t.Error("published in the clear; the policy says encrypt to eu")
 	}
+}
+
+// recorded returns the Task of b with each of its steps between the
+// catalog's record pair, which measures the Task's workspaces under the
+// names of the pipeline workspaces pl binds them to (the names of the
+// generated layout's rules).
+func recorded(t *testing.T, b []byte, pl *v1.Pipeline) []byte {
+	t.Helper()
+	var task v1.Task
+	if err := yaml.UnmarshalStrict(b, &task); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, pt := range pl.Spec.Tasks {
+		if pt.TaskRef == nil || pt.TaskRef.Name != task.Name {
+			continue
+		}
+		for _, w := range pt.Workspaces {
+			paths = append(paths, w.Workspace+"=$(workspaces."+w.Name+".path)")
+		}
+	}
+	if len(paths) == 0 {
+		t.Fatalf("Task %s: no pipeline task binds its workspaces", task.Name)
+	}
+	var steps []v1.Step
+	for _, st := range task.Spec.Steps {
+		params := v1.Params{{Name: "step", Value: *v1.NewStructuredValues(st.Name)}, {Name: "paths", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: paths}}}
+		steps = append(steps,
+			v1.Step{Name: st.Name + "-materials", Ref: &v1.Ref{Name: tekton.RecordStartStepAction}, Params: params},
+			st,
+			v1.Step{Name: st.Name + "-products", Ref: &v1.Ref{Name: tekton.RecordStopStepAction}, Params: params})
+	}
+	task.Spec.Steps = steps
+	out, err := yaml.Marshal(&task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// exampleLinks reads the run's links from the served log: the link of
+// each layout step, by step name.
+func exampleLinks(ctx context.Context, t *testing.T, e *attackEnv, runID string) map[string]in_toto.Link {
+	t.Helper()
+	run, err := logserver.OpenRun(ctx, e.logURL, e.logPub, runID, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := run.Links.LinkNames(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]in_toto.Link{}
+	for _, n := range names {
+		data, err := run.Links.ReadLink(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mb in_toto.Metablock
+		if err := json.Unmarshal(data, &mb); err != nil {
+			t.Fatalf("link %s: %v", n, err)
+		}
+		lb, _ := json.Marshal(mb.Signed)
+		var l in_toto.Link
+		if err := json.Unmarshal(lb, &l); err != nil {
+			t.Fatalf("link %s: %v", n, err)
+		}
+		out[l.Name] = l
+	}
+	return out
 }
 
 func root() string { return filepath.Join("..", "..") }
