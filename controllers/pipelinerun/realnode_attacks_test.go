@@ -287,8 +287,8 @@ func (e *attackEnv) layoutConfigMap(ctx context.Context, t *testing.T, name stri
 
 // sharedClaim makes a PersistentVolumeClaim bound to a hostPath volume of
 // its own (the node has no provisioner), for a workspace that several
-// TaskRuns of one PipelineRun share.
-func (e *attackEnv) sharedClaim(ctx context.Context, t *testing.T, name string) {
+// TaskRuns of one PipelineRun share. It returns the volume's directory.
+func (e *attackEnv) sharedClaim(ctx context.Context, t *testing.T, name string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o777); err != nil {
@@ -324,6 +324,7 @@ func (e *attackEnv) sharedClaim(ctx context.Context, t *testing.T, name string) 
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return dir
 }
 
 // finalVerify verifies a finished run's links, read from the served log,

@@ -191,8 +191,17 @@ func TestRealNodeExampleGoBuild(t *testing.T) {
 	}
 
 	// The run.
-	e.sharedClaim(ctx, t, "source")
-	e.sharedClaim(ctx, t, "dist")
+	// One claim for both workspaces, a directory each: Tekton's affinity
+	// assistant refuses a TaskRun binding two claims (build binds both).
+	claimDir := e.sharedClaim(ctx, t, "workspaces")
+	for _, sub := range []string{"source", "dist"} {
+		if err := os.Mkdir(filepath.Join(claimDir, sub), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(claimDir, sub), 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
 	str := func(s string) v1.ParamValue { return *v1.NewStructuredValues(s) }
 	target := proxy.Host + "/demo/hello:v1"
 	pr := &v1.PipelineRun{
@@ -202,8 +211,8 @@ func TestRealNodeExampleGoBuild(t *testing.T) {
 			Params: v1.Params{{Name: "source-dir", Value: str(exampleSourceDir)}, {Name: "image", Value: str(target)},
 				{Name: "log-url", Value: str(e.podURL)}, {Name: "log-key", Value: str(e.logPub)}},
 			Workspaces: []v1.WorkspaceBinding{
-				{Name: "source", PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "source"}},
-				{Name: "dist", PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "dist"}},
+				{Name: "source", SubPath: "source", PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "workspaces"}},
+				{Name: "dist", SubPath: "dist", PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "workspaces"}},
 				{Name: "policy", ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "stepseal-platform-policy"}}},
 				{Name: "signing-key", Secret: &corev1.SecretVolumeSource{SecretName: "stepseal-publisher", DefaultMode: ptr(int32(0o400))}},
 				{Name: "dockerconfig", Secret: &corev1.SecretVolumeSource{SecretName: "registry-credentials", Items: []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}}}},
