@@ -151,7 +151,7 @@ func TestRealNodeExampleGoBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range taskDocs {
+	for _, b := range taskDocs[:len(taskDocs)-1] { // the verify Task is there already
 		var task v1.Task
 		if err := yaml.UnmarshalStrict(b, &task); err != nil {
 			t.Fatal(err)

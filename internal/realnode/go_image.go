@@ -63,7 +63,10 @@ func GoImage(ctx context.Context, t testing.TB, n *Node) string {
 	goroot, goversion := goEnv(ctx, t, "GOROOT"), goEnv(ctx, t, "GOVERSION")
 	tools := map[string][]string{} // tool → its files (binary, then libraries)
 	key := sha256.New()
-	fmt.Fprintf(key, "%s\n%s\n%s\n%s\n", goImageVersion, busybox, goroot, goversion)
+	// busybox's digest, not its reference: the registry's port changes
+	// with every node-up, its store does not.
+	_, baseDigest, _ := strings.Cut(busybox, "@")
+	fmt.Fprintf(key, "%s\n%s\n%s\n%s\n", goImageVersion, baseDigest, goroot, goversion)
 	for _, tool := range goImageTools {
 		files, err := binaryFiles(ctx, tool)
 		if err != nil {
