@@ -192,6 +192,11 @@ func TestRealNodeExampleGoBuild(t *testing.T) {
 		}
 	}
 
+	// No affinity assistant: the node is one, and Tekton v1.15's assistant
+	// for two workspaces on one claim is not the one the TaskRuns' Pods ask
+	// for (they stay Pending). Restored when the test ends.
+	noAffinityAssistant(ctx, t, n)
+
 	// The run.
 	// One claim for both workspaces, a directory each: Tekton's affinity
 	// assistant refuses a TaskRun binding two claims (build binds both).
@@ -589,6 +594,43 @@ func ensureBridge(ctx context.Context, t *testing.T, e *attackEnv) {
 	if !has() {
 		t.Fatalf("the stepseal0 bridge has no address %s after a Pod ran", bridgeGateway)
 	}
+}
+
+// noAffinityAssistant sets Tekton's feature flag coschedule to "disabled"
+// until the test ends.
+func noAffinityAssistant(ctx context.Context, t *testing.T, n *realnode.Node) {
+	t.Helper()
+	cms := n.Kube.CoreV1().ConfigMaps("tekton-pipelines")
+	cm, err := cms.Get(ctx, "feature-flags", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, had := cm.Data["coschedule"]
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data["coschedule"] = "disabled"
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cm, err := cms.Get(ctx, "feature-flags", metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("restoring coschedule: %v", err)
+			return
+		}
+		if had {
+			cm.Data["coschedule"] = old
+		} else {
+			delete(cm.Data, "coschedule")
+		}
+		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Errorf("restoring coschedule: %v", err)
+		}
+	})
+	time.Sleep(time.Second) // Tekton's controller watches the ConfigMap
 }
 
 // waitTaskRunSigned waits until the controller signed the TaskRun
