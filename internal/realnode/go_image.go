@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -30,7 +32,7 @@ import (
 
 // goImageVersion is part of the Go image's cache key: bump it when
 // GoImage's layout changes.
-const goImageVersion = "stepseal-go-image/1"
+const goImageVersion = "stepseal-go-image/2"
 
 // GoRoot is where GoImage puts the Go toolchain.
 const GoRoot = "/usr/local/go"
@@ -41,15 +43,17 @@ const GoRoot = "/usr/local/go"
 var goRootSkip = map[string]bool{"test": true, "api": true, "doc": true, "misc": true}
 
 // goImageTools are host binaries GoImage copies, with the shared libraries
-// they load, into /usr/local/bin: the GNU tar and gzip (busybox's tar has
-// no --sort, --owner or --mtime, which reproducible archives need).
-var goImageTools = []string{"tar", "gzip"}
+// they load, and where: GNU tar and gzip (busybox's tar has no --sort,
+// --owner or --mtime, which reproducible archives need), and dash as
+// /bin/sh, since busybox's sh runs its own applets (its tar) before
+// looking at PATH.
+var goImageTools = map[string]string{"tar": "/usr/local/bin/tar", "gzip": "/usr/local/bin/gzip", "dash": "/bin/sh"}
 
 // GoImage returns, by digest, a Go toolchain image for the node built
 // locally, without Docker or the internet: the node's busybox image
 // (images.env BUSYBOX) plus the host's Go toolchain (`go env GOROOT`, as
 // GoRoot, without test, api, doc and misc) and the host's GNU tar and gzip
-// with their shared libraries, with an environment for building offline:
+// with their shared libraries, the host's dash as /bin/sh, with an environment for building offline:
 // PATH with GoRoot/bin first, GOCACHE and GOPATH under /tmp,
 // GOFLAGS=-mod=mod, GOTOOLCHAIN=local, GOPROXY=off, CGO_ENABLED=0.
 //
@@ -67,7 +71,7 @@ func GoImage(ctx context.Context, t testing.TB, n *Node) string {
 	// with every node-up, its store does not.
 	_, baseDigest, _ := strings.Cut(busybox, "@")
 	fmt.Fprintf(key, "%s\n%s\n%s\n%s\n", goImageVersion, baseDigest, goroot, goversion)
-	for _, tool := range goImageTools {
+	for _, tool := range slices.Sorted(maps.Keys(goImageTools)) {
 		files, err := binaryFiles(ctx, tool)
 		if err != nil {
 			t.Fatalf("realnode: Go image: %v", err)
@@ -298,7 +302,7 @@ func tarTools(tw *tar.Writer, tools map[string][]string) error {
 			target := strings.TrimPrefix(f, "/")
 			mode := int64(0o755)
 			if i == 0 {
-				target = "usr/local/bin/" + tool
+				target = strings.TrimPrefix(goImageTools[tool], "/")
 			}
 			if seen[target] {
 				continue
