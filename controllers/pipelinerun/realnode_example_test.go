@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/in-toto/in-toto-golang/in_toto"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -215,6 +216,10 @@ func TestRealNodeExampleGoBuild(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "go-build-1", Namespace: ns},
 		Spec: v1.PipelineRunSpec{
 			PipelineRef: &v1.PipelineRef{Name: "go-build"},
+			// publish runs as 65532: the key Secret's files (0400) become
+			// group-readable by fsGroup (as the Task's tests/run.yaml does).
+			TaskRunSpecs: []v1.PipelineTaskRunSpec{{PipelineTaskName: "publish", PodTemplate: &pod.PodTemplate{
+				SecurityContext: &corev1.PodSecurityContext{FSGroup: ptr(int64(65532))}}}},
 			Params: v1.Params{{Name: "source-dir", Value: str(exampleSourceDir)}, {Name: "image", Value: str(target)},
 				{Name: "log-url", Value: str(e.podURL)}, {Name: "log-key", Value: str(e.logPub)}},
 			Workspaces: []v1.WorkspaceBinding{
