@@ -3,6 +3,7 @@ package pipelinerun
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -146,8 +147,9 @@ func newAttackEnv(ctx context.Context, t *testing.T, pipelineRuns bool) *attackE
 }
 
 // prepareAttackEnv is newAttackEnv up to starting the controllers, their
-// settings with config on top.
-func prepareAttackEnv(ctx context.Context, t *testing.T, config map[string]string) *attackEnv {
+// settings with config on top; the served log also accepts documents
+// signed by logKeys (a VSA's verifier key).
+func prepareAttackEnv(ctx context.Context, t *testing.T, config map[string]string, logKeys ...crypto.PublicKey) *attackEnv {
 	t.Helper()
 	n := realnode.Get(t)
 	e := &attackEnv{n: n, ns: n.Namespace(t)}
@@ -186,7 +188,15 @@ func prepareAttackEnv(ctx context.Context, t *testing.T, config map[string]strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := logserver.Open(ctx, filepath.Join(logDir, "served"), key, logserver.Options{Keys: []signing.Verifier{ctrlKey}})
+	keys := []signing.Verifier{ctrlKey}
+	for _, k := range logKeys {
+		v, err := signing.NewVerifier(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, v)
+	}
+	srv, err := logserver.Open(ctx, filepath.Join(logDir, "served"), key, logserver.Options{Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}

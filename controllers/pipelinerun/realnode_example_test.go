@@ -80,7 +80,7 @@ func TestRealNodeExampleGoBuild(t *testing.T) {
 	e := prepareAttackEnv(ctx, t, map[string]string{
 		settings.KeyBackends: "dir,logserver", settings.KeyStoreDir: storeDir,
 		settings.KeyVSAEnabled: "true", settings.KeyVSAVerifierID: testVerifierID, settings.KeyVSASecret: "vsa-key",
-	})
+	}, vsaPub)
 	n, ns := e.n, e.ns
 	kube := n.Kube.CoreV1()
 
