@@ -142,12 +142,12 @@ func TestGoImage(t *testing.T) {
 				t.Errorf("%s needs %s, not in the image: %v", tool, lib, err)
 			}
 		}
-		args := []string{"--version"}
+		args, want := []string{"--version"}, tool // tar and gzip name themselves
 		if tool == "dash" {
-			args = []string{"-c", "echo GNU-free shell"}
+			args, want = []string{"-c", "echo dash ran"}, "dash ran"
 		}
 		cmd := exec.CommandContext(ctx, loader[0], append([]string{"--library-path", strings.Join(append(libs, libs2...), ":"), filepath.Join(dir, at)}, args...)...)
-		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "GNU") && !strings.Contains(string(out), "gzip") {
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), want) {
 			t.Errorf("the image's %s: %v\n%s", tool, err, out)
 		}
 	}
