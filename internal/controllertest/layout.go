@@ -23,12 +23,15 @@ type SignedLayout struct {
 	OwnerKey in_toto.Key
 }
 
+// controllerFunctionaries: the controller performs every step.
+const controllerFunctionaries = "apiVersion: stepseal.dev/v1alpha1\nkind: Functionaries\nmetadata: {name: release}\nspec:\n  functionaries: [{name: controller}]\n  steps: [{match: \"*\", functionaries: [controller]}]\n"
+
 // ControllerLayout generates the layout of spec in which the controller
 // (public key pub) performs every step — and, with skipSigner, signs the
 // skip records — and signs it with a new ed25519 owner key.
 func ControllerLayout(t testing.TB, spec *tekton.Spec, pub crypto.PublicKey, skipSigner bool) SignedLayout {
 	t.Helper()
-	doc := "apiVersion: stepseal.dev/v1alpha1\nkind: Functionaries\nmetadata: {name: release}\nspec:\n  functionaries: [{name: controller}]\n  steps: [{match: \"*\", functionaries: [controller]}]\n"
+	doc := controllerFunctionaries
 	if skipSigner {
 		doc += "  skipSigner: controller\n"
 	}
@@ -59,7 +62,7 @@ func ControllerLayout(t testing.TB, spec *tekton.Spec, pub crypto.PublicKey, ski
 // owner: the key a TUF role releasing the layout delegates to.
 func ControllerLayoutBy(t testing.TB, spec *tekton.Spec, pub crypto.PublicKey, owner signing.Signer) SignedLayout {
 	t.Helper()
-	f, err := layout.ParseFunctionaries([]byte("apiVersion: stepseal.dev/v1alpha1\nkind: Functionaries\nmetadata: {name: release}\nspec:\n  functionaries: [{name: controller}]\n  steps: [{match: \"*\", functionaries: [controller]}]\n"), "functionaries.yaml")
+	f, err := layout.ParseFunctionaries([]byte(controllerFunctionaries), "functionaries.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
