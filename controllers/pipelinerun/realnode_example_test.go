@@ -54,7 +54,8 @@ const exampleSourceDir = "/opt/go-build/src"
 // TestRealNodeExampleGoBuild runs examples/go-build on the real Tekton of
 // the node, in ONE PipelineRun: the example's Pipeline and Tasks as users
 // read them (only their images replaced by a Go toolchain image built on
-// the node from the host's toolchain, holding the example's source), then
+// the node from the host's toolchain, holding the example's source, and
+// each step put between the catalog's record pair), then
 // the catalog's stepseal-publish Task (the archive, encrypted to the
 // platform policy's platform, signed, pushed through a TLS registry proxy
 // with basic authentication on the Pod network) and the catalog's
@@ -65,7 +66,9 @@ const exampleSourceDir = "/opt/go-build/src"
 // releases for the pipeline.
 //
 // It asserts: the PipelineRun succeeds; every TaskRun and the PipelineRun
-// are signed by the controller; the gate says VERDICT=PASSED over the six
+// are signed by the controller; the links carry the files the record pair
+// measured (the archive's digest is the run's archive-sha256 result); the
+// gate says VERDICT=PASSED over the six
 // steps; the published image verifies with pkg/publish; the controller's
 // VSA for the published digest verifies as admission verifies it (vsa.Verify
 // with the verifier key, verifier ID, subject digest, resource URI and
