@@ -3,11 +3,13 @@ package pipelinerun
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +30,7 @@ import (
 	"knative.dev/pkg/logging"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stepseal/stepseal/controllers/lifecycle"
 	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/controllertest"
@@ -125,6 +128,8 @@ spec:
 type attackEnv struct {
 	n        *realnode.Node
 	ns       string
+	sysNS    string
+	shared   *lifecycle.Shared
 	busybox  string
 	image    string
 	pub      any
@@ -136,9 +141,20 @@ type attackEnv struct {
 
 func newAttackEnv(ctx context.Context, t *testing.T, pipelineRuns bool) *attackEnv {
 	t.Helper()
+	e := prepareAttackEnv(ctx, t, nil)
+	e.runControllers(ctx, t, pipelineRuns)
+	return e
+}
+
+// prepareAttackEnv is newAttackEnv up to starting the controllers, their
+// settings with config on top; the served log also accepts documents
+// signed by logKeys (a VSA's verifier key).
+func prepareAttackEnv(ctx context.Context, t *testing.T, config map[string]string, logKeys ...crypto.PublicKey) *attackEnv {
+	t.Helper()
 	n := realnode.Get(t)
 	e := &attackEnv{n: n, ns: n.Namespace(t)}
 	sysNS := n.Namespace(t)
+	e.sysNS = sysNS
 	t.Setenv("SYSTEM_NAMESPACE", sysNS)
 	e.busybox = n.Image(t, "BUSYBOX")
 	registry, _, _ := strings.Cut(e.busybox, "/")
@@ -159,18 +175,28 @@ func newAttackEnv(ctx context.Context, t *testing.T, pipelineRuns bool) *attackE
 		t.Fatal(err)
 	}
 	e.logPub = strings.TrimSpace(string(lp))
-	pub := controllertest.Install(ctx, t, n.Kube, sysNS, map[string]string{
+	data := map[string]string{
 		settings.KeyBackends: "logserver", settings.KeyLogServerURL: "http://" + lo.Addr().String() + "/",
 		settings.KeyLogServerKey:   filepath.Join(logDir, "log.pub"),
 		settings.KeyRetryBaseDelay: "100ms", settings.KeyRetryMaxDelay: "1s",
 		settings.KeyRecordImages: e.image, settings.KeyMaxRetries: "3",
-	})
+	}
+	maps.Copy(data, config)
+	pub := controllertest.Install(ctx, t, n.Kube, sysNS, data)
 	e.pub = pub
 	ctrlKey, err := signing.NewVerifier(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := logserver.Open(ctx, filepath.Join(logDir, "served"), key, logserver.Options{Keys: []signing.Verifier{ctrlKey}})
+	keys := []signing.Verifier{ctrlKey}
+	for _, k := range logKeys {
+		v, err := signing.NewVerifier(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, v)
+	}
+	srv, err := logserver.Open(ctx, filepath.Join(logDir, "served"), key, logserver.Options{Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,15 +244,20 @@ func newAttackEnv(ctx context.Context, t *testing.T, pipelineRuns bool) *attackE
 		t.Fatal(err)
 	}
 
-	// Only this test's namespace: other packages' real-node tests run
-	// their own controllers on the same node.
-	shared := controllertest.NewShared(t)
-	ctors := []injection.ControllerConstructor{taskrun.NewControllerWithLogs(shared, n)}
-	if pipelineRuns {
-		ctors = append(ctors, NewController(shared))
-	}
-	controllertest.RunControllers(injection.WithNamespaceScope(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), e.ns), t, mustConfig(t, n), sysNS, nil, ctors...)
 	return e
+}
+
+// runControllers starts the TaskRun controller (with pipelineRuns the
+// PipelineRun controller too) for the test's namespace only: other
+// packages' real-node tests run their own controllers on the same node.
+func (e *attackEnv) runControllers(ctx context.Context, t *testing.T, pipelineRuns bool) {
+	t.Helper()
+	e.shared = controllertest.NewShared(t)
+	ctors := []injection.ControllerConstructor{taskrun.NewControllerWithLogs(e.shared, e.n)}
+	if pipelineRuns {
+		ctors = append(ctors, NewController(e.shared))
+	}
+	controllertest.RunControllers(injection.WithNamespaceScope(logging.WithLogger(ctx, zaptest.NewLogger(t).Sugar()), e.ns), t, mustConfig(t, e.n), e.sysNS, nil, ctors...)
 }
 
 func (e *attackEnv) withImage(b []byte) []byte {
@@ -266,8 +297,8 @@ func (e *attackEnv) layoutConfigMap(ctx context.Context, t *testing.T, name stri
 
 // sharedClaim makes a PersistentVolumeClaim bound to a hostPath volume of
 // its own (the node has no provisioner), for a workspace that several
-// TaskRuns of one PipelineRun share.
-func (e *attackEnv) sharedClaim(ctx context.Context, t *testing.T, name string) {
+// TaskRuns of one PipelineRun share. It returns the volume's directory.
+func (e *attackEnv) sharedClaim(ctx context.Context, t *testing.T, name string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o777); err != nil {
@@ -303,6 +334,7 @@ func (e *attackEnv) sharedClaim(ctx context.Context, t *testing.T, name string) 
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return dir
 }
 
 // finalVerify verifies a finished run's links, read from the served log,

@@ -253,6 +253,9 @@ func (r *Kind) attestAndStore(ctx context.Context, pr *v1.PipelineRun, children 
 		if err != nil {
 			return 0, "", fmt.Errorf("child TaskRun %s: %w", tr.Name, err)
 		}
+		// The record pair's steps have no link: the TaskRun controller
+		// signed the step between them.
+		taskrun.DropRecorderSteps(tr, built)
 		if built.Record.RunID != runID {
 			return 0, "", fmt.Errorf("%w: child TaskRun %s is bound to run %s, not to PipelineRun UID %s", taskrun.ErrMalformed, tr.Name, built.Record.RunID, runID)
 		}

@@ -334,6 +334,25 @@ func apply(built *Built, recs []*recorder, pairs map[string]*pair) error {
 			}
 		}
 	}
+	dropRecorders(built, recs)
+	return nil
+}
+
+// DropRecorderSteps removes the record StepActions' steps (those with a
+// STEPSEAL_MATERIALS or STEPSEAL_PRODUCTS step result) from built, as
+// Measured.Apply does once it has checked them, without reading their
+// measurements: for a caller that needs the steps the TaskRun controller
+// signed links of (the PipelineRun controller, checking that every
+// child's links are stored), not what they measured.
+func DropRecorderSteps(tr *v1.TaskRun, built *Built) {
+	if recs := recorders(tr); len(recs) > 0 {
+		dropRecorders(built, recs)
+	}
+}
+
+// dropRecorders is step 7's dropping of the recorder steps.
+func dropRecorders(built *Built, recs []*recorder) {
+	task := &built.Record.Tasks[0]
 	drop := map[string]bool{}
 	for _, r := range recs {
 		drop[run.StepName(task.PipelineTask, r.state.Name)] = true
@@ -355,12 +374,13 @@ func apply(built *Built, recs []*recorder, pairs map[string]*pair) error {
 			}
 		}
 	}
-	for uri, ds := range carriedM {
-		kept[0].Materials[uri] = ds
-	}
-	for uri, ds := range carriedP {
-		kept[len(kept)-1].Products[uri] = ds
+	if len(kept) > 0 {
+		for uri, ds := range carriedM {
+			kept[0].Materials[uri] = ds
+		}
+		for uri, ds := range carriedP {
+			kept[len(kept)-1].Products[uri] = ds
+		}
 	}
 	task.Steps = kept
-	return nil
 }

@@ -23,12 +23,15 @@ type SignedLayout struct {
 	OwnerKey in_toto.Key
 }
 
+// controllerFunctionaries: the controller performs every step.
+const controllerFunctionaries = "apiVersion: stepseal.dev/v1alpha1\nkind: Functionaries\nmetadata: {name: release}\nspec:\n  functionaries: [{name: controller}]\n  steps: [{match: \"*\", functionaries: [controller]}]\n"
+
 // ControllerLayout generates the layout of spec in which the controller
 // (public key pub) performs every step — and, with skipSigner, signs the
 // skip records — and signs it with a new ed25519 owner key.
 func ControllerLayout(t testing.TB, spec *tekton.Spec, pub crypto.PublicKey, skipSigner bool) SignedLayout {
 	t.Helper()
-	doc := "apiVersion: stepseal.dev/v1alpha1\nkind: Functionaries\nmetadata: {name: release}\nspec:\n  functionaries: [{name: controller}]\n  steps: [{match: \"*\", functionaries: [controller]}]\n"
+	doc := controllerFunctionaries
 	if skipSigner {
 		doc += "  skipSigner: controller\n"
 	}
@@ -52,11 +55,36 @@ func ControllerLayout(t testing.TB, spec *tekton.Spec, pub crypto.PublicKey, ski
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := SignedLayout{OwnerPub: ok.Public()}
-	if out.Owner, err = signing.NewVerifier(ok.Public()); err != nil {
+	return signLayout(t, l, owner)
+}
+
+// ControllerLayoutBy is ControllerLayout (without skip records) signed by
+// owner: the key a TUF role releasing the layout delegates to.
+func ControllerLayoutBy(t testing.TB, spec *tekton.Spec, pub crypto.PublicKey, owner signing.Signer) SignedLayout {
+	t.Helper()
+	f, err := layout.ParseFunctionaries([]byte(controllerFunctionaries), "functionaries.yaml")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if out.OwnerKey, err = signing.InTotoKey(ok.Public()); err != nil {
+	ck, err := signing.InTotoKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := generate.FromPipeline(spec, f, map[string]in_toto.Key{"controller": ck}, layout.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signLayout(t, l, owner)
+}
+
+func signLayout(t testing.TB, l *in_toto.Layout, owner signing.Signer) SignedLayout {
+	t.Helper()
+	var err error
+	out := SignedLayout{OwnerPub: owner.Public()}
+	if out.Owner, err = signing.NewVerifier(owner.Public()); err != nil {
+		t.Fatal(err)
+	}
+	if out.OwnerKey, err = signing.InTotoKey(owner.Public()); err != nil {
 		t.Fatal(err)
 	}
 	mb, err := layout.Sign(context.Background(), *l, owner)
