@@ -32,7 +32,7 @@ if ((rc == 0)) && [[ -z "$keep" ]]; then rm -rf "$dir"; else echo "realnode-test
 exit $rc' EXIT
 "$here/node-up.sh" "$dir" >/dev/null
 rc=0
-STEPSEAL_REALNODE="$dir" go test -count=1 -timeout 15m -run '^TestRealNode' -v "${pkgs[@]}" >"$dir/go-test.log" 2>&1 || rc=$?
+STEPSEAL_REALNODE="$dir" go test -count=1 -timeout 25m -run '^TestRealNode' -v "${pkgs[@]}" >"$dir/go-test.log" 2>&1 || rc=$?
 # The tests' own lines (not the controllers' logs); everything is in go-test.log.
 grep -E '^(=== RUN|\s*--- |\s+\S+_test\.go:|PASS|FAIL|ok|panic)' "$dir/go-test.log" || true
 ((rc == 0)) || echo "realnode-test: tests failed; full output in $dir/go-test.log" >&2
