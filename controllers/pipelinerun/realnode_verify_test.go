@@ -424,6 +424,9 @@ func TestRealNodeVerifyGate(t *testing.T) {
 	if !sdone.IsSuccessful() || stepVerdict != "PASSED" || !bytes.Contains(useLog, []byte("gate said PASSED")) {
 		t.Fatalf("gate step: PipelineRun succeeded %v, VERDICT %q, next step's log %q\ngate log:\n%s", sdone.IsSuccessful(), stepVerdict, useLog, stepLog(ctx, t, n, ns, deploy.Status.PodName, "step-gate"))
 	}
+	// The StepAction's cost is its step (no Pod of its own); the kubelet
+	// records step times in whole seconds.
+	t.Logf("wall time: the verify StepAction as the gate step of the deploy Task: %s", taskRunTimes(deploy))
 
 	// 4. A run ID the log has no links of, made of shell syntax: the wait
 	// ends, the missing steps are named; STRICT=false succeeds with FAILED.
