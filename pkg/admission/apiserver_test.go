@@ -20,6 +20,7 @@ import (
 	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -211,6 +212,18 @@ func TestAPIServerCallsWebhook(t *testing.T) {
 		delete(n.Labels, label)
 		_, err = cs.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{})
 		return err
+	}
+	// The apiserver's RBAC authorizer learns of the new binding from its
+	// informer: wait until the tenant may read the namespace, or its
+	// attempt below would be refused by RBAC, not by the guard.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, err := tenant.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err == nil {
+			break
+		}
+		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
+			t.Fatalf("W23 tenant's RBAC: %v", err)
+		}
 	}
 	if err := unlabel(tenant); err == nil || !strings.Contains(err.Error(), "only a cluster admin may change a namespace's admission label: namespace "+ns+": removing "+label+"=enforce by tenant") {
 		t.Errorf("W23 tenant: %v", err)
