@@ -889,6 +889,12 @@ func tenantClient(ctx context.Context, t *testing.T, c *kubetest.Cluster, kube k
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The apiserver's RBAC authorizer learns of the binding from its
+	// informer: until then RBAC, not the guard, refuses the tenant.
+	waitFor(t, 30*time.Second, "the tenant's ClusterRoleBinding to take effect", func() bool {
+		_, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return err == nil
+	})
 	return cs
 }
 
