@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,7 +193,7 @@ func servedClient(url, keyFile, witnessPolicy string) (*logserver.Client, [sha25
 		fmt.Fprint(h, "\x00", p)
 		opts = append(opts, logserver.WithWitnesses(p))
 	}
-	c, err := logserver.NewClient(url, v, &http.Client{Timeout: 30 * time.Second}, opts...)
+	c, err := logserver.NewClient(url, v, logserver.HTTPClient(30*time.Second), opts...)
 	if err != nil {
 		return nil, sum, err
 	}

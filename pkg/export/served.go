@@ -26,7 +26,7 @@ func FromServedLog(ctx context.Context, base, vkey, runID string, hc *http.Clien
 		return nil, err
 	}
 	if hc == nil {
-		hc = &http.Client{Timeout: time.Minute}
+		hc = logserver.HTTPClient(time.Minute)
 	}
 	c, err := logserver.NewClient(base, v, hc)
 	if err != nil {

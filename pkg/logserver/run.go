@@ -40,7 +40,7 @@ func OpenRun(ctx context.Context, base, vkey, runID, subject string, hc *http.Cl
 		return nil, err
 	}
 	if hc == nil {
-		hc = &http.Client{Timeout: time.Minute}
+		hc = HTTPClient(time.Minute)
 	}
 	c, err := NewClient(base, v, hc, opts...)
 	if err != nil {
