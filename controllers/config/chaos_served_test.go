@@ -129,8 +129,7 @@ func chaosServed(t *testing.T, replicas, n int) {
 	le := s.leaderElection(ctx, t)
 	bin := buildController(t)
 	kubeconfig := serviceAccountKubeconfig(t, s.cluster, s.kube)
-	// The processes' logs outlive a failed run. (Not t.TempDir: a path
-	// with "=", as a subtest's name gives it, is refused as a DSN file.)
+	// The processes' logs outlive a failed run.
 	dir, err := os.MkdirTemp("", "chaos-served-")
 	if err != nil {
 		t.Fatal(err)

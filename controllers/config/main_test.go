@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto"
 	"encoding/json"
-	"errors"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -25,15 +23,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -73,74 +65,15 @@ func lookTool(t *testing.T, name string) string {
 	return ""
 }
 
-// releaseObjects decodes every object of controllers/config/*.yaml, in the
-// files' order (namespace first), as kubectl apply -f would.
-func releaseObjects(t *testing.T) []*unstructured.Unstructured {
-	t.Helper()
-	files, err := filepath.Glob("*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no release YAML here: %v", err)
-	}
-	var objs []*unstructured.Unstructured
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		objs = append(objs, decodeObjects(t, f, b)...)
-	}
-	return objs
-}
-
-func decodeObjects(t *testing.T, name string, b []byte) []*unstructured.Unstructured {
-	t.Helper()
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var obj map[string]any
-		if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if len(obj) > 0 {
-			objs = append(objs, &unstructured.Unstructured{Object: obj})
-		}
-	}
-	return objs
-}
-
 // applyRelease server-side applies the release YAML as the cluster admin,
 // the way `kubectl apply --server-side -f` does.
 func applyRelease(t *testing.T, cfg *rest.Config) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
-	objs := releaseObjects(t)
-	for _, obj := range objs {
-		gvk := obj.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			t.Fatalf("%s %s: %v", gvk, obj.GetName(), err)
-		}
-		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-		if ns := obj.GetNamespace(); ns != "" {
-			ri = dyn.Resource(m.Resource).Namespace(ns)
-		}
-		if _, err := ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
-			t.Fatalf("applying %s %s/%s: %v", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
-		}
-	}
+	objs := kubetest.Objects(t, "*.yaml")
+	kubetest.Apply(ctx, t, cfg, fieldManager, objs)
 	t.Logf("release YAML applied: %d objects in %v", len(objs), time.Since(start).Round(time.Millisecond))
 }
 
@@ -308,14 +241,14 @@ type controllerProc struct {
 	exited chan struct{}
 }
 
-func startController(t *testing.T, bin, kubeconfig, logDir, name string) *controllerProc {
+func startController(t *testing.T, bin, kubeconfig, logDir, name string, args ...string) *controllerProc {
 	t.Helper()
 	logPath := filepath.Join(logDir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-kubeconfig", kubeconfig)
+	cmd := exec.Command(bin, append([]string{"-kubeconfig", kubeconfig}, args...)...)
 	cmd.Env = append(os.Environ(),
 		"SYSTEM_NAMESPACE="+systemNS,
 		"METRICS_PROMETHEUS_PORT="+strconv.Itoa(freePort(t)),

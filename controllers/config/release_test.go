@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/internal/testregistry"
 )
 
@@ -92,8 +93,8 @@ func TestReleaseKo(t *testing.T) {
 	if bytes.Contains(b, []byte("ko://")) {
 		t.Errorf("release.yaml still holds ko:// references")
 	}
-	resolved := decodeObjects(t, out, b)
-	raw := releaseObjects(t)
+	resolved := kubetest.DecodeObjects(t, out, b)
+	raw := kubetest.Objects(t, "*.yaml")
 	if len(resolved) != len(raw) {
 		t.Fatalf("release.yaml holds %d objects, controllers/config %d", len(resolved), len(raw))
 	}

@@ -27,7 +27,7 @@ import (
 // applying it again (an upgrade) can never change or drop a key. It used to
 // ship Secret signing-secrets with `stringData: {}` for the operator to fill.
 func TestReleaseShipsNoSecret(t *testing.T) {
-	for _, obj := range releaseObjects(t) {
+	for _, obj := range kubetest.Objects(t, "*.yaml") {
 		if obj.GetKind() == "Secret" {
 			t.Errorf("the release ships Secret %s/%s; key material must be the operator's, not the release's",
 				obj.GetNamespace(), obj.GetName())

@@ -136,6 +136,10 @@ func NeedsWork[T Object](obj any, finalizer string) bool {
 	return HasFinalizer(o, finalizer) || !annotations.IsDecided(o.GetAnnotations())
 }
 
+// refusedConfigRetry is how often a run waits again for a stepseal-config
+// that can be accepted (Config.Refused).
+const refusedConfigRetry = 15 * time.Second
+
 // Reconcile implements controller.Reconciler: the steps of the package doc.
 func (r *Reconciler[T]) Reconcile(ctx context.Context, key string) error {
 	// 1. Leader check.
@@ -172,7 +176,12 @@ func (r *Reconciler[T]) Reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 
-	// 4. Attest and store.
+	// 4. Attest and store; not while stepseal-config is refused (with no
+	// good configuration to keep, the defaults are not what was meant).
+	if cfg.Refused != nil {
+		logger.Errorw("not signing: the configuration was refused", zap.Error(cfg.Refused))
+		return controller.NewRequeueAfter(refusedConfigRetry)
+	}
 	extra := map[string]*string{}
 	n, logIndex, err := r.Kind.Attest(context.WithValue(ctx, extraKey{}, extra), obj, cfg)
 	if wait, _ := controller.IsRequeueKey(err); wait {

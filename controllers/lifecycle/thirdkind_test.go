@@ -15,6 +15,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"knative.dev/pkg/controller"
 	"knative.dev/pkg/logging"
 	"knative.dev/pkg/reconciler"
 
@@ -65,7 +66,8 @@ func (k *configMaps) Attest(ctx context.Context, cm *corev1.ConfigMap, cfg *sett
 
 // A kind the lifecycle has never heard of gets the whole lifecycle:
 // finalizer while running, signed with its log index once done, given up
-// at once on a permanent error, retried on a transient one.
+// at once on a permanent error, retried on a transient one; not signed
+// at all, only requeued, while the only stepseal-config seen was refused.
 func TestLifecycleThirdKind(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
@@ -74,12 +76,14 @@ func TestLifecycleThirdKind(t *testing.T) {
 		want        map[string]string
 		wantHeld    bool
 		wantWarning bool
+		badConfig   bool
 	}{
-		{"running: held", map[string]string{}, false, map[string]string{}, true, false},
-		{"done: signed", map[string]string{"done": "true"}, false, map[string]string{annotations.Signed: "true", annotations.LogIndex: "7"}, false, false},
+		{"running: held", map[string]string{}, false, map[string]string{}, true, false, false},
+		{"done: signed", map[string]string{"done": "true"}, false, map[string]string{annotations.Signed: "true", annotations.LogIndex: "7"}, false, false, false},
 		{"refused: given up at once", map[string]string{"done": "true", "attest": "refused"}, false,
-			map[string]string{annotations.Signed: "failed", annotations.Error: "refused", annotations.Retries: "1"}, false, true},
-		{"flaky: retried", map[string]string{"done": "true", "attest": "flaky"}, true, map[string]string{}, true, false},
+			map[string]string{annotations.Signed: "failed", annotations.Error: "refused", annotations.Retries: "1"}, false, true, false},
+		{"flaky: retried", map[string]string{"done": "true", "attest": "flaky"}, true, map[string]string{}, true, false, false},
+		{"config refused: not signed with the defaults", map[string]string{"done": "true"}, true, map[string]string{}, true, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm", Namespace: "ns"}, Data: tc.data}
@@ -88,7 +92,11 @@ func TestLifecycleThirdKind(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg := settings.NewStore(zap.NewNop().Sugar(), nil)
-			cfg.OnConfigChanged(&corev1.ConfigMap{Data: map[string]string{settings.KeyMaxRetries: "3", settings.KeyRetryBaseDelay: "1ms"}})
+			data := map[string]string{settings.KeyMaxRetries: "3", settings.KeyRetryBaseDelay: "1ms"}
+			if tc.badConfig {
+				data[settings.KeyPostgresLogURL] = "not a URL"
+			}
+			cfg.OnConfigChanged(&corev1.ConfigMap{Data: data})
 			recorder := record.NewFakeRecorder(10)
 			r := &lifecycle.Reconciler[*corev1.ConfigMap]{Kind: k, Config: cfg, Recorder: recorder}
 			if err := r.Promote(reconciler.UniversalBucket(), nil); err != nil {
@@ -100,6 +108,9 @@ func TestLifecycleThirdKind(t *testing.T) {
 			err := r.Reconcile(logging.WithLogger(context.Background(), zap.NewNop().Sugar()), "ns/cm")
 			if requeue := err != nil; requeue != tc.requeue {
 				t.Fatalf("err %v, want a requeue: %v", err, tc.requeue)
+			}
+			if wait, d := controller.IsRequeueKey(err); tc.badConfig && (!wait || d < 10*time.Second) {
+				t.Errorf("err %v: want a requeue after 10 s or more, waiting for a valid stepseal-config", err)
 			}
 			got, err := k.client.CoreV1().ConfigMaps("ns").Get(context.Background(), "cm", metav1.GetOptions{})
 			if err != nil {

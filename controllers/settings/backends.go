@@ -79,7 +79,10 @@ func BackendKinds() []BackendKind {
 				// here by mistake would reach logs and Events).
 				KeyPostgresDSNFile: func(c *Config, v string) string {
 					c.PostgresDSNFile = v
-					if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, " =@\n") {
+					// A connection string never starts with "/" (neither
+					// key=value pairs nor a postgres:// URL), so any absolute
+					// path is one, '=' and '@' included; whitespace is not.
+					if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, " \t\n") || strings.Contains(v, "://") {
 						return "not an absolute file path (value not shown: it may be a connection string; put that in a Secret and name the mounted file here)"
 					}
 					return ""

@@ -188,6 +188,10 @@ type Config struct {
 	Trust Trust
 	// VSA configures the verification summaries (vsa.* keys).
 	VSA VSA
+	// Refused is set, instead of any setting, while the only ConfigMap
+	// seen was refused (Store.OnConfigChanged): the controller must not
+	// sign with the defaults the ConfigMap meant to replace.
+	Refused error
 }
 
 // Defaults is the Config of an empty or absent ConfigMap.
@@ -374,6 +378,8 @@ type Store struct {
 	logger   *zap.SugaredLogger
 	recorder record.EventRecorder // may be nil
 	cur      atomic.Pointer[Config]
+	// loaded: a ConfigMap (or its absence) was accepted once.
+	loaded atomic.Bool
 }
 
 // NewStore returns a Store holding Defaults. recorder, when not nil,
@@ -384,18 +390,30 @@ func NewStore(logger *zap.SugaredLogger, recorder record.EventRecorder) *Store {
 	return s
 }
 
-// OnConfigChanged parses cm; a valid one replaces the current Config, an
-// invalid one is logged and reported and the last good Config stays.
+// OnConfigChanged parses cm; a valid one replaces the current Config. An
+// invalid one is logged and reported (a Warning Event on cm) and the last
+// good Config stays; when no ConfigMap was ever accepted there is none,
+// and the current Config becomes a Refused one: the controller then signs
+// nothing (never with the default dir backend the ConfigMap meant to
+// replace) until a valid ConfigMap arrives.
 func (s *Store) OnConfigChanged(cm *corev1.ConfigMap) {
 	c, err := Parse(cm.Data)
 	if err != nil {
-		s.logger.Errorw("keeping the last good configuration", zap.Error(err))
+		what := "keeping the last good configuration"
+		if !s.loaded.Load() {
+			what = "no configuration was accepted yet: signing nothing until stepseal-config is fixed"
+			r := Defaults()
+			r.Refused = fmt.Errorf("stepseal-config refused: %w", err)
+			s.cur.Store(r)
+		}
+		s.logger.Errorw(what, zap.Error(err))
 		if s.recorder != nil {
-			s.recorder.Eventf(cm, corev1.EventTypeWarning, "InvalidConfig", "%v; keeping the last good configuration", err)
+			s.recorder.Eventf(cm, corev1.EventTypeWarning, "InvalidConfig", "%v; %s", err, what)
 		}
 		return
 	}
 	s.cur.Store(c)
+	s.loaded.Store(true)
 	s.logger.Infow("configuration loaded", "backends", c.Backends, "storeDir", c.StoreDir,
 		"signerSecret", c.SignerSecret, "maxRetries", c.MaxRetries)
 }

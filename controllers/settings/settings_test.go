@@ -145,3 +145,53 @@ func TestStoreKeepsLastGoodConfig(t *testing.T) {
 		t.Errorf("FromContext without a Config: %+v", got)
 	}
 }
+
+// A ConfigMap refused before any was accepted leaves no good
+// configuration to keep: the Store does not fall back to the defaults
+// (the dir backend) quietly but holds a Refused Config, says so in the
+// Warning Event, and a valid ConfigMap later replaces it.
+func TestStoreRefusedFirstConfig(t *testing.T) {
+	rec := record.NewFakeRecorder(10)
+	s := NewStore(zap.NewNop().Sugar(), rec)
+	cm := func(data map[string]string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: "stepseal"}, Data: data}
+	}
+	s.OnConfigChanged(cm(map[string]string{KeyBackends: BackendPostgres, KeyPostgresLogURL: "ftp://log"}))
+	got := s.Load()
+	if !errors.Is(got.Refused, ErrInvalid) || !strings.Contains(got.Refused.Error(), KeyPostgresLogURL) {
+		t.Fatalf("after a refused first ConfigMap: Refused = %v, want ErrInvalid naming %s", got.Refused, KeyPostgresLogURL)
+	}
+	select {
+	case e := <-rec.Events:
+		if !strings.Contains(e, "Warning InvalidConfig") || !strings.Contains(e, "signing nothing") {
+			t.Errorf("event %q", e)
+		}
+	default:
+		t.Error("no Warning Event for the refused ConfigMap")
+	}
+	s.OnConfigChanged(cm(map[string]string{KeyBackends: BackendPostgres, KeyPostgresLogURL: "http://log:8080/"}))
+	if got := s.Load(); got.Refused != nil || got.PostgresLogURL != "http://log:8080/" {
+		t.Fatalf("after a valid ConfigMap: %+v", got)
+	}
+	s.OnConfigChanged(cm(map[string]string{KeyBackends: BackendPostgres, KeyPostgresLogURL: "ftp://log"}))
+	if got := s.Load(); got.Refused != nil || got.PostgresLogURL != "http://log:8080/" {
+		t.Errorf("a refused ConfigMap after a good one: %+v, want the last good one kept", got)
+	}
+}
+
+// A DSN file's path may hold '=' or '@' (a directory named by a test or
+// a mount): only a value that is not an absolute path, holds whitespace
+// or a URL scheme is refused as a possible connection string.
+func TestPostgresDSNFilePaths(t *testing.T) {
+	for _, p := range []string{"/tmp/TestX/replicas=2/dsn", "/etc/stepseal/postgres@primary/dsn"} {
+		c, err := Parse(map[string]string{KeyBackends: BackendPostgres, KeyPostgresDSNFile: p})
+		if err != nil || c.PostgresDSNFile != p {
+			t.Errorf("Parse(%s = %q): %v", KeyPostgresDSNFile, p, err)
+		}
+	}
+	for _, p := range []string{"dsn", "/x host=db", "/x\tpassword=y", "postgres://u:p@db/x", "/postgres://u@db"} {
+		if _, err := Parse(map[string]string{KeyBackends: BackendPostgres, KeyPostgresDSNFile: p}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Parse(%s = %q): %v, want ErrInvalid", KeyPostgresDSNFile, p, err)
+		}
+	}
+}

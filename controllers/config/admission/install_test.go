@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -32,13 +31,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	certresources "knative.dev/pkg/webhook/certificates/resources"
@@ -134,71 +128,6 @@ var forbidden = []access{
 	{"create", "tekton.dev", "taskruns", "", other, ""},
 }
 
-// objects decodes every object of the *.yaml files here, in file order.
-func objects(t *testing.T) []*unstructured.Unstructured {
-	t.Helper()
-	files, err := filepath.Glob("*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no release YAML here: %v", err)
-	}
-	var objs []*unstructured.Unstructured
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		objs = append(objs, decode(t, f, b)...)
-	}
-	return objs
-}
-
-// decode decodes every object of a multi-document YAML file.
-func decode(t *testing.T, name string, b []byte) []*unstructured.Unstructured {
-	t.Helper()
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var obj map[string]any
-		if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if len(obj) > 0 {
-			objs = append(objs, &unstructured.Unstructured{Object: obj})
-		}
-	}
-	return objs
-}
-
-// apply server-side applies objs as the cluster admin.
-func apply(ctx context.Context, t *testing.T, cfg *rest.Config, objs []*unstructured.Unstructured) {
-	t.Helper()
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, obj := range objs {
-		gvk := obj.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			t.Fatalf("%s %s: %v", gvk, obj.GetName(), err)
-		}
-		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-		if ns := obj.GetNamespace(); ns != "" {
-			ri = dyn.Resource(m.Resource).Namespace(ns)
-		}
-		if _, err := ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: "stepseal-admission-test", Force: true}); err != nil {
-			t.Fatalf("applying %s %s/%s: %v", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
-		}
-	}
-}
-
 // forTest adapts the shipped objects to a cluster without kubelet or
 // kube-proxy, keeping the route through the Service (so the apiserver
 // checks the certificate's name stepseal-admission.stepseal.svc, as in a
@@ -291,7 +220,7 @@ func startBinary(t *testing.T, bin, kubeconfig, addr, metricsAddr string, extra 
 	defer f.Close()
 	// The shipped Deployment's arguments, with this host's addresses.
 	var args []string
-	for _, o := range objects(t) {
+	for _, o := range kubetest.Objects(t, "*.yaml") {
 		if o.GetKind() != "Deployment" {
 			continue
 		}
@@ -542,7 +471,7 @@ func TestInstallWebhook(t *testing.T) {
 	bin := buildStepseal(t)
 	addr1 := freeAddr(t)
 	port, _ := strconv.Atoi(addr1[strings.LastIndexByte(addr1, ':')+1:])
-	apply(ctx, t, c.Config(), forTest(t, objects(t), port))
+	kubetest.Apply(ctx, t, c.Config(), "stepseal-admission-test", forTest(t, kubetest.Objects(t, "*.yaml"), port))
 
 	tenantNS, plainNS := c.Namespace(t), c.Namespace(t)
 	for _, a := range needed {
@@ -581,7 +510,7 @@ func TestInstallWebhook(t *testing.T) {
 	}
 	// Re-applying the release (server-side, as an upgrade does) keeps the
 	// certificate and the caBundles: the YAML holds neither.
-	apply(ctx, t, c.Config(), forTest(t, objects(t), port))
+	kubetest.Apply(ctx, t, c.Config(), "stepseal-admission-test", forTest(t, kubetest.Objects(t, "*.yaml"), port))
 	again, err := kube.CoreV1().Secrets(systemNS).Get(ctx, certSecret, metav1.GetOptions{})
 	if err != nil || !bytes.Equal(again.Data[certresources.ServerCert], sec.Data[certresources.ServerCert]) {
 		t.Fatalf("re-applying the release changed the certificate Secret: %v", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/internal/testregistry"
 )
 
@@ -54,8 +55,8 @@ func TestReleaseKoAdmission(t *testing.T) {
 	if bytes.Contains(b, []byte("ko://")) {
 		t.Error("admission.yaml still holds ko:// references")
 	}
-	resolved := decode(t, out, b)
-	raw := objects(t)
+	resolved := kubetest.DecodeObjects(t, out, b)
+	raw := kubetest.Objects(t, "*.yaml")
 	if len(resolved) != len(raw) {
 		t.Fatalf("admission.yaml holds %d objects, controllers/config/admission %d", len(resolved), len(raw))
 	}

@@ -122,7 +122,7 @@ rules:
 	addr := freeAddr(t)
 	port := 0
 	fmt.Sscanf(addr[strings.LastIndexByte(addr, ':')+1:], "%d", &port)
-	objs := forTest(t, objects(t), port)
+	objs := forTest(t, kubetest.Objects(t, "*.yaml"), port)
 	for _, o := range objs {
 		if o.GetKind() == "ConfigMap" && o.GetName() == policyCM {
 			if err := unstructured.SetNestedField(o.Object, pol, "data", "policy.yaml"); err != nil {
@@ -130,7 +130,7 @@ rules:
 			}
 		}
 	}
-	apply(ctx, t, c.Config(), objs)
+	kubetest.Apply(ctx, t, c.Config(), "stepseal-admission-test", objs)
 	r := startBinary(t, bin, saKubeconfig(t, saConfig(t, c, kube)), addr, freeAddr(t), "--insecure")
 
 	waitFor(t, 60*time.Second, "the certificate Secret filled and its CA in both webhook configurations", func() bool {
@@ -237,9 +237,9 @@ func startTektonController(ctx context.Context, t *testing.T, c *kubetest.Cluste
 		if err != nil {
 			t.Fatal(err)
 		}
-		objs = append(objs, decode(t, f, b)...)
+		objs = append(objs, kubetest.DecodeObjects(t, f, b)...)
 	}
-	apply(ctx, t, c.Config(), objs)
+	kubetest.Apply(ctx, t, c.Config(), "stepseal-admission-test", objs)
 
 	host := c.Config().Host
 	apiPort := host[strings.LastIndexByte(host, ':')+1:]

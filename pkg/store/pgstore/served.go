@@ -16,7 +16,6 @@ import (
 	"github.com/stepseal/stepseal/pkg/seal"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/tlogstore"
-	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
 // ErrNotDerived: a Put of a store on a served log declared what the log
@@ -285,22 +284,11 @@ func (s *Store) settle(ctx context.Context, rows []row) ([]row, error) {
 	return out, nil
 }
 
-// verifyServed checks r against the served log's entry at its index, read
-// and verified in snap: the entry holds exactly the row's document, and
-// the row's kind, subjects, run and name are what the log derived from it
-// (checkDerived; the subjects exactly the log's).
-func verifyServed(ctx context.Context, snap *tlog.Snapshot, r row) (store.Entry, error) {
-	if r.index < 0 {
-		return store.Entry{}, fmt.Errorf("%w: %w: %s names log entry %d", store.ErrCorrupt, ErrRowMismatch, r.digest, r.index)
-	}
-	i := uint64(r.index)
-	raw, err := snap.Entry(ctx, i)
-	if err != nil {
-		if ctx.Err() != nil {
-			return store.Entry{}, ctx.Err()
-		}
-		return store.Entry{}, fmt.Errorf("%w: %s %q (%s, log entry %d): %w", logErr(err), r.kind, r.name, r.digest, i, err)
-	}
+// verifyServed checks r against raw, the served log's entry i it names
+// (read and verified by rowEntry): the entry holds exactly the row's
+// document, and the row's kind, subjects, run and name are what the log
+// derived from it (checkDerived; the subjects exactly the log's).
+func verifyServed(r row, i uint64, raw []byte) (store.Entry, error) {
 	logged, complete, err := tlogstore.ParseRecord(raw)
 	if err != nil || !complete {
 		if err == nil {

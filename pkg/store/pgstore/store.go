@@ -357,19 +357,12 @@ func verify(ctx context.Context, snap *tlog.Snapshot, r row, served bool) (store
 	if r.pending {
 		return store.Entry{}, fmt.Errorf("%w: %w: %s %q (%s) names no log entry", store.ErrCorrupt, ErrRowMismatch, r.kind, r.name, r.digest)
 	}
-	if served {
-		return verifyServed(ctx, snap, r)
-	}
-	if r.index < 0 {
-		return store.Entry{}, fmt.Errorf("%w: %w: %s names log entry %d", store.ErrCorrupt, ErrRowMismatch, r.digest, r.index)
-	}
-	i := uint64(r.index)
-	raw, err := snap.Entry(ctx, i)
+	i, raw, err := rowEntry(ctx, snap, r)
 	if err != nil {
-		if ctx.Err() != nil {
-			return store.Entry{}, ctx.Err()
-		}
-		return store.Entry{}, fmt.Errorf("%w: %s %q (%s, log entry %d): %w", logErr(err), r.kind, r.name, r.digest, i, err)
+		return store.Entry{}, err
+	}
+	if served {
+		return verifyServed(r, i, raw)
 	}
 	leaf, err := tlogstore.ParseLeaf(raw)
 	if err != nil {
@@ -398,6 +391,25 @@ func verify(ctx context.Context, snap *tlog.Snapshot, r row, served bool) (store
 		return store.Entry{}, fmt.Errorf("%w: %w: %s %q (%s, log entry %d): %s", store.ErrCorrupt, ErrRowMismatch, r.kind, r.name, r.digest, i, strings.Join(bad, ", "))
 	}
 	return store.Entry{Kind: r.kind, Name: r.name, RunID: r.runID, Subjects: r.subjects, Data: r.data, Digest: r.digest}, nil
+}
+
+// rowEntry reads and verifies, in snap, the log entry row r names: a
+// negative index is store.ErrCorrupt; a log that could not be read,
+// store.ErrUnavailable; an entry that failed verification,
+// store.ErrCorrupt (logErr), each naming the row and the log entry.
+func rowEntry(ctx context.Context, snap *tlog.Snapshot, r row) (uint64, []byte, error) {
+	if r.index < 0 {
+		return 0, nil, fmt.Errorf("%w: %w: %s names log entry %d", store.ErrCorrupt, ErrRowMismatch, r.digest, r.index)
+	}
+	i := uint64(r.index)
+	raw, err := snap.Entry(ctx, i)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil, ctx.Err()
+		}
+		return 0, nil, fmt.Errorf("%w: %s %q (%s, log entry %d): %w", logErr(err), r.kind, r.name, r.digest, i, err)
+	}
+	return i, raw, nil
 }
 
 // verifyAll verifies rows in log order (one entry bundle read serves up to
