@@ -32,6 +32,9 @@ func childMain() int {
 		return 1
 	}
 	defer l.Close(ctx)
+	if os.Getenv("PGSTORE_TEST_PHASE") == "crash" {
+		return crashAfterAppend(ctx, l)
+	}
 	st, err := pgstore.Open(ctx, os.Getenv("PGSTORE_TEST_DSN"), l, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
