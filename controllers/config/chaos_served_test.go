@@ -120,6 +120,106 @@ func (p *logServeProc) kill() {
 	<-p.exited
 }
 
+// creating calls create(i) once for each i in [0, n) from workers
+// goroutines, stopping a worker at its first error (reported) or when ctx
+// ends; it returns at once, and the function it returns waits for all.
+func creating(ctx context.Context, t *testing.T, workers, n int, create func(i int) error) (wait func()) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := create(i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	return wg.Wait
+}
+
+// readServed opens the store as a verifier does: read-only, with the
+// database and the served log's URL and public key only.
+func readServed(ctx context.Context, t *testing.T, ls *logServeProc, url, dsn string) (*logserver.Client, *pgstore.Store) {
+	t.Helper()
+	vdata, err := os.ReadFile(filepath.Join(ls.dir, "log.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := tlog.ParseVerifier(strings.TrimSpace(string(vdata)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := logserver.NewClient(url, v, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pgstore.OpenServed(ctx, dsn, client, &pgstore.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return client, st
+}
+
+// buildLogServe builds the stepseal binary into dir and writes the
+// controller's public key there for `log serve --allow`.
+func buildLogServe(t *testing.T, s *setup, dir string) (bin, allow string) {
+	t.Helper()
+	bin = filepath.Join(dir, "stepseal")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/stepseal/stepseal/images/stepseal").CombinedOutput(); err != nil {
+		t.Fatalf("building stepseal: %v\n%s", err, out)
+	}
+	pubPEM, err := signing.MarshalPublicKeyPEM(s.key.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow = filepath.Join(dir, "cosign.pub")
+	if err := os.WriteFile(allow, pubPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bin, allow
+}
+
+// startServedPostgres starts `log serve` on dir/served (its output in
+// dir/log-serve.log; SIGTERMed when t ends), makes a database on pg, and
+// configures the controllers' postgres backend on both (maxRetries):
+// the log's URL and the database's DSN.
+func startServedPostgres(t *testing.T, s *setup, pg *pgtest.Server, bin, allow, dir, maxRetries string) (ls *logServeProc, url, dsn string) {
+	t.Helper()
+	serveLog, err := os.Create(filepath.Join(dir, "log-serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = serveLog.Close() })
+	ls = &logServeProc{bin: bin, dir: filepath.Join(dir, "served"), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), allow: allow, log: serveLog}
+	ls.start(t)
+	t.Cleanup(func() {
+		_ = ls.cmd.Process.Signal(syscall.SIGTERM)
+		<-ls.exited
+	})
+	url = "http://" + ls.addr + "/"
+	db := pg.NewDatabase(t)
+	dsn = pg.TCPDSN(strings.Fields(db[strings.LastIndex(db, "dbname=")+len("dbname="):])[0])
+	dsnFile := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	configure(t, s.kube, map[string]string{
+		settings.KeyBackends:             settings.BackendPostgres,
+		settings.KeyPostgresDSNFile:      dsnFile,
+		settings.KeyPostgresLogURL:       url,
+		settings.KeyPostgresLogPublicKey: filepath.Join(ls.dir, "log.pub"),
+		settings.KeyMaxRetries:           maxRetries,
+	})
+	return ls, url, dsn
+}
+
 func chaosServed(t *testing.T, replicas, n int) {
 	s := setUp(t)
 	pg := pgtest.Start(t, pgtest.Options{TCP: true})
@@ -142,47 +242,8 @@ func chaosServed(t *testing.T, replicas, n int) {
 		_ = os.RemoveAll(dir)
 	})
 
-	// log serve allows the controller's signing key.
-	stepseal := filepath.Join(dir, "stepseal")
-	if out, err := exec.Command("go", "build", "-o", stepseal, "github.com/stepseal/stepseal/images/stepseal").CombinedOutput(); err != nil {
-		t.Fatalf("building stepseal: %v\n%s", err, out)
-	}
-	pubPEM, err := signing.MarshalPublicKeyPEM(s.key.pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	allow := filepath.Join(dir, "cosign.pub")
-	if err := os.WriteFile(allow, pubPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	serveLog, err := os.Create(filepath.Join(dir, "log-serve.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer serveLog.Close()
-	ls := &logServeProc{bin: stepseal, dir: filepath.Join(dir, "served"), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), allow: allow, log: serveLog}
-	ls.start(t)
-	t.Cleanup(func() {
-		_ = ls.cmd.Process.Signal(syscall.SIGTERM)
-		<-ls.exited
-	})
-	url := "http://" + ls.addr + "/"
-
-	db := pg.NewDatabase(t)
-	dbName := db[strings.LastIndex(db, "dbname=")+len("dbname="):]
-	dbName = strings.Fields(dbName)[0]
-	dsn := pg.TCPDSN(dbName)
-	dsnFile := filepath.Join(dir, "dsn")
-	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	configure(t, s.kube, map[string]string{
-		settings.KeyBackends:             settings.BackendPostgres,
-		settings.KeyPostgresDSNFile:      dsnFile,
-		settings.KeyPostgresLogURL:       url,
-		settings.KeyPostgresLogPublicKey: filepath.Join(ls.dir, "log.pub"),
-		settings.KeyMaxRetries:           "10000",
-	})
+	stepseal, allow := buildLogServe(t, s, dir)
+	ls, url, dsn := startServedPostgres(t, s, pg, stepseal, allow, dir, "10000")
 
 	procs := make([]*controllerProc, replicas)
 	procs[0] = startController(t, bin, kubeconfig, dir, "replica-0")
@@ -208,22 +269,7 @@ func chaosServed(t *testing.T, replicas, n int) {
 	outage := max(n/10, 5)
 	bulk := n - outage
 	start := time.Now()
-	var next atomic.Int64
-	var producers sync.WaitGroup
-	for range 4 {
-		producers.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= bulk || ctx.Err() != nil {
-					return
-				}
-				if err := create(fmt.Sprintf("tr-%04d", i), i); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
+	producers := creating(ctx, t, 4, bulk, func(i int) error { return create(fmt.Sprintf("tr-%04d", i), i) })
 	waitSigned := func(k int) {
 		for tw.SignedCount() < k {
 			if ctx.Err() != nil {
@@ -310,7 +356,7 @@ func chaosServed(t *testing.T, replicas, n int) {
 	t.Logf("%v: PostgreSQL down for %v (%d annotation samples): %d signed at the stop, %d in its first 2 s (entries committed before it), none later",
 		time.Since(start).Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond), samples, atStop, len(tw.SignedBetween(stopped, stopped.Add(2*time.Second))))
 
-	producers.Wait()
+	producers()
 	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, n)
 	wall := time.Since(start)
 	load, _ := os.ReadFile("/proc/loadavg")
@@ -323,23 +369,7 @@ func chaosServed(t *testing.T, replicas, n int) {
 	}
 
 	// Read as a verifier: the database, the served log's URL and public key.
-	vdata, err := os.ReadFile(filepath.Join(ls.dir, "log.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := tlog.ParseVerifier(strings.TrimSpace(string(vdata)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := logserver.NewClient(url, v, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := pgstore.OpenServed(ctx, dsn, client, &pgstore.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
+	client, st := readServed(ctx, t, ls, url, dsn)
 	verifyEntriesOf(ctx, t, s.tekton, ns, st, s.key.pub, fiveSteps)
 	tw.ExactlyOnce(ctx, t, s.tekton, ns, n)
 

@@ -7,12 +7,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/leaderelection"
 
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/kubetest"
@@ -48,58 +47,13 @@ func TestBenchReplicasPostgres(t *testing.T) {
 			ns := s.cluster.Namespace(t)
 			dir := t.TempDir()
 			pgb := configurePostgres(t, s, pg, pg.NewDatabase(t), dir, map[string]string{"max-retries": "1000"})
-			if err := s.kube.CoordinationV1().Leases(systemNS).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			procs := []*controllerProc{startController(t, bin, kubeconfig, dir, "replica-0")}
-			waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) { return sameHolder(holders) })
-			if replicas == 2 {
-				// Replicas race for Leases and the first started takes them
-				// all; hand half of them to the second as if it had won
-				// them (each elector then believes the Lease's holder).
-				b := startController(t, bin, kubeconfig, dir, "replica-1")
-				procs = append(procs, b)
-				handOver(ctx, t, s, waitLogged(ctx, t, b, "stepseal-taskrun.00-of-"), int(le.Buckets)/2)
-			}
-			split := map[string]int{}
-			waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) {
-				split = map[string]int{}
-				for _, h := range holders {
-					split[h]++
-				}
-				return "", len(split) == replicas
-			})
-			if replicas == 2 {
-				// The first replica keeps leading a Lease it cannot renew
-				// until renew-deadline passes: wait that out, or both sign
-				// the runs of those buckets meanwhile.
-				time.Sleep(le.RenewDeadline + 2*le.RetryPeriod)
-			}
-			var counts []int
-			for _, c := range split {
-				counts = append(counts, c)
-			}
+			procs, counts := replicasSplitting(ctx, t, s, le, bin, kubeconfig, dir, replicas)
 
 			start := time.Now()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			for range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := int(next.Add(1)) - 1
-						if i >= n {
-							return
-						}
-						if _, err := finishTaskRun(ctx, s.tekton, ns, fmt.Sprintf("tr-%04d", i), i); err != nil {
-							t.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			creating(ctx, t, 8, n, func(i int) error {
+				_, err := finishTaskRun(ctx, s.tekton, ns, fmt.Sprintf("tr-%04d", i), i)
+				return err
+			})()
 			created := time.Since(start)
 			kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, n)
 			elapsed := time.Since(start)
@@ -140,6 +94,43 @@ func TestBenchReplicasPostgres(t *testing.T) {
 			t.Logf("%d rows, all verified; %d log entries", len(all), cp.Size)
 		})
 	}
+}
+
+// replicasSplitting starts n (1 or 2) controller processes with args, the
+// TaskRun Leases split evenly between them, and returns them with the
+// number of Leases each holds. Replicas race for Leases and the first
+// started takes them all; half are handed to the second as if it had won
+// them (each elector then believes the Lease's holder), and the first
+// replica's renew deadline is waited out, or both would sign the runs of
+// those buckets meanwhile.
+func replicasSplitting(ctx context.Context, t *testing.T, s *setup, le *leaderelection.Config, bin, kubeconfig, dir string, n int, args ...string) ([]*controllerProc, []int) {
+	t.Helper()
+	if err := s.kube.CoordinationV1().Leases(systemNS).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	procs := []*controllerProc{startController(t, bin, kubeconfig, dir, "replica-0", args...)}
+	waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) { return sameHolder(holders) })
+	if n == 2 {
+		b := startController(t, bin, kubeconfig, dir, "replica-1", args...)
+		procs = append(procs, b)
+		handOver(ctx, t, s, waitLogged(ctx, t, b, "stepseal-taskrun.00-of-"), int(le.Buckets)/2)
+	}
+	split := map[string]int{}
+	waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) {
+		split = map[string]int{}
+		for _, h := range holders {
+			split[h]++
+		}
+		return "", len(split) == n
+	})
+	if n == 2 {
+		time.Sleep(le.RenewDeadline + 2*le.RetryPeriod)
+	}
+	var counts []int
+	for _, c := range split {
+		counts = append(counts, c)
+	}
+	return procs, counts
 }
 
 // handOver sets the holder of k TaskRun Leases to id.

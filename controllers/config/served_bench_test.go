@@ -4,27 +4,18 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/stepseal/stepseal/controllers/settings"
 	"github.com/stepseal/stepseal/internal/kubetest"
-	"github.com/stepseal/stepseal/pkg/logserver"
-	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
-	"github.com/stepseal/stepseal/pkg/store/pgstore"
 	"github.com/stepseal/stepseal/pkg/store/pgstore/pgtest"
-	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
 // TestBenchReplicasServed measures TaskRuns signed per second on the
@@ -63,18 +54,7 @@ func TestBenchReplicasServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	stepseal := filepath.Join(dir, "stepseal")
-	if out, err := exec.Command("go", "build", "-o", stepseal, "github.com/stepseal/stepseal/images/stepseal").CombinedOutput(); err != nil {
-		t.Fatalf("building stepseal: %v\n%s", err, out)
-	}
-	pubPEM, err := signing.MarshalPublicKeyPEM(s.key.pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	allow := filepath.Join(dir, "cosign.pub")
-	if err := os.WriteFile(allow, pubPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	stepseal, allow := buildLogServe(t, s, dir)
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("load average before: %s; replica flags %q", strings.TrimSpace(string(load)), args)
 	for _, replicas := range []int{1, 2} {
@@ -86,54 +66,8 @@ func TestBenchReplicasServed(t *testing.T) {
 			if err := os.MkdirAll(run, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			serveLog, err := os.Create(filepath.Join(run, "log-serve.log"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer serveLog.Close()
-			ls := &logServeProc{bin: stepseal, dir: filepath.Join(run, "served"), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), allow: allow, log: serveLog}
-			ls.start(t)
-			defer func() { _ = ls.cmd.Process.Signal(syscall.SIGTERM); <-ls.exited }()
-			url := "http://" + ls.addr + "/"
-			db := pg.NewDatabase(t)
-			dbName := strings.Fields(db[strings.LastIndex(db, "dbname=")+len("dbname="):])[0]
-			dsn := pg.TCPDSN(dbName)
-			dsnFile := filepath.Join(run, "dsn")
-			if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			configure(t, s.kube, map[string]string{
-				settings.KeyBackends:             settings.BackendPostgres,
-				settings.KeyPostgresDSNFile:      dsnFile,
-				settings.KeyPostgresLogURL:       url,
-				settings.KeyPostgresLogPublicKey: filepath.Join(ls.dir, "log.pub"),
-				settings.KeyMaxRetries:           "1000",
-			})
-			if err := s.kube.CoordinationV1().Leases(systemNS).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			procs := []*controllerProc{startController(t, bin, kubeconfig, run, "replica-0", args...)}
-			waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) { return sameHolder(holders) })
-			if replicas == 2 {
-				b := startController(t, bin, kubeconfig, run, "replica-1", args...)
-				procs = append(procs, b)
-				handOver(ctx, t, s, waitLogged(ctx, t, b, "stepseal-taskrun.00-of-"), int(le.Buckets)/2)
-			}
-			split := map[string]int{}
-			waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) {
-				split = map[string]int{}
-				for _, h := range holders {
-					split[h]++
-				}
-				return "", len(split) == replicas
-			})
-			if replicas == 2 {
-				time.Sleep(le.RenewDeadline + 2*le.RetryPeriod)
-			}
-			var counts []int
-			for _, c := range split {
-				counts = append(counts, c)
-			}
+			ls, url, dsn := startServedPostgres(t, s, pg, stepseal, allow, run, "1000")
+			procs, counts := replicasSplitting(ctx, t, s, le, bin, kubeconfig, run, replicas, args...)
 			cpu0 := procCPU(t, ls.cmd.Process.Pid)
 			var rcpu0 []time.Duration
 			for _, p := range procs {
@@ -142,30 +76,16 @@ func TestBenchReplicasServed(t *testing.T) {
 			busy0, total0 := machineCPU(t)
 
 			start := time.Now()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			for range 8 {
-				wg.Go(func() {
-					for {
-						i := int(next.Add(1)) - 1
-						if i >= n || ctx.Err() != nil {
-							return
-						}
-						tr, err := s.tekton.TektonV1().TaskRuns(ns).Create(ctx, &v1.TaskRun{
-							ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("tr-%04d", i), Namespace: ns},
-							Spec:       v1.TaskRunSpec{TaskSpec: &v1.TaskSpec{Steps: fiveSteps}},
-						}, metav1.CreateOptions{})
-						if err == nil {
-							_, err = kubetest.FinishTaskRun(ctx, s.tekton, tr, kubetest.FinishOptions{Results: kubetest.ImageResults("registry.example.com/app", i)})
-						}
-						if err != nil {
-							t.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			creating(ctx, t, 8, n, func(i int) error {
+				tr, err := s.tekton.TektonV1().TaskRuns(ns).Create(ctx, &v1.TaskRun{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("tr-%04d", i), Namespace: ns},
+					Spec:       v1.TaskRunSpec{TaskSpec: &v1.TaskSpec{Steps: fiveSteps}},
+				}, metav1.CreateOptions{})
+				if err == nil {
+					_, err = kubetest.FinishTaskRun(ctx, s.tekton, tr, kubetest.FinishOptions{Results: kubetest.ImageResults("registry.example.com/app", i)})
+				}
+				return err
+			})()
 			created := time.Since(start)
 			kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, n)
 			elapsed := time.Since(start)
@@ -185,19 +105,7 @@ func TestBenchReplicasServed(t *testing.T) {
 				float64(puts)/elapsed.Seconds(), signed, rcpu, lsCPU.Round(10*time.Millisecond), float64(lsCPU.Milliseconds())/float64(puts),
 				100*float64(busy1-busy0)/float64(total1-total0), elapsed.Round(time.Second), strings.Join(strings.Fields(string(load))[:3], " "))
 
-			v, err := tlog.ParseVerifier(strings.TrimSpace(string(mustRead(t, filepath.Join(ls.dir, "log.pub")))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			client, err := logserver.NewClient(url, v, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st, err := pgstore.OpenServed(ctx, dsn, client, &pgstore.Options{ReadOnly: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close(ctx)
+			client, st := readServed(ctx, t, ls, url, dsn)
 			all, err := st.List(ctx, store.Filter{})
 			if err != nil {
 				t.Fatal(err)
@@ -212,15 +120,6 @@ func TestBenchReplicasServed(t *testing.T) {
 			t.Logf("%d rows, all verified; %d served log entries", len(all), cp.Size)
 		})
 	}
-}
-
-func mustRead(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // clockTick is USER_HZ, the unit of /proc's CPU times (100 on Linux).
