@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,6 +76,7 @@ func TestBenchReplicasServed(t *testing.T) {
 				rcpu0 = append(rcpu0, procCPU(t, p.cmd.Process.Pid))
 			}
 			busy0, total0 := machineCPU(t)
+			tree0 := treeCPU(t)
 
 			start := time.Now()
 			creating(ctx, t, 8, n, func(i int) error {
@@ -90,6 +93,7 @@ func TestBenchReplicasServed(t *testing.T) {
 			kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, n)
 			elapsed := time.Since(start)
 			busy1, total1 := machineCPU(t)
+			tree1 := treeCPU(t)
 			lsCPU := procCPU(t, ls.cmd.Process.Pid) - cpu0
 			var signed []int
 			var rcpu []string
@@ -118,6 +122,17 @@ func TestBenchReplicasServed(t *testing.T) {
 				t.Errorf("%d rows, %d served log entries; want %d of each", len(all), cp.Size, puts)
 			}
 			t.Logf("%d rows, all verified; %d served log entries", len(all), cp.Size)
+			var used []string
+			var ours time.Duration
+			for comm, d := range tree1 {
+				if d -= tree0[comm]; d >= 100*time.Millisecond {
+					used = append(used, fmt.Sprintf("%s %v", comm, d.Round(10*time.Millisecond)))
+					ours += d
+				}
+			}
+			slices.Sort(used)
+			t.Logf("CPU of this test's processes during the run, by command: %s; %v in all = %.0f%% of the machine's (%d cores)",
+				strings.Join(used, ", "), ours.Round(10*time.Millisecond), 100*ours.Seconds()/(float64(total1-total0)*clockTick.Seconds()), runtime.NumCPU())
 		})
 	}
 }
@@ -137,6 +152,53 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * clockTick
+}
+
+// treeCPU is the CPU time this test process and its descendants (the
+// kube-apiserver, etcd, PostgreSQL, log serve, the replicas) have used, by
+// command name; exited processes are not counted.
+func treeCPU(t *testing.T) map[string]time.Duration {
+	t.Helper()
+	type proc struct {
+		comm string
+		ppid int
+		cpu  time.Duration
+	}
+	procs := map[int]proc{}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		open, end := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(string(b[end+2:]))
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		procs[pid] = proc{comm: string(b[open+1 : end]), ppid: ppid, cpu: time.Duration(ut+st) * clockTick}
+	}
+	out := map[string]time.Duration{}
+	self := os.Getpid()
+	for pid, p := range procs {
+		for a, n := pid, 0; a > 1 && n < 64; a, n = procs[a].ppid, n+1 {
+			if a == self {
+				out[p.comm] += p.cpu
+				break
+			}
+		}
+	}
+	return out
 }
 
 // machineCPU is the CPU time of every core, busy and in total (/proc/stat).
