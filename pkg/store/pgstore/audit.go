@@ -32,6 +32,10 @@ const (
 	// between its log append and its row's commit, which the controller
 	// then signed again (a new signature, a new document) and stored.
 	ClassSuperseded EntryClass = "superseded"
+	// ClassIntent: the document of a row still written as an intent on a
+	// served log (a writer stopped between its append and the row's
+	// completion; the next List by a writing store completes it).
+	ClassIntent EntryClass = "intent"
 	// ClassUnaccounted: none of the above (ErrUnaccounted).
 	ClassUnaccounted EntryClass = "unaccounted"
 )
@@ -84,11 +88,13 @@ func (r AuditReport) Count(c EntryClass) int {
 
 // Audit compares the whole log with the whole database: every row is read
 // and verified against its log entry (as List does: a mismatch is
-// store.ErrCorrupt), then every log entry up to the current checkpoint is
-// read and verified against it and classed: a row's record, an alias of a
-// stored document, a superseded attempt (an entry left by a writer killed
+// store.ErrCorrupt; a writing store on a served log completes intents on
+// the way), then every log entry up to the current checkpoint is read and
+// verified against it and classed: a row's record, an alias of a stored
+// document, a superseded attempt (an entry left by a writer killed
 // between its log append and its row's commit, whose run was stored with
-// another document since), or unaccounted for. Entries of the first three
+// another document since), an intent's document (served log), or
+// unaccounted for. Entries of the first three
 // kinds are what the store's writes leave in the log; any unaccounted
 // entry makes Audit return the report with ErrUnaccounted naming each.
 // Rows written while Audit runs may name entries beyond the checkpoint it
@@ -104,21 +110,26 @@ func (s *Store) Audit(ctx context.Context) (AuditReport, error) {
 	}
 	rowAt := map[uint64]string{} // log index -> row digest
 	rowOf := map[string]uint64{} // row digest -> log index
-	rows, err := s.pool.Query(ctx, `SELECT digest, log_index FROM stepseal_entries WHERE log_index IS NOT NULL AND log_index < $1`, int64(cp.Size))
+	intent := map[string]bool{}  // digests of intents (served log)
+	rows, err := s.pool.Query(ctx, `SELECT digest, log_index FROM stepseal_entries WHERE log_index IS NULL OR log_index < $1`, int64(cp.Size))
 	if err != nil {
 		return AuditReport{}, s.dbErr(ctx, "audit", err)
 	}
 	for rows.Next() {
 		var (
 			d []byte
-			i int64
+			i *int64
 		)
 		if err := rows.Scan(&d, &i); err != nil {
 			rows.Close()
 			return AuditReport{}, s.dbErr(ctx, "audit", err)
 		}
-		rowAt[uint64(i)] = hexDigest(d)
-		rowOf[hexDigest(d)] = uint64(i)
+		if i == nil {
+			intent[hexDigest(d)] = true
+			continue
+		}
+		rowAt[uint64(*i)] = hexDigest(d)
+		rowOf[hexDigest(d)] = uint64(*i)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -142,6 +153,8 @@ func (s *Store) Audit(ctx context.Context) (AuditReport, error) {
 		a := AuditEntry{Index: i, Digest: e.Digest, Kind: e.Kind, Name: e.Name, RunID: e.RunID}
 		if at, ok := rowOf[e.Digest]; ok {
 			a.Class, a.Of = ClassAlias, at
+		} else if intent[e.Digest] {
+			a.Class = ClassIntent
 		}
 		rep.Others = append(rep.Others, a)
 		return nil

@@ -120,3 +120,50 @@ func TestAuditNamesSupersededAttempts(t *testing.T) {
 		t.Errorf("report %+v", rep)
 	}
 }
+
+// TestServedAudit: on a served log, every document a store Put is a row's
+// record; an intent's document is named an intent by a read-only auditor
+// and completed by a writing one; a document appended to the log behind
+// the store (another writer of the same log) is unaccounted for, named
+// with its log entry.
+func TestServedAudit(t *testing.T) {
+	ctx := context.Background()
+	f := newServedFixture(t)
+	st := f.open(t, nil)
+	for i := range 3 {
+		e := f.docs.doc(t, store.Entry{Kind: store.KindLink, Name: "build", RunID: fmt.Sprint("run-", i), Data: []byte{byte(i)}, Subjects: []string{subject(i)}})
+		if _, err := st.Put(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := st.Audit(ctx)
+	if err != nil || rep.Size != 3 || rep.Rows != 3 || len(rep.Others) != 0 {
+		t.Fatalf("Audit = %+v, %v; want 3 rows, 3 log entries, nothing else", rep, err)
+	}
+	// A writer stopped between its append and the row's completion: the
+	// row is an intent whose document is in the log. A read-only auditor
+	// names it so; a writing store completes it.
+	last := f.docs.doc(t, store.Entry{Kind: store.KindLink, Name: "build", RunID: "run-2", Data: []byte{2}, Subjects: []string{subject(2)}})
+	if err := server(t).Exec(ctx, f.db, fmt.Sprintf(`UPDATE stepseal_entries SET log_index = NULL WHERE digest = '\x%s'`, strings.TrimPrefix(store.Digest(last.Data), "sha256:"))); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = f.open(t, &pgstore.Options{ReadOnly: true}).Audit(ctx)
+	if err != nil || rep.Rows != 2 || len(rep.Others) != 1 || rep.Others[0].Class != pgstore.ClassIntent || rep.Others[0].Index != 2 {
+		t.Fatalf("read-only Audit with an intent = %+v, %v; want log entry 2 an intent", rep, err)
+	}
+	if rep, err = st.Audit(ctx); err != nil || rep.Rows != 3 || len(rep.Others) != 0 {
+		t.Fatalf("Audit by a writing store = %+v, %v; want the intent completed", rep, err)
+	}
+
+	other := f.docs.doc(t, store.Entry{Kind: store.KindLink, Name: "test", RunID: "run-9", Data: []byte("behind"), Subjects: []string{subject(9)}})
+	if _, err := f.log.client(t).Add(ctx, other.Data); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = st.Audit(ctx)
+	if !errors.Is(err, pgstore.ErrUnaccounted) || !strings.Contains(err.Error(), "log entry 3") || !strings.Contains(err.Error(), store.Digest(other.Data)) {
+		t.Fatalf("a document logged behind the store: %v, want ErrUnaccounted naming log entry 3 and %s", err, store.Digest(other.Data))
+	}
+	if rep.Count(pgstore.ClassUnaccounted) != 1 {
+		t.Errorf("report %+v", rep)
+	}
+}
