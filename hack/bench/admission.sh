@@ -24,6 +24,16 @@
 #      added latency (case minus baseline).
 #   4. BenchmarkCacheHeap: the heap held by 10 000 cached verdicts.
 #
+# Every case also prints the CPU milliseconds per Pod CREATE spent by the
+# kube-apiserver, etcd and the webhook (utime+stime from /proc/PID/stat:
+# load-independent, unlike the latencies).
+#
+# PROFILE=C (e.g. PROFILE=50) then runs the baseline and the warm case at
+# C creators for PROFILE_SECONDS (default 10) each, recording the
+# kube-apiserver's CPU profile (/debug/pprof/profile) and the webhook's
+# (perf record -g), and prints the top of each (files kept in the work
+# dir's prof/).
+#
 # Pods stay Pending (no kubelet). The machine's load average is printed: the
 # figures are only comparable on a quiet machine.
 set -euo pipefail
@@ -81,8 +91,25 @@ done
 sleep 1 # the apiserver picks up the caBundle
 
 echo "== load: N=$N per case, concurrency $CONC (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-"$bin/admissionload" -mode load -c "$CONC" -n "$N" -out "$work"
+pidlist="apiserver=$(cat "$work/kube/kube-apiserver.pid"),etcd=$(cat "$work/kube/etcd.pid"),webhook=${pids[0]}"
+"$bin/admissionload" -mode load -c "$CONC" -n "$N" -out "$work" -pids "$pidlist"
+reviews() { curl -s "http://$metrics/metrics" | awk -v w="$1" '$0 ~ "^stepseal_admission_latency_seconds_count" && $0 ~ "webhook=\"" w "\"" {s+=$NF} END{print s+0}'; }
+echo "webhook reviews: validate $(reviews validate), mutate $(reviews mutate)"
 echo "webhook decisions: $(curl -s "http://$metrics/metrics" | awk '/^stepseal_admission_decisions_total/{s+=$NF} END{print s}'), cache hits/misses: $(curl -s "http://$metrics/metrics" | awk '/^stepseal_admission_cache_hits_total/{h+=$NF} /^stepseal_admission_cache_misses_total/{m+=$NF} END{print h "/" m}')"
+
+if [[ -n "${PROFILE:-}" ]]; then
+  echo "== profile: baseline and warm at $PROFILE creators, ${PROFILE_SECONDS:-10} s each (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$bin/admissionload" -mode profile -c "$PROFILE" -d "${PROFILE_SECONDS:-10}s" -out "$work" -pids "$pidlist" -prof "$work/prof"
+  for f in "$work"/prof/*.pprof; do
+    echo "-- kube-apiserver $(basename "$f" .pprof): top by cumulative CPU"
+    go tool pprof -top -cum "$f" 2>/dev/null | sed -n '1,6p;7,40p' | grep -v '^ *0 ' | head -45
+  done
+  for f in "$work"/prof/*.perf.data; do
+    [[ -f "$f" ]] || continue
+    echo "-- webhook $(basename "$f" .perf.data): top symbols (self)"
+    perf report -i "$f" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -25
+  done
+fi
 
 echo "== heap: 10 000 cached verdicts"
 go test -run '^$' -bench '^BenchmarkCacheHeap$' -benchtime 1x ./pkg/admission | grep -E 'Benchmark|ok'
