@@ -179,7 +179,9 @@ func TestAPIServerShippedWebhooks(t *testing.T) {
 
 	t.Run("pinned Pod skips the mutating webhook", func(t *testing.T) {
 		var err error
-		m, v := calls(func() { _, err = create(mkPod("pinned", []corev1.Container{{Name: "init", Image: e.nop.String()}}, ctr(signed.String()))) })
+		m, v := calls(func() {
+			_, err = create(mkPod("pinned", []corev1.Container{{Name: "init", Image: e.nop.String()}}, ctr(signed.String())))
+		})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -172,7 +172,7 @@ func profile(ctx context.Context, cfg *rest.Config, conc string, d time.Duration
 				go func() {
 					defer wg.Done()
 					b, err := kube.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").
-						Param("seconds", strconv.Itoa(int(d/time.Second))).Timeout(d+time.Minute).DoRaw(ctx)
+						Param("seconds", strconv.Itoa(int(d/time.Second))).Timeout(d + time.Minute).DoRaw(ctx)
 					if err == nil {
 						err = os.WriteFile(filepath.Join(prof, tag+".pprof"), b, 0o644)
 					}
