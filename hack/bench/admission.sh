@@ -100,14 +100,18 @@ echo "webhook decisions: $(curl -s "http://$metrics/metrics" | awk '/^stepseal_a
 if [[ -n "${PROFILE:-}" ]]; then
   echo "== profile: baseline and warm at $PROFILE creators, ${PROFILE_SECONDS:-10} s each (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
   "$bin/admissionload" -mode profile -c "$PROFILE" -d "${PROFILE_SECONDS:-10}s" -out "$work" -pids "$pidlist" -prof "$work/prof"
+  # Where the kube-apiserver's CPU goes (cumulative seconds of the case):
+  # storage (finishRequest), the mutating and validating admission chain,
+  # the webhook calls, matchConditions (CEL), garbage collection.
   for f in "$work"/prof/*.pprof; do
-    echo "-- kube-apiserver $(basename "$f" .pprof): top by cumulative CPU"
-    go tool pprof -top -cum "$f" 2>/dev/null | sed -n '1,6p;7,40p' | grep -v '^ *0 ' | head -45
+    echo "-- kube-apiserver $(basename "$f" .pprof)"
+    go tool pprof -top -cum -nodecount=2000 "$f" 2>/dev/null | grep -E 'Total samples|finisher.finishRequest.func1$|auditHandler\).(Admit|Validate)$|mutatingDispatcher\).callAttrMutatingHook$|validatingDispatcher\).callHook$|ShouldCallHook$|matchconditions.\(\*matcher\).Match$|gcBgMarkWorker$|priorityAndFairnessHandler\).Handle$' || true
   done
   for f in "$work"/prof/*.perf.data; do
     [[ -f "$f" ]] || continue
-    echo "-- webhook $(basename "$f" .perf.data): top symbols (self)"
-    perf report -i "$f" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -25
+    echo "-- webhook $(basename "$f" .perf.data): share of its samples (children included)"
+    perf report -i "$f" --children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' |
+      grep -E 'admission\.\(\*Handler\)\.(ServeHTTP|respond)|admission.decodePod|encoding/json.Unmarshal$|serverHandshake$|Decider\)\.Decide|gcBgMarkWorker|finish_task_switch' | awk '{print "  " $1 " " $NF}' | head -12 || true
   done
 fi
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,9 +117,10 @@ func (ps procs) perPod(a, b []int64, pods int) string {
 // pids, `perf record -g` does the same (prof/<case>-c<c>.<name>.perf.data).
 // It prints Pods created, p50/p99 and CPU ms per Pod of every process.
 //
-// A third case, "warm-no-mc", runs the warm case again with the mutating
-// webhook's matchConditions removed (and restores them after), so that
-// what they save is measured in the same run.
+// Two more cases run the warm case again with matchConditions removed
+// (and restored after), so that what they cost or save is measured in the
+// same run: "warm-mut-mc" without the validating webhook's, "warm-no-mc"
+// without either.
 func profile(ctx context.Context, cfg *rest.Config, conc string, d time.Duration, out, pidList, prof string) error {
 	ps, err := parsePIDs(pidList)
 	if err != nil {
@@ -150,13 +152,22 @@ func profile(ctx context.Context, cfg *rest.Config, conc string, d time.Duration
 			return fmt.Errorf("priming %s: %w", ns, err)
 		}
 	}
-	fmt.Printf("%-5s %-9s %-6s %-8s %-16s %s\n", "conc", "case", "pods", "pods/s", "p50/p99 ms", "CPU ms per Pod: "+ps.header())
+	ps = append(ps, proc{"loadgen", os.Getpid()})
+	fmt.Printf("%-5s %-10s %-6s %-8s %-16s %s\n", "conc", "case", "pods", "pods/s", "p50/p99 ms", "CPU ms per Pod: "+ps.header())
 	for _, c := range levels {
-		for _, cs := range []struct{ name, ns string }{{"baseline", baselineNS}, {"warm", webhookNS}, {"warm-no-mc", webhookNS}} {
+		for _, cs := range []struct {
+			name, ns string
+			drop     []string // webhooks whose matchConditions are removed for the case
+		}{
+			{"baseline", baselineNS, nil},
+			{"warm", webhookNS, nil},
+			{"warm-mut-mc", webhookNS, []string{"verify.stepseal.dev"}},
+			{"warm-no-mc", webhookNS, []string{"verify.stepseal.dev", "resolve.stepseal.dev"}},
+		} {
 			tag := fmt.Sprintf("%s-c%d", cs.name, c)
 			restore := func() {}
-			if cs.name == "warm-no-mc" {
-				r, err := dropMatchConditions(ctx, kube)
+			if len(cs.drop) > 0 {
+				r, err := dropMatchConditions(ctx, kube, cs.drop...)
 				if err != nil {
 					return err
 				}
@@ -192,8 +203,8 @@ func profile(ctx context.Context, cfg *rest.Config, conc string, d time.Duration
 						}
 					}()
 				}
-				time.Sleep(200 * time.Millisecond) // the profiles have started
 			}
+			time.Sleep(200 * time.Millisecond) // the profiles have started
 			t0 := ps.sample()
 			lat, err := runFor(ctx, kube, cs.ns, fmt.Sprintf("p%d-%s", time.Now().UnixNano()%1e6, tag), c, d, warm[0])
 			t1 := ps.sample()
@@ -205,7 +216,7 @@ func profile(ctx context.Context, cfg *rest.Config, conc string, d time.Duration
 			if perr != nil {
 				return fmt.Errorf("kube-apiserver profile %s: %w", tag, perr)
 			}
-			fmt.Printf("%-5d %-9s %-6d %-8.1f %-16s %s\n", c, cs.name, len(lat), float64(len(lat))/d.Seconds(),
+			fmt.Printf("%-5d %-10s %-6d %-8.1f %-16s %s\n", c, cs.name, len(lat), float64(len(lat))/d.Seconds(),
 				ms(pct(lat, .5))+" / "+ms(pct(lat, .99)), ps.perPod(t0, t1, len(lat)))
 		}
 	}
@@ -251,34 +262,71 @@ func runFor(ctx context.Context, kube kubernetes.Interface, ns, prefix string, c
 	return lat, nil
 }
 
-// dropMatchConditions removes the matchConditions of the mutating webhook
-// resolve.stepseal.dev and returns what puts them back (nil if it had
-// none). It waits until the apiserver calls the webhook for a digest-only
-// Pod (a dry run's mutate count on the webhook would need its metrics; a
-// fixed pause is enough for the apiserver's configuration informer).
-func dropMatchConditions(ctx context.Context, kube kubernetes.Interface) (func(), error) {
-	api := kube.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	m, err := api.Get(ctx, "stepseal-admission", metav1.GetOptions{})
+// dropMatchConditions removes the matchConditions of the named Pod
+// webhooks (resolve.stepseal.dev, verify.stepseal.dev) and returns what
+// puts them back (nil if none had any), after a pause for the apiserver's
+// configuration informer.
+func dropMatchConditions(ctx context.Context, kube kubernetes.Interface, names ...string) (func(), error) {
+	adm := kube.AdmissionregistrationV1()
+	drop := func(n string) bool { return slices.Contains(names, n) }
+	m, err := adm.MutatingWebhookConfigurations().Get(ctx, "stepseal-admission", metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	saved := m.Webhooks[0].MatchConditions
-	if len(saved) == 0 {
+	v, err := adm.ValidatingWebhookConfigurations().Get(ctx, "stepseal-admission", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	savedM, savedV := m.DeepCopy(), v.DeepCopy()
+	n := 0
+	for i := range m.Webhooks {
+		if drop(m.Webhooks[i].Name) && len(m.Webhooks[i].MatchConditions) > 0 {
+			m.Webhooks[i].MatchConditions, n = nil, n+1
+		}
+	}
+	for i := range v.Webhooks {
+		if drop(v.Webhooks[i].Name) && len(v.Webhooks[i].MatchConditions) > 0 {
+			v.Webhooks[i].MatchConditions, n = nil, n+1
+		}
+	}
+	if n == 0 {
 		return nil, nil
 	}
-	m.Webhooks[0].MatchConditions = nil
-	if _, err := api.Update(ctx, m, metav1.UpdateOptions{}); err != nil {
+	if _, err := adm.MutatingWebhookConfigurations().Update(ctx, m, metav1.UpdateOptions{}); err != nil {
+		return nil, err
+	}
+	if _, err := adm.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{}); err != nil {
 		return nil, err
 	}
 	time.Sleep(3 * time.Second)
 	return func() {
-		m, err := api.Get(context.Background(), "stepseal-admission", metav1.GetOptions{})
-		if err == nil {
-			m.Webhooks[0].MatchConditions = saved
-			_, err = api.Update(context.Background(), m, metav1.UpdateOptions{})
+		bg := context.Background()
+		for _, f := range []func() error{
+			func() error {
+				m, err := adm.MutatingWebhookConfigurations().Get(bg, "stepseal-admission", metav1.GetOptions{})
+				if err == nil {
+					for i := range m.Webhooks {
+						m.Webhooks[i].MatchConditions = savedM.Webhooks[i].MatchConditions
+					}
+					_, err = adm.MutatingWebhookConfigurations().Update(bg, m, metav1.UpdateOptions{})
+				}
+				return err
+			},
+			func() error {
+				v, err := adm.ValidatingWebhookConfigurations().Get(bg, "stepseal-admission", metav1.GetOptions{})
+				if err == nil {
+					for i := range v.Webhooks {
+						v.Webhooks[i].MatchConditions = savedV.Webhooks[i].MatchConditions
+					}
+					_, err = adm.ValidatingWebhookConfigurations().Update(bg, v, metav1.UpdateOptions{})
+				}
+				return err
+			},
+		} {
+			if err := f(); err != nil {
+				fmt.Fprintf(os.Stderr, "restoring matchConditions: %v\n", err)
+			}
 		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "restoring matchConditions: %v\n", err)
-		}
+		time.Sleep(3 * time.Second)
 	}, nil
 }

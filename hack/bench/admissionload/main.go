@@ -314,6 +314,7 @@ func load(ctx context.Context, cfg *rest.Config, conc string, n int, out, pidLis
 	if err != nil {
 		return err
 	}
+	procs = append(procs, proc{"loadgen", os.Getpid()})
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
