@@ -106,13 +106,16 @@ func (h *workloadHandler) warnings(ctx context.Context, req *admissionv1.Admissi
 	if old != nil {
 		oldPtrs = imagePointers(&old.Spec)
 	}
+	unresolved := map[string]bool{}
 	for _, f := range ImageFields(&pod.Spec) {
 		if p := oldPtrs[f.Field]; p != nil && *p == f.Image {
 			continue // unchanged: not decided (nor resolved)
 		}
 		dg, err := h.d.resolveTag(ctx, f.Image, resolved)
 		if err != nil {
+			// The mutating webhook would deny the Pod with this error.
 			out = append(out, h.warning(req, (&ImageError{Field: f.Field, Container: f.Container, Image: f.Image, Err: fmt.Errorf("resolving the tag to a digest: %w", err)}).Error()))
+			unresolved[f.Field] = true
 			continue
 		}
 		if dg != "" {
@@ -121,7 +124,7 @@ func (h *workloadHandler) warnings(ctx context.Context, req *admissionv1.Admissi
 	}
 	dec := h.d.Decide(ctx, pod, old)
 	for _, r := range dec.Images {
-		if r.Err == nil {
+		if r.Err == nil || unresolved[r.Field] {
 			continue
 		}
 		msg := r.Message
@@ -134,7 +137,14 @@ func (h *workloadHandler) warnings(ctx context.Context, req *admissionv1.Admissi
 }
 
 func (h *workloadHandler) warning(req *admissionv1.AdmissionRequest, msg string) string {
-	return fmt.Sprintf("stepseal: the Pods of %s %s would be denied: %s", req.Kind.Kind, req.Name, msg)
+	kind, name := req.Kind.Kind, req.Name
+	if kind == "" {
+		kind = req.Resource.Resource
+	}
+	if name == "" {
+		name = "(name to be generated)"
+	}
+	return fmt.Sprintf("stepseal: the Pods of %s %s would be denied: %s", kind, name, msg)
 }
 
 // podTemplate decodes a workload and returns its Pod template's spec.

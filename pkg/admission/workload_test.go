@@ -224,6 +224,15 @@ func TestAPIServerWorkloadWarnings(t *testing.T) {
 		if w := got.take(); len(w) != 1 || !strings.Contains(w[0], wantUnsigned) {
 			t.Errorf("warnings %q, want %q", w, wantUnsigned)
 		}
+		// A covered tag the registry does not know: the mutating webhook
+		// would deny the Pod; one warning, naming the tag.
+		missing := e.host + "/apps/missing:v1"
+		if err := deploy("missing-tag", missing); err != nil {
+			t.Fatal(err)
+		}
+		if w := got.take(); len(w) != 1 || !strings.Contains(w[0], "container app: image "+missing+": resolving the tag to a digest: ") {
+			t.Errorf("warnings %q", w)
+		}
 	})
 	t.Run("uncovered image: no registry contact", func(t *testing.T) {
 		proxy := newCountingProxy(t, e.host)
