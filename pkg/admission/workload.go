@@ -89,11 +89,11 @@ func (h *workloadHandler) warnings(ctx context.Context, req *admissionv1.Admissi
 	}
 	var old *corev1.Pod
 	if req.Operation == admissionv1.Update {
-		os, err := podTemplate(req.Resource.Resource, req.OldObject.Raw)
+		oldSpec, err := podTemplate(req.Resource.Resource, req.OldObject.Raw)
 		if err != nil {
 			return []string{fmt.Sprintf("stepseal: %v: oldObject: %v", ErrReview, err)}
 		}
-		old = &corev1.Pod{Spec: *os}
+		old = &corev1.Pod{Spec: *oldSpec}
 	}
 	pod := &corev1.Pod{Spec: *spec}
 	ctx, cancel := context.WithTimeout(ctx, h.d.c.Deadline)
