@@ -25,14 +25,15 @@
 #   4. BenchmarkCacheHeap: the heap held by 10 000 cached verdicts.
 #
 # Every case also prints the CPU milliseconds per Pod CREATE spent by the
-# kube-apiserver, etcd and the webhook (utime+stime from /proc/PID/stat:
-# load-independent, unlike the latencies).
+# kube-apiserver, etcd, the webhook and the load generator (utime+stime
+# from /proc/PID/stat: load-independent, unlike the latencies).
 #
-# PROFILE=C (e.g. PROFILE=50) then runs the baseline and the warm case at
-# C creators for PROFILE_SECONDS (default 10) each, recording the
-# kube-apiserver's CPU profile (/debug/pprof/profile) and the webhook's
-# (perf record -g), and prints the top of each (files kept in the work
-# dir's prof/).
+# PROFILE=C (e.g. PROFILE=50) then runs, at C creators for PROFILE_SECONDS
+# (default 10) each without pause, the baseline and the warm case three
+# times: as shipped, without the validating webhook's matchConditions, and
+# without either Pod webhook's. It records the kube-apiserver's CPU profile
+# (/debug/pprof/profile) and the webhook's (perf record -g), and prints
+# where each spends its CPU (files kept in the work dir's prof/).
 #
 # Pods stay Pending (no kubelet). The machine's load average is printed: the
 # figures are only comparable on a quiet machine.
