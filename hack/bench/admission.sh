@@ -24,6 +24,17 @@
 #      added latency (case minus baseline).
 #   4. BenchmarkCacheHeap: the heap held by 10 000 cached verdicts.
 #
+# Every case also prints the CPU milliseconds per Pod CREATE spent by the
+# kube-apiserver, etcd, the webhook and the load generator (utime+stime
+# from /proc/PID/stat: load-independent, unlike the latencies).
+#
+# PROFILE=C (e.g. PROFILE=50) then runs, at C creators for PROFILE_SECONDS
+# (default 10) each without pause, the baseline and the warm case three
+# times: as shipped, without the validating webhook's matchConditions, and
+# without either Pod webhook's. It records the kube-apiserver's CPU profile
+# (/debug/pprof/profile) and the webhook's (perf record -g), and prints
+# where each spends its CPU (files kept in the work dir's prof/).
+#
 # Pods stay Pending (no kubelet). The machine's load average is printed: the
 # figures are only comparable on a quiet machine.
 set -euo pipefail
@@ -81,8 +92,29 @@ done
 sleep 1 # the apiserver picks up the caBundle
 
 echo "== load: N=$N per case, concurrency $CONC (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-"$bin/admissionload" -mode load -c "$CONC" -n "$N" -out "$work"
+pidlist="apiserver=$(cat "$work/kube/kube-apiserver.pid"),etcd=$(cat "$work/kube/etcd.pid"),webhook=${pids[0]}"
+"$bin/admissionload" -mode load -c "$CONC" -n "$N" -out "$work" -pids "$pidlist"
+reviews() { curl -s "http://$metrics/metrics" | awk -v w="$1" '$0 ~ "^stepseal_admission_latency_seconds_count" && $0 ~ "webhook=\"" w "\"" {s+=$NF} END{print s+0}'; }
+echo "webhook reviews: validate $(reviews validate), mutate $(reviews mutate)"
 echo "webhook decisions: $(curl -s "http://$metrics/metrics" | awk '/^stepseal_admission_decisions_total/{s+=$NF} END{print s}'), cache hits/misses: $(curl -s "http://$metrics/metrics" | awk '/^stepseal_admission_cache_hits_total/{h+=$NF} /^stepseal_admission_cache_misses_total/{m+=$NF} END{print h "/" m}')"
+
+if [[ -n "${PROFILE:-}" ]]; then
+  echo "== profile: baseline and warm at $PROFILE creators, ${PROFILE_SECONDS:-10} s each (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$bin/admissionload" -mode profile -c "$PROFILE" -d "${PROFILE_SECONDS:-10}s" -out "$work" -pids "$pidlist" -prof "$work/prof"
+  # Where the kube-apiserver's CPU goes (cumulative seconds of the case):
+  # storage (finishRequest), the mutating and validating admission chain,
+  # the webhook calls, matchConditions (CEL), garbage collection.
+  for f in "$work"/prof/*.pprof; do
+    echo "-- kube-apiserver $(basename "$f" .pprof)"
+    go tool pprof -top -cum -nodecount=2000 "$f" 2>/dev/null | grep -E 'Total samples|finisher.finishRequest.func1$|auditHandler\).(Admit|Validate)$|mutatingDispatcher\).callAttrMutatingHook$|validatingDispatcher\).callHook$|ShouldCallHook$|matchconditions.\(\*matcher\).Match$|gcBgMarkWorker$|priorityAndFairnessHandler\).Handle$' || true
+  done
+  for f in "$work"/prof/*.perf.data; do
+    [[ -f "$f" ]] || continue
+    echo "-- webhook $(basename "$f" .perf.data): share of its samples (children included)"
+    perf report -i "$f" --children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' |
+      grep -E 'admission\.\(\*Handler\)\.(ServeHTTP|respond)|encoding/json.Unmarshal |serverHandshake |Decider\)\.Decide|gcBgMarkWorker|finish_task_switch' | awk '{print "  " $1 " " $4}' | head -12 || true
+  done
+fi
 
 echo "== heap: 10 000 cached verdicts"
 go test -run '^$' -bench '^BenchmarkCacheHeap$' -benchtime 1x ./pkg/admission | grep -E 'Benchmark|ok'

@@ -50,6 +50,11 @@ type Options struct {
 	// CRDDir holds the Tekton CRD manifests; default $TEKTON_CRDS, else
 	// config/300-crds of the tektoncd/pipeline module this binary links.
 	CRDDir string
+	// AuditPolicy, when set, is kube-apiserver's audit policy (an
+	// audit.k8s.io/v1 Policy, YAML): events go, as JSON lines, to
+	// Dir/audit.log (Cluster.AuditEvents), written before the response
+	// (blocking mode). Off by default: auditing costs every request.
+	AuditPolicy []byte
 }
 
 // Cluster is a running etcd and kube-apiserver with Tekton's CRDs.
@@ -63,6 +68,7 @@ type Cluster struct {
 	etcdData   string
 	apiserver  string
 	detach     bool
+	audit      bool
 	etcd       *process
 	kubeAPI    *process
 	kubeconfig string
@@ -88,7 +94,7 @@ func Launch(ctx context.Context, o Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	c := &Cluster{dir: dir, apiserver: apiserver, detach: o.Detach}
+	c := &Cluster{dir: dir, apiserver: apiserver, detach: o.Detach, audit: len(o.AuditPolicy) > 0}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -96,6 +102,11 @@ func Launch(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}()
 	if err := c.writeCredentials(); err != nil {
 		return nil, err
+	}
+	if c.audit {
+		if err := os.WriteFile(filepath.Join(dir, "audit-policy.yaml"), o.AuditPolicy, 0o600); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.startEtcd(ctx, etcdBin); err != nil {
 		return nil, err
@@ -298,7 +309,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, port int) error {
 // apiServerArgs are the minimum flags measured to work (../shared/KUBE-HARNESS.md).
 func (c *Cluster) apiServerArgs(port int) []string {
 	f := func(name string) string { return filepath.Join(c.dir, name) }
-	return []string{
+	args := []string{
 		"--etcd-servers=" + c.etcdURL,
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),
@@ -314,6 +325,11 @@ func (c *Cluster) apiServerArgs(port int) []string {
 		"--disable-admission-plugins=ServiceAccount",
 		"--endpoint-reconciler-type=none",
 	}
+	if c.audit {
+		args = append(args, "--audit-policy-file="+f("audit-policy.yaml"), "--audit-log-path="+f("audit.log"),
+			"--audit-log-format=json", "--audit-log-mode=blocking")
+	}
+	return args
 }
 
 func (c *Cluster) writeKubeconfig() error {

@@ -27,6 +27,7 @@ var shared struct {
 	cluster *Cluster
 	err     error
 	dir     string
+	opts    Options
 }
 
 // Main runs the tests of a package that uses Start and then stops the shared
@@ -35,8 +36,12 @@ var shared struct {
 //	func TestMain(m *testing.M) { kubetest.Main(m) }
 //
 // When a test failed, the cluster's logs are kept and their directory printed.
-func Main(m *testing.M) {
-	shared.main = true
+func Main(m *testing.M) { MainWith(m, Options{}) }
+
+// MainWith is Main with options for the shared cluster (Dir is set by
+// Start), e.g. an audit policy for the tests of one package only.
+func MainWith(m *testing.M, o Options) {
+	shared.main, shared.opts = true, o
 	code := m.Run()
 	if shared.cluster != nil {
 		shared.cluster.Stop()
@@ -70,7 +75,9 @@ func Start(t testing.TB) *Cluster {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		shared.cluster, shared.err = Launch(ctx, Options{Dir: dir})
+		o := shared.opts
+		o.Dir = dir
+		shared.cluster, shared.err = Launch(ctx, o)
 		if shared.err == nil {
 			t.Logf("kubetest: cluster ready in %v (%s)", time.Since(start).Round(time.Millisecond), dir)
 		}

@@ -18,7 +18,11 @@ import (
 	"github.com/stepseal/stepseal/internal/kubetest"
 )
 
-func TestMain(m *testing.M) { kubetest.Main(m) }
+// TestMain starts the shared cluster with the apiserver's audit log on
+// (Pods only), for TestAPIServerShippedWebhooks' audit annotations.
+func TestMain(m *testing.M) {
+	kubetest.MainWith(m, kubetest.Options{AuditPolicy: []byte(kubetest.PodAuditPolicy)})
+}
 
 // serveTLS serves h over HTTPS on 127.0.0.1 with a certificate from a
 // fresh CA, and returns the URL and the CA bundle, as envtest points a

@@ -5,7 +5,10 @@
 // key, or a pinned digest — and an encrypted image must be one this
 // platform is authorised for. An image no rule covers is denied without
 // contacting its registry. Handler serves the decision (and tag-to-digest
-// resolution) as a Kubernetes AdmissionReview v1 webhook; Run serves it in
+// resolution) as a Kubernetes AdmissionReview v1 webhook, and
+// WorkloadHandler warns (never denies) about the Pod templates of
+// Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs and CronJobs
+// whose Pods it would deny; Run serves it in
 // a cluster (policy from a ConfigMap, serving certificate from the Secret
 // knative's certificates controller renews, CA kept in the webhook
 // configurations by CAInjector), and Observer records metrics, Events on

@@ -60,11 +60,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
+// podReview is an AdmissionReview whose object and oldObject are decoded
+// as Pods in the same pass as the request (the shallower fields win over
+// AdmissionRequest's RawExtensions): one decoding of the body instead of
+// a copy and a second pass per object.
+type podReview struct {
+	Request *struct {
+		admissionv1.AdmissionRequest
+		Object    *corev1.Pod `json:"object"`
+		OldObject *corev1.Pod `json:"oldObject"`
+	} `json:"request"`
+}
+
 // Review answers one AdmissionReview body. It never panics and never
 // allows what it could not decide: a malformed review is denied.
 func (h *Handler) Review(ctx context.Context, body []byte) *admissionv1.AdmissionReview {
 	out := &admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}}
-	var in admissionv1.AdmissionReview
+	var in podReview
 	if err := json.Unmarshal(body, &in); err != nil || in.Request == nil {
 		if err == nil {
 			err = errors.New("no request")
@@ -72,9 +84,9 @@ func (h *Handler) Review(ctx context.Context, body []byte) *admissionv1.Admissio
 		out.Response = deny(fmt.Errorf("%w: %w", ErrReview, err))
 		return out
 	}
-	req := in.Request
+	req := &in.Request.AdmissionRequest
 	start := time.Now()
-	resp := h.respond(ctx, req)
+	resp := h.respond(ctx, req, in.Request.Object, in.Request.OldObject)
 	webhook := "validate"
 	if h.mutate {
 		webhook = "mutate"
@@ -91,7 +103,7 @@ func deny(err error) *admissionv1.AdmissionResponse {
 	}}
 }
 
-func (h *Handler) respond(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func (h *Handler) respond(ctx context.Context, req *admissionv1.AdmissionRequest, pod, old *corev1.Pod) *admissionv1.AdmissionResponse {
 	if req.Resource != podResource || req.Kind != podKind || (req.SubResource != "" && req.SubResource != "ephemeralcontainers") || (h.mutate && req.SubResource != "") {
 		return deny(fmt.Errorf("%w: unexpected %s %s/%s (subresource %q); stepseal admits Pods", ErrReview, req.Operation, schema.GroupVersionKind(req.Kind), req.Resource.Resource, req.SubResource))
 	}
@@ -101,15 +113,15 @@ func (h *Handler) respond(ctx context.Context, req *admissionv1.AdmissionRequest
 		// DELETE and CONNECT start no image.
 		return &admissionv1.AdmissionResponse{Allowed: true}
 	}
-	pod, err := decodePod(req.Object.Raw)
-	if err != nil {
-		return deny(fmt.Errorf("%w: object: %w", ErrReview, err))
+	if pod == nil {
+		return deny(fmt.Errorf("%w: object: empty", ErrReview))
 	}
-	var old *corev1.Pod
 	if req.Operation == admissionv1.Update || req.SubResource == "ephemeralcontainers" {
-		if old, err = decodePod(req.OldObject.Raw); err != nil {
-			return deny(fmt.Errorf("%w: oldObject: %w", ErrReview, err))
+		if old == nil {
+			return deny(fmt.Errorf("%w: oldObject: empty", ErrReview))
 		}
+	} else {
+		old = nil
 	}
 	if h.mutate {
 		return h.resolve(ctx, pod, old)
@@ -124,17 +136,6 @@ func (h *Handler) respond(ctx context.Context, req *admissionv1.AdmissionRequest
 	}
 	r.Warnings, r.AuditAnnotations = dec.Warnings, out.auditAnnotations()
 	return r
-}
-
-func decodePod(raw []byte) (*corev1.Pod, error) {
-	if len(raw) == 0 {
-		return nil, errors.New("empty")
-	}
-	var p corev1.Pod
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
 }
 
 // resolve patches tags to digests. It denies nothing it can leave to

@@ -21,8 +21,9 @@ const (
 	PathNamespaces = "/namespaces"
 )
 
-// Mux serves the validating and mutating handlers, the label guard (if
-// guard is not nil) and a health check.
+// Mux serves the validating and mutating handlers, the workloads' warnings
+// (WorkloadHandler), the label guard (if guard is not nil) and a health
+// check.
 func Mux(d *Decider, guard *LabelGuard) http.Handler { return ObservedMux(d, guard, nil) }
 
 // ObservedMux is Mux whose handlers record metrics and Events through obs.
@@ -30,6 +31,7 @@ func ObservedMux(d *Decider, guard *LabelGuard, obs *Observer) http.Handler {
 	m := http.NewServeMux()
 	m.Handle(PathValidate, &Handler{d: d, obs: obs})
 	m.Handle(PathMutate, &Handler{d: d, mutate: true, obs: obs})
+	m.Handle(PathWorkloads, WorkloadHandler(d))
 	if guard != nil {
 		m.Handle(PathNamespaces, guard)
 	}

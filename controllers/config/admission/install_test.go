@@ -787,7 +787,7 @@ func bundlesHave(ctx context.Context, t *testing.T, kube kubernetes.Interface, c
 			return false
 		}
 	}
-	return len(bundles) == 3
+	return len(bundles) == 4
 }
 
 // expiringSecretData is a CA and serving certificate for the Service that

@@ -72,6 +72,9 @@ func main() {
 	config := flag.String("config", "controllers/config/admission", "setup: the webhook's release YAML")
 	conc := flag.String("c", "1,50,200", "load: concurrency levels")
 	n := flag.Int("n", 200, "load: Pods per case and concurrency")
+	pids := flag.String("pids", "", "load, profile: NAME=PID,... processes whose CPU time per Pod is reported (apiserver=…,etcd=…,webhook=…)")
+	dur := flag.Duration("d", 10*time.Second, "profile: how long each case creates Pods")
+	prof := flag.String("prof", "", "profile: directory for the kube-apiserver's CPU profiles (<case>.pprof)")
 	out := flag.String("out", ".", "directory for warm.txt and cold.txt")
 	flag.Parse()
 
@@ -86,7 +89,9 @@ func main() {
 	case "setup":
 		err = setup(ctx, cfg, *registry, *port, *images, *config, *out)
 	case "load":
-		err = load(ctx, cfg, *conc, *n, *out)
+		err = load(ctx, cfg, *conc, *n, *out, *pids)
+	case "profile":
+		err = profile(ctx, cfg, *conc, *dur, *out, *pids, *prof)
 	default:
 		err = fmt.Errorf("unknown -mode %q", *mode)
 	}
@@ -304,7 +309,12 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64)
 }
 
-func load(ctx context.Context, cfg *rest.Config, conc string, n int, out string) error {
+func load(ctx context.Context, cfg *rest.Config, conc string, n int, out, pidList string) error {
+	procs, err := parsePIDs(pidList)
+	if err != nil {
+		return err
+	}
+	procs = append(procs, proc{"loadgen", os.Getpid()})
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -313,6 +323,7 @@ func load(ctx context.Context, cfg *rest.Config, conc string, n int, out string)
 	if err != nil {
 		return err
 	}
+	var cpuLines []string
 	cold, err := readLines(filepath.Join(out, "cold.txt"))
 	if err != nil {
 		return err
@@ -338,19 +349,29 @@ func load(ctx context.Context, cfg *rest.Config, conc string, n int, out string)
 	fmt.Printf("%-5s %-22s %-22s %-22s %-18s %-18s\n", "conc", "baseline p50/p99 ms", "warm p50/p99 ms", "cold p50/p99 ms", "warm added p50/p99", "cold added p50/p99")
 	coldNext := 0
 	for _, c := range levels {
+		t0 := procs.sample()
 		base, err := run(ctx, kube, baselineNS, fmt.Sprintf("base-c%d", c), c, n, func(int) string { return warm[0] })
 		if err != nil {
 			return fmt.Errorf("baseline c=%d: %w", c, err)
 		}
+		t1 := procs.sample()
 		w, err := run(ctx, kube, webhookNS, fmt.Sprintf("warm-c%d", c), c, n, func(int) string { return warm[0] })
 		if err != nil {
 			return fmt.Errorf("warm c=%d: %w", c, err)
 		}
+		t2 := procs.sample()
 		first := coldNext
 		coldNext += n
 		cd, err := run(ctx, kube, webhookNS, fmt.Sprintf("cold-c%d", c), c, n, func(i int) string { return cold[first+i] })
 		if err != nil {
 			return fmt.Errorf("cold c=%d: %w", c, err)
+		}
+		t3 := procs.sample()
+		if len(procs) > 0 {
+			cpuLines = append(cpuLines,
+				fmt.Sprintf("%-5d %-9s %s", c, "baseline", procs.perPod(t0, t1, n)),
+				fmt.Sprintf("%-5d %-9s %s", c, "warm", procs.perPod(t1, t2, n)),
+				fmt.Sprintf("%-5d %-9s %s", c, "cold", procs.perPod(t2, t3, n)))
 		}
 		b50, b99 := pct(base, .5), pct(base, .99)
 		w50, w99 := pct(w, .5), pct(w, .99)
@@ -358,6 +379,12 @@ func load(ctx context.Context, cfg *rest.Config, conc string, n int, out string)
 		fmt.Printf("%-5d %-22s %-22s %-22s %-18s %-18s\n", c,
 			ms(b50)+" / "+ms(b99), ms(w50)+" / "+ms(w99), ms(c50)+" / "+ms(c99),
 			ms(w50-b50)+" / "+ms(w99-b99), ms(c50-b50)+" / "+ms(c99-b99))
+	}
+	if len(cpuLines) > 0 {
+		fmt.Printf("\nCPU ms per Pod CREATE (from /proc/PID/stat utime+stime, %d Hz ticks):\n%-5s %-9s %s\n", clockTicks, "conc", "case", procs.header())
+		for _, l := range cpuLines {
+			fmt.Println(l)
+		}
 	}
 	return nil
 }
