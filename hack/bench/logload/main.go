@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"sync"
@@ -44,8 +45,21 @@ func main() {
 	searches := flag.Int("searches", 2000, "searches after the appends (stepseal mode)")
 	popular := flag.Int("popular", 100, "distinct shared subjects (base images); each document names one")
 	prefix := flag.String("prefix", "a", "document name prefix (another prefix appends new documents)")
+	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "logload:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*server, *mode, *logKey, *writerKey, *n, *clients, *searches, *popular, *prefix); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "logload:", err)
 		os.Exit(1)
 	}
