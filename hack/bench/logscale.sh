@@ -71,13 +71,21 @@ wait_serving() {
   echo $(((t1 - t0) / 1000000))
 }
 
+# rss_parts PID: the process's resident memory now, anonymous (heap,
+# stacks) and file-backed (mapped files: the index), as JSON fields.
+rss_parts() {
+  awk '/RssAnon/ {a=$2} /RssFile/ {f=$2} END {printf "\"rssAnonKiB\":%d,\"rssFileKiB\":%d", a, f}' "/proc/$1/status"
+}
+
 start_server "$WORK/serve1.log"
 MS=$(wait_serving "$WORK/serve1.log")
 echo "{\"openFixtureMs\":$MS,\"entries\":$SIZE,\"load\":\"$(load)\"}"
 "$WORK/logload" -server "$URL" -log-key "$DATA/log.pub" -writer-key "$KEYS/writer.key" -n "$N" -mode search -searches 2000 -prefix fixture |
   sed "s/}\$/,\"entries\":$SIZE,\"load\":\"$(load)\"}/" | tee "$WORK/search.json"
 RSS=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
-echo "{\"serverPeakRSSKiB\":$RSS,\"entries\":$SIZE}"
+# The index is a memory-mapped file: its pages the searches touched count
+# in RSS as file pages (page cache the kernel can reclaim), beside the heap.
+echo "{\"serverPeakRSSKiB\":$RSS,$(rss_parts "$SERVER"),\"entries\":$SIZE}"
 echo "{\"indexKiB\":$(du -k "$DATA/index.db" | cut -f1),\"logKiB\":$(du -sk "$DATA/log" | cut -f1)}"
 
 kill -TERM "$SERVER"; wait "$SERVER" 2>/dev/null || true
@@ -102,7 +110,7 @@ rm -f "$DATA/index.db"
 start_server "$WORK/serve4.log"
 MS_REBUILD=$(wait_serving "$WORK/serve4.log")
 RSS_REBUILD=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
-echo "{\"indexRebuiltFromLogms\":$MS_REBUILD,\"peakRSSKiB\":$RSS_REBUILD,\"entries\":$(size),\"load\":\"$(load)\"}"
+echo "{\"indexRebuiltFromLogms\":$MS_REBUILD,\"peakRSSKiB\":$RSS_REBUILD,$(rss_parts "$SERVER"),\"entries\":$(size),\"load\":\"$(load)\"}"
 "$WORK/logload" -server "$URL" -log-key "$DATA/log.pub" -writer-key "$KEYS/writer.key" -n "$N" -mode search -searches 200 -prefix fixture >/dev/null
 kill -TERM "$SERVER"; wait "$SERVER" 2>/dev/null || true
 
@@ -111,7 +119,7 @@ P99=$(sed -n 's/.*"searchP99ms":\([0-9.]*\).*/\1/p' "$WORK/search.json")
 cat >&2 <<SUMMARY
 summary at $SIZE entries (load average $(load) on $(nproc) CPUs):
   search p50 / p99, every proof verified: $P50 / $P99 ms   (goal <= 5 / <= 50 ms)
-  server peak RSS after the searches:    $((RSS / 1024)) MiB         (goal <= 256 MiB)
+  server peak RSS after the searches:    $((RSS / 1024)) MiB         (goal <= 256 MiB; file pages of the index included)
   restart to serving: SIGTERM $MS_TERM ms, SIGKILL mid-burst $MS_KILL ms   (goal <= 10 s)
   index rebuilt from the log on start:   $MS_REBUILD ms, peak RSS $((RSS_REBUILD / 1024)) MiB
 SUMMARY
