@@ -54,10 +54,11 @@ func run(dir string, n int, writerKey, allow, prefix string, popular int, origin
 		return err
 	}
 	cpu0 := cpuTime()
+	ticks := 0
 	rep, err := logfixture.Build(context.Background(), dir, logfixture.Options{N: n, Signer: s, Allow: logserver.Keys{v},
 		Prefix: prefix, Popular: popular, Origin: origin, Writers: writers, BatchMaxAge: batchAge,
 		Progress: func(done int, el time.Duration) {
-			if int(el.Seconds())%10 == 0 {
+			if ticks++; ticks%10 == 0 {
 				fmt.Fprintf(os.Stderr, "logfixture: %d/%d documents in %s (%.0f/s)\n", done, n, el.Round(time.Second), float64(done)/el.Seconds())
 			}
 		}})
