@@ -86,6 +86,7 @@ func TestScale(t *testing.T) {
 		}
 	}
 	c, stop := serve()
+	t0 := time.Now()
 
 	// Unique subjects: exactly their document, regenerated.
 	for j := 0; j < n; j += n / 200 {
@@ -121,6 +122,9 @@ func TestScale(t *testing.T) {
 		}
 	}
 
+	t.Logf("searches checked in %s", time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+
 	// The audit: the index rebuilt from the log (every inclusion
 	// verified), then every entry by kind and a few subjects compared with
 	// the server's answers.
@@ -135,6 +139,7 @@ func TestScale(t *testing.T) {
 	if wantResults := n + (n-1-7)/DefaultPopular + 1 + 1 + (n-1)%RunSize + 1; ar.Results != wantResults {
 		t.Fatalf("audit compared %d results, want %d", ar.Results, wantResults)
 	}
+	t.Logf("audit of %d entries, %d results compared, in %s", ar.Entries, ar.Results, time.Since(t0).Round(time.Millisecond))
 	stop()
 
 	// Restart: the index is caught up, the log serves the same answers.
