@@ -45,6 +45,7 @@ func main() {
 	searches := flag.Int("searches", 2000, "searches after the appends (stepseal mode)")
 	popular := flag.Int("popular", 100, "distinct shared subjects (base images); each document names one")
 	prefix := flag.String("prefix", "a", "document name prefix (another prefix appends new documents)")
+	complete := flag.Int("complete", 3, "popular subjects read to their last page after the searches")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -58,7 +59,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*server, *mode, *logKey, *writerKey, *n, *clients, *searches, *popular, *prefix); err != nil {
+	if err := run(*server, *mode, *logKey, *writerKey, *n, *clients, *searches, *popular, *complete, *prefix); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "logload:", err)
 		os.Exit(1)
@@ -101,10 +102,6 @@ func popularCount(n, popular, k int) int {
 	return (n-1-k)/popular + 1
 }
 
-// completeSubjects is how many popular subjects search mode reads to the
-// last page.
-const completeSubjects = 3
-
 func pct(d []time.Duration, p float64) float64 {
 	if len(d) == 0 {
 		return 0
@@ -113,7 +110,7 @@ func pct(d []time.Duration, p float64) float64 {
 	return float64(d[min(len(d)-1, int(float64(len(d))*p))].Microseconds()) / 1000
 }
 
-func run(server, mode, logKey, writerKey string, n, clients, searches, popular int, prefix string) error {
+func run(server, mode, logKey, writerKey string, n, clients, searches, popular, completeSubjects int, prefix string) error {
 	ctx := context.Background()
 	v, err := tlog.ReadVerifier(logKey)
 	if err != nil {
