@@ -168,4 +168,3 @@ func checkUnique(t *testing.T, c *logserver.Client, s signing.Signer, j int) {
 		t.Fatalf("search for %s: %d results, want exactly document %d (%s)", q, len(p.Results), j, store.Digest(d))
 	}
 }
-
