@@ -191,7 +191,7 @@ func (s *Server) follow(ctx context.Context) {
 }
 
 // catchUp indexes every leaf between the watermark and the current
-// checkpoint, one entry bundle per transaction, then publishes the
+// checkpoint, up to maxApplyRows leaves per transaction, then publishes the
 // checkpoint as the one the index is complete for. Then it indexes the
 // entries integrated since (durable, and in the next checkpoint Tessera
 // publishes): it is woken as soon as appends are sequenced, so their rows
