@@ -72,8 +72,6 @@ func doc(ctx context.Context, s signing.Signer, prefix string, i, popular int) (
 	return logfixture.Document(ctx, s, prefix, i, popular)
 }
 
-func hexOf(s string) string { return store.Digest([]byte(s))[len("sha256:"):] }
-
 type result struct {
 	Mode          string  `json:"mode"`
 	Appends       int     `json:"appends"`
