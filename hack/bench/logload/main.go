@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"sync"
@@ -28,6 +29,7 @@ import (
 	tclient "github.com/transparency-dev/tessera/client"
 
 	"github.com/stepseal/stepseal/pkg/logserver"
+	"github.com/stepseal/stepseal/pkg/logserver/logfixture"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/tlog"
@@ -43,39 +45,32 @@ func main() {
 	searches := flag.Int("searches", 2000, "searches after the appends (stepseal mode)")
 	popular := flag.Int("popular", 100, "distinct shared subjects (base images); each document names one")
 	prefix := flag.String("prefix", "a", "document name prefix (another prefix appends new documents)")
+	complete := flag.Int("complete", 3, "popular subjects read to their last page after the searches")
+	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	flag.Parse()
-	if err := run(*server, *mode, *logKey, *writerKey, *n, *clients, *searches, *popular, *prefix); err != nil {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "logload:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(*server, *mode, *logKey, *writerKey, *n, *clients, *searches, *popular, *complete, *prefix); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "logload:", err)
 		os.Exit(1)
 	}
 }
 
+// doc is document i: the same bytes hack/bench/logfixture appends, so a
+// search mode run over a fixture knows what each search must answer.
 func doc(ctx context.Context, s signing.Signer, prefix string, i, popular int) ([]byte, error) {
-	run := fmt.Sprintf("%s-run-%d", prefix, i/6)
-	st := map[string]any{
-		"_type":         "https://in-toto.io/Statement/v1",
-		"predicateType": "https://slsa.dev/provenance/v1",
-		"subject": []map[string]any{
-			{"name": fmt.Sprintf("%s-artifact-%d", prefix, i), "digest": map[string]string{"sha256": hexOf(fmt.Sprintf("%s-artifact-%d", prefix, i))}},
-			{"name": fmt.Sprintf("base-%d", i%popular), "digest": map[string]string{"sha256": hexOf(fmt.Sprintf("base-%d", i%popular))}},
-		},
-		"predicate": map[string]any{
-			"buildDefinition": map[string]any{"buildType": "https://stepseal.dev/buildtypes/tekton-pipelinerun/v1", "externalParameters": map[string]any{"pipeline": "bench", "padding": string(bytes.Repeat([]byte("x"), 300))}},
-			"runDetails":      map[string]any{"builder": map[string]any{"id": "https://stepseal.dev/bench"}, "metadata": map[string]any{"invocationId": run}},
-		},
-	}
-	payload, err := json.Marshal(st)
-	if err != nil {
-		return nil, err
-	}
-	env, err := signing.SignEnvelope(ctx, signing.PayloadTypeInToto, payload, s)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(env)
+	return logfixture.Document(ctx, s, prefix, i, popular)
 }
-
-func hexOf(s string) string { return store.Digest([]byte(s))[len("sha256:"):] }
 
 type result struct {
 	Mode          string  `json:"mode"`
@@ -91,6 +86,18 @@ type result struct {
 	SearchP50ms   float64 `json:"searchP50ms,omitempty"`
 	SearchP99ms   float64 `json:"searchP99ms,omitempty"`
 	SearchResults int     `json:"searchResults,omitempty"`
+	// CompleteSubjects popular subjects were read to their last page,
+	// CompleteResults entries in all.
+	CompleteSubjects int `json:"completeSubjects,omitempty"`
+	CompleteResults  int `json:"completeResults,omitempty"`
+}
+
+// popularCount is how many of documents 0..n-1 name shared subject k.
+func popularCount(n, popular, k int) int {
+	if k >= n {
+		return 0
+	}
+	return (n-1-k)/popular + 1
 }
 
 func pct(d []time.Duration, p float64) float64 {
@@ -101,7 +108,7 @@ func pct(d []time.Duration, p float64) float64 {
 	return float64(d[min(len(d)-1, int(float64(len(d))*p))].Microseconds()) / 1000
 }
 
-func run(server, mode, logKey, writerKey string, n, clients, searches, popular int, prefix string) error {
+func run(server, mode, logKey, writerKey string, n, clients, searches, popular, completeSubjects int, prefix string) error {
 	ctx := context.Background()
 	v, err := tlog.ReadVerifier(logKey)
 	if err != nil {
@@ -212,9 +219,12 @@ func run(server, mode, logKey, writerKey string, n, clients, searches, popular i
 		c, _ := logserver.NewClient(server, v, hc)
 		sl := make([]time.Duration, searches)
 		for i := range searches {
-			q := logserver.Query{Subject: "sha256:" + hexOf(fmt.Sprintf("base-%d", rand.IntN(popular)))}
+			// Half a popular subject (one of the shared base images),
+			// half a unique one (one document's artifact).
+			k, j := rand.IntN(popular), rand.IntN(n)
+			q := logserver.Query{Subject: logfixture.Base(k)}
 			if i%2 == 1 {
-				q = logserver.Query{Subject: "sha256:" + hexOf(fmt.Sprintf("%s-artifact-%d", prefix, rand.IntN(n)))}
+				q = logserver.Query{Subject: logfixture.Artifact(prefix, j)}
 			}
 			t0 := time.Now()
 			p, err := c.Search(ctx, q, 0, 20)
@@ -222,10 +232,46 @@ func run(server, mode, logKey, writerKey string, n, clients, searches, popular i
 			if err != nil {
 				return err
 			}
-			if len(p.Results) == 0 {
-				return fmt.Errorf("search for %s found nothing", q)
+			// Complete: a unique subject answers exactly its document
+			// (regenerated: the same bytes, signed again), a popular one
+			// a full first page when it has that many entries.
+			if i%2 == 1 {
+				want, err := doc(ctx, signer, prefix, j, popular)
+				if err != nil {
+					return err
+				}
+				if len(p.Results) != 1 || p.More || p.Results[0].Entry.Digest != store.Digest(want) {
+					return fmt.Errorf("search for %s (document %d, %s): %d results, want exactly that document", q, j, store.Digest(want), len(p.Results))
+				}
+			} else if expect := popularCount(n, popular, k); len(p.Results) != min(20, expect) || p.More != (expect > 20) {
+				return fmt.Errorf("search for %s: %d results (more: %t), want %d of at least %d", q, len(p.Results), p.More, min(20, expect), expect)
 			}
 			r.SearchResults += len(p.Results)
+		}
+		// Complete to the last page: every entry of a few popular
+		// subjects, all results verified, no index twice.
+		for k := range min(completeSubjects, popular) {
+			q := logserver.Query{Subject: logfixture.Base(k)}
+			seen := map[uint64]bool{}
+			var cpSize uint64
+			if _, err := c.SearchAll(ctx, q, 0, logserver.MaxLimit, func(v logserver.VerifiedResult) error {
+				if seen[v.Index] {
+					return fmt.Errorf("search for %s: log entry %d twice", q, v.Index)
+				}
+				seen[v.Index] = true
+				return nil
+			}); err != nil {
+				return err
+			}
+			if latest, ok := c.Log().Latest(); ok {
+				cpSize = latest.Size
+			}
+			expect := popularCount(n, popular, k)
+			if len(seen) < expect || (cpSize == uint64(n) && len(seen) != expect) {
+				return fmt.Errorf("search for %s to its last page: %d entries, want %d", q, len(seen), expect)
+			}
+			r.CompleteSubjects++
+			r.CompleteResults += len(seen)
 		}
 		r.Searches, r.SearchP50ms, r.SearchP99ms = searches, pct(sl, 0.5), pct(sl, 0.99)
 	}
