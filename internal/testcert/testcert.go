@@ -19,9 +19,18 @@ import (
 // certificate with its key and the CA certificate in PEM.
 func ForIP(t testing.TB, caName string, ip net.IP) (tls.Certificate, []byte) {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, caPEM, err := New(caName, ip)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return cert, caPEM
+}
+
+// New is ForIP for programs that are not tests (benchmarks' own servers).
+func New(caName string, ip net.IP) (tls.Certificate, []byte, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
@@ -31,15 +40,15 @@ func ForIP(t testing.TB, caName string, ip net.IP) (tls.Certificate, []byte) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, nil, err
 	}
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, nil, err
 	}
 	leaf := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip.String()},
@@ -49,8 +58,8 @@ func ForIP(t testing.TB, caName string, ip net.IP) (tls.Certificate, []byte) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, key.Public(), caKey)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, nil, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
 }

@@ -339,13 +339,25 @@ func load(ctx context.Context, cfg *rest.Config, conc string, n int, out, pidLis
 	if need := n * len(levels); len(cold) < need {
 		return fmt.Errorf("%d cold images, need %d (-n × levels)", len(cold), need)
 	}
+	fl, err := startFloor()
+	if err != nil {
+		return err
+	}
+	defer fl.srv.Close()
+	if err := fl.install(ctx, kube); err != nil {
+		return err
+	}
 	// Prime: the client connected, the warm digest's verdict cached, the
-	// apiserver's webhook client connected.
+	// apiserver's webhook clients connected.
 	for _, ns := range []string{baselineNS, webhookNS} {
 		if _, err := run(ctx, kube, ns, "prime", 1, 1, func(int) string { return warm[0] }); err != nil {
 			return fmt.Errorf("priming %s: %w", ns, err)
 		}
 	}
+	if err := fl.prime(ctx, kube, warm[0]); err != nil {
+		return err
+	}
+	var floorLines []string
 	fmt.Printf("%-5s %-22s %-22s %-22s %-18s %-18s\n", "conc", "baseline p50/p99 ms", "warm p50/p99 ms", "cold p50/p99 ms", "warm added p50/p99", "cold added p50/p99")
 	coldNext := 0
 	for _, c := range levels {
@@ -367,11 +379,17 @@ func load(ctx context.Context, cfg *rest.Config, conc string, n int, out, pidLis
 			return fmt.Errorf("cold c=%d: %w", c, err)
 		}
 		t3 := procs.sample()
+		fd, err := run(ctx, kube, floorNS, fmt.Sprintf("floor-c%d", c), c, n, func(int) string { return warm[0] })
+		if err != nil {
+			return fmt.Errorf("floor c=%d: %w", c, err)
+		}
+		t4 := procs.sample()
 		if len(procs) > 0 {
 			cpuLines = append(cpuLines,
 				fmt.Sprintf("%-5d %-9s %s", c, "baseline", procs.perPod(t0, t1, n)),
 				fmt.Sprintf("%-5d %-9s %s", c, "warm", procs.perPod(t1, t2, n)),
-				fmt.Sprintf("%-5d %-9s %s", c, "cold", procs.perPod(t2, t3, n)))
+				fmt.Sprintf("%-5d %-9s %s", c, "cold", procs.perPod(t2, t3, n)),
+				fmt.Sprintf("%-5d %-9s %s", c, "floor", procs.perPod(t3, t4, n)))
 		}
 		b50, b99 := pct(base, .5), pct(base, .99)
 		w50, w99 := pct(w, .5), pct(w, .99)
@@ -379,6 +397,14 @@ func load(ctx context.Context, cfg *rest.Config, conc string, n int, out, pidLis
 		fmt.Printf("%-5d %-22s %-22s %-22s %-18s %-18s\n", c,
 			ms(b50)+" / "+ms(b99), ms(w50)+" / "+ms(w99), ms(c50)+" / "+ms(c99),
 			ms(w50-b50)+" / "+ms(w99-b99), ms(c50-b50)+" / "+ms(c99-b99))
+		f50, f99 := pct(fd, .5), pct(fd, .99)
+		floorLines = append(floorLines, fmt.Sprintf("%-5d %-22s %-18s %-18s", c,
+			ms(f50)+" / "+ms(f99), ms(f50-b50)+" / "+ms(f99-b99), ms(w50-f50)+" / "+ms(w99-f99)))
+	}
+	fmt.Printf("\nfloor (a validating webhook that allows without looking, in the load generator; %d reviews):\n%-5s %-22s %-18s %-18s\n",
+		fl.reviews.Load(), "conc", "floor p50/p99 ms", "floor added p50/p99", "warm minus floor p50/p99")
+	for _, l := range floorLines {
+		fmt.Println(l)
 	}
 	if len(cpuLines) > 0 {
 		fmt.Printf("\nCPU ms per Pod CREATE (from /proc/PID/stat utime+stime, %d Hz ticks):\n%-5s %-9s %s\n", clockTicks, "conc", "case", procs.header())
