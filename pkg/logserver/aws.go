@@ -48,7 +48,7 @@ func (c AWSConfig) String() string {
 		s += "/" + c.Prefix
 	}
 	if c.Endpoint != "" {
-		s += " at " + c.Endpoint
+		s += ", endpoint " + c.Endpoint
 	}
 	return s
 }

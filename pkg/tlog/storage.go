@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/transparency-dev/tessera"
 )
@@ -31,6 +32,10 @@ type Storage struct {
 	// Antispam, if set, is Tessera's persistent duplicate filter shared by
 	// the replicas (best effort; the Log's in-memory one applies too).
 	Antispam tessera.Antispam
+	// MinCheckpointInterval is the driver's floor for
+	// Options.CheckpointInterval (the AWS driver's is 1s); a smaller one
+	// is raised to it.
+	MinCheckpointInterval time.Duration
 	// Close, if set, releases what the Storage holds once the Log is
 	// closed.
 	Close func() error
@@ -44,6 +49,7 @@ type Storage struct {
 // every appender, here and elsewhere.
 func OpenStorage(ctx context.Context, st Storage, key Key, opts *Options) (*Log, error) {
 	o := opts.withDefaults()
+	o.CheckpointInterval = max(o.CheckpointInterval, st.MinCheckpointInterval)
 	if key.Signer == nil || key.Verifier == nil {
 		return nil, errors.New("tlog: OpenStorage needs a signer and its verifier")
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -21,6 +22,10 @@ import (
 	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/tlog"
 )
+
+// MinCheckpointInterval is the AWS driver's least time between two
+// checkpoints: an append waits up to this long for the one covering it.
+const MinCheckpointInterval = time.Second
 
 // maxObject bounds one object read: a full tile is 8 KiB, a full entry
 // bundle at most 256 entries of 64 KiB.
@@ -68,7 +73,8 @@ func Open(ctx context.Context, cfg logserver.AWSConfig) (*tlog.Storage, error) {
 		return nil, fmt.Errorf("%w: aws storage %s: antispam: %w", logserver.ErrUnavailable, cfg, cfg.ScrubError(err))
 	}
 	b := &bucket{client: client, bucket: cfg.Bucket, prefix: cfg.Prefix}
-	return &tlog.Storage{Name: cfg.String(), Driver: driver, Fetcher: b, ReadFile: b.get, Antispam: as}, nil
+	return &tlog.Storage{Name: cfg.String(), Driver: driver, Fetcher: b, ReadFile: b.get, Antispam: as,
+		MinCheckpointInterval: MinCheckpointInterval}, nil
 }
 
 // bucket reads the log's objects.
