@@ -18,4 +18,6 @@ import (
 	"github.com/stepseal/stepseal/pkg/logserver/awslog"
 )
 
-func main() { cmd.Main(tektonrun.Tekton{}, cmd.WithInCluster(incluster.Run), cmd.WithAWSLog(awslog.Open)) }
+func main() {
+	cmd.Main(tektonrun.Tekton{}, cmd.WithInCluster(incluster.Run), cmd.WithAWSLog(awslog.Open))
+}

@@ -507,4 +507,3 @@ func loadavg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
-
