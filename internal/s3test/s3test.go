@@ -206,3 +206,6 @@ func (s *Server) Close() {
 	}
 	os.RemoveAll(s.dir)
 }
+
+// Pid is weed's process ID (for its CPU time in benchmarks).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }

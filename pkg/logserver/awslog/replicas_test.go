@@ -25,6 +25,7 @@ import (
 	"github.com/stepseal/stepseal/internal/mysqltest"
 	"github.com/stepseal/stepseal/internal/s3test"
 	"github.com/stepseal/stepseal/pkg/logserver"
+	"github.com/stepseal/stepseal/pkg/logserver/awslog"
 	"github.com/stepseal/stepseal/pkg/signing"
 	"github.com/stepseal/stepseal/pkg/signing/signingtest"
 	"github.com/stepseal/stepseal/pkg/store"
@@ -124,10 +125,16 @@ func (sh *shared) dirFor(t *testing.T, name string, key tlog.Key) string {
 // through the lean stepseal binary, and waits until it serves.
 func (sh *shared) start(t *testing.T, name, dir string) (*replica, error) {
 	t.Helper()
+	return sh.startArgs(t, name, dir, "--storage", "aws", "--mysql-dsn-file", sh.dsnFile,
+		"--s3-bucket", sh.bucket, "--s3-endpoint", sh.s3.Endpoint, "--s3-path-style", "--batch-max-age", "50ms")
+}
+
+// startArgs starts `stepseal log serve DIR ARGS...` and waits until it
+// serves.
+func (sh *shared) startArgs(t *testing.T, name, dir string, args ...string) (*replica, error) {
+	t.Helper()
 	r := &replica{name: name, dir: dir, stderr: &strings.Builder{}}
-	r.cmd = exec.Command(filepath.Join(sh.bin, "stepseal"), "log", "serve", dir, "--storage", "aws", "--mysql-dsn-file", sh.dsnFile,
-		"--s3-bucket", sh.bucket, "--s3-endpoint", sh.s3.Endpoint, "--s3-path-style", "--allow", sh.allow, "--addr", "127.0.0.1:0",
-		"--batch-max-age", "50ms")
+	r.cmd = exec.Command(filepath.Join(sh.bin, "stepseal"), append([]string{"log", "serve", dir, "--allow", sh.allow, "--addr", "127.0.0.1:0"}, args...)...)
 	r.cmd.Env = append(os.Environ(), sh.s3.Env()...)
 	pipe, err := r.cmd.StderrPipe()
 	if err != nil {
@@ -283,6 +290,10 @@ func TestLogReplicasAWS(t *testing.T) {
 	el := time.Since(start)
 	t.Logf("burst 1: %d documents by %d writers over 2 replicas in %s (%.0f appends/s; load %s)", writers*perWriter, writers, el.Round(time.Millisecond), float64(writers*perWriter)/el.Seconds(), loadavg())
 	checkUnique(t, all)
+
+	// 1a. Fail closed: a replica with another log key, a bucket that is
+	// not there, a database refusing the password.
+	refusals(t, sh)
 
 	// 2. Every answer verifies against the shared checkpoint from either
 	// replica: each document read back through the other one.
@@ -506,4 +517,63 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// refusals: what a misconfigured replica gets, in process, with the
+// exact typed errors, and no secret in any message.
+func refusals(t *testing.T, sh *shared) {
+	t.Helper()
+	ctx := context.Background()
+	for _, kv := range sh.s3.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	cfg := logserver.AWSConfig{DSN: sh.dsn, Bucket: sh.bucket, Endpoint: sh.s3.Endpoint, PathStyle: true}
+	allow := logserver.Keys{signingtest.Verifier(t, sh.signer)}
+
+	// Another key under the same origin: the shared checkpoint does not
+	// verify, nothing is signed on top of it.
+	skey, _, err := tlog.GenerateKey(sh.key.Verifier.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tlog.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := awslog.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv, err := logserver.Open(ctx, t.TempDir(), other, logserver.Options{Keys: allow, Storage: st}); !errors.Is(err, tlog.ErrBadCheckpoint) {
+		if srv != nil {
+			srv.Close(ctx)
+		}
+		t.Fatalf("a replica with another log key: %v, want tlog.ErrBadCheckpoint", err)
+	}
+
+	// A bucket that does not exist: unavailable, not a verdict.
+	bad := cfg
+	bad.Bucket = "no-such-bucket"
+	if _, err := awslog.Open(ctx, bad); !errors.Is(err, logserver.ErrUnavailable) || !strings.Contains(err.Error(), "no-such-bucket") {
+		t.Fatalf("missing bucket: %v, want logserver.ErrUnavailable naming it", err)
+	}
+
+	// A wrong password: the replica does not start, and the message
+	// holds neither password.
+	bad = cfg
+	bad.DSN = strings.Replace(sh.dsn, sh.db.Password, "wrong-"+sh.db.Password, 1)
+	st, err = awslog.Open(ctx, bad)
+	if err == nil {
+		var srv *logserver.Server
+		srv, err = logserver.Open(ctx, t.TempDir(), sh.key, logserver.Options{Keys: allow, Storage: st})
+		if err == nil {
+			srv.Close(ctx)
+			t.Fatal("a replica with a wrong database password started")
+		}
+	}
+	t.Logf("wrong database password: %v", bad.ScrubError(err))
+	if strings.Contains(bad.ScrubError(err).Error(), sh.db.Password) || !errors.Is(err, logserver.ErrUnavailable) && !strings.Contains(err.Error(), "Access denied") {
+		t.Fatalf("wrong password: %v", bad.ScrubError(err))
+	}
 }
