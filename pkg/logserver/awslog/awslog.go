@@ -66,11 +66,11 @@ func Open(ctx context.Context, cfg logserver.AWSConfig) (*tlog.Storage, error) {
 	driver, err := tessaws.New(ctx, tessaws.Config{SDKConfig: &sdk, S3Options: s3opts, Bucket: cfg.Bucket, BucketPrefix: cfg.Prefix,
 		DSN: cfg.DSN, MaxOpenConns: 16, MaxIdleConns: 4})
 	if err != nil {
-		return nil, fmt.Errorf("%w: aws storage %s: %w", logserver.ErrUnavailable, cfg, cfg.ScrubError(err))
+		return nil, fmt.Errorf("%w: %s: %w", logserver.ErrUnavailable, cfg, cfg.ScrubError(err))
 	}
 	as, err := antispam.NewAntispam(ctx, cfg.DSN, antispam.AntispamOpts{MaxOpenConns: 4, MaxIdleConns: 2})
 	if err != nil {
-		return nil, fmt.Errorf("%w: aws storage %s: antispam: %w", logserver.ErrUnavailable, cfg, cfg.ScrubError(err))
+		return nil, fmt.Errorf("%w: %s: antispam: %w", logserver.ErrUnavailable, cfg, cfg.ScrubError(err))
 	}
 	b := &bucket{client: client, bucket: cfg.Bucket, prefix: cfg.Prefix}
 	return &tlog.Storage{Name: cfg.String(), Driver: driver, Fetcher: b, ReadFile: b.get, Antispam: as,
