@@ -91,7 +91,9 @@ func (o *Options) withDefaults() Options {
 // directory (Tessera serialises them with file locks). Within one process,
 // every Open of a directory shares one sequencer (Tessera's locks do not
 // exclude a second appender of the same process, which would hand out the
-// same indexes twice and corrupt the tree). A Log is safe for concurrent use.
+// same indexes twice and corrupt the tree). OpenStorage opens a Log on
+// another Tessera driver instead (Storage), whose appenders coordinate
+// themselves. A Log is safe for concurrent use.
 type Log struct {
 	dir         string // "" for a Log on a Storage
 	name        string // dir, or the Storage's Name
