@@ -17,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/transparency-dev/tessera/api/layout"
 	tessaws "github.com/transparency-dev/tessera/storage/aws"
-	antispam "github.com/transparency-dev/tessera/storage/aws/antispam"
 
 	"github.com/stepseal/stepseal/pkg/logserver"
 	"github.com/stepseal/stepseal/pkg/tlog"
@@ -32,9 +31,9 @@ const MinCheckpointInterval = time.Second
 const maxObject = 256*(2+tlog.MaxEntrySize) + 1
 
 // Open returns the storage of cfg for logserver.Options.Storage: Tessera's
-// AWS driver (sequencing in the database, integration into the bucket) with
-// its MySQL antispam (best effort: the server's index still resolves a
-// document appended twice to its first entry). S3 credentials come from the
+// AWS driver (sequencing in the database, integration into the bucket),
+// with claims (claims.go) in the same database so that a document two
+// replicas receive at once is appended once. S3 credentials come from the
 // SDK's usual sources (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, shared
 // files, ...). Open checks that the database answers and the bucket exists.
 func Open(ctx context.Context, cfg logserver.AWSConfig) (*tlog.Storage, error) {
@@ -68,12 +67,12 @@ func Open(ctx context.Context, cfg logserver.AWSConfig) (*tlog.Storage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", logserver.ErrUnavailable, cfg, cfg.ScrubError(err))
 	}
-	as, err := antispam.NewAntispam(ctx, cfg.DSN, antispam.AntispamOpts{MaxOpenConns: 4, MaxIdleConns: 2})
+	cl, err := newClaims(ctx, cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: antispam: %w", logserver.ErrUnavailable, cfg, cfg.ScrubError(err))
+		return nil, fmt.Errorf("%w: %s: %w", logserver.ErrUnavailable, cfg, cfg.ScrubError(err))
 	}
 	b := &bucket{client: client, bucket: cfg.Bucket, prefix: cfg.Prefix}
-	return &tlog.Storage{Name: cfg.String(), Driver: driver, Fetcher: b, ReadFile: b.get, Antispam: as,
+	return &tlog.Storage{Name: cfg.String(), Driver: driver, Fetcher: b, ReadFile: b.get, Antispam: cl, Close: cl.Close,
 		MinCheckpointInterval: MinCheckpointInterval}, nil
 }
 

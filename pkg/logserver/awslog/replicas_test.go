@@ -324,6 +324,7 @@ func TestLogReplicasAWS(t *testing.T) {
 
 	// 3. The same envelope posted to both replicas at once: one entry, the
 	// same index in both answers.
+	same := map[string]bool{}
 	for i := range 8 {
 		d := doc(t, sh.signer, "run-same", fmt.Sprintf("same-%d", i))
 		var va, vb logserver.Verified
@@ -347,6 +348,7 @@ func TestLogReplicasAWS(t *testing.T) {
 			}
 		}
 		record(va, subj, "A")
+		same[va.Entry.Digest] = true
 	}
 
 	// 4. kill -9 of one replica in the middle of a burst: the other
@@ -437,6 +439,13 @@ func TestLogReplicasAWS(t *testing.T) {
 		}
 		if err := json.Unmarshal(out, &rep); err != nil || !rep.OK || rep.Entries != rep.TreeSize || rep.TreeSize < uint64(len(all)) {
 			t.Fatalf("log audit via %s: %v\n%s", r.name, err, out)
+		}
+		// The documents posted to both replicas at once are one leaf
+		// each: the replicas' claims decided which one appended.
+		for i, d := range rep.Aliases {
+			if same[d] {
+				t.Errorf("log audit via %s: %s, posted to both replicas at once, is also log entry %s", r.name, d, i)
+			}
 		}
 		// Every leaf is an acknowledged document or a repeat of one
 		// (an alias: a document two replicas appended at once, or
