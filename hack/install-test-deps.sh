@@ -71,6 +71,18 @@ if [[ ! -x "$GOBIN/omniwitness" || "$(cat "$GOBIN/.omniwitness.version" 2>/dev/n
   echo "$witness_want" >"$GOBIN/.omniwitness.version"
 fi
 
+# SeaweedFS (Apache-2.0), the S3-compatible server of pkg/logserver/awslog's
+# replica test (internal/s3test). `go install ...@version` refuses it (its
+# go.mod has replace directives), so it is built inside the downloaded
+# module, where they apply.
+weed_want=v0.0.0-20261109003541-7506e5f91cd6
+if [[ ! -x "$GOBIN/weed" || "$(cat "$GOBIN/.weed.version" 2>/dev/null)" != "$weed_want" ]]; then
+  echo "installing weed (github.com/seaweedfs/seaweedfs@$weed_want)" >&2
+  weed_dir=$(GOFLAGS= go mod download -json "github.com/seaweedfs/seaweedfs@$weed_want" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  (cd "$weed_dir" && GOFLAGS=-mod=mod go build -o "$GOBIN/weed" ./weed)
+  echo "$weed_want" >"$GOBIN/.weed.version"
+fi
+
 # Debian packages the tests use.
 need_apt=()
 command -v sha256sum >/dev/null || need_apt+=(coreutils)
@@ -89,6 +101,10 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 # PostgreSQL's server binaries for pkg/store/pgstore's tests (pgtest finds
 # them under /usr/lib/postgresql/*/bin; it runs initdb and pg_ctl itself).
 compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need_apt+=(postgresql)
+# MariaDB's server for pkg/logserver/awslog's replica test (internal/mysqltest
+# runs mariadb-install-db and mariadbd itself; the package's own service is
+# not used).
+[[ -x /usr/sbin/mariadbd ]] || need_apt+=(mariadb-server)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]} with apt-get" >&2
   SUDO=""

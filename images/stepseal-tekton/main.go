@@ -3,7 +3,8 @@
 // embedded default, pkg/embedded over pkg/embedded/tektonrun) and `stepseal
 // layout create` (pkg/layout/generate) implemented, and `stepseal admission
 // serve --policy-configmap` (pkg/admission/incluster: client-go's clientset
-// and knative's controllers). The stepseal binary
+// and knative's controllers), and `stepseal log serve --storage aws`
+// (pkg/logserver/awslog: Tessera's AWS driver and the AWS SDK). The stepseal binary
 // execs it, with the same arguments, for those commands, so that its
 // other commands start without Tekton's types, reconciler packages and the
 // cloud SDKs they pull in. Install it next to stepseal or on PATH; run
@@ -14,6 +15,9 @@ import (
 	"github.com/stepseal/stepseal/images/stepseal/cmd"
 	"github.com/stepseal/stepseal/pkg/admission/incluster"
 	"github.com/stepseal/stepseal/pkg/embedded/tektonrun"
+	"github.com/stepseal/stepseal/pkg/logserver/awslog"
 )
 
-func main() { cmd.Main(tektonrun.Tekton{}, cmd.WithInCluster(incluster.Run)) }
+func main() {
+	cmd.Main(tektonrun.Tekton{}, cmd.WithInCluster(incluster.Run), cmd.WithAWSLog(awslog.Open))
+}

@@ -32,6 +32,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/search", s.handleSearch)
 	mux.HandleFunc("GET /v1/witness", s.handleWitness)
 	files := http.FileServer(http.Dir(s.log.Dir()))
+	if s.opts.Storage != nil {
+		files = storedFiles(s.opts.Storage.ReadFile)
+	}
 	static := func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/.") || strings.HasSuffix(r.URL.Path, "/") {
 			http.NotFound(w, r)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api/layout"
-	tclient "github.com/transparency-dev/tessera/client"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/stepseal/stepseal/pkg/logserver/witness"
@@ -40,6 +39,10 @@ type Options struct {
 	// requests to them (default 5s).
 	Witnesses      *witness.Policy
 	WitnessTimeout time.Duration
+	// Storage, if set, keeps the log instead of DIR/log: several servers
+	// (replicas, each with its own DIR for the index) append to it at once
+	// (pkg/logserver/awslog). They must share the log key.
+	Storage *tlog.Storage
 }
 
 // Server is a served log: the log in DIR/log, the index in DIR/index.db.
@@ -50,7 +53,7 @@ type Server struct {
 	log   *tlog.Log
 	idx   *Index
 	opts  Options
-	fetch tclient.FileFetcher
+	fetch tlog.Fetcher
 	sem   chan struct{}
 
 	flight singleflight.Group
@@ -111,7 +114,7 @@ func Open(ctx context.Context, dir string, key tlog.Key, opts Options) (*Server,
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	l, err := tlog.Open(ctx, filepath.Join(dir, "log"), key, opts.Log)
+	l, err := openLog(ctx, dir, key, opts)
 	if err != nil {
 		// Tessera publishes a checkpoint on start: say why the witnesses
 		// did not cosign it.
@@ -133,7 +136,7 @@ func Open(ctx context.Context, dir string, key tlog.Key, opts Options) (*Server,
 		l.Close(ctx)
 		return nil, err
 	}
-	s := &Server{dir: dir, log: l, idx: idx, opts: opts, watch: watch, fetch: tclient.FileFetcher{Root: l.Dir()},
+	s := &Server{dir: dir, log: l, idx: idx, opts: opts, watch: watch, fetch: l.Fetcher(),
 		sem: make(chan struct{}, opts.MaxInFlight), changed: make(chan struct{}), wake: wake, done: make(chan struct{})}
 	s.prover = newProver(s.fetch.ReadTile)
 	s.keepBundles = 2
@@ -547,7 +550,7 @@ func (r *reader) result(ctx context.Context, i uint64) (readResult, error) {
 // without reading the whole bundle; ok is false when it cannot.
 func (r *reader) leafAt(i uint64, offset int64) ([]byte, bool) {
 	bi := i / layout.EntryBundleWidth
-	if offset < 0 || (bi+1)*layout.EntryBundleWidth > r.cp.Size {
+	if offset < 0 || (bi+1)*layout.EntryBundleWidth > r.cp.Size || r.s.log.Dir() == "" {
 		return nil, false
 	}
 	f, err := os.Open(filepath.Join(r.s.log.Dir(), layout.EntriesPath(bi, 0)))

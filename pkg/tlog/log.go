@@ -13,6 +13,7 @@ import (
 
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api/layout"
+	tclient "github.com/transparency-dev/tessera/client"
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -90,9 +91,13 @@ func (o *Options) withDefaults() Options {
 // directory (Tessera serialises them with file locks). Within one process,
 // every Open of a directory shares one sequencer (Tessera's locks do not
 // exclude a second appender of the same process, which would hand out the
-// same indexes twice and corrupt the tree). A Log is safe for concurrent use.
+// same indexes twice and corrupt the tree). OpenStorage opens a Log on
+// another Tessera driver instead (Storage), whose appenders coordinate
+// themselves. A Log is safe for concurrent use.
 type Log struct {
-	dir         string
+	dir         string // "" for a Log on a Storage
+	name        string // dir, or the Storage's Name
+	fetch       Fetcher
 	key         Key
 	seq         *sequencer
 	client      *Client
@@ -116,6 +121,7 @@ type sequencer struct {
 	awaiter  *tessera.PublicationAwaiter
 	shutdown func(context.Context) error
 	cancel   context.CancelFunc
+	close    func() error // the Storage's Close, if any
 	refs     int
 	// stopped is closed once the last Log's Close has shut the appender
 	// down; until then a new Open of the directory waits.
@@ -154,7 +160,7 @@ func Open(ctx context.Context, dir string, key Key, opts *Options) (*Log, error)
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, key: key, seq: seq, client: c, onSequenced: o.OnSequenced}
+	l := &Log{dir: dir, name: dir, fetch: tclient.FileFetcher{Root: dir}, key: key, seq: seq, client: c, onSequenced: o.OnSequenced}
 	if err := l.awaitPublished(ctx, o.PollInterval); err != nil {
 		_ = l.Close(ctx)
 		return nil, err
@@ -202,13 +208,25 @@ func acquire(ctx context.Context, dir string, key Key, o Options) (*sequencer, e
 	if err != nil {
 		return nil, fmt.Errorf("tlog: storage %s: %w", dir, err)
 	}
+	seq, err := startSequencer(driver, nil, key, o)
+	if err != nil {
+		return nil, fmt.Errorf("tlog: open %s: %w", dir, err)
+	}
+	seq.path, seq.signer = path, signer
+	sequencers[path] = seq
+	return seq, nil
+}
+
+// startSequencer starts Tessera's appender on driver, with a persistent
+// antispam (nil: the in-memory one only).
+func startSequencer(driver tessera.Driver, antispam tessera.Antispam, key Key, o Options) (*sequencer, error) {
 	bg, cancel := context.WithCancel(context.Background())
 	ao := tessera.NewAppendOptions().
 		WithCheckpointSigner(key.Signer).
 		WithCheckpointInterval(o.CheckpointInterval).
 		WithCheckpointRepublishInterval(max(o.CheckpointInterval, 10*time.Minute)).
 		WithBatching(o.BatchMaxSize, o.BatchMaxAge).
-		WithAntispam(o.DedupEntries, nil)
+		WithAntispam(o.DedupEntries, antispam)
 	if o.Witnesses != nil && o.Witnesses.N > 0 {
 		// FailOpen stays false: an unwitnessed checkpoint is never published.
 		ao = ao.WithWitnesses(*o.Witnesses, &tessera.WitnessOptions{Timeout: o.WitnessTimeout})
@@ -216,11 +234,9 @@ func acquire(ctx context.Context, dir string, key Key, o Options) (*sequencer, e
 	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, ao)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("tlog: open %s: %w", dir, err)
+		return nil, err
 	}
-	seq := &sequencer{
-		path:     path,
-		signer:   signer,
+	return &sequencer{
 		appender: appender,
 		reader:   reader,
 		awaiter:  tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, o.PollInterval),
@@ -228,9 +244,7 @@ func acquire(ctx context.Context, dir string, key Key, o Options) (*sequencer, e
 		cancel:   cancel,
 		refs:     1,
 		stopped:  make(chan struct{}),
-	}
-	sequencers[path] = seq
-	return seq, nil
+	}, nil
 }
 
 // release drops one Log's hold on seq; the last one waits until everything
@@ -245,8 +259,15 @@ func (seq *sequencer) release(ctx context.Context) error {
 	}
 	err := seq.shutdown(ctx)
 	seq.cancel()
+	if seq.close != nil {
+		if cerr := seq.close(); err == nil {
+			err = cerr
+		}
+	}
 	sequencersMu.Lock()
-	delete(sequencers, seq.path)
+	if seq.path != "" {
+		delete(sequencers, seq.path)
+	}
 	close(seq.stopped)
 	sequencersMu.Unlock()
 	return err
@@ -270,7 +291,7 @@ func checkKeyPair(key Key) error {
 func (l *Log) awaitPublished(ctx context.Context, poll time.Duration) error {
 	integrated, err := l.seq.reader.IntegratedSize(ctx)
 	if err != nil {
-		return fmt.Errorf("tlog: %s: %w", l.dir, err)
+		return fmt.Errorf("tlog: %s: %w", l.name, err)
 	}
 	for {
 		cp, err := l.client.Checkpoint(ctx)
@@ -278,7 +299,7 @@ func (l *Log) awaitPublished(ctx context.Context, poll time.Duration) error {
 			return nil
 		}
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("tlog: %s: %w", l.dir, err)
+			return fmt.Errorf("tlog: %s: %w", l.name, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -324,10 +345,10 @@ func (l *Log) AppendCovered(ctx context.Context, data []byte) (uint64, Checkpoin
 		}
 	}
 	if err != nil {
-		return 0, Checkpoint{}, fmt.Errorf("tlog: checkpoint covering entry %d of %s: %w", idx[0], l.dir, err)
+		return 0, Checkpoint{}, fmt.Errorf("tlog: checkpoint covering entry %d of %s: %w", idx[0], l.name, err)
 	}
 	if cp.Size <= idx[0] {
-		return 0, Checkpoint{}, fmt.Errorf("%w: checkpoint %s published for entry %d of %s does not cover it", ErrBadCheckpoint, cp, idx[0], l.dir)
+		return 0, Checkpoint{}, fmt.Errorf("%w: checkpoint %s published for entry %d of %s does not cover it", ErrBadCheckpoint, cp, idx[0], l.name)
 	}
 	return idx[0], cp, nil
 }
@@ -342,7 +363,7 @@ func (l *Log) appendMany(ctx context.Context, data [][]byte) ([]uint64, []byte, 
 		return nil, nil, err
 	}
 	if l.closed.Load() {
-		return nil, nil, fmt.Errorf("%w: %s", ErrClosed, l.dir)
+		return nil, nil, fmt.Errorf("%w: %s", ErrClosed, l.name)
 	}
 	futures := make([]tessera.IndexFuture, len(data))
 	for i, d := range data {
@@ -354,7 +375,7 @@ func (l *Log) appendMany(ctx context.Context, data [][]byte) ([]uint64, []byte, 
 	for i, f := range futures {
 		idx, err := f()
 		if err != nil {
-			return nil, nil, fmt.Errorf("tlog: append to %s: %w", l.dir, err)
+			return nil, nil, fmt.Errorf("tlog: append to %s: %w", l.name, err)
 		}
 		out[i] = idx.Index
 		if last == nil || idx.Index >= lastIdx {
@@ -368,7 +389,7 @@ func (l *Log) appendMany(ctx context.Context, data [][]byte) ([]uint64, []byte, 
 	if last != nil {
 		var err error
 		if _, cp, err = l.seq.awaiter.Await(ctx, last); err != nil {
-			return nil, nil, fmt.Errorf("tlog: await checkpoint covering entry %d of %s: %w", lastIdx, l.dir, err)
+			return nil, nil, fmt.Errorf("tlog: await checkpoint covering entry %d of %s: %w", lastIdx, l.name, err)
 		}
 	}
 	return out, cp, nil
@@ -381,7 +402,7 @@ func (l *Log) appendMany(ctx context.Context, data [][]byte) ([]uint64, []byte, 
 func (l *Log) IntegratedSize(ctx context.Context) (uint64, error) {
 	n, err := l.seq.reader.IntegratedSize(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("tlog: integrated size of %s: %w", l.dir, err)
+		return 0, fmt.Errorf("tlog: integrated size of %s: %w", l.name, err)
 	}
 	return n, nil
 }
@@ -422,8 +443,15 @@ func (l *Log) Verifier() note.Verifier { return l.key.Verifier }
 // Origin is the log's name, the first line of its checkpoints.
 func (l *Log) Origin() string { return l.key.Verifier.Name() }
 
-// Dir is the log's directory.
+// Dir is the log's directory ("" for a Log on a Storage).
 func (l *Log) Dir() string { return l.dir }
+
+// Name is the log's directory or its Storage's Name, for messages.
+func (l *Log) Name() string { return l.name }
+
+// Fetcher reads the log's published files (checkpoint, tiles, entry
+// bundles) where the log keeps them.
+func (l *Log) Fetcher() Fetcher { return l.fetch }
 
 // Close waits until every entry appended is covered by a published
 // checkpoint, then stops the log's background work once no other Log of
@@ -432,7 +460,7 @@ func (l *Log) Dir() string { return l.dir }
 func (l *Log) Close(ctx context.Context) error {
 	l.closeOnce.Do(func() {
 		if err := l.seq.release(ctx); err != nil {
-			l.closeErr = fmt.Errorf("tlog: close %s: %w", l.dir, err)
+			l.closeErr = fmt.Errorf("tlog: close %s: %w", l.name, err)
 		}
 		l.closed.Store(true)
 	})

@@ -54,8 +54,10 @@ func TestTektonHandover(t *testing.T) {
 		{"layout", "create", "--pipeline", "examples/go-build/pipeline.yaml", "--tasks", "examples/go-build/tasks", "--functionaries", "examples/go-build/functionaries.yaml", "--owner-key", "nonexistent.key", "--out", out},
 		// Serving in a cluster links client-go's clientset: stepseal-tekton's.
 		{"admission", "serve", "--policy-configmap", "stepseal-admission-policy", "--platform", "eu", "--addr", "127.0.0.1:0"},
+		// A log on Tessera's AWS driver links the AWS SDK: stepseal-tekton's.
+		{"log", "serve", out, "--storage", "aws", "--s3-bucket", "b", "--allow", "x.pub", "--addr", "127.0.0.1:0"},
 	} {
-		r := run(t, env, alone, args...)
+		r := run(t, append(env, "STEPSEAL_LOG_MYSQL_DSN=u:pw@tcp(127.0.0.1:1)/db"), alone, args...)
 		if r.code != 1 || !strings.Contains(r.stderr, "needs stepseal-tekton") || !strings.Contains(r.stderr, "not found next to "+alone+" or on PATH") {
 			t.Errorf("stepseal %v without stepseal-tekton: %s", args, r)
 		}
@@ -66,5 +68,11 @@ func TestTektonHandover(t *testing.T) {
 	// Usage errors are the lean binary's own, found before any handover.
 	if r := run(t, env, alone, "run", "examples/go-build"); r.code != 1 || !strings.Contains(r.stderr, "--out is required") {
 		t.Errorf("stepseal run without --out: %s", r)
+	}
+	if r := run(t, env, alone, "log", "serve", out, "--storage", "aws", "--s3-bucket", "b", "--allow", "x.pub"); r.code != 1 || !strings.Contains(r.stderr, "STEPSEAL_LOG_MYSQL_DSN") {
+		t.Errorf("stepseal log serve --storage aws without a DSN: %s", r)
+	}
+	if r := run(t, env, alone, "log", "serve", out, "--s3-bucket", "b", "--allow", "x.pub"); r.code != 1 || !strings.Contains(r.stderr, "are for --storage aws") {
+		t.Errorf("stepseal log serve --s3-bucket without --storage aws: %s", r)
 	}
 }

@@ -33,8 +33,9 @@ func newLogServe(ro *rootOptions) *cobra.Command {
 	var batchSize uint
 	var witnessPolicy string
 	var witnessTimeout time.Duration
+	var sf storageFlags
 	c := &cobra.Command{
-		Use:   "serve DIR --allow PUB... [--addr 127.0.0.1:8080] [--origin NAME] [--witness-policy FILE]",
+		Use:   "serve DIR --allow PUB... [--addr 127.0.0.1:8080] [--origin NAME] [--witness-policy FILE] [--storage aws --mysql-dsn-file FILE --s3-bucket B ...]",
 		Short: "Serve a transparency log that writers append signed documents to and readers search",
 		Long: `Serve the log in DIR over HTTP: writers POST a DSSE envelope or an in-toto
 link or layout to /v1/entries; the server derives its kind, run and subjects,
@@ -48,7 +49,17 @@ With --witness-policy (Tessera's policy format: "witness NAME VKEY URL",
 "group NAME K MEMBER...", "quorum NAME") every checkpoint is sent to the
 witnesses (C2SP tlog-witness) and published only once the policy is
 satisfied, with their cosignatures; a checkpoint they refuse is not
-published, writers get the witness's answer, and GET /v1/witness reports it.`,
+published, writers get the witness's answer, and GET /v1/witness reports it.
+
+With --storage aws the log is not DIR/log but Tessera's AWS driver: entries
+are sequenced in a MySQL-compatible database (--mysql-dsn-file, or the
+STEPSEAL_LOG_MYSQL_DSN environment variable) and the tiles and checkpoint kept
+in an S3-compatible bucket (--s3-bucket, --s3-endpoint, --s3-region,
+--s3-path-style; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+Several servers (replicas) may serve one such log at once, each with its own
+DIR for its index, all with the same DIR/log.key; a document posted to two of
+them is answered with the same index. This command runs in stepseal-tekton,
+which links the AWS SDK.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(allow) == 0 {
@@ -56,6 +67,14 @@ published, writers get the witness's answer, and GET /v1/witness reports it.`,
 			}
 			if err := repo.CheckListenAddr(addr, allowRemote); err != nil {
 				return err
+			}
+			awsCfg, err := sf.config()
+			if err != nil {
+				return err
+			}
+			if awsCfg != nil && ro.awsLog == nil {
+				// The lean binary does not link the AWS SDK.
+				return ro.execTekton(cmd.Context(), "log serve --storage aws")
 			}
 			var keys logserver.Keys
 			for _, p := range allow {
@@ -66,8 +85,15 @@ published, writers get the witness's answer, and GET /v1/witness reports it.`,
 				keys = append(keys, v)
 			}
 			dir := args[0]
-			key, err := logserver.KeyInDir(dir, origin)
-			if err != nil {
+			var key tlog.Key
+			if awsCfg != nil {
+				// Replicas share one key: each must be given it, never
+				// make its own.
+				key, err = tlog.ReadKey(filepath.Join(dir, "log.key"))
+				if err != nil {
+					return fmt.Errorf("--storage aws: every replica signs with the same key, %s: %w", filepath.Join(dir, "log.key"), err)
+				}
+			} else if key, err = logserver.KeyInDir(dir, origin); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -79,8 +105,18 @@ published, writers get the witness's answer, and GET /v1/witness reports it.`,
 					return fmt.Errorf("--witness-policy: %w", err)
 				}
 			}
+			where := filepath.Join(dir, "log")
+			if awsCfg != nil {
+				if opts.Storage, err = ro.awsLog(ctx, *awsCfg); err != nil {
+					return awsCfg.ScrubError(err)
+				}
+				where = opts.Storage.Name
+			}
 			srv, err := logserver.Open(ctx, dir, key, opts)
 			if err != nil {
+				if awsCfg != nil {
+					return awsCfg.ScrubError(err)
+				}
 				return err
 			}
 			defer func() {
@@ -93,7 +129,7 @@ published, writers get the witness's answer, and GET /v1/witness reports it.`,
 				return err
 			}
 			cp := srv.Checkpoint()
-			fmt.Fprintf(cmd.ErrOrStderr(), "serving log %s (%d entries) at http://%s/; public key %s\n", key.Verifier.Name(), cp.Size, l.Addr(), filepath.Join(dir, "log.pub"))
+			fmt.Fprintf(cmd.ErrOrStderr(), "serving log %s (%d entries, in %s) at http://%s/; public key %s\n", key.Verifier.Name(), cp.Size, where, l.Addr(), filepath.Join(dir, "log.pub"))
 			if opts.Witnesses != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "checkpoints published once cosigned by %s\n", opts.Witnesses)
 			}
@@ -109,7 +145,59 @@ published, writers get the witness's answer, and GET /v1/witness reports it.`,
 	c.Flags().UintVar(&batchSize, "batch-max-size", 0, "most appends sequenced in one batch (default 256)")
 	c.Flags().StringVar(&witnessPolicy, "witness-policy", "", "witness policy file: checkpoints are published only once these witnesses cosign them")
 	c.Flags().DurationVar(&witnessTimeout, "witness-timeout", 0, "longest one round of witness requests may take (default 5s)")
+	sf.add(c)
 	return c
+}
+
+// storageFlags choose where `log serve` keeps the log.
+type storageFlags struct {
+	storage, dsnFile, bucket, prefix, endpoint, region string
+	pathStyle                                          bool
+}
+
+// DSNEnv holds the MySQL DSN of `log serve --storage aws` when
+// --mysql-dsn-file is not given (a DSN holds a password: never a flag).
+const DSNEnv = "STEPSEAL_LOG_MYSQL_DSN"
+
+func (f *storageFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.storage, "storage", "posix", "where the log is kept: posix (DIR/log) or aws (a MySQL-compatible database and an S3-compatible bucket, shared by replicas)")
+	c.Flags().StringVar(&f.dsnFile, "mysql-dsn-file", "", "--storage aws: file holding the database's DSN, user:password@tcp(host:3306)/db (default: $"+DSNEnv+")")
+	c.Flags().StringVar(&f.bucket, "s3-bucket", "", "--storage aws: the S3 bucket")
+	c.Flags().StringVar(&f.prefix, "s3-prefix", "", "--storage aws: a prefix of every object name in the bucket")
+	c.Flags().StringVar(&f.endpoint, "s3-endpoint", "", "--storage aws: the S3 endpoint of an S3-compatible server (default AWS's)")
+	c.Flags().StringVar(&f.region, "s3-region", "", "--storage aws: the bucket's region (default us-east-1)")
+	c.Flags().BoolVar(&f.pathStyle, "s3-path-style", false, "--storage aws: address the bucket in the URL path (most S3-compatible servers)")
+}
+
+// config is the AWS storage the flags name, or nil for posix.
+func (f *storageFlags) config() (*logserver.AWSConfig, error) {
+	switch f.storage {
+	case "posix", "":
+		if f.dsnFile != "" || f.bucket != "" || f.prefix != "" || f.endpoint != "" || f.region != "" || f.pathStyle {
+			return nil, fmt.Errorf("--mysql-dsn-file and --s3-* are for --storage aws")
+		}
+		return nil, nil
+	case "aws":
+	default:
+		return nil, fmt.Errorf("--storage %q: posix or aws", f.storage)
+	}
+	cfg := &logserver.AWSConfig{Bucket: f.bucket, Prefix: f.prefix, Endpoint: f.endpoint, Region: f.region, PathStyle: f.pathStyle}
+	if f.dsnFile != "" {
+		b, err := limited.ReadFile(f.dsnFile, 64<<10)
+		if err != nil {
+			return nil, fmt.Errorf("--mysql-dsn-file: %w", err)
+		}
+		cfg.DSN = strings.TrimSpace(string(b))
+	} else {
+		cfg.DSN = strings.TrimSpace(os.Getenv(DSNEnv))
+	}
+	if cfg.DSN == "" {
+		return nil, fmt.Errorf("--storage aws: the database's DSN in --mysql-dsn-file or $%s", DSNEnv)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("--storage aws: %w (--s3-bucket)", err)
+	}
+	return cfg, nil
 }
 
 // logClientFlags are the flags of every client command.

@@ -19,6 +19,9 @@ type rootOptions struct {
 	// inCluster serves `admission serve --policy-configmap`; nil: it execs
 	// TektonBinary.
 	inCluster InCluster
+	// awsLog opens `log serve --storage aws`'s log; nil: it execs
+	// TektonBinary.
+	awsLog AWSLog
 }
 
 // New returns the stepseal root command for the arguments args (without

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stepseal/stepseal/pkg/admission"
 	"github.com/stepseal/stepseal/pkg/embedded"
+	"github.com/stepseal/stepseal/pkg/logserver"
+	"github.com/stepseal/stepseal/pkg/tlog"
 	"k8s.io/client-go/rest"
 )
 
@@ -31,6 +33,16 @@ type Tekton = embedded.Tekton
 // clientset nor knative's controllers; images/stepseal-tekton passes
 // WithInCluster(incluster.Run).
 type InCluster func(ctx context.Context, cfg *rest.Config, o admission.RunOptions) error
+
+// AWSLog opens a served log on Tessera's AWS driver (awslog.Open,
+// pkg/logserver/awslog) for `log serve --storage aws`. The stepseal binary
+// is built without it, so that it does not link the AWS SDK, and execs
+// TektonBinary for that command; images/stepseal-tekton passes
+// WithAWSLog(awslog.Open).
+type AWSLog func(ctx context.Context, cfg logserver.AWSConfig) (*tlog.Storage, error)
+
+// WithAWSLog makes `log serve --storage aws` open its log with f.
+func WithAWSLog(f AWSLog) Option { return func(ro *rootOptions) { ro.awsLog = f } }
 
 // Option configures what the command tree of New and Main implements
 // itself rather than handing over to TektonBinary.
