@@ -18,6 +18,13 @@
 #      appends (catch-up from the watermark); with index.db deleted (the
 #      whole index rebuilt from the log), and its peak RSS.
 #
+# MEMLIMIT=256M runs every `log serve` in a memory cgroup of its own with
+# that limit (what a container's memory limit is: page cache of the mapped
+# index counted, and reclaimed before the process is killed) and reports
+# the cgroup's peak usage, how often it hit the limit and whether the
+# kernel killed the server. Needs root and a writable memory cgroup (v1 or
+# v2).
+#
 # Output: one JSON line per measurement, and a summary at the end, with the
 # load average beside it.
 set -euo pipefail
@@ -54,8 +61,40 @@ else
 fi
 SIZE=$(size)
 
+CG=""
+if [ -n "${MEMLIMIT:-}" ]; then
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then # v2
+    CG="/sys/fs/cgroup$(awk -F: '$1 == "0" {print $3}' /proc/self/cgroup)/stepseal-logscale-$$"
+    mkdir "$CG" && echo "$MEMLIMIT" >"$CG/memory.max"
+  else # v1
+    CG="/sys/fs/cgroup/memory$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)/stepseal-logscale-$$"
+    mkdir "$CG" && echo "$MEMLIMIT" >"$CG/memory.limit_in_bytes"
+  fi
+  echo "memory limit $MEMLIMIT: cgroup $CG" >&2
+  # Page cache is charged to the cgroup that first read it: drop the
+  # fixture's pages (read by the builder, outside), so the server's reads
+  # of the index and log count against its limit.
+  sync
+  echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || echo "warning: could not drop the page cache; pages read before the server started are not charged to its cgroup" >&2
+fi
+cleanup_cg() { [ -z "$CG" ] || { sleep 1; rmdir "$CG" 2>/dev/null || true; }; }
+trap 'cleanup; cleanup_cg' EXIT
+# cg_stats: the cgroup's peak usage, limit hits and OOM kills, as JSON fields.
+cg_stats() {
+  if [ -f "$CG/memory.peak" ]; then
+    echo "\"cgroupPeakKiB\":$(($(cat "$CG/memory.peak") / 1024)),\"cgroupMaxEvents\":$(awk '$1 == "max" {print $2}' "$CG/memory.events"),\"oomKills\":$(awk '$1 == "oom_kill" {print $2}' "$CG/memory.events")"
+  else
+    echo "\"cgroupPeakKiB\":$(($(cat "$CG/memory.max_usage_in_bytes") / 1024)),\"cgroupLimitHits\":$(cat "$CG/memory.failcnt"),\"oomKills\":$(awk '$1 == "oom_kill" {k = $2} END {print k + 0}' "$CG/memory.oom_control")"
+  fi
+}
+
 start_server() { # LOGFILE
-  "$WORK/stepseal" log serve "$DATA" --allow "$KEYS/writer.pub" --addr "127.0.0.1:$PORT" 2>"$1" &
+  if [ -n "$CG" ]; then
+    sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
+      "$WORK/stepseal" log serve "$DATA" --allow "$KEYS/writer.pub" --addr "127.0.0.1:$PORT" 2>"$1" &
+  else
+    "$WORK/stepseal" log serve "$DATA" --allow "$KEYS/writer.pub" --addr "127.0.0.1:$PORT" 2>"$1" &
+  fi
   SERVER=$!
   PIDS+=("$SERVER")
 }
@@ -86,6 +125,7 @@ RSS=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
 # The index is a memory-mapped file: its pages the searches touched count
 # in RSS as file pages (page cache the kernel can reclaim), beside the heap.
 echo "{\"serverPeakRSSKiB\":$RSS,$(rss_parts "$SERVER"),\"entries\":$SIZE}"
+[ -z "$CG" ] || echo "{\"memoryLimit\":\"$MEMLIMIT\",$(cg_stats),\"serverAlive\":$(kill -0 "$SERVER" 2>/dev/null && echo true || echo false)}"
 echo "{\"indexKiB\":$(du -k "$DATA/index.db" | cut -f1),\"logKiB\":$(du -sk "$DATA/log" | cut -f1)}"
 
 kill -TERM "$SERVER"; wait "$SERVER" 2>/dev/null || true
@@ -111,6 +151,7 @@ start_server "$WORK/serve4.log"
 MS_REBUILD=$(wait_serving "$WORK/serve4.log")
 RSS_REBUILD=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
 echo "{\"indexRebuiltFromLogms\":$MS_REBUILD,\"peakRSSKiB\":$RSS_REBUILD,$(rss_parts "$SERVER"),\"entries\":$(size),\"load\":\"$(load)\"}"
+[ -z "$CG" ] || echo "{\"memoryLimit\":\"$MEMLIMIT\",$(cg_stats),\"afterRebuild\":true}"
 "$WORK/logload" -server "$URL" -log-key "$DATA/log.pub" -writer-key "$KEYS/writer.key" -n "$N" -mode search -searches 200 -prefix fixture >/dev/null
 kill -TERM "$SERVER"; wait "$SERVER" 2>/dev/null || true
 
@@ -123,3 +164,4 @@ summary at $SIZE entries (load average $(load) on $(nproc) CPUs):
   restart to serving: SIGTERM $MS_TERM ms, SIGKILL mid-burst $MS_KILL ms   (goal <= 10 s)
   index rebuilt from the log on start:   $MS_REBUILD ms, peak RSS $((RSS_REBUILD / 1024)) MiB
 SUMMARY
+[ -z "$CG" ] || echo "  under a ${MEMLIMIT} memory cgroup: $(cg_stats)" >&2
