@@ -57,14 +57,7 @@ func TestAPIServerCallsWebhook(t *testing.T) {
 	ns, other := c.Namespace(t), c.Namespace(t)
 	label := "stepseal.dev/admission-" + ns[len(ns)-8:]
 	guard.Label = label
-	nsObj, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels[label] = "enforce"
-	if _, err := client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	optIn(ctx, t, client, ns, label)
 
 	fail, none, timeout := admregv1.Fail, admregv1.SideEffectClassNone, int32(10)
 	ifNeeded := admregv1.IfNeededReinvocationPolicy
@@ -206,3 +199,18 @@ func TestAPIServerCallsWebhook(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// optIn labels namespace ns label=enforce, the opt-in a test's webhook
+// configurations select (each test its own label, so the tests' webhooks
+// do not see each other's namespaces).
+func optIn(ctx context.Context, t *testing.T, client kubernetes.Interface, ns, label string) {
+	t.Helper()
+	nsObj, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels[label] = "enforce"
+	if _, err := client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -131,14 +131,7 @@ func TestAPIServerMultiPlatform(t *testing.T) {
 	})
 	url, caPEM := serveTLS(t, Mux(d, nil))
 	label := "stepseal.dev/admission-" + suffix
-	nsObj, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels[label] = "enforce"
-	if _, err := client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	optIn(ctx, t, client, ns, label)
 	fail, none, timeout := admregv1.Fail, admregv1.SideEffectClassNone, int32(10)
 	cfgName := "stepseal-platforms-" + suffix
 	val := &admregv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: cfgName}, Webhooks: []admregv1.ValidatingWebhook{{

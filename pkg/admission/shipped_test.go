@@ -113,14 +113,7 @@ func TestAPIServerShippedWebhooks(t *testing.T) {
 	defer cancel()
 	ns := c.Namespace(t)
 	label := "stepseal.dev/admission-" + ns[len(ns)-8:]
-	nsObj, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels[label] = "enforce"
-	if _, err := client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	optIn(ctx, t, client, ns, label)
 
 	// The shipped configurations, pointed at this test's server and
 	// namespace (the release's label is shared by every test here).

@@ -305,14 +305,7 @@ func TestAPIServerDeniesRevokedVSA(t *testing.T) {
 	defer cancel()
 	ns := c.Namespace(t)
 	label := "stepseal.dev/admission-" + ns[len(ns)-8:]
-	nsObj, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels[label] = "enforce"
-	if _, err := client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	optIn(ctx, t, client, ns, label)
 	fail, none, timeout := admregv1.Fail, admregv1.SideEffectClassNone, int32(10)
 	cfgName := "stepseal-revoked-" + ns[len(ns)-8:]
 	val := &admregv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: cfgName}, Webhooks: []admregv1.ValidatingWebhook{{

@@ -101,14 +101,7 @@ func TestAPIServerWorkloadWarnings(t *testing.T) {
 	defer cancel()
 	ns := c.Namespace(t)
 	label := "stepseal.dev/admission-" + ns[len(ns)-8:]
-	nsObj, err := admin.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels[label] = "enforce"
-	if _, err := admin.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	optIn(ctx, t, admin, ns, label)
 	_, val := shippedWebhooks(t)
 	var wh *admregv1.ValidatingWebhook
 	for i := range val.Webhooks {
