@@ -51,11 +51,10 @@ func TestClaims(t *testing.T) {
 	defer c2.Close()
 	seq := &sequencer{}
 	add1, add2 := c1.Decorator()(seq.add), c2.Decorator()(seq.add)
-
-	t.Run("same entry at once: one append", func(t *testing.T) {
-		e := tessera.NewEntry([]byte("document 1"))
+	// atOnce adds e n times at once, alternating the two replicas.
+	atOnce := func(t *testing.T, n int, e *tessera.Entry) []tessera.Index {
 		var wg sync.WaitGroup
-		got := make([]tessera.Index, 16)
+		got := make([]tessera.Index, n)
 		for i := range got {
 			wg.Add(1)
 			go func() {
@@ -72,6 +71,12 @@ func TestClaims(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		return got
+	}
+
+	t.Run("same entry at once: one append", func(t *testing.T) {
+		e := tessera.NewEntry([]byte("document 1"))
+		got := atOnce(t, 16, e)
 		if n := seq.calls.Load(); n != 1 {
 			t.Fatalf("%d appends of one entry, want 1", n)
 		}
@@ -110,24 +115,7 @@ func TestClaims(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := seq.calls.Load()
-		var wg sync.WaitGroup
-		got := make([]tessera.Index, 8)
-		for i := range got {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				add := add1
-				if i%2 == 1 {
-					add = add2
-				}
-				idx, err := add(ctx, e)()
-				if err != nil {
-					t.Error(err)
-				}
-				got[i] = idx
-			}()
-		}
-		wg.Wait()
+		got := atOnce(t, 8, e)
 		if n := seq.calls.Load() - before; n != 1 {
 			t.Fatalf("%d appends after the stale claim, want 1", n)
 		}
