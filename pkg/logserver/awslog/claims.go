@@ -126,11 +126,10 @@ func (c *claims) own(ctx context.Context, h []byte, e *tessera.Entry, delegate t
 		_, _ = c.db.ExecContext(bg, `DELETE FROM StepsealClaim WHERE h = ? AND idx IS NULL`, h)
 		return idx, err
 	}
-	if _, uerr := c.db.ExecContext(bg, `UPDATE StepsealClaim SET idx = ? WHERE h = ? AND idx IS NULL`, idx.Index, h); uerr != nil {
-		// The entry is sequenced: answer it; others take the claim
-		// over once it is stale (a second leaf, resolved by the index).
-		return idx, nil
-	}
+	// The entry is sequenced: answer it even if recording the index
+	// fails; others then take the claim over once it is stale (a second
+	// leaf, resolved by the index).
+	_, _ = c.db.ExecContext(bg, `UPDATE StepsealClaim SET idx = ? WHERE h = ? AND idx IS NULL`, idx.Index, h)
 	return idx, nil
 }
 
