@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -296,8 +297,28 @@ func pairUp(tr *v1.TaskRun, recs []*recorder) (map[string]*pair, error) {
 				return nil, fail(reject.ErrMissing, "recorder %s did not terminate", r.state.Name)
 			}
 		}
-		if p.start.state.Terminated.FinishedAt.After(st.Terminated.StartedAt.Time) || st.Terminated.FinishedAt.After(p.stop.state.Terminated.StartedAt.Time) {
-			return nil, fail(reject.ErrMismatch, "the step did not run between its start (%s) and stop (%s)", p.start.state.Name, p.stop.state.Name)
+		// Tekton's status times containers to the whole second, and a
+		// container's exit is recorded a little after its entrypoint let
+		// the next step start, so the window is checked on the recorders'
+		// own times (when hashing began, whole seconds): start hashed no
+		// later than the step started, and the step's container exited in
+		// an earlier second than stop began hashing — stop waits for that
+		// (record.SettleAfterStep), so a step still running, or that
+		// released stop early by writing its own done file, is refused.
+		for _, r := range []*recorder{p.start, p.stop} {
+			ran := r.state.Terminated
+			if at := r.doc.Time; at.Before(ran.StartedAt.Truncate(time.Second)) || at.After(ran.FinishedAt.Time) {
+				return nil, fail(reject.ErrMismatch, "the %s measurement (%s) is timed %s, outside its container's run (%s to %s)",
+					r.kind, r.state.Name, stamp(at), stamp(ran.StartedAt.Time), stamp(ran.FinishedAt.Time))
+			}
+		}
+		switch at := p.stop.doc.Time; {
+		case p.start.doc.Time.After(st.Terminated.StartedAt.Time):
+			return nil, fail(reject.ErrMismatch, "the step did not run between its start (%s) and stop (%s): it started at %s, before the start measurement at %s",
+				p.start.state.Name, p.stop.state.Name, stamp(st.Terminated.StartedAt.Time), stamp(p.start.doc.Time))
+		case !st.Terminated.FinishedAt.Time.Before(at):
+			return nil, fail(reject.ErrMismatch, "the step did not run between its start (%s) and stop (%s): its container exited at %s, not before the stop measurement at %s",
+				p.start.state.Name, p.stop.state.Name, stamp(st.Terminated.FinishedAt.Time), stamp(at))
 		}
 		if got := *p.stop.doc.ExitCode; got != int(st.Terminated.ExitCode) {
 			return nil, fail(reject.ErrMismatch, "the stop measurement (%s) records exit code %d, Tekton's status %d", p.stop.state.Name, got, st.Terminated.ExitCode)
@@ -384,3 +405,6 @@ func dropRecorders(built *Built, recs []*recorder) {
 	}
 	task.Steps = kept
 }
+
+// stamp formats a status or measurement time.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -77,9 +77,9 @@ func newMeasuredRun(t *testing.T) *measuredRun {
 	exit := 0
 	m := &measuredRun{
 		start: &record.Measurement{Type: record.MeasurementType, Kind: record.KindMaterials, Step: "build", TaskRun: "tr", TaskRunUID: "uid-1",
-			Artifacts: run.Artifacts{"source/main.go": {"sha256": sha1}}},
+			Artifacts: run.Artifacts{"source/main.go": {"sha256": sha1}}, Time: at(1).Time},
 		end: &record.Measurement{Type: record.MeasurementType, Kind: record.KindProducts, Step: "build", TaskRun: "tr", TaskRunUID: "uid-1",
-			Artifacts: run.Artifacts{"source/main.go": {"sha256": sha1}, "source/out/app": {"sha256": sha2}}, ExitCode: &exit},
+			Artifacts: run.Artifacts{"source/main.go": {"sha256": sha1}, "source/out/app": {"sha256": sha2}}, ExitCode: &exit, Time: at(7).Time},
 		logs: &fakeLogs{logs: map[string][]byte{}},
 	}
 	m.tr = controllertest.Minimal(func(tr *v1.TaskRun) {
@@ -162,6 +162,21 @@ func TestMeasuredTaskRunResultsStay(t *testing.T) {
 	}
 }
 
+// TestMeasuredStepExitAfterStopStarted: the kubelet times a container's
+// exit a little after its entrypoint let the next step start, so in
+// Tekton's whole-second status the measured step may finish in the second
+// stop started (and start finish after the step started); what counts is
+// that the step's container exited before the second stop began hashing.
+func TestMeasuredStepExitAfterStopStarted(t *testing.T) {
+	m := newMeasuredRun(t)
+	s := m.tr.Status.Steps
+	s[0].Terminated.FinishedAt = at(3) // start's container exit timed after build started at 3
+	s[1].Terminated.FinishedAt = at(6) // build's exit timed in the second stop started (6); stop hashed at 7
+	if _, err := m.apply(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestMeasuredWithoutRecordersUnchanged(t *testing.T) {
 	tr := controllertest.Minimal(nil)
 	built, err := FromTaskRun(tr)
@@ -226,6 +241,20 @@ func TestMeasuredForgeriesRefused(t *testing.T) {
 		{name: "measured step ran outside the window", forge: func(t *testing.T, m *measuredRun) {
 			m.tr.Status.Steps[1].Terminated.FinishedAt = at(9)
 		}, reason: reject.ErrMismatch, permanent: true, msg: "did not run between"},
+		{name: "measured step exited in the second stop began hashing", forge: func(t *testing.T, m *measuredRun) {
+			m.tr.Status.Steps[1].Terminated.FinishedAt = at(7) // it may have written after stop hashed
+		}, reason: reject.ErrMismatch, permanent: true, msg: "its container exited at 2026-01-01T00:00:07Z, not before the stop measurement at 2026-01-01T00:00:07Z"},
+		{name: "stop measurement timed outside its container", forge: func(t *testing.T, m *measuredRun) {
+			late := *m.end
+			late.Time = at(9).Time
+			m.emit(t, 2, record.ResultProducts, &late)
+		}, reason: reject.ErrMismatch, permanent: true, msg: "the products measurement (measure-products) is timed 2026-01-01T00:00:09Z, outside its container's run"},
+		{name: "step started before the start measurement", forge: func(t *testing.T, m *measuredRun) {
+			m.tr.Status.Steps[0].Terminated.FinishedAt = at(4)
+			late := *m.start
+			late.Time = at(4).Time
+			m.emit(t, 0, record.ResultMaterials, &late)
+		}, reason: reject.ErrMismatch, permanent: true, msg: "it started at 2026-01-01T00:00:03Z, before the start measurement at 2026-01-01T00:00:04Z"},
 		{name: "pod gone (log missing)", forge: func(t *testing.T, m *measuredRun) {
 			m.tr.Status.PodName = "deleted-pod"
 		}, reason: reject.ErrMissing, permanent: true, msg: "reading the log of Pod deleted-pod"},

@@ -66,7 +66,11 @@ type Measurement struct {
 	// ExitCode is the measured step's exit code (products only), read from
 	// the file Tekton writes for it.
 	ExitCode *int `json:"exitCode,omitempty"`
-	// Time is when the measurement was taken.
+	// Time is when hashing began, in whole seconds (UTC). For products,
+	// stop first waits out StepExitMargin and the rest of that second
+	// (SettleAfterStep), so that the measured step's container — which
+	// Tekton's status times to the whole second — had exited in an
+	// earlier second than Time.
 	Time time.Time `json:"time"`
 }
 
@@ -90,6 +94,34 @@ type MeasureOptions struct {
 	ExitCodeFile string
 }
 
+// StepExitMargin is how long after stop starts the measured step's
+// container may still be recorded as exiting. Tekton's entrypoint releases
+// the next step when the previous one's command has exited and before its
+// container has: the kubelet's exit time (status.steps[].terminated
+// .finishedAt, whole seconds) can lie a little after stop's own start.
+const StepExitMargin = 500 * time.Millisecond
+
+// SettleAfterStep returns when it is safe for stop to begin hashing: at the
+// first whole second after now+StepExitMargin. A measured step that exited
+// no later than StepExitMargin after now has a (truncated) finishedAt
+// strictly before that second, which is the measurement's Time; a step
+// still running when hashing begins finishes in that second or later. The
+// controller refuses a step whose finishedAt is not before Time, so the
+// one-second resolution of Tekton's status leaves no window in which the
+// step could change its products after they were measured. It waits
+// between StepExitMargin and one second more (one second on average).
+func SettleAfterStep(ctx context.Context, now time.Time) (time.Time, error) {
+	at := now.Add(StepExitMargin).Truncate(time.Second).Add(time.Second)
+	t := time.NewTimer(time.Until(at))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return time.Time{}, ctx.Err()
+	case <-t.C:
+		return time.Now(), nil
+	}
+}
+
 // stepName is Tekton's rule for step names (a DNS-1123 label).
 var stepName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
@@ -110,8 +142,15 @@ func Measure(ctx context.Context, opts MeasureOptions) (*Measurement, error) {
 	if opts.TaskRunUID == "" {
 		return nil, fmt.Errorf("%w: step %s: no TaskRun UID", ErrBadMeasurement, opts.Step)
 	}
+	begin := time.Now()
+	if opts.Kind == KindProducts {
+		var err error
+		if begin, err = SettleAfterStep(ctx, begin); err != nil {
+			return nil, err
+		}
+	}
 	m := &Measurement{Type: MeasurementType, Kind: opts.Kind, Step: opts.Step, TaskRun: opts.TaskRun,
-		TaskRunUID: opts.TaskRunUID, Artifacts: run.Artifacts{}}
+		TaskRunUID: opts.TaskRunUID, Artifacts: run.Artifacts{}, Time: begin.UTC().Truncate(time.Second)}
 	hopts := artifact.Options{Exclude: opts.Exclude}
 	for _, p := range opts.Paths {
 		name, dir, named := strings.Cut(p, "=")
@@ -144,7 +183,6 @@ func Measure(ctx context.Context, opts MeasureOptions) (*Measurement, error) {
 	} else if opts.ExitCodeFile != "" {
 		return nil, fmt.Errorf("%w: step %s: an exit code belongs to the products (stop), not the materials", ErrBadMeasurement, opts.Step)
 	}
-	m.Time = time.Now().UTC().Truncate(time.Second)
 	return m, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stepseal/stepseal/pkg/reject"
 )
@@ -164,4 +165,43 @@ func FuzzParseMeasurement(f *testing.F) {
 			t.Fatalf("round trip: %+v, %v", back, err)
 		}
 	})
+}
+
+// TestStopSettlesPastTheStepsExit: stop begins hashing only in a whole
+// second later than the one in which a step exiting up to StepExitMargin
+// after stop started is timed by Tekton's status, and its Time is that
+// second: a step container still running when hashing began cannot have a
+// finishedAt before Time.
+func TestStopSettlesPastTheStepsExit(t *testing.T) {
+	ws := workspace(t)
+	ec := filepath.Join(t.TempDir(), "exitCode")
+	if err := os.WriteFile(ec, []byte("0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		called := time.Now()
+		m, err := Measure(context.Background(), MeasureOptions{Kind: KindProducts, Step: "build", TaskRunUID: "u",
+			Paths: []string{"source=" + ws}, ExitCodeFile: ec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lastExit := called.Add(StepExitMargin).Truncate(time.Second) // a step exiting that late has this finishedAt
+		if !lastExit.Before(m.Time) || m.Time.Sub(lastExit) != time.Second {
+			t.Fatalf("called at %s: Time %s, want the second after %s", called.Format(time.RFC3339Nano), m.Time, lastExit)
+		}
+		if m.Time.After(time.Now()) || m.Time.Nanosecond() != 0 {
+			t.Fatalf("Time %s is not a whole second at or before now", m.Time)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Measure(ctx, MeasureOptions{Kind: KindProducts, Step: "build", TaskRunUID: "u",
+		Paths: []string{"source=" + ws}, ExitCodeFile: ec}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled stop: %v", err)
+	}
+	called := time.Now()
+	m, err := Measure(context.Background(), MeasureOptions{Kind: KindMaterials, Step: "build", TaskRunUID: "u", Paths: []string{"source=" + ws}})
+	if err != nil || m.Time.Before(called.Truncate(time.Second)) || m.Time.After(time.Now()) {
+		t.Fatalf("start: %v, Time %s, called at %s", err, m.Time, called.Format(time.RFC3339Nano))
+	}
 }
