@@ -247,6 +247,27 @@ printf %s "$doc" | sha256sum | cut -d' ' -f1 | tr -d '\n' > $(step.results.STEPS
 			},
 		},
 		{
+			// The user step releases the stop early: it writes its own
+			// exit code and Tekton's done file (its entrypoint's
+			// -post_file, in its own writable /tekton/run dir), so stop
+			// starts and measures while the step sleeps, then rewrites its
+			// product. The step's container exits seconds after stop began
+			// hashing, and the link is refused rather than signed with a
+			// product the workspace no longer holds.
+			name: "early-release", want: "not before the stop measurement", step: "build",
+			steps: []v1.Step{
+				task.Spec.Steps[1],
+				{Name: "build", Image: busybox, Script: `echo built > $(workspaces.source.path)/app.txt
+echo 0 > $(steps.step-build.exitCode.path)
+post=$(tr '\000' '\n' < /proc/1/cmdline | grep -A1 -e -post_file | tail -n1)
+echo "releasing the next step early: $post"
+touch "$post"
+sleep 4
+echo tampered > $(workspaces.source.path)/app.txt`},
+				task.Spec.Steps[3],
+			},
+		},
+		{
 			// The user step fails without onError: continue; Tekton skips
 			// the stop, and the TaskRun is not signed without products.
 			name: "failed-no-stop", want: "without a stop", step: "build",
