@@ -61,14 +61,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // podReview is an AdmissionReview whose object and oldObject are decoded
-// as Pods in the same pass as the request (the shallower fields win over
-// AdmissionRequest's RawExtensions): one decoding of the body instead of
-// a copy and a second pass per object.
+// as podViews in the same pass as the request (the shallower fields win
+// over AdmissionRequest's RawExtensions): one decoding of the body, of
+// only the fields admission reads.
 type podReview struct {
 	Request *struct {
 		admissionv1.AdmissionRequest
-		Object    *corev1.Pod `json:"object"`
-		OldObject *corev1.Pod `json:"oldObject"`
+		Object    *podView `json:"object"`
+		OldObject *podView `json:"oldObject"`
 	} `json:"request"`
 }
 
@@ -86,7 +86,14 @@ func (h *Handler) Review(ctx context.Context, body []byte) *admissionv1.Admissio
 	}
 	req := &in.Request.AdmissionRequest
 	start := time.Now()
-	resp := h.respond(ctx, req, in.Request.Object, in.Request.OldObject)
+	var pod, old *corev1.Pod
+	if v := in.Request.Object; v != nil {
+		pod = v.pod()
+	}
+	if v := in.Request.OldObject; v != nil {
+		old = v.pod()
+	}
+	resp := h.respond(ctx, req, pod, old)
 	webhook := "validate"
 	if h.mutate {
 		webhook = "mutate"
