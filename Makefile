@@ -49,10 +49,11 @@ fuzz:
 	./hack/fuzz.sh $(FUZZTIME)
 
 ## release: build the controller and admission webhook images with ko, push
-## them to KO_DOCKER_REPO and write release.yaml and admission.yaml for
-## kubectl apply -f (see hack/release.sh for options).
+## them to KO_DOCKER_REPO and write release.yaml, admission.yaml and
+## release-statefulset.yaml (the controller as a StatefulSet, instead of
+## release.yaml) for kubectl apply -f (see hack/release.sh for options).
 release:
-	ADMISSION_YAML=admission.yaml ./hack/release.sh
+	ADMISSION_YAML=admission.yaml STATEFULSET_YAML=release-statefulset.yaml ./hack/release.sh
 
 ## bench: the benchmarks, with the served log at a million entries
 ## (hack/bench/logscale.sh; FIXTURE=DIR keeps the million-entry log between

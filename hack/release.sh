@@ -15,6 +15,12 @@
 #                   `stepseal admission serve`) into this file; make
 #                   release sets admission.yaml. Apply it after
 #                   release.yaml (it lives in the stepseal namespace).
+#   STATEFULSET_YAML  when set, also resolves the StatefulSet-mode release
+#                   into this file: controllers/config/ with
+#                   controllers/config/optional/statefulset/ in place of
+#                   500-controller.yaml (the controller a StatefulSet whose
+#                   replica i reconciles bucket i, no Leases; same image).
+#                   Apply it instead of release.yaml.
 #   BASE_IMAGE      base image; default .ko.yaml's defaultBaseImage
 #                   (cgr.dev/chainguard/static). "local" builds a minimal base
 #                   here (the host's CA certificates, /etc/passwd with the
@@ -139,6 +145,18 @@ if [[ -n "${ADMISSION_YAML:-}" ]]; then
   ko resolve --base-import-paths --platform="$platforms" -f controllers/config/admission/ >"$ADMISSION_YAML.tmp"
   mv "$ADMISSION_YAML.tmp" "$ADMISSION_YAML"
   echo "hack/release.sh: ko resolve (admission) took $(( $(now_ms) - t0 )) ms; wrote $ADMISSION_YAML" >&2
+fi
+
+if [[ -n "${STATEFULSET_YAML:-}" ]]; then
+  t0="$(now_ms)"
+  files=()
+  for f in controllers/config/*.yaml; do
+    [[ "$f" == controllers/config/500-controller.yaml ]] || files+=(-f "$f")
+  done
+  ko resolve --base-import-paths --platform="$platforms" "${files[@]}" \
+    -f controllers/config/optional/statefulset/ >"$STATEFULSET_YAML.tmp"
+  mv "$STATEFULSET_YAML.tmp" "$STATEFULSET_YAML"
+  echo "hack/release.sh: ko resolve (StatefulSet mode) took $(( $(now_ms) - t0 )) ms; wrote $STATEFULSET_YAML" >&2
 fi
 
 if [[ -n "${CATALOG_KEY:-}" ]]; then

@@ -108,6 +108,12 @@ var forbidden = []access{
 	{"escalate", "rbac.authorization.k8s.io", "clusterroles", "", ""},
 	{"list", "", "namespaces", "", ""},
 	{"delete", "", "events", "", otherNS},
+	// Only optional/statefulset grants reading the controller's own
+	// StatefulSet (TestStatefulSetOrdinals); the release grants no workload.
+	{"get", "apps", "statefulsets", "", systemNS},
+	{"list", "apps", "statefulsets", "", systemNS},
+	{"update", "apps", "statefulsets", "", systemNS},
+	{"get", "apps", "deployments", "", systemNS},
 }
 
 // TestInstallLeastPrivilege applies the release YAML to a real

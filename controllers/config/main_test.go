@@ -243,6 +243,13 @@ type controllerProc struct {
 
 func startController(t *testing.T, bin, kubeconfig, logDir, name string, args ...string) *controllerProc {
 	t.Helper()
+	return startControllerEnv(t, nil, bin, kubeconfig, logDir, name, args...)
+}
+
+// startControllerEnv is startController with env (KEY=value) added to the
+// process's environment.
+func startControllerEnv(t *testing.T, env []string, bin, kubeconfig, logDir, name string, args ...string) *controllerProc {
+	t.Helper()
 	logPath := filepath.Join(logDir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -253,6 +260,7 @@ func startController(t *testing.T, bin, kubeconfig, logDir, name string, args ..
 		"SYSTEM_NAMESPACE="+systemNS,
 		"METRICS_PROMETHEUS_PORT="+strconv.Itoa(freePort(t)),
 		"PROBES_PORT=0", "PROFILING_PORT=0")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Dies with the test binary even if that is killed by -timeout.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -43,11 +43,12 @@ func TestReleaseKo(t *testing.T) {
 	reg := testregistry.StartServer(t)
 	repo := reg.Host + "/stepseal"
 	out := filepath.Join(t.TempDir(), "release.yaml")
+	ssOut := filepath.Join(t.TempDir(), "release-statefulset.yaml")
 	gobin := t.TempDir()
 
 	cmd := exec.Command("../../hack/release.sh")
 	cmd.Env = append(os.Environ(),
-		"KO_DOCKER_REPO="+repo, "BASE_IMAGE=local", "RELEASE_YAML="+out,
+		"KO_DOCKER_REPO="+repo, "BASE_IMAGE=local", "RELEASE_YAML="+out, "STATEFULSET_YAML="+ssOut,
 		"GOBIN="+gobin, "PATH="+pathWithout(t, "ko", "crane"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -118,6 +119,7 @@ func TestReleaseKo(t *testing.T) {
 		t.Fatalf("Deployment image %q, want %s/controller@sha256:<digest>", image, repo)
 	}
 	t.Logf("controller image: %s", image)
+	checkStatefulSetRelease(t, ssOut, image)
 
 	ref, err := name.ParseReference(image)
 	if err != nil {
@@ -166,6 +168,50 @@ func TestReleaseKo(t *testing.T) {
 	if settings["CGO_ENABLED"] != "0" || settings["GOOS"] != "linux" || settings["GOARCH"] != "amd64" {
 		t.Errorf("controller built with CGO_ENABLED=%q GOOS=%q GOARCH=%q, want a static linux/amd64 binary",
 			settings["CGO_ENABLED"], settings["GOOS"], settings["GOARCH"])
+	}
+}
+
+// checkStatefulSetRelease: STATEFULSET_YAML's file holds controllers/config's
+// objects without 500-controller.yaml's and then
+// optional/statefulset's, all as written except the StatefulSet's image,
+// which is the Deployment's (image).
+func checkStatefulSetRelease(t *testing.T, path, image string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolved := kubetest.DecodeObjects(t, path, b)
+	var raw []*unstructured.Unstructured
+	files, _ := filepath.Glob("*.yaml")
+	for _, f := range files {
+		if f != "500-controller.yaml" {
+			raw = append(raw, kubetest.Objects(t, f)...)
+		}
+	}
+	raw = append(raw, kubetest.Objects(t, "optional/statefulset/*.yaml")...)
+	if len(resolved) != len(raw) {
+		t.Fatalf("%s holds %d objects, want %d", filepath.Base(path), len(resolved), len(raw))
+	}
+	sets := 0
+	for i, obj := range resolved {
+		want := raw[i]
+		if k := obj.GetKind(); k == "Deployment" {
+			t.Errorf("%s holds Deployment %s", filepath.Base(path), obj.GetName())
+		} else if k == "StatefulSet" {
+			sets++
+			if got := containerImage(t, obj); got != image {
+				t.Errorf("StatefulSet runs %q, want the Deployment's %s", got, image)
+			}
+			setContainerImage(t, obj, "")
+			setContainerImage(t, want, "")
+		}
+		if !reflect.DeepEqual(obj.Object, want.Object) {
+			t.Errorf("%s's object %d (%s %s) differs from the source's", filepath.Base(path), i, obj.GetKind(), obj.GetName())
+		}
+	}
+	if sets != 1 {
+		t.Errorf("%s holds %d StatefulSets, want 1", filepath.Base(path), sets)
 	}
 }
 
