@@ -182,12 +182,12 @@ func TestStatefulSetOrdinals(t *testing.T) {
 		}
 	}
 	t.Run("ordinal-out-of-range", func(t *testing.T) {
-		refused(t, "replica-2", 2, "has ordinal 2, config-leader-election has buckets 2")
+		refused(t, "replica-2", 2, "has ordinal 2, ConfigMap config-leader-election-statefulset has buckets 2")
 	})
 	t.Run("replicas-not-buckets", func(t *testing.T) {
 		scale(ctx, t, s, sm.name, 3)
 		defer scale(ctx, t, s, sm.name, 2)
-		refused(t, "replica-0-of-3", 0, "has replicas 3, config-leader-election has buckets 2")
+		refused(t, "replica-0-of-3", 0, "has replicas 3, ConfigMap config-leader-election-statefulset has buckets 2")
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"knative.dev/pkg/leaderelection"
 
 	"github.com/stepseal/stepseal/pkg/reject"
 )
@@ -63,8 +64,8 @@ func FromEnv(getenv func(string) string) (*Mode, error) {
 // CheckBuckets refuses an ordinal not below buckets (ErrOutOfRange).
 func (m *Mode) CheckBuckets(buckets uint32) error {
 	if m.Ordinal >= int(buckets) {
-		return fmt.Errorf("%w: %s=%s-%d has ordinal %d, config-leader-election has buckets %d: replica i reconciles bucket i, so ordinals must be 0..%d (set buckets to the StatefulSet's replicas)",
-			ErrOutOfRange, EnvOrdinal, m.StatefulSet, m.Ordinal, m.Ordinal, buckets, int(buckets)-1)
+		return fmt.Errorf("%w: %s=%s-%d has ordinal %d, ConfigMap %s has buckets %d: replica i reconciles bucket i, so ordinals must be 0..%d (set buckets to the StatefulSet's replicas)",
+			ErrOutOfRange, EnvOrdinal, m.StatefulSet, m.Ordinal, m.Ordinal, leaderelection.ConfigMapName(), buckets, int(buckets)-1)
 	}
 	return nil
 }
@@ -83,8 +84,8 @@ func (m *Mode) CheckReplicas(ctx context.Context, kube kubernetes.Interface, nam
 		replicas = *ss.Spec.Replicas
 	}
 	if int64(replicas) != int64(buckets) {
-		return fmt.Errorf("%w: StatefulSet %s/%s has replicas %d, config-leader-election has buckets %d: change both together",
-			ErrReplicasBuckets, namespace, m.StatefulSet, replicas, buckets)
+		return fmt.Errorf("%w: StatefulSet %s/%s has replicas %d, ConfigMap %s has buckets %d: change both together",
+			ErrReplicasBuckets, namespace, m.StatefulSet, replicas, leaderelection.ConfigMapName(), buckets)
 	}
 	return nil
 }
