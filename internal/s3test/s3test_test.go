@@ -1,8 +1,15 @@
 package s3test
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 func TestStart(t *testing.T) {
@@ -15,5 +22,39 @@ func TestStart(t *testing.T) {
 	// Unsigned requests are refused: the gateway checks credentials.
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("unsigned GET /: %d, want 403", resp.StatusCode)
+	}
+}
+
+// TestStopStart: a stopped server does not answer; started again it has
+// the same endpoint and the objects written before the stop.
+func TestStopStart(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")})
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("bkt")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("bkt"), Key: aws.String("k"), Body: strings.NewReader("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.Get(s.Endpoint + "/"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a stopped server answered %d", resp.StatusCode)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("bkt"), Key: aws.String("k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(out.Body)
+	out.Body.Close()
+	if string(b) != "v" {
+		t.Fatalf("after restart: %q", b)
 	}
 }
