@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -28,7 +29,9 @@ func TestStart(t *testing.T) {
 // TestStopStart: a stopped server does not answer; started again it has
 // the same endpoint and the objects written before the stop.
 func TestStopStart(t *testing.T) {
+	t0 := time.Now()
 	s := Start(t)
+	t.Logf("weed started in %s", time.Since(t0).Round(time.Millisecond))
 	ctx := context.Background()
 	c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.Endpoint), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")})
@@ -38,6 +41,7 @@ func TestStopStart(t *testing.T) {
 	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("bkt"), Key: aws.String("k"), Body: strings.NewReader("v")}); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("object written %s after the start", time.Since(t0).Round(time.Millisecond))
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -45,13 +49,16 @@ func TestStopStart(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("a stopped server answered %d", resp.StatusCode)
 	}
+	t0 = time.Now()
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("weed restarted in %s", time.Since(t0).Round(time.Millisecond))
 	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("bkt"), Key: aws.String("k")})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("object read %s after the restart", time.Since(t0).Round(time.Millisecond))
 	b, _ := io.ReadAll(out.Body)
 	out.Body.Close()
 	if string(b) != "v" {
