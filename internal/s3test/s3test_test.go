@@ -64,4 +64,8 @@ func TestStopStart(t *testing.T) {
 	if string(b) != "v" {
 		t.Fatalf("after restart: %q", b)
 	}
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("bkt"), Key: aws.String("k2"), Body: strings.NewReader("v2")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("object written %s after the restart", time.Since(t0).Round(time.Millisecond))
 }
