@@ -264,7 +264,8 @@ func outages(t *testing.T, sh *shared, a, b *replica) ([]acked, string) {
 	dbProbe := func() time.Duration {
 		t0 := time.Now()
 		for {
-			if _, err := sh.db.Query("mysql", "SELECT 1"); err == nil || time.Since(t0) > time.Minute {
+			_, err := sh.db.Query(sh.dsn[strings.LastIndex(sh.dsn, "/")+1:], "CREATE TABLE IF NOT EXISTS OutageProbe (a INT); INSERT INTO OutageProbe VALUES (1)")
+			if err == nil || time.Since(t0) > time.Minute {
 				return time.Since(t0)
 			}
 			time.Sleep(50 * time.Millisecond)
