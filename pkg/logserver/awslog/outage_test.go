@@ -26,10 +26,9 @@ import (
 type writerStats struct {
 	mu        sync.Mutex
 	acked     []acked
-	busy      int // 503 with Retry-After (logserver.ErrBusy)
-	down      int // other unavailable answers (logserver.ErrUnavailable)
-	lastAck   time.Time
-	answers   []string // one message of each kind, for the log
+	busy      int      // 503 with Retry-After (logserver.ErrBusy)
+	down      int      // other unavailable answers (logserver.ErrUnavailable)
+	answers   []string // the first few unavailable answers, for the log
 	refusals  []error
 	allErrors strings.Builder
 }
@@ -38,13 +37,6 @@ func (ws *writerStats) ack(v logserver.Verified, subj, via string) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	ws.acked = append(ws.acked, acked{digest: v.Entry.Digest, subject: subj, index: v.Index, via: via})
-	ws.lastAck = time.Now()
-}
-
-func (ws *writerStats) acks() int {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	return len(ws.acked)
 }
 
 // failed records a failed attempt: true if it may be retried (could not
@@ -87,7 +79,7 @@ func addRetrying(ctx context.Context, ws *writerStats, d []byte, r *replica) (lo
 	}
 }
 
-// outages is step 7 of TestLogReplicasAWS: 16 writers post over both
+// outages is step 6 of TestLogReplicasAWS: 16 writers post over both
 // replicas, each to its own one only, while MariaDB is stopped for 5 s and
 // started again, then SeaweedFS. Writers are answered "unavailable" (could
 // not check, never refused) while a store is down and retry; after each
