@@ -175,6 +175,13 @@ func outages(t *testing.T, sh *shared, a, b *replica) ([]acked, string) {
 			t.Fatalf("starting %s: %v", name, err)
 		}
 		started := time.Now()
+		if name == "MariaDB" {
+			// Claims inserted before the stop whose release failed
+			// while it was down: their documents wait until the claim
+			// is stale (README).
+			n, err := sh.db.Query(sh.dsn[strings.LastIndex(sh.dsn, "/")+1:], "SELECT COUNT(*) FROM StepsealClaim WHERE idx IS NULL")
+			t.Logf("MariaDB restarted: %s claims without an index (%v)", n, err)
+		}
 		probed := make(chan time.Duration, 1)
 		go func() { probed <- probe() }()
 		first := waitAcks("after "+name+" restarted", 16)
