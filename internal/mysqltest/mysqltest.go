@@ -27,6 +27,8 @@ type Server struct {
 	dir, data, sock, log string
 	Port                 int
 	User, Password       string
+	bin                  string
+	args                 []string
 	cmd                  *exec.Cmd
 	exited               chan struct{}
 	dbs                  atomic.Int64
@@ -89,7 +91,7 @@ func start(bin string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{dir: dir, data: filepath.Join(dir, "data"), sock: filepath.Join(dir, "mysqld.sock"), log: filepath.Join(dir, "mysqld.log"),
-		User: "stepseal", Password: "pw-" + hex.EncodeToString(pw), exited: make(chan struct{})}
+		User: "stepseal", Password: "pw-" + hex.EncodeToString(pw)}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return s, err
@@ -122,33 +124,74 @@ func start(bin string) (*Server, error) {
 		"--skip-name-resolve", "--max-connections=500", "--innodb-buffer-pool-size=64M",
 		// Tests: commits need not survive the machine, only the server.
 		"--innodb-flush-log-at-trx-commit=2", "--skip-log-bin"}, runAs...)
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		return s, fmt.Errorf("mysqltest: %s: %w", bin, err)
-	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		out, err := s.client("-e", "SELECT 1")
-		if err == nil {
-			break
-		}
-		select {
-		case <-s.exited:
-			return s, fmt.Errorf("mysqltest: mariadbd exited: %s\n%s", out, s.LogTail(2048))
-		default:
-		}
-		if time.Now().After(deadline) {
-			return s, fmt.Errorf("mysqltest: mariadbd did not accept connections in 60s: %s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
+	s.bin, s.args = bin, args
+	if err := s.Start(); err != nil {
+		return s, err
 	}
 	sql := fmt.Sprintf("CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY '%s'; GRANT ALL ON *.* TO '%s'@'127.0.0.1';", s.User, s.Password, s.User)
 	if out, err := s.client("-e", sql); err != nil {
 		return s, fmt.Errorf("mysqltest: creating the test user: %w\n%s", err, out)
 	}
 	return s, nil
+}
+
+// Start starts the server again after Stop, on the same data directory,
+// socket and port, and waits until it accepts connections.
+func (s *Server) Start() error {
+	if s.cmd != nil && !s.stopped() {
+		return fmt.Errorf("mysqltest: mariadbd is running")
+	}
+	s.exited = make(chan struct{})
+	s.cmd = exec.Command(s.bin, s.args...)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("mysqltest: %s: %w", s.bin, err)
+	}
+	cmd, exited := s.cmd, s.exited
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := s.client("-e", "SELECT 1")
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("mysqltest: mariadbd exited: %s\n%s", out, s.LogTail(2048))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mysqltest: mariadbd did not accept connections in 60s: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop stops the server (SIGTERM: open connections are cut, committed
+// transactions are kept) and waits until it has exited; Start starts it
+// again.
+func (s *Server) Stop() error {
+	if s.cmd == nil || s.cmd.Process == nil || s.stopped() {
+		return nil
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+		return fmt.Errorf("mysqltest: mariadbd did not stop in 20s: killed")
+	}
+	return nil
+}
+
+func (s *Server) stopped() bool {
+	select {
+	case <-s.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // installDB is mariadb-install-db (or mysql_install_db) on PATH or next to
@@ -208,15 +251,7 @@ func (s *Server) LogTail(n int) string {
 
 // Close stops the server and removes its files.
 func (s *Server) Close() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(20 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.exited
-		}
-	}
+	s.Stop()
 	os.RemoveAll(s.dir)
 }
 

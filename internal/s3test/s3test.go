@@ -28,6 +28,8 @@ type Server struct {
 	// in the path.
 	Endpoint             string
 	AccessKey, SecretKey string
+	bin                  string
+	args                 []string
 	cmd                  *exec.Cmd
 	exited               chan struct{}
 }
@@ -115,7 +117,7 @@ func start(bin string) (*Server, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, log: filepath.Join(dir, "weed.log"), AccessKey: "stepseal" + hex.EncodeToString(key[:4]), SecretKey: hex.EncodeToString(key[4:]), exited: make(chan struct{})}
+	s := &Server{dir: dir, log: filepath.Join(dir, "weed.log"), AccessKey: "stepseal" + hex.EncodeToString(key[:4]), SecretKey: hex.EncodeToString(key[4:])}
 	cfg, _ := json.Marshal(map[string]any{"identities": []any{map[string]any{
 		"name":        "stepseal",
 		"credentials": []any{map[string]string{"accessKey": s.AccessKey, "secretKey": s.SecretKey}},
@@ -141,20 +143,32 @@ func start(bin string) (*Server, error) {
 		"-s3.port=" + strconv.Itoa(p[6]), "-s3.port.grpc=" + strconv.Itoa(p[7]),
 		"-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.config=" + cfgPath,
 		"-filer.localSocket=" + filepath.Join(dir, "filer.sock"), "-s3.localSocket=" + filepath.Join(dir, "s3.sock"),
-		"-master.telemetry=false", "-volume.max=0", "-master.volumeSizeLimitMB=64"}
-	logf, err := os.Create(s.log)
+		"-master.telemetry=false", "-volume.preStopSeconds=0", "-master.electionTimeout=1s", "-volume.max=0", "-master.volumeSizeLimitMB=64"}
+	s.bin, s.args = bin, args
+	return s, s.Start()
+}
+
+// Start starts the server again after Stop, on the same directory and
+// ports, and waits until the S3 gateway answers.
+func (s *Server) Start() error {
+	if s.cmd != nil && !s.stopped() {
+		return fmt.Errorf("s3test: weed is running")
+	}
+	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return s, err
+		return err
 	}
 	defer logf.Close()
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Dir = dir
+	s.exited = make(chan struct{})
+	s.cmd = exec.Command(s.bin, s.args...)
+	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
-		return s, fmt.Errorf("s3test: %s: %w", bin, err)
+		return fmt.Errorf("s3test: %s: %w", s.bin, err)
 	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
+	cmd, exited := s.cmd, s.exited
+	go func() { cmd.Wait(); close(exited) }()
 	// The gateway answers an unsigned request with 403 once it is up.
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -162,18 +176,46 @@ func start(bin string) (*Server, error) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode < 500 {
-				return s, nil
+				return nil
 			}
 		}
 		select {
-		case <-s.exited:
-			return s, fmt.Errorf("s3test: weed exited:\n%s", s.LogTail(2048))
+		case <-exited:
+			return fmt.Errorf("s3test: weed exited:\n%s", s.LogTail(2048))
 		default:
 		}
 		if time.Now().After(deadline) {
-			return s, fmt.Errorf("s3test: the S3 gateway did not answer in 90s: %v", err)
+			return fmt.Errorf("s3test: the S3 gateway did not answer in 90s: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Stop stops the server (its process group: SIGTERM, then SIGKILL after
+// 2 s, as weed server often does not exit on SIGTERM for 20 s and more)
+// and waits until it has exited; Start starts it again with its data. The
+// data is what weed wrote before the stop (the machine does not go down,
+// so written files are kept).
+func (s *Server) Stop() error {
+	if s.cmd == nil || s.cmd.Process == nil || s.stopped() {
+		return nil
+	}
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(2 * time.Second):
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.exited
+	}
+	return nil
+}
+
+func (s *Server) stopped() bool {
+	select {
+	case <-s.exited:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -195,15 +237,7 @@ func (s *Server) LogTail(n int) string {
 
 // Close stops the server (its process group) and removes its files.
 func (s *Server) Close() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(20 * time.Second):
-			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			<-s.exited
-		}
-	}
+	s.Stop()
 	os.RemoveAll(s.dir)
 }
 

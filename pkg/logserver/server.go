@@ -500,7 +500,13 @@ func (s *Server) answer(ctx context.Context, digest string, i uint64) (Answer, e
 		err := s.waitIndexed(wctx, i)
 		cancel()
 		if err != nil {
-			if n, ierr := s.log.IntegratedSize(ctx); ierr == nil && i < n {
+			n, ierr := s.log.IntegratedSize(ctx)
+			if ierr != nil {
+				// The log's size could not be read (its database is
+				// down): no verdict on the row.
+				return Answer{}, fmt.Errorf("%w: document %s is log entry %d, beyond the published checkpoint (%d entries), and the log's size could not be read: %w", ErrUnavailable, digest, i, s.Checkpoint().Size, ierr)
+			}
+			if i < n {
 				return Answer{}, fmt.Errorf("%w: document %s is log entry %d, not yet covered by a published checkpoint (%d entries)", ErrUnavailable, digest, i, s.Checkpoint().Size)
 			}
 			return Answer{}, fmt.Errorf("%w: the index maps %s to log entry %d, beyond the log's %d entries", ErrIndexCorrupt, digest, i, s.Checkpoint().Size)

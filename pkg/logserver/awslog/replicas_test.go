@@ -245,9 +245,7 @@ func TestLogReplicasAWS(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range []*replica{a, b} {
-		if out := r.output(); strings.Contains(out, sh.db.Password) || strings.Contains(out, sh.s3.SecretKey) {
-			t.Fatalf("replica %s printed a secret:\n%s", r.name, out)
-		}
+		sh.noSecret(t, "replica "+r.name+"'s output", r.output())
 		if !strings.Contains(r.output(), "S3 bucket "+sh.bucket) {
 			t.Errorf("replica %s does not say where its log is:\n%s", r.name, r.output())
 		}
@@ -422,39 +420,74 @@ func TestLogReplicasAWS(t *testing.T) {
 		}
 	}
 
-	// 6. stepseal log audit rebuilds the index from the log through
+	// 6. The database, then the bucket, stopped for 5 s and started
+	// again under a burst of writers (outage_test.go).
+	got, sameDigest := outages(t, sh, a2, b)
+	all = append(all, got...)
+	same[sameDigest] = true
+	checkUnique(t, all)
+
+	// 7. stepseal log audit rebuilds the index from the log through
 	// either replica and agrees with both replicas' searches.
 	for _, r := range []*replica{a2, b} {
-		out, err := exec.Command(filepath.Join(sh.bin, "stepseal"), "-o", "json", "log", "audit", "--server", r.url,
-			"--log-key", filepath.Join(sh.base, "key", "log.pub"), "--index", filepath.Join(t.TempDir(), "audit.db")).CombinedOutput()
-		if err != nil {
-			t.Fatalf("log audit via %s: %v\n%s", r.name, err, out)
-		}
-		var rep struct {
-			TreeSize uint64            `json:"treeSize"`
-			Entries  uint64            `json:"entriesVerified"`
-			Results  int               `json:"resultsCompared"`
-			Aliases  map[string]string `json:"aliases"`
-			OK       bool              `json:"ok"`
-		}
-		if err := json.Unmarshal(out, &rep); err != nil || !rep.OK || rep.Entries != rep.TreeSize || rep.TreeSize < uint64(len(all)) {
-			t.Fatalf("log audit via %s: %v\n%s", r.name, err, out)
-		}
-		// The documents posted to both replicas at once are one leaf
-		// each: the replicas' claims decided which one appended.
-		for i, d := range rep.Aliases {
-			if same[d] {
-				t.Errorf("log audit via %s: %s, posted to both replicas at once, is also log entry %s", r.name, d, i)
-			}
-		}
-		// Every leaf is an acknowledged document or a repeat of one
-		// (an alias: a document two replicas appended at once, or
-		// one whose first writer was killed before answering).
-		if got := rep.TreeSize - uint64(len(rep.Aliases)); got != uint64(len(all)) {
-			t.Fatalf("log audit via %s: %d entries, %d aliases: %d documents, %d acknowledged", r.name, rep.TreeSize, len(rep.Aliases), got, len(all))
-		}
-		t.Logf("log audit via %s: PASS, %d entries verified (%d repeats of a document, resolved to its first entry), %d search results compared", r.name, rep.Entries, len(rep.Aliases), rep.Results)
+		sh.audit(t, r, all, same)
+		sh.noSecret(t, "replica "+r.name+"'s output", r.output())
 	}
+}
+
+// noSecret fails if text, what a replica or a writer was told, holds the
+// database password or the S3 secret key.
+func (sh *shared) noSecret(t *testing.T, what, text string) {
+	t.Helper()
+	if strings.Contains(text, sh.db.Password) || strings.Contains(text, sh.s3.SecretKey) {
+		t.Fatalf("%s holds a secret:\n%s", what, text)
+	}
+}
+
+// audit runs stepseal log audit through r: it rebuilds the index from the
+// log and agrees with r's searches; every leaf is an acknowledged document
+// of all or a repeat of one, and none of the documents in same is
+// repeated.
+func (sh *shared) audit(t *testing.T, r *replica, all []acked, same map[string]bool) {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(sh.bin, "stepseal"), "-o", "json", "log", "audit", "--server", r.url,
+		"--log-key", filepath.Join(sh.base, "key", "log.pub"), "--index", filepath.Join(t.TempDir(), "audit.db")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("log audit via %s: %v\n%s", r.name, err, out)
+	}
+	var rep struct {
+		TreeSize uint64            `json:"treeSize"`
+		Entries  uint64            `json:"entriesVerified"`
+		Results  int               `json:"resultsCompared"`
+		Aliases  map[string]string `json:"aliases"`
+		OK       bool              `json:"ok"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil || !rep.OK || rep.Entries != rep.TreeSize || rep.TreeSize < uint64(len(all)) {
+		t.Fatalf("log audit via %s: %v\n%s", r.name, err, out)
+	}
+	// The documents posted to both replicas at once are one leaf
+	// each: the replicas' claims decided which one appended.
+	for i, d := range rep.Aliases {
+		if same[d] {
+			t.Errorf("log audit via %s: %s, posted to both replicas at once, is also log entry %s", r.name, d, i)
+		}
+	}
+	// Every leaf is an acknowledged document or a repeat of one
+	// (an alias: a document two replicas appended at once, or
+	// one whose first writer was killed before answering).
+	if got := rep.TreeSize - uint64(len(rep.Aliases)); got != uint64(len(distinct(all))) {
+		t.Fatalf("log audit via %s: %d entries, %d aliases: %d documents, %d acknowledged", r.name, rep.TreeSize, len(rep.Aliases), got, len(distinct(all)))
+	}
+	t.Logf("log audit via %s: PASS, %d entries verified (%d repeats of a document, resolved to its first entry), %d search results compared", r.name, rep.Entries, len(rep.Aliases), rep.Results)
+}
+
+// distinct is the acknowledged documents of all, each once.
+func distinct(all []acked) map[string]bool {
+	m := map[string]bool{}
+	for _, e := range all {
+		m[e.digest] = true
+	}
+	return m
 }
 
 // checkUnique fails if two acknowledged documents share an index or one
