@@ -29,7 +29,10 @@ NAME/<relative path>, NAME being the workspace name the layout uses) or an
 absolute path. After the paths, "--exclude" starts the in-toto-run exclude
 patterns. The measurement document goes to stdout as one line of JSON, its
 sha256 to --result-file; the stepseal controller reads both back and signs the
-step's link. Nothing here holds or needs a key.`,
+step's link. Nothing here holds or needs a key. stop first waits until the
+first whole second at least 0.5 s after it started (0.5-1.5 s), so that the
+controller can tell from Tekton's whole-second status that the measured step's
+container had exited before hashing began.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Kind = kind
 			if i := slices.Index(args, "--exclude"); i >= 0 {
