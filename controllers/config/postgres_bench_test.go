@@ -16,9 +16,7 @@ import (
 	"github.com/stepseal/stepseal/controllers/taskrun"
 	"github.com/stepseal/stepseal/internal/kubetest"
 	"github.com/stepseal/stepseal/pkg/store"
-	"github.com/stepseal/stepseal/pkg/store/pgstore"
 	"github.com/stepseal/stepseal/pkg/store/pgstore/pgtest"
-	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
 // TestBenchReplicasPostgres measures TaskRuns signed per second on the
@@ -71,17 +69,12 @@ func TestBenchReplicasPostgres(t *testing.T) {
 				replicas, counts, n, len(steps), created.Round(time.Millisecond), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(),
 				float64(n*(len(steps)+1))/elapsed.Seconds(), signed, load)
 
-			client := tlog.NewClient(filepath.Join(pgb.logDir, "log"), pgb.key.Verifier)
-			st, err := pgstore.Open(ctx, pgb.dsn, pgstore.ReadOnly(client), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close(ctx)
+			st := pgb.readOnly(ctx, t)
 			all, err := st.List(ctx, store.Filter{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			cp, err := client.Checkpoint(ctx)
+			cp, err := pgb.logClient().Checkpoint(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}

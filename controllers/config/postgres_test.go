@@ -44,7 +44,6 @@ func TestTwoReplicasPostgres(t *testing.T) {
 	dir := t.TempDir()
 
 	pgb := configurePostgres(t, s, pg, pg.NewDatabase(t), dir, nil)
-	dsn, logDir, key := pgb.dsn, pgb.logDir, pgb.key
 
 	a := startController(t, bin, kubeconfig, dir, "replica-a")
 	waitTaskRunLeases(ctx, t, s.kube, le.Buckets, func(holders map[string]string) (string, bool) { return sameHolder(holders) })
@@ -82,12 +81,7 @@ func TestTwoReplicasPostgres(t *testing.T) {
 
 	// Read the store as a verifier does: the database and the log's public
 	// key, nothing the replicas hold.
-	client := tlog.NewClient(filepath.Join(logDir, "log"), key.Verifier)
-	st, err := pgstore.Open(ctx, dsn, pgstore.ReadOnly(client), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
+	st := pgb.readOnly(ctx, t)
 	verifyEntries(ctx, t, s.tekton, ns, st, s.key.pub)
 	tw.ExactlyOnce(ctx, t, s.tekton, ns, n)
 
@@ -95,7 +89,7 @@ func TestTwoReplicasPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := client.Checkpoint(ctx)
+	cp, err := pgb.logClient().Checkpoint(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +129,23 @@ type pgBackend struct {
 	dsn    string
 	logDir string
 	key    tlog.Key
+}
+
+// logClient reads the backend's log with its public key only.
+func (pgb pgBackend) logClient() *tlog.Client {
+	return tlog.NewClient(filepath.Join(pgb.logDir, "log"), pgb.key.Verifier)
+}
+
+// readOnly opens the database read-only, every row re-verified against the
+// backend's log (logClient); closed when the test ends.
+func (pgb pgBackend) readOnly(ctx context.Context, t *testing.T) *pgstore.Store {
+	t.Helper()
+	st, err := pgstore.Open(ctx, pgb.dsn, pgstore.ReadOnly(pgb.logClient()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	return st
 }
 
 // configurePostgres points stepseal-config at the postgres backend: the DSN
@@ -222,12 +233,7 @@ func TestPostgresOutageController(t *testing.T) {
 	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, before+during)
 	t.Logf("%d TaskRuns signed %v after PostgreSQL came back", during, time.Since(restarted).Round(time.Millisecond))
 
-	client := tlog.NewClient(filepath.Join(pgb.logDir, "log"), pgb.key.Verifier)
-	st, err := pgstore.Open(ctx, pgb.dsn, pgstore.ReadOnly(client), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
+	st := pgb.readOnly(ctx, t)
 	verifyEntries(ctx, t, s.tekton, ns, st, s.key.pub)
 	tw.ExactlyOnce(ctx, t, s.tekton, ns, before+during)
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +17,6 @@ import (
 	"github.com/stepseal/stepseal/pkg/store"
 	"github.com/stepseal/stepseal/pkg/store/pgstore"
 	"github.com/stepseal/stepseal/pkg/store/pgstore/pgtest"
-	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
 // TestChaosFourReplicasPostgresDir runs four replicas of the controller binary
@@ -97,19 +95,14 @@ func TestChaosFourReplicasPostgresDir(t *testing.T) {
 	kubetest.WaitTaskRunsSigned(ctx, t, s.tekton, ns, created)
 	elapsed := time.Since(start)
 
-	client := tlog.NewClient(filepath.Join(pgb.logDir, "log"), pgb.key.Verifier)
-	st, err := pgstore.Open(ctx, pgb.dsn, pgstore.ReadOnly(client), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
+	st := pgb.readOnly(ctx, t)
 	verifyEntries(ctx, t, s.tekton, ns, st, s.key.pub)
 	tw.ExactlyOnce(ctx, t, s.tekton, ns, created)
 	all, err := st.List(ctx, store.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := client.Checkpoint(ctx)
+	cp, err := pgb.logClient().Checkpoint(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

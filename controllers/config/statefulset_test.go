@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +19,7 @@ import (
 
 	"github.com/stepseal/stepseal/controllers/ordinal"
 	"github.com/stepseal/stepseal/internal/kubetest"
-	"github.com/stepseal/stepseal/pkg/store/pgstore"
 	"github.com/stepseal/stepseal/pkg/store/pgstore/pgtest"
-	"github.com/stepseal/stepseal/pkg/tlog"
 )
 
 // TestStatefulSetOrdinals runs the controller binary in the StatefulSet mode
@@ -125,12 +122,7 @@ func TestStatefulSetOrdinals(t *testing.T) {
 		t.Errorf("Lease %s exists in the StatefulSet mode (holder %v)", l.Name, l.Spec.HolderIdentity)
 	}
 
-	client := tlog.NewClient(filepath.Join(pgb.logDir, "log"), pgb.key.Verifier)
-	st, err := pgstore.Open(ctx, pgb.dsn, pgstore.ReadOnly(client), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
+	st := pgb.readOnly(ctx, t)
 	verifyEntries(ctx, t, s.tekton, ns, st, s.key.pub)
 	tw.ExactlyOnce(ctx, t, s.tekton, ns, 40)
 
